@@ -1,0 +1,102 @@
+"""``ironmap`` entry point: the BIDS-App form plus helper subcommands.
+
+``ironmap BIDS_DIR OUTPUT_DIR participant|group [options]`` runs an analysis level;
+``ironmap SUBCOMMAND ...`` runs a helper (``r2star``, ``simulate``, ``demo``, ``import-dicom``,
+``lesions``). Each helper lives in its own module exposing ``add_arguments(parser)`` and
+``run(args) -> int``; modules are imported only when their subcommand is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from importlib import import_module
+
+from ironmap import __version__
+
+#: subcommand -> (module, one-line help)
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "r2star": ("ironmap.cli.r2star", "compute an R2* map from multi-echo GRE NIfTI files"),
+    "simulate": ("ironmap.cli.simulate", "write a synthetic multicenter MS cohort (BIDS + truth)"),
+    "demo": ("ironmap.cli.demo", "simulate a small cohort, run both levels and the report"),
+    "import-dicom": ("ironmap.cli.import_dicom", "convert DICOM to BIDS with de-identification"),
+    "lesions": ("ironmap.cli.lesions", "semi-automatic lesion outlining on FLAIR"),
+}
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_PARTIAL = 3  # some participants failed, the others finished
+
+
+def setup_logging(verbosity: int = 0) -> None:
+    """Log to stderr; INFO by default, DEBUG with -v, WARNING with -q."""
+    level = logging.INFO - 10 * verbosity
+    logging.basicConfig(level=max(level, logging.DEBUG), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S", force=True)
+    for noisy in ("distributed", "tornado", "matplotlib", "PIL", "asyncio"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, level))
+
+
+def add_common(parser: argparse.ArgumentParser) -> None:
+    """Options every command has."""
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more log output (-vv for debug)")
+    parser.add_argument("-q", "--quiet", action="count", default=0, help="less log output")
+
+
+def build_subcommand_parser(name: str) -> tuple[argparse.ArgumentParser, object]:
+    """Parser and module of one helper subcommand."""
+    module_name, help_text = SUBCOMMANDS[name]
+    module = import_module(module_name)
+    parser = argparse.ArgumentParser(prog=f"ironmap {name}", description=help_text)
+    module.add_arguments(parser)
+    add_common(parser)
+    return parser, module
+
+
+def top_level_help() -> str:
+    lines = [
+        f"ironmap {__version__}: brain iron (R2*) mapping for multicenter MRI studies",
+        "",
+        "usage: ironmap BIDS_DIR OUTPUT_DIR {participant,group} [options]",
+        "       ironmap SUBCOMMAND [options]",
+        "",
+        "analysis levels (BIDS-App): see `ironmap BIDS_DIR OUTPUT_DIR participant --help`",
+        "",
+        "subcommands:",
+    ]
+    lines += [f"  {name:<14}{text}" for name, (_, text) in SUBCOMMANDS.items()]
+    lines += ["", "`ironmap SUBCOMMAND --help` shows a subcommand's options."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(top_level_help())
+        return EXIT_OK if argv else EXIT_USAGE
+    if argv[0] == "--version":
+        print(f"ironmap {__version__}")
+        return EXIT_OK
+    if argv[0] in SUBCOMMANDS:
+        parser, module = build_subcommand_parser(argv[0])
+        args = parser.parse_args(argv[1:])
+    else:
+        module = import_module("ironmap.cli.bidsapp")
+        parser = module.build_parser()
+        add_common(parser)
+        args = parser.parse_args(argv)
+    setup_logging(args.verbose - args.quiet)
+    try:
+        return int(module.run(args))
+    except KeyboardInterrupt:
+        logging.getLogger("ironmap").error("interrupted")
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Pure array and table math (numpy/scipy/pandas/statsmodels only; no files)."""

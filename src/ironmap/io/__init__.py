@@ -1,0 +1,1 @@
+"""The only package that opens, globs or names files."""

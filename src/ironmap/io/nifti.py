@@ -1,0 +1,119 @@
+"""Load and save NIfTI images with one dtype/header policy, plus JSON sidecars."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+
+from ironmap.io.atomic import atomic_path, write_json
+
+
+class ImageError(ValueError):
+    """A file that is not a readable NIfTI image, or whose content is unusable."""
+
+
+def sidecar_path(image_path: str | os.PathLike) -> Path:
+    """``x.nii.gz`` / ``x.nii`` -> ``x.json``."""
+    p = Path(image_path)
+    name = p.name
+    for ext in (".nii.gz", ".nii"):
+        if name.endswith(ext):
+            return p.with_name(name[: -len(ext)] + ".json")
+    return p.with_suffix(".json")
+
+
+def load_image(path: str | os.PathLike) -> nib.Nifti1Image:
+    """Load a NIfTI image and check that its data can be read completely.
+
+    Raises
+    ------
+    ImageError
+        Naming the file, when it is missing, not NIfTI, or truncated.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise ImageError(f"{p}: file not found")
+    try:
+        img = nib.load(str(p))
+        if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
+            raise ImageError(f"{p}: not a NIfTI image ({type(img).__name__})")
+        img.get_fdata(dtype=np.float32)  # forces a full read: truncated files fail here
+    except ImageError:
+        raise
+    except Exception as exc:  # nibabel raises many types for broken files
+        raise ImageError(f"{p}: not a readable NIfTI image ({exc})") from exc
+    return img
+
+
+def load_array(path: str | os.PathLike, dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(data, affine)`` of a NIfTI file (scaling applied)."""
+    img = load_image(path)
+    return np.asarray(img.get_fdata(dtype=np.float64), dtype=dtype), img.affine.copy()
+
+
+def read_sidecar(image_path: str | os.PathLike) -> dict[str, Any]:
+    """Read the JSON sidecar beside an image; empty dict when absent."""
+    sc = sidecar_path(image_path)
+    if not sc.exists():
+        return {}
+    try:
+        return json.loads(sc.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ImageError(f"{sc}: invalid JSON ({exc})") from exc
+
+
+def save_image(
+    data: np.ndarray,
+    affine: np.ndarray,
+    path: str | os.PathLike,
+    *,
+    dtype=None,
+    sidecar: dict[str, Any] | None = None,
+    zooms: tuple[float, ...] | None = None,
+) -> Path:
+    """Save an array as NIfTI atomically (and its JSON sidecar, if given).
+
+    Float data are written as float32 with NaN kept (NaN marks failed voxels, never 0);
+    integer/bool data as the given or a fitting integer type. sform and qform both get code 1
+    (scanner). The header is deterministic, so identical inputs give byte-identical files.
+    """
+    arr = np.asarray(data)
+    if dtype is None:
+        if arr.dtype == bool:
+            dtype = np.uint8
+        elif np.issubdtype(arr.dtype, np.floating):
+            dtype = np.float32
+        else:
+            dtype = arr.dtype
+    arr = arr.astype(dtype, copy=False)
+    img = nib.Nifti1Image(arr, np.asarray(affine, dtype=float))
+    img.header.set_data_dtype(dtype)
+    img.set_sform(affine, code=1)
+    img.set_qform(affine, code=1)
+    img.header["xyzt_units"] = 2 + 8  # mm, s
+    if zooms is not None:
+        img.header.set_zooms(zooms)
+    p = Path(path)
+    with atomic_path(p) as tmp:
+        _save_deterministic(img, tmp)
+    if sidecar is not None:
+        write_json(sidecar_path(p), sidecar)
+    return p
+
+
+def _save_deterministic(img: nib.Nifti1Image, path: Path) -> None:
+    """Save without a gzip timestamp so that the same data give the same bytes."""
+    import gzip
+
+    if path.name.endswith(".gz"):
+        raw = img.to_bytes()
+        with open(path, "wb") as fh, gzip.GzipFile(fileobj=fh, mode="wb", mtime=0,
+                                                   filename="", compresslevel=6) as gz:
+            gz.write(raw)
+    else:
+        img.to_filename(str(path))

@@ -1,0 +1,1 @@
+"""Figures (data -> Figure) and HTML reports from templates."""

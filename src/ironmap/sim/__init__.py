@@ -1,0 +1,1 @@
+"""The digital multicenter MS cohort: phantom anatomy, signal models, truth (arrays only)."""

@@ -1,0 +1,1 @@
+"""Images in memory (arrays + affines): grids, registration, label transport."""
