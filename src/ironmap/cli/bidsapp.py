@@ -1,0 +1,130 @@
+"""BIDS-App form: ``ironmap BIDS_DIR OUTPUT_DIR participant|group [options]``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from ironmap.workflows.config import RunConfig
+
+log = logging.getLogger(__name__)
+
+
+def _strip(prefix: str, values) -> tuple[str, ...]:
+    return tuple(v[len(prefix):] if v.startswith(prefix) else v for v in (values or ()))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The analysis-level parser; options map 1:1 onto :class:`RunConfig`."""
+    p = argparse.ArgumentParser(
+        prog="ironmap",
+        description="Brain iron (R2*) mapping: BIDS dataset in, BIDS derivatives, tables, "
+        "figures and an HTML report out.",
+    )
+    p.add_argument("bids_dir", type=Path, help="the BIDS dataset (raw data)")
+    p.add_argument("output_dir", type=Path, help="where the derivative dataset is written")
+    p.add_argument("analysis_level", choices=["participant", "group"])
+    p.add_argument("--participant-label", nargs="+", default=[],
+                   help="participants to process (with or without 'sub-'); default: all")
+    p.add_argument("--session-label", nargs="+", default=[],
+                   help="sessions to process (with or without 'ses-'); default: all")
+    g = p.add_argument_group("participant level")
+    g.add_argument("--masks", nargs="+", type=Path, default=[],
+                   help="derivative dataset(s) with rater deep-GM _dseg and lesion masks")
+    g.add_argument("--method", default="auto",
+                   help="R2* estimator: auto (two_point for 2 echoes, nonlinear for more), "
+                   "two_point, loglinear, wls, nonlinear, rician, arlo")
+    g.add_argument("--registration", choices=["rigid", "affine"], default="affine",
+                   help="FLAIR/GRE -> T1w transform model (default affine, as the seed study)")
+    g.add_argument("--erosion", type=int, default=1, dest="erosion_voxels",
+                   help="erode region masks by this many voxels on the R2* grid (default 1)")
+    g.add_argument("--t2star", action="store_true", dest="write_t2star",
+                   help="also write T2* maps (seconds)")
+    g.add_argument("--volumes", action="store_true",
+                   help="measure tissue volumes (GM, cortical GM, WM, CSF) from the T1w")
+    g.add_argument("--atlas", type=Path, default=None,
+                   help="atlas folder for automatic deep-GM labels when no rater masks exist")
+    g.add_argument("--nprocs", type=int, default=1,
+                   help="participants processed in parallel on this machine (Dask LocalCluster)")
+    g.add_argument("--dask-scheduler", default=None,
+                   help="address of an existing Dask scheduler, e.g. tcp://127.0.0.1:8786")
+    g.add_argument("--work-dir", type=Path, default=None, help="scratch folder")
+    g.add_argument("--overwrite", action="store_true",
+                   help="recompute participants even when their outputs are up to date")
+    h = p.add_argument_group("group level")
+    h.add_argument("--control-label", default="HC",
+                   help="value of the group column that marks healthy controls (default HC)")
+    h.add_argument("--group-column", default="group",
+                   help="participants.tsv column holding the diagnosis/phenotype")
+    h.add_argument("--reference-age", type=float, default=None,
+                   help="age (years) R2* is adjusted to (default: controls' mean age)")
+    h.add_argument("--config", type=Path, default=None, dest="study_config",
+                   help="study.toml with column names and thresholds")
+    h.add_argument("--fdr", action="store_true",
+                   help="Benjamini-Hochberg FDR correction across regions")
+    h.add_argument("--per-site-agecorr", action="store_true",
+                   help="fit the age model per site")
+    h.add_argument("--no-report", action="store_false", dest="report",
+                   help="skip the HTML report")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """Map parsed arguments onto a :class:`RunConfig`."""
+    return RunConfig(
+        bids_dir=args.bids_dir.resolve(),
+        output_dir=args.output_dir.resolve(),
+        analysis_level=args.analysis_level,
+        participant_label=_strip("sub-", args.participant_label),
+        session_label=_strip("ses-", args.session_label),
+        masks=tuple(m.resolve() for m in args.masks),
+        method=args.method,
+        registration=args.registration,
+        erosion_voxels=args.erosion_voxels,
+        write_t2star=args.write_t2star,
+        volumes=args.volumes,
+        atlas=args.atlas,
+        nprocs=args.nprocs,
+        dask_scheduler=args.dask_scheduler,
+        work_dir=args.work_dir,
+        overwrite=args.overwrite,
+        control_label=args.control_label,
+        group_column=args.group_column,
+        reference_age=args.reference_age,
+        study_config=args.study_config,
+        fdr=args.fdr,
+        per_site_agecorr=args.per_site_agecorr,
+        report=args.report,
+    )
+
+
+def validate_dirs(cfg: RunConfig) -> str | None:
+    """Return an error message when the folders are unusable, else None."""
+    if not cfg.bids_dir.is_dir():
+        return f"{cfg.bids_dir}: BIDS dataset folder not found"
+    if not (cfg.bids_dir / "dataset_description.json").exists():
+        return f"{cfg.bids_dir}: not a BIDS dataset (no dataset_description.json)"
+    out, raw = cfg.output_dir, cfg.bids_dir
+    if out == raw:
+        return "OUTPUT_DIR must differ from BIDS_DIR"
+    if raw in out.parents and not (raw / "derivatives") in (out, *out.parents):
+        return (f"{out}: OUTPUT_DIR inside the raw BIDS tree is refused; "
+                f"use {raw / 'derivatives' / 'ironmap'} or a folder outside it")
+    return None
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the requested analysis level."""
+    cfg = config_from_args(args)
+    problem = validate_dirs(cfg)
+    if problem:
+        log.error(problem)
+        return 2
+    if cfg.analysis_level == "participant":
+        from ironmap.workflows.participant import run_participant_level
+
+        return run_participant_level(cfg)
+    from ironmap.workflows.group import run_group_level
+
+    return run_group_level(cfg)

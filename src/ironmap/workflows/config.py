@@ -1,0 +1,59 @@
+"""Frozen run configuration, mapped 1:1 from the BIDS-App command line.
+
+Written to ``OUTPUT_DIR/logs/`` for provenance. Add fields at the end, always with defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything an analysis level needs to know (no globals elsewhere)."""
+
+    bids_dir: Path
+    output_dir: Path
+    analysis_level: str  # "participant" | "group"
+    participant_label: tuple[str, ...] = ()
+    session_label: tuple[str, ...] = ()
+    # participant level ------------------------------------------------------------------
+    masks: tuple[Path, ...] = ()  # derivative datasets with _dseg / _label-lesion_mask
+    method: str = "auto"  # R2* estimator, see ironmap.core.relaxometry
+    registration: str = "affine"  # "rigid" | "affine"
+    erosion_voxels: int = 1
+    write_t2star: bool = False
+    volumes: bool = False  # tissue volumes from the T1w (issue: volumes)
+    atlas: Path | None = None  # atlas folder for automatic deep-GM labels
+    nprocs: int = 1
+    dask_scheduler: str | None = None
+    work_dir: Path | None = None
+    overwrite: bool = False
+    # group level ------------------------------------------------------------------------
+    control_label: str = "HC"
+    group_column: str = "group"
+    reference_age: float | None = None  # default: controls' mean age
+    study_config: Path | None = None  # study.toml
+    fdr: bool = False
+    per_site_agecorr: bool = False
+    report: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready dict (paths as strings)."""
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Path):
+                value = str(value)
+            elif isinstance(value, tuple):
+                value = [str(v) for v in value]
+            out[f.name] = value
+        return out
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), indent=2, sort_keys=True)
