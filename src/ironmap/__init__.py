@@ -22,8 +22,8 @@ __all__ = ["__version__", "fit_r2star", "stats", "agecorr"]
 
 _LAZY = {
     "fit_r2star": ("ironmap.core.relaxometry", "fit_r2star"),
-    "stats": ("ironmap.core.stats", None),
-    "agecorr": ("ironmap.core.agecorr", None),
+    "stats": ("ironmap.stats", None),
+    "agecorr": ("ironmap.agecorr", None),
 }
 
 

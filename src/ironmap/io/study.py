@@ -1,0 +1,137 @@
+"""Study-level inputs: ``participants.tsv`` (+ ``.json``) and the optional ``study.toml``.
+
+``study.toml`` (every key optional; command-line options win over it)::
+
+    [columns]                 # participants.tsv column names
+    group = "group"
+    age = "age"
+    sex = "sex"
+    site = "site"
+    disease_duration = "disease_duration"
+    edss = "edss"
+    cortical_gm = "cortical_gm_cm3"   # used when OUTPUT_DIR/group/volumes.tsv is absent
+    wm = "wm_cm3"
+
+    [groups]
+    control = "HC"
+    patients_label = "MS"      # row of all patients in Table 1/2
+    phenotypes = ["CIS", "RRMS", "SPMS", "PPMS", "MS"]
+
+    [agecorr]
+    reference_age = 32.0       # default: the controls' mean age
+    min_controls = 6
+    max_rel_se_b = 0.5
+    per_site = false
+
+    [stats]
+    value = "r2star_mean"      # regional_r2star.tsv column that is analysed
+    alpha = 0.05
+    normality_alpha = 0.05
+    correlation = "auto"       # auto | pearson | spearman
+    p_enter = 0.05
+    p_remove = 0.10
+    fdr = false
+    site_covariate = false
+    mixed_model = true
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ironmap.core.tables import GroupSettings
+from ironmap.io.tables import read_tsv
+
+__all__ = ["DEFAULT_COLUMNS", "read_participants", "read_study_config", "group_settings",
+           "read_group_table"]
+
+#: Canonical name -> participants.tsv column.
+DEFAULT_COLUMNS: dict[str, str] = {
+    "group": "group", "age": "age", "sex": "sex", "site": "site",
+    "disease_duration": "disease_duration", "edss": "edss",
+    "cortical_gm": "cortical_gm_cm3", "wm": "wm_cm3",
+}
+
+_KNOWN = {"columns", "groups", "agecorr", "stats"}
+
+
+def read_participants(bids_dir: str | os.PathLike) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """``participants.tsv`` (all columns as read) and its JSON dictionary (``{}`` if absent)."""
+    path = Path(bids_dir) / "participants.tsv"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: participants.tsv not found (needed for the group "
+                                "level: group, age, sex, site)")
+    df = pd.read_csv(path, sep="\t", dtype=str, na_values=["n/a"], keep_default_na=False)
+    sidecar = path.with_suffix(".json")
+    meta = json.loads(sidecar.read_text(encoding="utf-8")) if sidecar.exists() else {}
+    return df, meta
+
+
+def read_study_config(path: str | os.PathLike | None) -> dict[str, Any]:
+    """Parse ``study.toml`` (``{}`` for None); unknown tables are refused by name."""
+    if path is None:
+        return {}
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"{p}: study configuration not found")
+    with p.open("rb") as fh:
+        try:
+            data = tomllib.load(fh)
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"{p}: not valid TOML ({exc})") from exc
+    unknown = set(data) - _KNOWN
+    if unknown:
+        raise ValueError(f"{p}: unknown section(s) {sorted(unknown)}; known: {sorted(_KNOWN)}")
+    return data
+
+
+def group_settings(study: dict[str, Any], *, control_label: str = "HC",
+                   group_column: str = "group", reference_age: float | None = None,
+                   fdr: bool = False, per_site: bool = False
+                   ) -> tuple[GroupSettings, dict[str, str]]:
+    """Merge defaults, ``study.toml`` and command-line values into settings and columns.
+
+    Command-line values that differ from their defaults override the file.
+    """
+    columns = {**DEFAULT_COLUMNS, **study.get("columns", {})}
+    if group_column != "group":
+        columns["group"] = group_column
+    groups, agec, stats = (study.get(k, {}) for k in ("groups", "agecorr", "stats"))
+    defaults = GroupSettings()
+    settings = GroupSettings(
+        control=control_label if control_label != "HC" else groups.get("control", "HC"),
+        patients_label=groups.get("patients_label", defaults.patients_label),
+        phenotypes=tuple(groups.get("phenotypes", defaults.phenotypes)),
+        alpha=float(stats.get("alpha", defaults.alpha)),
+        normality_alpha=float(stats.get("normality_alpha", defaults.normality_alpha)),
+        correlation_method=stats.get("correlation", defaults.correlation_method),
+        p_enter=float(stats.get("p_enter", defaults.p_enter)),
+        p_remove=float(stats.get("p_remove", defaults.p_remove)),
+        fdr=fdr or bool(stats.get("fdr", False)),
+        site_covariate=bool(stats.get("site_covariate", False)),
+        mixed_model=bool(stats.get("mixed_model", True)),
+        min_controls=int(agec.get("min_controls", defaults.min_controls)),
+        max_rel_se_b=float(agec.get("max_rel_se_b", defaults.max_rel_se_b)),
+        per_site=per_site or bool(agec.get("per_site", False)),
+        reference_age=reference_age if reference_age is not None
+        else agec.get("reference_age"),
+        value_column=stats.get("value", defaults.value_column),
+    )
+    return settings, columns
+
+
+def read_group_table(group_dir: str | os.PathLike, name: str,
+                     required: bool = False) -> pd.DataFrame | None:
+    """``OUTPUT_DIR/group/<name>.tsv`` or None when absent and not ``required``."""
+    path = Path(group_dir) / f"{name}.tsv"
+    if not path.exists():
+        if required:
+            raise FileNotFoundError(f"{path}: not found; run the participant level first")
+        return None
+    return read_tsv(path)

@@ -1,0 +1,37 @@
+"""Group statistics with stated conventions (public API).
+
+- :func:`mann_whitney` (U of the first sample; exact or normal approximation, stated),
+- :func:`ttest` (Student or Welch), :func:`correlate` (Pearson, Spearman, or chosen by
+  Shapiro-Wilk), :func:`fdr_bh`,
+- :func:`stepwise` (forward stepwise OLS on partial F-tests) and :func:`ols`,
+- :func:`fit_curve` (bounded nonlinear least squares with standard errors),
+- multicenter helpers :func:`intersite_cv`, :func:`group_effects_site_adjusted`,
+  :func:`group_effects_mixed`.
+
+See ``docs/statistics.md`` for the conventions and the reference values they are tested on.
+"""
+
+from ironmap.core.multicenter import (
+    group_effects_mixed,
+    group_effects_site_adjusted,
+    intersite_cv,
+)
+from ironmap.core.nlfit import CurveFit, fit_curve
+from ironmap.core.stats import (
+    CorrelationResult,
+    MannWhitneyResult,
+    TTestResult,
+    correlate,
+    fdr_bh,
+    mann_whitney,
+    shapiro,
+    ttest,
+)
+from ironmap.core.stepwise import RegressionResult, StepwiseResult, ols, stepwise
+
+__all__ = [
+    "mann_whitney", "ttest", "correlate", "shapiro", "fdr_bh", "stepwise", "ols",
+    "fit_curve", "intersite_cv", "group_effects_site_adjusted", "group_effects_mixed",
+    "MannWhitneyResult", "TTestResult", "CorrelationResult", "RegressionResult",
+    "StepwiseResult", "CurveFit",
+]

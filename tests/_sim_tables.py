@@ -1,0 +1,47 @@
+"""A simulated cohort as participant-level tables only (a perfect participant level).
+
+Built from :func:`ironmap.sim.truth.plan_cohort`: regional R2* equals the truth the images
+would carry (site bias included), lesion load and volumes equal their generator targets.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ironmap.io.tables import write_tsv
+
+
+def write_sim_study(root: Path, counts: dict[str, int], n_sites: int, seed: int):
+    """Write ``root/bids`` (participants) and ``root/out/group`` tables; returns
+    ``(bids, out, plan, regions_truth)``."""
+    from ironmap.sim import truth
+
+    plan = truth.plan_cohort(counts, n_sites, seed)
+    bids, out = root / "bids", root / "out"
+    (out / "group").mkdir(parents=True)
+    bids.mkdir()
+    (bids / "dataset_description.json").write_text(json.dumps(
+        {"Name": "sim", "BIDSVersion": "1.9.0"}))
+    p = plan.participants
+    write_tsv(p[list(truth.PARTICIPANT_COLUMNS)], bids / "participants.tsv",
+              truth.PARTICIPANTS_JSON)
+    regions = truth.regions_table(plan)
+    reg = regions.rename(columns={"r2star_true": "r2star_mean"}).drop(
+        columns="r2star_agecorr_true")
+    reg.insert(1, "session_id", np.nan)
+    reg["n_voxels"] = 100
+    write_tsv(reg, out / "group" / "regional_r2star.tsv")
+    bias = p["site"].map(plan.sites.set_index("site")["r2star_bias"]).to_numpy()
+    write_tsv(pd.DataFrame({
+        "participant_id": p["participant_id"], "session_id": np.nan,
+        "lesion_load_cm3": np.where(p["group"] == "HC", np.nan, p["lesion_load_target"]),
+        "lesion_r2star_mean": plan.lesion_r2star * bias}), out / "group" / "lesions.tsv")
+    write_tsv(pd.DataFrame({
+        "participant_id": p["participant_id"], "session_id": np.nan,
+        "cortical_gm_norm_cm3": p["cortical_gm_norm_target"],
+        "wm_norm_cm3": p["wm_norm_target"]}), out / "group" / "volumes.tsv")
+    return bids, out, plan, regions
