@@ -1,0 +1,191 @@
+"""Speed and accuracy of the R2* estimators on a brain-masked 256x256x80 volume (run by hand).
+
+    python benchmarks/r2star.py [--rounds 5] [--snr 50] [--echoes 2 8] [--quick]
+
+Data: an ellipsoidal brain mask in a 256x256x80 matrix (about 1.5 M voxels), R2* ~ U(10, 60)
+s^-1 and S0 ~ N(1000, 100) per voxel, Rician noise with sigma = median S(TE1) / SNR, float32,
+voxel-major ``(n_voxels, n_echoes)`` as in ``../shared/research/performance-anchors.md``.
+2 echoes: TE 4.92 / 24.6 ms; 8 echoes: TE 3, 7, ..., 31 ms.
+
+Every method runs once per round, in a new random order each round; the table gives the median
+rate over rounds with [min-max]. "x floor" = time / time of one ``np.sum`` pass over the same
+stack in the same run. Per-voxel Python fits (scipy ``curve_fit`` loop, tedana ``curvefit``) run
+on a random subset and are extrapolated (marked "subset"); their accuracy is on that subset.
+bias = median(estimate - truth), MdAE = median |estimate - truth|, both in s^-1.
+tedana is optional (``pip install tedana``); it is not an ironmap dependency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import random
+import time
+import warnings
+
+import numpy as np
+
+from ironmap import fit_r2star
+
+TES = {2: np.array([4.92e-3, 24.6e-3]), 8: np.arange(3.0, 32.0, 4.0) * 1e-3}
+
+
+def brain_data(n_echoes: int, snr: float, seed: int = 0):
+    """Voxel-major float32 stack of the ellipsoidal brain, and the true R2*."""
+    rng = np.random.default_rng(seed)
+    x, y, z = np.ogrid[-1:1:256j, -1:1:256j, -1:1:80j]
+    mask = (x / 0.66) ** 2 + (y / 0.83) ** 2 + (z / 0.995) ** 2 <= 1.0
+    n = int(mask.sum())
+    r2 = rng.uniform(10, 60, n)
+    s0 = rng.normal(1000, 100, n)
+    te = TES[n_echoes]
+    nu = s0[:, None] * np.exp(-r2[:, None] * te)
+    sigma = float(np.median(nu[:, 0]) / snr)
+    noisy = np.abs(nu + sigma * rng.standard_normal(nu.shape)
+                   + 1j * sigma * rng.standard_normal(nu.shape))
+    return noisy.astype(np.float32), te, r2, sigma
+
+
+def _tedana(kind: str):
+    try:
+        from tedana.decay import fit_decay
+    except ImportError:
+        return None
+
+    def run(data, te, _sigma):
+        amask = np.full(data.shape[0], data.shape[1], dtype=int)
+        t2s = fit_decay(data, te * 1e3, amask, kind, report=False, n_threads=1)[0]
+        return 1e3 / np.asarray(t2s, dtype=float)
+
+    return run
+
+
+def _curve_fit_loop(data, te, _sigma):
+    from scipy.optimize import curve_fit
+
+    def model(t, s0, r2):
+        return s0 * np.exp(-r2 * t)
+
+    out = np.full(data.shape[0], np.nan)
+    for i, y in enumerate(np.asarray(data, dtype=float)):
+        try:
+            out[i] = curve_fit(model, te, y, p0=(y[0], 30.0))[0][1]
+        except RuntimeError:
+            pass
+    return out
+
+
+def methods(n_echoes: int, quick: bool):
+    """name -> (function(data, te, sigma) -> r2, subset size or None)."""
+    def ironmap(method, n_jobs=1, **kw):
+        return lambda d, te, s: fit_r2star(d, te, method, n_jobs=n_jobs, rmse=False,
+                                           sigma=s if method == "rician" else None,
+                                           **kw).r2star
+
+    est = ["two_point"] if n_echoes == 2 else ["loglinear", "wls", "arlo", "nonlinear"]
+    est.append("rician")
+    table = {}
+    for m in est:
+        for nj in (1, 2):
+            table[f"ironmap {m} ({nj} thr)"] = (ironmap(m, nj), None)
+    if n_echoes == 2:
+        table["ironmap nonlinear (1 thr)"] = (ironmap("nonlinear"), None)
+    table["ironmap default (auto, with RMSE map)"] = (
+        lambda d, te, s: fit_r2star(d, te).r2star, None)
+    ted_ll, ted_cf = _tedana("loglin"), _tedana("curvefit")
+    if ted_ll is not None:
+        table["tedana fit_decay loglin"] = (ted_ll, None)
+        table["tedana fit_decay curvefit"] = (ted_cf, 200 if quick else 1000)
+    table["scipy curve_fit loop"] = (_curve_fit_loop, 300 if quick else 1000)
+    return table
+
+
+def _floors(data):
+    buf = np.empty_like(data)
+    return {"floor: np.sum (one read)": (lambda d, te, s: d.sum(), None),
+            "floor: np.log into a buffer": (lambda d, te, s: np.log(d, out=buf), None)}
+
+
+def run_case(n_echoes, snr, rounds, quick, seed=0):
+    data, te, truth, sigma = brain_data(n_echoes, snr, seed)
+    rng = random.Random(seed)
+    subset_idx = np.random.default_rng(seed + 1).choice(data.shape[0], 1000, replace=False)
+    table = {**_floors(data), **methods(n_echoes, quick)}
+    for name, (func, sub) in table.items():  # warm-up: compile caches, imports
+        if name.startswith("floor") or sub is not None:
+            continue
+        func(data[:2048], te, sigma)
+    times = {name: [] for name in table}
+    results = {}
+    for _ in range(rounds):
+        names = list(table)
+        rng.shuffle(names)
+        for name in names:
+            func, sub = table[name]
+            d = data if sub is None else data[subset_idx[:sub]]
+            t0 = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                r = func(d, te, sigma)
+            times[name].append((time.perf_counter() - t0) / d.shape[0])
+            if not name.startswith("floor"):
+                results[name] = (np.asarray(r, dtype=float),
+                                 truth if sub is None else truth[subset_idx[:sub]], sub)
+    floor = np.median(times["floor: np.sum (one read)"])
+    return data, sigma, times, results, floor
+
+
+def fmt_rate(v):
+    for unit, f in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if v >= f:
+            return f"{v / f:.3g} {unit}"
+    return f"{v:.3g}"
+
+
+def report(n_echoes, snr, data, sigma, times, results, floor):
+    nvox = data.shape[0]
+    print(f"\n#### {n_echoes} echoes, SNR {snr} (sigma {sigma:.1f}), {nvox} voxels, "
+          f"{data.nbytes / 1e6:.1f} MB float32\n")
+    print("| method | n timed | vox/s median [min-max] | x floor | s / brain | bias | MdAE | "
+          "bias R2*>=50 | non-finite % |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, ts in sorted(times.items(), key=lambda kv: np.median(kv[1])):
+        rates = 1.0 / np.asarray(ts)
+        row = [name, "", f"{fmt_rate(np.median(rates))} [{fmt_rate(rates.min())} - "
+               f"{fmt_rate(rates.max())}]", f"{np.median(ts) / floor:.3g}",
+               f"{np.median(ts) * nvox:.3g}"]
+        if name in results:
+            est, truth, sub = results[name]
+            err = est - truth
+            ok = np.isfinite(err)
+            hi = ok & (truth >= 50)
+            row[1] = f"{sub} (subset)" if sub else str(nvox)
+            row += [f"{np.median(err[ok]):+.2f}", f"{np.median(np.abs(err[ok])):.2f}",
+                    f"{np.median(err[hi]):+.2f}", f"{100 * (1 - ok.mean()):.2f}"]
+        else:
+            row[1] = str(nvox)
+            row += ["", "", "", ""]
+        print("| " + " | ".join(row) + " |")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--snr", type=float, nargs="+", default=[50.0])
+    p.add_argument("--echoes", type=int, nargs="+", default=[2, 8], choices=[2, 8])
+    p.add_argument("--quick", action="store_true", help="smaller subsets for the slow fits")
+    args = p.parse_args(argv)
+    print(f"# R2* benchmark: {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} CPUs, numpy {np.__version__}, load average at start "
+          f"{os.getloadavg()}")
+    for n_echoes in args.echoes:
+        for snr in args.snr:
+            out = run_case(n_echoes, snr, args.rounds, args.quick)
+            report(n_echoes, snr, *out)
+    print(f"\nload average at end {os.getloadavg()}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

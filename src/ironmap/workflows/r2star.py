@@ -1,0 +1,268 @@
+"""Single-image R2* mapping: NIfTI echoes in, R2*/S0/flag (/T2*) maps with sidecars out."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ironmap._types import R2starFit
+from ironmap.core.qc import FLAGS_INVALID, describe_flags, failure_fraction
+from ironmap.core.relaxometry import fit_r2star
+
+LOG = logging.getLogger(__name__)
+
+#: Reference for the methods text of each estimator.
+METHOD_DESCRIPTIONS = {
+    "two_point": "closed-form two-echo estimate R2* = ln(S1/S2)/(TE2-TE1)",
+    "loglinear": "ordinary least squares on the logarithm of the signal",
+    "wls": "least squares on the logarithm of the signal weighted by the squared signal",
+    "nonlinear": "nonlinear least squares of S0*exp(-R2*·TE) on the magnitude signal",
+    "rician": "maximum-likelihood fit of S0*exp(-R2*·TE) under Rician noise",
+    "arlo": "auto-regression on linear operations (Pei et al., MRM 2015)",
+}
+
+
+class InputMismatchError(ValueError):
+    """Echo images that do not share one voxel grid."""
+
+
+def stack_echo_images(echo_images: Sequence, names: Sequence[str] | None = None
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Stack echo images into one ``(X, Y, Z, n_echoes)`` float32 array (Fortran order).
+
+    Parameters
+    ----------
+    echo_images : sequence of nibabel images
+        One 4D image (echoes along the 4th axis) or several 3D images, one per echo.
+    names : sequence of str, optional
+        Labels (file names) used in error messages.
+
+    Returns
+    -------
+    data : ndarray of shape (X, Y, Z, n_echoes), float32
+    affine : ndarray of shape (4, 4)
+
+    Raises
+    ------
+    InputMismatchError
+        Echoes of different shape or affine.
+    """
+    imgs = list(echo_images)
+    names = list(names) if names is not None else [f"echo {k + 1}" for k in range(len(imgs))]
+    if len(imgs) == 1 and len(imgs[0].shape) == 4:
+        return np.asarray(imgs[0].get_fdata(dtype=np.float32)), imgs[0].affine.copy()
+    ref_shape, ref_aff = tuple(imgs[0].shape), imgs[0].affine
+    for img, name in zip(imgs[1:], names[1:], strict=True):
+        if tuple(img.shape) != ref_shape:
+            raise InputMismatchError(f"{name}: shape {tuple(img.shape)} differs from "
+                                     f"{names[0]} {ref_shape}")
+        if not np.allclose(img.affine, ref_aff, atol=1e-3):
+            raise InputMismatchError(f"{name}: affine differs from {names[0]}; echoes must "
+                                     "share one voxel grid")
+    if len(ref_shape) != 3:
+        raise InputMismatchError(f"{names[0]}: expected 3D echo images, got shape {ref_shape}")
+    data = np.empty((*ref_shape, len(imgs)), dtype=np.float32, order="F")
+    for k, img in enumerate(imgs):
+        data[..., k] = img.get_fdata(dtype=np.float32)
+    return data, ref_aff.copy()
+
+
+def fit_images(echo_images, echo_times, method: str = "auto", mask_image=None,
+               **opts) -> tuple[R2starFit, np.ndarray]:
+    """Fit R2* on nibabel echo images.
+
+    Parameters
+    ----------
+    echo_images : nibabel image or sequence of images
+        A 4D image or one 3D image per echo (same shape and affine).
+    echo_times : sequence of float
+        Echo times in s.
+    method : str
+        Estimator, see :func:`ironmap.core.relaxometry.fit_r2star`.
+    mask_image : nibabel image, optional
+        Voxels to fit (non-zero), on the echoes' grid.
+    **opts
+        Passed to :func:`~ironmap.core.relaxometry.fit_r2star`.
+
+    Returns
+    -------
+    (R2starFit, affine)
+    """
+    if hasattr(echo_images, "affine"):
+        echo_images = [echo_images]
+    data, affine = stack_echo_images(echo_images, opts.pop("names", None))
+    mask = None
+    if mask_image is not None:
+        if tuple(mask_image.shape[:3]) != data.shape[:3] or not np.allclose(
+                mask_image.affine, affine, atol=1e-3):
+            raise InputMismatchError("mask: shape or affine differs from the echoes")
+        mask = np.asanyarray(mask_image.dataobj).reshape(data.shape[:3]) > 0
+    fit = fit_r2star(data, echo_times, method, mask=mask, **opts)
+    LOG.info("R2* (%s): %d voxels, %.1f%% without a value", fit.method,
+             fit.r2star.size, 100 * failure_fraction(fit.flags))
+    return fit, affine
+
+
+def r2star_sidecar(fit: R2starFit, extra: dict[str, Any] | None = None,
+                   units: str = "1/s") -> dict[str, Any]:
+    """JSON sidecar of an R2* (or derived) map: units, estimator, echo times, provenance."""
+    from ironmap import __version__
+    from ironmap.io.outputs import command_line
+
+    side: dict[str, Any] = {
+        "Units": units,
+        "EstimationMethod": fit.method,
+        "EstimationMethodDescription": METHOD_DESCRIPTIONS.get(fit.method, fit.method),
+        "EchoTime": [float(t) for t in fit.echo_times],
+        "EchoTimeUnits": "s",
+        "InvalidValue": "NaN (see the fit-flags map)",
+        "GeneratedBy": [{"Name": "ironmap", "Version": __version__,
+                         "Command": command_line()}],
+    }
+    if fit.sigma is not None:
+        side["NoiseSigma"] = float(fit.sigma)
+    if extra:
+        side.update(extra)
+    return side
+
+
+def write_r2star_outputs(fit: R2starFit, affine, r2star_path, *, s0_path=None,
+                         flags_path=None, t2star_path=None, rmse_path=None,
+                         sidecar_extra: dict[str, Any] | None = None,
+                         overwrite: bool = True) -> list[Path]:
+    """Write the maps of a fit atomically, each with a JSON sidecar.
+
+    Parameters
+    ----------
+    fit : R2starFit
+    affine : ndarray of shape (4, 4)
+    r2star_path : path
+        ``*_R2starmap.nii.gz`` (float32, 1/s, NaN where invalid).
+    s0_path, flags_path, t2star_path, rmse_path : path, optional
+        S0 map (signal units), flag map (uint16 bit field), T2* (s), RMS residual.
+    sidecar_extra : dict, optional
+        Added to every sidecar.
+    overwrite : bool
+        When False, refuse (before writing anything) if any output exists.
+
+    Returns
+    -------
+    list of Path
+        The image paths written.
+    """
+    from ironmap.io.atomic import check_writable
+    from ironmap.io.nifti import save_image
+
+    items = [(r2star_path, fit.r2star, "1/s"), (s0_path, fit.s0, "arbitrary"),
+             (flags_path, fit.flags, None), (t2star_path, None, "s"),
+             (rmse_path, fit.rmse, "arbitrary")]
+    items = [it for it in items if it[0] is not None]
+    for path, *_ in items:
+        check_writable(path, overwrite)
+    written = []
+    for path, arr, units in items:
+        extra = dict(sidecar_extra or {})
+        if path == flags_path:
+            extra["Levels"] = {str(b): f"{n}: {d}" for b, (n, d) in describe_flags().items()}
+            extra["InvalidBits"] = int(FLAGS_INVALID)
+            side = r2star_sidecar(fit, extra, units="bit field")
+        else:
+            if path == t2star_path:
+                arr = fit.t2star
+            side = r2star_sidecar(fit, extra, units=units)
+        if arr is None:
+            continue
+        save_image(arr, affine, os.fspath(path), sidecar=side)
+        written.append(Path(path))
+    return written
+
+
+def output_paths(out: str | os.PathLike) -> dict[str, Path]:
+    """Paths of the single-image outputs for ``-o OUT``.
+
+    ``OUT`` is the R2* map (``..._R2starmap.nii.gz``) or a prefix to which ``_R2starmap.nii.gz``
+    is added; the other maps share its stem (``_S0map``, ``_desc-fitflags_mask``,
+    ``_desc-rmse_R2starmap``, ``_T2starmap``).
+    """
+    from ironmap.io.outputs import OUTPUTS
+
+    text = os.fspath(out)
+    for ext in (".nii.gz", ".nii"):
+        if text.endswith(ext):
+            text = text[: -len(ext)]
+            break
+    stem = text[: -len("_R2starmap")] if text.endswith("_R2starmap") else text
+    names = {"r2star": "r2starmap", "s0": "s0map", "flags": "fitflags", "rmse": "fitrmse",
+             "t2star": "t2starmap"}
+    return {key: Path(f"{stem}_{OUTPUTS[reg][1]}") for key, reg in names.items()}
+
+
+def resolve_echo_times(echo_paths: Sequence, te=None, te_unit: str | None = None,
+                       n_echoes: int | None = None) -> list[float]:
+    """Echo times in s from ``te`` (with its unit) or the BIDS sidecars' ``EchoTime``.
+
+    Values given without a unit that look like milliseconds (any > 0.5) are converted with a
+    warning; with ``te_unit="s"`` they are refused. Sidecar values must be in seconds (BIDS).
+    """
+    from ironmap.io.nifti import read_sidecar
+    from ironmap.units import looks_like_milliseconds, ms_to_s
+
+    if te is not None:
+        values = [float(v) for v in te]
+        if te_unit == "ms":
+            return ms_to_s(values).tolist()
+        if looks_like_milliseconds(values):
+            if te_unit == "s":
+                raise ValueError(f"--te {values} with --te-unit s: values above 0.5 s are not "
+                                 "plausible GRE echo times (milliseconds?)")
+            LOG.warning("echo times %s look like milliseconds; converted to seconds", values)
+            return ms_to_s(values).tolist()
+        return values
+    values = []
+    for path in echo_paths:
+        side = read_sidecar(path)
+        if "EchoTime" not in side:
+            raise ValueError(f"{path}: no EchoTime in its JSON sidecar; pass --te")
+        et = side["EchoTime"]
+        values.extend(et if isinstance(et, list) else [et])
+    values = [float(v) for v in values]
+    if looks_like_milliseconds(values):
+        raise ValueError(f"EchoTime {values} in the sidecars look like milliseconds; BIDS "
+                         "requires seconds (fix the sidecars or pass --te with --te-unit)")
+    return values
+
+
+def run_r2star(echo_paths: Sequence, out, *, method: str = "auto", te=None,
+               te_unit: str | None = None, mask_path=None, t2star: bool = False,
+               overwrite: bool = False, **fit_opts) -> list[Path]:
+    """Read echo NIfTI files, fit R2*, write the maps. Returns the written image paths."""
+    from ironmap.io.atomic import check_writable
+    from ironmap.io.nifti import load_image
+
+    paths = output_paths(out)
+    if not t2star:
+        paths.pop("t2star")
+    if not fit_opts.get("rmse", True):
+        paths.pop("rmse")
+    for p in paths.values():  # refuse before any work
+        check_writable(p, overwrite)
+    images = [load_image(p) for p in echo_paths]
+    n_echoes = images[0].shape[3] if len(images) == 1 and len(images[0].shape) == 4 \
+        else len(images)
+    if n_echoes < 2:
+        raise ValueError(f"{echo_paths[0]}: a single echo; R2* needs at least two")
+    times = resolve_echo_times(echo_paths, te, te_unit)
+    if len(times) != n_echoes:
+        raise ValueError(f"{len(times)} echo times for {n_echoes} echoes")
+    mask_img = load_image(mask_path) if mask_path is not None else None
+    fit, affine = fit_images(images, times, method, mask_img,
+                             names=[str(p) for p in echo_paths], **fit_opts)
+    return write_r2star_outputs(
+        fit, affine, paths["r2star"], s0_path=paths["s0"], flags_path=paths["flags"],
+        t2star_path=paths.get("t2star"), rmse_path=paths.get("rmse"), overwrite=overwrite,
+        sidecar_extra={"Sources": [os.fspath(p) for p in echo_paths]})
