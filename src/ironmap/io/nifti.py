@@ -75,12 +75,14 @@ def save_image(
     dtype=None,
     sidecar: dict[str, Any] | None = None,
     zooms: tuple[float, ...] | None = None,
+    compresslevel: int = 6,
 ) -> Path:
     """Save an array as NIfTI atomically (and its JSON sidecar, if given).
 
     Float data are written as float32 with NaN kept (NaN marks failed voxels, never 0);
     integer/bool data as the given or a fitting integer type. sform and qform both get code 1
     (scanner). The header is deterministic, so identical inputs give byte-identical files.
+    ``compresslevel`` (1-9) trades gzip speed for size.
     """
     arr = np.asarray(data)
     if dtype is None:
@@ -100,20 +102,20 @@ def save_image(
         img.header.set_zooms(zooms)
     p = Path(path)
     with atomic_path(p) as tmp:
-        _save_deterministic(img, tmp)
+        _save_deterministic(img, tmp, compresslevel)
     if sidecar is not None:
         write_json(sidecar_path(p), sidecar)
     return p
 
 
-def _save_deterministic(img: nib.Nifti1Image, path: Path) -> None:
+def _save_deterministic(img: nib.Nifti1Image, path: Path, compresslevel: int = 6) -> None:
     """Save without a gzip timestamp so that the same data give the same bytes."""
     import gzip
 
     if path.name.endswith(".gz"):
         raw = img.to_bytes()
         with open(path, "wb") as fh, gzip.GzipFile(fileobj=fh, mode="wb", mtime=0,
-                                                   filename="", compresslevel=6) as gz:
+                                                   filename="", compresslevel=compresslevel) as gz:
             gz.write(raw)
     else:
         img.to_filename(str(path))
