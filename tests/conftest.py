@@ -35,3 +35,7 @@ def require_shared(*parts: str) -> Path:
     if not p.exists():
         pytest.skip(f"real data {p} is absent")
     return p
+
+
+# Participant-level cohort shared by test_participant*.py, test_dask_cluster.py, test_resume.py
+from _participant_fixtures import reference_run, sim_cohort  # noqa: E402,F401

@@ -21,6 +21,7 @@ OUTPUTS: dict[str, tuple[str, str]] = {
     "fitrmse": ("anat", "desc-rmse_R2starmap.nii.gz"),
     "dseg_r2star": ("anat", "space-R2starmap_desc-deepgm_dseg.nii.gz"),
     "dseg_eroded": ("anat", "space-R2starmap_desc-deepgmeroded_dseg.nii.gz"),
+    "dseg_labels": ("anat", "space-R2starmap_desc-deepgm_dseg.tsv"),
     "lesion_r2star": ("anat", "space-R2starmap_label-lesion_mask.nii.gz"),
     "xfm_flair_to_t1w": ("anat", "from-FLAIR_to-T1w_mode-image_xfm.mat"),
     "xfm_megre_to_t1w": ("anat", "from-MEGRE_to-T1w_mode-image_xfm.mat"),

@@ -1,0 +1,153 @@
+"""Voxel grids: same-grid checks and resampling through world (scanner, RAS+ mm) coordinates.
+
+An image grid is its shape plus its 4x4 voxel-to-world affine (nibabel's RAS+ convention).
+Resampling maps every voxel centre of a *target* grid to world mm, through one 4x4
+``world_to_source`` matrix (target world mm -> source world mm) and into the source image's
+voxel indices. Callers compose all transforms into that one matrix first, so that an image is
+interpolated once (no double resampling).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+#: Target voxels handled per chunk when resampling (bounds the memory of the coordinate arrays).
+_CHUNK_VOXELS = 1_000_000
+
+
+def same_grid(img_a, img_b, atol: float = 1e-3) -> bool:
+    """Whether two images share a voxel grid (same 3D shape and affine within ``atol`` mm).
+
+    Parameters
+    ----------
+    img_a, img_b : nibabel spatial images
+        Only ``.shape`` and ``.affine`` are read.
+    atol : float
+        Absolute tolerance on affine entries (mm for the translation column).
+    """
+    shape_a, shape_b = tuple(img_a.shape[:3]), tuple(img_b.shape[:3])
+    if shape_a != shape_b:
+        return False
+    return bool(np.allclose(img_a.affine, img_b.affine, rtol=0.0, atol=atol))
+
+
+def _voxel_map(target_shape, target_affine, source_affine, world_to_source) -> np.ndarray:
+    """4x4 matrix mapping target voxel indices to source voxel indices (float)."""
+    w2s = np.eye(4) if world_to_source is None else np.asarray(world_to_source, dtype=float)
+    if w2s.shape != (4, 4):
+        raise ValueError(f"world_to_source must be a 4x4 matrix, got shape {w2s.shape}")
+    return np.linalg.inv(source_affine) @ w2s @ np.asarray(target_affine, dtype=float)
+
+
+def _chunks(shape: tuple[int, int, int]):
+    """Yield slices along the last axis so that each chunk has about ``_CHUNK_VOXELS`` voxels."""
+    per_slice = max(1, shape[0] * shape[1])
+    step = max(1, _CHUNK_VOXELS // per_slice)
+    for start in range(0, shape[2], step):
+        yield slice(start, min(shape[2], start + step))
+
+
+def _source_coords(vox_map: np.ndarray, shape, zslice: slice) -> np.ndarray:
+    """Source voxel coordinates, shape (3, nx, ny, nz_chunk), of a chunk of target voxels."""
+    ii, jj, kk = np.meshgrid(
+        np.arange(shape[0], dtype=float),
+        np.arange(shape[1], dtype=float),
+        np.arange(zslice.start, zslice.stop, dtype=float),
+        indexing="ij",
+    )
+    pts = np.stack([ii, jj, kk])
+    return np.einsum("ij,j...->i...", vox_map[:3, :3], pts) + vox_map[:3, 3, None, None, None]
+
+
+def _target_grid(target_img) -> tuple[tuple[int, int, int], np.ndarray]:
+    shape = tuple(int(n) for n in target_img.shape[:3])
+    return shape, np.asarray(target_img.affine, dtype=float)
+
+
+def _data3d(img, what: str) -> np.ndarray:
+    data = np.asanyarray(img.dataobj)
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise ValueError(f"{what} must be a 3D image, got shape {data.shape}")
+    return data
+
+
+def resample_labels(label_img, target_img, world_to_source=None) -> np.ndarray:
+    """Carry a label image onto a target grid by nearest-neighbour lookup (labels preserved).
+
+    Every target voxel centre is mapped to the source grid and takes the label of the source
+    voxel whose centre is nearest (indices rounded half up); voxels falling outside
+    the source field of view get label 0. No label value is created or averaged.
+
+    Parameters
+    ----------
+    label_img : nibabel image, 3D integer labels
+        Source labels (0 = background).
+    target_img : nibabel image
+        Defines the output grid (only ``shape[:3]`` and ``affine`` are used).
+    world_to_source : ndarray of shape (4, 4), optional
+        Maps TARGET world mm to SOURCE (label image) world mm, RAS+. ``None`` means identity
+        (both images already in the same world space). Compose all transforms before calling.
+
+    Returns
+    -------
+    ndarray of shape target_img.shape[:3], integer (the source's integer dtype, else int32)
+    """
+    labels = _data3d(label_img, "label image")
+    if not np.issubdtype(labels.dtype, np.integer):
+        rounded = np.rint(labels)
+        if not np.allclose(rounded[np.isfinite(labels)], labels[np.isfinite(labels)]):
+            raise ValueError("label image holds non-integer values; expected integer labels")
+        labels = np.nan_to_num(rounded).astype(np.int32)
+    shape, t_aff = _target_grid(target_img)
+    vox_map = _voxel_map(shape, t_aff, label_img.affine, world_to_source)
+    out = np.zeros(shape, dtype=labels.dtype)
+    src_shape = np.array(labels.shape)[:, None]
+    for zs in _chunks(shape):
+        coords = _source_coords(vox_map, shape, zs).reshape(3, -1)
+        idx = np.floor(coords + 0.5).astype(np.int64)
+        inside = np.all((idx >= 0) & (idx < src_shape), axis=0)
+        chunk = np.zeros(idx.shape[1], dtype=labels.dtype)
+        chunk[inside] = labels[idx[0, inside], idx[1, inside], idx[2, inside]]
+        out[:, :, zs] = chunk.reshape(shape[0], shape[1], -1)
+    return out
+
+
+def resample_image(img, target_img, world_to_source=None, order: int = 1) -> np.ndarray:
+    """Interpolate an intensity image onto a target grid (linear by default).
+
+    Parameters
+    ----------
+    img : nibabel image, 3D
+        Source intensities (any unit; NaN marks invalid voxels and spreads to their neighbours).
+    target_img : nibabel image
+        Defines the output grid (``shape[:3]`` and ``affine``).
+    world_to_source : ndarray of shape (4, 4), optional
+        TARGET world mm -> SOURCE world mm (RAS+); identity when ``None``.
+    order : int
+        Spline order for :func:`scipy.ndimage.map_coordinates` (0 nearest, 1 linear, 3 cubic).
+
+    Returns
+    -------
+    ndarray of shape target_img.shape[:3], float64
+        NaN where the target voxel falls outside the source field of view.
+    """
+    data = np.asarray(_data3d(img, "image"), dtype=np.float64)
+    shape, t_aff = _target_grid(target_img)
+    vox_map = _voxel_map(shape, t_aff, img.affine, world_to_source)
+    out = np.empty(shape, dtype=np.float64)
+    hi = np.array(data.shape, dtype=float)[:, None] - 0.5
+    for zs in _chunks(shape):
+        coords = _source_coords(vox_map, shape, zs).reshape(3, -1)
+        vals = ndimage.map_coordinates(data, coords, order=order, mode="nearest")
+        outside = np.any((coords < -0.5) | (coords > hi), axis=0)
+        vals[outside] = np.nan
+        out[:, :, zs] = vals.reshape(shape[0], shape[1], -1)
+    return out
+
+
+def voxel_sizes(affine: np.ndarray) -> np.ndarray:
+    """Voxel edge lengths in mm, shape (3,), from a 4x4 affine (column norms)."""
+    return np.sqrt((np.asarray(affine, dtype=float)[:3, :3] ** 2).sum(axis=0))

@@ -1,0 +1,382 @@
+"""One participant (and session): inputs -> R2* map -> registration -> regional and lesion R2*.
+
+Steps, in order (each names its inputs and outputs in the participant's log):
+
+1. check the images (readable, finite, non-zero, echoes on one grid, signal falling with TE);
+2. fit R2* on the MEGRE grid (``RunConfig.method``; ``auto`` = two-point for two echoes,
+   nonlinear for more) and write R2*, S0 and quality flags;
+3. register FLAIR -> T1w and the first GRE echo -> T1w (``RunConfig.registration``), save both
+   as ITK ``_xfm`` files; every mask space is linked to the R2* grid through the T1w, and the
+   two transforms are composed into ONE matrix before a mask is resampled (nearest label,
+   no double resampling);
+4. regional R2* on the R2* grid after erosion (:func:`ironmap.core.rois.regional_stats`);
+5. lesion R2* on the R2* grid and T2 lesion load on the FLAIR grid (seed definition);
+6. optional tissue volumes (``--volumes``) and atlas labels (``--atlas``).
+
+All outputs are written into a staging folder and moved into ``OUTPUT_DIR`` only when every
+step succeeded, so a failing participant never replaces earlier results.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from ironmap.io.bids import InputError, MaskFile, SubjectInputs, resolve_mask_space
+from ironmap.io.nifti import load_image, save_image
+from ironmap.io.outputs import derivative_path, subject_dir
+from ironmap.io.tables import write_tsv
+from ironmap.workflows.config import RunConfig
+
+log = logging.getLogger(__name__)
+
+LESION_COLUMNS = ("lesion_load_cm3", "lesion_count", "lesion_r2star_mean",
+                  "lesion_r2star_median", "n_voxels")
+
+
+@dataclass
+class Images:
+    """The participant's loaded images."""
+
+    echoes: list[nib.Nifti1Image]
+    echo_times: np.ndarray  # s, ascending
+    t1w: nib.Nifti1Image
+    flair: nib.Nifti1Image | None
+
+
+# ------------------------------------------------------------------------------------------
+# input checks
+# ------------------------------------------------------------------------------------------
+
+def _check_values(img: nib.Nifti1Image, path: Path) -> np.ndarray:
+    data = img.get_fdata(dtype=np.float32)
+    finite = np.isfinite(data)
+    if not finite.any():
+        raise InputError(f"{path}: every voxel is NaN/Inf")
+    if not np.any(data[finite] != 0):
+        raise InputError(f"{path}: image is all zeros")
+    if not finite.all():
+        log.warning("%s: %d NaN/Inf voxels (treated as missing)", path, int((~finite).sum()))
+    return data
+
+
+def load_images(subject: SubjectInputs) -> Images:
+    """Load and check every image of a participant (see module notes, step 1)."""
+    echoes = []
+    for e in subject.echoes:
+        img = load_image(e.path)
+        if len(img.shape) != 3:
+            raise InputError(f"{e.path}: expected one 3D volume per echo, got shape {img.shape}")
+        _check_values(img, e.path)
+        echoes.append(img)
+    first = subject.echoes[0].path
+    for e, img in zip(subject.echoes[1:], echoes[1:], strict=True):
+        if img.shape != echoes[0].shape or not np.allclose(img.affine, echoes[0].affine,
+                                                           atol=1e-3):
+            raise InputError(f"{e.path}: echo grid {img.shape} differs from {first.name} "
+                             f"{echoes[0].shape} (shape or affine); echoes must share one grid")
+    tes = np.array([e.echo_time for e in subject.echoes])
+    check_echo_order(echoes, tes, subject)
+    t1w = load_image(subject.t1w)
+    _check_values(t1w, subject.t1w)
+    flair = None
+    if subject.flair is not None:
+        flair = load_image(subject.flair)
+        _check_values(flair, subject.flair)
+    return Images(echoes, tes, t1w, flair)
+
+
+def check_echo_order(echoes, echo_times, subject: SubjectInputs, tolerance: float = 0.02
+                     ) -> None:
+    """Refuse echoes whose head signal rises with ``EchoTime`` (swapped files or times)."""
+    stack = [np.nan_to_num(img.get_fdata(dtype=np.float32)) for img in echoes]
+    head = stack[0] > 0.1 * np.percentile(np.maximum.reduce(stack), 99)
+    medians = [float(np.median(s[head])) for s in stack]
+    for k in range(1, len(stack)):
+        if medians[k] > medians[k - 1] * (1 + tolerance):
+            a, b = subject.echoes[k - 1], subject.echoes[k]
+            raise InputError(
+                f"{b.path}: median head signal {medians[k]:.4g} at EchoTime {b.echo_time} s is "
+                f"higher than {medians[k - 1]:.4g} at {a.echo_time} s ({a.path.name}); "
+                "magnitude must fall with TE: echoes swapped or EchoTime wrong")
+
+
+# ------------------------------------------------------------------------------------------
+# steps
+# ------------------------------------------------------------------------------------------
+
+def fit_and_write(images: Images, subject: SubjectInputs, cfg: RunConfig, stage: Path):
+    """Step 2: R2* fit on the MEGRE grid; returns ``(fit, r2star image)``."""
+    from ironmap.workflows.r2star import fit_images, write_r2star_outputs
+
+    fit, affine = fit_images(images.echoes, images.echo_times, method=cfg.method)
+    pid, sid = subject.participant_id, subject.session_id
+    sources = [source_uri(e.path, cfg) for e in subject.echoes]
+    write_r2star_outputs(
+        fit, affine, derivative_path(stage, "r2starmap", pid, sid),
+        s0_path=derivative_path(stage, "s0map", pid, sid),
+        flags_path=derivative_path(stage, "fitflags", pid, sid),
+        t2star_path=derivative_path(stage, "t2starmap", pid, sid) if cfg.write_t2star else None,
+        sidecar_extra={"Sources": sources},
+    )
+    r2img = nib.Nifti1Image(np.asarray(fit.r2star, dtype=np.float32), affine)
+    log.info("%s: R2* fitted (%s, TE %s s), %.1f%% voxels flagged", subject.label, fit.method,
+             [float(t) for t in images.echo_times],
+             100.0 * float(np.mean(np.asarray(fit.flags) != 0)))
+    return fit, r2img
+
+
+def source_uri(path: Path, cfg: RunConfig) -> str:
+    """BIDS URI of an input (``bids:raw:...`` or ``bids:<mask dataset>:...``), no absolute path."""
+    path = Path(path)
+    for name, root in [("raw", Path(cfg.bids_dir)), *((Path(m).name, Path(m)) for m in cfg.masks)]:
+        if root in path.parents:
+            return f"bids:{name}:{path.relative_to(root).as_posix()}"
+    return path.name
+
+
+def _r2star_reference(subject: SubjectInputs) -> str:
+    rel = derivative_path(Path(), "r2starmap", subject.participant_id, subject.session_id)
+    return f"bids::{rel.as_posix()}"
+
+
+def register_series(images: Images, subject: SubjectInputs, cfg: RunConfig, stage: Path
+                    ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Step 3: FLAIR -> T1w and GRE echo 1 -> T1w.
+
+    Returns ``xfm``: series -> 4x4 matrix mapping T1w world mm to that series' world mm, and
+    the registrations' similarity (normalised mutual information).
+    """
+    from ironmap.spatial.registration import register, save_transform
+
+    pid, sid = subject.participant_id, subject.session_id
+    xfm = {"T1w": np.eye(4)}
+    similarity = {}
+    pairs = [("MEGRE", images.echoes[0], "xfm_megre_to_t1w")]
+    if images.flair is not None:
+        pairs.append(("FLAIR", images.flair, "xfm_flair_to_t1w"))
+    for name, moving, output in pairs:
+        t0 = time.monotonic()
+        reg = register(images.t1w, moving, model=cfg.registration, seed=1,
+                       **registration_options(images.t1w, cfg))
+        save_transform(reg, derivative_path(stage, output, pid, sid))
+        xfm[name] = np.asarray(reg.matrix, dtype=float)
+        similarity[name] = float(reg.similarity)
+        log.info("%s: %s -> T1w %s registration in %.1f s (NMI %.3f)", subject.label, name,
+                 cfg.registration, time.monotonic() - t0, reg.similarity)
+    return xfm, similarity
+
+
+def registration_options(t1w: nib.Nifti1Image, cfg: RunConfig) -> dict[str, Any]:
+    """Multi-resolution schedule of the within-subject registrations.
+
+    The finest level is two T1w voxels or coarser (1 mm T1w: 8/4/2 voxel shrink; coarser
+    T1w: 4/2): a rigid/affine fit between series of one session does not gain from the
+    full-resolution level, which costs most of the time. ``RunConfig.extra
+    ["registration_options"]`` overrides any keyword of
+    :func:`ironmap.spatial.registration.register`.
+    """
+    from ironmap.spatial.grid import voxel_sizes
+
+    if float(np.min(voxel_sizes(t1w.affine))) < 1.5:
+        options = {"shrink_factors": (8, 4, 2), "smoothing_sigmas": (3.0, 2.0, 1.0),
+                   "iterations": (200, 100, 50)}
+    else:
+        options = {"shrink_factors": (4, 2), "smoothing_sigmas": (2.0, 1.0),
+                   "iterations": (200, 100)}
+    options.update(cfg.extra.get("registration_options", {}))
+    return options
+
+
+def world_to_source(xfm: dict[str, np.ndarray], target: str, source: str) -> np.ndarray:
+    """One matrix mapping ``target`` series world mm -> ``source`` series world mm via T1w."""
+    return xfm[source] @ np.linalg.inv(xfm[target])
+
+
+def _pick(masks: tuple[MaskFile, ...], what: str, label: str) -> MaskFile | None:
+    if not masks:
+        return None
+    if len(masks) > 1:
+        log.warning("%s: %d %s files; using %s (others: %s)", label, len(masks), what,
+                    masks[0].path, ", ".join(m.path.name for m in masks[1:]))
+    return masks[0]
+
+
+def label_names(mask: MaskFile, data: np.ndarray) -> dict[int, str]:
+    """Label index -> name from ``dseg.tsv``, else FreeSurfer ``aseg`` numbers."""
+    from ironmap.core.regions import ASEG_LABELS
+
+    if mask.labels:
+        return dict(mask.labels)
+    present = {int(v) for v in np.unique(data) if v != 0}
+    known = {k: v for k, v in ASEG_LABELS.items() if k in present}
+    if not known:
+        raise InputError(f"{mask.path}: no dseg.tsv beside it or in its dataset, and its label "
+                         "numbers are not FreeSurfer aseg numbers (11/50 caudate, 12/51 "
+                         "putamen, 13/52 pallidum)")
+    return known
+
+
+def choose_masks(subject: SubjectInputs) -> dict[str, tuple[MaskFile, str] | None]:
+    """The deep-GM label map and lesion mask to use, each with its space (checked early)."""
+    chosen: dict[str, tuple[MaskFile, str] | None] = {}
+    for key, masks, what in (("dseg", subject.dsegs, "deep-GM label"),
+                             ("lesion", subject.lesion_masks, "lesion mask")):
+        mask = _pick(masks, what, subject.label)
+        chosen[key] = None if mask is None else (mask, resolve_mask_space(mask, subject))
+    return chosen
+
+
+def regional(subject, cfg, images, fit, r2img, xfm, stage, chosen) -> int:
+    """Step 4: deep-GM labels onto the R2* grid, erosion, regional table. Returns rows."""
+    from ironmap.core.rois import COLUMN_DESCRIPTIONS, erode, regional_stats
+    from ironmap.spatial.grid import resample_labels, voxel_sizes
+
+    pid, sid = subject.participant_id, subject.session_id
+    mask, space = chosen or (None, None)
+    if mask is not None:
+        src = load_image(mask.path)
+        names = label_names(mask, np.asarray(src.dataobj))
+        labels = resample_labels(src, r2img, world_to_source(xfm, "MEGRE", space))
+        log.info("%s: labels %s (%s space) -> R2* grid", subject.label, mask.path.name, space)
+    elif cfg.atlas is not None:
+        from ironmap.spatial.segmentation import atlas_labels
+
+        t1_labels, names = atlas_labels(images.t1w, cfg.atlas)
+        src = nib.Nifti1Image(np.asarray(t1_labels, dtype=np.int16), images.t1w.affine)
+        labels = resample_labels(src, r2img, world_to_source(xfm, "MEGRE", "T1w"))
+    else:
+        log.warning("%s: no deep-GM labels (--masks or --atlas); no regional table",
+                    subject.label)
+        return 0
+    table = regional_stats(fit.r2star, labels, names, flags=fit.flags,
+                           erosion_voxels=cfg.erosion_voxels,
+                           voxel_sizes=voxel_sizes(r2img.affine))
+    dictionary = {c: COLUMN_DESCRIPTIONS.get(c, {"Description": c}) for c in table.columns}
+    write_tsv(table, derivative_path(stage, "regions_table", pid, sid), dictionary)
+    labels = labels.astype(np.int16)
+    save_image(labels, r2img.affine, derivative_path(stage, "dseg_r2star", pid, sid),
+               sidecar={"SpatialReference": _r2star_reference(subject),
+                        "Sources": [source_uri(mask.path, cfg)] if mask is not None
+                        else [f"atlas:{Path(cfg.atlas).name}"]})
+    used = sorted(int(i) for i in np.unique(labels) if i != 0)
+    write_tsv(pd.DataFrame({"index": used, "name": [names.get(i, str(i)) for i in used]}),
+              derivative_path(stage, "dseg_labels", pid, sid))
+    save_image(erode_labels(labels, cfg.erosion_voxels, erode), r2img.affine,
+               derivative_path(stage, "dseg_eroded", pid, sid),
+               sidecar={"ErosionVoxels": cfg.erosion_voxels,
+                        "ErosionStructure": "6-connected 3D cross, per label"})
+    return len(table)
+
+
+def erode_labels(labels: np.ndarray, erosion_voxels: int, erode) -> np.ndarray:
+    """Each label eroded on its own (``erode``: binary mask -> eroded mask), label image out.
+
+    Works on each label's bounding box padded by ``erosion_voxels + 1`` voxels, which gives
+    the same result as eroding the whole image (voxels outside the image count as outside).
+    """
+    from scipy import ndimage
+
+    out = np.zeros_like(labels)
+    positive = np.where(labels > 0, labels, 0)
+    for index, box in enumerate(ndimage.find_objects(positive), start=1):
+        if box is None:
+            continue
+        pad = tuple(slice(max(b.start - erosion_voxels - 1, 0),
+                          min(b.stop + erosion_voxels + 1, n))
+                    for b, n in zip(box, labels.shape, strict=True))
+        view = out[pad]
+        view[erode(labels[pad] == index, erosion_voxels)] = index
+    return out
+
+
+def lesions(subject, cfg, images, fit, r2img, xfm, stage, chosen) -> dict[str, Any]:
+    """Step 5: lesion R2* (R2* grid) and T2 lesion load (FLAIR grid). Returns summary row."""
+    from ironmap.core.lesions import COLUMN_DESCRIPTIONS, lesion_stats
+    from ironmap.spatial.grid import resample_labels, same_grid, voxel_sizes
+
+    pid, sid = subject.participant_id, subject.session_id
+    if chosen is None:
+        log.info("%s: no lesion mask; lesion columns are n/a", subject.label)
+        return {c: None for c in LESION_COLUMNS}
+    mask, space = chosen
+    src = load_image(mask.path)
+    binary = nib.Nifti1Image((np.nan_to_num(np.asarray(src.dataobj)) > 0).astype(np.uint8),
+                             src.affine)
+    if space == "FLAIR" and same_grid(binary, images.flair):
+        on_flair = np.asarray(binary.dataobj) > 0
+    else:
+        on_flair = resample_labels(binary, images.flair,
+                                   world_to_source(xfm, "FLAIR", space)) > 0
+    on_r2 = resample_labels(binary, r2img, world_to_source(xfm, "MEGRE", space)) > 0
+    summary, per_lesion = lesion_stats(
+        fit.r2star, on_r2, flags=fit.flags, voxel_sizes=voxel_sizes(r2img.affine),
+        mask_flair=on_flair, flair_voxel_sizes=voxel_sizes(images.flair.affine))
+    save_image(on_r2.astype(np.uint8), r2img.affine,
+               derivative_path(stage, "lesion_r2star", pid, sid),
+               sidecar={"Type": "Lesion", "SpatialReference": _r2star_reference(subject),
+                        "Sources": [source_uri(mask.path, cfg)]})
+    dictionary = {c: COLUMN_DESCRIPTIONS.get(c, {"Description": c}) for c in per_lesion.columns}
+    write_tsv(per_lesion, derivative_path(stage, "lesions_table", pid, sid), dictionary)
+    row = {}
+    for key in LESION_COLUMNS:
+        value = summary.get(key)
+        row[key] = None if value is None or (isinstance(value, float) and np.isnan(value)) \
+            else (float(value) if isinstance(value, float | np.floating) else int(value))
+    log.info("%s: lesion load %.3f cm3 (%s space), %s lesions", subject.label,
+             summary["lesion_load_cm3"], space, row.get("lesion_count"))
+    return row
+
+
+def volumes(subject: SubjectInputs, cfg: RunConfig, stage: Path) -> dict[str, Any]:
+    """Step 6: tissue volumes from the T1w (``--volumes``)."""
+    from ironmap.workflows.volumes import subject_volumes
+
+    row = subject_volumes(subject.t1w, subject.participant_id, subject.session_id, stage,
+                          work_dir=cfg.work_dir)
+    return {k: (float(v) if isinstance(v, int | float | np.floating) else v)
+            for k, v in row.items() if k not in ("participant_id", "session_id")}
+
+
+def analyse(subject: SubjectInputs, cfg: RunConfig, stage: Path) -> dict[str, Any]:
+    """Run steps 1-6 into ``stage``; returns the participant's summary (lesions, volumes, QC)."""
+    if subject.problems:
+        raise InputError("; ".join(subject.problems))
+    if subject.flair is None and subject.lesion_masks:
+        raise InputError(f"{subject.label}: no FLAIR image (*_FLAIR.nii[.gz]) in the raw "
+                         "dataset, but lesion masks exist: lesions and T2 lesion load are "
+                         "measured on the FLAIR")
+    chosen = choose_masks(subject)
+    images = load_images(subject)
+    fit, r2img = fit_and_write(images, subject, cfg, stage)
+    xfm, similarity = register_series(images, subject, cfg, stage)
+    n_regions = regional(subject, cfg, images, fit, r2img, xfm, stage, chosen["dseg"])
+    lesion_row = lesions(subject, cfg, images, fit, r2img, xfm, stage, chosen["lesion"])
+    summary: dict[str, Any] = {"lesions": lesion_row,
+                               "registration_nmi": similarity, "n_region_rows": n_regions,
+                               "fit_method": str(fit.method)}
+    if cfg.volumes:
+        summary["volumes"] = volumes(subject, cfg, stage)
+    return summary
+
+
+def commit(stage: Path, output_dir: Path, subject: SubjectInputs) -> list[Path]:
+    """Move every staged file into ``output_dir`` (atomic rename per file); returns them."""
+    moved = []
+    src_root = subject_dir(stage, subject.participant_id, subject.session_id)
+    dst_root = subject_dir(output_dir, subject.participant_id, subject.session_id)
+    for path in sorted(p for p in src_root.rglob("*") if p.is_file()):
+        dest = dst_root / path.relative_to(src_root)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        path.replace(dest)
+        moved.append(dest)
+    shutil.rmtree(stage, ignore_errors=True)
+    return moved
