@@ -1,0 +1,516 @@
+"""Figures of the study report: data in, :class:`matplotlib.figure.Figure` out.
+
+No pyplot and no files here: every function builds a fresh ``Figure`` (Agg canvas, so it is
+safe in worker processes without a display) and :func:`render_figure` turns it into PNG/SVG
+bytes. Artists carry SVG ids (``gid``) such as ``points-HC`` or ``fit-patients`` so that a
+written SVG can be checked for content (one ``<use>`` element per plotted point).
+
+Images are 3-D arrays in (closest) RAS+ voxel order; axial slices ``[:, :, k]`` are shown
+with anterior up and the subject's right on the image's right (neurological view).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from scipy import ndimage, stats
+
+from ironmap.core.regions import REGION_TITLES
+
+log = logging.getLogger(__name__)
+
+#: Group colours (controls first); other labels get the next free colour.
+GROUP_COLORS: tuple[str, ...] = ("#4c72b0", "#dd8452", "#c44e52", "#8172b3", "#55a868",
+                                 "#937860", "#da8bc3", "#8c8c8c")
+R2STAR_CMAP = "magma"
+LABEL_CMAP = "tab20"
+
+
+class FigureDataError(ValueError):
+    """The data needed for a figure are missing or empty (the message says what)."""
+
+
+def new_figure(width: float, height: float, **margins: float) -> Figure:
+    """A pyplot-free figure with an Agg canvas, size in inches.
+
+    No layout engine (constrained layout costs 3-4x the drawing time): ``margins`` are passed
+    to ``Figure.subplots_adjust`` (fractions of the figure).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(fig)
+    if margins:
+        fig.subplots_adjust(**margins)
+    return fig
+
+
+def render_figure(fig: Figure, formats: Sequence[str] = ("png", "svg"),
+                  dpi: int = 110) -> dict[str, bytes]:
+    """Render ``fig`` to bytes per format (deterministic: no dates in the metadata)."""
+    import matplotlib
+
+    out = {}
+    # stable SVG ids; one <image> per layer (no compositing) so layers stay checkable
+    with matplotlib.rc_context({"svg.hashsalt": "ironmap", "image.composite_image": False}):
+        for fmt in formats:
+            buf = io.BytesIO()
+            meta = {"Date": None} if fmt == "svg" else {"Software": None} if fmt == "png" \
+                else {}
+            fig.savefig(buf, format=fmt, dpi=dpi, metadata=meta, facecolor="white")
+            out[fmt] = buf.getvalue()
+    return out
+
+
+def group_colors(groups: Sequence[str]) -> dict[str, str]:
+    """Stable colour per group label, in the given order."""
+    return {g: GROUP_COLORS[i % len(GROUP_COLORS)] for i, g in enumerate(groups)}
+
+
+def region_title(region: str) -> str:
+    """Human-readable region name (unknown names pass through)."""
+    return REGION_TITLES.get(region, region.replace("_", " "))
+
+
+# ---------------------------------------------------------------------------------------------
+# image helpers
+# ---------------------------------------------------------------------------------------------
+
+def _check_volume(name: str, arr: np.ndarray | None) -> np.ndarray:
+    if arr is None:
+        raise FigureDataError(f"{name}: image not available")
+    arr = np.asarray(arr)
+    if arr.ndim != 3 or arr.size == 0:
+        raise FigureDataError(f"{name}: expected a 3-D image, got shape {arr.shape}")
+    return arr
+
+
+def robust_range(arr: np.ndarray, low: float = 1.0, high: float = 99.0) -> tuple[float, float]:
+    """Percentile display range of the finite, non-zero voxels (0, 1 when there are none)."""
+    vals = np.asarray(arr, dtype=float)
+    vals = vals[np.isfinite(vals) & (vals != 0)]
+    if vals.size == 0:
+        return 0.0, 1.0
+    lo, hi = np.percentile(vals, [low, high])
+    return float(lo), float(hi if hi > lo else lo + 1.0)
+
+
+def best_slice(mask: np.ndarray | None, shape: tuple[int, ...]) -> int:
+    """Axial slice holding most voxels of ``mask`` (the middle slice when there are none)."""
+    if mask is not None:
+        counts = np.asarray(mask != 0).sum(axis=(0, 1))
+        if counts.max() > 0:
+            return int(np.argmax(counts))
+    return shape[2] // 2
+
+
+def spread_slices(mask: np.ndarray | None, shape: tuple[int, ...], n: int) -> list[int]:
+    """``n`` axial slices evenly spread over the extent of ``mask`` (or of the volume)."""
+    zs = np.arange(shape[2])
+    if mask is not None and np.any(mask):
+        zs = np.flatnonzero(np.asarray(mask != 0).any(axis=(0, 1)))
+    lo, hi = int(zs.min()), int(zs.max())
+    picks = np.linspace(lo, hi, n + 2)[1:-1] if hi - lo >= n else np.linspace(lo, hi, n)
+    return sorted({int(round(z)) for z in picks})
+
+
+def _show(ax, plane: np.ndarray, *, gid: str, **kwargs):
+    """Show an axial plane (x right, y up) without ticks."""
+    data = np.ma.masked_invalid(np.ma.asarray(plane, dtype=float))  # keeps overlay masks
+    im = ax.imshow(data.T, origin="lower", interpolation="nearest", **kwargs)
+    im.set_gid(gid)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return im
+
+
+def _label_overlay(labels: np.ndarray) -> np.ma.MaskedArray:
+    return np.ma.masked_equal(np.asarray(labels, dtype=float), 0)
+
+
+def edge_map(image: np.ndarray, percentile: float = 92.0) -> np.ndarray:
+    """Binary edges of a 2-D image: Sobel gradient magnitude above a percentile of the head."""
+    img = np.nan_to_num(np.asarray(image, dtype=float))
+    mag = np.hypot(ndimage.sobel(img, 0), ndimage.sobel(img, 1))
+    vals = mag[img > 0]
+    if vals.size == 0 or not np.any(vals > 0):
+        return np.zeros(img.shape, bool)
+    return mag > np.percentile(vals, percentile)
+
+
+# ---------------------------------------------------------------------------------------------
+# per-subject figures
+# ---------------------------------------------------------------------------------------------
+
+def subject_maps_figure(echo1: np.ndarray, echo2: np.ndarray, r2star: np.ndarray,
+                        eroded_labels: np.ndarray | None, *, slice_index: int | None = None,
+                        r2star_range: tuple[float, float] | None = None,
+                        echo_times: Sequence[float] | None = None, title: str = "") -> Figure:
+    """The seed's Figure 1: (A) echo 1, (B) echo 2, (C) R2* map, (D) eroded regions on R2*.
+
+    Parameters
+    ----------
+    echo1, echo2, r2star : ndarray of shape (X, Y, Z)
+        Magnitudes (a.u.) and R2* (s^-1, NaN where failed) on the same grid.
+    eroded_labels : ndarray of shape (X, Y, Z) of int, or None
+        Region labels after erosion (0 = background).
+    slice_index : int, optional
+        Axial slice; default: the one with most labelled voxels.
+    r2star_range : (float, float), optional
+        Display range in s^-1; default 0 to the 99th percentile.
+    echo_times : sequence of float, optional
+        Echo times in s, shown in the panel titles (in ms).
+    """
+    echo1, echo2, r2star = (_check_volume(n, a) for n, a in
+                            (("echo 1", echo1), ("echo 2", echo2), ("R2* map", r2star)))
+    k = best_slice(eroded_labels, r2star.shape) if slice_index is None else slice_index
+    vmax = r2star_range[1] if r2star_range else robust_range(r2star, 1, 99)[1]
+    vmin = r2star_range[0] if r2star_range else 0.0
+    elo, ehi = robust_range(echo1, 1, 99.5)
+    fig = new_figure(12.5, 3.6, left=0.01, right=0.99, bottom=0.02, top=0.84, wspace=0.3)
+    axes = fig.subplots(1, 4)
+    te = [f" (TE {t * 1e3:.2f} ms)" for t in echo_times[:2]] if echo_times else ["", ""]
+    _show(axes[0], echo1[:, :, k], gid="image-echo1", cmap="gray", vmin=elo, vmax=ehi)
+    _show(axes[1], echo2[:, :, k], gid="image-echo2", cmap="gray", vmin=elo, vmax=ehi)
+    im = _show(axes[2], r2star[:, :, k], gid="image-r2star", cmap=R2STAR_CMAP,
+               vmin=vmin, vmax=vmax)
+    _show(axes[3], r2star[:, :, k], gid="image-r2star-bg", cmap="gray", vmin=vmin, vmax=vmax)
+    if eroded_labels is not None:
+        _show(axes[3], _label_overlay(eroded_labels[:, :, k]), gid="image-labels",
+              cmap=LABEL_CMAP, alpha=0.75, vmin=1, vmax=20)
+    for ax, text in zip(axes, ("A  echo 1" + te[0], "B  echo 2" + te[1], "C  R2* map",
+                               "D  eroded regions"), strict=True):
+        ax.set_title(text, fontsize=10, loc="left")
+    fig.colorbar(im, ax=axes[2], fraction=0.046, pad=0.03, label="R2* (1/s)")
+    fig.suptitle(f"{title}  axial slice {k}".strip(), fontsize=11)
+    return fig
+
+
+def r2star_montage_figure(r2star: np.ndarray, *, mask: np.ndarray | None = None, n_slices: int = 8,
+                          r2star_range: tuple[float, float] | None = None,
+                          title: str = "") -> Figure:
+    """Montage of ``n_slices`` axial R2* slices (s^-1) spread over the mask's extent."""
+    r2star = _check_volume("R2* map", r2star)
+    ks = spread_slices(mask, r2star.shape, n_slices)
+    vmin, vmax = r2star_range or (0.0, robust_range(r2star, 1, 99)[1])
+    ncol = min(4, len(ks))
+    nrow = int(np.ceil(len(ks) / ncol))
+    fig = new_figure(2.6 * ncol + 0.8, 2.6 * nrow + 0.4, left=0.01, right=0.86, bottom=0.02,
+                     top=0.9, wspace=0.05, hspace=0.15)
+    axes = np.atleast_1d(fig.subplots(nrow, ncol)).ravel()
+    im = None
+    for ax, k in zip(axes, ks, strict=False):
+        im = _show(ax, r2star[:, :, k], gid=f"image-slice-{k}", cmap=R2STAR_CMAP,
+                   vmin=vmin, vmax=vmax)
+        ax.set_title(f"z = {k}", fontsize=9)
+    for ax in axes[len(ks):]:
+        ax.set_axis_off()
+    fig.colorbar(im, ax=list(axes), fraction=0.03, label="R2* (1/s)")
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return fig
+
+
+def edge_overlay_figure(reference: np.ndarray, moving: np.ndarray, *, n_slices: int = 3,
+                        title: str = "", mask: np.ndarray | None = None) -> Figure:
+    """Edges of ``moving`` (resampled onto ``reference``'s grid) drawn over ``reference``.
+
+    Both arrays have shape (X, Y, Z) on the same grid; a good registration puts the edges on
+    the reference's tissue boundaries.
+    """
+    reference = _check_volume("reference image", reference)
+    moving = _check_volume("registered image", moving)
+    if reference.shape != moving.shape:
+        raise FigureDataError(f"grids differ: {reference.shape} vs {moving.shape}")
+    ks = spread_slices(mask if mask is not None else moving > 0, reference.shape, n_slices)
+    lo, hi = robust_range(reference, 1, 99.5)
+    fig = new_figure(3.4 * len(ks), 3.6, left=0.01, right=0.99, bottom=0.02, top=0.84,
+                     wspace=0.04)
+    axes = np.atleast_1d(fig.subplots(1, len(ks)))
+    for ax, k in zip(axes, ks, strict=True):
+        _show(ax, reference[:, :, k], gid=f"image-reference-{k}", cmap="gray", vmin=lo, vmax=hi)
+        edges = np.ma.masked_equal(edge_map(moving[:, :, k]).astype(float), 0)
+        _show(ax, edges, gid=f"image-edges-{k}", cmap="autumn", vmin=0, vmax=1, alpha=0.9)
+        ax.set_title(f"z = {k}", fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return fig
+
+
+def regions_lesions_figure(r2star: np.ndarray, labels: np.ndarray | None,
+                           lesion: np.ndarray | None, *, n_slices: int = 4,
+                           r2star_range: tuple[float, float] | None = None,
+                           title: str = "") -> Figure:
+    """Region labels (colours) and lesion outlines (cyan) on axial R2* slices."""
+    r2star = _check_volume("R2* map", r2star)
+    if labels is None and lesion is None:
+        raise FigureDataError("neither region labels nor a lesion mask are available")
+    union = np.zeros(r2star.shape, bool)
+    for m in (labels, lesion):
+        if m is not None:
+            union |= np.asarray(m) != 0
+    ks = spread_slices(union, r2star.shape, n_slices)
+    vmin, vmax = r2star_range or (0.0, robust_range(r2star, 1, 99)[1])
+    fig = new_figure(3.0 * len(ks), 3.4, left=0.01, right=0.99, bottom=0.02, top=0.84,
+                     wspace=0.04)
+    axes = np.atleast_1d(fig.subplots(1, len(ks)))
+    for ax, k in zip(axes, ks, strict=True):
+        _show(ax, r2star[:, :, k], gid=f"image-r2star-{k}", cmap="gray", vmin=vmin, vmax=vmax)
+        if labels is not None:
+            _show(ax, _label_overlay(labels[:, :, k]), gid=f"image-labels-{k}",
+                  cmap=LABEL_CMAP, alpha=0.6, vmin=1, vmax=20)
+        if lesion is not None and np.any(lesion[:, :, k]):
+            ax.contour(np.asarray(lesion[:, :, k] != 0, float).T, levels=[0.5],
+                       colors="cyan", linewidths=0.8, origin="lower")
+        ax.set_title(f"z = {k}", fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# group figures
+# ---------------------------------------------------------------------------------------------
+
+def _jitter(n: int, seed: int, width: float = 0.12) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(-width, width, n)
+
+
+def group_distribution_figure(data: pd.DataFrame, region: str, groups: Sequence[str], *,
+                              value_column: str = "r2star_agecorr",
+                              ylabel: str = "age-corrected R2* (1/s)") -> Figure:
+    """The seed's Figure 2: one region's values per group, box plot plus individual points.
+
+    ``data`` has columns ``group`` and ``value_column`` (one row per participant). Groups
+    without data are drawn as empty slots, named in the title.
+    """
+    data = data[np.isfinite(pd.to_numeric(data[value_column], errors="coerce"))]
+    if data.empty:
+        raise FigureDataError(f"{region}: no {value_column} values")
+    colors = group_colors(groups)
+    fig = new_figure(1.3 * len(groups) + 2.2, 3.8, left=0.17, right=0.97, bottom=0.17,
+                     top=0.9)
+    ax = fig.add_subplot()
+    ax.set_gid(f"axes-{region}")
+    missing = []
+    for i, g in enumerate(groups):
+        vals = data.loc[data["group"] == g, value_column].to_numpy(float)
+        if vals.size == 0:
+            missing.append(g)
+            continue
+        box = ax.boxplot([vals], positions=[i], widths=0.5, patch_artist=True,
+                         showfliers=False)
+        for patch in box["boxes"]:
+            patch.set(facecolor=colors[g], alpha=0.25, edgecolor=colors[g], gid=f"box-{g}")
+        for part in ("medians", "whiskers", "caps"):
+            for line in box[part]:
+                line.set_color(colors[g])
+        (pts,) = ax.plot(i + _jitter(vals.size, i), vals, "o", ls="", ms=4,
+                         color=colors[g], alpha=0.85)
+        pts.set_gid(f"points-{g}")
+    ax.set_xticks(range(len(groups)),
+                  [f"{g}\n(n={int((data['group'] == g).sum())})" for g in groups])
+    ax.set_xlim(-0.6, len(groups) - 0.4)
+    ax.set_ylabel(ylabel)
+    title = region_title(region)
+    if missing:
+        title += f"  (no data: {', '.join(missing)})"
+    ax.set_title(title, fontsize=11)
+    ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+def _fit_panel(ax, x: np.ndarray, y: np.ndarray, color: str, name: str) -> float | None:
+    """Scatter ``y`` against ``x`` with the least-squares line; returns Pearson r (or None)."""
+    (pts,) = ax.plot(x, y, "o", ls="", ms=4, color=color, alpha=0.85)
+    pts.set_gid(f"points-{name}")
+    if x.size < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        ax.set_title(f"{name}: n={x.size}, too few for r", fontsize=10)
+        return None
+    slope, intercept = np.polyfit(x, y, 1)
+    r, p = stats.pearsonr(x, y)
+    xs = np.linspace(x.min(), x.max(), 50)
+    (line,) = ax.plot(xs, intercept + slope * xs, "-", color=color, lw=1.5)
+    line.set_gid(f"fit-{name}")
+    ax.set_title(f"{name}: r = {r:.2f} (p = {p:.3g}), n = {x.size}", fontsize=10)
+    return float(r)
+
+
+def volume_correlation_figure(data: pd.DataFrame, region: str, *, control_label: str = "HC",
+                              volume_column: str = "cortical_gm_cm3",
+                              value_column: str = "r2star_agecorr",
+                              xlabel: str = "cortical GM volume (cm³)",
+                              ylabel: str = "age-corrected R2* (1/s)") -> Figure:
+    """The seed's Figure 3: volume vs age-corrected R2*, (a) controls and (b) patients.
+
+    ``data``: one row per participant with ``group``, ``volume_column`` (cm^3) and
+    ``value_column`` (s^-1). Each panel has its regression line and Pearson r in the title.
+    """
+    x = pd.to_numeric(data[volume_column], errors="coerce")
+    y = pd.to_numeric(data[value_column], errors="coerce")
+    ok = np.isfinite(x) & np.isfinite(y)
+    if not ok.any():
+        raise FigureDataError(f"{region}: no participant has both {volume_column} "
+                              f"and {value_column}")
+    fig = new_figure(9, 3.8, left=0.1, right=0.98, bottom=0.14, top=0.9, wspace=0.08)
+    axes = fig.subplots(1, 2, sharey=True)
+    is_hc = (data["group"] == control_label).to_numpy()
+    for ax, sel, name, color in ((axes[0], is_hc, "controls", GROUP_COLORS[0]),
+                                 (axes[1], ~is_hc, "patients", GROUP_COLORS[2])):
+        ax.set_gid(f"axes-{name}")
+        m = ok.to_numpy() & sel
+        if not m.any():
+            ax.set_title(f"{name}: no data", fontsize=10)
+            ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+        else:
+            _fit_panel(ax, x[m].to_numpy(float), y[m].to_numpy(float), color, name)
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(f"{region_title(region)}\n{ylabel}")
+    return fig
+
+
+def saturation_curve(age: np.ndarray, a: float, b: float, c: float) -> np.ndarray:
+    """R2* = a·(1 − exp(−b·age)) + c (s^-1; age in years, b in 1/years)."""
+    return a * (1.0 - np.exp(-b * np.asarray(age, float))) + c
+
+
+def model_curve(row: pd.Series, age: np.ndarray) -> np.ndarray | None:
+    """R2* of an ``agefit.tsv`` row's model at ``age`` (None when it has no usable model).
+
+    ``model`` "saturation": a·(1 − exp(−b·age)) + c; "linear" (fallback): c + slope·age.
+    """
+    def num(key: str) -> float:
+        try:
+            return float(row.get(key, np.nan))
+        except (TypeError, ValueError):
+            return np.nan
+
+    model = str(row.get("model", "saturation"))
+    a, b, c, slope = num("a"), num("b"), num("c"), num("slope")
+    if model == "saturation" and np.isfinite([a, b, c]).all():
+        return saturation_curve(age, a, b, c)
+    if model == "linear" and np.isfinite([c, slope]).all():
+        return c + slope * np.asarray(age, float)
+    return None
+
+
+def age_curves_figure(controls: pd.DataFrame, agefit: pd.DataFrame | None,
+                      reference_age: float | None, regions: Sequence[str]) -> Figure:
+    """Control R2* against age per region, the fitted saturation curve and the reference age.
+
+    ``controls``: long table with ``region``, ``age`` (years), ``r2star_mean`` (s^-1).
+    ``agefit``: one row per region with ``a``, ``b``, ``c`` (missing regions: points only).
+    """
+    if controls.empty:
+        raise FigureDataError("no control R2* values with an age")
+    ncol = min(4, len(regions))
+    nrow = int(np.ceil(len(regions) / ncol))
+    fig = new_figure(3.1 * ncol, 2.7 * nrow, left=0.07, right=0.99, bottom=0.1, top=0.93,
+                     wspace=0.28, hspace=0.38)
+    axes = np.atleast_1d(fig.subplots(nrow, ncol)).ravel()
+    fits = agefit.set_index("region") if agefit is not None and "region" in agefit else None
+    for ax, region in zip(axes, regions, strict=False):
+        ax.set_gid(f"axes-{region}")
+        d = controls[controls["region"] == region]
+        age, y = d["age"].to_numpy(float), d["r2star_mean"].to_numpy(float)
+        ok = np.isfinite(age) & np.isfinite(y)
+        (pts,) = ax.plot(age[ok], y[ok], "o", ls="", ms=3.5, color=GROUP_COLORS[0], alpha=0.8)
+        pts.set_gid(f"points-{region}")
+        if fits is not None and region in fits.index and ok.any():
+            xs = np.linspace(age[ok].min(), age[ok].max(), 80)
+            model_y = model_curve(fits.loc[region], xs)
+            if model_y is not None:
+                (curve,) = ax.plot(xs, model_y, "-", color="black", lw=1.3)
+                curve.set_gid(f"curve-{region}")
+        if reference_age is not None and np.isfinite(reference_age):
+            ref = ax.axvline(reference_age, color="grey", ls="--", lw=1)
+            ref.set_gid(f"refage-{region}")
+        ax.set_title(region_title(region), fontsize=9.5)
+        ax.tick_params(labelsize=8)
+        ax.grid(alpha=0.3)
+    for ax in axes[len(regions):]:
+        ax.set_axis_off()
+    fig.supxlabel("age (years)", fontsize=10)
+    fig.supylabel("control R2* (1/s)", fontsize=10)
+    return fig
+
+
+def site_figure(controls: pd.DataFrame, regions: Sequence[str]) -> Figure:
+    """Control R2* (s^-1) per site and region: points with the site mean as a bar.
+
+    ``controls``: long table with ``region``, ``site``, ``r2star_mean``.
+    """
+    if controls.empty or "site" not in controls:
+        raise FigureDataError("no control R2* values with a site")
+    sites = sorted(controls["site"].dropna().astype(str).unique())
+    if not sites:
+        raise FigureDataError("no site recorded for any control")
+    colors = group_colors(sites)
+    ncol = min(4, len(regions))
+    nrow = int(np.ceil(len(regions) / ncol))
+    fig = new_figure(max(3.1, 0.45 * len(sites) + 1.6) * ncol, 2.8 * nrow, left=0.07, right=0.99,
+                     bottom=0.16, top=0.93, wspace=0.28, hspace=0.6)
+    axes = np.atleast_1d(fig.subplots(nrow, ncol)).ravel()
+    for ax, region in zip(axes, regions, strict=False):
+        ax.set_gid(f"axes-{region}")
+        d = controls[controls["region"] == region]
+        for i, site in enumerate(sites):
+            vals = d.loc[d["site"].astype(str) == site, "r2star_mean"].to_numpy(float)
+            vals = vals[np.isfinite(vals)]
+            if vals.size == 0:
+                continue
+            (pts,) = ax.plot(i + _jitter(vals.size, i, 0.15), vals, "o", ls="", ms=3.5,
+                             color=colors[site], alpha=0.8)
+            pts.set_gid(f"points-{region}-{site}")
+            ax.hlines(vals.mean(), i - 0.3, i + 0.3, color="black", lw=1.5)
+        ax.set_xticks(range(len(sites)), sites, rotation=45, fontsize=7.5)
+        ax.set_title(region_title(region), fontsize=9.5)
+        ax.tick_params(axis="y", labelsize=8)
+        ax.grid(axis="y", alpha=0.3)
+    for ax in axes[len(regions):]:
+        ax.set_axis_off()
+    fig.supylabel("control R2* (1/s)", fontsize=10)
+    return fig
+
+
+def flag_fraction_figure(fractions: pd.DataFrame) -> Figure:
+    """Horizontal bars: fraction of voxels excluded by quality flags per region (0-1)."""
+    if fractions.empty:
+        raise FigureDataError("no regional voxel counts")
+    fig = new_figure(6.5, 0.35 * len(fractions) + 1.2, left=0.3, right=0.97, bottom=0.25,
+                     top=0.95)
+    ax = fig.add_subplot()
+    ax.set_gid("axes-flags")
+    names = [region_title(r) for r in fractions["region"]]
+    bars = ax.barh(names, fractions["flagged_fraction"].to_numpy(float), color=GROUP_COLORS[1])
+    for b, frac, region in zip(bars, fractions["flagged_fraction"].to_numpy(float),
+                               fractions["region"], strict=True):
+        b.set_gid(f"bar-{region}")
+        label = "n/a" if not np.isfinite(frac) else f"{100 * frac:.1f}%"
+        ax.text(max(b.get_width(), 0), b.get_y() + b.get_height() / 2, f" {label}",
+                va="center", fontsize=8)
+    ax.set_xlim(0, max(0.1, float(np.nanmax(fractions["flagged_fraction"])) * 1.2))
+    ax.invert_yaxis()
+    ax.set_xlabel("fraction of eroded-mask voxels excluded by fit flags")
+    ax.grid(axis="x", alpha=0.3)
+    return fig
+
+
+class FigureJob:
+    """A figure to make later: id, title, caption, file stem and a builder ``() -> Figure``.
+
+    Building is deferred so that the caller can catch and report a failing figure without
+    losing the others.
+    """
+
+    def __init__(self, id: str, title: str, caption: str, stem: str, build):
+        self.id, self.title, self.caption, self.stem, self.build = id, title, caption, stem, build
+
+    def __repr__(self) -> str:
+        return f"FigureJob({self.id!r})"

@@ -1,0 +1,208 @@
+"""``ironmap demo``: simulate a small cohort, run both analysis levels and write the report.
+
+Layout under ``OUT_DIR``::
+
+    cohort/bids/      the simulated BIDS dataset (rater masks in cohort/bids/derivatives/raters)
+    cohort/truth/     its ground truth
+    ironmap/          the ironmap derivatives; ironmap/report.html is the study report
+    timings.tsv       seconds per stage
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ironmap.io.atomic import OutputExistsError
+from ironmap.io.tables import write_tsv
+from ironmap.workflows.config import RunConfig
+
+log = logging.getLogger(__name__)
+
+STAGES = ("simulate", "participant level", "group level", "report")
+
+
+class DemoError(RuntimeError):
+    """A demo stage failed (the message names the stage and where to look)."""
+
+
+@dataclass
+class DemoResult:
+    """Where the demo wrote its outputs and how long each stage took (s)."""
+
+    out_dir: Path
+    report: Path
+    timings: dict[str, float] = field(default_factory=dict)
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
+    exit_codes: dict[str, int] = field(default_factory=dict)
+
+
+class _Progress:
+    """Stage lines ("[2/4] participant level ...", then its time); styled on a terminal.
+
+    Plain lines rather than a live bar, so that the participant level's own progress bar
+    (one live display at a time) shows inside the stage.
+    """
+
+    def __init__(self, enabled: bool | None, stream=None):
+        self.stream = stream or sys.stderr
+        tty = getattr(self.stream, "isatty", lambda: False)()
+        self.styled = tty if enabled is None else enabled
+        self._console = None
+        if self.styled:
+            from rich.console import Console
+
+            self._console = Console(file=self.stream)
+
+    def __enter__(self):
+        return self
+
+    def _print(self, text: str, style: str) -> None:
+        if self._console is not None:
+            self._console.print(text, style=style, highlight=False, markup=False)
+        else:
+            print(text, file=self.stream, flush=True)
+
+    def stage(self, index: int, name: str) -> None:
+        self._print(f"[{index + 1}/{len(STAGES)}] {name} ...", "bold cyan")
+
+    def done(self, name: str, seconds: float) -> None:
+        self._print(f"    {name} done in {seconds:.1f} s", "green")
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _cpu_time() -> float:
+    """User + system CPU seconds of this process and its terminated children."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _volumes_available() -> bool:
+    try:
+        from ironmap.workflows import volumes  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputExistsError(f"{out_dir}: exists and is not a folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+        raise OutputExistsError(f"{out_dir}: folder is not empty; pass --overwrite to replace "
+                                "the demo in it")
+
+
+def run_demo(out_dir, *, subjects_per_group: int | dict[str, int] = 3, nprocs: int = 1,
+             sites: int = 2, seed: int = 0, overwrite: bool = False, volumes: bool | None = False,
+             progress: bool | None = None) -> Path:
+    """Run the demo and return the path of ``report.html``.
+
+    Parameters
+    ----------
+    out_dir : path
+        Empty (or absent) folder, or any folder with ``overwrite``.
+    subjects_per_group : int or dict
+        Participants in each of HC, RRMS, SPMS and PPMS, or ``{group: count}``.
+    nprocs : int
+        Participants processed in parallel (and simulated in parallel).
+    sites : int
+        Number of simulated sites.
+    seed : int
+        Seed of the simulated cohort.
+    overwrite : bool
+        Replace an earlier demo in ``out_dir``.
+    volumes : bool or None
+        Measure tissue volumes (``--volumes``); None = when the volumes module is installed.
+    progress : bool or None
+        Progress display; None = on a terminal only.
+    """
+    return run_demo_stages(out_dir, subjects_per_group=subjects_per_group, nprocs=nprocs,
+                           sites=sites, seed=seed, overwrite=overwrite, volumes=volumes,
+                           progress=progress).report
+
+
+def run_demo_stages(out_dir, *, subjects_per_group: int | dict[str, int] = 3, nprocs: int = 1,
+                    sites: int = 2, seed: int = 0, overwrite: bool = False,
+                    volumes: bool | None = False, progress: bool | None = None) -> DemoResult:
+    """:func:`run_demo` returning the stage timings and exit codes as well."""
+    out = Path(out_dir).resolve()
+    counts = subjects_per_group.values() if isinstance(subjects_per_group, dict) \
+        else [subjects_per_group]
+    if min(counts) < 1 or nprocs < 1 or sites < 1:
+        raise ValueError("subjects per group, nprocs and sites must be at least 1")
+    _check_out_dir(out, overwrite)
+    out.mkdir(parents=True, exist_ok=True)
+    use_volumes = _volumes_available() if volumes is None else bool(volumes)
+    result = DemoResult(out, out / "ironmap" / "report.html")
+    steps = _steps(out, subjects_per_group, nprocs, sites, seed, overwrite, use_volumes, result)
+    with _Progress(progress) as bar:
+        for i, (name, step) in enumerate(steps):
+            bar.stage(i, name)
+            t0, c0 = time.monotonic(), _cpu_time()
+            step()
+            result.timings[name] = time.monotonic() - t0
+            result.cpu_seconds[name] = _cpu_time() - c0
+            bar.done(name, result.timings[name])
+    write_tsv(pd.DataFrame({"stage": list(result.timings),
+                            "seconds": list(result.timings.values()),
+                            "cpu_seconds": list(result.cpu_seconds.values())}),
+              out / "timings.tsv",
+              {"stage": {"Description": "Demo stage"},
+               "seconds": {"Description": "Wall-clock time of the stage", "Units": "s"},
+               "cpu_seconds": {"Description": "CPU time of this process and its finished "
+                               "child processes during the stage", "Units": "s"}},
+              float_format="%.2f")
+    return result
+
+
+def _steps(out: Path, n, nprocs: int, sites: int, seed: int, overwrite: bool,
+           volumes: bool, result: DemoResult) -> list[tuple[str, Callable[[], Any]]]:
+    cohort_dir, deriv = out / "cohort", out / "ironmap"
+    state: dict[str, Any] = {}
+
+    def simulate():
+        from ironmap.workflows.simulate import simulate_cohort
+
+        state["cohort"] = simulate_cohort(cohort_dir, subjects_per_group=n, sites=sites,
+                                          preset="fast", seed=seed, overwrite=True,
+                                          nprocs=nprocs)
+
+    def config(level: str) -> RunConfig:
+        c = state["cohort"]
+        return RunConfig(bids_dir=Path(c.bids_dir), output_dir=deriv, analysis_level=level,
+                         masks=(Path(c.masks_dir),), nprocs=nprocs, volumes=volumes,
+                         overwrite=overwrite, report=False)
+
+    def participant():
+        from ironmap.workflows.participant import run_participant_level
+
+        result.exit_codes["participant"] = code = run_participant_level(config("participant"))
+        if code not in (0, 3):
+            raise DemoError(f"participant level failed (exit {code}); see {deriv / 'logs'}")
+
+    def group():
+        from ironmap.workflows.group import run_group_level
+
+        result.exit_codes["group"] = code = run_group_level(config("group"))
+        if code != 0:
+            log.warning("group level exited with %d; the report shows what is missing", code)
+
+    def report():
+        from ironmap.workflows.report import write_reports
+
+        write_reports(config("group"))
+
+    return list(zip(STAGES, (simulate, participant, group, report), strict=True))

@@ -1,0 +1,485 @@
+"""Write the study report, the participant QC pages, their figures and ``group/qc.tsv``.
+
+Reads only what the participant and group levels wrote (and the raw images for the QC views);
+every figure and page is made inside its own ``try``: a failure is logged, shown in the page
+and never stops the rest. Outputs:
+
+- ``OUTPUT_DIR/report.html`` (self-contained), ``OUTPUT_DIR/sub-X[_ses-Y].html``;
+- ``OUTPUT_DIR/group/figures/*.png|svg``, ``OUTPUT_DIR/sub-X/figures/*.png|svg``;
+- ``OUTPUT_DIR/group/qc.tsv`` (+ JSON dictionary).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ironmap.core import qcflags
+from ironmap.io.atomic import write_bytes, write_text
+from ironmap.io.outputs import derivative_path, subject_prefix
+from ironmap.io.tables import read_dictionary, read_tsv, write_tsv
+from ironmap.report import html, study
+from ironmap.report import subject as subj
+from ironmap.report.figures import FigureJob, render_figure
+from ironmap.report.methods import build_methods
+from ironmap.workflows.config import RunConfig
+
+log = logging.getLogger(__name__)
+
+GROUP_TABLES = ("table1", "table2", "agefit", "lesions", "volumes")
+
+QC_DICTIONARY: dict[str, dict[str, str]] = {
+    "participant_id": {"Description": "Participant"},
+    "session_id": {"Description": "Session (n/a without sessions)"},
+    **subj.METRIC_DICTIONARY,
+    "n_flags": {"Description": "Number of automatic QC flags raised"},
+    "flags": {"Description": "Raised flags as rule:item, separated by '; ' (empty = pass)"},
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# loading
+# ---------------------------------------------------------------------------------------------
+
+def _read_optional(path: Path, problems: list[str]) -> pd.DataFrame | None:
+    if not path.exists():
+        return None
+    try:
+        return read_tsv(path)
+    except Exception as exc:  # a broken table is reported, not fatal
+        problems.append(f"{path}: unreadable ({exc})")
+        return None
+
+
+def _read_json(path: Path, problems: list[str]) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        problems.append(f"{path}: unreadable ({exc})")
+        return {}
+
+
+def run_config(cfg: RunConfig) -> dict[str, Any]:
+    """This run's configuration, with the participant level's settings where recorded."""
+    out = cfg.to_json()
+    part = Path(cfg.output_dir) / "logs" / "config-participant.json"
+    if part.exists():
+        try:
+            recorded = json.loads(part.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            recorded = {}
+        for key in ("method", "registration", "erosion_voxels", "volumes", "atlas"):
+            if key in recorded:
+                out[key] = recorded[key]
+    return out
+
+
+def load_study(cfg: RunConfig) -> study.StudyInputs:
+    """Read the cohort tables, ``stats.json``, participants and failures."""
+    out = Path(cfg.output_dir)
+    problems: list[str] = []
+    inputs = study.StudyInputs(output_dir=out, config=run_config(cfg), problems=problems)
+    inputs.participants = _read_optional(Path(cfg.bids_dir) / "participants.tsv", problems)
+    inputs.regional = _read_optional(out / "group" / "regional_r2star.tsv", problems)
+    for name in GROUP_TABLES:
+        path = out / "group" / f"{name}.tsv"
+        df = _read_optional(path, problems)
+        if df is not None:
+            inputs.tables[name] = (df, read_dictionary(path))
+    inputs.stats = _read_json(out / "group" / "stats.json", problems)
+    inputs.failures = _read_optional(out / "logs" / "failures.tsv", problems)
+    return inputs
+
+
+def _canonical(arr: np.ndarray | None, affine: np.ndarray) -> np.ndarray | None:
+    """Reorder a 3-D array to closest RAS+ voxel axes."""
+    if arr is None:
+        return None
+    from nibabel.orientations import apply_orientation, io_orientation
+
+    arr = np.asarray(arr)
+    if arr.ndim == 4:
+        arr = arr[..., 0]
+    return np.ascontiguousarray(apply_orientation(arr, io_orientation(affine)))
+
+
+def _load(path: Path | None, problems: list[str], what: str):
+    from ironmap.io.nifti import load_image
+
+    if path is None or not Path(path).exists():
+        problems.append(f"{what}: not found" + (f" ({path})" if path else ""))
+        return None
+    try:
+        return load_image(path)
+    except Exception as exc:
+        problems.append(f"{what}: {exc}")
+        return None
+
+
+def _array(img) -> np.ndarray | None:
+    if img is None:
+        return None
+    data = np.asarray(img.dataobj, dtype=np.float32)
+    return data[..., 0] if data.ndim == 4 else data
+
+
+def _on_t1w(img, t1w, xfm_path: Path, problems: list[str], what: str):
+    """Resample ``img`` onto the T1w grid through its saved transform (T1w world -> img)."""
+    if img is None or t1w is None:
+        return None
+    if not xfm_path.exists():
+        problems.append(f"{what}: transform {xfm_path.name} not found")
+        return None
+    try:
+        from ironmap.spatial.grid import resample_image
+        from ironmap.spatial.registration import load_transform
+
+        matrix = np.asarray(load_transform(xfm_path).matrix, float)
+        return resample_image(img, t1w, matrix, order=1)
+    except Exception as exc:
+        problems.append(f"{what}: resampling failed ({exc})")
+        return None
+
+
+def load_subject(cfg: RunConfig, inputs) -> subj.SubjectImages:
+    """Arrays of one participant (``inputs``: :class:`ironmap.io.bids.SubjectInputs`)."""
+    out = Path(cfg.output_dir)
+    pid, sid = inputs.participant_id, inputs.session_id
+    s = subj.SubjectImages(label=inputs.label, participant_id=pid, session_id=sid)
+    p = s.problems
+    r2 = _load(derivative_path(out, "r2starmap", pid, sid), p, "R2* map")
+    echoes = list(inputs.echoes)
+    s.echo_times = [e.echo_time for e in echoes]
+    e1 = _load(echoes[0].path if echoes else None, p, "GRE echo 1")
+    e2 = _load(echoes[1].path if len(echoes) > 1 else None, p, "GRE echo 2")
+    t1w = _load(inputs.t1w, p, "T1w")
+    flair = _load(inputs.flair, p, "FLAIR")
+    ref = r2 if r2 is not None else e1
+    if ref is not None:
+        aff = ref.affine
+        s.r2star, s.echo1, s.echo2 = (_canonical(_array(i), aff) for i in (r2, e1, e2))
+        for name, key in (("fitflags", "flags"), ("dseg_r2star", "labels"),
+                          ("dseg_eroded", "eroded"), ("lesion_r2star", "lesion")):
+            path = derivative_path(out, name, pid, sid)
+            img = _load(path, [], name) if path.exists() else None
+            setattr(s, key, _canonical(np.asarray(img.dataobj) if img is not None else None,
+                                       aff))
+    if t1w is not None:
+        s.t1w = _canonical(_array(t1w), t1w.affine)
+        for img, name, attr in ((flair, "xfm_flair_to_t1w", "flair_on_t1w"),
+                                (e1, "xfm_megre_to_t1w", "megre_on_t1w")):
+            arr = _on_t1w(img, t1w, derivative_path(out, name, pid, sid), p, attr)
+            setattr(s, attr, _canonical(arr, t1w.affine))
+    for name, attr in (("regions_table", "regions"), ("lesions_table", "lesions")):
+        setattr(s, attr, _read_optional(derivative_path(out, name, pid, sid), p))
+    manifest = _read_json(out / "logs" / "manifests" / f"{inputs.label}.json", p)
+    nmi = (manifest.get("summary") or {}).get("registration_nmi") or {}
+    s.similarity = {k: float(v) for k, v in nmi.items() if v is not None}
+    return s
+
+
+# ---------------------------------------------------------------------------------------------
+# figures and pages
+# ---------------------------------------------------------------------------------------------
+
+def realise(job: FigureJob, fig_dir: Path, rel_to: Path) -> html.FigureView:
+    """Build, render and write one figure (PNG + SVG); errors become the view's message."""
+    view = html.FigureView(job.id, job.title, job.caption)
+    try:
+        fig = job.build()
+        data = render_figure(fig)
+        for fmt, blob in data.items():
+            path = write_bytes(fig_dir / f"{job.stem}.{fmt}", blob)
+            view.files.append(str(path.relative_to(rel_to)))
+        view.data_uri = html.png_data_uri(data["png"])
+    except Exception as exc:  # a failing figure never stops the report
+        view.error = str(exc) or type(exc).__name__
+        log.warning("figure %s (%s) failed: %s", job.id, fig_dir, view.error,
+                    exc_info=not isinstance(exc, ValueError))
+    return view
+
+
+def write_subject_page(cfg: RunConfig, inputs, info: dict[str, str],
+                       thresholds: qcflags.QCThresholds) -> tuple[Path, dict[str, Any]]:
+    """Write ``sub-X.html`` and its figures; returns the page and its qc.tsv row."""
+    from ironmap import __version__
+
+    out = Path(cfg.output_dir)
+    s = load_subject(cfg, inputs)
+    m = subj.metrics(s)
+    flags = subj.flags_for(s, m, thresholds)
+    fig_dir = derivative_path(out, "figure_dir", s.participant_id, s.session_id)
+    sections: dict[str, list[html.FigureView]] = {"maps": [], "registration": [],
+                                                  "overlays": []}
+    for section, job in subj.figure_jobs(s):
+        sections[section].append(realise(job, fig_dir, out))
+    page = out / f"{subject_prefix(s.participant_id, s.session_id)}.html"
+    text = html.render("subject.html", version=__version__, label=s.label,
+                       info=list(info.items()), missing=s.problems, flags=flags,
+                       metrics=subj.metrics_view(m), maps=sections["maps"],
+                       registration=sections["registration"], overlays=sections["overlays"],
+                       regions=subj.regions_view(s), lesions=subj.lesions_view(s),
+                       figure_dir=str(fig_dir.relative_to(out)))
+    write_text(page, text)
+    row = {"participant_id": s.participant_id, "session_id": s.session_id,
+           **{k: v for k, v in m.items() if not isinstance(v, dict)},
+           "n_flags": len(flags), "flags": "; ".join(f"{f.rule}:{f.item}" for f in flags)}
+    return page, {"row": row, "flags": flags}
+
+
+def _subjects(cfg: RunConfig):
+    from ironmap.io.bids import discover
+
+    return discover(cfg.bids_dir, participant_label=cfg.participant_label,
+                    session_label=cfg.session_label)
+
+
+def _participant_info(inputs: study.StudyInputs, pid: str) -> dict[str, str]:
+    parts = inputs.participants
+    if parts is None or "participant_id" not in parts:
+        return {}
+    row = parts[parts["participant_id"] == pid]
+    if row.empty:
+        return {"participants.tsv": "not listed"}
+    rec = row.iloc[0]
+    keys = [inputs.group_column, "age", "sex", "site", "edss", "disease_duration"]
+    return {k: html.format_value(rec[k], k)[0] for k in keys if k in rec}
+
+
+def _failed_ids(inputs: study.StudyInputs) -> dict[str, str]:
+    f = inputs.failures
+    if f is None or f.empty:
+        return {}
+    label = f.apply(lambda r: subject_prefix(r["participant_id"], r.get("session_id")
+                                             if isinstance(r.get("session_id"), str) else None),
+                    axis=1)
+    return dict(zip(label, f["error"].astype(str), strict=True))
+
+
+def subject_pages(cfg: RunConfig, inputs: study.StudyInputs,
+                  thresholds: qcflags.QCThresholds) -> tuple[list[dict], list, list[Path]]:
+    """All participant pages: (rows for the subject list, flags, written pages)."""
+    failed = _failed_ids(inputs)
+    listing, all_flags, pages, qc_rows = [], [], [], []
+    for s in _subjects(cfg):
+        info = _participant_info(inputs, s.participant_id)
+        entry = {"label": s.label, "group": info.get(inputs.group_column, "n/a"),
+                 "site": info.get("site", "n/a"), "page": None, "n_flags": 0}
+        r2 = derivative_path(cfg.output_dir, "r2starmap", s.participant_id, s.session_id)
+        if s.label in failed or not r2.exists():
+            entry["status"] = "failed" if s.label in failed else "not processed"
+            listing.append(entry)
+            continue
+        try:
+            page, res = write_subject_page(cfg, s, info, thresholds)
+        except Exception as exc:  # one broken page never stops the others
+            log.warning("%s: QC page failed: %s", s.label, exc, exc_info=True)
+            entry["status"] = f"page failed: {exc}"
+            listing.append(entry)
+            continue
+        pages.append(page)
+        qc_rows.append(res["row"])
+        all_flags += res["flags"]
+        entry.update(status="ok", page=page.name, n_flags=len(res["flags"]))
+        listing.append(entry)
+    write_qc_table(Path(cfg.output_dir), qc_rows)
+    return listing, all_flags, pages
+
+
+def write_qc_table(out: Path, rows: list[dict[str, Any]]) -> Path:
+    """``group/qc.tsv``: one row per participant page with metrics and raised flags."""
+    columns = list(QC_DICTIONARY)
+    table = pd.DataFrame(rows).reindex(columns=columns)
+    return write_tsv(table, out / "group" / "qc.tsv", QC_DICTIONARY)
+
+
+# ---------------------------------------------------------------------------------------------
+# the study page
+# ---------------------------------------------------------------------------------------------
+
+def excluded_rows(inputs: study.StudyInputs, listing: list[dict]) -> list[dict[str, str]]:
+    """Failed (logs/failures.tsv), unprocessed and group-level excluded participants."""
+    rows = [{"participant": k, "stage": "participant level", "reason": v}
+            for k, v in _failed_ids(inputs).items()]
+    seen = {r["participant"] for r in rows}
+    for e in listing:
+        if e["status"] == "not processed" and e["label"] not in seen:
+            rows.append({"participant": e["label"], "stage": "participant level",
+                         "reason": "no R2* map in the output folder (not run yet?)"})
+    excl = inputs.stats.get("exclusions") or {}
+    if isinstance(excl, dict):
+        issues = [str(i) for i in excl.get("issues", []) or []]
+        for pid in excl.get("participants_excluded", []) or []:
+            why = "; ".join(i for i in issues if i.startswith(f"{pid}:")) or "excluded"
+            rows.append({"participant": str(pid), "stage": "group level", "reason": why})
+    return rows
+
+
+def group_notes(inputs: study.StudyInputs) -> list[str]:
+    """Group-level issues (values ignored) and notes (fallbacks, skipped regions)."""
+    excl = inputs.stats.get("exclusions") or {}
+    if not isinstance(excl, dict):
+        return []
+    return [str(i) for i in (excl.get("issues") or []) + (excl.get("notes") or [])]
+
+
+def lesion_stats_view(stats: dict[str, Any]) -> html.TableView | None:
+    """Lesion R2* correlations and regression from ``stats.json``."""
+    les = stats.get("lesions") or {}
+    corr = les.get("correlations") if isinstance(les, dict) else None
+    if not corr:
+        return None
+    rows = [{"variable": k, **{c: v.get(c) for c in ("r", "p", "method", "n")}}
+            for k, v in corr.items() if isinstance(v, dict)]
+    reg = les.get("regression") or {}
+    note = ""
+    if isinstance(reg, dict) and reg.get("r") is not None:
+        betas = ", ".join(f"{k} β = {html.format_number(v)}"
+                          for k, v in (reg.get("std_betas") or {}).items() if v is not None)
+        p = reg.get("f_pvalue")
+        note = (f"Multiple regression of lesion R2* in patients: R = "
+                f"{html.format_number(reg['r'])}" + (f", p = {html.format_number(p, 'p')}"
+                                                      if p is not None else "")
+                + (f"; {betas}" if betas else "") + ".")
+    return html.table_view(pd.DataFrame(rows), id="lesion-stats", combine_mean_sd=False,
+                           caption=f"Correlations of {les.get('value', 'lesion R2*')} in "
+                           "patients", note=note, source="group/stats.json")
+
+
+def multicenter_view(inputs: study.StudyInputs) -> html.TableView | None:
+    """Inter-site CV of control R2* and site-model group effects per region (Table 2)."""
+    t2 = study.table(inputs, "table2")
+    if t2 is None or t2.empty:
+        return None
+    cols = ["title" if "title" in t2 else "region"]
+    cols += [c for c in t2.columns if c == "intersite_cv_controls"
+             or c.startswith(("mixed_", "siteadj_"))]
+    if len(cols) == 1:
+        return None
+    return html.table_view(t2, id="multicenter-table", columns=cols, combine_mean_sd=False,
+                           dictionary=inputs.tables["table2"][1], source="group/table2.tsv",
+                           labels={"title": "region"},
+                           caption="Inter-site coefficient of variation of control R2* and "
+                           "group effects with site as a random intercept (mixed model)")
+
+
+def _lesion_summary(inputs: study.StudyInputs) -> html.TableView | None:
+    les = study.table(inputs, "lesions")
+    if les is None or les.empty:
+        return None
+    df = les.copy()
+    parts = inputs.participants
+    if parts is not None and inputs.group_column in parts:
+        df = df.merge(parts[["participant_id", inputs.group_column]], on="participant_id",
+                      how="left").rename(columns={inputs.group_column: "group"})
+    else:
+        df["group"] = "all"
+    rows = []
+    order = {g: i for i, g in enumerate(study.group_order(inputs, df.assign(region="")))}
+    for g, d in sorted(df.groupby("group"), key=lambda kv: (order.get(kv[0], 99), kv[0])):
+        row = {"group": g, "n": len(d)}
+        for c in ("lesion_load_cm3", "lesion_count", "lesion_r2star_mean"):
+            if c in d:
+                vals = pd.to_numeric(d[c], errors="coerce")
+                row[f"{c}_mean"], row[f"{c}_sd"] = vals.mean(), vals.std()
+        rows.append(row)
+    return html.table_view(pd.DataFrame(rows), id="lesions", caption="Lesions per group "
+                           "(T2 lesion load in cm³, lesion R2* in s⁻¹), mean (SD)",
+                           source="group/lesions.tsv (summarised)",
+                           labels={"lesion_load_cm3_mean": "T2 lesion load (cm³)",
+                                   "lesion_count_mean": "lesion count",
+                                   "lesion_r2star_mean_mean": "lesion R2* (s⁻¹)"})
+
+
+def _qc_flag_view(flags: list) -> html.TableView | None:
+    if not flags:
+        return None
+    df = pd.DataFrame([f.as_dict() for f in flags])
+    return html.table_view(df, id="qc-flags", caption="Automatic QC flags",
+                           combine_mean_sd=False, source="group/qc.tsv")
+
+
+def _fig_views(jobs: dict[str, list[FigureJob]], out: Path) -> dict[str, list]:
+    fig_dir = out / "group" / "figures"
+    return {k: [realise(j, fig_dir, out) for j in v] for k, v in jobs.items()}
+
+
+def study_page(cfg: RunConfig, inputs: study.StudyInputs, listing: list[dict], flags: list,
+               thresholds: qcflags.QCThresholds) -> Path:
+    """Write ``report.html``."""
+    from ironmap import __version__
+    from ironmap.io.outputs import command_line
+
+    out = Path(cfg.output_dir)
+    data = study.cohort(inputs)
+    figs = _fig_views(study.figure_jobs(inputs, data), out)
+    excluded = excluded_rows(inputs, listing)
+    t1, t1_full = study.table1_views(inputs)
+    t2, t2_full = study.table2_views(inputs)
+    errors = [f"{v.title}: {v.error}" for vs in figs.values() for v in vs if v.error]
+    methods = build_methods(inputs.config, r2star_sidecar=_r2_sidecar(cfg, listing),
+                            agefit=study.bilateral_fits(study.table(inputs, "agefit")),
+                            stats=inputs.stats)
+    text = html.render(
+        "study.html", version=__version__, command=command_line(),
+        dataset_name=Path(cfg.bids_dir).name, output_dir=str(out),
+        summary=study.summary_cards(inputs, data, len(flags), len(excluded)),
+        missing=study.missing_items(inputs, data), report_errors=errors,
+        table1=t1, table1_full=t1_full,
+        table1_missing="group/table1.tsv not found (run the group level)",
+        table2=t2, table2_full=t2_full,
+        table2_missing="group/table2.tsv not found (run the group level)",
+        agefit=study.agefit_view(inputs), notes=group_notes(inputs),
+        lesions=_lesion_summary(inputs), lesions_missing="group/lesions.tsv not found",
+        lesion_stats=lesion_stats_view(inputs.stats), sites=multicenter_view(inputs),
+        sitefig=figs["sitefig"], fig2=figs["fig2"], fig3=figs["fig3"],
+        agecurves=figs["agecurves"], qc_flags=_qc_flag_view(flags),
+        qc_rules=_rules_text(thresholds), subjects=listing, excluded=excluded,
+        methods=methods)
+    return write_text(out / "report.html", text)
+
+
+def _rules_text(t: qcflags.QCThresholds) -> str:
+    return (f"registration NMI < {t.min_registration_similarity:g}, first-echo SNR < "
+            f"{t.min_snr:g}, flagged head voxels > {100 * t.max_flagged_fraction:g}%, flagged "
+            f"region voxels > {100 * t.max_region_flagged_fraction:g}%")
+
+
+def _r2_sidecar(cfg: RunConfig, listing: list[dict]) -> dict[str, Any]:
+    from ironmap.io.nifti import read_sidecar
+
+    for path in sorted(Path(cfg.output_dir).glob("sub-*/**/*_R2starmap.nii.gz")):
+        try:
+            return read_sidecar(path)
+        except Exception:  # noqa: BLE001 - the methods text falls back to the config
+            continue
+    return {}
+
+
+def write_reports(cfg: RunConfig, thresholds: qcflags.QCThresholds | None = None) -> list[Path]:
+    """Write the participant pages, ``group/qc.tsv`` and ``report.html``; returns the pages.
+
+    Individual figure or page failures are logged and shown in the pages; this function
+    raises only when the output folder itself cannot be written.
+    """
+    t0 = time.monotonic()
+    thr = thresholds or qcflags.QCThresholds()
+    inputs = load_study(cfg)
+    try:
+        listing, flags, pages = subject_pages(cfg, inputs, thr)
+    except Exception as exc:  # e.g. the raw dataset is gone: still write the study page
+        log.warning("participant pages failed: %s", exc, exc_info=True)
+        inputs.problems.append(f"participant pages could not be made: {exc}")
+        listing, flags, pages = [], [], []
+    report = study_page(cfg, inputs, listing, flags, thr)
+    log.info("report written in %.1f s: %s (%d participant pages)", time.monotonic() - t0,
+             report, len(pages))
+    return [report, *pages]

@@ -1,0 +1,208 @@
+"""Study report and participant pages on a small synthetic study (file contracts only).
+
+The end-to-end report on the real pipeline's demo cohort is in test_demo.py.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from _figcheck import points_by_prefix
+from _report_study import make_study
+from ironmap.io.tables import read_tsv
+from ironmap.report import figures as F
+from ironmap.report.html import format_value
+from ironmap.workflows.report import write_reports
+
+
+class _Cells(HTMLParser):
+    """Collect (data-columns, text) of every <td> of one table, and all <img> sources."""
+
+    def __init__(self, table_id: str):
+        super().__init__()
+        self.table_id, self.depth, self.rows, self.imgs, self._cell = table_id, 0, [], [], None
+        self.links: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "table" and a.get("id") == self.table_id:
+            self.depth = 1
+        elif tag == "tr" and self.depth:
+            self.rows.append([])
+        elif tag == "td" and self.depth:
+            self._cell = [a.get("data-columns", ""), ""]
+        elif tag == "img":
+            self.imgs.append(a.get("src", ""))
+        elif tag in ("a", "link", "script") and (a.get("href") or a.get("src")):
+            self.links.append(a.get("href") or a.get("src"))
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell[1] += data
+
+    def handle_endtag(self, tag):
+        if tag == "td" and self._cell is not None:
+            self.rows[-1].append(tuple(self._cell))
+            self._cell = None
+        elif tag == "table" and self.depth:
+            self.depth = 0
+
+
+def parse(page: Path, table_id: str) -> _Cells:
+    p = _Cells(table_id)
+    p.feed(page.read_text(encoding="utf-8"))
+    return p
+
+
+def assert_cells_match_tsv(rows: list[list[tuple[str, str]]], tsv: Path) -> int:
+    """Every shown cell equals its TSV value(s) under the report's number format."""
+    df = read_tsv(tsv)
+    rows = [r for r in rows if r]
+    assert len(rows) == len(df)
+    checked = 0
+    for (_, rec), cells in zip(df.iterrows(), rows, strict=True):
+        for columns, text in cells:
+            cols = columns.split()
+            expected = [format_value(rec[c], c)[0] for c in cols]
+            shown = [text] if len(cols) == 1 else list(re.fullmatch(r"(.*) \((.*)\)", text)
+                                                           .groups())
+            assert shown == expected, (cols, text)
+            for c, s in zip(cols, shown, strict=True):  # and numerically close to the TSV
+                if s not in ("n/a", "<0.001") and isinstance(rec[c], float):
+                    assert float(s) == pytest.approx(rec[c], rel=5e-3, abs=5e-4)
+            checked += 1
+    return checked
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """8 participants (no PPMS), red nucleus without data, one failed, one with a bad
+    registration; report written once."""
+    root = tmp_path_factory.mktemp("study")
+    cfg = make_study(root, np.random.default_rng(7), groups={"HC": 3, "RRMS": 3, "SPMS": 3},
+                     missing_region="red_nucleus", failed=("sub-009",))
+    manifest = cfg.output_dir / "logs" / "manifests" / "sub-002.json"
+    manifest.write_text(json.dumps({"summary": {"registration_nmi": {"MEGRE": 1.3,
+                                                                     "FLAIR": 1.01}}}))
+    pages = write_reports(cfg)
+    return cfg, pages
+
+
+def test_outputs_written(study):
+    cfg, pages = study
+    out = cfg.output_dir
+    assert pages[0] == out / "report.html"
+    assert sorted(p.name for p in pages[1:]) == [f"sub-{i:03d}.html" for i in range(1, 9)]
+    svgs = sorted((out / "group" / "figures").glob("*.svg"))
+    pngs = sorted((out / "group" / "figures").glob("*.png"))
+    assert len(svgs) == len(pngs) == 7 + 7 + 2  # Figures 2, 3 per region with data, ages, sites
+    assert len(list((out / "sub-001" / "figures").glob("*.png"))) == 6
+
+
+def test_table2_cells_equal_tsv(study):
+    cfg, _ = study
+    page = cfg.output_dir / "report.html"
+    cells = parse(page, "table2")
+    assert assert_cells_match_tsv(cells.rows, cfg.output_dir / "group" / "table2.tsv") >= 8 * 4
+    assert assert_cells_match_tsv(parse(page, "table1").rows,
+                                  cfg.output_dir / "group" / "table1.tsv") == 4 * 9
+
+
+def test_self_contained(study):
+    cfg, _ = study
+    for page in (cfg.output_dir / "report.html", cfg.output_dir / "sub-001.html"):
+        p = parse(page, "-")
+        assert p.imgs and all(src.startswith("data:image/png;base64,") for src in p.imgs)
+        external = [u for u in p.links if re.match(r"^[a-z]+://", u)]
+        assert external == []
+        text = page.read_text(encoding="utf-8")
+        assert "<script" not in text and "<link" not in text
+
+
+def test_missing_things_are_named(study):
+    cfg, _ = study
+    text = (cfg.output_dir / "report.html").read_text(encoding="utf-8")
+    assert "phenotype(s) PPMS" in text
+    assert "region red_nucleus: no R2* values" in text
+    assert "Figure 2 · Red nucleus: figure not available" in text
+    assert "sub-009: GRE echo 2 has no EchoTime" in text  # failed participant and why
+
+
+def test_qc_flags_in_table_and_pages(study):
+    cfg, _ = study
+    qc = read_tsv(cfg.output_dir / "group" / "qc.tsv")
+    assert list(qc["participant_id"]) == [f"sub-{i:03d}" for i in range(1, 9)]
+    flagged = qc.set_index("participant_id")
+    assert flagged.loc["sub-002", "flags"] == "registration:FLAIR->T1w"
+    assert flagged.loc["sub-002", "registration_nmi_flair"] == pytest.approx(1.01)
+    assert (qc["snr_echo1"] > 20).all()
+    assert flagged.loc["sub-001", "max_region_flagged_fraction"] == pytest.approx(8 / 48, rel=1e-5)
+    assert "FLAIR to T1w registration similarity 1.010" in \
+        (cfg.output_dir / "sub-002.html").read_text(encoding="utf-8")
+    assert "registration:FLAIR->T1w" not in (cfg.output_dir / "sub-001.html").read_text()
+    assert "1 automatic QC flag(s) raised" in (cfg.output_dir / "report.html").read_text()
+
+
+def test_figures_written_have_content(study):
+    cfg, _ = study
+    figs = cfg.output_dir / "group" / "figures"
+    pts = points_by_prefix(figs / "region-caudate_desc-groups_r2star.svg", "points-")
+    assert pts == {"HC": 3, "RRMS": 3, "SPMS": 2}
+    pts = points_by_prefix(figs / "region-caudate_desc-corticalgm_r2star.svg", "points-")
+    assert pts == {"controls": 3, "patients": 5}
+    pts = points_by_prefix(figs / "desc-agecurves_r2star.svg", "points-")
+    assert pts["caudate"] == 3 and pts["red_nucleus"] == 0
+
+
+def test_methods_from_what_ran(study):
+    cfg, _ = study
+    text = (cfg.output_dir / "report.html").read_text(encoding="utf-8")
+    methods = text[text.index('id="methods"'):]
+    assert "two-point closed form" in methods  # from the R2* map's sidecar
+    assert "4.92, 24.60 ms" in methods
+    assert "affine transform" in methods and "eroded by 1 voxel" in methods
+    ref = json.loads((cfg.output_dir / "group" / "stats.json").read_text())["reference_age"]
+    assert f"reference age of {ref:.1f} years" in methods  # from stats.json
+    assert f"numpy {np.__version__}" in methods and f"pandas {pd.__version__}" in methods
+    assert 'id="ref-ants"' in methods
+
+
+def test_no_patients_no_group_tables_and_failing_figure(tmp_path, rng, monkeypatch):
+    cfg = make_study(tmp_path, rng, groups={"HC": 2}, with_group_tables=False)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("site plot exploded")
+
+    monkeypatch.setattr(F, "site_figure", broken)
+    pages = write_reports(cfg)
+    text = pages[0].read_text(encoding="utf-8")
+    assert "no patients: patient comparisons" in text
+    assert "Table 2 is not available" in text and "group/table2.tsv not found" in text
+    assert "Control R2* per site: site plot exploded" in text  # reported, not fatal
+    assert len(pages) == 3
+
+
+@pytest.mark.slow
+def test_report_in_headless_chromium(study, tmp_path):
+    """Screenshot not blank, no broken image, no console error, Table 2 cells = table2.tsv."""
+    from _chromium import REPORT_PROBES, open_page, screenshot_is_blank
+
+    cfg, _ = study
+    res = open_page(cfg.output_dir / "report.html", REPORT_PROBES, tmp_path)
+    (tmp_path / "report.png").write_bytes(res.screenshot_png)
+    assert not screenshot_is_blank(res.screenshot_png)
+    assert res.errors == []
+    assert res.values["n_images"] >= 16 and res.values["broken_images"] == []
+    assert res.values["title"] == "ironmap study report"
+    rows = [[tuple(c) for c in r] for r in res.values["table2"]]
+    assert assert_cells_match_tsv(rows, cfg.output_dir / "group" / "table2.tsv") >= 7 * 4
+    sub = open_page(cfg.output_dir / "sub-001.html", REPORT_PROBES, tmp_path)
+    assert sub.errors == [] and sub.values["broken_images"] == []
+    assert sub.values["n_images"] == 6 and not screenshot_is_blank(sub.screenshot_png)
