@@ -1,0 +1,80 @@
+"""Benchmark and validation of ironmap tissue volumes (run by hand, not in CI).
+
+    python benchmarks/volumes.py mni       # FSL MNI152 1 mm brain vs FSL FAST (Dice, volumes)
+    python benchmarks/volumes.py sim DIR   # a simulated cohort (truth/volumes.tsv) vs ironmap
+
+Prints time and peak memory (ru_maxrss) per subject. Threads: ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS
+(default 2 here, the 2-core reference machine).
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "2")
+
+import nibabel as nib  # noqa: E402
+import numpy as np  # noqa: E402
+
+SHARED = Path(os.environ.get("IRONMAP_SHARED_DATA",
+                             Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def mni() -> None:
+    """Segment the FSL MNI152 1 mm brain; compare with FAST's segmentation shipped beside it."""
+    from ironmap.core.volumes import tissue_volumes
+    from ironmap.spatial.grid import resample_labels
+    from ironmap.spatial.segmentation import segment_tissues
+
+    folder = SHARED / "mni152_fsl"
+    t1 = nib.load(folder / "MNI152_T1_1mm_brain.nii.gz")
+    t1 = nib.Nifti1Image(t1.get_fdata(dtype=np.float32), t1.affine)
+    fast_img = nib.load(folder / "MNI152_T1_1mm_Brain_FAST_seg.nii.gz")
+    t0 = time.perf_counter()
+    seg = segment_tissues(t1, label="MNI152_T1_1mm_brain")
+    dt = time.perf_counter() - t0
+    fast = resample_labels(fast_img, t1)
+    ours = np.argmax(np.stack([seg.csf, seg.gm, seg.wm]), axis=0) + 1
+    ours[~seg.mask] = 0
+    vols = tissue_volumes(seg.gm, seg.wm, seg.csf, seg.voxel_sizes, deep_gm=seg.deep)
+    print(f"time {dt:.1f} s, peak memory {_peak_mb():.0f} MB")
+    for k, name in ((1, "csf"), (2, "gm"), (3, "wm")):
+        a, b = ours == k, fast == k
+        dice = 2 * np.sum(a & b) / (a.sum() + b.sum())
+        print(f"{name}: Dice {dice:.3f}, ironmap {vols[name + '_cm3']:.1f} cm3 "
+              f"(hard {a.sum() / 1000:.1f}), FAST {b.sum() / 1000:.1f} cm3")
+
+
+def sim(cohort: Path) -> None:
+    """Run subject_volumes on every T1w of a simulated cohort and compare with the truth."""
+    import pandas as pd
+
+    from ironmap.workflows.volumes import subject_volumes
+
+    truth = pd.read_csv(cohort / "truth" / "volumes.tsv", sep="\t").set_index("participant_id")
+    out = cohort / "volumes_benchmark"
+    for sub in truth.index:
+        t0 = time.perf_counter()
+        row = subject_volumes(cohort / "bids" / sub / "anat" / f"{sub}_T1w.nii.gz", sub, None,
+                              out)
+        dt = time.perf_counter() - t0
+        t = truth.loc[sub]
+        errs = " ".join(f"{k} {100 * (row[k + '_cm3'] / t[k + '_cm3'] - 1):+.1f}%"
+                        for k in ("gm", "cortical_gm", "deep_gm", "wm", "csf"))
+        print(f"{sub}: {dt:.1f} s, peak {_peak_mb():.0f} MB, {errs}, scaling "
+              f"{row['scaling_factor']:.3f} (true 1/head_scale^3 {t.head_scale ** -3:.3f})")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "sim":
+        sim(Path(sys.argv[2]))
+    else:
+        mni()

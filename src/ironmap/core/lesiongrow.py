@@ -1,0 +1,273 @@
+"""Semi-automatic lesion outlining on FLAIR: region growing with a local intensity threshold.
+
+For each seed voxel the threshold is set halfway (``level``) between the local background
+(median intensity of the brain in a box around the seed) and the lesion peak (brightest voxel
+near the seed); the lesion is the connected set of voxels above that threshold that contains
+the seed. If a region runs away from its seed (beyond ``max_radius_mm``), the threshold is
+raised step by step, as a rater would. Automatic seeds are proposed at local maxima of
+FLAIR hyperintensity (robust z-score) inside white matter.
+
+Pure numpy/scipy; coordinates here are voxel indices (conversion from world mm is done by the
+caller with the image affine).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+#: Seed status codes in :class:`GrowResult` ``status``.
+SEED_OK = "ok"
+SEED_OUTSIDE_IMAGE = "outside_image"
+SEED_OUTSIDE_BRAIN = "outside_brain"
+SEED_NOT_HYPERINTENSE = "not_hyperintense"
+SEED_MERGED = "merged"  # its region was already grown from an earlier seed
+
+
+@dataclass
+class GrowResult:
+    """Outcome of region growing.
+
+    Attributes
+    ----------
+    mask : ndarray of bool, shape (X, Y, Z)
+        Union of all grown lesions.
+    labels : ndarray of int32, shape (X, Y, Z)
+        Lesion number (1-based, seed order) per voxel, 0 outside lesions.
+    status : list of str
+        One status per seed (``SEED_*`` codes).
+    thresholds : list of float
+        Threshold used per seed (NaN when the seed was not grown).
+    n_voxels : list of int
+        Voxels grown from each seed (0 when not grown).
+    """
+
+    mask: np.ndarray
+    labels: np.ndarray
+    status: list[str] = field(default_factory=list)
+    thresholds: list[float] = field(default_factory=list)
+    n_voxels: list[int] = field(default_factory=list)
+
+
+def grow_lesions(
+    flair: np.ndarray,
+    seeds_ijk,
+    voxel_sizes_mm,
+    *,
+    brain_mask: np.ndarray | None = None,
+    min_rise: float = 0.08,
+    level: float = 0.25,
+    jump: float = 1.5,
+    leak_mm3: float = 30.0,
+    margin_mm: float = 4.0,
+    window_mm: float = 40.0,
+    search_mm: float = 2.0,
+    max_radius_mm: float = 80.0,
+    min_contrast: float = 0.1,
+) -> GrowResult:
+    """Grow one lesion from each seed with a local, leak-limited threshold.
+
+    The local background ``b`` is the most frequent brain intensity (histogram mode, i.e.
+    normal-appearing white matter) in a box around the seed. The threshold is lowered from the
+    lesion peak towards ``b * (1 + min_rise)`` in steps of 2 % of ``b``; it stops early, at
+    the last threshold before the region suddenly grows by more than ``jump`` times in one
+    step (a leak into cortex or another lesion-free structure).
+
+    Parameters
+    ----------
+    flair : ndarray of shape (X, Y, Z)
+        FLAIR intensities (arbitrary units, lesions bright).
+    seeds_ijk : array-like of shape (n_seeds, 3)
+        Seed positions in voxel indices (rounded to the nearest voxel).
+    voxel_sizes_mm : sequence of 3 float
+        Voxel edge lengths in mm.
+    brain_mask : ndarray of bool, shape (X, Y, Z), optional
+        Growing never leaves it; seeds outside it are refused. Default: ``flair > 0``.
+    min_rise, level : float
+        The lowest threshold is ``b * (1 + min_rise)`` or ``b + level * (peak - b)``,
+        whichever is higher.
+    jump, leak_mm3 : float
+        A step that multiplies the region size by more than ``jump`` and adds more than
+        ``leak_mm3`` beyond two voxels of the previous region counts as a leak (growth through
+        a narrow bridge); the region before it is kept.
+    window_mm : float
+        Edge of the box in which the local background is taken.
+    search_mm : float
+        The lesion peak is the brightest brain voxel within this distance of the seed.
+    max_radius_mm : float
+        Farthest a lesion may reach from its seed.
+    min_contrast : float
+        Minimum (peak - background) / background for a seed to count as hyperintense.
+
+    Returns
+    -------
+    GrowResult
+    """
+    img = np.nan_to_num(np.asarray(flair, dtype=np.float64))
+    brain = (img > 0) if brain_mask is None else np.asarray(brain_mask, dtype=bool)
+    vox = np.asarray(voxel_sizes_mm, dtype=float)[:3]
+    seeds = np.rint(np.asarray(seeds_ijk, dtype=float).reshape(-1, 3)).astype(int)
+    labels = np.zeros(img.shape, dtype=np.int32)
+    result = GrowResult(mask=np.zeros(img.shape, bool), labels=labels)
+    opts = dict(min_rise=min_rise, level=level, jump=jump, leak_mm3=leak_mm3,
+                margin_mm=margin_mm, window_mm=window_mm, search_mm=search_mm,
+                max_radius_mm=max_radius_mm,                min_contrast=min_contrast)
+    for n, seed in enumerate(seeds, start=1):
+        status, thr, region = _grow_one(img, brain, labels, seed, vox, **opts)
+        if region is not None:
+            labels[region & (labels == 0)] = n
+        result.status.append(status)
+        result.thresholds.append(thr)
+        result.n_voxels.append(int(region.sum()) if region is not None else 0)
+    result.mask = labels > 0
+    return result
+
+
+def local_background(img: np.ndarray, brain: np.ndarray, box) -> float:
+    """Most frequent brain intensity in a box (smoothed 64-bin histogram mode)."""
+    values = img[box][brain[box]]
+    if values.size < 20:
+        return float(np.median(values)) if values.size else 0.0
+    lo, hi = np.percentile(values, [2, 98])
+    if hi <= lo:
+        return float(lo)
+    hist, edges = np.histogram(values, bins=64, range=(lo, hi))
+    hist = ndimage.gaussian_filter1d(hist.astype(float), 2.0)
+    k = int(np.argmax(hist))
+    return float(0.5 * (edges[k] + edges[k + 1]))
+
+
+def _grow_one(img, brain, labels, seed, vox, *, min_rise, level, jump, leak_mm3, margin_mm,
+              window_mm, search_mm, max_radius_mm, min_contrast):
+    """Grow the region of one seed: (status, threshold, bool region or None)."""
+    if np.any(seed < 0) or np.any(seed >= np.asarray(img.shape)):
+        return SEED_OUTSIDE_IMAGE, float("nan"), None
+    if not brain[tuple(seed)]:
+        return SEED_OUTSIDE_BRAIN, float("nan"), None
+    if labels[tuple(seed)] > 0:
+        return SEED_MERGED, float("nan"), None
+    background = local_background(img, brain, _box(seed, np.ceil(window_mm / 2 / vox),
+                                                    img.shape))
+    peak_pos = _peak_near(img, brain, seed, np.ceil(search_mm / vox).astype(int))
+    peak = float(img[tuple(peak_pos)])
+    if background <= 0 or (peak - background) / background < min_contrast:
+        return SEED_NOT_HYPERINTENSE, float("nan"), None
+    limit = np.ceil(max_radius_mm / vox)
+    vox_mm3 = float(np.prod(vox))
+    half = np.minimum(limit, np.ceil((search_mm + margin_mm) / vox))
+    best, best_thr = None, peak
+    lowest = max(min_rise, level * (peak - background) / background)
+    for rise in np.arange((peak - background) / background - 0.02, lowest - 1e-9, -0.02):
+        thr = background * (1.0 + rise)
+        region, box = _region_at(img, brain, labels, peak_pos, thr, half)
+        while _touches_border(region[box], box, img.shape) and np.any(half < limit):
+            half = np.minimum(limit, 2 * half)
+            region, box = _region_at(img, brain, labels, peak_pos, thr, half)
+        if _touches_border(region[box], box, img.shape):
+            break
+        if best is not None and _leaked(region, best, box, jump, leak_mm3 / vox_mm3):
+            break
+        best, best_thr = region, thr
+    if best is None:
+        return SEED_NOT_HYPERINTENSE, float("nan"), None
+    return SEED_OK, float(best_thr), best
+
+
+def _region_at(img, brain, labels, peak_pos, thr, half):
+    """Connected region >= thr containing ``peak_pos`` inside a box of half-size ``half``."""
+    box = _box(peak_pos, half, img.shape)
+    lab, _ = ndimage.label((img[box] >= thr) & brain[box] & (labels[box] == 0))
+    start = tuple(peak_pos - np.array([s.start for s in box]))
+    full = np.zeros(img.shape, dtype=bool)
+    if lab[start] > 0:
+        full[box] = lab == lab[start]
+    else:
+        full[tuple(peak_pos)] = True
+    return full, box
+
+
+def _leaked(region, previous, box, jump: float, leak_voxels: float) -> bool:
+    """A leak: a region of 10 or more voxels grew by more than ``jump`` times and more than
+    ``leak_voxels`` voxels, and more than ``leak_voxels`` new voxels lie beyond two voxels of
+    the previous region (growth through a narrow bridge, not a boundary moving outwards)."""
+    new, old = region[box], previous[box]
+    if old.sum() < 10 or new.sum() <= jump * old.sum() or new.sum() - old.sum() <= leak_voxels:
+        return False
+    far = new & ~ndimage.binary_dilation(old, iterations=2)
+    return bool(far.sum() > leak_voxels)
+
+
+def _touches_border(region, box, full_shape) -> bool:
+    """True when ``region`` (cropped to ``box``) reaches a box face that is not an image edge."""
+    for ax in range(3):
+        lo_face = [slice(None)] * 3
+        hi_face = [slice(None)] * 3
+        lo_face[ax], hi_face[ax] = 0, region.shape[ax] - 1
+        if box[ax].start > 0 and region[tuple(lo_face)].any():
+            return True
+        if box[ax].stop < full_shape[ax] and region[tuple(hi_face)].any():
+            return True
+    return False
+
+
+def _box(centre, half, shape) -> tuple[slice, ...]:
+    return tuple(slice(max(0, int(c - h)), min(int(s), int(c + h + 1)))
+                 for c, h, s in zip(centre, half, shape, strict=True))
+
+
+def _peak_near(img, brain, seed, half) -> np.ndarray:
+    """Index of the brightest brain voxel in a box around ``seed``."""
+    box = _box(seed, half, img.shape)
+    sub = np.where(brain[box], img[box], -np.inf)
+    off = np.unravel_index(int(np.argmax(sub)), sub.shape)
+    return np.array([s.start + o for s, o in zip(box, off, strict=True)])
+
+
+def propose_seeds(
+    flair: np.ndarray,
+    wm_mask: np.ndarray,
+    voxel_sizes_mm,
+    *,
+    z_threshold: float = 3.0,
+    min_volume_mm3: float = 10.0,
+) -> np.ndarray:
+    """Propose seeds at FLAIR hyperintensities inside white matter.
+
+    Voxels whose robust z-score (median and MAD over ``wm_mask``) exceeds ``z_threshold`` form
+    candidate regions; each region of at least ``min_volume_mm3`` gives one seed at its
+    brightest voxel.
+
+    Parameters
+    ----------
+    flair : ndarray of shape (X, Y, Z)
+    wm_mask : ndarray of bool, shape (X, Y, Z)
+        Where lesions may be seeded (white matter, or an eroded brain mask).
+    voxel_sizes_mm : sequence of 3 float
+
+    Returns
+    -------
+    ndarray of shape (n_seeds, 3), int
+        Seed voxel indices, brightest first.
+    """
+    img = np.nan_to_num(np.asarray(flair, dtype=np.float64))
+    wm = np.asarray(wm_mask, dtype=bool)
+    if wm.sum() < 10:
+        raise ValueError("white-matter mask is empty; cannot propose lesion seeds")
+    values = img[wm]
+    med = float(np.median(values))
+    mad = 1.4826 * float(np.median(np.abs(values - med)))
+    if mad <= 0:
+        return np.zeros((0, 3), dtype=int)
+    candidate = wm & ((img - med) / mad > z_threshold)
+    lab, n = ndimage.label(candidate)
+    if n == 0:
+        return np.zeros((0, 3), dtype=int)
+    vox_mm3 = float(np.prod(np.asarray(voxel_sizes_mm, dtype=float)[:3]))
+    sizes = ndimage.sum_labels(np.ones_like(img), lab, index=np.arange(1, n + 1)) * vox_mm3
+    peaks = ndimage.maximum_position(img, lab, index=np.arange(1, n + 1))
+    values_at = np.array([img[p] for p in peaks])
+    keep = np.flatnonzero(sizes >= min_volume_mm3)
+    keep = keep[np.argsort(-values_at[keep])]
+    return np.array([peaks[i] for i in keep], dtype=int).reshape(-1, 3)

@@ -1,0 +1,302 @@
+"""Brain extraction, GM/WM/CSF segmentation and atlas-based deep-GM labels (ANTs).
+
+nilearn's bundled ICBM152 2009a template (no download) is registered affinely to the T1w; its
+brain mask (plus a margin, minus bright non-brain tissue found by connectivity) delimits a
+three-class k-means Atropos segmentation (CSF, GM, WM) whose partial volume at class borders is
+unmixed linearly (:func:`ironmap.core.volumes.partial_volume_fractions`). A template-space
+region marks deep grey matter. The affine gives the SIENAX-style head-size scaling factor.
+Atlas-based deep-GM labels (:func:`atlas_labels`) are not available yet.
+
+``ants`` and ``nilearn`` are imported inside the functions (slow imports). Set
+``ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS`` before the first call to cap ANTs threads.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from scipy import ndimage
+
+from ironmap.core.volumes import partial_volume_fractions, pure_class_means
+
+log = logging.getLogger(__name__)
+
+#: Normalised correlation (T1w vs warped template T1, inside the brain) below which a
+#: registration counts as failed.
+MIN_SIMILARITY = 0.15
+#: Brains smaller than this (cm³, GM + WM) are refused as "no brain in the image".
+MIN_BRAIN_CM3 = 400.0
+
+
+class SegmentationError(RuntimeError):
+    """Segmentation or registration failed (message names the subject/image)."""
+
+
+# --------------------------------------------------------------------------- nibabel <-> ants
+_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+def to_ants(img: nib.Nifti1Image, data: np.ndarray | None = None):
+    """nibabel image (or ``data`` on its grid) -> ANTsImage (float32), world kept exactly."""
+    import ants
+
+    arr = np.asarray(img.get_fdata(dtype=np.float32) if data is None else data, dtype=np.float32)
+    lps = _LPS @ img.affine
+    spacing = np.linalg.norm(lps[:3, :3], axis=0)
+    direction = lps[:3, :3] / spacing
+    return ants.from_numpy(np.ascontiguousarray(arr), origin=tuple(lps[:3, 3]),
+                           spacing=tuple(spacing), direction=direction)
+
+
+def ants_affine(aimg) -> np.ndarray:
+    """RAS+ voxel->world affine of an ANTsImage."""
+    lps = np.eye(4)
+    lps[:3, :3] = np.asarray(aimg.direction) * np.asarray(aimg.spacing)
+    lps[:3, 3] = aimg.origin
+    return _LPS @ lps
+
+
+# --------------------------------------------------------------------------- template
+@dataclass(frozen=True)
+class Template:
+    """Tissue template on one grid: T1 and GM/WM/CSF priors (fractions), brain mask,
+    deep-GM region (1 around the basal ganglia, thalami, brainstem; 0 elsewhere)."""
+
+    t1: nib.Nifti1Image
+    gm: np.ndarray
+    wm: np.ndarray
+    csf: np.ndarray
+    mask: np.ndarray
+    deep: np.ndarray
+
+
+@functools.lru_cache(maxsize=4)
+def load_template(resolution_mm: int = 2) -> Template:
+    """nilearn's bundled ICBM152 2009a template resampled to ``resolution_mm`` (1, 2 or 3)."""
+    from nilearn import datasets
+
+    res = None if int(resolution_mm) == 1 else int(resolution_mm)
+    t1 = datasets.load_mni152_template(res)
+    gm = np.clip(datasets.load_mni152_gm_template(res).get_fdata(), 0, 1)
+    wm = np.clip(datasets.load_mni152_wm_template(res).get_fdata(), 0, 1)
+    mask = datasets.load_mni152_brain_mask(res).get_fdata() > 0.5
+    total = gm + wm
+    over = total > 1
+    gm[over], wm[over] = gm[over] / total[over], wm[over] / total[over]
+    csf = np.where(mask, np.clip(1.0 - gm - wm, 0, 1), 0.0)
+    t1 = nib.Nifti1Image(t1.get_fdata(dtype=np.float32), t1.affine)
+    return Template(t1=t1, gm=gm, wm=wm, csf=csf, mask=mask, deep=deep_region(t1.affine, t1.shape))
+
+
+def deep_region(affine: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Deep grey-matter region of MNI space: an ellipsoid around the basal ganglia and thalami
+    (centre (0, -8, 4) mm, semi-axes 30 x 34 x 20 mm) plus the brainstem and cerebellar-nuclei
+    box; 1 inside, 0 outside (float)."""
+    ijk = np.indices(shape[:3]).reshape(3, -1)
+    xyz = (affine[:3, :3] @ ijk + affine[:3, 3:4]).reshape((3, *shape[:3]))
+    x, y, z = xyz
+    basal = ((x / 30.0) ** 2 + ((y + 8.0) / 34.0) ** 2 + ((z - 4.0) / 20.0) ** 2) <= 1.0
+    stem = (np.abs(x) <= 12) & (y >= -40) & (y <= -10) & (z >= -50) & (z < -10)
+    return (basal | stem).astype(float)
+
+
+# --------------------------------------------------------------------------- registration
+@dataclass
+class TemplateFit:
+    """Affine (and optionally SyN) fit of a template onto a subject image."""
+
+    subject_to_template: np.ndarray  # 4x4, subject world mm -> template world mm (RAS+)
+    similarity: float
+    transforms: list[str] = field(default_factory=list)  # ANTs fwd transforms (template->subject)
+
+
+def read_ants_affine(path: str) -> np.ndarray:
+    """4x4 RAS+ point transform (fixed world -> moving world) of an ANTs/ITK .mat file."""
+    import ants
+
+    tx = ants.read_transform(path)
+    p = np.asarray(tx.parameters, dtype=float)
+    centre = np.asarray(tx.fixed_parameters, dtype=float)
+    m = p[:9].reshape(3, 3)
+    t = p[9:12]
+    lps = np.eye(4)
+    lps[:3, :3] = m
+    lps[:3, 3] = t + centre - m @ centre
+    return _LPS @ lps @ _LPS
+
+
+def register_template(subject, template_t1, *, nonlinear: bool = False, label: str = "T1w",
+                      workdir: str | None = None) -> TemplateFit:
+    """Register a template T1 (moving) to a subject image (fixed), both ANTsImages.
+
+    Raises
+    ------
+    SegmentationError
+        When the result correlates less than :data:`MIN_SIMILARITY` with the subject image.
+    """
+    import ants
+
+    prefix = str(Path(workdir or tempfile.mkdtemp(prefix="ironmap-reg-")) / "tpl_")
+    kind = "SyN" if nonlinear else "Affine"
+    reg = ants.registration(fixed=subject, moving=template_t1, type_of_transform=kind,
+                            outprefix=prefix, aff_metric="mattes", verbose=False)
+    mat = next(t for t in reg["fwdtransforms"] if t.endswith(".mat"))
+    warped = reg["warpedmovout"].numpy()
+    fixed = subject.numpy()
+    inside = warped > 0.05 * float(np.max(warped))
+    sim = _correlation(fixed[inside], warped[inside]) if inside.sum() > 100 else 0.0
+    log.info("%s: %s registration to template, correlation %.3f", label, kind, sim)
+    if not np.isfinite(sim) or sim < MIN_SIMILARITY:
+        raise SegmentationError(f"{label}: registration to the template failed (correlation "
+                                f"{sim:.2f} < {MIN_SIMILARITY}); is this a T1w image of a head?")
+    return TemplateFit(read_ants_affine(mat), float(sim), list(reg["fwdtransforms"]))
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    a = a - a.mean()
+    b = b - b.mean()
+    den = np.sqrt((a * a).sum() * (b * b).sum())
+    return float((a * b).sum() / den) if den > 0 else 0.0
+
+
+# --------------------------------------------------------------------------- tissues
+@dataclass
+class TissueSegmentation:
+    """GM/WM/CSF fractions on the T1w grid (arrays of shape (X, Y, Z), 0 outside the brain)."""
+
+    gm: np.ndarray
+    wm: np.ndarray
+    csf: np.ndarray
+    deep: np.ndarray  # deep-GM fraction (part of ``gm``)
+    mask: np.ndarray  # bool brain mask
+    affine: np.ndarray
+    subject_to_template: np.ndarray
+    similarity: float
+
+    @property
+    def voxel_sizes(self) -> np.ndarray:
+        """Voxel edge lengths in mm."""
+        return np.linalg.norm(self.affine[:3, :3], axis=0)
+
+
+def segment_tissues(t1w: nib.Nifti1Image, *, label: str = "T1w", template_mm: int = 2,
+                    dilate_mm: float = 4.0, workdir: str | None = None) -> TissueSegmentation:
+    """Brain extraction and three-class (CSF, GM, WM) segmentation of a T1w image.
+
+    Returns partial-volume fractions (:class:`TissueSegmentation`); GM includes deep GM
+    (``deep``: GM inside the template's deep grey-matter region).
+
+    Parameters
+    ----------
+    t1w : nibabel image of shape (X, Y, Z)
+        T1-weighted image, any orientation and voxel size.
+    label : str
+        Subject/image name used in log messages and errors.
+    template_mm : int
+        Resolution of the template used for the registration and priors (1, 2 or 3 mm).
+    dilate_mm : float
+        Margin added to the registered template brain mask before bright non-brain tissue
+        (scalp) is removed from it by connectivity.
+
+    Raises
+    ------
+    SegmentationError
+        No usable signal, failed registration or a brain smaller than :data:`MIN_BRAIN_CM3`.
+    """
+    import ants
+
+    if workdir is None:  # ANTs writes transforms to disk: keep them in a folder we remove
+        with tempfile.TemporaryDirectory(prefix="ironmap-seg-") as tmp:
+            return segment_tissues(t1w, label=label, template_mm=template_mm,
+                                   dilate_mm=dilate_mm, workdir=tmp)
+    data = np.asarray(t1w.get_fdata(dtype=np.float32))
+    if data.ndim != 3 or not np.isfinite(data).any() or np.nanstd(data) <= 0:
+        raise SegmentationError(f"{label}: the T1w image is empty, constant or not 3D")
+    data = np.nan_to_num(data)
+    tpl = load_template(template_mm)
+    subject = to_ants(t1w, data)
+    fit = register_template(subject, to_ants(tpl.t1), label=label, workdir=workdir)
+
+    def warp(arr: np.ndarray) -> np.ndarray:
+        moved = ants.apply_transforms(subject, to_ants(tpl.t1, arr.astype(np.float32)),
+                                      fit.transforms, interpolator="linear")
+        return np.clip(moved.numpy(), 0.0, 1.0)
+
+    mask = warp(tpl.mask.astype(np.float32)) >= 0.5
+    vox_cm3 = float(np.prod(np.linalg.norm(t1w.affine[:3, :3], axis=0))) / 1000.0
+    if mask.sum() * vox_cm3 < MIN_BRAIN_CM3:
+        raise SegmentationError(f"{label}: the template brain mask covers only "
+                                f"{mask.sum() * vox_cm3:.0f} cm3 of the image (field of view?)")
+    vox_mm = np.linalg.norm(t1w.affine[:3, :3], axis=0)
+    mask = ndimage.binary_dilation(mask, iterations=max(1, int(round(dilate_mm / vox_mm.min()))))
+    seg = ants.atropos(a=subject, x=to_ants(t1w, mask.astype(np.float32)), i="Kmeans[3]",
+                       m="[0.1,1x1x1]", c="[5,0]", verbose=0)
+    post = np.stack([np.where(mask, p.numpy(), 0.0) for p in seg["probabilityimages"]])
+    hard = np.where(mask, np.argmax(post, axis=0) + 1, 0)
+    means = pure_class_means(data, hard, 3)
+    order = np.argsort(means)
+    hard = np.where(hard > 0, np.argsort(order)[np.maximum(hard - 1, 0)] + 1, 0)
+    hard[~_remove_bright_non_brain(hard, float(vox_mm.min()))] = 0
+    means = pure_class_means(data, hard, 3)
+    _check_tissue_order(means, label)
+    csf, gm, wm = partial_volume_fractions(data, hard, np.nan_to_num(means, nan=0.0))
+    dgm = gm * warp(tpl.deep)
+    cgm = gm - dgm
+    brain = float((cgm.sum() + dgm.sum() + wm.sum()) * vox_cm3)
+    if brain < MIN_BRAIN_CM3:
+        raise SegmentationError(f"{label}: only {brain:.0f} cm3 of brain tissue found")
+    return TissueSegmentation(gm=cgm + dgm, wm=wm, csf=csf, deep=dgm, mask=hard > 0,
+                              affine=t1w.affine, subject_to_template=fit.subject_to_template,
+                              similarity=fit.similarity)
+
+
+def _remove_bright_non_brain(hard: np.ndarray, voxel_mm: float, regrow_mm: float = 6.0,
+                             ring_voxels: bool = True) -> np.ndarray:
+    """Mask without bright tissue (scalp, fat) that the template mask caught at its edge.
+
+    The brightest class is eroded by two voxels (cutting thin partial-volume bridges to the
+    scalp), its largest body kept and grown back inside the class; the other bright voxels
+    and their 26-neighbours (partial-volume ring) are removed.
+    """
+    bright = hard == hard.max()
+    ball = ndimage.generate_binary_structure(3, 1)
+    core = ndimage.binary_erosion(bright, ball, iterations=2)
+    lab, n = ndimage.label(core)
+    if n == 0:
+        return hard > 0
+    sizes = ndimage.sum_labels(np.ones(hard.shape), lab, index=np.arange(1, n + 1))
+    grow = max(3, int(np.ceil(regrow_mm / voxel_mm)))
+    body = ndimage.binary_dilation(lab == 1 + int(np.argmax(sizes)), ball, iterations=grow,
+                                   mask=bright)
+    stray = bright & ~body
+    ring = ndimage.binary_dilation(stray, ball) & ~body if ring_voxels else stray
+    return (hard > 0) & ~ring
+
+
+def _check_tissue_order(means: np.ndarray, label: str) -> None:
+    """T1w contrast: pure intensity WM > GM > CSF, else the image is not a usable T1w."""
+    if not means[0] < means[1] < means[2]:
+        raise SegmentationError(f"{label}: tissue intensities CSF/GM/WM = "
+                                f"{means[0]:.3g}/{means[1]:.3g}/{means[2]:.3g} are not ordered "
+                                "as in a T1w image")
+
+
+def atlas_labels(t1w_img: nib.Nifti1Image, atlas) -> tuple[np.ndarray, dict[int, str]]:
+    """Deep-GM labels on the T1w grid from an atlas (ANTs SyN + ``genericLabel`` warping).
+
+    Not available in this version: automatic atlas labels need a validated SyN propagation,
+    which is not finished. Supply rater masks (``--masks``) instead.
+
+    Raises
+    ------
+    NotImplementedError
+        Always, naming the atlas that was requested.
+    """
+    raise NotImplementedError(f"atlas-based deep-GM labels ({atlas}) are not available in this "
+                              "version of ironmap; provide rater masks with --masks")
