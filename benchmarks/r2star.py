@@ -1,6 +1,7 @@
 """Speed and accuracy of the R2* estimators on a brain-masked 256x256x80 volume (run by hand).
 
     python benchmarks/r2star.py [--rounds 5] [--snr 50] [--echoes 2 8] [--quick]
+    python benchmarks/r2star.py --first-call   # compile / cache-load cost of the first call
 
 Data: an ellipsoidal brain mask in a 256x256x80 matrix (about 1.5 M voxels), R2* ~ U(10, 60)
 s^-1 and S0 ~ N(1000, 100) per voxel, Rician noise with sigma = median S(TE1) / SNR, float32,
@@ -169,13 +170,49 @@ def report(n_echoes, snr, data, sigma, times, results, floor):
         print("| " + " | ".join(row) + " |")
 
 
+_FIRST_CALL = """
+import time
+t0 = time.perf_counter()
+import numpy as np
+from ironmap import fit_r2star
+print(f"import {time.perf_counter() - t0:.2f} s", end="")
+te = np.arange(3.0, 32.0, 4.0) * 1e-3
+d = (1000 * np.exp(-30 * te) * np.ones((100, 1))).astype(np.float32)
+for m in ("two_point", "loglinear", "arlo", "nonlinear", "rician"):
+    dd, tt = (d[:, :2], te[:2]) if m == "two_point" else (d, te)
+    t0 = time.perf_counter()
+    fit_r2star(dd, tt, m, sigma=10.0)
+    print(f", {m} {time.perf_counter() - t0:.2f} s", end="")
+print()
+"""
+
+
+def first_call() -> None:
+    """First-call cost per method in fresh processes: empty compile cache, then filled."""
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "NUMBA_CACHE_DIR": cache}
+        for label in ("empty numba cache (compiles)", "filled numba cache"):
+            res = subprocess.run([sys.executable, "-c", _FIRST_CALL], env=env, check=True,
+                                 capture_output=True, text=True)
+            print(f"first call, {label}: {res.stdout.strip()}")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--snr", type=float, nargs="+", default=[50.0])
     p.add_argument("--echoes", type=int, nargs="+", default=[2, 8], choices=[2, 8])
     p.add_argument("--quick", action="store_true", help="smaller subsets for the slow fits")
+    p.add_argument("--first-call", action="store_true",
+                   help="only time the first call per method (JIT compile / cache load)")
     args = p.parse_args(argv)
+    if args.first_call:
+        first_call()
+        return 0
     print(f"# R2* benchmark: {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, numpy {np.__version__}, load average at start "
           f"{os.getloadavg()}")

@@ -69,12 +69,17 @@ def kappa_to_r2star(kappa: np.ndarray, dte: float, simpson_exact: bool = True) -
     return -np.log(q) / dte
 
 
+def arlo_evenly_spaced(te: np.ndarray) -> bool:
+    """True when the echo spacing is constant to rounding error (relative 1e-9)."""
+    d = np.diff(np.asarray(te, dtype=np.float64))
+    return bool(np.ptp(d) <= 1e-9 * float(np.mean(d)))
+
+
 def kernel_arlo(rows, te, *, want_rmse, simpson_exact=True):
     """ARLO fit of rows (m, n) -> (R2*, S0, RMSE or None, used echoes)."""
     dte = float(np.mean(np.diff(te)))
     t = te - te[0]
-    even = bool(np.ptp(np.diff(t)) <= 1e-9 * dte)
-    if fastfit.AVAILABLE and even:
+    if fastfit.AVAILABLE and arlo_evenly_spaced(te):
         q, c, rss = (np.empty(rows.shape[0]) for _ in range(3))
         fastfit.arlo_loop(rows, simpson_exact, q, c, rss)
         with np.errstate(divide="ignore", invalid="ignore"):

@@ -30,76 +30,176 @@ def _jit(**kw):
     return wrap
 
 
-@_jit(fastmath={"contract", "reassoc", "arcp"})
-def _decay_moments(S, R, t, even, dt):
-    """(A0, A1, A2, B0, B1, B2): sums of S e, t S e, t^2 S e, e^2, t e^2, t^2 e^2."""
-    a0 = a1 = a2 = b0 = b1 = b2 = 0.0
-    q = math.exp(-R * dt) if even else 0.0
-    e = 1.0
-    for j in range(S.shape[0]):
-        if j > 0:
-            e = e * q if even else math.exp(-R * t[j])
-        tj = t[j]
-        se = S[j] * e
-        ee = e * e
-        a0 += se
-        a1 += tj * se
-        a2 += tj * tj * se
-        b0 += ee
-        b1 += tj * ee
-        b2 += tj * tj * ee
-    return a0, a1, a2, b0, b1, b2
+_NL_BLOCK = 256
+
+
+@_jit(parallel=True, fastmath={"contract"})
+def nonlinear_loop(S, R0, t, even, dt, max_iter, tol, r2, amp, rss):
+    """Least squares of c*exp(-R t) per row of S (m, n); writes R, c and the residual sum.
+
+    Safeguarded Newton steps on ln(A0^2/B0) (see :mod:`ironmap.core.nlls`) from ``R0``; a
+    voxel stops when its step is below ``tol`` relative (``sqrt(tol)`` for an exact Newton
+    step, whose error is then of order tol); NaN where it fails or does not converge. Voxels
+    run in blocks of 256 with the voxel index in the inner loops, so the moments and steps
+    vectorise; with even spacing, e_j = q^j and q follows R by a series, not a library exp.
+    """
+    m, n = S.shape
+    nblocks = (m + _NL_BLOCK - 1) // _NL_BLOCK
+    max_step = 2.0 / max(t[n - 1], 1e-6)
+    stol = math.sqrt(tol)
+    for blk in numba.prange(nblocks) if AVAILABLE else range(nblocks):
+        k0 = blk * _NL_BLOCK
+        nb = min(_NL_BLOCK, m - k0)
+        T = np.empty((n, _NL_BLOCK))
+        mom = np.zeros((7, _NL_BLOCK))  # A0 A1 A2 B0 B1 B2 and e
+        R = np.empty(_NL_BLOCK)
+        q = np.empty(_NL_BLOCK)
+        state = np.zeros(_NL_BLOCK, np.int8)  # 0 active, 1 done, 2 failed
+        steps = np.empty(_NL_BLOCK)
+        exacts = np.empty(_NL_BLOCK, np.bool_)
+        for k in range(nb):
+            for j in range(n):
+                T[j, k] = S[k0 + k, j]
+            R[k] = R0[k0 + k]
+            r2[k0 + k] = np.nan
+            amp[k0 + k] = np.nan
+            rss[k0 + k] = np.nan
+            if not math.isfinite(R[k]):
+                state[k] = 2
+        if even:
+            for k in range(nb):
+                q[k] = math.exp(-R[k] * dt)
+        for _ in range(max_iter):
+            _block_moments(T, nb, R, q, t, even, mom)
+            _block_newton(mom, nb, max_step, steps, exacts)
+            if even:  # q = exp(-R dt) follows R without a library exp per voxel
+                for k in range(nb):
+                    q[k] *= _exp_small(-steps[k] * dt)
+            n_active = 0
+            for k in range(nb):
+                if state[k] != 0:
+                    continue
+                step = steps[k]
+                exact = exacts[k]
+                if not math.isfinite(step):
+                    state[k] = 2
+                    continue
+                R[k] += step
+                if abs(step) <= (stol if exact else tol) * max(abs(R[k]), 1.0):
+                    state[k] = 1
+                    a0 = mom[0, k] - step * mom[1, k]
+                    b0 = mom[3, k] - 2.0 * step * mom[4, k]
+                    c = a0 / b0
+                    ss = 0.0
+                    for j in range(n):
+                        ss += T[j, k] * T[j, k]
+                    r2[k0 + k] = R[k]
+                    amp[k0 + k] = c
+                    rss[k0 + k] = max(ss - a0 * c, 0.0)
+                else:
+                    n_active += 1
+            if n_active == 0:
+                break
+
+
+_INV_FACT = tuple(1.0 / math.factorial(i) for i in range(13))
 
 
 @_jit()
-def _newton(a0, a1, a2, b0, b1, b2, max_step):
-    """Safeguarded Newton step on ln(A0^2/B0); returns (step, used_exact_curvature)."""
-    m_a = a1 / a0
-    m_b = b1 / b0
-    v_b = b2 / b0 - m_b * m_b
-    curv = 2.0 * (a2 / a0 - m_a * m_a) - 4.0 * v_b
-    exact = curv < 0.0
-    if not exact:
-        curv = -2.0 * v_b
-    step = -2.0 * (m_b - m_a) / curv
-    if step > max_step:
-        step = max_step
-    elif step < -max_step:
-        step = -max_step
-    return step, exact
+def _exp_small(x):
+    """exp(x) to double precision for |x| <= 1: Taylor series of exp(x/4), squared twice.
+
+    Multiplications only, so loops over voxels vectorise (the library exp does not).
+    """
+    y = 0.25 * x
+    p = _INV_FACT[12]
+    p = p * y + _INV_FACT[11]
+    p = p * y + _INV_FACT[10]
+    p = p * y + _INV_FACT[9]
+    p = p * y + _INV_FACT[8]
+    p = p * y + _INV_FACT[7]
+    p = p * y + _INV_FACT[6]
+    p = p * y + _INV_FACT[5]
+    p = p * y + _INV_FACT[4]
+    p = p * y + _INV_FACT[3]
+    p = p * y + _INV_FACT[2]
+    p = p * y + 1.0
+    p = p * y + 1.0
+    p = p * p
+    return p * p
 
 
-@_jit(parallel=True)
-def nonlinear_loop(S, R0, t, even, dt, max_iter, tol, r2, amp, rss):
-    """Least squares of c*exp(-R t) per row of S (m, n); writes R, c and the residual sum."""
-    m = S.shape[0]
-    max_step = 2.0 / max(t[t.shape[0] - 1], 1e-6)
-    for i in numba.prange(m) if AVAILABLE else range(m):
-        row = S[i]
-        R = R0[i]
-        r2[i] = np.nan
-        amp[i] = np.nan
-        rss[i] = np.nan
-        if not math.isfinite(R):
-            continue
-        for _ in range(max_iter):
-            a0, a1, a2, b0, b1, b2 = _decay_moments(row, R, t, even, dt)
-            step, exact = _newton(a0, a1, a2, b0, b1, b2, max_step)
-            if not math.isfinite(step):
-                break
-            R += step
-            scale = max(abs(R), 1.0)
-            if abs(step) <= (math.sqrt(tol) if exact else tol) * scale:
-                a0 -= step * a1
-                b0 -= 2.0 * step * b1
-                c = a0 / b0
-                ss = 0.0
-                for j in range(row.shape[0]):
-                    ss += row[j] * row[j]
-                r2[i] = R
-                amp[i] = c
-                rss[i] = max(ss - a0 * c, 0.0)
-                break
+@_jit()
+def _block_newton(mom, nb, max_step, steps, exacts):
+    """Safeguarded Newton step on ln(A0^2/B0) for nb voxels, and whether it used the exact
+    curvature (else Gauss-Newton); selects instead of branches, so the loop vectorises."""
+    a0, a1, a2, b0, b1, b2 = mom[0], mom[1], mom[2], mom[3], mom[4], mom[5]
+    for k in range(nb):
+        m_a = a1[k] / a0[k]
+        m_b = b1[k] / b0[k]
+        v_b = b2[k] / b0[k] - m_b * m_b
+        curv = 2.0 * (a2[k] / a0[k] - m_a * m_a) - 4.0 * v_b
+        exact = curv < 0.0
+        curv = curv if exact else -2.0 * v_b
+        step = -2.0 * (m_b - m_a) / curv
+        step = max_step if step > max_step else step
+        step = -max_step if step < -max_step else step
+        steps[k] = step
+        exacts[k] = exact
+
+
+@_jit(fastmath={"contract"})
+def _block_moments(T, nb, R, q, t, even, mom):
+    """Sums A0, A1, A2 of S e t^0..2 and B0, B1, B2 of e^2 t^0..2 for nb voxels at once.
+
+    Evenly spaced echoes use ``q = exp(-R dt)``, kept up to date by the caller.
+    """
+    if not even:
+        for k in range(nb):
+            a0 = a1 = a2 = b0 = b1 = b2 = 0.0
+            for j in range(T.shape[0]):
+                tj = t[j]
+                e = math.exp(-R[k] * tj)
+                se = T[j, k] * e
+                ee = e * e
+                a0 += se
+                a1 += tj * se
+                a2 += tj * tj * se
+                b0 += ee
+                b1 += tj * ee
+                b2 += tj * tj * ee
+            mom[0, k], mom[1, k], mom[2, k] = a0, a1, a2
+            mom[3, k], mom[4, k], mom[5, k] = b0, b1, b2
+        return
+    _even_moments(T, nb, q, t, mom[0], mom[1], mom[2], mom[3], mom[4], mom[5], mom[6])
+
+
+@_jit(fastmath={"contract"})
+def _even_moments(T, nb, q, t, a0, a1, a2, b0, b1, b2, e):
+    """Moments with e_j = q^j (t_0 = 0): only multiplications, vectorised over voxels."""
+    for k in range(nb):
+        v = T[0, k]
+        a0[k] = v
+        a1[k] = 0.0
+        a2[k] = 0.0
+        b0[k] = 1.0
+        b1[k] = 0.0
+        b2[k] = 0.0
+        e[k] = 1.0
+    for j in range(1, T.shape[0]):
+        tj = t[j]
+        tj2 = tj * tj
+        for k in range(nb):
+            ek = e[k] * q[k]
+            e[k] = ek
+            se = T[j, k] * ek
+            ee = ek * ek
+            a0[k] += se
+            a1[k] += tj * se
+            a2[k] += tj2 * se
+            b0[k] += ee
+            b1[k] += tj * ee
+            b2[k] += tj2 * ee
 
 
 @_jit()
@@ -150,7 +250,8 @@ def _rician_step(row, c, R, t, even, dt, inv_var, max_step):
         gcr -= inv_var * dnc * dnr
         grr -= inv_var * dnr * dnr
     det = hcc * hrr - hcr * hcr
-    if not (hcc < 0.0 and det > 0.0):
+    exact = hcc < 0.0 and det > 0.0
+    if not exact:
         hcc, hcr, hrr = gcc, gcr, grr
         det = hcc * hrr - hcr * hcr
     dc = -(hrr * gc - hcr * gr) / det
@@ -159,7 +260,7 @@ def _rician_step(row, c, R, t, even, dt, inv_var, max_step):
         dr = max_step
     elif dr < -max_step:
         dr = -max_step
-    return dc, dr
+    return dc, dr, exact
 
 
 @_jit(parallel=True)
@@ -167,6 +268,7 @@ def rician_loop(S, R0, c0, t, even, dt, inv_var, max_iter, tol, r2, amp):
     """Rician maximum likelihood of c*exp(-R t) per row of S (m, n); writes R and c."""
     m = S.shape[0]
     max_step = 2.0 / max(t[t.shape[0] - 1], 1e-6)
+    stol = math.sqrt(tol)
     for i in numba.prange(m) if AVAILABLE else range(m):
         row = S[i]
         R = R0[i]
@@ -176,14 +278,16 @@ def rician_loop(S, R0, c0, t, even, dt, inv_var, max_iter, tol, r2, amp):
         if not (math.isfinite(R) and math.isfinite(c) and c > 0.0):
             continue
         for _ in range(max_iter):
-            dc, dr = _rician_step(row, c, R, t, even, dt, inv_var, max_step)
+            dc, dr, exact = _rician_step(row, c, R, t, even, dt, inv_var, max_step)
             if not (math.isfinite(dc) and math.isfinite(dr)):
                 break
             if c + dc <= 0.0:
                 dc = -0.5 * c
             c += dc
             R += dr
-            if abs(dr) <= tol * max(abs(R), 1.0) and abs(dc) <= tol * c:
+            # an exact Newton step of relative size h leaves an error of order h^2
+            thr = stol if exact else tol
+            if abs(dr) <= thr * max(abs(R), 1.0) and abs(dc) <= thr * c:
                 r2[i] = R
                 amp[i] = c
                 break

@@ -163,20 +163,25 @@ def kernel_rician(rows, te, *, want_rmse, sigma, max_iter=200, tol=1e-9):
     Samples below 0 are invalid for a magnitude; zeros are allowed (the likelihood is defined).
     The RMSE is that of the magnitude data against the *expected* Rician magnitude.
     """
-    S = np.asarray(rows, dtype=np.float64)
     t = te - te[0]
     inv_var = 1.0 / (sigma * sigma)
-    R0 = start_loglinear(S, t)
-    R0[(S < 0).any(axis=1)] = np.nan
     if fastfit.AVAILABLE:
-        a, b = _moments(S, np.where(np.isfinite(R0), R0, 0.0), np.stack([np.ones_like(t), t,
-                                                                          t * t], axis=1))
-        R, c = np.empty(S.shape[0]), np.empty(S.shape[0])
+        S = rows
+        R0 = start_loglinear(S, t).astype(np.float64)
+        R0[(S < 0).any(axis=1)] = np.nan
+        m = S.shape[0]
+        R, c, c0, rss = (np.empty(m) for _ in range(4))
         dt = _even_step(t)
-        fastfit.rician_loop(S, R0, a[:, 0] / b[:, 0], t, dt > 0, dt, inv_var, max_iter, tol, R,
-                            c)
-        e = np.exp(np.multiply.outer(-np.where(np.isfinite(R), R, 0.0), t))
+        fastfit.amplitude_loop(S, np.where(np.isfinite(R0), R0, 0.0), t, dt > 0, dt, c0, rss)
+        fastfit.rician_loop(S, R0, c0, t, dt > 0, dt, inv_var, max_iter, tol, R, c)
+        e = None
+        if want_rmse:
+            S = np.asarray(S, dtype=np.float64)
+            e = np.exp(np.multiply.outer(-np.where(np.isfinite(R), R, 0.0), t))
     else:
+        S = np.asarray(rows, dtype=np.float64)
+        R0 = start_loglinear(S, t)
+        R0[(S < 0).any(axis=1)] = np.nan
         R, c, e = _rician_numpy(S, t, R0, inv_var, max_iter, tol)
     s0 = c * np.exp(R * te[0])
     rm = None

@@ -31,7 +31,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ironmap._types import R2starFit
-from ironmap.core.arlo import check_even_spacing, kernel_arlo
+from ironmap.core import fastclosed, fastfit
+from ironmap.core.arlo import arlo_evenly_spaced, check_even_spacing, kernel_arlo
 from ironmap.core.nlls import kernel_nonlinear, kernel_rician
 from ironmap.core.qc import (  # noqa: F401  (re-exported flag constants)
     FLAG_FIT_FAILED,
@@ -125,11 +126,12 @@ def fit_r2star(echoes, echo_times, method: str = "auto", *, mask=None,
         the closed forms and Bessel functions for ``"rician"`` (residual against the expected
         Rician magnitude); free for ``"nonlinear"`` and ``"arlo"``.
     chunk_size : int, optional
-        Voxels per processing chunk (default: about 2**19 samples for the closed forms,
-        :data:`DEFAULT_CHUNK` voxels for the iterative fits).
+        Voxels per processing chunk (default: about 2**17 samples for the compiled closed forms
+        on float32 data, 2**19 for their numpy versions, :data:`DEFAULT_CHUNK` voxels for the
+        iterative fits).
     n_jobs : int
-        Threads: over chunks for the closed forms (numpy releases the GIL in its array
-        loops), inside the compiled loops for ``"nonlinear"``, ``"rician"`` and ``"arlo"``.
+        Threads: over chunks for the closed forms (numpy and the fused kernels release the
+        GIL), inside the compiled loops for ``"nonlinear"``, ``"rician"`` and float64 ``"arlo"``.
     **options
         Method options: ``echo_pair`` (two_point), ``max_iter``/``tol`` (nonlinear, rician),
         ``spacing_rtol``/``simpson_exact`` (arlo).
@@ -260,9 +262,11 @@ def _run_chunks(data, order, te, fitmask, kernel, kw, r2star_range, sigma, floor
         index = np.flatnonzero(fm)
         n_fit = index.size
     identity = bool(np.all(order == np.arange(order.size)))
+    fused = _fused_plan(kernel, kw, te, out_dtype, r2star_range, want_rmse)
     rising = [0]
     if chunk_size is None:
-        chunk_size = DEFAULT_CHUNK if kernel in _ITERATIVE else max(4096, 2**19 // te.size)
+        chunk_size = (DEFAULT_CHUNK if kernel in _ITERATIVE and fused is None
+                      else max(4096, (2**17 if fused else 2**19) // te.size))
     step = max(int(chunk_size), 1)
 
     def work(start: int) -> None:
@@ -272,11 +276,17 @@ def _run_chunks(data, order, te, fitmask, kernel, kw, r2star_range, sigma, floor
         if not identity:
             rows = rows[:, order]
         rows = np.ascontiguousarray(rows, dtype=out_dtype)
-        c_r2, c_s0, c_rm, bad, bad_flags = _fit_rows(rows, te, kernel, kw, r2star_range, sigma,
-                                                     floor_snr, want_rmse)
-        r2[where], s0[where] = c_r2, c_s0
-        if rm is not None:
-            rm[where] = c_rm
+        in_place = fused is not None and index is None
+        views = None
+        if fused is not None:
+            views = ((r2[sel], s0[sel], None if rm is None else rm[sel]) if in_place else
+                     tuple(np.empty(rows.shape[0], out_dtype) for _ in range(3)))
+        c_r2, c_s0, c_rm, bad, bad_flags = _fit_rows(
+            rows, te, kernel, kw, r2star_range, sigma, floor_snr, want_rmse, fused, views)
+        if not in_place:
+            r2[where], s0[where] = c_r2, c_s0
+            if rm is not None:
+                rm[where] = c_rm
         if bad.size:
             rising[0] += int(np.count_nonzero(bad_flags & FLAG_RISING))
             pos = (start + bad) if index is None else index[sel][bad]
@@ -288,7 +298,7 @@ def _run_chunks(data, order, te, fitmask, kernel, kw, r2star_range, sigma, floor
 
     starts = range(0, n_fit, step)
     with _one_blas_thread(kernel):
-        _dispatch(work, starts, kernel, n_jobs, n_fit > step)
+        _dispatch(work, starts, kernel, n_jobs, n_fit > step, fused is not None)
     _warn_rising(rising[0], n_fit)
     out_rm = rm if rm is not None else np.empty(0, dtype=out_dtype)
     if mem == "F":
@@ -321,13 +331,13 @@ def _one_blas_thread(kernel):
     return contextlib.nullcontext() if ctl is None else ctl.limit(limits=1, user_api="blas")
 
 
-def _dispatch(work, starts, kernel, n_jobs, several):
-    """Run ``work`` over chunk starts: threads over chunks, or threads inside compiled loops."""
-    if kernel in _ITERATIVE:
-        from ironmap.core import fastfit
-
+def _dispatch(work, starts, kernel, n_jobs, several, fused=False):
+    """Run ``work`` over chunk starts: threads over chunks (numpy and the fused kernels
+    release the GIL), or threads inside the compiled loops of the iterative fits."""
+    inside = kernel in _ITERATIVE and not fused
+    if inside:
         fastfit.set_threads(n_jobs)
-    if n_jobs > 1 and several and kernel not in _ITERATIVE:
+    if n_jobs > 1 and several and not inside:
         with ThreadPoolExecutor(max_workers=int(n_jobs)) as pool:
             list(pool.map(work, starts))
     else:
@@ -335,12 +345,59 @@ def _dispatch(work, starts, kernel, n_jobs, several):
             work(start)
 
 
-def _fit_rows(rows, te, kernel, kw, r2star_range, sigma, floor_snr, want_rmse):
-    """Fit one chunk; return maps and the (sparse) positions and bits of flagged voxels."""
-    lo, hi = r2star_range
+def _fused_plan(kernel, kw, te, dtype, r2star_range, want_rmse):
+    """Compiled one-pass version of a closed-form kernel for float32 rows, or None.
+
+    The plan is a function ``(rows, (r2star, s0, rmse)) -> number of failed voxels`` that
+    writes the maps in place.
+    """
+    if dtype != np.float32 or not fastfit.AVAILABLE:
+        return None
+    if kernel is _kernel_two_point:
+        plan = fastclosed.plan_two_echo(te, kw["pair"], r2star_range, want_rmse)
+        return plan, kw["pair"]
+    if kernel is _kernel_loglinear:
+        w = _loglinear_weights(te, np.float32)
+        return fastclosed.plan_loglinear(te, w, r2star_range, want_rmse), (0, te.size - 1)
+    if kernel is kernel_arlo and arlo_evenly_spaced(te):
+        return fastclosed.plan_arlo(te, kw["simpson_exact"], r2star_range, want_rmse), (
+            0, te.size - 1)
+    return None
+
+
+def _fit_rows(rows, te, kernel, kw, r2star_range, sigma, floor_snr, want_rmse, fused=None,
+              out=None):
+    """Fit one chunk; return maps and the (sparse) positions and bits of flagged voxels.
+
+    ``fused``: a plan of :func:`_fused_plan` that writes into ``out`` (r2star, s0, rmse).
+    """
+    nbad = -1
     with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
-        r2, s0, rm, used = kernel(rows, te, want_rmse=want_rmse, **kw)
+        if fused is None:
+            r2, s0, rm, used = kernel(rows, te, want_rmse=want_rmse, **kw)
+        else:
+            plan, used = fused
+            nbad = plan(rows, out)
+            r2, s0, rm = out
         first, last = rows[:, used[0]], rows[:, used[-1]]
+    bad, bad_flags = _bad_voxels(rows, r2, s0, used, first, last, r2star_range, kernel, nbad)
+    if sigma is not None:
+        level = floor_snr * sigma
+        floor_bits = np.where(first < level, FLAG_NOISE_FLOOR, 0).astype(np.uint16)
+        floor_bits |= np.where(last < level, FLAG_LATE_ECHO_FLOOR, 0).astype(np.uint16)
+        floor_bits[bad] |= bad_flags
+        bad = np.flatnonzero(floor_bits)
+        bad_flags = floor_bits[bad]
+    return r2, s0, rm, bad, bad_flags
+
+
+def _bad_voxels(rows, r2, s0, used, first, last, r2star_range, kernel, nbad):
+    """Positions and reason bits of the voxels without a valid fit (nbad = 0: none; -1: ?)."""
+    empty = np.empty(0, dtype=np.intp), np.empty(0, dtype=np.uint16)
+    if nbad == 0:
+        return empty
+    lo, hi = r2star_range
+    with np.errstate(invalid="ignore"):
         valid = r2 > lo
         valid &= r2 < hi
         valid &= s0 < np.inf
@@ -351,18 +408,10 @@ def _fit_rows(rows, te, kernel, kw, r2star_range, sigma, floor_snr, want_rmse):
         else:
             valid &= s0 > 0
             valid &= last < first
-    bad = np.flatnonzero(~valid) if not valid.all() else np.empty(0, dtype=np.intp)
-    bad_flags = np.empty(0, dtype=np.uint16)
-    if bad.size:
-        bad_flags = classify_invalid(rows[bad][:, list(used)], r2[bad], s0[bad], r2star_range)
-    if sigma is not None:
-        level = floor_snr * sigma
-        floor_bits = np.where(first < level, FLAG_NOISE_FLOOR, 0).astype(np.uint16)
-        floor_bits |= np.where(last < level, FLAG_LATE_ECHO_FLOOR, 0).astype(np.uint16)
-        floor_bits[bad] |= bad_flags
-        bad = np.flatnonzero(floor_bits)
-        bad_flags = floor_bits[bad]
-    return r2, s0, rm, bad, bad_flags
+    if valid.all():
+        return empty
+    bad = np.flatnonzero(~valid)
+    return bad, classify_invalid(rows[bad][:, list(used)], r2[bad], s0[bad], r2star_range)
 
 
 def _warn_rising(n_rising: int, n_fit: int) -> None:
