@@ -106,3 +106,19 @@ def test_age_correct_site_without_controls_is_nan_and_named(rng):
                                           label="red_nucleus")
     assert np.all(np.isnan(adj[site == "s2"])) and np.all(np.isfinite(adj[site == "s1"]))
     assert any("red_nucleus, s2: no controls" in m for m in msgs)
+
+
+def test_linear_fallback_is_never_extrapolated():
+    """A line fitted on controls aged 23-28 must not move a 50-year-old by 22 years' slope."""
+    from ironmap.core.agecorr import fit_linear
+
+    age = np.array([23.0, 25.0, 26.0, 28.0])
+    y = 30.0 - 1.0 * (age - 23.0)
+    fit = fit_linear(age, y)
+    assert fit.slope == pytest.approx(-1.0)
+    # inside the range: moved along the line
+    assert fit.adjust([30.0], [24.0], 26.0)[0] == pytest.approx(30.0 - 2.0)
+    # outside: held at the oldest control (28), reference inside -> shift of f(26) - f(28)
+    assert fit.adjust([30.0], [50.0], 26.0)[0] == pytest.approx(30.0 + 2.0)
+    # reference outside the range is clipped too
+    assert fit.adjust([30.0], [26.0], 40.0)[0] == pytest.approx(30.0 - 2.0)

@@ -103,6 +103,9 @@ def _call(func, item):
 def _dask_completed(func, items, labels, nprocs, scheduler) -> Iterator[tuple[int, Any]]:
     from distributed import Client, LocalCluster, as_completed
 
+    # distributed sets its own loggers to INFO on import; keep them quiet unless debugging
+    if not log.isEnabledFor(logging.DEBUG):
+        logging.getLogger("distributed").setLevel(logging.WARNING)
     cluster = None
     if scheduler is None:
         cluster = LocalCluster(n_workers=nprocs, threads_per_worker=1, processes=True,

@@ -26,8 +26,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out_dir", nargs="?", type=Path, default=Path("ironmap-demo"),
                         help="folder for the cohort, the derivatives and the report "
                         "(default ./ironmap-demo)")
-    parser.add_argument("--subjects-per-group", type=int, default=3,
-                        help="participants per group (HC, RRMS, SPMS, PPMS; default 3)")
+    parser.add_argument("--subjects-per-group", type=int, default=None,
+                        help="participants in each group (HC, RRMS, SPMS, PPMS); default 6 "
+                        "controls, 3 RRMS, 2 SPMS, 2 PPMS")
+    parser.add_argument("--preset", choices=("demo", "fast"), default="demo",
+                        help="image resolution of the simulated cohort (default demo: the seed "
+                        "study's GRE and FLAIR, 2 mm T1w; fast: coarser, quicker)")
     parser.add_argument("--sites", type=int, default=2, help="simulated sites (default 2)")
     parser.add_argument("--nprocs", type=int, default=default_nprocs(),
                         help="participants processed in parallel (default: CPU cores, at "
@@ -47,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = run_demo_stages(args.out_dir, subjects_per_group=args.subjects_per_group,
                                  nprocs=args.nprocs, sites=args.sites, seed=args.seed,
-                                 overwrite=args.overwrite, volumes=args.volumes)
+                                 overwrite=args.overwrite, volumes=args.volumes,
+                                 preset=args.preset)
     except (OutputExistsError, ValueError) as exc:
         print(f"ironmap demo: error: {exc}", file=sys.stderr)
         return 2

@@ -17,7 +17,9 @@ solved linearly. Every subject is then moved along the curve to the reference ag
 relative standard error of ``b`` above ``max_rel_se_b``, default 0.5: roughly, the 95%
 confidence interval of ``b`` must exclude zero, i.e. the curvature must be significant) the
 saturation fit is replaced by a straight line ``R2* = c + slope * age`` (ordinary least
-squares) and a warning says why. With fewer than 3 controls there is no age model
+squares) and a warning says why. The straight line is only a local approximation of the
+curve, so it is never extrapolated: ages (and a reference age) outside the controls' age range
+are held at the nearest end of that range when adjusting. With fewer than 3 controls there is no age model
 (``model == "none"``) and adjusted values are NaN.
 Lesion R2* is never age-corrected (WM lesion R2* does not follow the deep-GM iron curve).
 """
@@ -129,6 +131,9 @@ class AgeFit:
     def adjust(self, y, age, reference_age: float) -> np.ndarray:
         """``y - f(age) + f(reference_age)``: R2* moved along the curve to ``reference_age``.
 
+        For the linear fallback, ages outside the controls' age range are held at its nearest
+        end (no extrapolation of a straight line beyond the data it was fitted on).
+
         Parameters
         ----------
         y : array_like of shape (n,)
@@ -139,6 +144,10 @@ class AgeFit:
             Years.
         """
         y = np.asarray(y, dtype=float)
+        age = np.asarray(age, dtype=float)
+        if self.model == "linear":  # a local approximation: never extrapolated
+            lo, hi = self.age_range
+            age, reference_age = np.clip(age, lo, hi), float(np.clip(reference_age, lo, hi))
         return y - self.predict(age) + self.predict(reference_age)
 
     def to_row(self) -> dict:

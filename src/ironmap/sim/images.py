@@ -61,6 +61,8 @@ class Protocol:
 PRESETS: dict[str, dict[str, tuple[float, float, float]]] = {
     "seed": {"MEGRE": (1.0, 1.0, 2.0), "T1w": (1.0, 1.0, 1.0), "FLAIR": (1.0, 1.0, 3.0)},
     "fast": {"MEGRE": (2.0, 2.0, 3.0), "T1w": (2.0, 2.0, 2.0), "FLAIR": (2.0, 2.0, 4.0)},
+    # the seed's GRE and FLAIR (small nuclei keep voxels after erosion), a coarse T1w
+    "demo": {"MEGRE": (1.0, 1.0, 2.0), "T1w": (2.0, 2.0, 2.0), "FLAIR": (1.0, 1.0, 3.0)},
 }
 
 

@@ -105,17 +105,23 @@ def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
                                 "the demo in it")
 
 
-def run_demo(out_dir, *, subjects_per_group: int | dict[str, int] = 3, nprocs: int = 1,
-             sites: int = 2, seed: int = 0, overwrite: bool = False, volumes: bool | None = False,
-             progress: bool | None = None) -> Path:
+#: The built-in demo cohort: enough controls over an age range for the age model.
+DEMO_COUNTS: dict[str, int] = {"HC": 6, "RRMS": 3, "SPMS": 2, "PPMS": 2}
+
+
+def run_demo(out_dir, *, subjects_per_group: int | dict[str, int] | None = None,
+             nprocs: int = 1, sites: int = 2, seed: int = 0, overwrite: bool = False,
+             volumes: bool | None = False, progress: bool | None = None,
+             preset: str = "demo") -> Path:
     """Run the demo and return the path of ``report.html``.
 
     Parameters
     ----------
     out_dir : path
         Empty (or absent) folder, or any folder with ``overwrite``.
-    subjects_per_group : int or dict
-        Participants in each of HC, RRMS, SPMS and PPMS, or ``{group: count}``.
+    subjects_per_group : int or dict, optional
+        Participants in each of HC, RRMS, SPMS and PPMS, or ``{group: count}``; default
+        :data:`DEMO_COUNTS`.
     nprocs : int
         Participants processed in parallel (and simulated in parallel).
     sites : int
@@ -128,17 +134,23 @@ def run_demo(out_dir, *, subjects_per_group: int | dict[str, int] = 3, nprocs: i
         Measure tissue volumes (``--volumes``); None = when the volumes module is installed.
     progress : bool or None
         Progress display; None = on a terminal only.
+    preset : str
+        Simulation preset (``demo``: the seed's 1x1x2 mm GRE and 1x1x3 mm FLAIR with a 2 mm
+        T1w, so that the small nuclei keep voxels after erosion; ``fast``: coarser).
     """
     return run_demo_stages(out_dir, subjects_per_group=subjects_per_group, nprocs=nprocs,
                            sites=sites, seed=seed, overwrite=overwrite, volumes=volumes,
-                           progress=progress).report
+                           progress=progress, preset=preset).report
 
 
-def run_demo_stages(out_dir, *, subjects_per_group: int | dict[str, int] = 3, nprocs: int = 1,
-                    sites: int = 2, seed: int = 0, overwrite: bool = False,
-                    volumes: bool | None = False, progress: bool | None = None) -> DemoResult:
+def run_demo_stages(out_dir, *, subjects_per_group: int | dict[str, int] | None = None,
+                    nprocs: int = 1, sites: int = 2, seed: int = 0, overwrite: bool = False,
+                    volumes: bool | None = False, progress: bool | None = None,
+                    preset: str = "demo") -> DemoResult:
     """:func:`run_demo` returning the stage timings and exit codes as well."""
     out = Path(out_dir).resolve()
+    if subjects_per_group is None:
+        subjects_per_group = dict(DEMO_COUNTS)
     counts = subjects_per_group.values() if isinstance(subjects_per_group, dict) \
         else [subjects_per_group]
     if min(counts) < 1 or nprocs < 1 or sites < 1:
@@ -147,7 +159,8 @@ def run_demo_stages(out_dir, *, subjects_per_group: int | dict[str, int] = 3, np
     out.mkdir(parents=True, exist_ok=True)
     use_volumes = _volumes_available() if volumes is None else bool(volumes)
     result = DemoResult(out, out / "ironmap" / "report.html")
-    steps = _steps(out, subjects_per_group, nprocs, sites, seed, overwrite, use_volumes, result)
+    steps = _steps(out, subjects_per_group, nprocs, sites, seed, overwrite, use_volumes, result,
+                   preset)
     with _Progress(progress) as bar:
         for i, (name, step) in enumerate(steps):
             bar.stage(i, name)
@@ -169,7 +182,8 @@ def run_demo_stages(out_dir, *, subjects_per_group: int | dict[str, int] = 3, np
 
 
 def _steps(out: Path, n, nprocs: int, sites: int, seed: int, overwrite: bool,
-           volumes: bool, result: DemoResult) -> list[tuple[str, Callable[[], Any]]]:
+           volumes: bool, result: DemoResult, preset: str = "demo"
+           ) -> list[tuple[str, Callable[[], Any]]]:
     cohort_dir, deriv = out / "cohort", out / "ironmap"
     state: dict[str, Any] = {}
 
@@ -177,7 +191,7 @@ def _steps(out: Path, n, nprocs: int, sites: int, seed: int, overwrite: bool,
         from ironmap.workflows.simulate import simulate_cohort
 
         state["cohort"] = simulate_cohort(cohort_dir, subjects_per_group=n, sites=sites,
-                                          preset="fast", seed=seed, overwrite=True,
+                                          preset=preset, seed=seed, overwrite=True,
                                           nprocs=nprocs)
 
     def config(level: str) -> RunConfig:
