@@ -108,7 +108,7 @@ def validate_dirs(cfg: RunConfig) -> str | None:
     out, raw = cfg.output_dir, cfg.bids_dir
     if out == raw:
         return "OUTPUT_DIR must differ from BIDS_DIR"
-    if raw in out.parents and not (raw / "derivatives") in (out, *out.parents):
+    if raw in out.parents and (raw / "derivatives") not in (out, *out.parents):
         return (f"{out}: OUTPUT_DIR inside the raw BIDS tree is refused; "
                 f"use {raw / 'derivatives' / 'ironmap'} or a folder outside it")
     return None

@@ -26,7 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="number of sites (default 2; 7 with --seed-study)")
     proto = parser.add_argument_group("protocol")
     proto.add_argument("--preset", choices=("seed", "fast", "demo"), default="seed",
-                       help="seed: the seed study's resolution (default); fast: coarse voxels; demo: seed GRE and FLAIR with a 2 mm T1w")
+                       help="seed: the seed study's resolution (default); fast: coarse voxels; "
+                       "demo: the seed's GRE and FLAIR with a 2 mm T1w")
     proto.add_argument("--echoes", type=int, default=2, metavar="N",
                        help="echoes evenly spaced from 4.92 to 24.6 ms (default 2)")
     proto.add_argument("--echo-times", type=float, nargs="+", default=None, metavar="TE_S",

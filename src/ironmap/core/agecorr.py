@@ -18,9 +18,9 @@ relative standard error of ``b`` above ``max_rel_se_b``, default 0.5: roughly, t
 confidence interval of ``b`` must exclude zero, i.e. the curvature must be significant) the
 saturation fit is replaced by a straight line ``R2* = c + slope * age`` (ordinary least
 squares) and a warning says why. The straight line is only a local approximation of the
-curve, so it is never extrapolated: ages (and a reference age) outside the controls' age range
-are held at the nearest end of that range when adjusting. With fewer than 3 controls there is no age model
-(``model == "none"``) and adjusted values are NaN.
+curve, so it is never extrapolated: ages (and a reference age) outside the controls' age
+range are held at the nearest end of that range when adjusting. With fewer than 3 controls
+there is no age model (``model == "none"``) and adjusted values are NaN.
 Lesion R2* is never age-corrected (WM lesion R2* does not follow the deep-GM iron curve).
 """
 

@@ -33,8 +33,8 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from ironmap.core.regions import COMPOSITE_REGIONS, REGIONS, canonical_region, split_hemisphere
 from ironmap.core.qc import FLAGS_INVALID
+from ironmap.core.regions import COMPOSITE_REGIONS, REGIONS, canonical_region, split_hemisphere
 
 #: Structuring element of the erosion: the 6-connected 3D cross (face neighbours).
 EROSION_STRUCTURE = ndimage.generate_binary_structure(3, 1)
