@@ -1,0 +1,31 @@
+"""The layering of STYLE.md holds: cli -> workflows -> report -> io|spatial|parallel|sim -> core."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_import_contracts_are_kept():
+    exe = shutil.which("lint-imports") or str(Path(sys.executable).with_name("lint-imports"))
+    if not Path(exe).exists():
+        pytest.skip("import-linter is not installed (pip install '.[test]')")
+    res = subprocess.run([exe, "--config", str(REPO / "pyproject.toml")], cwd=REPO,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "2 kept, 0 broken" in res.stdout
+
+
+def test_core_imports_no_io_libraries():
+    code = ("import sys, ironmap.core.relaxometry, ironmap.core.stats, ironmap.core.rois; "
+            "bad = [m for m in ('nibabel', 'matplotlib', 'jinja2', 'ants') if m in sys.modules];"
+            "print(','.join(bad))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True)
+    assert res.stdout.strip() == ""
