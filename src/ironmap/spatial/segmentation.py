@@ -5,7 +5,8 @@ brain mask (plus a margin, minus bright non-brain tissue found by connectivity) 
 three-class k-means Atropos segmentation (CSF, GM, WM) whose partial volume at class borders is
 unmixed linearly (:func:`ironmap.core.volumes.partial_volume_fractions`). A template-space
 region marks deep grey matter. The affine gives the SIENAX-style head-size scaling factor.
-Atlas-based deep-GM labels (:func:`atlas_labels`) are not available yet.
+Atlas-based deep-GM labels (:func:`atlas_labels`, ANTs SyN) live in
+:mod:`ironmap.spatial.atlas`.
 
 ``ants`` and ``nilearn`` are imported inside the functions (slow imports). Set
 ``ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS`` before the first call to cap ANTs threads.
@@ -287,16 +288,12 @@ def _check_tissue_order(means: np.ndarray, label: str) -> None:
                                 "as in a T1w image")
 
 
-def atlas_labels(t1w_img: nib.Nifti1Image, atlas) -> tuple[np.ndarray, dict[int, str]]:
+def atlas_labels(t1w_img: nib.Nifti1Image, atlas, **options) -> tuple[np.ndarray, dict[int, str]]:
     """Deep-GM labels on the T1w grid from an atlas (ANTs SyN + ``genericLabel`` warping).
 
-    Not available in this version: automatic atlas labels need a validated SyN propagation,
-    which is not finished. Supply rater masks (``--masks``) instead.
-
-    Raises
-    ------
-    NotImplementedError
-        Always, naming the atlas that was requested.
+    See :func:`ironmap.spatial.atlas.atlas_labels` (``atlas``: an
+    :class:`ironmap.io.atlas.Atlas` from :func:`ironmap.io.atlas.read_atlas`).
     """
-    raise NotImplementedError(f"atlas-based deep-GM labels ({atlas}) are not available in this "
-                              "version of ironmap; provide rater masks with --masks")
+    from ironmap.spatial.atlas import atlas_labels as _atlas_labels
+
+    return _atlas_labels(t1w_img, atlas, **options)

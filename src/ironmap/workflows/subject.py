@@ -248,9 +248,10 @@ def regional(subject, cfg, images, fit, r2img, xfm, stage, chosen) -> int:
         labels = resample_labels(src, r2img, world_to_source(xfm, "MEGRE", space))
         log.info("%s: labels %s (%s space) -> R2* grid", subject.label, mask.path.name, space)
     elif cfg.atlas is not None:
+        from ironmap.io.atlas import read_atlas
         from ironmap.spatial.segmentation import atlas_labels
 
-        t1_labels, names = atlas_labels(images.t1w, cfg.atlas)
+        t1_labels, names = atlas_labels(images.t1w, read_atlas(cfg.atlas), label=subject.label)
         src = nib.Nifti1Image(np.asarray(t1_labels, dtype=np.int16), images.t1w.affine)
         labels = resample_labels(src, r2img, world_to_source(xfm, "MEGRE", "T1w"))
     else:

@@ -1,0 +1,202 @@
+"""Read a user-supplied atlas folder: template image, label image and label lookup table.
+
+An atlas folder holds three files (nothing is ever downloaded):
+
+* the template, a T1-weighted image in the atlas space: ``*_T1w.nii[.gz]`` or
+  ``template.nii[.gz]``;
+* the label image on any grid of the same space: ``*_dseg.nii[.gz]`` or ``labels.nii[.gz]``;
+* the lookup table: a BIDS ``*dseg.tsv`` / any TSV with columns ``index`` and ``name`` (or
+  ``label``), or a text file with one ``index name ...`` line per label (AAL's ``*.nii.txt``,
+  FSLeyes ``*.lut`` lines ``index r g b name``).
+
+When a folder holds several candidates, an ``atlas.json`` names them:
+``{"template": "...", "labels": "...", "table": "..."}`` (paths relative to the folder).
+Files outside the folder (e.g. a template shared by several atlases) can be given as
+absolute paths there or as arguments to :func:`read_atlas`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from ironmap.io.nifti import load_image
+
+
+class AtlasError(ValueError):
+    """An atlas folder is incomplete or its label table does not match its label image."""
+
+
+@dataclass(frozen=True)
+class Atlas:
+    """An atlas in memory.
+
+    Attributes
+    ----------
+    name : str
+        Atlas name (the folder name), used in messages and provenance.
+    template : nibabel image of shape (X, Y, Z)
+        T1-weighted template in the atlas space (world mm, RAS+).
+    labels : nibabel image of shape (X', Y', Z')
+        Integer label image in the same world space (its own grid allowed); 0 = background.
+    names : dict[int, str]
+        Label index -> label name, exactly the nonzero labels of ``labels``.
+    files : dict[str, str]
+        Source paths (``template``, ``labels``, ``table``) for provenance.
+    """
+
+    name: str
+    template: nib.Nifti1Image
+    labels: nib.Nifti1Image
+    names: dict[int, str]
+    files: dict[str, str] = field(default_factory=dict)
+
+
+_TEMPLATE_GLOBS = ("*_T1w.nii.gz", "*_T1w.nii", "template.nii.gz", "template.nii")
+_LABEL_GLOBS = ("*_dseg.nii.gz", "*_dseg.nii", "labels.nii.gz", "labels.nii")
+_TABLE_GLOBS = ("*dseg.tsv", "*.tsv", "*.nii.txt", "*.lut", "*.txt")
+
+
+def read_atlas(folder: str | os.PathLike, *, template: str | os.PathLike | None = None,
+               labels: str | os.PathLike | None = None,
+               table: str | os.PathLike | None = None) -> Atlas:
+    """Load an atlas folder (see the module docstring for its layout) and check it.
+
+    Parameters
+    ----------
+    folder : path
+        The atlas folder; its name is the atlas name.
+    template, labels, table : path, optional
+        Explicit files, overriding ``atlas.json`` and the file-name conventions.
+
+    Raises
+    ------
+    AtlasError
+        Missing or ambiguous files, a non-integer label image, or a lookup table that does not
+        list exactly the labels present in the image (message names the atlas).
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise AtlasError(f"atlas {root}: not a folder")
+    spec = _read_spec(root)
+    paths = {}
+    for key, given, globs in (("template", template, _TEMPLATE_GLOBS),
+                              ("labels", labels, _LABEL_GLOBS),
+                              ("table", table, _TABLE_GLOBS)):
+        chosen = given if given is not None else spec.get(key)
+        paths[key] = (root / chosen) if chosen is not None else _find_one(root, key, globs)
+    tpl = load_image(paths["template"])
+    lab = load_image(paths["labels"])
+    if len(tpl.shape) != 3 or len(lab.shape) != 3:
+        raise AtlasError(f"atlas {root.name}: template and label image must be 3D "
+                         f"(got {tpl.shape} and {lab.shape})")
+    data = np.asarray(lab.dataobj)
+    if not np.all(np.isfinite(data)) or not np.array_equal(data, np.round(data)):
+        raise AtlasError(f"atlas {root.name}: label image {paths['labels'].name} holds "
+                         "non-integer values")
+    names = read_label_table(paths["table"])
+    check_label_table(np.unique(data.astype(np.int64)), names, root.name)
+    return Atlas(name=root.name, template=tpl,
+                 labels=nib.Nifti1Image(data.astype(np.int32), lab.affine),
+                 names=names, files={k: str(v) for k, v in paths.items()})
+
+
+def _read_spec(root: Path) -> dict[str, str]:
+    spec_path = root / "atlas.json"
+    if not spec_path.exists():
+        return {}
+    try:
+        spec = json.loads(spec_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise AtlasError(f"atlas {root.name}: {spec_path} is not valid JSON ({exc})") from exc
+    unknown = set(spec) - {"template", "labels", "table"}
+    if not isinstance(spec, dict) or unknown:
+        raise AtlasError(f"atlas {root.name}: {spec_path} must map only 'template', 'labels' "
+                         f"and 'table' to file names (unknown keys: {sorted(unknown)})")
+    return spec
+
+
+def _find_one(root: Path, key: str, globs: tuple[str, ...]) -> Path:
+    """The single file matching the first glob that matches anything."""
+    for pattern in globs:
+        found = sorted(p for p in root.glob(pattern) if p.is_file() and p.name != "atlas.json")
+        if len(found) == 1:
+            return found[0]
+        if len(found) > 1:
+            raise AtlasError(f"atlas {root.name}: several {key} files match {pattern} "
+                             f"({', '.join(p.name for p in found)}); name one in "
+                             f"{root / 'atlas.json'}")
+    raise AtlasError(f"atlas {root.name}: no {key} file ({' or '.join(globs)}) in {root}")
+
+
+def read_label_table(path: str | os.PathLike) -> dict[int, str]:
+    """Label lookup table -> ``{index: name}`` (index 0 / background rows dropped).
+
+    Accepts a TSV with a header holding ``index`` and ``name`` (or ``label``) columns, or a
+    header-less text file whose lines start ``index name`` (AAL) or read ``index r g b name``
+    (FSLeyes ``.lut``). Lines starting with ``#`` are comments.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise AtlasError(f"{p}: label table not found")
+    lines = [ln for ln in p.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    if not lines:
+        raise AtlasError(f"{p}: label table is empty")
+    header = re.split(r"\t", lines[0].strip().lower())
+    if "index" in header:
+        df = pd.read_csv(p, sep="\t", comment="#", dtype=str)
+        col = "name" if "name" in df.columns else "label" if "label" in df.columns else None
+        if col is None:
+            raise AtlasError(f"{p}: label table needs a 'name' or 'label' column")
+        pairs = list(zip(df["index"], df[col], strict=True))
+    else:
+        pairs = [_text_row(ln, p) for ln in lines]
+    names: dict[int, str] = {}
+    for index, name in pairs:
+        try:
+            i = int(float(index))
+        except ValueError as exc:
+            raise AtlasError(f"{p}: label index {index!r} is not an integer") from exc
+        if i in names:
+            raise AtlasError(f"{p}: label index {i} is listed twice")
+        if i != 0:
+            names[i] = str(name).strip()
+    return names
+
+
+def _text_row(line: str, path: Path) -> tuple[str, str]:
+    """``index name ...`` or ``index r g b name`` -> (index, name)."""
+    tokens = line.split()
+    words = [t for t in tokens[1:] if not re.fullmatch(r"[-+]?[0-9.eE+-]+", t)]
+    if len(tokens) < 2 or not words:
+        raise AtlasError(f"{path}: cannot read label line {line!r} (expected 'index name')")
+    return tokens[0], words[0]
+
+
+def check_label_table(present: np.ndarray, names: dict[int, str], atlas: str) -> None:
+    """Raise :class:`AtlasError` unless ``names`` lists exactly the nonzero ``present`` labels."""
+    in_image = {int(i) for i in present if i != 0}
+    missing = sorted(in_image - set(names))
+    unused = sorted(set(names) - in_image)
+    if not in_image:
+        raise AtlasError(f"atlas {atlas}: the label image holds no labels")
+    if missing or unused:
+        parts = []
+        if missing:
+            parts.append(f"labels in the image but not in the table: {_short(missing)}")
+        if unused:
+            parts.append(f"labels in the table but not in the image: {_short(unused)}")
+        raise AtlasError(f"atlas {atlas}: label table does not match the label image ("
+                         + "; ".join(parts) + ")")
+
+
+def _short(values: list[int], n: int = 10) -> str:
+    text = ", ".join(str(v) for v in values[:n])
+    return text + (f", ... ({len(values)} in all)" if len(values) > n else "")

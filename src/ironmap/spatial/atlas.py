@@ -1,0 +1,272 @@
+"""Atlas-based deep grey-matter labels: ANTs SyN of a template onto the T1w, labels carried.
+
+The atlas template (moving) is registered to the subject T1w (fixed) with ANTs: an affine
+stage (Mattes mutual information) followed by symmetric normalisation (SyN, Mattes). The atlas
+label image is then carried onto the T1w grid through the same transforms with ``genericLabel``
+interpolation, which never invents label values. Only labels that name a deep grey-matter region
+of the seed study (:mod:`ironmap.core.regions`) are kept; the parts of a region (AAL3's
+substantia nigra pars compacta and reticulata) are merged into one label per hemisphere.
+
+The atlas is any object with attributes ``name`` (str), ``template`` and ``labels`` (nibabel
+images in one world space) and ``names`` (``{index: name}``), such as
+:class:`ironmap.io.atlas.Atlas` returned by :func:`ironmap.io.atlas.read_atlas`.
+
+``ants`` is imported inside the functions (slow import). One ITK thread and a fixed seed make
+the registration reproducible (``ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS=1``).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from ironmap.core.regions import canonical_region, region_label_name, split_hemisphere
+from ironmap.spatial.segmentation import MIN_SIMILARITY, SegmentationError, to_ants
+
+log = logging.getLogger(__name__)
+
+#: Atlas label stems (after the hemisphere token is removed) that core.regions does not know.
+ATLAS_ALIASES: dict[str, str] = {
+    "sn_pc": "substantia_nigra",
+    "sn_pr": "substantia_nigra",
+    "red_n": "red_nucleus",
+    "dentate_n": "dentate_nucleus",
+}
+
+#: Default SyN iterations per level (coarse to fine; level k is shrunk 2^(n-1-k) times).
+SYN_ITERATIONS: tuple[int, ...] = (60, 30, 10)
+
+
+@dataclass
+class NonlinearFit:
+    """SyN fit of a template (moving) onto a subject (fixed).
+
+    ``transforms`` are the ANTs forward transforms (warp field, then affine) that carry
+    template-space images onto the subject grid (files in the registration's work folder);
+    ``inverse_transforms`` (affine, inverse warp) carry template points to the subject;
+    ``similarity`` is the normalised correlation of the warped template with the subject
+    inside the template head.
+    """
+
+    transforms: list[str]
+    similarity: float
+    inverse_transforms: list[str] = field(default_factory=list)
+
+
+def register_syn(subject, template, *, label: str = "T1w", iterations=SYN_ITERATIONS,
+                 seed: int = 1, workdir: str | None = None) -> NonlinearFit:
+    """ANTs affine + SyN registration of ``template`` (moving) onto ``subject`` (fixed).
+
+    Parameters
+    ----------
+    subject, template : ANTsImage
+        Fixed and moving images (3D, any grids).
+    iterations : tuple of int
+        SyN iterations per resolution level, coarse to fine (e.g. ``(40, 20, 0)`` stops at
+        half resolution).
+    seed : int
+        Seed of ANTs' metric sampling (reproducible with one ITK thread).
+
+    Raises
+    ------
+    SegmentationError
+        When the warped template correlates less than
+        :data:`ironmap.spatial.segmentation.MIN_SIMILARITY` with the subject.
+    """
+    import ants
+    import ants.config as ants_config
+
+    prefix = str(Path(workdir or tempfile.mkdtemp(prefix="ironmap-syn-")) / "syn_")
+    previous = ants_config._random_seed
+    ants_config._random_seed = int(seed)
+    try:
+        reg = ants.registration(fixed=subject, moving=template, type_of_transform="SyN",
+                                reg_iterations=tuple(int(i) for i in iterations),
+                                aff_metric="mattes", syn_metric="mattes", outprefix=prefix,
+                                verbose=False)
+    finally:
+        ants_config._random_seed = previous
+    warped = reg["warpedmovout"].numpy()
+    fixed = subject.numpy()
+    inside = warped > 0.05 * float(np.max(warped))
+    sim = _correlation(fixed[inside], warped[inside]) if inside.sum() > 100 else 0.0
+    log.info("%s: SyN registration to the atlas template, correlation %.3f", label, sim)
+    if not np.isfinite(sim) or sim < MIN_SIMILARITY:
+        raise SegmentationError(f"{label}: nonlinear registration to the atlas template failed "
+                                f"(correlation {sim:.2f} < {MIN_SIMILARITY}); is this a T1w "
+                                "image of a head?")
+    return NonlinearFit(list(reg["fwdtransforms"]), float(sim), list(reg["invtransforms"]))
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    a = a - a.mean()
+    b = b - b.mean()
+    den = np.sqrt((a * a).sum() * (b * b).sum())
+    return float((a * b).sum() / den) if den > 0 else 0.0
+
+
+def atlas_region(name: str, index: int | None = None) -> tuple[str | None, str]:
+    """Atlas label name -> ``(canonical region or None, hemisphere)``.
+
+    A trailing ``_<index>`` (AAL3: ``Caudate_L_75``) is ignored.
+
+    >>> atlas_region("SN_pc_L_161", 161)
+    ('substantia_nigra', 'left')
+    >>> atlas_region("Right_Dentate")
+    ('dentate_nucleus', 'right')
+    """
+    text = name.strip()
+    if index is not None:
+        text = re.sub(rf"[-_ ]{int(index)}$", "", text)
+    region, hemi = canonical_region(text)
+    if region is None:
+        stem, hemi = split_hemisphere(text)
+        region = ATLAS_ALIASES.get(re.sub(r"[-\s.]+", "_", stem.strip().lower()))
+    return region, hemi
+
+
+def deep_gm_relabel(names: dict[int, str]) -> tuple[dict[int, int], dict[int, str]]:
+    """Atlas labels of deep-GM regions -> (``{atlas index: output index}``, output names).
+
+    Labels naming the same region and hemisphere are merged under the smallest atlas index;
+    output names are FreeSurfer-style (``Left-Caudate``, ``Right-Substantia-Nigra``).
+    """
+    groups: dict[tuple[str, str], list[int]] = {}
+    for index in sorted(names):
+        region, hemi = atlas_region(names[index], index)
+        if region is not None:
+            groups.setdefault((region, hemi), []).append(index)
+    mapping: dict[int, int] = {}
+    out: dict[int, str] = {}
+    for (region, hemi), members in groups.items():
+        out[members[0]] = region_label_name(region, hemi)
+        mapping.update({m: members[0] for m in members})
+    return mapping, out
+
+
+def atlas_labels(t1w_img: nib.Nifti1Image, atlas, *, label: str = "T1w",
+                 regions_only: bool = True, iterations=SYN_ITERATIONS, seed: int = 1,
+                 workdir: str | None = None,
+                 fit: NonlinearFit | None = None) -> tuple[np.ndarray, dict[int, str]]:
+    """Deep-GM labels on the T1w grid from an atlas (ANTs SyN + ``genericLabel`` warping).
+
+    Parameters
+    ----------
+    t1w_img : nibabel image of shape (X, Y, Z)
+        The subject's T1w (head or brain, any orientation/voxel size).
+    atlas : Atlas-like
+        ``name``, ``template``, ``labels``, ``names`` (see the module docstring).
+    label : str
+        Subject name used in messages and errors.
+    regions_only : bool
+        Keep only labels naming a seed-study region, merged per region and hemisphere
+        (:func:`deep_gm_relabel`); ``False`` carries every atlas label with its own name.
+    iterations, seed
+        SyN settings (:func:`register_syn`).
+    fit : NonlinearFit, optional
+        A registration of ``atlas.template`` onto this T1w to reuse (its transform files
+        must still exist), e.g. shared with :func:`locate_acpc`.
+
+    Returns
+    -------
+    labels : ndarray of int32, shape (X, Y, Z)
+        Label indices on the T1w grid (0 = background).
+    names : dict[int, str]
+        Index -> name of every label returned.
+
+    Raises
+    ------
+    SegmentationError
+        Empty/constant T1w, failed registration, an atlas without deep-GM labels, or no atlas
+        label landing on the T1w grid.
+    """
+    import ants
+
+    if workdir is None and fit is None:
+        with tempfile.TemporaryDirectory(prefix="ironmap-atlas-") as tmp:
+            return atlas_labels(t1w_img, atlas, label=label, regions_only=regions_only,
+                                iterations=iterations, seed=seed, workdir=tmp)
+    atlas_name = getattr(atlas, "name", str(atlas))
+    if not hasattr(atlas, "template"):
+        raise TypeError(f"atlas {atlas_name}: expected an Atlas (ironmap.io.atlas.read_atlas), "
+                        f"got {type(atlas).__name__}")
+    data = np.asarray(t1w_img.get_fdata(dtype=np.float32))
+    if data.ndim != 3 or not np.isfinite(data).any() or np.nanstd(data) <= 0:
+        raise SegmentationError(f"{label}: the T1w image is empty, constant or not 3D")
+    if regions_only:
+        mapping, names = deep_gm_relabel(atlas.names)
+        if not names:
+            raise SegmentationError(f"{label}: atlas {atlas_name} has no label naming a "
+                                    "deep grey-matter region (caudate, putamen, pallidum, "
+                                    "substantia nigra, red nucleus, dentate)")
+    else:
+        mapping, names = {i: i for i in atlas.names}, dict(atlas.names)
+    src = np.asarray(atlas.labels.dataobj).astype(np.int64)
+    lut = np.zeros(int(src.max()) + 1, dtype=np.float32)
+    for old, new in mapping.items():
+        if old <= src.max():
+            lut[old] = new
+    relabelled = lut[np.clip(src, 0, None)]
+    subject = to_ants(t1w_img, np.nan_to_num(data))
+    if fit is None:
+        fit = register_syn(subject, _template_ants(atlas.template), label=label,
+                           iterations=iterations, seed=seed, workdir=workdir)
+    moved = ants.apply_transforms(subject, to_ants(atlas.labels, relabelled), fit.transforms,
+                                  interpolator="genericLabel")
+    out = np.rint(moved.numpy()).astype(np.int32)
+    present = {int(i) for i in np.unique(out) if i != 0}
+    if not present:
+        raise SegmentationError(f"{label}: no label of atlas {atlas_name} lands on the T1w grid")
+    lost = sorted(set(names) - present)
+    if lost:
+        log.warning("%s: atlas %s labels not on the T1w grid: %s", label, atlas_name,
+                    ", ".join(names[i] for i in lost))
+    return out, {i: names[i] for i in sorted(present)}
+
+
+def _template_ants(template: nib.Nifti1Image):
+    return to_ants(template, np.nan_to_num(template.get_fdata(dtype=np.float32)))
+
+
+#: Anterior and posterior commissure in MNI152 (FSL MNI152NLin6Asym) world mm (RAS+), read
+#: off the FSL MNI152 1 mm T1 (docs/volumes.md): AC = the bright midline bundle in front of
+#: the third ventricle, PC = the bright midline spot above the entrance of the aqueduct.
+MNI152_AC_MM: tuple[float, float, float] = (0.0, 2.0, -4.0)
+MNI152_PC_MM: tuple[float, float, float] = (0.0, -27.0, -3.0)
+
+
+def template_points_to_subject(fit: NonlinearFit, points_mm) -> np.ndarray:
+    """Template world points (mm, RAS+, shape (N, 3)) -> subject world mm through ``fit``."""
+    import ants
+    import pandas as pd
+
+    pts = np.atleast_2d(np.asarray(points_mm, dtype=float)) * [-1.0, -1.0, 1.0]  # -> LPS
+    df = pd.DataFrame(pts, columns=["x", "y", "z"])
+    moved = ants.apply_transforms_to_points(3, df, fit.inverse_transforms,
+                                            whichtoinvert=[True, False])
+    return moved[["x", "y", "z"]].to_numpy(dtype=float) * [-1.0, -1.0, 1.0]
+
+
+def locate_acpc(t1w_img: nib.Nifti1Image, template: nib.Nifti1Image, *,
+                ac_mm=MNI152_AC_MM, pc_mm=MNI152_PC_MM, label: str = "T1w",
+                fit: NonlinearFit | None = None, iterations=SYN_ITERATIONS, seed: int = 1,
+                workdir: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """AC and PC of a T1w (world mm, RAS+) from their template positions via SyN.
+
+    ``template`` must be in the space of ``ac_mm``/``pc_mm`` (defaults: FSL MNI152). The
+    result feeds :func:`ironmap.core.acpc.split_putamen` when no landmarks are given.
+    """
+    if fit is None:
+        with tempfile.TemporaryDirectory(prefix="ironmap-acpc-") as tmp:
+            data = np.nan_to_num(t1w_img.get_fdata(dtype=np.float32))
+            fit = register_syn(to_ants(t1w_img, data), _template_ants(template), label=label,
+                               iterations=iterations, seed=seed, workdir=workdir or tmp)
+            return locate_acpc(t1w_img, template, ac_mm=ac_mm, pc_mm=pc_mm, fit=fit)
+    ac, pc = template_points_to_subject(fit, [ac_mm, pc_mm])
+    return ac, pc
