@@ -1,4 +1,4 @@
-"""The layering of STYLE.md holds: cli -> workflows -> report -> io|spatial|parallel|sim -> core."""
+"""The layering holds: cli -> workflows -> report -> io|spatial|parallel|sim -> core."""
 
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ Atlas-based deep-GM labels (:func:`atlas_labels`, ANTs SyN) live in
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import tempfile
@@ -132,6 +133,17 @@ def read_ants_affine(path: str) -> np.ndarray:
     return _LPS @ lps @ _LPS
 
 
+@contextlib.contextmanager
+def _tempdir(folder: str):
+    """Point :mod:`tempfile` (used by ANTsPy for scratch files) at ``folder`` meanwhile."""
+    previous = tempfile.tempdir
+    tempfile.tempdir = str(folder)
+    try:
+        yield
+    finally:
+        tempfile.tempdir = previous
+
+
 def register_template(subject, template_t1, *, nonlinear: bool = False, label: str = "T1w",
                       workdir: str | None = None) -> TemplateFit:
     """Register a template T1 (moving) to a subject image (fixed), both ANTsImages.
@@ -236,8 +248,9 @@ def segment_tissues(t1w: nib.Nifti1Image, *, label: str = "T1w", template_mm: in
                                 f"{mask.sum() * vox_cm3:.0f} cm3 of the image (field of view?)")
     vox_mm = np.linalg.norm(t1w.affine[:3, :3], axis=0)
     mask = ndimage.binary_dilation(mask, iterations=max(1, int(round(dilate_mm / vox_mm.min()))))
-    seg = ants.atropos(a=subject, x=to_ants(t1w, mask.astype(np.float32)), i="Kmeans[3]",
-                       m="[0.1,1x1x1]", c="[5,0]", verbose=0)
+    with _tempdir(workdir):  # Atropos writes its posteriors to the default temp folder
+        seg = ants.atropos(a=subject, x=to_ants(t1w, mask.astype(np.float32)),
+                           i="Kmeans[3]", m="[0.1,1x1x1]", c="[5,0]", verbose=0)
     post = np.stack([np.where(mask, p.numpy(), 0.0) for p in seg["probabilityimages"]])
     hard = np.where(mask, np.argmax(post, axis=0) + 1, 0)
     means = pure_class_means(data, hard, 3)
