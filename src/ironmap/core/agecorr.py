@@ -33,6 +33,7 @@ import numpy as np
 from scipy import stats as _st
 
 from ironmap.core.nlfit import fit_curve
+from ironmap.core.stats import finite_pairs
 
 __all__ = ["AgeFit", "AgeModelWarning", "fit_saturation", "fit_linear", "saturation",
            "age_correct", "B_BOUNDS"]
@@ -166,12 +167,7 @@ class AgeFit:
 
 
 def _clean_pairs(age, y) -> tuple[np.ndarray, np.ndarray]:
-    age = np.asarray(age, dtype=float).ravel()
-    y = np.asarray(y, dtype=float).ravel()
-    if age.shape != y.shape:
-        raise ValueError(f"age and y differ in length ({age.size} vs {y.size})")
-    ok = np.isfinite(age) & np.isfinite(y)
-    return age[ok], y[ok]
+    return finite_pairs(age, y, names=("age", "y"))
 
 
 def _grid_start(age: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:

@@ -209,11 +209,13 @@ def shapiro(values) -> float:
     return float(_st.shapiro(v).pvalue)
 
 
-def _pairs(x, y) -> tuple[np.ndarray, np.ndarray]:
+def finite_pairs(x, y, names: tuple[str, str] = ("x", "y")) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, y)`` as float arrays with every pair holding a NaN or Inf dropped."""
     xa = np.asarray(x, dtype=float).ravel()
     ya = np.asarray(y, dtype=float).ravel()
     if xa.shape != ya.shape:
-        raise ValueError(f"x and y differ in length ({xa.size} vs {ya.size})")
+        raise ValueError(f"{names[0]} and {names[1]} differ in length "
+                         f"({xa.size} vs {ya.size})")
     ok = np.isfinite(xa) & np.isfinite(ya)
     return xa[ok], ya[ok]
 
@@ -267,7 +269,7 @@ def correlate(x, y, method: str = "auto", *, alternative: str = "two-sided",
         ``r``, ``pvalue``, ``method`` (the method used), ``n``.
     """
     _check_alternative(alternative)
-    xs, ys = _pairs(x, y)
+    xs, ys = finite_pairs(x, y)
     n = xs.size
     nan = float("nan")
     normality: dict = {}
