@@ -27,7 +27,8 @@ import nibabel as nib
 import numpy as np
 
 from ironmap.core.regions import canonical_region, region_label_name, split_hemisphere
-from ironmap.spatial.segmentation import MIN_SIMILARITY, SegmentationError, to_ants
+from ironmap.spatial.registration import to_ants
+from ironmap.spatial.segmentation import SegmentationError, check_warped_similarity
 
 log = logging.getLogger(__name__)
 
@@ -92,23 +93,9 @@ def register_syn(subject, template, *, label: str = "T1w", iterations=SYN_ITERAT
                                 verbose=False)
     finally:
         ants_config._random_seed = previous
-    warped = reg["warpedmovout"].numpy()
-    fixed = subject.numpy()
-    inside = warped > 0.05 * float(np.max(warped))
-    sim = _correlation(fixed[inside], warped[inside]) if inside.sum() > 100 else 0.0
-    log.info("%s: SyN registration to the atlas template, correlation %.3f", label, sim)
-    if not np.isfinite(sim) or sim < MIN_SIMILARITY:
-        raise SegmentationError(f"{label}: nonlinear registration to the atlas template failed "
-                                f"(correlation {sim:.2f} < {MIN_SIMILARITY}); is this a T1w "
-                                "image of a head?")
+    sim = check_warped_similarity(subject, reg["warpedmovout"],
+                                  "nonlinear registration to the atlas template", label)
     return NonlinearFit(list(reg["fwdtransforms"]), float(sim), list(reg["invtransforms"]))
-
-
-def _correlation(a: np.ndarray, b: np.ndarray) -> float:
-    a = a - a.mean()
-    b = b - b.mean()
-    den = np.sqrt((a * a).sum() * (b * b).sum())
-    return float((a * b).sum() / den) if den > 0 else 0.0
 
 
 def atlas_region(name: str, index: int | None = None) -> tuple[str | None, str]:
@@ -231,7 +218,7 @@ def atlas_labels(t1w_img: nib.Nifti1Image, atlas, *, label: str = "T1w",
 
 
 def _template_ants(template: nib.Nifti1Image):
-    return to_ants(template, np.nan_to_num(template.get_fdata(dtype=np.float32)))
+    return to_ants(template, template.get_fdata(dtype=np.float32))
 
 
 #: Anterior and posterior commissure in MNI152 (FSL MNI152NLin6Asym) world mm (RAS+), read

@@ -97,8 +97,10 @@ def ras_to_lps(matrix: np.ndarray) -> np.ndarray:
 lps_to_ras = ras_to_lps
 
 
-def to_ants(img, ants=None):
-    """nibabel image -> ANTsImage (float32), geometry taken from the affine (RAS -> LPS).
+def to_ants(img, data=None, *, ants=None):
+    """nibabel image (or ``data`` on its grid) -> ANTsImage (float32), affine RAS -> LPS.
+
+    NaN and Inf become 0.
 
     Raises
     ------
@@ -106,7 +108,7 @@ def to_ants(img, ants=None):
         When the image is not 3D or its affine has shear (ITK needs orthonormal directions).
     """
     ants = ants or _import_ants()
-    data = np.asanyarray(img.dataobj)
+    data = np.asanyarray(img.dataobj) if data is None else np.asanyarray(data)
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
     if data.ndim != 3:
@@ -248,7 +250,7 @@ def register(
         raise ValueError(f"model must be one of {MODELS}, got {model!r}")
     ants = _import_ants()
     fixed, moving = downsample(fixed, working_voxel_mm), downsample(moving, working_voxel_mm)
-    fixed_a, moving_a = to_ants(fixed, ants), to_ants(moving, ants)
+    fixed_a, moving_a = to_ants(fixed, ants=ants), to_ants(moving, ants=ants)
     shrink, sigmas = _levels(
         tuple(fixed.shape[:3]) + tuple(moving.shape[:3]), shrink_factors, smoothing_sigmas
     )

@@ -26,6 +26,7 @@ import numpy as np
 from scipy import ndimage
 
 from ironmap.core.volumes import partial_volume_fractions, pure_class_means
+from ironmap.spatial.registration import to_ants
 
 log = logging.getLogger(__name__)
 
@@ -42,18 +43,6 @@ class SegmentationError(RuntimeError):
 
 # --------------------------------------------------------------------------- nibabel <-> ants
 _LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
-
-
-def to_ants(img: nib.Nifti1Image, data: np.ndarray | None = None):
-    """nibabel image (or ``data`` on its grid) -> ANTsImage (float32), world kept exactly."""
-    import ants
-
-    arr = np.asarray(img.get_fdata(dtype=np.float32) if data is None else data, dtype=np.float32)
-    lps = _LPS @ img.affine
-    spacing = np.linalg.norm(lps[:3, :3], axis=0)
-    direction = lps[:3, :3] / spacing
-    return ants.from_numpy(np.ascontiguousarray(arr), origin=tuple(lps[:3, 3]),
-                           spacing=tuple(spacing), direction=direction)
 
 
 def ants_affine(aimg) -> np.ndarray:
@@ -160,14 +149,8 @@ def register_template(subject, template_t1, *, nonlinear: bool = False, label: s
     reg = ants.registration(fixed=subject, moving=template_t1, type_of_transform=kind,
                             outprefix=prefix, aff_metric="mattes", verbose=False)
     mat = next(t for t in reg["fwdtransforms"] if t.endswith(".mat"))
-    warped = reg["warpedmovout"].numpy()
-    fixed = subject.numpy()
-    inside = warped > 0.05 * float(np.max(warped))
-    sim = _correlation(fixed[inside], warped[inside]) if inside.sum() > 100 else 0.0
-    log.info("%s: %s registration to template, correlation %.3f", label, kind, sim)
-    if not np.isfinite(sim) or sim < MIN_SIMILARITY:
-        raise SegmentationError(f"{label}: registration to the template failed (correlation "
-                                f"{sim:.2f} < {MIN_SIMILARITY}); is this a T1w image of a head?")
+    sim = check_warped_similarity(subject, reg["warpedmovout"], "registration to the template",
+                                  label)
     return TemplateFit(read_ants_affine(mat), float(sim), list(reg["fwdtransforms"]))
 
 
@@ -176,6 +159,27 @@ def _correlation(a: np.ndarray, b: np.ndarray) -> float:
     b = b - b.mean()
     den = np.sqrt((a * a).sum() * (b * b).sum())
     return float((a * b).sum() / den) if den > 0 else 0.0
+
+
+def check_warped_similarity(fixed, warped, what: str, label: str) -> float:
+    """Correlation of a registered (warped) template with the subject, both ANTsImages.
+
+    Taken over the voxels where the warped template has signal (> 5 % of its maximum).
+
+    Raises
+    ------
+    SegmentationError
+        When it is below :data:`MIN_SIMILARITY` (or not finite).
+    """
+    moved = warped.numpy()
+    image = fixed.numpy()
+    inside = moved > 0.05 * float(np.max(moved))
+    sim = _correlation(image[inside], moved[inside]) if inside.sum() > 100 else 0.0
+    log.info("%s: %s, correlation %.3f", label, what, sim)
+    if not np.isfinite(sim) or sim < MIN_SIMILARITY:
+        raise SegmentationError(f"{label}: {what} failed (correlation {sim:.2f} < "
+                                f"{MIN_SIMILARITY}); is this a T1w image of a head?")
+    return float(sim)
 
 
 # --------------------------------------------------------------------------- tissues
