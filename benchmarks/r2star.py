@@ -8,11 +8,16 @@ s^-1 and S0 ~ N(1000, 100) per voxel, Rician noise with sigma = median S(TE1) / 
 voxel-major ``(n_voxels, n_echoes)`` as in ``../shared/research/performance-anchors.md``.
 2 echoes: TE 4.92 / 24.6 ms; 8 echoes: TE 3, 7, ..., 31 ms.
 
-Every method runs once per round, in a new random order each round; the table gives the median
-rate over rounds with [min-max]. "x floor" = time / time of one ``np.sum`` pass over the same
+Every method runs once per round, in a new random order each round, as ``--repeat`` (3)
+back-to-back calls for the full-brain methods (the first call after another method also pays
+for fresh output pages and cold caches). The table gives the median rate over all timed calls
+with [min-max]. "x floor" = time / time of one ``np.sum`` pass over the same
 stack in the same run. Per-voxel Python fits (scipy ``curve_fit`` loop, tedana ``curvefit``) run
 on a random subset and are extrapolated (marked "subset"); their accuracy is on that subset.
 bias = median(estimate - truth), MdAE = median |estimate - truth|, both in s^-1.
+BLAS is limited to one thread for the whole run (as in the anchors' harness): idle OpenBLAS
+threads spin on the second core after each multi-threaded call and would slow every "2 thr"
+row that follows in the random order.
 tedana is optional (``pip install tedana``); it is not an ironmap dependency.
 """
 
@@ -108,7 +113,7 @@ def _floors(data):
             "floor: np.log into a buffer": (lambda d, te, s: np.log(d, out=buf), None)}
 
 
-def run_case(n_echoes, snr, rounds, quick, seed=0):
+def run_case(n_echoes, snr, rounds, quick, seed=0, repeat=3):
     data, te, truth, sigma = brain_data(n_echoes, snr, seed)
     rng = random.Random(seed)
     subset_idx = np.random.default_rng(seed + 1).choice(data.shape[0], 1000, replace=False)
@@ -125,11 +130,12 @@ def run_case(n_echoes, snr, rounds, quick, seed=0):
         for name in names:
             func, sub = table[name]
             d = data if sub is None else data[subset_idx[:sub]]
-            t0 = time.perf_counter()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                r = func(d, te, sigma)
-            times[name].append((time.perf_counter() - t0) / d.shape[0])
+            for _ in range(1 if sub is not None else repeat):
+                t0 = time.perf_counter()
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    r = func(d, te, sigma)
+                times[name].append((time.perf_counter() - t0) / d.shape[0])
             if not name.startswith("floor"):
                 results[name] = (np.asarray(r, dtype=float),
                                  truth if sub is None else truth[subset_idx[:sub]], sub)
@@ -207,19 +213,24 @@ def main(argv=None) -> int:
     p.add_argument("--snr", type=float, nargs="+", default=[50.0])
     p.add_argument("--echoes", type=int, nargs="+", default=[2, 8], choices=[2, 8])
     p.add_argument("--quick", action="store_true", help="smaller subsets for the slow fits")
+    p.add_argument("--repeat", type=int, default=3,
+                   help="back-to-back calls per round of each full-brain method (all timed)")
     p.add_argument("--first-call", action="store_true",
                    help="only time the first call per method (JIT compile / cache load)")
     args = p.parse_args(argv)
     if args.first_call:
         first_call()
         return 0
+    from threadpoolctl import threadpool_limits
+
     print(f"# R2* benchmark: {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, numpy {np.__version__}, load average at start "
-          f"{os.getloadavg()}")
-    for n_echoes in args.echoes:
-        for snr in args.snr:
-            out = run_case(n_echoes, snr, args.rounds, args.quick)
-            report(n_echoes, snr, *out)
+          f"{os.getloadavg()}, BLAS limited to 1 thread")
+    with threadpool_limits(limits=1, user_api="blas"):
+        for n_echoes in args.echoes:
+            for snr in args.snr:
+                out = run_case(n_echoes, snr, args.rounds, args.quick, repeat=args.repeat)
+                report(n_echoes, snr, *out)
     print(f"\nload average at end {os.getloadavg()}")
     return 0
 

@@ -201,3 +201,50 @@ def test_compiled_float32_exp_matches_numpy():
     assert fastclosed.exp32(np.float32(100.0)) == np.inf
     assert fastclosed.exp32(np.float32(-100.0)) == 0.0
     assert np.isnan(fastclosed.exp32(np.float32(np.nan)))
+
+
+def test_compiled_float32_log_matches_numpy(rng):
+    from ironmap.core import fastclosed
+
+    x = np.concatenate([np.exp(rng.uniform(-85, 85, 4000)), rng.uniform(0.5, 2.0, 4000),
+                        1.0 + rng.uniform(-1e-3, 1e-3, 2000)]).astype(np.float32)
+    got = np.array([fastclosed.log32(v) for v in x], dtype=np.float64)
+    ref = np.log(x.astype(np.float64))
+    # within about one float32 rounding of the result, and of ln(1 + f) near 1
+    assert np.all(np.abs(got - ref) <= 1.2e-7 * np.maximum(np.abs(ref), 1.0))
+    near_one = np.abs(ref) < 1e-3
+    assert np.all(np.abs(got - ref)[near_one] <= 2e-7 * np.abs(ref)[near_one] + 1e-12)
+    for v in (0.0, -1.0, np.inf, np.nan):
+        assert np.isnan(fastclosed.log32(np.float32(v)))
+
+
+@pytest.mark.parametrize("method", ["two_point", "loglinear", "arlo"])
+def test_fused_kernels_equal_the_numpy_fits_across_blocks(rng, method):
+    """float32 (fused kernels, several blocks, 1 or 2 threads, in place or masked/echo-major)
+    against the float64 numpy path, with failing voxels in different blocks."""
+    from ironmap.core import fastclosed
+
+    te = np.linspace(0.004, 0.032, 8)
+    n = 3 * fastclosed.BLOCK + 77
+    nu = decay(rng.uniform(10, 80, n), te)
+    data = np.abs(nu + 8 * rng.standard_normal(nu.shape)).astype(np.float32)
+    for pos, bad in zip((5, fastclosed.BLOCK + 9, 2 * fastclosed.BLOCK + 1, n - 1, n - 3),
+                        (0.0, -3.0, np.nan, np.inf, 2000.0), strict=True):
+        data[pos, [0, 1, -1]] = bad  # two-point reads echoes 1 and 2
+    data[fastclosed.BLOCK + 20] = data[fastclosed.BLOCK + 20, ::-1]  # rising
+    ref = fit_r2star(data.astype(np.float64), te, method)
+    mask = rng.random(n) > 0.3
+    mask[[5, fastclosed.BLOCK + 9, fastclosed.BLOCK + 20]] = True
+    fits = [fit_r2star(data, te, method, n_jobs=j) for j in (1, 2)]
+    fits.append(fit_r2star(np.asfortranarray(data), te, method))
+    masked = fit_r2star(data, te, method, mask=mask, n_jobs=2)
+    np.testing.assert_array_equal(fits[1].r2star, fits[0].r2star)
+    for fit in fits:
+        np.testing.assert_array_equal(fit.flags, ref.flags)
+        np.testing.assert_allclose(fit.r2star, ref.r2star, rtol=3e-5, atol=1e-4, equal_nan=True)
+        np.testing.assert_allclose(fit.s0, ref.s0, rtol=3e-5, equal_nan=True)
+        np.testing.assert_allclose(fit.rmse, ref.rmse, rtol=1e-3, atol=1e-2, equal_nan=True)
+    np.testing.assert_array_equal(masked.flags[mask], ref.flags[mask])
+    np.testing.assert_array_equal(masked.r2star[mask], fits[0].r2star[mask])
+    assert np.all(masked.flags[~mask] == rx.FLAG_OUTSIDE_MASK)
+    assert np.count_nonzero(ref.flags & rx.FLAGS_INVALID) >= 5

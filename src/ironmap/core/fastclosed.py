@@ -1,17 +1,22 @@
 """Fused compiled kernels for the closed-form R2* estimators on float32 stacks.
 
-Each plan (:func:`plan_two_echo`, :func:`plan_loglinear`, :func:`plan_arlo`) fits one chunk of
-voxels in a few passes over cache-sized buffers and writes the maps in place: numpy's SIMD
-``log``/``exp`` (numba's are scalar library calls, this llvmlite has no vector math library),
-BLAS for the log-linear product, and numba loops for the rest, which also count the voxels
-that fail the validity test. When none fails, the quality flags cost no further pass.
-Loops read the (m, n) stack with a constant stride or in transposed blocks so that they
-vectorise.
+One kernel per estimator and echo count fits a (m, n) voxel-major float32 stack in blocks of
+:data:`BLOCK` voxels and writes R2* and S0 in place. The echo count (and, for the two-point
+form, the echo pair) is a compile-time constant of each kernel (:func:`two_point_kernel`,
+:func:`loglinear_kernel`, :func:`arlo_kernel`, built once per shape and cached on disk), so the
+per-voxel loops over echoes unroll and the compiler vectorises across voxels with
+de-interleaving loads. Logarithm and exponential are branch-free float32 polynomials
+(:func:`log32`, :func:`exp32`; numba's own ``log``/``exp`` are scalar library calls, this
+llvmlite has no vector math library). Each kernel also counts, per block, the voxels that
+may have failed, so the caller runs its full validity test only on those blocks.
+:func:`run_plan` splits the blocks over threads (the kernels release the GIL).
 """
 
 from __future__ import annotations
 
-import threading
+import functools
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -43,10 +48,18 @@ else:  # pragma: no cover
         return np.int32(x).view(np.float32)
 
 
-def _jit(func):
+def _inline(func):
+    """Compile ``func`` to be inlined into the kernels (still callable from Python)."""
     if not AVAILABLE:  # pragma: no cover
         return func
-    return numba.njit(cache=True, nogil=True, error_model="numpy")(func)
+    return numba.njit(inline="always", error_model="numpy")(func)
+
+
+def _kernel_jit(func):
+    if not AVAILABLE:  # pragma: no cover
+        return func
+    return numba.njit(cache=True, nogil=True, error_model="numpy",
+                      fastmath={"contract"})(func)
 
 
 F = np.float32
@@ -57,6 +70,7 @@ _ZERO = F(0.0)
 _FLT_MAX = F(np.finfo(np.float32).max)
 _LN2_HI = F(0.693359375)
 _LN2_LO = F(-2.12194440e-4)
+_LN2 = F(0.69314718055994531)
 _LOG2E = F(1.44269504088896341)
 _ROUND = F(12582912.0)  # 1.5 * 2**23: adding and subtracting it rounds to an integer
 _ROUND_BITS = np.int32(_ROUND.view(np.int32))
@@ -66,9 +80,15 @@ _EXP_LO = F(-87.0)
 _E0, _E1, _E2, _E3, _E4, _E5 = (F(c) for c in (
     1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1,
     5.0000001201e-1))
+_SQRT_HALF_BITS = np.int32(0x3F3504F3)  # float32 bits of sqrt(1/2)
+_MANTISSA = np.int32(0x007FFFFF)
+#: ln(1 + f) = f - f^2/2 + f^3 P(f) on f in [sqrt(1/2) - 1, sqrt(2) - 1): P of degree 6, fitted
+#: at Chebyshev nodes; the float32 result is within 7.3e-8 of ln(1 + f) (about 1 ulp).
+_P0, _P1, _P2, _P3, _P4, _P5, _P6 = (F(c) for c in (
+    0.09272216, -0.14118426, 0.14676397, -0.16592856, 0.19985127, -0.2500092, 0.3333341))
 
 
-@_jit
+@_inline
 def exp32(x):
     """Exponential of a float32 (0 below -87, inf above 88, NaN for NaN); branch-free."""
     xc = x if x > _EXP_LO else _EXP_LO
@@ -83,269 +103,272 @@ def exp32(x):
     return y if x == x else x
 
 
-@_jit
-def _rms_residual(S, k, r, s, t):
-    """RMS of S[k, j] - s * exp(-r * t_j) over the echoes (float32)."""
-    acc = F(0.0)
-    for j in range(S.shape[1]):
-        d = s * exp32(-r * t[j]) - S[k, j]
-        acc += d * d
-    return np.sqrt(acc / F(S.shape[1]))
+@_inline
+def log32(x):
+    """Natural logarithm of a float32; NaN for x <= 0, +inf and NaN (no value); branch-free.
 
-
-@_jit
-def two_echo_ratio(flat, lo, ratio):
-    """ratio = S_1 / S_2 for a C-ordered (m, 2) stack given as its flat view (2 m,).
-
-    Returns the number of voxels whose signs rule out a fit (S_2 <= 0, or S_2 >= S_1 when
-    lo < 0). The constant stride lets the compiler vectorise the loop.
+    x = 2^e (1 + f) with 1 + f in [sqrt(1/2), sqrt(2)) by integer arithmetic on the bits, then
+    ln x = e ln 2 + ln(1 + f) by a polynomial. Normal numbers only: subnormal inputs
+    (< 1.2e-38) come out near -88 instead of their true logarithm.
     """
-    nbad = 0
-    neg_ok = lo < F(0.0)
-    for k in range(ratio.shape[0]):
-        a = flat[2 * k]
-        b = flat[2 * k + 1]
-        ratio[k] = a / b
-        nbad += not ((b > F(0.0)) & ((b < a) | (not neg_ok)))
-    return nbad
+    b = _f2i(x) - _SQRT_HALF_BITS
+    e = b >> _I23
+    f = _i2f((b & _MANTISSA) + _SQRT_HALF_BITS) - _ONE
+    z = f * f
+    p = ((_P0 * f + _P1) * z + (_P2 * f + _P3)) * z + (_P4 * f + _P5)
+    p = p * f + _P6
+    y = F(e) * _LN2 + (f + z * (p * f - F(0.5)))
+    return y if (x > _ZERO) & (x < _INF) else _NAN
 
 
-@_jit
-def scale_range(r2, inv_dte, te_i, lo, hi, arg):
-    """r2 *= inv_dte in place, arg = r2 * te_i; returns the voxels outside (lo, hi)."""
-    nbad = 0
-    for k in range(r2.shape[0]):
-        r = r2[k] * inv_dte
-        r2[k] = r
-        arg[k] = r * te_i
-        nbad += not ((r > lo) & (r < hi))
-    return nbad
-
-
-@_jit
-def times_column(flat, n, col, s0):
-    """s0 *= S[:, col] for a C-ordered (m, n) stack given as its flat view; returns the
-    number of voxels whose S0 is not finite and positive."""
-    nbad = 0
-    if n == 2 and col == 0:  # constant stride: vectorised
-        for k in range(s0.shape[0]):
-            v = s0[k] * flat[2 * k]
-            s0[k] = v
-            nbad += not ((v > F(0.0)) & (v <= _FLT_MAX))
-        return nbad
-    for k in range(s0.shape[0]):
-        v = s0[k] * flat[n * k + col]
-        s0[k] = v
-        nbad += not ((v > F(0.0)) & (v <= _FLT_MAX))
-    return nbad
-
-
-@_jit
-def times_positive(s0, amp):
-    """s0 *= amp; returns the number of voxels whose S0 is not finite and positive."""
-    nbad = 0
-    for k in range(s0.shape[0]):
-        v = s0[k] * amp[k]
-        s0[k] = v
-        nbad += not ((v > F(0.0)) & (v <= _FLT_MAX))
-    return nbad
-
+#: Voxels per block: the unit of the validity counts and of the work split between threads.
+BLOCK = 2048
 
 _LN_S0_LO = F(-87.0)  # exp() of a value in (_LN_S0_LO, _LN_S0_HI) is a normal float32
 _LN_S0_HI = F(88.0)
 _RISE_MARGIN = F(-1e-4)  # ln(S_last / S_first) below this is a decay despite log rounding
 
 
-@_jit
-def loglinear_finish(coef, r2, s0, lo, hi):
-    """r2 = -coef[:, 0], s0 = coef[:, 1] (ln S0, to be exponentiated) from (m, 3) coefficients
-    whose third column is ln S_last - ln S_first; returns the voxels that may have failed.
+@functools.cache
+def two_point_kernel(n: int, i: int, j: int):
+    """Kernel for R2* = ln(S_i / S_j) / (TE_j - TE_i), S0 = S_i exp(R2* TE_i) on rows of n.
 
-    A voxel passes when lo < R2* < hi, S0 will be a normal float32 and the last echo is below
-    the first by more than log rounding; any other voxel is counted, and the caller's full
-    test decides. The constant stride lets the compiler vectorise the loop.
+    ``kernel(flat, inv_dte, te_i, lo, hi, r2, s0, nbad, b0, b1)`` fits blocks ``b0..b1-1`` of
+    the flat (m * n,) stack; ``nbad[b]`` counts the voxels of block b that may have failed.
     """
-    flat = coef.ravel()
-    nbad = 0
-    for k in range(r2.shape[0]):
-        r = -flat[3 * k]
-        c = flat[3 * k + 1]
-        r2[k] = r
-        s0[k] = c
-        nbad += not ((r > lo) & (r < hi) & (c > _LN_S0_LO) & (c < _LN_S0_HI)
-                     & (flat[3 * k + 2] < _RISE_MARGIN))
+    @_kernel_jit
+    def kernel(flat, inv_dte, te_i, lo, hi, r2, s0, nbad, b0, b1):
+        m = r2.shape[0]
+        for b in range(b0, b1):
+            k0 = b * BLOCK
+            nb = min(BLOCK, m - k0)
+            src = flat[n * k0:n * (k0 + nb)]
+            rr = r2[k0:k0 + nb]
+            ss = s0[k0:k0 + nb]
+            for k in range(nb):  # de-interleave: ratio and S_i
+                x = src[n * k + i]
+                ss[k] = x
+                rr[k] = x / src[n * k + j]
+            count = 0
+            for k in range(nb):
+                r = log32(rr[k]) * inv_dte
+                s = ss[k] * exp32(r * te_i)
+                rr[k] = r
+                ss[k] = s
+                count += not ((r > lo) & (r < hi) & (r > _ZERO) & (s > _ZERO)
+                              & (s <= _FLT_MAX))
+            nbad[b] = count
+
+    return kernel
+
+
+@functools.cache
+def loglinear_kernel(n: int):
+    """Kernel for least squares on ln S with fixed weights: ln S @ (w_slope, w_icpt) =
+    (-R2*, ln S0); arguments as :func:`two_point_kernel` with (w_slope, w_icpt) as the two
+    parameters (float32 arrays of n)."""
+    @_kernel_jit
+    def kernel(flat, w_slope, w_icpt, lo, hi, r2, s0, nbad, b0, b1):
+        m = r2.shape[0]
+        logs = np.empty(n * BLOCK, F)
+        for b in range(b0, b1):
+            k0 = b * BLOCK
+            nb = min(BLOCK, m - k0)
+            src = flat[n * k0:n * (k0 + nb)]
+            for q in range(n * nb):
+                logs[q] = log32(src[q])
+            rr = r2[k0:k0 + nb]
+            ss = s0[k0:k0 + nb]
+            count = 0
+            for k in range(nb):
+                slope = _ZERO
+                icpt = _ZERO
+                for jj in range(n):
+                    v = logs[n * k + jj]
+                    slope += w_slope[jj] * v
+                    icpt += w_icpt[jj] * v
+                rr[k] = -slope
+                ss[k] = icpt
+                count += not ((-slope > lo) & (-slope < hi) & (icpt > _LN_S0_LO)
+                              & (icpt < _LN_S0_HI)
+                              & (logs[n * k + n - 1] - logs[n * k] < _RISE_MARGIN))
+            for k in range(nb):
+                ss[k] = exp32(ss[k])
+            nbad[b] = count
+
+    return kernel
+
+
+@functools.cache
+def arlo_kernel(n: int, exact: bool):
+    """Kernel for ARLO on n evenly spaced echoes; parameters (-1/dTE, TE_1).
+
+    kappa = (sum d^2 + sum s d) / (sum s^2 + sum s d) with s_j = S_j + 4 S_j+1 + S_j+2 and
+    d_j = S_j - S_j+2 (Pei et al. 2015, with erratum). ``exact``: the decay factor per echo
+    spacing q = exp(-R2* dTE) inverts Simpson's rule for an exponential,
+    q = (sqrt(3 kappa^2 + 1) - 2 kappa) / (kappa + 1); else the published R2* dTE = 3 kappa.
+    S0 is the least-squares amplitude sum_j S_j q^j / sum_j q^2j carried back to TE = 0.
+    """
+    @_kernel_jit
+    def kernel(flat, neg_inv_dte, te0, lo, hi, r2, s0, nbad, b0, b1):
+        m = r2.shape[0]
+        for b in range(b0, b1):
+            k0 = b * BLOCK
+            nb = min(BLOCK, m - k0)
+            src = flat[n * k0:n * (k0 + nb)]
+            qv = r2[k0:k0 + nb]
+            amp = s0[k0:k0 + nb]
+            count = 0
+            for k in range(nb):
+                s_s = _ZERO
+                s_d = _ZERO
+                d_d = _ZERO
+                for jj in range(n - 2):
+                    x = src[n * k + jj]
+                    z = src[n * k + jj + 2]
+                    s = x + F(4.0) * src[n * k + jj + 1] + z
+                    d = x - z
+                    s_s += s * s
+                    s_d += s * d
+                    d_d += d * d
+                kappa = (d_d + s_d) / (s_s + s_d)
+                if exact:
+                    q = (np.sqrt(F(3.0) * kappa * kappa + _ONE) - F(2.0) * kappa) / (
+                        kappa + _ONE)
+                else:
+                    q = exp32(F(-3.0) * kappa)
+                e = _ONE
+                num = src[n * k]
+                den = _ONE
+                for jj in range(1, n):
+                    e *= q
+                    num += src[n * k + jj] * e
+                    den += e * e
+                qv[k] = q
+                amp[k] = num / den
+                count += not (src[n * k + n - 1] < src[n * k])
+            for k in range(nb):
+                r = log32(qv[k]) * neg_inv_dte
+                s = amp[k] * exp32(r * te0)
+                qv[k] = r
+                amp[k] = s
+                count += not ((r > lo) & (r < hi) & (s > _ZERO) & (s <= _FLT_MAX))
+            nbad[b] = count
+
+    return kernel
+
+
+@functools.cache
+def rmse_kernel(n: int):
+    """Kernel ``(flat, t, r2, s0, rmse, b0, b1)``: RMS over the n echoes of S - S0 e^(-R2* t)."""
+    @_kernel_jit
+    def kernel(flat, t, r2, s0, rmse, b0, b1):
+        m = r2.shape[0]
+        for b in range(b0, b1):
+            k0 = b * BLOCK
+            nb = min(BLOCK, m - k0)
+            src = flat[n * k0:n * (k0 + nb)]
+            acc = rmse[k0:k0 + nb]
+            for k in range(nb):
+                acc[k] = _ZERO
+            for jj in range(n):
+                tj = t[jj]
+                for k in range(nb):
+                    d = s0[k0 + k] * exp32(-r2[k0 + k] * tj) - src[n * k + jj]
+                    acc[k] += d * d
+            for k in range(nb):
+                acc[k] = np.sqrt(acc[k] / F(n))
+
+    return kernel
+
+
+@dataclass(frozen=True)
+class ClosedFormPlan:
+    """A fused closed-form fit: kernel, its two parameters, the R2* range and echo times.
+
+    ``used`` names the first and last echo the estimator reads (for the caller's validity
+    test).
+    """
+
+    kernel: object
+    params: tuple
+    r2star_range: tuple[float, float]
+    echo_times: np.ndarray  # float32, s
+    used: tuple[int, int]
+
+
+def plan_two_point(te, pair, r2star_range) -> ClosedFormPlan:
+    """Plan of the two-point form on echoes ``pair`` of rows with ``te.size`` echoes."""
+    i, j = pair
+    params = (F(1.0 / (te[j] - te[i])), F(te[i]))
+    return ClosedFormPlan(two_point_kernel(int(te.size), int(i), int(j)), params,
+                          r2star_range, te.astype(F), (i, j))
+
+
+def plan_loglinear(te, weights, r2star_range) -> ClosedFormPlan:
+    """Plan of a log-linear fit with weights (n, 2): ln S @ weights = (-R2*, ln S0)."""
+    w = np.asarray(weights, dtype=F)
+    params = (np.ascontiguousarray(w[:, 0]), np.ascontiguousarray(w[:, 1]))
+    return ClosedFormPlan(loglinear_kernel(int(te.size)), params, r2star_range, te.astype(F),
+                          (0, te.size - 1))
+
+
+def plan_arlo(te, simpson_exact, r2star_range) -> ClosedFormPlan:
+    """Plan of ARLO on evenly spaced echoes."""
+    dte = float(np.mean(np.diff(te)))
+    params = (F(-1.0 / dte), F(te[0]))
+    return ClosedFormPlan(arlo_kernel(int(te.size), bool(simpson_exact)), params,
+                          r2star_range, te.astype(F), (0, te.size - 1))
+
+
+def n_blocks(n_voxels: int) -> int:
+    """Number of :data:`BLOCK`-voxel blocks covering ``n_voxels``."""
+    return (int(n_voxels) + BLOCK - 1) // BLOCK
+
+
+def run_plan(plan: ClosedFormPlan, rows: np.ndarray, r2: np.ndarray, s0: np.ndarray,
+             rmse: np.ndarray | None = None, n_jobs: int = 1) -> np.ndarray:
+    """Fit C-contiguous float32 rows (m, n) into r2, s0 (and rmse), each of shape (m,).
+
+    Returns the number of voxels per block (:data:`BLOCK` voxels) that may have failed; blocks
+    with a zero count hold only valid fits. ``n_jobs`` threads share the blocks.
+    """
+    m = rows.shape[0]
+    nblk = n_blocks(m)
+    nbad = np.zeros(nblk, dtype=np.int64)
+    if m == 0:
+        return nbad
+    flat = rows.reshape(-1)
+    lo, hi = (F(v) for v in plan.r2star_range)
+    args = (flat, *plan.params, lo, hi, r2, s0, nbad)
+    parts = _split(nblk, n_jobs)
+    _each(lambda part: plan.kernel(*args, *part), parts)
+    if rmse is not None:
+        kernel = rmse_kernel(rows.shape[1])
+        _each(lambda part: kernel(flat, plan.echo_times, r2, s0, rmse, *part), parts)
     return nbad
 
 
-@_jit
-def rms_residual(S, r2, s0, t, rm):
-    """rm = RMS over echoes of S - s0 exp(-r2 t) per row (float32)."""
-    for k in range(S.shape[0]):
-        rm[k] = _rms_residual(S, k, r2[k], s0[k], t)
+def _split(nblk: int, n_jobs: int) -> list[tuple[int, int]]:
+    k = max(1, min(int(n_jobs), nblk))
+    edges = np.linspace(0, nblk, k + 1).round().astype(int)
+    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True)]
 
 
-_BLOCK = 256
+_POOLS: dict[int, ThreadPoolExecutor] = {}
 
 
-@_jit
-def arlo_block(S, exact, want_rmse, q, amp, rm):
-    """ARLO decay factor q = exp(-R2* dTE), least-squares amplitude and RMSE per row of S.
-
-    Returns the number of rows whose last echo is not below the first.
-
-    kappa = (sum d^2 + sum s d) / (sum s^2 + sum s d) with s_j = S_j + 4 S_j+1 + S_j+2 and
-    d_j = S_j - S_j+2 (Pei et al. 2015, with erratum). ``exact``: q inverts Simpson's rule for
-    an exponential, q = (sqrt(3 kappa^2 + 1) - 2 kappa) / (kappa + 1); else the published
-    R2* dTE = 3 kappa, q = exp(-3 kappa). Rows are transposed in blocks so that every loop
-    runs over voxels and vectorises.
-    """
-    m, n = S.shape
-    T = np.empty((n, _BLOCK), F)
-    ss = np.empty(_BLOCK, F)
-    sd = np.empty(_BLOCK, F)
-    dd = np.empty(_BLOCK, F)
-    a0 = np.empty(_BLOCK, F)
-    b0 = np.empty(_BLOCK, F)
-    e = np.empty(_BLOCK, F)
-    n_rising = 0
-    for k0 in range(0, m, _BLOCK):
-        nb = min(_BLOCK, m - k0)
-        for j in range(n):
-            for k in range(nb):
-                T[j, k] = S[k0 + k, j]
-        ss[:] = 0.0
-        sd[:] = 0.0
-        dd[:] = 0.0
-        for j in range(n - 2):
-            for k in range(nb):
-                s = T[j, k] + F(4.0) * T[j + 1, k] + T[j + 2, k]
-                d = T[j, k] - T[j + 2, k]
-                ss[k] += s * s
-                sd[k] += s * d
-                dd[k] += d * d
-        for k in range(nb):
-            kappa = (dd[k] + sd[k]) / (ss[k] + sd[k])
-            if exact:
-                q[k0 + k] = (np.sqrt(F(3.0) * kappa * kappa + _ONE) - F(2.0) * kappa) / (
-                    kappa + _ONE)
-            else:
-                q[k0 + k] = exp32(F(-3.0) * kappa)
-        _block_amplitude(T, nb, q[k0:k0 + nb], a0, b0, e, amp[k0:k0 + nb])
-        if want_rmse:
-            _block_rmse(T, nb, q[k0:k0 + nb], amp[k0:k0 + nb], e, a0, rm[k0:k0 + nb])
-        for k in range(nb):
-            n_rising += not (T[n - 1, k] < T[0, k])
-    return n_rising
-
-
-@_jit
-def _block_amplitude(T, nb, q, a0, b0, e, amp):
-    """amp = sum_j T_j q^j / sum_j q^2j for the first nb columns of T (n, block)."""
-    for k in range(nb):
-        a0[k] = T[0, k]
-        b0[k] = _ONE
-        e[k] = _ONE
-    for j in range(1, T.shape[0]):
-        for k in range(nb):
-            ek = e[k] * q[k]
-            e[k] = ek
-            a0[k] += T[j, k] * ek
-            b0[k] += ek * ek
-    for k in range(nb):
-        amp[k] = a0[k] / b0[k]
-
-
-@_jit
-def _block_rmse(T, nb, q, amp, e, acc, rm):
-    """rm = RMS over j of T_j - amp q^j (direct sum; sum S^2 - A0 c cancels in float32)."""
-    for k in range(nb):
-        e[k] = amp[k]
-        acc[k] = F(0.0)
-    for j in range(T.shape[0]):
-        for k in range(nb):
-            dv = T[j, k] - e[k]
-            acc[k] += dv * dv
-            e[k] *= q[k]
-    for k in range(nb):
-        rm[k] = np.sqrt(acc[k] / F(T.shape[0]))
-
-
-def plan_arlo(te, simpson_exact, r2star_range, want_rmse):
-    """Fused ARLO fit of C-ordered float32 rows (m, n), evenly spaced echoes."""
-    lo, hi = (F(v) for v in r2star_range)
-    dte = float(np.mean(np.diff(te)))
-    neg_inv_dte, te0 = F(-1.0 / dte), F(te[0])
-    exact = bool(simpson_exact)
-    buffers = {}
-
-    def run(rows, out):
-        r2, s0, rm = out
-        m = rows.shape[0]
-        key = threading.get_ident()
-        if key not in buffers or buffers[key].shape[0] < m:
-            buffers[key] = np.empty(m, F)
-        amp = buffers[key][:m]
-        nbad = arlo_block(rows, exact, bool(want_rmse), r2, amp, rm if want_rmse else amp)
-        np.log(r2, out=r2)
-        nbad += scale_range(r2, neg_inv_dte, te0, lo, hi, s0)
-        np.exp(s0, out=s0)
-        return nbad + times_positive(s0, amp)
-
-    return run
-
-
-def plan_two_echo(te, pair, r2star_range, want_rmse):
-    """Fused two-point fit of C-ordered float32 rows (m, n); a function of (rows, out).
-
-    ``out`` = (r2star, s0, rmse or None) chunk arrays that are written in place; the function
-    returns a positive number when some voxel may have failed (0: every voxel passed).
-    """
-    i, j = pair
-    lo, hi = (F(v) for v in r2star_range)
-    inv_dte, te_i, t = F(1.0 / (te[j] - te[i])), F(te[i]), te.astype(F)
-
-    def run(rows, out):
-        r2, s0, rm = out
-        n = rows.shape[1]
-        flat = rows.reshape(-1)
-        if n == 2:
-            nbad = two_echo_ratio(flat, lo, r2)
-        else:  # signs are checked by the caller's full validity test
-            np.divide(rows[:, i], rows[:, j], out=r2)
-            nbad = 1
-        np.log(r2, out=r2)
-        nbad += scale_range(r2, inv_dte, te_i, lo, hi, s0)
-        np.exp(s0, out=s0)
-        nbad += times_column(flat, n, i, s0)
-        if want_rmse:
-            rms_residual(rows, r2, s0, t, rm)
-        return nbad
-
-    return run
-
-
-def plan_loglinear(te, weights, r2star_range, want_rmse):
-    """Fused log-linear fit: one ``np.log`` pass and one (m, n) @ (n, 2) product per chunk."""
-    lo, hi = (F(v) for v in r2star_range)
-    rise = np.zeros(te.size)
-    rise[0], rise[-1] = -1.0, 1.0
-    w = np.ascontiguousarray(np.column_stack([weights, rise]), dtype=F)
-    t = te.astype(F)
-    buffers = {}
-
-    def run(rows, out):
-        r2, s0, rm = out
-        m, n = rows.shape
-        key = (threading.get_ident(), n)
-        if key not in buffers or buffers[key][0].shape[0] < m:
-            buffers[key] = (np.empty((m, n), F), np.empty((m, 3), F))
-        logs, coef = (b[:m] for b in buffers[key])
-        np.log(rows, out=logs)
-        np.matmul(logs, w, out=coef)
-        nbad = loglinear_finish(coef, r2, s0, lo, hi)
-        np.exp(s0, out=s0)
-        if want_rmse:
-            rms_residual(rows, r2, s0, t, rm)
-        return nbad
-
-    return run
+def _each(func, parts) -> None:
+    """``func(part)`` for every part: the first in the calling thread, the others in pool
+    threads (a pool of that size is made on first use and kept: starting threads costs about
+    as much as fitting a quarter of a brain)."""
+    if len(parts) > 1:
+        pool = _POOLS.get(len(parts) - 1)
+        if pool is None:
+            pool = _POOLS.setdefault(len(parts) - 1, ThreadPoolExecutor(
+                max_workers=len(parts) - 1, thread_name_prefix="ironmap-r2star"))
+        futures = [pool.submit(func, part) for part in parts[1:]]
+    func(parts[0])
+    if len(parts) > 1:
+        for f in futures:
+            f.result()

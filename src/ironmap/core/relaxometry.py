@@ -56,8 +56,13 @@ METHODS = ("two_point", "loglinear", "wls", "nonlinear", "rician", "arlo", "auto
 #: (T2* < 1 ms) no GRE echo train used for brain iron can measure it.
 DEFAULT_R2STAR_RANGE = (0.0, 1000.0)
 
-#: Voxels per chunk of the iterative fits; the closed forms use about 2**19 samples per chunk.
+#: Voxels per chunk of the iterative fits; the numpy closed forms use about 2**19 samples per
+#: chunk.
 DEFAULT_CHUNK = 65536
+
+#: Voxels per chunk of the fused closed forms when the stack cannot be fitted in place (a mask,
+#: echoes out of order or an echo-major stack): each chunk is gathered into a contiguous copy.
+FUSED_CHUNK = 2**18
 
 
 #: Kernels that run compiled loops (threads inside, one chunk at a time).
@@ -262,12 +267,14 @@ def _run_chunks(data, order, te, fitmask, kernel, kw, r2star_range, sigma, floor
         index = np.flatnonzero(fm)
         n_fit = index.size
     identity = bool(np.all(order == np.arange(order.size)))
-    fused = _fused_plan(kernel, kw, te, out_dtype, r2star_range, want_rmse)
+    fused = _fused_plan(kernel, kw, te, out_dtype, r2star_range)
     rising = [0]
     if chunk_size is None:
-        chunk_size = (DEFAULT_CHUNK if kernel in _ITERATIVE and fused is None
-                      else max(4096, (2**17 if fused else 2**19) // te.size))
+        chunk_size = (FUSED_CHUNK if fused is not None else DEFAULT_CHUNK
+                      if kernel in _ITERATIVE else max(4096, 2**19 // te.size))
     step = max(int(chunk_size), 1)
+    if fused is not None and index is None and identity and mem == "C":
+        step = max(step, n_fit)  # fit the stack in place, in one call
 
     def work(start: int) -> None:
         sel = slice(start, min(start + step, n_fit))
@@ -276,17 +283,25 @@ def _run_chunks(data, order, te, fitmask, kernel, kw, r2star_range, sigma, floor
         if not identity:
             rows = rows[:, order]
         rows = np.ascontiguousarray(rows, dtype=out_dtype)
-        in_place = fused is not None and index is None
-        views = None
-        if fused is not None:
-            views = ((r2[sel], s0[sel], None if rm is None else rm[sel]) if in_place else
-                     tuple(np.empty(rows.shape[0], out_dtype) for _ in range(3)))
-        c_r2, c_s0, c_rm, bad, bad_flags = _fit_rows(
-            rows, te, kernel, kw, r2star_range, sigma, floor_snr, want_rmse, fused, views)
-        if not in_place:
+        if fused is None:
+            c_r2, c_s0, c_rm, bad, bad_flags = _fit_rows(
+                rows, te, kernel, kw, r2star_range, sigma, floor_snr, want_rmse)
+        else:
+            c_r2, c_s0, c_rm = ((r2[sel], s0[sel], None if rm is None else rm[sel])
+                                if index is None else
+                                tuple(np.empty(rows.shape[0], out_dtype) for _ in range(3)))
+            nbad = fastclosed.run_plan(fused, rows, c_r2, c_s0, c_rm if want_rmse else None,
+                                       n_jobs)
+            bad, bad_flags = _plan_flags(rows, c_r2, c_s0, fused.used, nbad, r2star_range,
+                                         kernel, sigma, floor_snr)
+        if index is not None:
             r2[where], s0[where] = c_r2, c_s0
             if rm is not None:
                 rm[where] = c_rm
+        elif fused is None:
+            r2[sel], s0[sel] = c_r2, c_s0
+            if rm is not None:
+                rm[sel] = c_rm
         if bad.size:
             rising[0] += int(np.count_nonzero(bad_flags & FLAG_RISING))
             pos = (start + bad) if index is None else index[sel][bad]
@@ -297,7 +312,7 @@ def _run_chunks(data, order, te, fitmask, kernel, kw, r2star_range, sigma, floor
                     arr[invalid] = np.nan
 
     starts = range(0, n_fit, step)
-    with _one_blas_thread(kernel):
+    with _one_blas_thread(kernel if fused is None else None):
         _dispatch(work, starts, kernel, n_jobs, n_fit > step, fused is not None)
     _warn_rising(rising[0], n_fit)
     out_rm = rm if rm is not None else np.empty(0, dtype=out_dtype)
@@ -312,13 +327,14 @@ _BLAS_CONTROLLER: list = []
 
 
 def _one_blas_thread(kernel):
-    """Context that limits BLAS to one thread for kernels with tiny matrix products.
+    """Context that limits BLAS to one thread for kernels with tiny matrix products
+    (``kernel`` None: no BLAS is used, nothing to limit).
 
     Multi-threaded BLAS only adds spinning threads to (chunk x n_echoes) @ (n_echoes x 2).
     """
     import contextlib
 
-    if kernel is _kernel_two_point or kernel is kernel_arlo:
+    if kernel is None or kernel is _kernel_two_point or kernel is kernel_arlo:
         return contextlib.nullcontext()
     if not _BLAS_CONTROLLER:
         try:
@@ -332,12 +348,12 @@ def _one_blas_thread(kernel):
 
 
 def _dispatch(work, starts, kernel, n_jobs, several, fused=False):
-    """Run ``work`` over chunk starts: threads over chunks (numpy and the fused kernels
-    release the GIL), or threads inside the compiled loops of the iterative fits."""
+    """Run ``work`` over chunk starts: threads over chunks (numpy releases the GIL), or
+    threads inside the compiled loops (iterative fits) and fused kernels (closed forms)."""
     inside = kernel in _ITERATIVE and not fused
     if inside:
         fastfit.set_threads(n_jobs)
-    if n_jobs > 1 and several and not inside:
+    if n_jobs > 1 and several and not inside and not fused:
         with ThreadPoolExecutor(max_workers=int(n_jobs)) as pool:
             list(pool.map(work, starts))
     else:
@@ -345,57 +361,59 @@ def _dispatch(work, starts, kernel, n_jobs, several, fused=False):
             work(start)
 
 
-def _fused_plan(kernel, kw, te, dtype, r2star_range, want_rmse):
-    """Compiled one-pass version of a closed-form kernel for float32 rows, or None.
-
-    The plan is a function ``(rows, (r2star, s0, rmse)) -> number of failed voxels`` that
-    writes the maps in place.
-    """
+def _fused_plan(kernel, kw, te, dtype, r2star_range) -> fastclosed.ClosedFormPlan | None:
+    """Compiled fused version of a closed-form kernel for float32 rows, or None."""
     if dtype != np.float32 or not fastfit.AVAILABLE:
         return None
     if kernel is _kernel_two_point:
-        plan = fastclosed.plan_two_echo(te, kw["pair"], r2star_range, want_rmse)
-        return plan, kw["pair"]
+        return fastclosed.plan_two_point(te, kw["pair"], r2star_range)
     if kernel is _kernel_loglinear:
-        w = _loglinear_weights(te, np.float32)
-        return fastclosed.plan_loglinear(te, w, r2star_range, want_rmse), (0, te.size - 1)
+        return fastclosed.plan_loglinear(te, _loglinear_weights(te, np.float32), r2star_range)
     if kernel is kernel_arlo and arlo_evenly_spaced(te):
-        return fastclosed.plan_arlo(te, kw["simpson_exact"], r2star_range, want_rmse), (
-            0, te.size - 1)
+        return fastclosed.plan_arlo(te, kw["simpson_exact"], r2star_range)
     return None
 
 
-def _fit_rows(rows, te, kernel, kw, r2star_range, sigma, floor_snr, want_rmse, fused=None,
-              out=None):
-    """Fit one chunk; return maps and the (sparse) positions and bits of flagged voxels.
-
-    ``fused``: a plan of :func:`_fused_plan` that writes into ``out`` (r2star, s0, rmse).
-    """
-    nbad = -1
+def _fit_rows(rows, te, kernel, kw, r2star_range, sigma, floor_snr, want_rmse):
+    """Fit one chunk; return maps and the (sparse) positions and bits of flagged voxels."""
     with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
-        if fused is None:
-            r2, s0, rm, used = kernel(rows, te, want_rmse=want_rmse, **kw)
-        else:
-            plan, used = fused
-            nbad = plan(rows, out)
-            r2, s0, rm = out
-        first, last = rows[:, used[0]], rows[:, used[-1]]
-    bad, bad_flags = _bad_voxels(rows, r2, s0, used, first, last, r2star_range, kernel, nbad)
-    if sigma is not None:
-        level = floor_snr * sigma
-        floor_bits = np.where(first < level, FLAG_NOISE_FLOOR, 0).astype(np.uint16)
-        floor_bits |= np.where(last < level, FLAG_LATE_ECHO_FLOOR, 0).astype(np.uint16)
-        floor_bits[bad] |= bad_flags
-        bad = np.flatnonzero(floor_bits)
-        bad_flags = floor_bits[bad]
+        r2, s0, rm, used = kernel(rows, te, want_rmse=want_rmse, **kw)
+    first, last = rows[:, used[0]], rows[:, used[-1]]
+    bad, bad_flags = _bad_voxels(rows, r2, s0, used, first, last, r2star_range, kernel)
+    bad, bad_flags = _floor_flags(first, last, bad, bad_flags, sigma, floor_snr)
     return r2, s0, rm, bad, bad_flags
 
 
-def _bad_voxels(rows, r2, s0, used, first, last, r2star_range, kernel, nbad):
-    """Positions and reason bits of the voxels without a valid fit (nbad = 0: none; -1: ?)."""
+def _plan_flags(rows, r2, s0, used, nbad_blocks, r2star_range, kernel, sigma, floor_snr):
+    """Flagged voxels of a fused fit: the full validity test runs only on the blocks whose
+    kernel count says that some voxel may have failed."""
+    first, last = rows[:, used[0]], rows[:, used[-1]]
+    found = []
+    for b in np.flatnonzero(nbad_blocks):
+        sl = slice(b * fastclosed.BLOCK, (b + 1) * fastclosed.BLOCK)
+        pos, bits = _bad_voxels(rows[sl], r2[sl], s0[sl], used, first[sl], last[sl],
+                                r2star_range, kernel)
+        found.append((pos + sl.start, bits))
+    bad = np.concatenate([f[0] for f in found]) if found else np.empty(0, np.intp)
+    bad_flags = np.concatenate([f[1] for f in found]) if found else np.empty(0, np.uint16)
+    return _floor_flags(first, last, bad, bad_flags, sigma, floor_snr)
+
+
+def _floor_flags(first, last, bad, bad_flags, sigma, floor_snr):
+    """Add the noise-floor bits (sigma known) to the sparse (positions, bits) of a chunk."""
+    if sigma is None:
+        return bad, bad_flags
+    level = floor_snr * sigma
+    floor_bits = np.where(first < level, FLAG_NOISE_FLOOR, 0).astype(np.uint16)
+    floor_bits |= np.where(last < level, FLAG_LATE_ECHO_FLOOR, 0).astype(np.uint16)
+    floor_bits[bad] |= bad_flags
+    bad = np.flatnonzero(floor_bits)
+    return bad, floor_bits[bad]
+
+
+def _bad_voxels(rows, r2, s0, used, first, last, r2star_range, kernel):
+    """Positions and reason bits of the voxels without a valid fit."""
     empty = np.empty(0, dtype=np.intp), np.empty(0, dtype=np.uint16)
-    if nbad == 0:
-        return empty
     lo, hi = r2star_range
     with np.errstate(invalid="ignore"):
         valid = r2 > lo
