@@ -27,7 +27,7 @@ import nibabel as nib
 import numpy as np
 
 from ironmap.core.regions import canonical_region, region_label_name, split_hemisphere
-from ironmap.spatial.registration import to_ants
+from ironmap.spatial.registration import ants_random_seed, to_ants
 from ironmap.spatial.segmentation import SegmentationError, check_warped_similarity
 
 log = logging.getLogger(__name__)
@@ -81,18 +81,13 @@ def register_syn(subject, template, *, label: str = "T1w", iterations=SYN_ITERAT
         :data:`ironmap.spatial.segmentation.MIN_SIMILARITY` with the subject.
     """
     import ants
-    import ants.config as ants_config
 
     prefix = str(Path(workdir or tempfile.mkdtemp(prefix="ironmap-syn-")) / "syn_")
-    previous = ants_config._random_seed
-    ants_config._random_seed = int(seed)
-    try:
+    with ants_random_seed(seed):
         reg = ants.registration(fixed=subject, moving=template, type_of_transform="SyN",
                                 reg_iterations=tuple(int(i) for i in iterations),
                                 aff_metric="mattes", syn_metric="mattes", outprefix=prefix,
                                 verbose=False)
-    finally:
-        ants_config._random_seed = previous
     sim = check_warped_similarity(subject, reg["warpedmovout"],
                                   "nonlinear registration to the atlas template", label)
     return NonlinearFit(list(reg["fwdtransforms"]), float(sim), list(reg["invtransforms"]))

@@ -20,6 +20,7 @@ to ``antsRegistration`` so that metric sampling is the same on every run.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -95,6 +96,23 @@ def ras_to_lps(matrix: np.ndarray) -> np.ndarray:
 
 
 lps_to_ras = ras_to_lps
+
+
+@contextlib.contextmanager
+def ants_random_seed(seed: int):
+    """Make ``ants.registration`` calls inside the block pass ``--random-seed seed``.
+
+    Without a seed, ANTs jitters its metric sampling from the clock, so two runs of the same
+    registration differ.
+    """
+    import ants.config as ants_config
+
+    previous = ants_config._random_seed
+    ants_config._random_seed = int(seed)
+    try:
+        yield
+    finally:
+        ants_config._random_seed = previous
 
 
 def to_ants(img, data=None, *, ants=None):

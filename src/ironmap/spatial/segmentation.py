@@ -26,7 +26,7 @@ import numpy as np
 from scipy import ndimage
 
 from ironmap.core.volumes import partial_volume_fractions, pure_class_means
-from ironmap.spatial.registration import to_ants
+from ironmap.spatial.registration import ants_random_seed, to_ants
 
 log = logging.getLogger(__name__)
 
@@ -134,8 +134,10 @@ def _tempdir(folder: str):
 
 
 def register_template(subject, template_t1, *, nonlinear: bool = False, label: str = "T1w",
-                      workdir: str | None = None) -> TemplateFit:
+                      workdir: str | None = None, seed: int = 1) -> TemplateFit:
     """Register a template T1 (moving) to a subject image (fixed), both ANTsImages.
+
+    ``seed`` fixes ANTs' metric sampling, so the result is reproducible (with one ITK thread).
 
     Raises
     ------
@@ -146,8 +148,9 @@ def register_template(subject, template_t1, *, nonlinear: bool = False, label: s
 
     prefix = str(Path(workdir or tempfile.mkdtemp(prefix="ironmap-reg-")) / "tpl_")
     kind = "SyN" if nonlinear else "Affine"
-    reg = ants.registration(fixed=subject, moving=template_t1, type_of_transform=kind,
-                            outprefix=prefix, aff_metric="mattes", verbose=False)
+    with ants_random_seed(seed):
+        reg = ants.registration(fixed=subject, moving=template_t1, type_of_transform=kind,
+                                outprefix=prefix, aff_metric="mattes", verbose=False)
     mat = next(t for t in reg["fwdtransforms"] if t.endswith(".mat"))
     sim = check_warped_similarity(subject, reg["warpedmovout"], "registration to the template",
                                   label)
