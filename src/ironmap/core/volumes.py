@@ -34,7 +34,8 @@ VOLUME_DICTIONARY: dict[str, dict[str, str]] = {
     "deep_gm_cm3": {"Description": "deep grey matter (basal ganglia, thalamus, brainstem and "
                     "cerebellar nuclei region)", "Units": "cm^3"},
     "wm_cm3": {"Description": "white matter volume", "Units": "cm^3"},
-    "csf_cm3": {"Description": "cerebrospinal fluid inside the brain mask", "Units": "cm^3"},
+    "csf_cm3": {"Description": "cerebrospinal fluid within 3 mm of the registered template "
+                "brain mask (ventricles, sulci, extracerebral CSF)", "Units": "cm^3"},
     "brain_cm3": {"Description": "grey plus white matter", "Units": "cm^3"},
     "scaling_factor": {"Description": "head-size scaling factor: determinant of the linear part "
                        "of the affine subject->template (SIENAX V-scaling); normalised volume = "

@@ -1,10 +1,11 @@
 """Brain extraction, GM/WM/CSF segmentation and atlas-based deep-GM labels (ANTs).
 
-nilearn's bundled ICBM152 2009a template (no download) is registered affinely to the T1w; its
-brain mask (plus a margin, minus bright non-brain tissue found by connectivity) delimits a
-three-class k-means Atropos segmentation (CSF, GM, WM) whose partial volume at class borders is
-unmixed linearly (:func:`ironmap.core.volumes.partial_volume_fractions`). A template-space
-region marks deep grey matter. The affine gives the SIENAX-style head-size scaling factor.
+nilearn's bundled ICBM152 2009a template (no download) is registered to the T1w (affine, then
+SyN); its brain mask (plus a margin, minus bright non-brain tissue found by connectivity)
+delimits a three-class k-means Atropos segmentation (CSF, GM, WM) whose partial volume at class
+borders is unmixed linearly (:func:`ironmap.core.volumes.partial_volume_fractions`). A
+template-space region marks deep grey matter. The affine stage gives the SIENAX-style head-size
+scaling factor.
 Atlas-based deep-GM labels (:func:`atlas_labels`, ANTs SyN) live in
 :mod:`ironmap.spatial.atlas`.
 
@@ -206,7 +207,8 @@ class TissueSegmentation:
 
 
 def segment_tissues(t1w: nib.Nifti1Image, *, label: str = "T1w", template_mm: int = 2,
-                    dilate_mm: float = 4.0, workdir: str | None = None) -> TissueSegmentation:
+                    dilate_mm: float = 6.0, csf_margin_mm: float = 3.0, nonlinear: bool = True,
+                    workdir: str | None = None) -> TissueSegmentation:
     """Brain extraction and three-class (CSF, GM, WM) segmentation of a T1w image.
 
     Returns partial-volume fractions (:class:`TissueSegmentation`); GM includes deep GM
@@ -221,8 +223,13 @@ def segment_tissues(t1w: nib.Nifti1Image, *, label: str = "T1w", template_mm: in
     template_mm : int
         Resolution of the template used for the registration and priors (1, 2 or 3 mm).
     dilate_mm : float
-        Margin added to the registered template brain mask before bright non-brain tissue
-        (scalp) is removed from it by connectivity.
+        Margin (mm, isotropic) added to the registered template brain mask before bright
+        non-brain tissue (scalp) is removed from it by connectivity. CSF is counted only
+        inside the registered template brain mask itself.
+    nonlinear : bool
+        Register the template with SyN after the affine stage (the default), so that its brain
+        mask and deep-GM region follow the individual brain; the head-size factor always comes
+        from the affine stage.
 
     Raises
     ------
@@ -234,27 +241,31 @@ def segment_tissues(t1w: nib.Nifti1Image, *, label: str = "T1w", template_mm: in
     if workdir is None:  # ANTs writes transforms to disk: keep them in a folder we remove
         with tempfile.TemporaryDirectory(prefix="ironmap-seg-") as tmp:
             return segment_tissues(t1w, label=label, template_mm=template_mm,
-                                   dilate_mm=dilate_mm, workdir=tmp)
+                                   dilate_mm=dilate_mm, csf_margin_mm=csf_margin_mm,
+                                   nonlinear=nonlinear, workdir=tmp)
     data = np.asarray(t1w.get_fdata(dtype=np.float32))
     if data.ndim != 3 or not np.isfinite(data).any() or np.nanstd(data) <= 0:
         raise SegmentationError(f"{label}: the T1w image is empty, constant or not 3D")
     data = np.nan_to_num(data)
     tpl = load_template(template_mm)
     subject = to_ants(t1w, data)
-    fit = register_template(subject, to_ants(tpl.t1), label=label, workdir=workdir)
+    fit = register_template(subject, to_ants(tpl.t1), nonlinear=nonlinear, label=label,
+                            workdir=workdir)
 
     def warp(arr: np.ndarray) -> np.ndarray:
         moved = ants.apply_transforms(subject, to_ants(tpl.t1, arr.astype(np.float32)),
                                       fit.transforms, interpolator="linear")
         return np.clip(moved.numpy(), 0.0, 1.0)
 
-    mask = warp(tpl.mask.astype(np.float32)) >= 0.5
+    template_brain = warp(tpl.mask.astype(np.float32)) >= 0.5
     vox_cm3 = float(np.prod(np.linalg.norm(t1w.affine[:3, :3], axis=0))) / 1000.0
-    if mask.sum() * vox_cm3 < MIN_BRAIN_CM3:
+    if template_brain.sum() * vox_cm3 < MIN_BRAIN_CM3:
         raise SegmentationError(f"{label}: the template brain mask covers only "
-                                f"{mask.sum() * vox_cm3:.0f} cm3 of the image (field of view?)")
+                                f"{template_brain.sum() * vox_cm3:.0f} cm3 of the image "
+                                "(field of view?)")
     vox_mm = np.linalg.norm(t1w.affine[:3, :3], axis=0)
-    mask = ndimage.binary_dilation(mask, iterations=max(1, int(round(dilate_mm / vox_mm.min()))))
+    outside_mm = ndimage.distance_transform_edt(~template_brain, sampling=vox_mm)
+    mask = outside_mm <= dilate_mm
     with _tempdir(workdir):  # Atropos writes its posteriors to the default temp folder
         seg = ants.atropos(a=subject, x=to_ants(t1w, mask.astype(np.float32)),
                            i="Kmeans[3]", m="[0.1,1x1x1]", c="[5,0]", verbose=0)
@@ -267,6 +278,7 @@ def segment_tissues(t1w: nib.Nifti1Image, *, label: str = "T1w", template_mm: in
     means = pure_class_means(data, hard, 3)
     _check_tissue_order(means, label)
     csf, gm, wm = partial_volume_fractions(data, hard, np.nan_to_num(means, nan=0.0))
+    csf = np.where(outside_mm <= csf_margin_mm, csf, 0.0)  # further out: dark skull, not CSF
     dgm = gm * warp(tpl.deep)
     cgm = gm - dgm
     brain = float((cgm.sum() + dgm.sum() + wm.sum()) * vox_cm3)

@@ -30,12 +30,12 @@ TABLE_COLUMNS: tuple[str, ...] = (
 )
 
 METHODS = ("Tissue volumes were measured on the T1w image: the ICBM 2009a template (nilearn) was "
-           "registered affinely to the T1w (ANTs); inside its brain mask, with bright non-brain "
-           "tissue removed by connectivity, a three-class k-means Atropos segmentation (CSF, GM, "
-           "WM) was refined by linear two-class partial-volume unmixing at class borders; deep GM "
-           "was GM within a template-defined basal-ganglia/thalamus region; volumes were "
-           "normalised for head size by the determinant of the T1w-to-template affine (SIENAX "
-           "V-scaling).")
+           "registered to the T1w (ANTs, affine then SyN); inside its brain mask widened by 6 mm, "
+           "with bright non-brain tissue removed by connectivity, a three-class k-means Atropos "
+           "segmentation (CSF, GM, WM) was refined by linear two-class partial-volume unmixing at "
+           "class borders; deep GM was GM within a template-defined basal-ganglia/thalamus "
+           "region; volumes were normalised for head size by the determinant of the affine "
+           "T1w-to-template transform (SIENAX V-scaling).")
 
 
 def subject_volumes(t1w_path, participant_id: str, session_id: str | None, output_dir, *,
