@@ -45,6 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="measure tissue volumes (GM, cortical GM, WM, CSF) from the T1w")
     g.add_argument("--atlas", type=Path, default=None,
                    help="atlas folder for automatic deep-GM labels when no rater masks exist")
+    g.add_argument("--landmarks", type=Path, default=None,
+                   help="TSV of AC/PC landmarks (participant_id, landmark, x, y, z in T1w world "
+                   "mm) for the anterior/posterior putamen split; default: the T1w sidecar's "
+                   "AnatomicalLandmarkCoordinates, else a template registration")
+    g.add_argument("--no-putamen-split", action="store_false", dest="putamen_split",
+                   help="keep whole-putamen labels whole (no split at the anterior commissure)")
     g.add_argument("--nprocs", type=int, default=1,
                    help="participants processed in parallel on this machine (Dask LocalCluster)")
     g.add_argument("--dask-scheduler", default=None,
@@ -85,6 +91,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         write_t2star=args.write_t2star,
         volumes=args.volumes,
         atlas=args.atlas,
+        landmarks=args.landmarks.resolve() if args.landmarks is not None else None,
+        putamen_split=args.putamen_split,
         nprocs=args.nprocs,
         dask_scheduler=args.dask_scheduler,
         work_dir=args.work_dir,

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ironmap.core.regions import canonical_region, region_label_name
+
 #: (whole putamen, anterior, posterior) label indices per hemisphere, rater dseg convention.
 PUTAMEN_LABELS: dict[str, tuple[tuple[int, ...], int, int]] = {
     "left": ((3, 5, 15), 3, 5),
@@ -63,8 +65,60 @@ def split_putamen(labels: np.ndarray, affine: np.ndarray, ac_mm, pc_mm,
         Copy of ``labels`` with putamen voxels set to the anterior/posterior index.
     """
     table = PUTAMEN_LABELS if putamen_labels is None else putamen_labels
+    return _split_at_ac(labels, affine, ac_mm, pc_mm, table.values())
+
+
+def whole_putamen_labels(names: dict[int, str]) -> dict[int, str]:
+    """Label indices naming a whole putamen, with their hemisphere, in the hemispheres whose
+    labels do not already name both putamen parts."""
+    regions = {i: canonical_region(n) for i, n in names.items()}
+    parts = set(regions.values())
+    return {i: hemi for i, (region, hemi) in sorted(regions.items())
+            if region == "putamen"
+            and not {("putamen_anterior", hemi), ("putamen_posterior", hemi)} <= parts}
+
+
+def split_whole_putamen(labels: np.ndarray, names: dict[int, str], affine: np.ndarray, ac_mm,
+                        pc_mm) -> tuple[np.ndarray, dict[int, str], list[str]]:
+    """Split every whole-putamen label (by name) at the AC plane into two labels.
+
+    Hemispheres whose labels already name both putamen parts are left alone
+    (:func:`whole_putamen_labels`). The anterior part keeps the whole putamen's index, the
+    posterior part gets the next free index; names become ``Left-Putamen-Anterior`` and
+    ``Left-Putamen-Posterior`` (``Right-...``).
+
+    Parameters
+    ----------
+    labels : ndarray of int, shape (X, Y, Z)
+    names : dict
+        Label index -> name (``dseg.tsv``, FreeSurfer or atlas names).
+    affine : ndarray of shape (4, 4)
+        Voxel -> world mm of ``labels``, in the space of ``ac_mm``/``pc_mm``.
+    ac_mm, pc_mm : sequence of 3 float
+
+    Returns
+    -------
+    (labels, names, split)
+        The relabelled copy, the updated names and the hemispheres that were split.
+    """
+    whole = whole_putamen_labels(names)
+    if not whole:
+        return labels, dict(names), []
+    table, out_names = [], dict(names)
+    free = max([int(np.max(labels, initial=0)), *names]) + 1
+    for offset, (index, hemi) in enumerate(whole.items()):
+        table.append(((index,), index, free + offset))
+        out_names[index] = region_label_name("putamen_anterior", hemi)
+        out_names[free + offset] = region_label_name("putamen_posterior", hemi)
+    return _split_at_ac(labels, affine, ac_mm, pc_mm, table), out_names, list(whole.values())
+
+
+def _split_at_ac(labels, affine, ac_mm, pc_mm, table) -> np.ndarray:
+    """Copy of ``labels`` with the voxels of each ``(whole indices, anterior, posterior)`` entry
+    set to its anterior or posterior index by their side of the AC plane."""
+    acpc_axis(ac_mm, pc_mm)  # refuse implausible landmarks before any work
     out = np.array(labels, copy=True)
-    for whole, ant, post in table.values():
+    for whole, ant, post in table:
         sel = np.isin(labels, whole)
         if not sel.any():
             continue

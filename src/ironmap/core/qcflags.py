@@ -1,13 +1,16 @@
 """Automatic quality-control flags of one participant's run (pure rules, no files).
 
-Three rules, each comparing a measured value with a threshold:
+Four rules, the first three comparing a measured value with a threshold:
 
 - ``registration``: the similarity a registration reached (as recorded by the participant
   level, e.g. normalised correlation or mutual information; higher is better) is below
   ``min_registration_similarity``;
 - ``low_snr``: the first-echo signal-to-noise ratio is below ``min_snr``;
 - ``flagged_voxels``: the fraction of voxels excluded by the R2* fit flags, in the brain or in
-  any region's eroded mask, is above ``max_flagged_fraction`` / ``max_region_flagged_fraction``.
+  any region's eroded mask, is above ``max_flagged_fraction`` / ``max_region_flagged_fraction``;
+- ``segmentation``: a T1w step (tissue volumes, atlas labels or AC/PC location) failed for this
+  participant (e.g. the template registration did not reach its similarity threshold); no
+  value or threshold.
 
 A value that was not measured (None/NaN) raises no flag; the report says "not recorded".
 """
@@ -150,13 +153,23 @@ def first_echo_snr(echo1: np.ndarray, head: np.ndarray | None = None,
     return float(e[head].mean() / sigma) if sigma > 0 else math.nan
 
 
+def segmentation_flags(participant_id: str, errors: dict[str, str]) -> list[QCFlag]:
+    """One flag per failed T1w step (``{"volumes": message, "deep_gm_labels": message}``): the
+    template registration or segmentation of the T1w failed, the step has no output."""
+    return [QCFlag(participant_id, "segmentation", step, math.nan, math.nan,
+                   f"{step.replace('_', ' ')} failed: {message}")
+            for step, message in sorted(errors.items())]
+
+
 def evaluate(participant_id: str, *, similarities: dict[str, float] | None = None,
              snr: float | None = None, brain_flagged_fraction: float | None = None,
              region_fractions: dict[str, float] | None = None,
+             segmentation_errors: dict[str, str] | None = None,
              thresholds: QCThresholds | None = None) -> list[QCFlag]:
     """All flags of one participant (an empty list when everything passes)."""
     thr = thresholds or QCThresholds()
     return (registration_flags(participant_id, similarities or {}, thr)
             + snr_flags(participant_id, snr, thr)
             + flagged_voxel_flags(participant_id, brain_flagged_fraction,
-                                  region_fractions or {}, thr))
+                                  region_fractions or {}, thr)
+            + segmentation_flags(participant_id, segmentation_errors or {}))

@@ -43,6 +43,7 @@ class SubjectImages:
     regions: pd.DataFrame | None = None  # the participant's regional table
     lesions: pd.DataFrame | None = None  # per-lesion table
     similarity: dict[str, float] = field(default_factory=dict)  # series -> NMI
+    segmentation_errors: dict[str, str] = field(default_factory=dict)  # T1w step -> message
     problems: list[str] = field(default_factory=list)
 
 
@@ -106,6 +107,7 @@ def flags_for(img: SubjectImages, m: dict[str, Any],
     return qcflags.evaluate(img.label, similarities=dict(img.similarity), snr=m["snr_echo1"],
                             brain_flagged_fraction=m["flagged_fraction_head"],
                             region_fractions=m["region_flagged_fraction"],
+                            segmentation_errors=dict(img.segmentation_errors),
                             thresholds=thresholds)
 
 

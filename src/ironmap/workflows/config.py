@@ -29,6 +29,8 @@ class RunConfig:
     write_t2star: bool = False
     volumes: bool = False  # tissue volumes from the T1w (issue: volumes)
     atlas: Path | None = None  # atlas folder for automatic deep-GM labels
+    landmarks: Path | None = None  # AC/PC table (participant_id, landmark, x, y, z)
+    putamen_split: bool = True  # split whole-putamen labels at the AC plane
     nprocs: int = 1
     dask_scheduler: str | None = None
     work_dir: Path | None = None

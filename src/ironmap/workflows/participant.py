@@ -40,7 +40,7 @@ STAGING = ".ironmap-staging"
 
 #: parameters that change a participant's results (part of its manifest)
 RESULT_PARAMETERS = ("method", "registration", "erosion_voxels", "write_t2star", "volumes",
-                     "atlas")
+                     "atlas", "putamen_split")
 
 GROUP_DICTIONARIES: dict[str, dict[str, dict[str, str]]] = {
     "ids": {
@@ -88,6 +88,8 @@ def subject_inputs_hash(subject: SubjectInputs, cfg: RunConfig) -> dict[str, str
     for root in (cfg.bids_dir, *cfg.masks):
         files += [Path(root) / n for n in ("dataset_description.json", "MEGRE.json",
                                            "T1w.json", "FLAIR.json", "dseg.tsv")]
+    if cfg.landmarks is not None:
+        files.append(Path(cfg.landmarks))
     return hash_files(files, root=cfg.bids_dir)
 
 

@@ -181,8 +181,10 @@ def load_subject(cfg: RunConfig, inputs) -> subj.SubjectImages:
     for name, attr in (("regions_table", "regions"), ("lesions_table", "lesions")):
         setattr(s, attr, _read_optional(derivative_path(out, name, pid, sid), p))
     manifest = _read_json(out / "logs" / "manifests" / f"{inputs.label}.json", p)
-    nmi = (manifest.get("summary") or {}).get("registration_nmi") or {}
+    summary = manifest.get("summary") or {}
+    nmi = summary.get("registration_nmi") or {}
     s.similarity = {k: float(v) for k, v in nmi.items() if v is not None}
+    s.segmentation_errors = dict(summary.get("segmentation_errors") or {})
     return s
 
 
@@ -450,7 +452,8 @@ def study_page(cfg: RunConfig, inputs: study.StudyInputs, listing: list[dict], f
 def _rules_text(t: qcflags.QCThresholds) -> str:
     return (f"registration NMI < {t.min_registration_similarity:g}, first-echo SNR < "
             f"{t.min_snr:g}, flagged head voxels > {100 * t.max_flagged_fraction:g}%, flagged "
-            f"region voxels > {100 * t.max_region_flagged_fraction:g}%")
+            f"region voxels > {100 * t.max_region_flagged_fraction:g}%, a failed T1w "
+            "segmentation or template registration")
 
 
 def _r2_sidecar(cfg: RunConfig, listing: list[dict]) -> dict[str, Any]:

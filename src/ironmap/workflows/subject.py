@@ -236,28 +236,36 @@ def choose_masks(subject: SubjectInputs) -> dict[str, tuple[MaskFile, str] | Non
 
 
 def regional(subject, cfg, images, fit, r2img, xfm, stage, chosen) -> int:
-    """Step 4: deep-GM labels onto the R2* grid, erosion, regional table. Returns rows."""
+    """Step 4: deep-GM labels onto the R2* grid (whole putamen split at the AC plane),
+    erosion, regional table. Returns rows."""
     from ironmap.core.rois import COLUMN_DESCRIPTIONS, erode, regional_stats
     from ironmap.spatial.grid import resample_labels, voxel_sizes
+    from ironmap.workflows import putamen
 
     pid, sid = subject.participant_id, subject.session_id
     mask, space = chosen or (None, None)
+    landmarks = putamen.explicit_landmarks(subject, cfg) if cfg.putamen_split else None
     if mask is not None:
         src = load_image(mask.path)
         names = label_names(mask, np.asarray(src.dataobj))
         labels = resample_labels(src, r2img, world_to_source(xfm, "MEGRE", space))
         log.info("%s: labels %s (%s space) -> R2* grid", subject.label, mask.path.name, space)
+        sources = [source_uri(mask.path, cfg)]
     elif cfg.atlas is not None:
-        from ironmap.io.atlas import read_atlas
-        from ironmap.spatial.segmentation import atlas_labels
-
-        t1_labels, names = atlas_labels(images.t1w, read_atlas(cfg.atlas), label=subject.label)
-        src = nib.Nifti1Image(np.asarray(t1_labels, dtype=np.int16), images.t1w.affine)
-        labels = resample_labels(src, r2img, world_to_source(xfm, "MEGRE", "T1w"))
+        labels, names, atlas_marks = atlas_on_grid(subject, cfg, images, r2img, xfm, landmarks)
+        landmarks = landmarks or atlas_marks
+        sources = [f"atlas:{Path(cfg.atlas).name}"]
     else:
         log.warning("%s: no deep-GM labels (--masks or --atlas); no regional table",
                     subject.label)
         return 0
+    sidecar = {"SpatialReference": _r2star_reference(subject), "Sources": sources}
+    if putamen.needs_split(names, cfg):
+        if landmarks is None:
+            landmarks = putamen.template_landmarks(images.t1w, subject.label, cfg.work_dir)
+        voxel_to_t1w = np.linalg.inv(xfm["MEGRE"]) @ r2img.affine
+        labels, names, sidecar["PutamenSplit"] = putamen.split_on_grid(
+            labels, names, voxel_to_t1w, xfm, landmarks, subject.label)
     table = regional_stats(fit.r2star, labels, names, flags=fit.flags,
                            erosion_voxels=cfg.erosion_voxels,
                            voxel_sizes=voxel_sizes(r2img.affine))
@@ -265,9 +273,7 @@ def regional(subject, cfg, images, fit, r2img, xfm, stage, chosen) -> int:
     write_tsv(table, derivative_path(stage, "regions_table", pid, sid), dictionary)
     labels = labels.astype(np.int16)
     save_image(labels, r2img.affine, derivative_path(stage, "dseg_r2star", pid, sid),
-               sidecar={"SpatialReference": _r2star_reference(subject),
-                        "Sources": [source_uri(mask.path, cfg)] if mask is not None
-                        else [f"atlas:{Path(cfg.atlas).name}"]})
+               sidecar=sidecar)
     used = sorted(int(i) for i in np.unique(labels) if i != 0)
     write_tsv(pd.DataFrame({"index": used, "name": [names.get(i, str(i)) for i in used]}),
               derivative_path(stage, "dseg_labels", pid, sid))
@@ -276,6 +282,37 @@ def regional(subject, cfg, images, fit, r2img, xfm, stage, chosen) -> int:
                sidecar={"ErosionVoxels": cfg.erosion_voxels,
                         "ErosionStructure": "6-connected 3D cross, per label"})
     return len(table)
+
+
+def atlas_on_grid(subject, cfg, images, r2img, xfm, landmarks):
+    """Atlas labels (ANTs SyN of the atlas template onto the T1w) on the R2* grid; with a whole
+    putamen and no explicit landmarks, AC/PC from the same registration (MNI152 positions).
+
+    Returns ``(labels, names, landmarks or None)``.
+    """
+    import tempfile
+
+    from ironmap.io.atlas import read_atlas
+    from ironmap.io.landmarks import Landmarks
+    from ironmap.spatial.atlas import atlas_labels, locate_acpc, register_syn
+    from ironmap.spatial.grid import resample_labels
+    from ironmap.spatial.registration import to_ants
+    from ironmap.workflows import putamen
+
+    atlas = read_atlas(cfg.atlas)
+    found = None
+    with tempfile.TemporaryDirectory(prefix="ironmap-atlas-", dir=cfg.work_dir) as tmp:
+        t1 = to_ants(images.t1w, np.nan_to_num(images.t1w.get_fdata(dtype=np.float32)))
+        reg = register_syn(t1, to_ants(atlas.template, atlas.template.get_fdata(
+            dtype=np.float32)), label=subject.label, workdir=tmp)
+        t1_labels, names = atlas_labels(images.t1w, atlas, label=subject.label, fit=reg)
+        if landmarks is None and putamen.needs_split(names, cfg):
+            ac, pc = locate_acpc(images.t1w, atlas.template, fit=reg)
+            found = Landmarks(tuple(ac), tuple(pc), "T1w",
+                              f"atlas {atlas.name} template registration (MNI152 AC/PC)")
+    src = nib.Nifti1Image(np.asarray(t1_labels, dtype=np.int16), images.t1w.affine)
+    labels = resample_labels(src, r2img, world_to_source(xfm, "MEGRE", "T1w"))
+    return labels, names, found
 
 
 def erode_labels(labels: np.ndarray, erosion_voxels: int, erode) -> np.ndarray:
@@ -359,14 +396,37 @@ def analyse(subject: SubjectInputs, cfg: RunConfig, stage: Path) -> dict[str, An
     images = load_images(subject)
     fit, r2img = fit_and_write(images, subject, cfg, stage)
     xfm, similarity = register_series(images, subject, cfg, stage)
-    n_regions = regional(subject, cfg, images, fit, r2img, xfm, stage, chosen["dseg"])
+    failed: dict[str, str] = {}
+    n_regions = _tolerate_segmentation(
+        "deep_gm_labels", failed, subject,
+        lambda: regional(subject, cfg, images, fit, r2img, xfm, stage, chosen["dseg"]))
     lesion_row = lesions(subject, cfg, images, fit, r2img, xfm, stage, chosen["lesion"])
     summary: dict[str, Any] = {"lesions": lesion_row,
-                               "registration_nmi": similarity, "n_region_rows": n_regions,
+                               "registration_nmi": similarity, "n_region_rows": n_regions or 0,
                                "fit_method": str(fit.method)}
     if cfg.volumes:
-        summary["volumes"] = volumes(subject, cfg, stage)
+        row = _tolerate_segmentation("volumes", failed, subject,
+                                     lambda: volumes(subject, cfg, stage))
+        if row is not None:
+            summary["volumes"] = row
+    if failed:
+        summary["segmentation_errors"] = failed
     return summary
+
+
+def _tolerate_segmentation(step: str, failed: dict[str, str], subject: SubjectInputs, run):
+    """``run()``, or None when it raises a segmentation/registration failure of this
+    participant: the other outputs are kept, the failure goes into ``failed`` (a QC flag
+    in ``group/qc.tsv``)."""
+    from ironmap.spatial.segmentation import SegmentationError
+
+    try:
+        return run()
+    except SegmentationError as exc:
+        failed[step] = str(exc)
+        log.error("%s: %s failed, the participant's other outputs are kept: %s",
+                  subject.label, step.replace("_", " "), exc)
+        return None
 
 
 def commit(stage: Path, output_dir: Path, subject: SubjectInputs) -> list[Path]:

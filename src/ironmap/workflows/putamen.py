@@ -1,0 +1,90 @@
+"""Putamen anterior/posterior split in the participant level (the seed study's definition).
+
+Labels that name a whole putamen (FreeSurfer ``aseg``, an atlas, a rater ``dseg`` without the
+parts) are split on the R2* grid at the plane through the anterior commissure (AC)
+perpendicular to the AC-PC line (:func:`ironmap.core.acpc.split_whole_putamen`). AC and PC come,
+in this order, from
+
+1. the landmarks table (``--landmarks``, :func:`ironmap.io.landmarks.read_landmarks_table`);
+2. the T1w sidecar (BIDS ``AnatomicalLandmarkCoordinates``);
+3. a template registration: the atlas's SyN fit when labels come from ``--atlas`` (template
+   in MNI152 space), else nilearn's bundled ICBM152 2009a template registered to the T1w
+   with ANTs SyN, their template positions carried into the T1w.
+
+What was used is recorded in the label image's sidecar (``PutamenSplit``).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+
+from ironmap.core.acpc import split_whole_putamen, whole_putamen_labels
+from ironmap.io.bids import SubjectInputs
+from ironmap.io.landmarks import Landmarks, read_landmarks_table, sidecar_landmarks
+from ironmap.workflows.config import RunConfig
+
+log = logging.getLogger(__name__)
+
+#: AC and PC in nilearn's ICBM152 2009a template (world mm, RAS+): the FSL MNI152 positions
+#: (:data:`ironmap.spatial.atlas.MNI152_AC_MM`, ``MNI152_PC_MM``) carried through an ANTs SyN
+#: of the FSL MNI152 1 mm brain onto this template at 1 mm and 2 mm (the two agreed within
+#: 0.25 mm; docs/volumes.md).
+ICBM2009A_AC_MM: tuple[float, float, float] = (-0.4, 2.5, -4.4)
+ICBM2009A_PC_MM: tuple[float, float, float] = (-0.6, -26.8, -2.7)
+
+
+def explicit_landmarks(subject: SubjectInputs, cfg: RunConfig) -> Landmarks | None:
+    """AC/PC from ``--landmarks`` or the T1w sidecar, or None."""
+    if cfg.landmarks is not None:
+        table = read_landmarks_table(cfg.landmarks)
+        found = table.get(subject.label) or table.get(subject.participant_id)
+        if found is not None:
+            return found
+    if subject.t1w is not None:
+        return sidecar_landmarks(subject.t1w, cfg.bids_dir)
+    return None
+
+
+def needs_split(names: dict[int, str], cfg: RunConfig) -> bool:
+    """True when some label names a whole putamen and the split is switched on."""
+    return bool(cfg.putamen_split and whole_putamen_labels(names))
+
+
+def template_landmarks(t1w: nib.Nifti1Image, label: str, work_dir=None) -> Landmarks:
+    """AC/PC of a T1w through an ANTs SyN of the bundled ICBM152 2009a template."""
+    from ironmap.spatial.atlas import locate_acpc
+    from ironmap.spatial.segmentation import load_template
+
+    with tempfile.TemporaryDirectory(prefix="ironmap-acpc-", dir=work_dir) as tmp:
+        ac, pc = locate_acpc(t1w, load_template(2).t1, ac_mm=ICBM2009A_AC_MM,
+                             pc_mm=ICBM2009A_PC_MM, label=label, workdir=tmp)
+    return Landmarks(tuple(ac), tuple(pc), "T1w",
+                     "ICBM152 2009a template registered to the T1w (ANTs SyN)")
+
+
+def split_on_grid(labels: np.ndarray, names: dict[int, str], voxel_to_t1w: np.ndarray,
+                  xfm: dict[str, np.ndarray], landmarks: Landmarks, label: str
+                  ) -> tuple[np.ndarray, dict[int, str], dict[str, Any]]:
+    """Split whole-putamen labels of a label image; returns labels, names, provenance.
+
+    ``voxel_to_t1w``: voxel -> T1w world mm of ``labels``; ``xfm[space]`` maps T1w world mm
+    to the world mm of the series the landmarks are given in.
+    """
+    to_t1w = np.linalg.inv(np.asarray(xfm[landmarks.space], dtype=float))
+    ac, pc = (to_t1w[:3, :3] @ np.asarray(p, dtype=float) + to_t1w[:3, 3]
+              for p in (landmarks.ac, landmarks.pc))
+    out, out_names, hemis = split_whole_putamen(labels, names, voxel_to_t1w, ac, pc)
+    log.info("%s: putamen split at the AC plane (%s), AC %s PC %s mm (T1w), %s", label,
+             landmarks.source, np.round(ac, 1).tolist(), np.round(pc, 1).tolist(),
+             ", ".join(hemis))
+    info = {"Source": landmarks.source, "Space": "T1w",
+            "AnteriorCommissure": [round(float(v), 3) for v in ac],
+            "PosteriorCommissure": [round(float(v), 3) for v in pc],
+            "Hemispheres": hemis,
+            "Definition": "plane through the AC perpendicular to the AC-PC line"}
+    return out, out_names, info
