@@ -388,14 +388,12 @@ def _plan_flags(rows, r2, s0, used, nbad_blocks, r2star_range, kernel, sigma, fl
     """Flagged voxels of a fused fit: the full validity test runs only on the blocks whose
     kernel count says that some voxel may have failed."""
     first, last = rows[:, used[0]], rows[:, used[-1]]
-    found = []
-    for b in np.flatnonzero(nbad_blocks):
-        sl = slice(b * fastclosed.BLOCK, (b + 1) * fastclosed.BLOCK)
-        pos, bits = _bad_voxels(rows[sl], r2[sl], s0[sl], used, first[sl], last[sl],
-                                r2star_range, kernel)
-        found.append((pos + sl.start, bits))
-    bad = np.concatenate([f[0] for f in found]) if found else np.empty(0, np.intp)
-    bad_flags = np.concatenate([f[1] for f in found]) if found else np.empty(0, np.uint16)
+    bad, bad_flags = np.empty(0, np.intp), np.empty(0, np.uint16)
+    if np.any(nbad_blocks):
+        idx = np.flatnonzero(np.repeat(nbad_blocks > 0, fastclosed.BLOCK)[:rows.shape[0]])
+        pos, bad_flags = _bad_voxels(rows[idx], r2[idx], s0[idx], used, first[idx],
+                                     last[idx], r2star_range, kernel)
+        bad = idx[pos]
     return _floor_flags(first, last, bad, bad_flags, sigma, floor_snr)
 
 

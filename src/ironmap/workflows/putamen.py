@@ -24,7 +24,7 @@ import nibabel as nib
 import numpy as np
 
 from ironmap.core.acpc import split_whole_putamen, whole_putamen_labels
-from ironmap.io.bids import SubjectInputs
+from ironmap.io.bids import InputError, SubjectInputs
 from ironmap.io.landmarks import Landmarks, read_landmarks_table, sidecar_landmarks
 from ironmap.workflows.config import RunConfig
 
@@ -75,6 +75,9 @@ def split_on_grid(labels: np.ndarray, names: dict[int, str], voxel_to_t1w: np.nd
     ``voxel_to_t1w``: voxel -> T1w world mm of ``labels``; ``xfm[space]`` maps T1w world mm
     to the world mm of the series the landmarks are given in.
     """
+    if landmarks.space not in xfm:
+        raise InputError(f"{label}: AC/PC ({landmarks.source}) are given in {landmarks.space} "
+                         f"space, but the participant has no {landmarks.space} image")
     to_t1w = np.linalg.inv(np.asarray(xfm[landmarks.space], dtype=float))
     ac, pc = (to_t1w[:3, :3] @ np.asarray(p, dtype=float) + to_t1w[:3, 3]
               for p in (landmarks.ac, landmarks.pc))
