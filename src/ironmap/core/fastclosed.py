@@ -129,6 +129,14 @@ _LN_S0_HI = F(88.0)
 _RISE_MARGIN = F(-1e-4)  # ln(S_last / S_first) below this is a decay despite log rounding
 
 
+@_inline
+def _block(flat, n, m, b):
+    """First voxel, voxel count and rows (flat view) of block ``b`` of an (m, n) stack."""
+    k0 = b * BLOCK
+    nb = min(BLOCK, m - k0)
+    return k0, nb, flat[n * k0:n * (k0 + nb)]
+
+
 @functools.cache
 def two_point_kernel(n: int, i: int, j: int):
     """Kernel for R2* = ln(S_i / S_j) / (TE_j - TE_i), S0 = S_i exp(R2* TE_i) on rows of n.
@@ -140,9 +148,7 @@ def two_point_kernel(n: int, i: int, j: int):
     def kernel(flat, inv_dte, te_i, lo, hi, r2, s0, nbad, b0, b1):
         m = r2.shape[0]
         for b in range(b0, b1):
-            k0 = b * BLOCK
-            nb = min(BLOCK, m - k0)
-            src = flat[n * k0:n * (k0 + nb)]
+            k0, nb, src = _block(flat, n, m, b)
             rr = r2[k0:k0 + nb]
             ss = s0[k0:k0 + nb]
             for k in range(nb):  # de-interleave: ratio and S_i
@@ -172,9 +178,7 @@ def loglinear_kernel(n: int):
         m = r2.shape[0]
         logs = np.empty(n * BLOCK, F)
         for b in range(b0, b1):
-            k0 = b * BLOCK
-            nb = min(BLOCK, m - k0)
-            src = flat[n * k0:n * (k0 + nb)]
+            k0, nb, src = _block(flat, n, m, b)
             for q in range(n * nb):
                 logs[q] = log32(src[q])
             rr = r2[k0:k0 + nb]
@@ -213,9 +217,7 @@ def arlo_kernel(n: int, exact: bool):
     def kernel(flat, neg_inv_dte, te0, lo, hi, r2, s0, nbad, b0, b1):
         m = r2.shape[0]
         for b in range(b0, b1):
-            k0 = b * BLOCK
-            nb = min(BLOCK, m - k0)
-            src = flat[n * k0:n * (k0 + nb)]
+            k0, nb, src = _block(flat, n, m, b)
             qv = r2[k0:k0 + nb]
             amp = s0[k0:k0 + nb]
             count = 0
@@ -265,9 +267,7 @@ def rmse_kernel(n: int):
     def kernel(flat, t, r2, s0, rmse, b0, b1):
         m = r2.shape[0]
         for b in range(b0, b1):
-            k0 = b * BLOCK
-            nb = min(BLOCK, m - k0)
-            src = flat[n * k0:n * (k0 + nb)]
+            k0, nb, src = _block(flat, n, m, b)
             acc = rmse[k0:k0 + nb]
             for k in range(nb):
                 acc[k] = _ZERO
