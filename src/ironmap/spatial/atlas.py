@@ -216,6 +216,19 @@ def _template_ants(template: nib.Nifti1Image):
     return to_ants(template, template.get_fdata(dtype=np.float32))
 
 
+def fit_template(t1w_img: nib.Nifti1Image, template: nib.Nifti1Image, *, label: str = "T1w",
+                 iterations=SYN_ITERATIONS, seed: int = 1,
+                 workdir: str | None = None) -> NonlinearFit:
+    """:func:`register_syn` of a nibabel template onto a nibabel T1w (NaN/Inf count as 0).
+
+    The fit's transform files live in ``workdir``; reuse it for :func:`atlas_labels` and
+    :func:`locate_acpc` while that folder exists.
+    """
+    data = np.nan_to_num(t1w_img.get_fdata(dtype=np.float32))
+    return register_syn(to_ants(t1w_img, data), _template_ants(template), label=label,
+                        iterations=iterations, seed=seed, workdir=workdir)
+
+
 #: Anterior and posterior commissure in MNI152 (FSL MNI152NLin6Asym) world mm (RAS+), read
 #: off the FSL MNI152 1 mm T1 (docs/volumes.md): AC = the bright midline bundle in front of
 #: the third ventricle, PC = the bright midline spot above the entrance of the aqueduct.
@@ -246,9 +259,8 @@ def locate_acpc(t1w_img: nib.Nifti1Image, template: nib.Nifti1Image, *,
     """
     if fit is None:
         with tempfile.TemporaryDirectory(prefix="ironmap-acpc-") as tmp:
-            data = np.nan_to_num(t1w_img.get_fdata(dtype=np.float32))
-            fit = register_syn(to_ants(t1w_img, data), _template_ants(template), label=label,
-                               iterations=iterations, seed=seed, workdir=workdir or tmp)
+            fit = fit_template(t1w_img, template, label=label, iterations=iterations,
+                               seed=seed, workdir=workdir or tmp)
             return locate_acpc(t1w_img, template, ac_mm=ac_mm, pc_mm=pc_mm, fit=fit)
     ac, pc = template_points_to_subject(fit, [ac_mm, pc_mm])
     return ac, pc

@@ -294,17 +294,14 @@ def atlas_on_grid(subject, cfg, images, r2img, xfm, landmarks):
 
     from ironmap.io.atlas import read_atlas
     from ironmap.io.landmarks import Landmarks
-    from ironmap.spatial.atlas import atlas_labels, locate_acpc, register_syn
+    from ironmap.spatial.atlas import atlas_labels, fit_template, locate_acpc
     from ironmap.spatial.grid import resample_labels
-    from ironmap.spatial.registration import to_ants
     from ironmap.workflows import putamen
 
     atlas = read_atlas(cfg.atlas)
     found = None
     with tempfile.TemporaryDirectory(prefix="ironmap-atlas-", dir=cfg.work_dir) as tmp:
-        t1 = to_ants(images.t1w, np.nan_to_num(images.t1w.get_fdata(dtype=np.float32)))
-        reg = register_syn(t1, to_ants(atlas.template, atlas.template.get_fdata(
-            dtype=np.float32)), label=subject.label, workdir=tmp)
+        reg = fit_template(images.t1w, atlas.template, label=subject.label, workdir=tmp)
         t1_labels, names = atlas_labels(images.t1w, atlas, label=subject.label, fit=reg)
         if landmarks is None and putamen.needs_split(names, cfg):
             ac, pc = locate_acpc(images.t1w, atlas.template, fit=reg)
