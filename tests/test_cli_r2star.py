@@ -136,3 +136,36 @@ def test_rician_with_sigma_and_arlo_spacing_error(tmp_path, truth, capsys):
     uneven = write_echoes(tmp_path / "u", truth, te=[0.004, 0.010, 0.020])
     assert main(["r2star", *uneven, "-o", str(tmp_path / "a"), "--method", "arlo"]) == 1
     assert "evenly spaced" in capsys.readouterr().err
+
+
+def test_echo_selection_runs_arlo_on_the_evenly_spaced_echoes(tmp_path, truth):
+    """A 12-echo train whose first spacing differs: ARLO on all is refused, on 2-12 it fits."""
+    te = [0.0035] + [0.0035 + 0.004 * k for k in range(1, 12)]
+    te[0] = 0.003
+    echoes = write_echoes(tmp_path, truth, te=te)
+    out = tmp_path / "out" / "sub-01_R2starmap.nii.gz"
+    assert main(["r2star", *echoes, "-o", str(out), "--method", "arlo"]) == 1
+    assert not out.exists()
+    assert main(["r2star", *echoes, "-o", str(out), "--method", "arlo", "--echoes", "2-12"]) == 0
+    np.testing.assert_allclose(load(out), truth, rtol=2e-3)
+    side = json.loads(out.with_name("sub-01_R2starmap.json").read_text())
+    assert side["EchoTime"] == pytest.approx(te[1:])
+    assert side["EchoNumbersUsed"] == list(range(2, 13))
+
+
+@pytest.mark.parametrize("text, message", [("1", "at least two"), ("3-14", "outside 1..4"),
+                                           ("1,1", "repeats")])
+def test_echo_selection_refuses_bad_lists(tmp_path, truth, capsys, text, message):
+    echoes = write_echoes(tmp_path, truth)
+    out = tmp_path / "out" / "sub-01_R2starmap.nii.gz"
+    assert main(["r2star", *echoes, "-o", str(out), "--echoes", text]) == 1
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_echo_selection_syntax_is_a_usage_error(tmp_path, truth, capsys):
+    echoes = write_echoes(tmp_path, truth)
+    with pytest.raises(SystemExit) as exc:
+        main(["r2star", *echoes, "-o", str(tmp_path / "x"), "--echoes", "two-four"])
+    assert exc.value.code == 2
+    assert "expected 1-based echo numbers" in capsys.readouterr().err

@@ -111,3 +111,34 @@ def test_bidsapp_refuses_output_inside_raw(tmp_path):
     assert main([str(raw), str(raw / "out"), "participant"]) == 2
     assert main([str(raw), str(raw), "group"]) == 2
     assert main([str(tmp_path / "missing"), str(tmp_path / "o"), "participant"]) == 2
+
+
+def test_mistyped_subcommand_is_a_usage_error(capsys):
+    from ironmap.cli.main import main
+
+    assert main(["simulte", "out"]) == 2
+    err = capsys.readouterr().err
+    assert "'simulte' is not a subcommand" in err and "did you mean 'simulate'" in err
+
+
+def test_bidsapp_unknown_estimator_is_a_usage_error(tmp_path, capsys):
+    from ironmap.cli.main import main
+    from ironmap.core.relaxometry import METHODS
+
+    (tmp_path / "raw").mkdir()
+    with pytest.raises(SystemExit) as exc:
+        main([str(tmp_path / "raw"), str(tmp_path / "out"), "participant", "--method", "loglin"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'loglin'" in err
+    assert all(m in err for m in METHODS)
+
+
+def test_python_warnings_reach_the_user_as_log_lines(caplog):
+    from ironmap.cli.main import _warning_as_log_line
+
+    with caplog.at_level("WARNING"):
+        _warning_as_log_line(UserWarning("echo times look odd"), UserWarning,
+                             "/x/site-packages/ironmap/io/bids.py", 12)
+    assert [(r.name, r.getMessage()) for r in caplog.records] == [
+        ("ironmap", "echo times look odd")]

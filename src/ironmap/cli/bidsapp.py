@@ -6,6 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from ironmap.cli.r2star import method_choices
 from ironmap.workflows.config import RunConfig
 
 log = logging.getLogger(__name__)
@@ -32,9 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("participant level")
     g.add_argument("--masks", nargs="+", type=Path, default=[],
                    help="derivative dataset(s) with rater deep-GM _dseg and lesion masks")
-    g.add_argument("--method", default="auto",
+    g.add_argument("--method", default="auto", choices=method_choices(),
                    help="R2* estimator: auto (two_point for 2 echoes, nonlinear for more), "
-                   "two_point, loglinear, wls, nonlinear, rician, arlo")
+                   "or one of the others")
     g.add_argument("--registration", choices=["rigid", "affine"], default="affine",
                    help="FLAIR/GRE -> T1w transform model (default affine, as the seed study)")
     g.add_argument("--erosion", type=int, default=1, dest="erosion_voxels",

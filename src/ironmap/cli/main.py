@@ -9,9 +9,12 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import sys
+import warnings
 from importlib import import_module
+from pathlib import Path
 
 from ironmap import __version__
 
@@ -38,6 +41,26 @@ def setup_logging(verbosity: int = 0) -> None:
                         datefmt="%H:%M:%S", force=True)
     for noisy in ("distributed", "tornado", "matplotlib", "PIL", "asyncio"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, level))
+    warnings.showwarning = _warning_as_log_line
+
+
+def _warning_as_log_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """Show a Python warning as one log line (no source line, no file path)."""
+    name = "ironmap" if "ironmap" in str(filename) else "py.warnings"
+    logging.getLogger(name).warning("%s", message)
+
+
+def unknown_command(argv: list[str]) -> str | None:
+    """A usage message when ``argv`` is neither a subcommand nor the BIDS-App form."""
+    positional = [a for a in argv if not a.startswith("-")]
+    first = argv[0]
+    if first.startswith("-") or len(positional) >= 3 or Path(first).exists():
+        return None
+    close = difflib.get_close_matches(first, list(SUBCOMMANDS), n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return (f"ironmap: error: '{first}' is not a subcommand{hint} nor an existing BIDS_DIR; "
+            f"subcommands: {', '.join(SUBCOMMANDS)}; analysis levels: "
+            "ironmap BIDS_DIR OUTPUT_DIR participant|group")
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:
@@ -86,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
         parser, module = build_subcommand_parser(argv[0])
         args = parser.parse_args(argv[1:])
     else:
+        problem = unknown_command(argv)
+        if problem:
+            print(problem, file=sys.stderr)
+            return EXIT_USAGE
         module = import_module("ironmap.cli.bidsapp")
         parser = module.build_parser()
         add_common(parser)

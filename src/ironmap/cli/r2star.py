@@ -9,7 +9,29 @@ from pathlib import Path
 
 LOG = logging.getLogger(__name__)
 
-METHOD_CHOICES = ["auto", "two_point", "loglinear", "wls", "nonlinear", "rician", "arlo"]
+
+
+def method_choices() -> list[str]:
+    """The estimator names, from the one list in :mod:`ironmap.core.relaxometry`."""
+    from ironmap.core.relaxometry import METHODS
+
+    return ["auto", *[m for m in METHODS if m != "auto"]]
+
+
+def echo_numbers(text: str) -> tuple[int, ...]:
+    """Parse ``--echoes``: 1-based echo numbers as ``2-12``, ``1,3,5`` or ``1-3,6``."""
+    numbers: list[int] = []
+    try:
+        for part in text.split(","):
+            lo, sep, hi = part.strip().partition("-")
+            first, last = int(lo), int(hi) if sep else int(lo)
+            if first < 1 or last < first:
+                raise ValueError
+            numbers.extend(range(first, last + 1))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"--echoes {text!r}: expected 1-based echo numbers such as 2-12 or 1,3,5") from exc
+    return tuple(numbers)
 
 
 def _sigma(text: str):
@@ -31,13 +53,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, type=Path,
                         help="the R2* map to write (…_R2starmap.nii.gz) or a prefix; S0, flag "
                         "and RMSE maps are written beside it")
-    parser.add_argument("--method", choices=METHOD_CHOICES, default="auto",
+    parser.add_argument("--method", choices=method_choices(), default="auto",
                         help="estimator (default auto: two_point for 2 echoes, nonlinear for "
                         "more)")
     parser.add_argument("--te", nargs="+", type=float,
                         help="echo times (default: EchoTime from the BIDS JSON sidecars)")
     parser.add_argument("--te-unit", choices=["s", "ms"],
                         help="unit of --te; without it, values > 0.5 are taken as ms (warning)")
+    parser.add_argument("--echoes", type=echo_numbers, default=None, metavar="LIST",
+                        dest="echo_select",
+                        help="fit only these echoes, 1-based (e.g. 2-12 or 1,3,5); default all")
     parser.add_argument("--mask", type=Path, help="fit only inside this mask (same grid)")
     parser.add_argument("--sigma", type=_sigma,
                         help="noise sigma (signal units) or 'auto' (background outside --mask);"
@@ -56,7 +81,6 @@ def run(args: argparse.Namespace) -> int:
     from ironmap.io.nifti import ImageError
     from ironmap.workflows.r2star import run_r2star
 
-    logging.captureWarnings(True)
     sigma = args.sigma
     if args.method == "rician" and sigma is None:
         if args.mask is None:
@@ -68,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
         written = run_r2star(args.echoes, args.output, method=args.method, te=args.te,
                              te_unit=args.te_unit, mask_path=args.mask, t2star=args.t2star,
                              overwrite=args.overwrite, sigma=sigma,
-                             r2star_range=tuple(args.r2star_range), n_jobs=args.n_jobs)
+                             r2star_range=tuple(args.r2star_range), n_jobs=args.n_jobs,
+                             echo_select=args.echo_select)
     except (OutputExistsError, ImageError, ValueError) as exc:
         print(f"ironmap r2star: error: {exc}", file=sys.stderr)
         return 1

@@ -72,6 +72,42 @@ def stack_echo_images(echo_images: Sequence, names: Sequence[str] | None = None
     return data, ref_aff.copy()
 
 
+def select_echoes(data: np.ndarray, echo_times, numbers: Sequence[int]
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Keep the echoes numbered ``numbers`` (1-based, in the order given).
+
+    Parameters
+    ----------
+    data : ndarray of shape (X, Y, Z, n_echoes)
+        Stacked echoes.
+    echo_times : sequence of float, length n_echoes
+        Echo times in s.
+    numbers : sequence of int
+        1-based echo numbers to keep; at least two, each at most ``n_echoes``.
+
+    Returns
+    -------
+    data : ndarray of shape (X, Y, Z, len(numbers))
+    echo_times : ndarray of shape (len(numbers),), s
+
+    Raises
+    ------
+    ValueError
+        Fewer than two numbers, repeated numbers, or a number outside 1..n_echoes.
+    """
+    n = data.shape[-1]
+    idx = [int(k) for k in numbers]
+    if len(idx) < 2:
+        raise ValueError(f"--echoes selects {len(idx)} echo; R2* needs at least two")
+    if len(set(idx)) != len(idx):
+        raise ValueError(f"--echoes repeats an echo: {idx}")
+    bad = [k for k in idx if not 1 <= k <= n]
+    if bad:
+        raise ValueError(f"--echoes {bad} outside 1..{n} (the input has {n} echoes)")
+    pick = [k - 1 for k in idx]
+    return data[..., pick], np.asarray(echo_times, dtype=float)[pick]
+
+
 def fit_images(echo_images, echo_times, method: str = "auto", mask_image=None,
                **opts) -> tuple[R2starFit, np.ndarray]:
     """Fit R2* on nibabel echo images.
@@ -87,7 +123,8 @@ def fit_images(echo_images, echo_times, method: str = "auto", mask_image=None,
     mask_image : nibabel image, optional
         Voxels to fit (non-zero), on the echoes' grid.
     **opts
-        Passed to :func:`~ironmap.core.relaxometry.fit_r2star`.
+        Passed to :func:`~ironmap.core.relaxometry.fit_r2star`; ``echo_select`` (1-based
+        echo numbers) fits a subset of the echoes, see :func:`select_echoes`.
 
     Returns
     -------
@@ -95,7 +132,10 @@ def fit_images(echo_images, echo_times, method: str = "auto", mask_image=None,
     """
     if hasattr(echo_images, "affine"):
         echo_images = [echo_images]
+    select = opts.pop("echo_select", None)
     data, affine = stack_echo_images(echo_images, opts.pop("names", None))
+    if select is not None:
+        data, echo_times = select_echoes(data, echo_times, select)
     mask = None
     if mask_image is not None:
         if tuple(mask_image.shape[:3]) != data.shape[:3] or not np.allclose(
@@ -240,7 +280,11 @@ def resolve_echo_times(echo_paths: Sequence, te=None, te_unit: str | None = None
 def run_r2star(echo_paths: Sequence, out, *, method: str = "auto", te=None,
                te_unit: str | None = None, mask_path=None, t2star: bool = False,
                overwrite: bool = False, **fit_opts) -> list[Path]:
-    """Read echo NIfTI files, fit R2*, write the maps. Returns the written image paths."""
+    """Read echo NIfTI files, fit R2*, write the maps. Returns the written image paths.
+
+    ``echo_select`` in ``fit_opts`` (1-based echo numbers) fits a subset of the echoes; the
+    sidecar then lists the selected echoes' times and numbers.
+    """
     from ironmap.io.atomic import check_writable
     from ironmap.io.nifti import load_image
 
@@ -265,4 +309,11 @@ def run_r2star(echo_paths: Sequence, out, *, method: str = "auto", te=None,
     return write_r2star_outputs(
         fit, affine, paths["r2star"], s0_path=paths["s0"], flags_path=paths["flags"],
         t2star_path=paths.get("t2star"), rmse_path=paths.get("rmse"), overwrite=overwrite,
-        sidecar_extra={"Sources": [os.fspath(p) for p in echo_paths]})
+        sidecar_extra=_sources(echo_paths, fit_opts.get("echo_select")))
+
+
+def _sources(echo_paths: Sequence, select: Sequence[int] | None) -> dict[str, Any]:
+    extra: dict[str, Any] = {"Sources": [os.fspath(p) for p in echo_paths]}
+    if select is not None:
+        extra["EchoNumbersUsed"] = [int(k) for k in select]
+    return extra
