@@ -116,6 +116,10 @@ def validate_dirs(cfg: RunConfig) -> str | None:
     out, raw = cfg.output_dir, cfg.bids_dir
     if out == raw:
         return "OUTPUT_DIR must differ from BIDS_DIR"
+    from ironmap.io.outdir import output_dir_problem
+
+    if (problem := output_dir_problem(out, raw, cfg.masks)) is not None:
+        return problem
     if raw in out.parents and (raw / "derivatives") not in (out, *out.parents):
         return (f"{out}: OUTPUT_DIR inside the raw BIDS tree is refused; "
                 f"use {raw / 'derivatives' / 'ironmap'} or a folder outside it")
