@@ -127,12 +127,26 @@ def validate_dirs(cfg: RunConfig) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the requested analysis level."""
+    """Run the requested analysis level, holding the OUTPUT_DIR lock (one run at a time)."""
+    import sys
+
+    from ironmap.io.lock import AlreadyRunningError, output_lock
+    from ironmap.workflows.participant import STAGING
+
     cfg = config_from_args(args)
     problem = validate_dirs(cfg)
     if problem:
         log.error(problem)
         return 2
+    try:
+        with output_lock(cfg.output_dir, command=" ".join(sys.argv), scratch=(STAGING,)):
+            return _run_level(cfg)
+    except AlreadyRunningError as exc:
+        log.error("%s", exc)
+        return 2
+
+
+def _run_level(cfg: RunConfig) -> int:
     if cfg.analysis_level == "participant":
         from ironmap.workflows.participant import run_participant_level
 
