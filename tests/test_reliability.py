@@ -166,3 +166,137 @@ def test_failures_of_earlier_runs_are_kept(tmp_path):
     assert main([str(bids), str(out), "participant", "--participant-label", "01", "-q"]) == 3
     assert sorted(read_tsv(out / "logs" / "failures.tsv")["participant_id"]) == [
         "sub-01", "sub-02"]  # rerunning sub-01 replaces its row only
+
+
+# --- header sanity before any allocation ------------------------------------------------------
+
+def write_bomb(path: Path, shape=(1600, 1600, 1600)) -> Path:
+    """A ~1 KB .nii.gz whose header claims ``shape`` int16 voxels (8 GB for 1600^3)."""
+    import gzip
+
+    import nibabel as nib
+    import numpy as np
+
+    header = nib.Nifti1Header()
+    header.set_data_dtype(np.int16)
+    header.set_data_shape(shape)
+    header.set_sform(np.eye(4), code=1)
+    header["vox_offset"] = 352
+    raw = header.binaryblock + b"\0" * 4 + bytes(range(256)) * 2
+    path.write_bytes(gzip.compress(raw))
+    return path
+
+
+def test_memory_bomb_header_fails_fast_and_small(tmp_path):
+    bomb = write_bomb(tmp_path / "bomb.nii.gz")
+    assert bomb.stat().st_size < 1200
+    cmd = _cli("r2star", str(bomb), str(bomb), "--te", "0.005", "0.01", "-o",
+               str(tmp_path / "r2.nii.gz"))
+    wrapper = ("import resource, subprocess, sys, time; t = time.monotonic(); "
+               "r = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+               "print(r.returncode, time.monotonic() - t, "
+               "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); "
+               "print(r.stderr, file=sys.stderr)")
+    res = subprocess.run([sys.executable, "-c", wrapper, *cmd], env=_env(),
+                         capture_output=True, text=True, timeout=120)
+    code, seconds, max_rss_kib = res.stdout.split()
+    assert int(code) != 0
+    assert float(seconds) < 5.0, seconds
+    assert int(max_rss_kib) < 500 * 1024, max_rss_kib
+    assert f"{bomb}: header claims 1600x1600x1600 voxels of int16" in res.stderr, res.stderr
+
+
+def test_header_claims_and_orientation_are_checked(tmp_path):
+    import nibabel as nib
+    import numpy as np
+
+    from ironmap.io.nifti import ImageError, load_image
+
+    data = np.arange(64, dtype=np.float32).reshape(4, 4, 4) + 1
+    img = nib.Nifti1Image(data, np.diag([-2.0, 2, 2, 1]))
+    ok = tmp_path / "ok.nii"
+    img.to_filename(ok)
+    assert load_image(ok).shape == (4, 4, 4)
+    cut = tmp_path / "cut.nii"
+    cut.write_bytes(ok.read_bytes()[:-100])
+    with pytest.raises(ImageError, match=r"cut\.nii: .*256 bytes"):
+        load_image(cut)
+    bare = nib.Nifti1Image(data, None)  # no affine: sform_code = qform_code = 0
+    path = tmp_path / "bare.nii.gz"
+    bare.to_filename(path)
+    header = nib.load(path).header
+    assert int(header["sform_code"]) == int(header["qform_code"]) == 0
+    with pytest.raises(ImageError, match=r"bare\.nii\.gz: no orientation"):
+        load_image(path)
+
+
+def test_memory_ceiling_per_participant(tmp_path):
+    import nibabel as nib
+    import numpy as np
+
+    from ironmap.io.sanity import check_memory
+
+    paths = []
+    for k in range(2):
+        paths.append(tmp_path / f"e{k}.nii.gz")
+        nib.Nifti1Image(np.ones((64, 64, 64), np.int16), np.eye(4)).to_filename(paths[-1])
+    need = 2 * 64 ** 3 * 4 / 1024 ** 3  # GiB as float32
+    assert check_memory(paths, 1.0, "sub-01") == pytest.approx(need)
+    with pytest.raises(ValueError, match=r"e0\.nii\.gz: sub-01's images need 0.00195 GiB as "
+                                         r"float32 .* above the 0.001 GiB ceiling"):
+        check_memory(paths, 0.001, "sub-01")
+
+
+@pytest.mark.parametrize(("meta", "error", "warning"), [
+    ({"EchoTime": 0.005, "RepetitionTime": 0.03, "FlipAngle": 15}, None, None),
+    ({"EchoTime": 0.5, "RepetitionTime": 0.03}, "not shorter than RepetitionTime 0.03 s", None),
+    ({"EchoTime": 0.03, "RepetitionTime": 0.02}, "not shorter than RepetitionTime", None),
+    ({"EchoTime": 0.3}, "beyond any gradient-echo", None),
+    ({"EchoTime": 0.15}, None, "outside the usual"),
+    ({"EchoTime": 0.005, "RepetitionTime": 30}, None, None),
+    ({"EchoTime": 0.005, "RepetitionTime": 300}, "looks like milliseconds", None),
+    ({"EchoTime": 0.005, "RepetitionTime": "n/a"}, "not a positive number", None),
+    ({"EchoTime": 0.005, "FlipAngle": 0}, "outside 0-180", None),
+    ({"EchoTime": 0.005, "FlipAngle": 270}, "outside 0-180", None),
+    ({"EchoTime": 0.005, "FlipAngle": 120}, None, "unusual for a spoiled"),
+])
+def test_sequence_plausibility(meta, error, warning):
+    from ironmap.core.sequence import sequence_problems
+
+    errors, warnings = sequence_problems(meta)
+    assert (error is None) == (errors == []) and (warning is None) == (warnings == [])
+    assert error is None or any(error in e for e in errors)
+    assert warning is None or warning in warnings[0]
+
+
+def test_negative_lesion_mask_is_refused(tmp_path):
+    import numpy as np
+
+    from ironmap.io.sanity import check_mask_values
+
+    check_mask_values(np.array([0.0, 1.0, np.nan]), "m.nii.gz")
+    with pytest.raises(ValueError, match=r"m\.nii\.gz: lesion mask has negative values \(min -1"):
+        check_mask_values(np.array([0.0, -1.0, 1.0]), "m.nii.gz", "lesion mask")
+
+
+def test_group_level_names_processed_participants_missing_from_participants_tsv(
+        tmp_path, rng, caplog):
+    import logging
+
+    from _group_fixtures import write_study
+    from ironmap.workflows.config import RunConfig
+    from ironmap.workflows.group import run_group_level
+
+    bids, out, _ = write_study(tmp_path, rng, {"HC": 12, "RRMS": 8})
+    table = bids / "participants.tsv"
+    table.write_text("".join(line for line in table.read_text().splitlines(keepends=True)
+                             if not line.startswith(("sub-005\t", "sub-017\t"))))
+    cfg = RunConfig(bids_dir=bids, output_dir=out, analysis_level="group", report=False)
+    with caplog.at_level(logging.WARNING, logger="ironmap"):
+        assert run_group_level(cfg) == 0
+    said = [r.getMessage() for r in caplog.records if "sub-005, sub-017" in r.getMessage()]
+    assert said and "participants.tsv" in said[0] and "left out" in said[0]
+    doc = json.loads((out / "group" / "stats.json").read_text())
+    assert {"sub-005", "sub-017"} <= set(doc["exclusions"]["participants_excluded"])
+    assert any("sub-005" in i and "no row in participants.tsv" in i
+               for i in doc["exclusions"]["issues"])

@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--dask-scheduler", default=None,
                    help="address of an existing Dask scheduler, e.g. tcp://127.0.0.1:8786")
     g.add_argument("--work-dir", type=Path, default=None, help="scratch folder")
+    g.add_argument("--max-image-gb", type=float, default=2.0,
+                   help="memory ceiling per participant: its images as float32 may hold at "
+                   "most this many GiB (default 2; peak memory is several times this)")
     g.add_argument("--overwrite", action="store_true",
                    help="recompute participants even when their outputs are up to date")
     h = p.add_argument_group("group level")
@@ -104,6 +107,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         fdr=args.fdr,
         per_site_agecorr=args.per_site_agecorr,
         report=args.report,
+        max_image_gb=args.max_image_gb,
     )
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from ironmap.core.sequence import sequence_problems
 from ironmap.io.nifti import ImageError, load_image
 from ironmap.io.tables import read_tsv
 
@@ -208,6 +209,12 @@ def find_echoes(anat: Path, root: Path) -> tuple[tuple[EchoFile, ...], list[str]
             continue
         if te > 1.0:
             problems.append(f"{path}: EchoTime {te} looks like milliseconds; BIDS uses seconds")
+            continue
+        errors, warnings = sequence_problems(meta)
+        for text in warnings:
+            log.warning("%s: %s", path, text)
+        if errors:
+            problems.append(f"{path}: {'; '.join(errors)}")
             continue
         echoes.append(EchoFile(path, float(te), ents.get("echo", "")))
     echoes.sort(key=lambda e: e.echo_time)

@@ -11,6 +11,7 @@ import nibabel as nib
 import numpy as np
 
 from ironmap.io.atomic import atomic_path, write_json
+from ironmap.io.sanity import HeaderError, check_header
 
 
 class ImageError(ValueError):
@@ -42,11 +43,15 @@ def load_image(path: str | os.PathLike) -> nib.Nifti1Image:
         img = nib.load(str(p))
         if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
             raise ImageError(f"{p}: not a NIfTI image ({type(img).__name__})")
+        check_header(p, img)  # before any voxel is read (claimed size, orientation)
         img.get_fdata(dtype=np.float32)  # forces a full read: truncated files fail here
     except ImageError:
         raise
+    except HeaderError as exc:
+        raise ImageError(str(exc)) from exc
     except Exception as exc:  # nibabel raises many types for broken files
-        raise ImageError(f"{p}: not a readable NIfTI image ({exc})") from exc
+        reason = str(exc).strip() or type(exc).__name__
+        raise ImageError(f"{p}: not a readable NIfTI image ({reason})") from exc
     return img
 
 
