@@ -300,3 +300,103 @@ def test_group_level_names_processed_participants_missing_from_participants_tsv(
     assert {"sub-005", "sub-017"} <= set(doc["exclusions"]["participants_excluded"])
     assert any("sub-005" in i and "no row in participants.tsv" in i
                for i in doc["exclusions"]["issues"])
+
+
+# --- explicit readers: encodings, non-object JSON, ragged or badly quoted tables ----------------
+
+def test_json_sidecar_must_be_an_object(tmp_path):
+    from ironmap.io.readers import InputError, read_json_object
+
+    path = tmp_path / "x.json"
+    path.write_text("[1, 2, 3]")
+    with pytest.raises(InputError, match=r"x\.json: a JSON sidecar must be a JSON object .* got "
+                                         r"list"):
+        read_json_object(path)
+    path.write_text('{\n  "EchoTime": 0.005,\n  "FlipAngle": 15,,\n}')
+    with pytest.raises(InputError, match=r"x\.json: line 3, column 19: invalid JSON"):
+        read_json_object(path)
+
+
+def test_cp1252_files_are_read_with_a_warning_naming_file_and_line(tmp_path, caplog):
+    import logging
+
+    from ironmap.io.readers import read_json_object
+    from ironmap.io.tables import read_tsv
+
+    sidecar = tmp_path / "s.json"
+    sidecar.write_bytes('{"EchoTime": 0.005,\n "InstitutionName": "Hôpital Zürich – Süd"}'
+                        .encode("cp1252"))
+    table = tmp_path / "participants.tsv"
+    table.write_bytes("participant_id\tsite\nsub-01\tZürich\nsub-02\tBern\n".encode("cp1252"))
+    with caplog.at_level(logging.WARNING, logger="ironmap"):
+        assert read_json_object(sidecar)["InstitutionName"] == "Hôpital Zürich – Süd"
+        assert list(read_tsv(table)["site"]) == ["Zürich", "Bern"]
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(f"{sidecar}: not UTF-8" in m and "line 2" in m and "cp1252" in m
+               for m in messages)
+    assert any(f"{table}: not UTF-8" in m and "line 2" in m for m in messages)
+
+
+@pytest.mark.parametrize(("rows", "line", "what"), [
+    (["sub-01\t30\tHC", "sub-02\t41", "sub-03\t50\tHC"], 3, "2 fields, but the header has 3"),
+    (["sub-01\t30\tHC", "sub-02\t41\tHC\tx"], 3, "4 fields, but the header has 3"),
+    (["sub-01\t30\tHC", 'sub-02\t41\t"RRMS', "sub-03\t50\tHC"], 3, "unbalanced double quote"),
+])
+def test_ragged_or_badly_quoted_participants_tsv_refuses_the_run(tmp_path, capsys, rows, line,
+                                                                  what):
+    bids = _failing_bids(tmp_path)
+    table = bids / "participants.tsv"
+    table.write_text("\n".join(["participant_id\tage\tgroup", *rows]) + "\n")
+    assert main([str(bids), str(tmp_path / "out"), "participant"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{table}: line {line}: " in err[0] and what in err[0], err
+    assert main([str(bids), str(tmp_path / "out"), "group"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{table}: line {line}: " in err[0], err
+
+
+def test_bad_sidecars_fail_their_participant_alone(tmp_path, caplog):
+    import logging
+
+    from ironmap.io.bids import discover
+
+    bids = _failing_bids(tmp_path, ("01", "02", "03"))
+    anat = {s: bids / f"sub-{s}" / "anat" for s in ("01", "02", "03")}
+    (anat["01"] / "sub-01_echo-1_part-mag_MEGRE.json").write_text("[1, 2, 3]")
+    (anat["02"] / "sub-02_echo-1_part-mag_MEGRE.json").write_bytes(
+        '{"EchoTime": 0.005, "InstitutionName": "Köln"}'.encode("cp1252"))
+    (anat["03"] / "sub-03_echo-1_part-mag_MEGRE.json").write_text(
+        '{"EchoTime": 0.5, "RepetitionTime": 0.03}')
+    with caplog.at_level(logging.WARNING, logger="ironmap"):
+        subjects = {s.participant_id: s for s in discover(bids)}
+    assert any("must be a JSON object" in p and "sub-01_echo-1_part-mag_MEGRE.json" in p
+               for p in subjects["sub-01"].problems)
+    assert [e.echo_time for e in subjects["sub-02"].echoes] == [0.005]
+    assert any("sub-02_echo-1_part-mag_MEGRE.json: not UTF-8" in r.getMessage()
+               for r in caplog.records)
+    assert any("sub-03_echo-1_part-mag_MEGRE.nii.gz: " in p and "not shorter than "
+               "RepetitionTime 0.03 s" in p for p in subjects["sub-03"].problems)
+
+
+def test_unwritable_output_is_one_line(tmp_path, capsys):
+    bids = _failing_bids(tmp_path)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    out = blocker / "out"  # a path under a file: unwritable even for root
+    assert main([str(bids), str(out), "participant"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(out) in err[0] and "Not a directory" in err[0], err
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores folder permissions")
+def test_read_only_output_is_one_line(tmp_path, capsys):  # pragma: no cover - not as root
+    bids = _failing_bids(tmp_path)
+    out = tmp_path / "ro"
+    out.mkdir()
+    out.chmod(0o555)
+    try:
+        assert main([str(bids), str(out / "x"), "participant"]) == 1
+    finally:
+        out.chmod(0o755)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Permission denied" in err[0], err

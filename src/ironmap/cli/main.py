@@ -96,6 +96,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         logging.getLogger("ironmap").error("interrupted")
         return 130
+    except OSError as exc:  # read-only or full disk, a path under a file: one line
+        logging.getLogger("ironmap").error("%s", os_error_line(exc))
+        logging.getLogger("ironmap").debug("details", exc_info=True)
+        return EXIT_FAILURE
+
+
+def os_error_line(exc: OSError) -> str:
+    """``<file>: <reason>`` of a file-system error, in one line."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    where = exc.filename if exc.filename is not None else ""
+    return " ".join(f"{where}: {reason}".strip(": ").split())
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ import nibabel as nib
 import numpy as np
 
 from ironmap.io.atomic import atomic_path, write_json
+from ironmap.io.readers import read_json_object
 from ironmap.io.sanity import HeaderError, check_header
 
 
@@ -66,10 +66,7 @@ def read_sidecar(image_path: str | os.PathLike) -> dict[str, Any]:
     sc = sidecar_path(image_path)
     if not sc.exists():
         return {}
-    try:
-        return json.loads(sc.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ImageError(f"{sc}: invalid JSON ({exc})") from exc
+    return read_json_object(sc)
 
 
 def save_image(
