@@ -400,3 +400,70 @@ def test_read_only_output_is_one_line(tmp_path, capsys):  # pragma: no cover - n
         out.chmod(0o755)
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "Permission denied" in err[0], err
+
+
+# --- import-dicom scratch files, transform modes, labels ------------------------------------
+
+@pytest.mark.slow
+def test_killed_import_leaves_no_identifiers_in_the_system_temp_folder(tmp_path):
+    import gzip
+
+    from test_dicom_synthetic import _leaks, write_series
+
+    dicom_dir = tmp_path / "DICOM"
+    write_series(dicom_dir, n_slices=12)
+    for path in sorted(dicom_dir.iterdir()):  # .dcm.gz: decompressed copies are made
+        path.with_name(path.name + ".gz").write_bytes(gzip.compress(path.read_bytes()))
+        path.unlink()
+    bids, temp = tmp_path / "bids", tmp_path / "systemp"
+    temp.mkdir()
+    env = {**_env(), "TMPDIR": str(temp)}
+    cmd = _cli("import-dicom", str(dicom_dir), str(bids), "--participant-label", "01")
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(bids.glob(".ironmap-work/*/input/*.dcm")):
+            assert proc.poll() is None and time.monotonic() < deadline, "never decompressed"
+            time.sleep(0.001)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert list(temp.iterdir()) == []  # nothing decompressed into the system temp folder
+    assert list(bids.glob(".ironmap-work/*/input/*.dcm"))  # left inside the output instead
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "removing the scratch folder of a run that ended without cleaning up" in done.stderr
+    assert not (bids / ".ironmap-work").exists()
+    for path in sorted(p for p in bids.rglob("*") if p.is_file()):
+        raw = path.read_bytes()
+        assert _leaks(gzip.decompress(raw) if path.name.endswith(".gz") else raw) == [], path
+
+
+def test_transforms_have_the_mode_of_other_outputs(tmp_path):
+    import numpy as np
+
+    from ironmap.io.atomic import write_text
+    from ironmap.spatial.registration import save_transform
+
+    xfm = save_transform(np.eye(4), tmp_path / "sub-01_xfm.txt")
+    other = write_text(tmp_path / "other.tsv", "a\n")
+    assert xfm.stat().st_mode & 0o777 == other.stat().st_mode & 0o777
+    umask = os.umask(0)
+    os.umask(umask)
+    assert xfm.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+@pytest.mark.parametrize("label", ["01;rm", "sub-0_1", "../02", "a b"])
+def test_bids_app_labels_follow_the_import_rule(tmp_path, capsys, label):
+    from ironmap.io.dicom import DicomImportError
+    from ironmap.workflows.import_dicom import bids_label
+
+    bids = _failing_bids(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(bids), str(tmp_path / "out"), "participant", "--participant-label", label])
+    assert exit_info.value.code == 2
+    assert "letters and digits only" in capsys.readouterr().err
+    with pytest.raises(DicomImportError, match="letters and digits only"):
+        bids_label(label, "sub")
+    assert not (tmp_path / "out").exists()

@@ -15,6 +15,18 @@ def _strip(prefix: str, values) -> tuple[str, ...]:
     return tuple(v[len(prefix):] if v.startswith(prefix) else v for v in (values or ()))
 
 
+def _label(prefix: str):
+    """argparse type: a BIDS label (letters and digits, the rule import-dicom applies)."""
+    from ironmap.io.labels import bids_label
+
+    def parse(value: str) -> str:
+        try:
+            return bids_label(value, prefix)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The analysis-level parser; options map 1:1 onto :class:`RunConfig`."""
     p = argparse.ArgumentParser(
@@ -25,9 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("bids_dir", type=Path, help="the BIDS dataset (raw data)")
     p.add_argument("output_dir", type=Path, help="where the derivative dataset is written")
     p.add_argument("analysis_level", choices=["participant", "group"])
-    p.add_argument("--participant-label", nargs="+", default=[],
+    p.add_argument("--participant-label", nargs="+", default=[], type=_label("sub"),
                    help="participants to process (with or without 'sub-'); default: all")
-    p.add_argument("--session-label", nargs="+", default=[],
+    p.add_argument("--session-label", nargs="+", default=[], type=_label("ses"),
                    help="sessions to process (with or without 'ses-'); default: all")
     g = p.add_argument_group("participant level")
     g.add_argument("--masks", nargs="+", type=Path, default=[],
