@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -467,3 +468,82 @@ def test_bids_app_labels_follow_the_import_rule(tmp_path, capsys, label):
     with pytest.raises(DicomImportError, match="letters and digits only"):
         bids_label(label, "sub")
     assert not (tmp_path / "out").exists()
+
+
+# --- the participant level: each broken participant fails alone, nothing earlier is lost -------
+
+#: participant -> expected words in its logs/failures.tsv error
+BROKEN = {
+    "sub-201": r"sub-201_echo-2_part-mag_MEGRE\.nii\.gz: header claims 1600x1600x1600 voxels "
+               r"of int16",
+    "sub-202": r"sub-202_echo-1_part-mag_MEGRE\.nii\.gz: no orientation",
+    "sub-203": r"sub-203_echo-1_part-mag_MEGRE\.json: a JSON sidecar must be a JSON object",
+    "sub-204": r"sub-204_echo-1_part-mag_MEGRE\.nii\.gz: .*EchoTime 0\.5 s is not shorter than "
+               r"RepetitionTime 0\.03 s",
+    "sub-205": r"sub-205_label-lesion_mask\.nii\.gz: lesion mask has negative values",
+}
+
+
+def _clone_subject(roots, src: str, dst: str) -> None:
+    for root in roots:
+        for path in sorted((root / src / "anat").iterdir()):
+            target = root / dst / "anat" / path.name.replace(src, dst)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if path.suffix in (".json", ".tsv"):
+                target.write_text(path.read_text().replace(src, dst))
+            else:
+                target.write_bytes(path.read_bytes())
+
+
+def _break_subjects(bids: Path, masks: Path) -> None:
+    import nibabel as nib
+    import numpy as np
+
+    def echo(sub, k, ext=".nii.gz"):
+        return bids / sub / "anat" / f"{sub}_echo-{k}_part-mag_MEGRE{ext}"
+
+    write_bomb(echo("sub-201", 2))
+    img = nib.load(echo("sub-202", 1))
+    nib.Nifti1Image(np.asarray(img.dataobj), None).to_filename(echo("sub-202", 1))
+    echo("sub-203", 1, ".json").write_text("[1, 2, 3]")
+    echo("sub-204", 1, ".json").write_text('{"EchoTime": 0.5, "RepetitionTime": 0.03}')
+    lesion = masks / "sub-205" / "anat" / "sub-205_label-lesion_mask.nii.gz"
+    img = nib.load(lesion)
+    data = np.asarray(img.dataobj).astype(np.int16)
+    assert data.max() > 0
+    nib.Nifti1Image(-data, img.affine).to_filename(lesion)
+
+
+@pytest.mark.slow
+def test_broken_participants_fail_alone_and_earlier_results_stay(tmp_path):
+    from ironmap.io.tables import read_tsv
+    from ironmap.workflows.simulate import simulate_cohort
+
+    sim = simulate_cohort(tmp_path / "sim", subjects_per_group={"RRMS": 1}, sites=1,
+                          preset="fast", voxel_size={"MEGRE": 4.0, "T1w": 4.0, "FLAIR": 4.0})
+    bids, masks, out = Path(sim.bids_dir), Path(sim.masks_dir), tmp_path / "out"
+    for sub in BROKEN:
+        _clone_subject((bids, masks), "sub-001", sub)
+    table = bids / "participants.tsv"
+    lines = table.read_text().splitlines()
+    table.write_text("\n".join([*lines, *(lines[1].replace("sub-001", s) for s in BROKEN)])
+                     + "\n")
+    args = [str(bids), str(out), "participant", "--masks", str(masks), "-q"]
+    assert main([*args, "--participant-label", "201"]) == 0  # earlier, complete results
+    earlier = _tree(out / "sub-201")
+    assert earlier
+    _break_subjects(bids, masks)
+    t0 = time.monotonic()
+    assert main(args) == 3
+    seconds = time.monotonic() - t0
+    failures = read_tsv(out / "logs" / "failures.tsv").set_index("participant_id")
+    assert sorted(failures.index) == sorted(BROKEN)
+    for sub, pattern in BROKEN.items():
+        error = failures.loc[sub, "error"]
+        assert re.search(pattern, error) and "\n" not in error, (sub, error)
+    regions = read_tsv(out / "group" / "regional_r2star.tsv")
+    assert set(regions["participant_id"]) == {"sub-001"}  # the healthy one finished
+    assert _tree(out / "sub-201") == earlier  # nothing earlier lost or overwritten
+    assert (out / "logs" / "manifests" / "sub-201.json").exists()
+    assert not (out / ".ironmap-staging").exists() and not (out / ".ironmap.lock.json").exists()
+    assert seconds < 600
