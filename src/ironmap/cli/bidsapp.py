@@ -16,6 +16,18 @@ def _strip(prefix: str, values) -> tuple[str, ...]:
     return tuple(v[len(prefix):] if v.startswith(prefix) else v for v in (values or ()))
 
 
+def _label(prefix: str):
+    """argparse type: a BIDS label (letters and digits, the rule import-dicom applies)."""
+    from ironmap.io.labels import bids_label
+
+    def parse(value: str) -> str:
+        try:
+            return bids_label(value, prefix)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The analysis-level parser; options map 1:1 onto :class:`RunConfig`."""
     p = argparse.ArgumentParser(
@@ -26,9 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("bids_dir", type=Path, help="the BIDS dataset (raw data)")
     p.add_argument("output_dir", type=Path, help="where the derivative dataset is written")
     p.add_argument("analysis_level", choices=["participant", "group"])
-    p.add_argument("--participant-label", nargs="+", default=[],
+    p.add_argument("--participant-label", nargs="+", default=[], type=_label("sub"),
                    help="participants to process (with or without 'sub-'); default: all")
-    p.add_argument("--session-label", nargs="+", default=[],
+    p.add_argument("--session-label", nargs="+", default=[], type=_label("ses"),
                    help="sessions to process (with or without 'ses-'); default: all")
     g = p.add_argument_group("participant level")
     g.add_argument("--masks", nargs="+", type=Path, default=[],
@@ -57,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--dask-scheduler", default=None,
                    help="address of an existing Dask scheduler, e.g. tcp://127.0.0.1:8786")
     g.add_argument("--work-dir", type=Path, default=None, help="scratch folder")
+    g.add_argument("--max-image-gb", type=float, default=2.0,
+                   help="memory ceiling per participant: its images as float32 may hold at "
+                   "most this many GiB (default 2; peak memory is several times this)")
     g.add_argument("--overwrite", action="store_true",
                    help="recompute participants even when their outputs are up to date")
     h = p.add_argument_group("group level")
@@ -105,6 +120,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         fdr=args.fdr,
         per_site_agecorr=args.per_site_agecorr,
         report=args.report,
+        max_image_gb=args.max_image_gb,
     )
 
 
@@ -117,6 +133,10 @@ def validate_dirs(cfg: RunConfig) -> str | None:
     out, raw = cfg.output_dir, cfg.bids_dir
     if out == raw:
         return "OUTPUT_DIR must differ from BIDS_DIR"
+    from ironmap.io.outdir import output_dir_problem
+
+    if (problem := output_dir_problem(out, raw, cfg.masks)) is not None:
+        return problem
     if raw in out.parents and (raw / "derivatives") not in (out, *out.parents):
         return (f"{out}: OUTPUT_DIR inside the raw BIDS tree is refused; "
                 f"use {raw / 'derivatives' / 'ironmap'} or a folder outside it")
@@ -124,12 +144,26 @@ def validate_dirs(cfg: RunConfig) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the requested analysis level."""
+    """Run the requested analysis level, holding the OUTPUT_DIR lock (one run at a time)."""
+    import sys
+
+    from ironmap.io.lock import AlreadyRunningError, output_lock
+    from ironmap.workflows.participant import STAGING
+
     cfg = config_from_args(args)
     problem = validate_dirs(cfg)
     if problem:
         log.error(problem)
         return 2
+    try:
+        with output_lock(cfg.output_dir, command=" ".join(sys.argv), scratch=(STAGING,)):
+            return _run_level(cfg)
+    except AlreadyRunningError as exc:
+        log.error("%s", exc)
+        return 2
+
+
+def _run_level(cfg: RunConfig) -> int:
     if cfg.analysis_level == "participant":
         from ironmap.workflows.participant import run_participant_level
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import logging
+import signal
 import sys
 import warnings
 from importlib import import_module
@@ -118,11 +119,39 @@ def main(argv: list[str] | None = None) -> int:
         add_common(parser)
         args = parser.parse_args(argv)
     setup_logging(args.verbose - args.quiet)
+    previous = _exit_on_sigterm()
     try:
         return int(module.run(args))
     except KeyboardInterrupt:
         logging.getLogger("ironmap").error("interrupted")
         return 130
+    except OSError as exc:  # read-only or full disk, a path under a file: one line
+        logging.getLogger("ironmap").error("%s", os_error_line(exc))
+        logging.getLogger("ironmap").debug("details", exc_info=True)
+        return EXIT_FAILURE
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate(signum, frame):  # noqa: ARG001 - signal handler signature
+    raise SystemExit(128 + signum)
+
+
+def _exit_on_sigterm():
+    """SIGTERM -> SystemExit, so that ``finally`` blocks remove scratch files and release the
+    OUTPUT_DIR lock; returns the previous handler (None off the main thread)."""
+    try:
+        return signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread
+        return None
+
+
+def os_error_line(exc: OSError) -> str:
+    """``<file>: <reason>`` of a file-system error, in one line."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    where = exc.filename if exc.filename is not None else ""
+    return " ".join(f"{where}: {reason}".strip(": ").split())
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,7 +12,6 @@ Image headers are read only later, per participant (:func:`resolve_mask_space`).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -22,7 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from ironmap.core.sequence import sequence_problems
 from ironmap.io.nifti import ImageError, load_image
+from ironmap.io.readers import InputError, read_json_object
 from ironmap.io.tables import read_tsv
 
 log = logging.getLogger(__name__)
@@ -31,10 +32,6 @@ IMAGE_EXTS = (".nii.gz", ".nii")
 #: mask spaces tried, in order, when a mask has no ``SpatialReference`` (the seed study outlined
 #: lesions and deep grey matter on FLAIR)
 SPACE_ORDER = ("FLAIR", "T1w", "MEGRE")
-
-
-class InputError(ValueError):
-    """A participant's input that cannot be processed (message names file and problem)."""
 
 
 @dataclass(frozen=True)
@@ -116,10 +113,7 @@ def parse_entities(name: str) -> tuple[dict[str, str], str, str]:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: invalid JSON sidecar ({exc})") from exc
+    return read_json_object(path)
 
 
 def inherited_metadata(image: Path, root: Path) -> dict[str, Any]:
@@ -208,6 +202,12 @@ def find_echoes(anat: Path, root: Path) -> tuple[tuple[EchoFile, ...], list[str]
             continue
         if te > 1.0:
             problems.append(f"{path}: EchoTime {te} looks like milliseconds; BIDS uses seconds")
+            continue
+        errors, warnings = sequence_problems(meta)
+        for text in warnings:
+            log.warning("%s: %s", path, text)
+        if errors:
+            problems.append(f"{path}: {'; '.join(errors)}")
             continue
         echoes.append(EchoFile(path, float(te), ents.get("echo", "")))
     echoes.sort(key=lambda e: e.echo_time)

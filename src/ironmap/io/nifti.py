@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,8 @@ import nibabel as nib
 import numpy as np
 
 from ironmap.io.atomic import atomic_path, write_json
+from ironmap.io.readers import read_json_object
+from ironmap.io.sanity import HeaderError, check_header
 
 
 class ImageError(ValueError):
@@ -42,11 +43,15 @@ def load_image(path: str | os.PathLike) -> nib.Nifti1Image:
         img = nib.load(str(p))
         if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
             raise ImageError(f"{p}: not a NIfTI image ({type(img).__name__})")
+        check_header(p, img)  # before any voxel is read (claimed size, orientation)
         img.get_fdata(dtype=np.float32)  # forces a full read: truncated files fail here
     except ImageError:
         raise
+    except HeaderError as exc:
+        raise ImageError(str(exc)) from exc
     except Exception as exc:  # nibabel raises many types for broken files
-        raise ImageError(f"{p}: not a readable NIfTI image ({exc})") from exc
+        reason = str(exc).strip() or type(exc).__name__
+        raise ImageError(f"{p}: not a readable NIfTI image ({reason})") from exc
     return img
 
 
@@ -61,10 +66,7 @@ def read_sidecar(image_path: str | os.PathLike) -> dict[str, Any]:
     sc = sidecar_path(image_path)
     if not sc.exists():
         return {}
-    try:
-        return json.loads(sc.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ImageError(f"{sc}: invalid JSON ({exc})") from exc
+    return read_json_object(sc)
 
 
 def save_image(

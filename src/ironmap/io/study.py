@@ -37,7 +37,7 @@
 
 from __future__ import annotations
 
-import json
+import io
 import os
 import tomllib
 from pathlib import Path
@@ -46,6 +46,7 @@ from typing import Any
 import pandas as pd
 
 from ironmap.core.tables import GroupSettings
+from ironmap.io.readers import read_json_object, read_table_text
 from ironmap.io.tables import read_tsv
 
 __all__ = ["DEFAULT_COLUMNS", "read_participants", "read_study_config", "group_settings",
@@ -67,9 +68,10 @@ def read_participants(bids_dir: str | os.PathLike) -> tuple[pd.DataFrame, dict[s
     if not path.exists():
         raise FileNotFoundError(f"{path}: participants.tsv not found (needed for the group "
                                 "level: group, age, sex, site)")
-    df = pd.read_csv(path, sep="\t", dtype=str, na_values=["n/a"], keep_default_na=False)
+    df = pd.read_csv(io.StringIO(read_table_text(path)), sep="\t", dtype=str,
+                     na_values=["n/a"], keep_default_na=False)
     sidecar = path.with_suffix(".json")
-    meta = json.loads(sidecar.read_text(encoding="utf-8")) if sidecar.exists() else {}
+    meta = read_json_object(sidecar, "data dictionary") if sidecar.exists() else {}
     return df, meta
 
 

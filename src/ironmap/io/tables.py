@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from ironmap.io.atomic import write_json, write_text
+from ironmap.io.readers import InputError, read_table_text
 
 
 def tsv_sidecar(path: str | os.PathLike) -> Path:
@@ -40,12 +41,23 @@ def write_tsv(
 
 
 def read_tsv(path: str | os.PathLike, **kwargs) -> pd.DataFrame:
-    """Read a BIDS TSV (``n/a`` -> NaN); ids stay strings."""
+    """Read a BIDS TSV (``n/a`` -> NaN); ids stay strings.
+
+    Raises
+    ------
+    InputError
+        Naming the file (and line) when it is not a well-formed table.
+    """
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"{p}: table not found")
-    return pd.read_csv(p, sep="\t", na_values=["n/a"], keep_default_na=False,
-                       dtype={"participant_id": str, "session_id": str}, **kwargs)
+    text = read_table_text(p)  # encoding, ragged rows, quotes: InputError naming the line
+    try:
+        return pd.read_csv(_io.StringIO(text), sep="\t", na_values=["n/a"],
+                           keep_default_na=False,
+                           dtype={"participant_id": str, "session_id": str}, **kwargs)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
+        raise InputError(f"{p}: not a readable TSV table ({exc})") from exc
 
 
 def read_dictionary(path: str | os.PathLike) -> dict[str, Any]:

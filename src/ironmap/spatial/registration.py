@@ -413,6 +413,9 @@ def save_transform(reg, path) -> Path:
             ants.write_transform(tx, tmp)
         else:
             Path(tmp).write_text(format_itk_text(matrix), encoding="ascii")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; same mode as every other output
         os.replace(tmp, p)
     finally:
         if os.path.exists(tmp):

@@ -44,6 +44,7 @@ class RunConfig:
     per_site_agecorr: bool = False
     report: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
+    max_image_gb: float = 2.0  # ceiling on a participant's images as float32 (GiB)
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict (paths as strings)."""

@@ -202,10 +202,14 @@ def _read_inputs(cfg, settings, columns, notes):
     regional = _one_session(regional, cfg, "regional_r2star.tsv", notes)
     unknown = sorted(set(regional["participant_id"]) - set(subjects["participant_id"]))
     excluded = {i.participant_id for i in issues if i.action == "excluded"}
-    for pid in unknown:
-        if pid not in excluded:
-            issues.append(Issue(pid, "participant_id", "has R2* values but no row in "
-                                "participants.tsv", "excluded"))
+    dropped = [pid for pid in unknown if pid not in excluded]
+    for pid in dropped:
+        issues.append(Issue(pid, "participant_id", "has R2* values but no row in "
+                            "participants.tsv", "excluded"))
+    if dropped:
+        log.warning("%s: %d processed participant(s) have no row there and are left out of "
+                    "the group statistics: %s", Path(cfg.bids_dir) / "participants.tsv",
+                    len(dropped), ", ".join(dropped))
     without = sorted(set(subjects["participant_id"]) - set(regional["participant_id"]))
     if without:
         notes.append(f"{len(without)} participant(s) in participants.tsv have no regional "

@@ -14,7 +14,6 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +24,9 @@ import pandas as pd
 
 from ironmap import __version__
 from ironmap.core import deid, protocol
-from ironmap.io import dicom
+from ironmap.io import dicom, labels
 from ironmap.io.atomic import OutputExistsError, write_json, write_text
+from ironmap.io.scratch import scratch_dir
 from ironmap.io.tables import read_tsv, write_tsv
 
 log = logging.getLogger(__name__)
@@ -60,13 +60,10 @@ class ImportResult:
 
 def bids_label(value: str, prefix: str) -> str:
     """``sub-01``/``01`` -> ``01``; refuses labels that are not alphanumeric."""
-    label = str(value)
-    if label.startswith(prefix + "-"):
-        label = label[len(prefix) + 1:]
-    if not re.fullmatch(r"[A-Za-z0-9]+", label):
-        raise dicom.DicomImportError(f"invalid {prefix} label {value!r}: letters and digits "
-                                     "only (BIDS)")
-    return label
+    try:
+        return labels.bids_label(value, prefix)
+    except ValueError as exc:
+        raise dicom.DicomImportError(str(exc)) from None
 
 
 def import_dicom(dicom_dir: str | os.PathLike, bids_dir: str | os.PathLike,
@@ -92,7 +89,9 @@ def import_dicom(dicom_dir: str | os.PathLike, bids_dir: str | os.PathLike,
     overwrite : bool
         Replace an existing ``anat`` folder of this participant/session.
     work_dir : path, optional
-        Where the temporary conversion folder goes (system temp folder by default).
+        Where the temporary conversion folder goes (default: ``bids_dir/.ironmap-work``,
+        so that decompressed DICOMs never land in the system temp folder; a folder left by
+        a killed run is removed by the next import).
 
     Raises
     ------
@@ -112,7 +111,7 @@ def import_dicom(dicom_dir: str | os.PathLike, bids_dir: str | os.PathLike,
         raise dicom.DicomImportError(f"invalid site label {site!r}: letters, digits, - and _")
     smap = dicom.read_series_map(Path(series_map)) if series_map else []
     notes: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="ironmap-import-", dir=work_dir) as work:
+    with scratch_dir(work_dir if work_dir is not None else bids_dir) as work:
         if dicom_dir in Path(work).resolve().parents:
             raise dicom.DicomImportError("the work folder must not be inside the DICOM folder")
         in_dir = dicom.prepare_input(dicom_dir, Path(work))

@@ -18,7 +18,9 @@ import datetime as _dt
 import logging
 import os
 import shutil
+import socket
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,6 +69,7 @@ class SubjectTask:
 
     subject: SubjectInputs
     cfg: RunConfig
+    run_id: str = ""  # this run's staging folder: two runs never share one
 
 
 # ------------------------------------------------------------------------------------------
@@ -116,7 +119,7 @@ def process_subject(task: SubjectTask) -> dict[str, Any]:
                               "session_id": subject.session_id, "label": subject.label}
     t0 = time.monotonic()
     handler = _subject_log(out, subject)
-    stage = out / STAGING / subject.label
+    stage = out / STAGING / task.run_id / subject.label
     try:
         inputs = subject_inputs_hash(subject, cfg)
         params = subject_parameters(cfg)
@@ -213,15 +216,17 @@ def run_participant_level(cfg: RunConfig) -> int:
     out = Path(cfg.output_dir)
     _start_run(cfg, out)
     log.info("participant level: %d participant(s)/session(s)", len(subjects))
-    tasks = [SubjectTask(s, cfg) for s in subjects]
+    run_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tasks = [SubjectTask(s, cfg, run_id) for s in subjects]
     results = run_tasks_for(tasks, cfg)
     results = [_as_record(r, s) for r, s in zip(results, subjects, strict=True)]
     write_group_tables(cfg, results + earlier_results(out, {r["label"] for r in results}))
     failed = write_failures(out, results)
-    try:  # each participant removed its own staging folder; other runs may still use theirs
-        (out / STAGING).rmdir()
-    except OSError:
-        pass
+    for folder in (out / STAGING / run_id, out / STAGING):
+        try:  # each participant removed its own staging folder; other runs may use theirs
+            folder.rmdir()
+        except OSError:
+            pass
     return _summarise(results, failed)
 
 
@@ -316,11 +321,23 @@ def write_group_tables(cfg: RunConfig, records: list[dict[str, Any]]) -> list[Pa
 
 
 def write_failures(out: Path, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``logs/failures.tsv`` (participant_id, session_id, error); returns the failed records."""
+    """``logs/failures.tsv`` (participant_id, session_id, error); returns the failed records.
+
+    Failures recorded by earlier runs for participants this run did not process are kept, so
+    a run over other participants never hides them.
+    """
     failed = [r for r in records if r["status"] == "failed"]
     table = pd.DataFrame([{**_ids(r), "error": r["error"]} for r in failed],
                          columns=["participant_id", "session_id", "error"])
-    write_tsv(table, out / "logs" / "failures.tsv", {
+    path = out / "logs" / "failures.tsv"
+    if path.exists():
+        earlier = read_tsv(path)
+        labels = earlier["participant_id"] + earlier["session_id"].map(
+            lambda s: f"_{s}" if isinstance(s, str) and s else "")
+        earlier = earlier[~labels.isin({r["label"] for r in records})]
+        if len(earlier):
+            table = pd.concat([earlier, table], ignore_index=True)
+    write_tsv(table, path, {
         **GROUP_DICTIONARIES["ids"],
         "error": {"Description": "Why the participant failed (see logs/<participant>.log)"}})
     return failed

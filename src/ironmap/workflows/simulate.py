@@ -105,18 +105,39 @@ def _check_sites(sites) -> int:
     return int(sites)
 
 
+#: written by :func:`prepare_out_dir` into every folder ``ironmap simulate`` writes; only a
+#: folder that has it is ever cleared by ``--overwrite``
+MARKER = ".ironmap-simulate.json"
+_REPLACED = ("bids", "truth")
+
+
 def prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
-    """Refuse a non-empty ``out_dir`` unless ``overwrite`` (then clear what we write)."""
+    """Refuse a non-empty ``out_dir`` unless ``overwrite``; then replace only what we wrote.
+
+    ``bids/`` and ``truth/`` are removed only when ``out_dir`` holds the :data:`MARKER` that an
+    earlier ``ironmap simulate`` left there; a folder without it is never cleared.
+    """
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputExistsError(f"{out_dir}: exists and is not a folder")
     if out_dir.is_dir() and any(out_dir.iterdir()):
         if not overwrite:
             raise OutputExistsError(f"{out_dir}: folder is not empty; pass --overwrite to "
                                     "replace a simulated cohort there")
-        for name in ("bids", "truth"):
-            if (out_dir / name).is_dir():
+        present = [name for name in _REPLACED if (out_dir / name).exists()]
+        if present and not (out_dir / MARKER).is_file():
+            raise OutputExistsError(
+                f"{out_dir}: holds {' and '.join(n + '/' for n in present)} but no {MARKER} "
+                "marker, so it was not written by `ironmap simulate`; --overwrite replaces "
+                "only a simulated cohort: nothing was removed, choose a new or empty folder")
+        for name in present:
+            if (out_dir / name).is_dir() and not (out_dir / name).is_symlink():
                 shutil.rmtree(out_dir / name)
+            else:
+                (out_dir / name).unlink()
     out_dir.mkdir(parents=True, exist_ok=True)
+    write_json(out_dir / MARKER, {"GeneratedBy": [{"Name": "ironmap simulate",
+                                                   "Version": __version__}],
+                                  "Replaces": [f"{n}/" for n in _REPLACED]})
 
 
 def simulate_cohort(out_dir, *, subjects_per_group=4, sites: int = 2, echoes: int = 2,

@@ -33,6 +33,7 @@ import pandas as pd
 from ironmap.io.bids import InputError, MaskFile, SubjectInputs, resolve_mask_space
 from ironmap.io.nifti import load_image, save_image
 from ironmap.io.outputs import derivative_path, subject_dir
+from ironmap.io.sanity import check_mask_values, check_memory
 from ironmap.io.tables import write_tsv
 from ironmap.workflows.config import RunConfig
 
@@ -231,6 +232,8 @@ def choose_masks(subject: SubjectInputs) -> dict[str, tuple[MaskFile, str] | Non
     for key, masks, what in (("dseg", subject.dsegs, "deep-GM label"),
                              ("lesion", subject.lesion_masks, "lesion mask")):
         mask = _pick(masks, what, subject.label)
+        if mask is not None and key == "lesion":
+            check_mask_values(np.asarray(load_image(mask.path).dataobj), mask.path, what)
         chosen[key] = None if mask is None else (mask, resolve_mask_space(mask, subject))
     return chosen
 
@@ -389,6 +392,7 @@ def analyse(subject: SubjectInputs, cfg: RunConfig, stage: Path) -> dict[str, An
         raise InputError(f"{subject.label}: no FLAIR image (*_FLAIR.nii[.gz]) in the raw "
                          "dataset, but lesion masks exist: lesions and T2 lesion load are "
                          "measured on the FLAIR")
+    check_memory(subject.input_files(), cfg.max_image_gb, subject.label)  # headers only
     chosen = choose_masks(subject)
     images = load_images(subject)
     fit, r2img = fit_and_write(images, subject, cfg, stage)

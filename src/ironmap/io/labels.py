@@ -1,0 +1,28 @@
+"""The BIDS label rule (``sub-<label>``, ``ses-<label>``: letters and digits only), in one place.
+
+Used by ``import-dicom`` and by the BIDS-App's ``--participant-label``/``--session-label`` at
+parse time, so that a label one command refuses is refused by the other too. Light on purpose
+(no numpy/nibabel): the command-line parser imports it.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["bids_label"]
+
+_LABEL = re.compile(r"[A-Za-z0-9]+")
+
+
+def bids_label(value: str, prefix: str) -> str:
+    """``sub-01``/``01`` -> ``01``; ValueError for labels that are not alphanumeric.
+
+    >>> bids_label("sub-01", "sub")
+    '01'
+    """
+    label = str(value)
+    if label.startswith(prefix + "-"):
+        label = label[len(prefix) + 1:]
+    if not _LABEL.fullmatch(label):
+        raise ValueError(f"invalid {prefix} label {value!r}: letters and digits only (BIDS)")
+    return label
