@@ -167,7 +167,7 @@ def test_methods_from_what_ran(study):
     methods = text[text.index('id="methods"'):]
     assert "two-point closed form" in methods  # from the R2* map's sidecar
     assert "4.92, 24.60 ms" in methods
-    assert "affine transform" in methods and "eroded by 1 voxel" in methods
+    assert "affine (12-parameter) transform" in methods and "eroded by 1 voxel" in methods
     ref = json.loads((cfg.output_dir / "group" / "stats.json").read_text())["reference_age"]
     assert f"reference age of {ref:.1f} years" in methods  # from stats.json
     assert f"numpy {np.__version__}" in methods and f"pandas {pd.__version__}" in methods

@@ -93,6 +93,32 @@ def read_study_config(path: str | os.PathLike | None) -> dict[str, Any]:
     return data
 
 
+_TRUE = {"true", "yes", "on", "1", "bh", "fdr_bh", "benjamini-hochberg", "fdr"}
+_FALSE = {"false", "no", "off", "0", "none", "", "n/a", "null"}
+
+
+def parse_flag(value: Any, what: str = "setting") -> bool:
+    """A yes/no setting from JSON/TOML/CLI: ``"none"``, ``"false"``, ``"off"`` are False.
+
+    Raises
+    ------
+    ValueError
+        For a string that is neither (e.g. a typo), so that it is never read as "on".
+    """
+    if value is None:
+        return False
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)):
+        return bool(value) and value == value  # NaN is off
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(f"{what}: cannot read {value!r} as on/off (use true or false)")
+
+
 def group_settings(study: dict[str, Any], *, control_label: str = "HC",
                    group_column: str = "group", reference_age: float | None = None,
                    fdr: bool = False, per_site: bool = False
@@ -115,7 +141,7 @@ def group_settings(study: dict[str, Any], *, control_label: str = "HC",
         correlation_method=stats.get("correlation", defaults.correlation_method),
         p_enter=float(stats.get("p_enter", defaults.p_enter)),
         p_remove=float(stats.get("p_remove", defaults.p_remove)),
-        fdr=fdr or bool(stats.get("fdr", False)),
+        fdr=fdr or parse_flag(stats.get("fdr", False), "study.toml [stats] fdr"),
         site_covariate=bool(stats.get("site_covariate", False)),
         mixed_model=bool(stats.get("mixed_model", True)),
         min_controls=int(agec.get("min_controls", defaults.min_controls)),

@@ -1,16 +1,23 @@
-"""A methods paragraph generated from what actually ran, with references.
+"""A methods paragraph generated from one structured record of what ran, with references.
 
-Everything in the text comes from the run: the :class:`~ironmap.workflows.config.RunConfig`
-written to ``logs/``, the R2* map sidecars (estimator, echo times), the age-model table and
-``stats.json`` (tests, conventions, thresholds), and the installed library versions.
+The record (:func:`methods_record`) is written by the group level into ``group/stats.json``
+(key ``"methods"``) and the report reads it back: the text says only what the record says.
+It holds the R2* estimator and echo times (from the R2* sidecars), the registration model,
+the erosion, where the deep grey-matter and lesion masks came from, the age model used in each
+region, the reference age, the statistical conventions and whether (and how) p-values were
+corrected for multiple comparisons. Unknown values (a new estimator, age model or mask
+source) get a plain sentence naming them, so that new options need no change here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
+
+from ironmap.io.study import parse_flag
 
 #: key -> full reference
 REFERENCES: dict[str, str] = {
@@ -45,14 +52,34 @@ _PACKAGES = (("ironmap", "ironmap"), ("numpy", "numpy"), ("scipy", "scipy"),
              ("antspyx", "antspyx"), ("statsmodels", "statsmodels"), ("nibabel", "nibabel"),
              ("pandas", "pandas"), ("matplotlib", "matplotlib"))
 
-_ESTIMATORS = {
+#: estimator name -> what it is (the methods text)
+ESTIMATORS = {
     "two_point": "the two-point closed form R2* = ln(S(TE1)/S(TE2)) / (TE2 − TE1)",
     "loglinear": "a log-linear least-squares fit of ln S against TE",
     "wls": "a signal-weighted (S²) log-linear least-squares fit",
     "nonlinear": "a nonlinear least-squares fit of S = S0·exp(−R2*·TE)",
     "rician": "a noise-floor-aware (Rician likelihood) fit",
     "arlo": "auto-regression on linear operations (ARLO) [arlo]",
+    "auto": "the estimator chosen automatically from the number of echoes",
 }
+
+#: registration model -> transform named in the text
+REGISTRATIONS = {"rigid": "a rigid (6-parameter) transform",
+                 "affine": "an affine (12-parameter) transform",
+                 "syn": "a nonlinear (SyN) transform"}
+
+#: age model name (``agefit.tsv`` column ``model``) -> its definition in the text
+AGE_MODELS = {
+    "saturation": "the exponential saturation R2* = a·(1 − exp(−b·age)) + c (bounded least "
+                  "squares)",
+    "seed": "the seed study's exponential saturation R2* = a·(1 − exp(−b·age)) + c",
+    "prior": "the exponential saturation R2* = a·(1 − exp(−b·age)) + c with its age constant "
+             "taken from prior literature values",
+    "linear": "a straight line R2* = c + slope·age (ordinary least squares)",
+}
+_SATURATION_LIKE = ("saturation", "seed", "prior")
+#: requested settings under which a linear or missing model is a fallback
+_AUTOMATIC = (None, "", "auto", "saturation", "seed")
 
 
 @dataclass
@@ -62,6 +89,7 @@ class Methods:
     paragraphs: list[str] = field(default_factory=list)
     references: list[tuple[str, str]] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=dict)
+    record: dict[str, Any] = field(default_factory=dict)
 
 
 def library_versions() -> dict[str, str]:
@@ -79,92 +107,294 @@ def library_versions() -> dict[str, str]:
     return out
 
 
+# ---------------------------------------------------------------------------------------------
+# the record
+# ---------------------------------------------------------------------------------------------
+
+def fdr_setting(value: Any) -> dict[str, Any]:
+    """``{"applied": bool, "method": str | None}`` from a setting (bool or method name)."""
+    if isinstance(value, Mapping):
+        applied = parse_flag(value.get("applied"))
+        return {"applied": applied, "method": value.get("method") if applied else None}
+    try:
+        applied = parse_flag(value)
+    except ValueError:  # a method name, e.g. "by"
+        return {"applied": True, "method": str(value)}
+    return {"applied": applied, "method": "benjamini-hochberg" if applied else None}
+
+
+def source_kind(sources: Sequence[str] | None) -> str:
+    """Kind of a mask from its sidecar ``Sources``: ``rater``, ``atlas``, ``automatic``, ...
+
+    A file (``file:``/``bids:`` URI or path) supplied with the data is a rater mask;
+    ``atlas:NAME`` an atlas propagation; any other ``kind:detail`` entry names its kind;
+    no ``Sources`` at all is ``unrecorded``.
+    """
+    items = [str(s) for s in (sources or []) if str(s).strip()]
+    if not items:
+        return "unrecorded"
+    first = items[0]
+    scheme = first.split(":", 1)[0].lower() if ":" in first else ""
+    if scheme in ("", "file", "bids", "http", "https") or len(scheme) == 1:  # 1: drive letter
+        return "rater"
+    return scheme
+
+
+def methods_record(config: Mapping[str, Any], *, r2star_sidecar: Mapping[str, Any] | None = None,
+                   agefit: Any = None, settings: Mapping[str, Any] | None = None,
+                   reference_age: float | None = None,
+                   sources: Mapping[str, Mapping[str, int]] | None = None,
+                   atlas: str | None = None) -> dict[str, Any]:
+    """The structured record of what ran, from which the methods text is written.
+
+    Parameters
+    ----------
+    config : mapping
+        The run configuration (``RunConfig.to_json()``, with the participant level's recorded
+        ``method``, ``registration``, ``erosion_voxels``, ``volumes``, ``atlas``).
+    r2star_sidecar : mapping, optional
+        Sidecar of one R2* map (``EstimationMethod``, ``EchoTime`` in s).
+    agefit : DataFrame, optional
+        ``agefit.tsv``; the bilateral rows pooled over sites give the model per region.
+    settings : mapping, optional
+        The group settings (``stats.json`` ``settings``).
+    reference_age : float, optional
+        Reference age of the age correction (years).
+    sources : mapping, optional
+        ``{"masks": {kind: n_participants}, "lesions": {kind: n_participants}}``.
+    atlas : str, optional
+        Atlas name when labels came from an atlas.
+
+    Returns
+    -------
+    dict
+        JSON-ready record (see ``docs/report.md``).
+    """
+    st = dict(settings or {})
+    r2 = dict(r2star_sidecar or {})
+    tes = r2.get("EchoTime")
+    tes = [float(t) for t in tes] if isinstance(tes, list) else None
+    src = {k: dict(v) for k, v in (sources or {}).items()}
+    fdr = fdr_setting(st.get("fdr", config.get("fdr")))
+    return {
+        "r2star": {"estimator": str(r2.get("EstimationMethod") or config.get("method")
+                                    or "auto"),
+                   "echo_times_s": tes},
+        "registration": {"model": str(config.get("registration", "affine")), "tool": "ANTs"},
+        "erosion_voxels": int(config.get("erosion_voxels", 1) or 0),
+        "masks_source": _dominant(src.get("masks")),
+        "masks_sources": src.get("masks", {}),
+        "atlas": atlas or (str(config["atlas"]).rstrip("/").rsplit("/", 1)[-1]
+                           if config.get("atlas") else None),
+        "lesions_source": _dominant(src.get("lesions")),
+        "lesions_sources": src.get("lesions", {}),
+        "volumes": bool(config.get("volumes", False)),
+        "age_model": {
+            "requested": st.get("age_model"),
+            "reference_age_years": reference_age if _is_number(reference_age) else None,
+            "per_site": bool(st.get("per_site", config.get("per_site_agecorr", False))),
+            "control_label": str(st.get("control", config.get("control_label", "HC"))),
+            "group_column": str(config.get("group_column", "group")),
+            "regions": region_models(agefit),
+        },
+        "fdr": fdr,
+        "alpha": st.get("alpha", 0.05), "p_enter": st.get("p_enter", 0.05),
+        "p_remove": st.get("p_remove", 0.10),
+        "normality_alpha": st.get("normality_alpha", 0.05),
+        "correlation_method": st.get("correlation_method", "auto"),
+        "mixed_model": bool(st.get("mixed_model", True)),
+        "site_covariate": bool(st.get("site_covariate", False)),
+    }
+
+
+def _dominant(counts: Mapping[str, int] | None) -> str:
+    """One kind when all participants agree, ``mixed`` otherwise, ``none`` without any."""
+    kinds = [k for k, n in (counts or {}).items() if n]
+    if not kinds:
+        return "none"
+    return kinds[0] if len(kinds) == 1 else "mixed"
+
+
+def region_models(agefit: Any) -> dict[str, str]:
+    """Region -> age model of the bilateral, all-sites rows of ``agefit.tsv``."""
+    if agefit is None or not hasattr(agefit, "columns") or "model" not in agefit.columns:
+        return {}
+    rows = agefit
+    if "hemisphere" in rows.columns:
+        rows = rows[rows["hemisphere"].astype(str) == "bilateral"]
+    if "site" in rows.columns:
+        rows = rows[rows["site"].astype(str) == "all"]
+    return {str(r): str(m) for r, m in zip(rows["region"], rows["model"], strict=True)}
+
+
+# ---------------------------------------------------------------------------------------------
+# the text
+# ---------------------------------------------------------------------------------------------
+
+def _is_number(value: Any) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def _fmt_te(echo_times: list[float] | None) -> str:
     if not echo_times:
         return "echo times as recorded in the BIDS sidecars"
     return "echo times " + ", ".join(f"{t * 1e3:.2f}" for t in echo_times) + " ms"
 
 
-def _r2star_paragraph(config: Mapping[str, Any], r2: Mapping[str, Any]) -> str:
-    method = str(r2.get("EstimationMethod") or config.get("method") or "auto")
-    est = _ESTIMATORS.get(method, f"the '{method}' estimator")
-    tes = r2.get("EchoTime")
-    n_echo = len(tes) if isinstance(tes, list) else None
-    echo_part = f"{n_echo} echoes, " if n_echo else ""
+def _r2star_paragraph(rec: Mapping[str, Any], version: str) -> str:
+    r2 = rec.get("r2star") or {}
+    method = str(r2.get("estimator") or "auto")
+    est = ESTIMATORS.get(method, f"the '{method}' estimator")
+    tes = r2.get("echo_times_s")
+    echo_part = f"{len(tes)} echoes, " if tes else ""
     return (f"R2* maps were computed voxel-wise from the magnitude multi-echo gradient-echo "
-            f"images ({echo_part}{_fmt_te(tes if isinstance(tes, list) else None)}) with {est}, "
-            f"using ironmap {config.get('_version', '')} [seed]. Voxels whose fit failed or was "
-            f"flagged (non-positive signal, no decay, noise floor, out of range) were set to "
-            f"missing and excluded from regional statistics.").replace("  ", " ")
+            f"images ({echo_part}{_fmt_te(tes)}) with {est}, using ironmap {version} [seed]. "
+            f"Voxels whose fit failed or was flagged (non-positive signal, no decay, noise "
+            f"floor, out of range) were set to missing and excluded from regional statistics.")
 
 
-def _registration_paragraph(config: Mapping[str, Any], versions: Mapping[str, str]) -> str:
-    model = config.get("registration", "affine")
-    erosion = int(config.get("erosion_voxels", 1))
-    ero = (f"eroded by {erosion} voxel{'s' if erosion != 1 else ''} (3-D, 6-connected "
-           f"structuring element) on the R2* grid" if erosion else "not eroded")
-    return (f"FLAIR and gradient-echo (first echo) images were registered to the T1-weighted "
-            f"image with a {model} transform using ANTs (antspyx {versions.get('antspyx')}) "
-            f"[ants]; rater masks were carried to the R2* grid by composing the transforms once "
-            f"with label-preserving (nearest-neighbour) interpolation and {ero} before the mean "
-            f"R2* of each region was computed. T2 lesion load was computed as lesion area times "
+def _counts_text(counts: Mapping[str, int], names: Mapping[str, str]) -> str:
+    parts = [f"{names.get(k, f'source {k!r}')} for {_plural(int(n), 'participant')}"
+             for k, n in counts.items() if n]
+    return "; ".join(parts)
+
+
+def masks_sentence(rec: Mapping[str, Any]) -> str:
+    """Where the deep grey-matter masks came from (one sentence)."""
+    kind = str(rec.get("masks_source") or "none")
+    atlas = rec.get("atlas")
+    names = {"rater": "drawn by raters and supplied as a BIDS derivative dataset",
+             "atlas": f"propagated from the atlas{f' {atlas}' if atlas else ''} registered "
+                      "to each participant's T1-weighted image",
+             "automatic": "segmented automatically from each participant's T1-weighted image",
+             "unrecorded": "supplied without a recorded source (no Sources in their sidecars)"}
+    if kind == "none":
+        return ("No deep grey-matter masks were available, so no regional R2* was "
+                "computed.")
+    if kind == "mixed":
+        return ("Deep grey-matter masks were " + _counts_text(rec.get("masks_sources") or {},
+                                                              names) + ".")
+    return f"Deep grey-matter masks were {names.get(kind, f'from source {kind!r}')}."
+
+
+def lesions_sentence(rec: Mapping[str, Any]) -> str:
+    """Where the lesion masks came from, and the lesion load (one or two sentences)."""
+    kind = str(rec.get("lesions_source") or "none")
+    names = {"rater": "drawn by raters and supplied as a BIDS derivative dataset",
+             "automatic": "segmented automatically from each participant's FLAIR image",
+             "unrecorded": "supplied without a recorded source (no Sources in their sidecars)"}
+    if kind == "none":
+        return "No lesion masks were available; lesion R2* and lesion load were not measured."
+    head = (_counts_text(rec.get("lesions_sources") or {}, names) if kind == "mixed"
+            else names.get(kind, f"from source {kind!r}"))
+    return (f"T2 lesion masks were {head}; T2 lesion load was computed as lesion area times "
             f"slice thickness on the FLAIR grid (cm³).")
 
 
-def _age_paragraph(config: Mapping[str, Any], agefit: Any, stats: Mapping[str, Any]) -> str:
-    ref = stats.get("reference_age", config.get("reference_age"))
+def _registration_paragraph(rec: Mapping[str, Any], versions: Mapping[str, str]) -> str:
+    model = str((rec.get("registration") or {}).get("model") or "affine")
+    transform = REGISTRATIONS.get(model.lower(), f"a '{model}' transform")
+    erosion = int(rec.get("erosion_voxels") or 0)
+    ero = (f"eroded by {_plural(erosion, 'voxel')} (3-D, 6-connected structuring element) on "
+           f"the R2* grid" if erosion > 0 else "not eroded")
+    text = (f"FLAIR and gradient-echo (first echo) images were registered to the T1-weighted "
+            f"image with {transform} using ANTs (antspyx {versions.get('antspyx')}) [ants]. "
+            + masks_sentence(rec))
+    if rec.get("masks_source", "none") != "none":
+        text += (" Masks were carried to the R2* grid by composing the transforms once with "
+                 f"label-preserving (nearest-neighbour) interpolation and {ero} before the "
+                 "mean R2* of each region was computed.")
+    return text + " " + lesions_sentence(rec)
+
+
+def _region_list(regions: Sequence[str]) -> str:
+    return ", ".join(str(r).replace("_", " ") for r in regions)
+
+
+def age_model_sentences(rec: Mapping[str, Any]) -> list[str]:
+    """The age-model part of the methods: which model in which region, and the adjustment."""
+    age = rec.get("age_model") or {}
+    regions: Mapping[str, str] = age.get("regions") or {}
+    ref = age.get("reference_age_years")
     ref_txt = f"{float(ref):.1f} years" if _is_number(ref) else "the controls' mean age"
-    n_fit, fallback = None, ""
-    if agefit is not None and hasattr(agefit, "__len__"):
-        n_fit = len(agefit)
-        if "model" in getattr(agefit, "columns", ()):
-            models = agefit["model"].astype(str).value_counts().to_dict()
-            other = {k: v for k, v in models.items() if k != "saturation"}
-            if other:
-                fallback = (" (not identifiable from the controls in " + ", ".join(
-                    f"{v} region{'s' if v != 1 else ''}: {k} model" for k, v in other.items())
-                    + ")")
-    per_site = " separately per site" if config.get("per_site_agecorr") else ""
-    regions = f" in {n_fit} regions{fallback}" if n_fit else ""
-    return (f"Age correction followed the seed study: an exponential saturation "
-            f"R2* = a·(1 − exp(−b·age)) + c was fitted{regions} by bounded least squares on the "
-            f"healthy controls ({config.get('group_column', 'group')} = "
-            f"'{config.get('control_label', 'HC')}') only{per_site} [agecorr], and every "
-            f"participant's R2* was adjusted to the reference age of {ref_txt}. Lesion R2* was "
-            f"not age-corrected.")
+    who = (f"the healthy controls ({age.get('group_column', 'group')} = "
+           f"'{age.get('control_label', 'HC')}') only")
+    pooled = " separately per site" if age.get("per_site") else ", pooled over sites"
+    by_model: dict[str, list[str]] = {}
+    for region, model in regions.items():
+        by_model.setdefault(str(model), []).append(region)
+    if not regions:
+        return [f"Age dependence was modelled on {who}{pooled} [agecorr]; the age-model table "
+                f"was not available, so the model per region is not stated here. R2* was "
+                f"adjusted to the reference age of {ref_txt}."]
+    if set(by_model) == {"none"}:
+        return ["R2* was not age-corrected: no age model could be fitted in any region "
+                f"({_region_list(by_model['none'])})."]
+    automatic = age.get("requested") in _AUTOMATIC
+    parts = []
+    for model, names in by_model.items():
+        if model == "none":
+            continue
+        what = AGE_MODELS.get(model, f"the '{model}' age model")
+        why = (", where the saturation was not identifiable from the controls"
+               if model == "linear" and automatic and set(by_model) - {"linear", "none"}
+               else "")
+        parts.append(f"{what} in {_plural(len(names), 'region')} ({_region_list(names)}){why}")
+    cite = " [agecorr]" if any(m in _SATURATION_LIKE for m in by_model) else ""
+    out = [f"Age dependence of R2* was modelled per region on {who}{pooled}{cite}: "
+           + "; ".join(parts) + "."]
+    out.append("Every participant's R2* was adjusted to the reference age of "
+               f"{ref_txt} along the fitted curve (R2* − f(age) + f(reference age)).")
+    if "none" in by_model:
+        out.append(f"No age model could be fitted in {_plural(len(by_model['none']), 'region')} "
+                   f"({_region_list(by_model['none'])}); their R2* was not age-corrected and "
+                   "they are left out of the group comparisons.")
+    out.append("Lesion R2* was not age-corrected.")
+    return out
 
 
-def _is_number(value: Any) -> bool:
-    try:
-        float(value)
-    except (TypeError, ValueError):
-        return False
-    return True
+def fdr_sentence(rec: Mapping[str, Any]) -> str:
+    """Whether and how p-values were corrected across regions."""
+    fdr = fdr_setting(rec.get("fdr"))
+    if not fdr["applied"]:
+        return "No correction for multiple comparisons across regions was applied."
+    method = str(fdr.get("method") or "benjamini-hochberg")
+    if method.lower() in ("benjamini-hochberg", "bh", "fdr_bh"):
+        return ("p-values were corrected across regions with the Benjamini-Hochberg false "
+                "discovery rate (q-values in the full Table 2) [fdr].")
+    return f"p-values were corrected across regions with the '{method}' method."
 
 
-def _stats_paragraph(config: Mapping[str, Any], stats: Mapping[str, Any],
-                     versions: Mapping[str, str]) -> str:
-    conv = stats.get("conventions") or {}
-    alpha = conv.get("alpha", stats.get("alpha", 0.05))
-    p_enter = conv.get("p_enter", stats.get("p_enter", 0.05))
-    p_remove = conv.get("p_remove", stats.get("p_remove", 0.10))
-    normality = conv.get("normality_test", "a normality test (Shapiro-Wilk)")
-    fdr = bool(config.get("fdr") or conv.get("fdr"))
+def _stats_paragraph(rec: Mapping[str, Any], versions: Mapping[str, str]) -> str:
+    corr = str(rec.get("correlation_method") or "auto")
+    chooser = {"pearson": "Pearson's r", "spearman": "Spearman's ρ"}.get(
+        corr, f"Pearson's r or Spearman's ρ, chosen by the Shapiro-Wilk test (α = "
+              f"{rec.get('normality_alpha', 0.05)})")
+    correlates = ("cortical GM and WM volume, EDSS, disease duration and lesion load"
+                  if rec.get("volumes") else "EDSS, disease duration and lesion load")
     text = (f"Group differences in age-corrected R2* between each phenotype and the controls, "
             f"and between phenotypes, were tested with the Mann-Whitney U test (exact p without "
             f"ties, normal approximation otherwise) [mannwhitney]; sex differences with "
-            f"Student's and Welch's t-tests. Correlations with cortical GM and WM volume, EDSS, "
-            f"disease duration and lesion load used Pearson's r or Spearman's ρ, chosen by "
-            f"{normality}. Forward stepwise linear regression in patients entered variables at "
-            f"p < {p_enter} (partial F-test) and removed them at p > {p_remove}, reporting "
-            f"standardised betas, multiple R and the model F-test. Site effects were assessed "
-            f"by the inter-site coefficient of variation of control R2* and a mixed model with a "
-            f"random site intercept (statsmodels {versions.get('statsmodels')}) [statsmodels]. "
-            f"A p-value below {alpha} was considered significant")
-    text += ("; p-values were corrected across regions with the Benjamini-Hochberg false "
-             "discovery rate [fdr]." if fdr else "; no correction for multiple comparisons "
-             "across regions was applied.")
-    return text
+            f"Student's and Welch's t-tests. Correlations with {correlates} used {chooser}. "
+            f"Forward stepwise linear regression in patients entered variables at "
+            f"p < {rec.get('p_enter', 0.05)} (partial F-test) and removed them at "
+            f"p > {rec.get('p_remove', 0.10)}, reporting standardised betas, multiple R and the "
+            f"model F-test. Site effects were assessed by the inter-site coefficient of "
+            f"variation of control R2*")
+    if rec.get("mixed_model", True):
+        text += (f" and a mixed model with a random site intercept (statsmodels "
+                 f"{versions.get('statsmodels')}) [statsmodels]")
+    if rec.get("site_covariate"):
+        text += "; site entered the group models as a covariate"
+    return (text + f". A p-value below {rec.get('alpha', 0.05)} was considered significant. "
+            + fdr_sentence(rec))
 
 
 def _software_paragraph(versions: Mapping[str, str]) -> str:
@@ -173,35 +403,30 @@ def _software_paragraph(versions: Mapping[str, str]) -> str:
             f"[nibabel]; data organised as BIDS [bids].")
 
 
+def methods_text(record: Mapping[str, Any],
+                 versions: Mapping[str, str] | None = None) -> Methods:
+    """Methods paragraphs and references from a :func:`methods_record`."""
+    vers = dict(versions or library_versions())
+    paragraphs = [_r2star_paragraph(record, vers.get("ironmap", "")),
+                  _registration_paragraph(record, vers),
+                  " ".join(age_model_sentences(record)),
+                  _stats_paragraph(record, vers),
+                  _software_paragraph(vers)]
+    cited = [(key, REFERENCES[key]) for key in REFERENCES
+             if any(f"[{key}]" in p for p in paragraphs)]
+    return Methods(paragraphs, cited, vers, dict(record))
+
+
 def build_methods(config: Mapping[str, Any], *, r2star_sidecar: Mapping[str, Any] | None = None,
                   agefit: Any = None, stats: Mapping[str, Any] | None = None,
-                  versions: Mapping[str, str] | None = None) -> Methods:
-    """Methods text from the run's configuration and recorded metadata.
-
-    Parameters
-    ----------
-    config : mapping
-        ``RunConfig.to_json()`` of the run (or the one read from ``logs/``).
-    r2star_sidecar : mapping, optional
-        JSON sidecar of one R2* map (``EstimationMethod``, ``EchoTime`` in s).
-    agefit : DataFrame, optional
-        The age-model table (one row per region).
-    stats : mapping, optional
-        Content of ``group/stats.json``.
-    versions : mapping, optional
-        Library versions (default: :func:`library_versions`).
-    """
-    vers = dict(versions or library_versions())
-    cfg = dict(config)
-    cfg.setdefault("_version", vers.get("ironmap", ""))
+                  versions: Mapping[str, str] | None = None,
+                  sources: Mapping[str, Mapping[str, int]] | None = None) -> Methods:
+    """Methods text of a run: the record in ``stats.json`` when there is one, else one made
+    now from the configuration, an R2* sidecar and the age-model table (older outputs)."""
     st = dict(stats or {})
-    paragraphs = [_r2star_paragraph(cfg, r2star_sidecar or {}),
-                  _registration_paragraph(cfg, vers),
-                  _age_paragraph(cfg, agefit, st),
-                  _stats_paragraph(cfg, st, vers),
-                  _software_paragraph(vers)]
-    cited = []
-    for key in REFERENCES:
-        if any(f"[{key}]" in p for p in paragraphs):
-            cited.append((key, REFERENCES[key]))
-    return Methods(paragraphs, cited, vers)
+    record = st.get("methods")
+    if not isinstance(record, Mapping):
+        record = methods_record(config, r2star_sidecar=r2star_sidecar, agefit=agefit,
+                                settings=st.get("settings") or {},
+                                reference_age=st.get("reference_age"), sources=sources)
+    return methods_text(record, versions)

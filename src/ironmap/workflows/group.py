@@ -272,12 +272,25 @@ def run_group_level(cfg: RunConfig) -> int:
         settings=settings, reference_age=ref_age, subjects=subjects, sources=sources,
         records=records + lesion_records, lesions=lesions, multicenter=multicenter,
         exclusions=_exclusions(issues, notes), fits=fits, participants_meta=meta)
+    doc["methods"] = _methods_record(cfg, doc, fits, ref_age)
     write_json(group_dir / "stats.json", doc)
     log.info("group level: wrote %s", ", ".join(
         ["table1.tsv", "table2.tsv", "agefit.tsv", "stats.json", "regional_r2star.tsv"]))
     if cfg.report:
         _report(cfg)
     return 0
+
+
+def _methods_record(cfg: RunConfig, doc: dict, fits: pd.DataFrame, ref_age: float) -> dict:
+    """What ran, for the methods text (``stats.json`` ``methods``); {} when it cannot be made."""
+    try:
+        from ironmap.workflows.provenance import methods_record_for_run
+
+        return methods_record_for_run(cfg, settings=doc.get("settings"), agefit=fits,
+                                      reference_age=ref_age)
+    except Exception as exc:  # noqa: BLE001 - provenance never stops the statistics
+        log.warning("methods record not written: %s", exc, exc_info=True)
+        return {}
 
 
 def _report(cfg: RunConfig) -> None:

@@ -29,6 +29,7 @@ from ironmap.report import subject as subj
 from ironmap.report.figures import FigureJob, render_figure
 from ironmap.report.methods import build_methods
 from ironmap.workflows.config import RunConfig
+from ironmap.workflows.provenance import first_r2star_sidecar, mask_sources, run_config
 
 log = logging.getLogger(__name__)
 
@@ -65,21 +66,6 @@ def _read_json(path: Path, problems: list[str]) -> dict[str, Any]:
     except (OSError, json.JSONDecodeError) as exc:
         problems.append(f"{path}: unreadable ({exc})")
         return {}
-
-
-def run_config(cfg: RunConfig) -> dict[str, Any]:
-    """This run's configuration, with the participant level's settings where recorded."""
-    out = cfg.to_json()
-    part = Path(cfg.output_dir) / "logs" / "config-participant.json"
-    if part.exists():
-        try:
-            recorded = json.loads(part.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            recorded = {}
-        for key in ("method", "registration", "erosion_voxels", "volumes", "atlas"):
-            if key in recorded:
-                out[key] = recorded[key]
-    return out
 
 
 def load_study(cfg: RunConfig) -> study.StudyInputs:
@@ -427,9 +413,9 @@ def study_page(cfg: RunConfig, inputs: study.StudyInputs, listing: list[dict], f
     t1, t1_full = study.table1_views(inputs)
     t2, t2_full = study.table2_views(inputs)
     errors = [f"{v.title}: {v.error}" for vs in figs.values() for v in vs if v.error]
-    methods = build_methods(inputs.config, r2star_sidecar=_r2_sidecar(cfg, listing),
-                            agefit=study.bilateral_fits(study.table(inputs, "agefit")),
-                            stats=inputs.stats)
+    methods = build_methods(inputs.config, r2star_sidecar=first_r2star_sidecar(out),
+                            agefit=study.table(inputs, "agefit"), stats=inputs.stats,
+                            sources=None if "methods" in inputs.stats else mask_sources(out))
     text = html.render(
         "study.html", version=__version__, command=command_line(),
         dataset_name=Path(cfg.bids_dir).name, output_dir=str(out),
@@ -454,17 +440,6 @@ def _rules_text(t: qcflags.QCThresholds) -> str:
             f"{t.min_snr:g}, flagged head voxels > {100 * t.max_flagged_fraction:g}%, flagged "
             f"region voxels > {100 * t.max_region_flagged_fraction:g}%, a failed T1w "
             "segmentation or template registration")
-
-
-def _r2_sidecar(cfg: RunConfig, listing: list[dict]) -> dict[str, Any]:
-    from ironmap.io.nifti import read_sidecar
-
-    for path in sorted(Path(cfg.output_dir).glob("sub-*/**/*_R2starmap.nii.gz")):
-        try:
-            return read_sidecar(path)
-        except Exception:  # noqa: BLE001 - the methods text falls back to the config
-            continue
-    return {}
 
 
 def write_reports(cfg: RunConfig, thresholds: qcflags.QCThresholds | None = None) -> list[Path]:
