@@ -108,6 +108,15 @@ def test_fuzz_nifti_reader(tmp_path, case):
     assert check_memory([path], 1.0, "sub-x") < 1.0
 
 
+def _result_or_named_error(read, path):
+    """``read(path)``, or None after checking that the InputError names the file in one line."""
+    try:
+        return read(path)
+    except InputError as exc:
+        assert str(exc).startswith(f"{path}: ") and "\n" not in str(exc), exc
+        return None
+
+
 # --- JSON sidecars ------------------------------------------------------------------------------
 
 _JSON = st.recursive(
@@ -145,11 +154,7 @@ def test_fuzz_sidecar_readers(tmp_path, raw):
     (anat / "sub-01_echo-1_part-mag_MEGRE.nii.gz").write_bytes(b"")  # only its name is read
     sidecar = anat / "sub-01_echo-1_part-mag_MEGRE.json"
     sidecar.write_bytes(raw)
-    try:
-        meta = read_json_object(sidecar)
-    except InputError as exc:
-        assert str(exc).startswith(f"{sidecar}: "), exc
-        meta = None
+    meta = _result_or_named_error(read_json_object, sidecar)
     if meta is not None:
         errors, warns = sequence_problems(meta)
         assert all(isinstance(m, str) and m for m in errors + warns)
@@ -191,10 +196,8 @@ def test_fuzz_participants_table(tmp_path, raw):
 
     path = tmp_path / "participants.tsv"
     path.write_bytes(raw)
-    try:
-        table = read_tsv(path)
-    except InputError as exc:
-        assert str(exc).startswith(f"{path}: "), exc
+    table = _result_or_named_error(read_tsv, path)
+    if table is None:
         with pytest.raises(InputError):
             read_participants(tmp_path)
         return
