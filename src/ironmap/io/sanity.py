@@ -105,7 +105,7 @@ def check_memory(paths: Iterable[str | os.PathLike], ceiling_gb: float, what: st
         try:
             img = nib.load(str(path))
         except Exception as exc:  # nibabel raises many types for broken headers
-            raise HeaderError(f"{path}: not a readable image header "
+            raise HeaderError(f"{path}: not a readable NIfTI image header "
                               f"({' '.join(str(exc).split()) or type(exc).__name__})"
                               ) from exc
         check_header(path, img)
