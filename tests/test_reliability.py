@@ -361,8 +361,9 @@ def test_bad_sidecars_fail_their_participant_alone(tmp_path, caplog):
 
     from ironmap.io.bids import discover
 
-    bids = _failing_bids(tmp_path, ("01", "02", "03"))
-    anat = {s: bids / f"sub-{s}" / "anat" for s in ("01", "02", "03")}
+    bids = _failing_bids(tmp_path, ("01", "02", "03", "04"))
+    anat = {s: bids / f"sub-{s}" / "anat" for s in ("01", "02", "03", "04")}
+    (anat["04"] / "sub-04_echo-1_part-mag_MEGRE.json").write_text('{"EchoTime": true}')
     (anat["01"] / "sub-01_echo-1_part-mag_MEGRE.json").write_text("[1, 2, 3]")
     (anat["02"] / "sub-02_echo-1_part-mag_MEGRE.json").write_bytes(
         '{"EchoTime": 0.005, "InstitutionName": "Köln"}'.encode("cp1252"))
@@ -377,6 +378,8 @@ def test_bad_sidecars_fail_their_participant_alone(tmp_path, caplog):
                for r in caplog.records)
     assert any("sub-03_echo-1_part-mag_MEGRE.nii.gz: " in p and "not shorter than "
                "RepetitionTime 0.03 s" in p for p in subjects["sub-03"].problems)
+    assert subjects["sub-04"].echoes == ()  # JSON true is not an echo time of 1 s
+    assert any("no valid EchoTime" in p for p in subjects["sub-04"].problems)
 
 
 def test_unwritable_output_is_one_line(tmp_path, capsys):

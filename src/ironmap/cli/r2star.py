@@ -77,6 +77,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the command; 0 on success, 1 on bad input or refused output."""
+    from ironmap.io.sanity import HeaderError, check_memory
+
+    try:  # headers first, before the fitting modules load: a forged header fails in a second
+        check_memory([p for p in (*args.echoes, args.mask) if p is not None and p.is_file()],
+                     float("inf"), "this fit")
+    except HeaderError as exc:
+        print(f"ironmap r2star: error: {exc}", file=sys.stderr)
+        return 1
     from ironmap.io.atomic import OutputExistsError
     from ironmap.io.nifti import ImageError
     from ironmap.workflows.r2star import run_r2star

@@ -197,7 +197,8 @@ def find_echoes(anat: Path, root: Path) -> tuple[tuple[EchoFile, ...], list[str]
             problems.append(str(exc))
             continue
         te = meta.get("EchoTime")
-        if not isinstance(te, int | float) or not np.isfinite(te) or te <= 0:
+        if isinstance(te, bool) or not isinstance(te, int | float) or not np.isfinite(te) \
+                or te <= 0:
             problems.append(f"{path}: no valid EchoTime in its JSON sidecar (got {te!r})")
             continue
         if te > 1.0:

@@ -50,7 +50,7 @@ def load_image(path: str | os.PathLike) -> nib.Nifti1Image:
     except HeaderError as exc:
         raise ImageError(str(exc)) from exc
     except Exception as exc:  # nibabel raises many types for broken files
-        reason = str(exc).strip() or type(exc).__name__
+        reason = " ".join(str(exc).split()) or type(exc).__name__  # one line
         raise ImageError(f"{p}: not a readable NIfTI image ({reason})") from exc
     return img
 

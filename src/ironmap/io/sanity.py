@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["HeaderError", "DEFLATE_MAX_RATIO", "check_header", "check_memory", "check_mask_values",
-           "claimed_bytes"]
+__all__ = ["HeaderError", "DEFLATE_MAX_RATIO", "check_header", "check_orientation",
+           "check_memory", "check_mask_values", "claimed_bytes"]
 
 #: deflate (gzip) never expands data by more than this factor (zlib technical details)
 DEFLATE_MAX_RATIO = 1032
@@ -69,17 +69,27 @@ def check_header(path: str | os.PathLike, img) -> None:
     size = p.stat().st_size
     if p.name.endswith(".gz"):
         if need > size * DEFLATE_MAX_RATIO:
-            raise HeaderError(f"{p}: {claim}, more than a {_fmt_bytes(size)} gzip file can hold "
-                             f"(at most {_fmt_bytes(size * DEFLATE_MAX_RATIO)}): corrupt or "
-                             "forged header")
+            raise HeaderError(f"{p}: {claim}, more than a {_fmt_bytes(size)} gzip file can "
+                              f"hold (at most {_fmt_bytes(size * DEFLATE_MAX_RATIO)}): corrupt "
+                              "or forged header")
     elif size < int(header.get("vox_offset", 352)) + need:
-        raise HeaderError(f"{p}: {claim}, but the file holds only {_fmt_bytes(size)}: truncated "
-                         "or corrupt")
+        raise HeaderError(f"{p}: {claim}, but the file holds only {_fmt_bytes(size)}: "
+                          "truncated or corrupt")
+    check_orientation(p, img)
+
+
+def check_orientation(path: str | os.PathLike, img) -> None:
+    """Refuse an image without sform/qform, or whose affine is not finite and invertible."""
+    p, header = Path(path), img.header
     if int(header["sform_code"]) == 0 and int(header["qform_code"]) == 0:
         raise HeaderError(f"{p}: no orientation (sform_code = qform_code = 0): the voxel-to-"
-                         "world mapping is unknown and left/right cannot be told apart; set "
-                         "the sform or qform (e.g. from the scanner's DICOM) instead of letting "
-                         "software guess")
+                          "world mapping is unknown and left/right cannot be told apart; set "
+                          "the sform or qform (e.g. from the scanner's DICOM) instead of "
+                          "letting software guess")
+    affine = np.asarray(img.affine, dtype=float)
+    if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
+        raise HeaderError(f"{p}: its voxel-to-world affine is not finite and invertible "
+                          f"(rows {np.round(affine[:3], 3).tolist()})")
 
 
 def check_memory(paths: Iterable[str | os.PathLike], ceiling_gb: float, what: str) -> float:
@@ -95,8 +105,9 @@ def check_memory(paths: Iterable[str | os.PathLike], ceiling_gb: float, what: st
         try:
             img = nib.load(str(path))
         except Exception as exc:  # nibabel raises many types for broken headers
-            raise HeaderError(f"{path}: not a readable image header "
-                              f"({str(exc).strip() or type(exc).__name__})") from exc
+            raise HeaderError(f"{path}: not a readable NIfTI image header "
+                              f"({' '.join(str(exc).split()) or type(exc).__name__})"
+                              ) from exc
         check_header(path, img)
         sizes[Path(path)] = claimed_bytes(img.header, itemsize=4) / _GIB
     total = float(sum(sizes.values()))
