@@ -125,6 +125,12 @@ def _age_paragraph(config: Mapping[str, Any], agefit: Any, stats: Mapping[str, A
                     f"{v} region{'s' if v != 1 else ''}: {k} model" for k, v in other.items())
                     + ")")
     per_site = " separately per site" if config.get("per_site_agecorr") else ""
+    used = _age_models_used(stats.get("age_model") or {})
+    if used:
+        return (f"Age correction followed the seed study [agecorr]: per region, an age curve "
+                f"was fitted on the healthy controls only{per_site} and every participant's "
+                f"R2* was adjusted to the reference age of {ref_txt} "
+                f"(R2* − f(age) + f(reference age)). {used} Lesion R2* was not age-corrected.")
     regions = f" in {n_fit} regions{fallback}" if n_fit else ""
     return (f"Age correction followed the seed study: an exponential saturation "
             f"R2* = a·(1 − exp(−b·age)) + c was fitted{regions} by bounded least squares on the "
@@ -132,6 +138,28 @@ def _age_paragraph(config: Mapping[str, Any], agefit: Any, stats: Mapping[str, A
             f"'{config.get('control_label', 'HC')}') only{per_site} [agecorr], and every "
             f"participant's R2* was adjusted to the reference age of {ref_txt}. Lesion R2* was "
             f"not age-corrected.")
+
+
+def _age_models_used(model: Mapping[str, Any]) -> str:
+    """Sentences naming the age model used per region (``stats.json`` → ``age_model``)."""
+    per_region = model.get("per_region") or {}
+    if not per_region:
+        return ""
+    by_model: dict[str, list[str]] = {}
+    for region, used in per_region.items():
+        by_model.setdefault(str(used), []).append(str(region).replace("_", " "))
+    desc = model.get("descriptions") or {}
+    parts = [f"{desc.get(m, m)} ({', '.join(r)})" for m, r in by_model.items()
+             if m != "excluded"]
+    text = "Model: " + "; ".join(parts) + "." if parts else ""
+    if "excluded" in by_model:
+        text += (" Not age-corrected and excluded (too few controls or one age): "
+                 + ", ".join(by_model["excluded"]) + ".")
+    boot = (model.get("bootstrap") or {}).get("resamples")
+    if _is_number(boot) and int(boot) > 1:
+        text += (f" The uncertainty of each correction is the SD over {int(boot)} bootstrap "
+                 "resamples of the controls.")
+    return text.strip()
 
 
 def _is_number(value: Any) -> bool:
