@@ -12,7 +12,15 @@ solved linearly. Every subject is then moved along the curve to the reference ag
 
     R2*_adj = R2* - f(age) + f(reference_age)
 
-**Fallback.** When the controls' age range does not determine the curvature (fewer than
+**Age models** (:func:`fit_age_model`, ``--age-model``): ``auto`` (default; the rate ``b``
+made identifiable by a log-normal prior, :mod:`ironmap.core.agemodel`), ``seed`` (the fit
+below without fallback, a warning when ill-determined), ``prior`` (``b`` fixed at the prior
+median), ``linear``, ``none``, or a fixed curve handed in. :func:`correct_region` applies one
+to a region, with a bootstrap of the controls for the corrections' SD, and names
+extrapolated participants; fewer than 3 controls or controls of one age exclude the region.
+
+**Fallback** (:func:`fit_saturation`, the earlier default, kept for comparison). When the
+controls' age range does not determine the curvature (fewer than
 ``min_n`` controls, no convergence, ``a`` or ``b`` on a bound, a singular Jacobian, or a
 relative standard error of ``b`` above ``max_rel_se_b``, default 0.5: roughly, the 95%
 confidence interval of ``b`` must exclude zero, i.e. the curvature must be significant) the

@@ -279,8 +279,8 @@ def agefit_view(inputs: StudyInputs) -> TableView | None:
     fits = bilateral_fits(table(inputs, "agefit"))
     if fits is None:
         return None
-    cols = ["region", "model", "n", "age_min", "age_max", "a", "b", "c", "slope", "r2",
-            "warning"]
+    cols = ["region", "method", "model", "n", "age_min", "age_max", "a", "b", "c", "slope",
+            "b_sd_ratio", "r2", "correction_sd_median", "n_extrapolated", "warning"]
     return table_view(fits, id="agefit", caption="Age model per region (controls, bilateral, "
                       "all sites)", dictionary=inputs.tables["agefit"][1],
                       combine_mean_sd=False, columns=cols, source="group/agefit.tsv")
