@@ -127,3 +127,24 @@ def test_render_is_deterministic(cohort):
     b = F.render_figure(F.group_distribution_figure(sub, "putamen", GROUPS))
     assert a["png"][:8] == b"\x89PNG\r\n\x1a\n"
     assert a == b
+
+
+def test_age_curves_band_and_extrapolation_drawn(cohort):
+    controls = cohort[cohort["group"] == "HC"]
+    lo, hi = controls["age"].min(), controls["age"].max()
+    grid = np.linspace(lo - 5, hi + 10, 30)
+    curve = 10 * (1 - np.exp(-0.05 * grid)) + 12
+    bands = {"caudate": {"age": grid.tolist(), "low": (curve - 1).tolist(),
+                         "high": (curve + 1).tolist()}}
+    agefit = pd.DataFrame([{"region": "caudate", "model": "saturation", "a": 10, "b": 0.05,
+                            "c": 12}, {"region": "putamen", "model": "linear", "c": 20,
+                                       "slope": 0.1}])
+    fig = F.age_curves_figure(controls, agefit, 32.0, list(REGIONS[:2]), bands)
+    groups = svg_groups(svg_of(fig))
+    assert {"band-caudate", "curve-caudate", "curve-caudate-below",
+            "curve-caudate-above"} <= set(groups)
+    assert "band-putamen" not in groups and "curve-putamen-above" not in groups
+    above = next(a for a in fig.axes[0].lines if a.get_gid() == "curve-caudate-above")
+    x, y = above.get_data()
+    assert x.max() == pytest.approx(hi + 10) and above.get_linestyle() == "--"
+    np.testing.assert_allclose(y, 10 * (1 - np.exp(-0.05 * x)) + 12)

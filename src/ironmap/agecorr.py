@@ -1,21 +1,31 @@
 """Age correction of regional R2* (public API).
 
-``fit_saturation(age, y)`` fits ``y = a * (1 - exp(-b * age)) + c`` on healthy controls and
-returns an :class:`AgeFit` with ``a``, ``b``, ``c``, their standard errors and confidence
-intervals, ``predict(age)`` and ``adjust(y, age, reference_age)``; a linear fallback (with an
-:class:`AgeModelWarning`) replaces it when the controls' ages do not determine the curve.
+``fit_age_model(age, y, method)`` fits one region's age curve on healthy controls:
+``auto`` (default; the seed's saturation ``a * (1 - exp(-b * age)) + c`` with a log-normal
+prior on ``b``), ``seed`` (least squares, no fallback), ``prior`` (``b`` fixed), ``linear`` or
+``none``; ``correct_region(values, ages, controls, reference_age)`` adjusts every subject and
+bootstraps the controls for the corrections' SD. ``fit_saturation`` is the earlier fit with a
+linear fallback. Results are :class:`AgeFit` objects with ``a``, ``b``, ``c``, their standard
+errors and confidence intervals, ``predict(age)`` and ``adjust(y, age, reference_age)``.
 See ``docs/statistics.md``.
 """
 
 from ironmap.core.agecorr import (
+    AGE_MODELS,
     B_BOUNDS,
+    B_PRIOR,
     AgeFit,
     AgeModelWarning,
+    RegionCorrection,
     age_correct,
+    correct_region,
+    fit_age_model,
     fit_linear,
     fit_saturation,
+    fixed_curve,
     saturation,
 )
 
-__all__ = ["fit_saturation", "fit_linear", "age_correct", "saturation", "AgeFit",
-           "AgeModelWarning", "B_BOUNDS"]
+__all__ = ["fit_age_model", "correct_region", "fit_saturation", "fit_linear", "age_correct",
+           "fixed_curve", "saturation", "AgeFit", "AgeModelWarning", "RegionCorrection",
+           "AGE_MODELS", "B_BOUNDS", "B_PRIOR"]

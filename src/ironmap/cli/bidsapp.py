@@ -87,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Benjamini-Hochberg FDR correction across regions")
     h.add_argument("--per-site-agecorr", action="store_true",
                    help="fit the age model per site")
+    h.add_argument("--age-model", choices=("auto", "seed", "prior", "linear", "none"),
+                   default=None, help="age curve fitted on the controls (default auto: the "
+                   "seed's saturation curve with a literature prior on its rate; see "
+                   "docs/statistics.md)")
     h.add_argument("--no-report", action="store_false", dest="report",
                    help="skip the HTML report")
     return p
@@ -119,6 +123,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         study_config=args.study_config,
         fdr=args.fdr,
         per_site_agecorr=args.per_site_agecorr,
+        age_model=args.age_model,
         report=args.report,
         max_image_gb=args.max_image_gb,
     )

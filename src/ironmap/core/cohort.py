@@ -14,7 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-__all__ = ["Issue", "validate_participants", "DEFAULT_PHENOTYPES", "normalise_id"]
+__all__ = ["Issue", "validate_participants", "DEFAULT_PHENOTYPES", "normalise_id", "MAX_AGE"]
+
+#: Oldest plausible age in years; older values exclude the participant (as do negative ones).
+MAX_AGE = 120.0
 
 #: Group labels accepted besides the control label when the study names none.
 DEFAULT_PHENOTYPES: tuple[str, ...] = ("CIS", "RRMS", "SPMS", "PPMS", "MS")
@@ -115,6 +118,10 @@ def validate_participants(df: pd.DataFrame, columns: dict, control: str,
     _flag(issues, ids, bad_age.to_numpy(), "age", "is not a number", "excluded")
     neg = (age < 0).to_numpy()
     _flag(issues, ids, neg, "age", "is negative", "excluded")
+    old = (age > MAX_AGE).to_numpy()
+    _flag(issues, ids, old, "age", f"is above {MAX_AGE:.0f} years (not a plausible age; "
+          "months or a typo?)", "excluded")
+    neg = neg | old
     out["age"] = age
     sex = df[columns["sex"]].astype("string").str.strip().str.upper() \
         if columns.get("sex") in df.columns else pd.Series(pd.NA, index=df.index)

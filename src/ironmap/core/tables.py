@@ -9,7 +9,7 @@ returned as a record (statistic, p, n, convention) for ``stats.json``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -49,6 +49,13 @@ class GroupSettings:
     per_site: bool = False
     reference_age: float | None = None
     value_column: str = "r2star_mean"
+    #: age model (``auto`` | ``seed`` | ``prior`` | ``linear`` | ``none``), bootstrap
+    #: resamples of the controls for the correction's uncertainty (0: none) and their seed,
+    #: and fixed curves ``{region: {"a": .., "b": .., "c": ..}}`` that replace the fit
+    age_model: str = "auto"
+    bootstrap: int = 200
+    bootstrap_seed: int = 0
+    fixed_curves: dict = field(default_factory=dict)
 
 
 def _fmt(x: float, digits: int = 1) -> str:

@@ -18,10 +18,18 @@
     phenotypes = ["CIS", "RRMS", "SPMS", "PPMS", "MS"]
 
     [agecorr]
+    model = "auto"             # auto | seed | prior | linear | none (--age-model wins)
     reference_age = 32.0       # default: the controls' mean age
-    min_controls = 6
-    max_rel_se_b = 0.5
+    bootstrap = 200            # resamples of the controls for the correction's SD (0: none)
+    bootstrap_seed = 0
+    min_controls = 6           # below it the seed fit is flagged as ill-determined
+    max_rel_se_b = 0.5         # seed fit flagged as ill-determined above this se(b)/b
     per_site = false
+
+    [agecorr.fixed.caudate]    # optional: a fixed curve for a region (any hemisphere),
+    a = 9.0                    # used instead of a fit; a, c in s^-1, b in 1/years
+    b = 0.045
+    c = 12.6
 
     [stats]
     value = "r2star_mean"      # regional_r2star.tsv column that is analysed
@@ -38,6 +46,8 @@
 from __future__ import annotations
 
 import io
+import json
+import math
 import os
 import tomllib
 from pathlib import Path
@@ -45,6 +55,7 @@ from typing import Any
 
 import pandas as pd
 
+from ironmap.core.agecorr import AGE_MODELS
 from ironmap.core.tables import GroupSettings
 from ironmap.io.readers import read_json_object, read_table_text
 from ironmap.io.tables import read_tsv
@@ -119,13 +130,41 @@ def parse_flag(value: Any, what: str = "setting") -> bool:
     raise ValueError(f"{what}: cannot read {value!r} as on/off (use true or false)")
 
 
+def _fixed_curves(agec: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """``[agecorr.fixed.<region>]`` tables checked: numbers ``a >= 0``, ``b > 0``, ``c``."""
+    out = {}
+    for region, table in agec.get("fixed", {}).items():
+        where = f"study.toml [agecorr.fixed.{region}]"
+        if not isinstance(table, dict) or set(table) != {"a", "b", "c"}:
+            raise ValueError(f"{where}: needs exactly the keys a, b, c (got "
+                             f"{sorted(table) if isinstance(table, dict) else table!r})")
+        try:
+            vals = {k: float(table[k]) for k in ("a", "b", "c")}
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{where}: a, b and c must be numbers ({exc})") from exc
+        if not all(map(math.isfinite, vals.values())) or vals["a"] < 0 or vals["b"] <= 0:
+            raise ValueError(f"{where}: need finite a >= 0 (1/s), b > 0 (1/years), c (1/s); "
+                             f"got {vals}")
+        out[str(region)] = vals
+    return out
+
+
+def _age_model(agec: dict[str, Any], age_model: str | None) -> str:
+    model = age_model if age_model is not None else str(agec.get("model", "auto"))
+    if model not in AGE_MODELS:
+        raise ValueError(f"study.toml [agecorr] model = {model!r}: choose from "
+                         f"{', '.join(AGE_MODELS)}")
+    return model
+
+
 def group_settings(study: dict[str, Any], *, control_label: str = "HC",
                    group_column: str = "group", reference_age: float | None = None,
-                   fdr: bool = False, per_site: bool = False
+                   fdr: bool = False, per_site: bool = False, age_model: str | None = None
                    ) -> tuple[GroupSettings, dict[str, str]]:
     """Merge defaults, ``study.toml`` and command-line values into settings and columns.
 
-    Command-line values that differ from their defaults override the file.
+    Command-line values that differ from their defaults (``age_model``: that are given)
+    override the file.
     """
     columns = {**DEFAULT_COLUMNS, **study.get("columns", {})}
     if group_column != "group":
@@ -150,6 +189,10 @@ def group_settings(study: dict[str, Any], *, control_label: str = "HC",
         reference_age=reference_age if reference_age is not None
         else agec.get("reference_age"),
         value_column=stats.get("value", defaults.value_column),
+        age_model=_age_model(agec, age_model),
+        bootstrap=int(agec.get("bootstrap", defaults.bootstrap)),
+        bootstrap_seed=int(agec.get("bootstrap_seed", defaults.bootstrap_seed)),
+        fixed_curves=_fixed_curves(agec),
     )
     return settings, columns
 

@@ -401,11 +401,16 @@ def model_curve(row: pd.Series, age: np.ndarray) -> np.ndarray | None:
 
 
 def age_curves_figure(controls: pd.DataFrame, agefit: pd.DataFrame | None,
-                      reference_age: float | None, regions: Sequence[str]) -> Figure:
-    """Control R2* against age per region, the fitted saturation curve and the reference age.
+                      reference_age: float | None, regions: Sequence[str],
+                      bands: dict | None = None) -> Figure:
+    """Control R2* against age per region, the fitted age curve and the reference age.
 
     ``controls``: long table with ``region``, ``age`` (years), ``r2star_mean`` (s^-1).
-    ``agefit``: one row per region with ``a``, ``b``, ``c`` (missing regions: points only).
+    ``agefit``: one row per region with ``model`` and ``a``, ``b``, ``c`` or ``slope``
+    (missing regions: points only). ``bands``: region -> ``{"age", "low", "high"}``, the
+    pointwise 95 % bootstrap band of the curve (``stats.json`` → ``age_model.bands``); the
+    curve is drawn over the band's ages, dashed outside the controls' age range
+    (extrapolation).
     """
     if controls.empty:
         raise FigureDataError("no control R2* values with an age")
@@ -422,12 +427,26 @@ def age_curves_figure(controls: pd.DataFrame, agefit: pd.DataFrame | None,
         ok = np.isfinite(age) & np.isfinite(y)
         (pts,) = ax.plot(age[ok], y[ok], "o", ls="", ms=3.5, color=GROUP_COLORS[0], alpha=0.8)
         pts.set_gid(f"points-{region}")
+        band = (bands or {}).get(region)
+        if band is not None and len(band.get("age", ())) > 1:
+            fill = ax.fill_between(np.asarray(band["age"], float),
+                                   np.asarray(band["low"], float),
+                                   np.asarray(band["high"], float), color="grey", alpha=0.3,
+                                   lw=0)
+            fill.set_gid(f"band-{region}")
         if fits is not None and region in fits.index and ok.any():
-            xs = np.linspace(age[ok].min(), age[ok].max(), 80)
-            model_y = model_curve(fits.loc[region], xs)
-            if model_y is not None:
-                (curve,) = ax.plot(xs, model_y, "-", color="black", lw=1.3)
-                curve.set_gid(f"curve-{region}")
+            lo, hi = age[ok].min(), age[ok].max()
+            span = np.asarray(band["age"], float) if band is not None else np.array([lo, hi])
+            for part, xs, style in (("", np.linspace(lo, hi, 80), "-"),
+                                    ("-below", np.linspace(min(span.min(), lo), lo, 20), "--"),
+                                    ("-above", np.linspace(hi, max(span.max(), hi), 20), "--")):
+                # a straight line is held at the controls' range, not extrapolated
+                held = str(fits.loc[region].get("model")) == "linear"
+                model_y = model_curve(fits.loc[region], np.clip(xs, lo, hi) if held else xs)
+                if model_y is None or (part and np.ptp(xs) == 0):
+                    continue
+                (curve,) = ax.plot(xs, model_y, style, color="black", lw=1.3)
+                curve.set_gid(f"curve-{region}{part}")
         if reference_age is not None and np.isfinite(reference_age):
             ref = ax.axvline(reference_age, color="grey", ls="--", lw=1)
             ref.set_gid(f"refage-{region}")

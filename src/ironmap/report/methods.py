@@ -76,8 +76,12 @@ AGE_MODELS = {
     "prior": "the exponential saturation R2* = a·(1 − exp(−b·age)) + c with its age constant "
              "taken from prior literature values",
     "linear": "a straight line R2* = c + slope·age (ordinary least squares)",
+    "auto": "the exponential saturation R2* = a·(1 − exp(−b·age)) + c, fitted by maximum a "
+            "posteriori with a log-normal prior on the rate b",
+    "fixed": "the exponential saturation R2* = a·(1 − exp(−b·age)) + c with the parameters "
+             "given in the study configuration",
 }
-_SATURATION_LIKE = ("saturation", "seed", "prior")
+_SATURATION_LIKE = ("saturation", "seed", "prior", "auto", "fixed")
 #: requested settings under which a linear or missing model is a fallback
 _AUTOMATIC = (None, "", "auto", "saturation", "seed")
 
@@ -196,6 +200,7 @@ def methods_record(config: Mapping[str, Any], *, r2star_sidecar: Mapping[str, An
             "control_label": str(st.get("control", config.get("control_label", "HC"))),
             "group_column": str(config.get("group_column", "group")),
             "regions": region_models(agefit),
+            "bootstrap_resamples": st.get("bootstrap"),
         },
         "fdr": fdr,
         "alpha": st.get("alpha", 0.05), "p_enter": st.get("p_enter", 0.05),
@@ -216,7 +221,12 @@ def _dominant(counts: Mapping[str, int] | None) -> str:
 
 
 def region_models(agefit: Any) -> dict[str, str]:
-    """Region -> age model of the bilateral, all-sites rows of ``agefit.tsv``."""
+    """Region -> age model of the bilateral, all-sites rows of ``agefit.tsv``.
+
+    The ``method`` column (the model the run used: auto, seed, prior, linear, fixed) wins over
+    ``model`` (the curve's form); a region whose requested model could not be fitted (``model``
+    none, ``method`` not none) is ``none``: not corrected.
+    """
     if agefit is None or not hasattr(agefit, "columns") or "model" not in agefit.columns:
         return {}
     rows = agefit
@@ -224,7 +234,9 @@ def region_models(agefit: Any) -> dict[str, str]:
         rows = rows[rows["hemisphere"].astype(str) == "bilateral"]
     if "site" in rows.columns:
         rows = rows[rows["site"].astype(str) == "all"]
-    return {str(r): str(m) for r, m in zip(rows["region"], rows["model"], strict=True)}
+    used = rows["method"] if "method" in rows.columns else rows["model"]
+    return {str(r): ("none" if str(m) == "none" else str(u))
+            for r, m, u in zip(rows["region"], rows["model"], used, strict=True)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -356,6 +368,10 @@ def age_model_sentences(rec: Mapping[str, Any]) -> list[str]:
         out.append(f"No age model could be fitted in {_plural(len(by_model['none']), 'region')} "
                    f"({_region_list(by_model['none'])}); their R2* was not age-corrected and "
                    "they are left out of the group comparisons.")
+    boot = age.get("bootstrap_resamples")
+    if _is_number(boot) and int(boot) > 1:
+        out.append(f"The uncertainty of each correction is the SD over {int(boot)} bootstrap "
+                   "resamples of the controls.")
     out.append("Lesion R2* was not age-corrected.")
     return out
 

@@ -191,11 +191,12 @@ def figure_jobs(inputs: StudyInputs, data: pd.DataFrame) -> dict[str, list[F.Fig
         "agecurves": [F.FigureJob(
             "agecurves", "Control age curves",
             "Control R2* (not corrected) against age per region, the fitted age model (line: "
-            "the saturation a·(1−e^(−b·age))+c, or the linear fallback named in the age-model "
-            "table) and the reference age (dashed).",
+            "the saturation a·(1−e^(−b·age))+c, or the model named in the age-model table; "
+            "dashed beyond the controls' ages), its 95 % bootstrap band (grey) and the "
+            "reference age (vertical dashed line).",
             "desc-agecurves_r2star",
             partial(F.age_curves_figure, controls, bilateral_fits(table(inputs, "agefit")),
-                    ref, regions))],
+                    ref, regions, (inputs.stats.get("age_model") or {}).get("bands")))],
         "sitefig": [F.FigureJob(
             "sites", "Control R2* per site",
             "Control R2* (not age-corrected) per site and region; bar = site mean.",
@@ -278,8 +279,8 @@ def agefit_view(inputs: StudyInputs) -> TableView | None:
     fits = bilateral_fits(table(inputs, "agefit"))
     if fits is None:
         return None
-    cols = ["region", "model", "n", "age_min", "age_max", "a", "b", "c", "slope", "r2",
-            "warning"]
+    cols = ["region", "method", "model", "n", "age_min", "age_max", "a", "b", "c", "slope",
+            "b_sd_ratio", "r2", "correction_sd_median", "n_extrapolated", "warning"]
     return table_view(fits, id="agefit", caption="Age model per region (controls, bilateral, "
                       "all sites)", dictionary=inputs.tables["agefit"][1],
                       combine_mean_sd=False, columns=cols, source="group/agefit.tsv")

@@ -190,17 +190,30 @@ def _draw_group(group: str, n: int, rng: np.random.Generator) -> pd.DataFrame:
 
 
 def draw_participants(counts: dict[str, int], n_sites: int,
-                      rng: np.random.Generator) -> pd.DataFrame:
+                      rng: np.random.Generator, control_ages: str = "random") -> pd.DataFrame:
     """Participants of all groups, ids ``sub-001``..., balanced over ``n_sites`` sites.
+
+    ``control_ages``: ``"random"`` (ages drawn like every group's) or ``"span"``: the
+    controls' ages evenly spaced over the seed's control range (18-57 years) and everyone
+    assigned to the sites in turn (controls first, in age order), so that each site has
+    controls young and old (the random draws are made all the same, so the other
+    participants' draws do not change).
 
     Returns a table with the ``participants.tsv`` columns plus private generator columns
     (``cortical_gm_norm_target``, ``wm_norm_target`` in cm^3, ``lesion_load_target`` in cm^3,
     ``head_scale``).
     """
+    if control_ages not in ("random", "span"):
+        raise ValueError(f"control_ages must be 'random' or 'span', got {control_ages!r}")
     parts = [_draw_group(g, int(counts.get(g, 0)), rng) for g in GROUPS if counts.get(g, 0)]
     df = pd.concat(parts, ignore_index=True)
     sites = np.arange(len(df)) % n_sites
     rng.shuffle(sites)
+    hc = np.flatnonzero((df["group"] == "HC").to_numpy())
+    if control_ages == "span" and hc.size > 1:
+        lo, hi, _ = TABLE1["HC"].age
+        df.loc[hc, "age"] = np.round(np.linspace(lo, hi, hc.size), 1)
+        sites = np.arange(len(df)) % n_sites  # in turn, controls first in age order
     df.insert(0, "participant_id", [f"sub-{i + 1:03d}" for i in range(len(df))])
     df.insert(4, "site", [f"site-{s + 1:02d}" for s in sites])
     return df

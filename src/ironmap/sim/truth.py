@@ -47,10 +47,14 @@ class CohortPlan:
     reference_age: float
 
 
-def plan_cohort(counts: dict[str, int], n_sites: int, seed: int) -> CohortPlan:
-    """Draw participants, sites and regional/lesional truth (deterministic in ``seed``)."""
+def plan_cohort(counts: dict[str, int], n_sites: int, seed: int,
+                control_ages: str = "random") -> CohortPlan:
+    """Draw participants, sites and regional/lesional truth (deterministic in ``seed``).
+
+    ``control_ages``: see :func:`ironmap.sim.cohort.draw_participants`.
+    """
     rng = np.random.default_rng([seed, 0])
-    participants = cohort.draw_participants(counts, n_sites, rng)
+    participants = cohort.draw_participants(counts, n_sites, rng, control_ages=control_ages)
     sites = cohort.draw_sites(n_sites, rng)
     agecorr = cohort.draw_agecorr_r2star(participants, rng)
     lesion = cohort.draw_lesion_r2star(participants, rng)

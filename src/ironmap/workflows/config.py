@@ -42,6 +42,7 @@ class RunConfig:
     study_config: Path | None = None  # study.toml
     fdr: bool = False
     per_site_agecorr: bool = False
+    age_model: str | None = None  # auto | seed | prior | linear | none (default: study.toml, auto)
     report: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
     max_image_gb: float = 2.0  # ceiling on a participant's images as float32 (GiB)

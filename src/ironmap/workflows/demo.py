@@ -105,7 +105,8 @@ def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
                                 "the demo in it")
 
 
-#: The built-in demo cohort: enough controls over an age range for the age model.
+#: The built-in demo cohort: enough controls for the age model; their ages are spread evenly
+#: over the seed's 18-57 years, in turn over the sites (three per site with two sites).
 DEMO_COUNTS: dict[str, int] = {"HC": 6, "RRMS": 3, "SPMS": 2, "PPMS": 2}
 
 
@@ -192,7 +193,7 @@ def _steps(out: Path, n, nprocs: int, sites: int, seed: int, overwrite: bool,
 
         state["cohort"] = simulate_cohort(cohort_dir, subjects_per_group=n, sites=sites,
                                           preset=preset, seed=seed, overwrite=True,
-                                          nprocs=nprocs)
+                                          nprocs=nprocs, control_ages="span")
 
     def config(level: str) -> RunConfig:
         c = state["cohort"]

@@ -6,8 +6,9 @@ Order of steps (:func:`run_group_level`):
    (:func:`ironmap.core.cohort.validate_participants`);
 2. ``OUTPUT_DIR/group/regional_r2star.tsv`` (required), ``lesions.tsv`` and ``volumes.tsv``
    (optional) joined to the participants;
-3. per region and hemisphere, the saturation age model fitted on the controls and every
-   subject adjusted to the reference age (``regional_r2star.tsv`` gains ``r2star_agecorr``);
+3. per region and hemisphere, the age model (``--age-model``) fitted on the controls and every
+   subject adjusted to the reference age (``regional_r2star.tsv`` gains ``r2star_agecorr``
+   and its bootstrap SD ``r2star_agecorr_sd``; :mod:`ironmap.workflows.group_agecorr`);
 4. Table 1, Table 2 (bilateral rows), lesion analysis, multicenter checks, optional FDR;
 5. ``table1.tsv``, ``table2.tsv``, ``agefit.tsv``, ``stats.json`` (each TSV with its JSON
    dictionary), then the HTML report when requested.
@@ -21,7 +22,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ironmap.core import agecorr
 from ironmap.core.cohort import Issue, normalise_id, validate_participants
 from ironmap.core.regions import REGION_TITLES, REGIONS
 from ironmap.core.tables import (
@@ -37,6 +37,8 @@ from ironmap.io.atomic import write_json
 from ironmap.io.tables import read_dictionary, write_tsv
 from ironmap.workflows import group_dicts
 from ironmap.workflows.config import RunConfig
+from ironmap.workflows.group_agecorr import age_correct_all, model_summary
+from ironmap.workflows.group_dicts import clean_json
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +53,8 @@ def _load_settings(cfg: RunConfig) -> tuple[GroupSettings, dict]:
     study = study_io.read_study_config(cfg.study_config)
     return study_io.group_settings(
         study, control_label=cfg.control_label, group_column=cfg.group_column,
-        reference_age=cfg.reference_age, fdr=cfg.fdr, per_site=cfg.per_site_agecorr)
+        reference_age=cfg.reference_age, fdr=cfg.fdr, per_site=cfg.per_site_agecorr,
+        age_model=cfg.age_model)
 
 
 def _one_session(df: pd.DataFrame, cfg: RunConfig, name: str, notes: list[str]
@@ -121,35 +124,6 @@ def _attach_measures(subjects, parts, group_dir, cfg, notes) -> tuple[pd.DataFra
         if col not in subjects:
             subjects[col] = np.nan
     return subjects, sources
-
-
-def _age_correct_all(regional, subjects, settings, ref_age, notes):
-    """Fit and apply the age model per region and hemisphere; returns values and fits."""
-    info = subjects.set_index("participant_id")
-    merged = regional[["participant_id"]].join(info[["age", "is_control", "site"]],
-                                               on="participant_id")
-    values = pd.to_numeric(regional[settings.value_column], errors="coerce")
-    adjusted = pd.Series(np.nan, index=regional.index)
-    fits = []
-    kwargs = {"min_n": settings.min_controls, "max_rel_se_b": settings.max_rel_se_b}
-    groups = regional.groupby(["region", "hemisphere"], sort=False).groups
-    for (region, hemi), idx in groups.items():
-        ok = merged.loc[idx, "age"].notna()
-        idx = idx[ok.to_numpy()]
-        label = f"{region} ({hemi})"
-        if values[idx].notna().sum() == 0:
-            notes.append(f"{label}: no R2* values in {settings.value_column}; region skipped")
-            continue
-        adj, pooled, site_fits, msgs = agecorr.age_correct(
-            values[idx], merged.loc[idx, "age"], merged.loc[idx, "is_control"].astype(bool),
-            ref_age, sites=merged.loc[idx, "site"], per_site=settings.per_site, label=label,
-            **kwargs)
-        notes.extend(msgs)
-        adjusted[idx] = adj
-        fits.append({"region": region, "hemisphere": hemi, "site": "all", **pooled.to_row()})
-        fits += [{"region": region, "hemisphere": hemi, "site": s, **f.to_row()}
-                 for s, f in site_fits.items()]
-    return adjusted, pd.DataFrame(fits)
 
 
 def _region_order(names) -> list[str]:
@@ -230,16 +204,17 @@ def _reference_age(subjects, settings) -> float:
     return float(ages.mean())
 
 
-def _write_regional(regional_all, regional, adjusted, group_dir) -> None:
-    out = regional_all.drop(columns=["r2star_agecorr"], errors="ignore")
+def _write_regional(regional_all, regional, ages, group_dir) -> None:
+    out = regional_all.drop(columns=["r2star_agecorr", "r2star_agecorr_sd"], errors="ignore")
     key = ["participant_id", "session_id"] if "session_id" in out else ["participant_id"]
-    adj = regional.assign(r2star_agecorr=adjusted)[[*key, "region", "hemisphere",
-                                                    "r2star_agecorr"]]
+    adj = regional.assign(r2star_agecorr=ages.adjusted, r2star_agecorr_sd=ages.sd)[
+        [*key, "region", "hemisphere", "r2star_agecorr", "r2star_agecorr_sd"]]
     out = out.assign(participant_id=out["participant_id"].map(normalise_id))
     out = out.merge(adj, on=[*key, "region", "hemisphere"], how="left")
     path = group_dir / "regional_r2star.tsv"
     dictionary = read_dictionary(path) or {}
     dictionary["r2star_agecorr"] = group_dicts.AGECORR_COLUMN
+    dictionary["r2star_agecorr_sd"] = group_dicts.AGECORR_SD_COLUMN
     write_tsv(out, path, dictionary)
 
 
@@ -257,14 +232,15 @@ def run_group_level(cfg: RunConfig) -> int:
     group_dir = Path(cfg.output_dir) / "group"
     log.info("group level: %d participants (%d controls), reference age %.1f y",
              len(subjects), int(subjects["is_control"].sum()), ref_age)
-    adjusted, fits = _age_correct_all(regional, subjects, settings, ref_age, notes)
-    regional = regional.assign(r2star_agecorr=adjusted)
+    ages = age_correct_all(regional, subjects, settings, ref_age, notes)
+    fits = ages.fits
+    regional = regional.assign(r2star_agecorr=ages.adjusted)
     for note in notes:
         log.warning("%s", note)
     t1 = table1(subjects, settings)
     t2, records, multicenter = _table2(regional, subjects, settings)
     lesions, lesion_records = lesion_analysis(subjects, settings)
-    _write_regional(regional_all, regional, adjusted, group_dir)
+    _write_regional(regional_all, regional, ages, group_dir)
     write_tsv(t1, group_dir / "table1.tsv", group_dicts.table1_dictionary(t1))
     write_tsv(t2, group_dir / "table2.tsv", group_dicts.table2_dictionary(t2, settings))
     write_tsv(fits, group_dir / "agefit.tsv", group_dicts.agefit_dictionary(fits))
@@ -272,6 +248,7 @@ def run_group_level(cfg: RunConfig) -> int:
         settings=settings, reference_age=ref_age, subjects=subjects, sources=sources,
         records=records + lesion_records, lesions=lesions, multicenter=multicenter,
         exclusions=_exclusions(issues, notes), fits=fits, participants_meta=meta)
+    doc["age_model"] = clean_json({**model_summary(fits, settings), "bands": ages.bands})
     doc["methods"] = _methods_record(cfg, doc, fits, ref_age)
     write_json(group_dir / "stats.json", doc)
     log.info("group level: wrote %s", ", ".join(

@@ -19,6 +19,13 @@ AGECORR_COLUMN = {
     "Units": R2,
 }
 
+AGECORR_SD_COLUMN = {
+    "Description": "Uncertainty of the age correction: SD of f(reference age) - f(age) over "
+    "bootstrap resamples of the controls (refitting the same age model); 0 for fixed curves "
+    "and no correction, n/a when not bootstrapped (per-site mode, bootstrap = 0)",
+    "Units": R2,
+}
+
 _T1 = {
     "group": "Group (all patients, each phenotype, controls)",
     "n": "Number of participants", "n_female": "Number of women", "n_male": "Number of men",
@@ -109,15 +116,27 @@ def agefit_dictionary(fits: pd.DataFrame) -> dict:
     base = {
         "region": _entry("Canonical region name"), "hemisphere": _entry("left/right/bilateral"),
         "site": _entry("Site of the curve ('all': pooled controls)"),
-        "model": _entry("saturation: a*(1-exp(-b*age))+c; linear: c+slope*age (fallback); "
-                        "none: too few controls"),
+        "method": _entry("Age model used: auto (saturation, log-normal prior on b), seed "
+                         "(saturation, least squares, no fallback), prior (b fixed at the "
+                         "prior median), linear, none (no correction), fixed (study.toml)"),
+        "model": _entry("saturation: a*(1-exp(-b*age))+c; linear: c+slope*age; none: no "
+                        "curve (no correction requested, or region excluded: see warning)"),
+        "b_prior_median": _entry("Median of the log-normal prior on b", "1/years"),
+        "b_prior_sd_log": _entry("SD of log b under the prior"),
+        "b_sd_ratio": _entry("Posterior SD / prior SD of log b (1: b from the prior alone; "
+                             "near 0: from the data)"),
+        "n_boot": _entry("Bootstrap resamples of the controls behind r2star_agecorr_sd"),
+        "correction_sd_median": _entry("Median over participants of r2star_agecorr_sd", R2),
+        "n_extrapolated": _entry("Participants outside the controls' age range"),
+        "extrapolation": _entry("How they were corrected (saturation: along the curve, "
+                                "bounded by its plateau; linear: held at the range's end)"),
         "n": _entry("Controls in the fit"), "age_min": _entry("Youngest control", "years"),
         "age_max": _entry("Oldest control", "years"),
         "rss": _entry("Residual sum of squares", "1/s^2"),
         "residual_sd": _entry("Residual standard deviation", R2),
         "r2": _entry("Coefficient of determination"), "converged": _entry("Solver converged"),
         "saturation_reached": _entry("1 - exp(-b*(age_max-age_min)): curvature covered"),
-        "warning": _entry("Why the fallback was used"),
+        "warning": _entry("Why the fit is ill-determined, flat, or the region excluded"),
     }
     units = {"a": R2, "b": "1/years", "c": R2, "slope": "1/s per year"}
     for p, u in units.items():
@@ -160,10 +179,9 @@ def stats_document(*, settings, reference_age, subjects, sources, records, lesio
         "n_participants": int(len(subjects)), "n_per_group": counts,
         "sources": sources,
         "conventions": {
-            "age_correction": "R2* = a*(1-exp(-b*age))+c fitted on controls per region and "
-            "hemisphere (bounded least squares); adjusted = y - f(age) + f(reference age); "
-            "linear fallback when the saturation is not identifiable; lesion R2* not "
-            "age-corrected",
+            "age_correction": f"age model '{settings.age_model}' fitted on controls per region "
+            "and hemisphere (see age_model and agefit); adjusted = y - f(age) + f(reference "
+            "age); lesion R2* not age-corrected",
             "mann_whitney": "U of the first group; exact p without ties and n < 50, else "
             "normal approximation with tie and continuity correction; two-sided",
             "correlation": f"{settings.correlation_method}: Pearson when Shapiro-Wilk does not "

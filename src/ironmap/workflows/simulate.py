@@ -143,7 +143,7 @@ def prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
 def simulate_cohort(out_dir, *, subjects_per_group=4, sites: int = 2, echoes: int = 2,
                     voxel_size=None, preset: str = "seed", seed: int = 0,
                     overwrite: bool = False, echo_times_s=None, noise: bool = True,
-                    nprocs: int = 1) -> SimulatedCohort:
+                    nprocs: int = 1, control_ages: str = "random") -> SimulatedCohort:
     """Simulate a multicenter MS study and write it with its ground truth.
 
     Parameters
@@ -171,6 +171,10 @@ def simulate_cohort(out_dir, *, subjects_per_group=4, sites: int = 2, echoes: in
         Add Rician noise (False gives noise-free images, for validation).
     nprocs : int
         Subjects simulated in parallel processes.
+    control_ages : {"random", "span"}
+        Controls' ages drawn like the seed's Table 1, or evenly spread over the seed's 18-57
+        years with the controls alternating over the sites in age order (small cohorts
+        that must show the age curve).
 
     Returns
     -------
@@ -188,7 +192,7 @@ def simulate_cohort(out_dir, *, subjects_per_group=4, sites: int = 2, echoes: in
     prepare_out_dir(out, overwrite)
     bids, truth_dir = out / "bids", out / "truth"
     masks = bids / "derivatives" / "raters"
-    plan = truth_tables.plan_cohort(counts, n_sites, int(seed))
+    plan = truth_tables.plan_cohort(counts, n_sites, int(seed), control_ages=control_ages)
     _write_dataset_files(bids, masks, plan.participants, preset)
     jobs = [(row, plan.sites.set_index("site").loc[row["site"]].to_dict(),
              plan.r2star_nosite.loc[row["participant_id"]].to_dict(),

@@ -1,0 +1,133 @@
+"""Age models on simulated cohorts: error of the age-corrected group means against the truth.
+
+Cohorts come from the simulator's plan (:func:`ironmap.sim.truth.plan_cohort`: participants,
+sites and regional truth at the seed's ages, the same draw as ``ironmap simulate``), without
+images: the bilateral regional R2* of each participant is the value the images carry (age curve
+and site bias included, ``regions.tsv`` ``r2star_true``) plus Gaussian measurement noise
+(``--noise``, SD in s^-1). Each age model is fitted on the controls and applied to everyone
+(:func:`ironmap.core.agecorr.correct_region`, reference age 32 y, as ``ironmap group``). The
+truth of each participant is the same noisy value corrected with the true curve,
+``y - f_true(age) + f_true(32)``, so the error of a group mean is the error of the fitted curve
+alone. ``true-b`` fixes ``b`` at the simulator's value and fits ``a`` and ``c`` (a floor: what
+an exact prior would give).
+
+    python benchmarks/agemodel.py --seeds 0-9 --out agemodel_benchmark.tsv
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from ironmap.core import agecorr, agemodel
+from ironmap.sim import cohort, truth
+
+SIZES = {24: ({"HC": 24, "RRMS": 24, "SPMS": 6, "PPMS": 6}, 3),
+         81: (dict(cohort.SEED_COUNTS), cohort.SEED_SITES)}
+METHODS = ("fallback", "seed", "auto", "prior", "linear", "true-b")
+REFERENCE_AGE = 32.0
+N_BOOT = 200  # the group level's default
+
+
+def _group_mean_se(age, y, hc, groups, method) -> dict:
+    """Bootstrap SE of each group's mean correction f(ref) - f(age) (``ironmap group``'s
+    resampling of the controls, seed 0)."""
+    evals = np.r_[age, REFERENCE_AGE]
+    curves = agemodel.bootstrap_curves(age[hc], y[hc], evals, method, N_BOOT, 0,
+                                       age_range=(age[hc].min(), age[hc].max()))
+    corr = curves[:, [-1]] - curves[:, :-1]
+    return {g: float(np.std(corr[:, groups == g].mean(axis=1), ddof=1))
+            for g in cohort.GROUPS}
+
+
+def _seeds(text: str) -> list[int]:
+    if "-" in text:
+        lo, hi = text.split("-")
+        return list(range(int(lo), int(hi) + 1))
+    return [int(s) for s in text.split(",")]
+
+
+def cohort_errors(n_controls: int, seed: int, noise: float) -> pd.DataFrame:
+    """One simulated cohort: per method, region and group, fitted minus true corrected mean."""
+    counts, n_sites = SIZES[n_controls]
+    plan = truth.plan_cohort(counts, n_sites, seed)
+    regions = truth.regions_table(plan)
+    bil = regions[regions["hemisphere"] == "bilateral"].merge(
+        plan.participants[["participant_id", "group", "age"]], on="participant_id")
+    rng = np.random.default_rng([seed, 1])
+    curves = plan.agecurves.set_index("region")
+    rows = []
+    for region, d in bil.groupby("region", sort=False):
+        a, b, c = curves.loc[region, ["a", "b", "c"]]
+        age = d["age"].to_numpy(float)
+        y = d["r2star_true"].to_numpy(float) + rng.normal(0.0, noise, age.size)
+        hc = (d["group"] == "HC").to_numpy()
+        true = y - cohort.age_curve(age, a, b, c) + cohort.age_curve(REFERENCE_AGE, a, b, c)
+        groups = d["group"].to_numpy()
+        boot = {m: _group_mean_se(age, y, hc, groups, m) for m in ("auto", "linear")}
+        for method in METHODS:
+            kw = ({"method": "prior", "prior": (float(np.log(b)), 1.0)} if method == "true-b"
+                  else {"method": method})
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", agecorr.AgeModelWarning)
+                res = agecorr.correct_region(y, age, hc, REFERENCE_AGE, n_boot=0, **kw)
+            for group in cohort.GROUPS:
+                sel = (d["group"] == group).to_numpy()
+                rows.append({"n_controls": n_controls, "seed": seed, "method": method,
+                             "model": res.fit.model, "region": region, "group": group,
+                             "error": float(np.mean(res.adjusted[sel]) - np.mean(true[sel])),
+                             "boot_se": boot.get(method, {}).get(group, np.nan)})
+    return pd.DataFrame(rows)
+
+
+def summarise(errors: pd.DataFrame) -> pd.DataFrame:
+    """Per size and method: worst |error| over regions x groups x seeds, per-group RMS, and the
+    share of cohorts with every region x group within the threshold (0.5 s^-1 at 81 controls,
+    1.0 at 24), and for ``auto`` and ``linear`` how often |error| <= 1.96 bootstrap SE of the
+    group mean's correction (coverage of the propagated uncertainty)."""
+    err = errors.assign(abs=errors["error"].abs())
+    worst = err.groupby(["n_controls", "method", "seed"])["abs"].max().reset_index()
+    worst["limit"] = np.where(worst["n_controls"] >= 81, 0.5, 1.0)
+    worst["ok"] = worst["abs"] <= worst["limit"]
+    out = worst.groupby(["n_controls", "method"]).agg(
+        cohorts=("seed", "size"), cohorts_within=("ok", "sum"),
+        worst_abs_error=("abs", "max"), median_worst=("abs", "median"))
+    err["covered"] = err["abs"] <= 1.96 * err["boot_se"]
+    boot = err[err["boot_se"].notna()].groupby(["n_controls", "method"]).agg(
+        boot_coverage=("covered", "mean"), mean_boot_se=("boot_se", "mean"))
+    out = out.join(boot)
+    rms = err.groupby(["n_controls", "method", "group"])["error"].apply(
+        lambda e: float(np.sqrt(np.mean(e**2)))).unstack("group")
+    out = out.join(rms.add_prefix("rms_"))
+    order = {m: i for i, m in enumerate(METHODS)}
+    return out.reset_index().sort_values(["n_controls", "method"],
+                                         key=lambda s: s.map(order) if s.name == "method"
+                                         else s)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seeds", default="0-9", help="e.g. 0-9 or 0,3,5 (default 0-9)")
+    parser.add_argument("--sizes", default="24,81", help="controls per cohort: 24 and/or 81")
+    parser.add_argument("--noise", type=float, default=0.5,
+                        help="measurement noise SD of regional R2* (s^-1, default 0.5)")
+    parser.add_argument("--out", default=None, help="write every error to this TSV")
+    args = parser.parse_args(argv)
+    t0 = time.perf_counter()
+    errors = pd.concat([cohort_errors(int(n), s, args.noise)
+                        for n in args.sizes.split(",") for s in _seeds(args.seeds)],
+                       ignore_index=True)
+    if args.out:
+        errors.to_csv(args.out, sep="\t", index=False, float_format="%.4f")
+    pd.set_option("display.width", 200)
+    print(summarise(errors).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    print(f"\n{time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
