@@ -1,19 +1,26 @@
 """Speed and accuracy of the R2* estimators on a brain-masked 256x256x80 volume (run by hand).
 
     python benchmarks/r2star.py [--rounds 5] [--snr 50] [--echoes 2 8] [--quick]
+    python benchmarks/r2star.py --default-only  # floors + the default calls on float64 input
     python benchmarks/r2star.py --first-call   # compile / cache-load cost of the first call
 
 Data: an ellipsoidal brain mask in a 256x256x80 matrix (about 1.5 M voxels), R2* ~ U(10, 60)
 s^-1 and S0 ~ N(1000, 100) per voxel, Rician noise with sigma = median S(TE1) / SNR, float32,
 voxel-major ``(n_voxels, n_echoes)`` as in ``../shared/research/performance-anchors.md``.
-2 echoes: TE 4.92 / 24.6 ms; 8 echoes: TE 3, 7, ..., 31 ms.
+2 echoes: TE 4.92 / 24.6 ms; 8 echoes: TE 3, 7, ..., 31 ms. The same stack is also held as
+float64 (what ``nibabel``'s ``get_fdata()`` returns): the "DEFAULT" rows time
+``fit_r2star(float64_stack, te, method)`` with every other argument at its default (RMSE map,
+``n_jobs`` = the usable cores), and their "x floor" is against one ``np.sum`` over the float64
+stack in the same run.
 
 Every method runs once per round, in a new random order each round, as ``--repeat`` (3)
 back-to-back calls for the full-brain methods (the first call after another method also pays
 for fresh output pages and cold caches). The table gives the median rate over all timed calls
 with [min-max]. "x floor" = time / time of one ``np.sum`` pass over the same
-stack in the same run. Per-voxel Python fits (scipy ``curve_fit`` loop, tedana ``curvefit``) run
-on a random subset and are extrapolated (marked "subset"); their accuracy is on that subset.
+stack (same dtype) in the same run; "CPU x floor" uses the CPU time of all threads instead
+(less sensitive to other jobs on a shared machine). Per-voxel Python fits (scipy
+``curve_fit`` loop, tedana ``curvefit``) run on a random subset and are extrapolated (marked
+"subset"); their accuracy is on that subset.
 bias = median(estimate - truth), MdAE = median |estimate - truth|, both in s^-1.
 BLAS is limited to one thread for the whole run (as in the anchors' harness): idle OpenBLAS
 threads spin on the second core after each multi-threaded call and would slow every "2 thr"
@@ -82,8 +89,27 @@ def _curve_fit_loop(data, te, _sigma):
     return out
 
 
-def methods(n_echoes: int, quick: bool):
-    """name -> (function(data, te, sigma) -> r2, subset size or None)."""
+#: (method, echo counts) of the DEFAULT calls timed on float64 input (what nibabel's
+#: ``get_fdata()`` returns): ``fit_r2star(data, te, method)``, every other argument default.
+DEFAULT_CALLS = (("two_point", (2,)), ("auto", (2, 8)), ("loglinear", (8,)), ("wls", (8,)),
+                 ("arlo", (8,)), ("nonlinear", (8,)))
+
+
+def default_calls(n_echoes: int):
+    """name -> (function, None, "float64") for the default calls on float64 input."""
+    def call(method):
+        return lambda d, te, s: fit_r2star(d, te, method).r2star
+
+    return {f"DEFAULT fit_r2star(float64, te, {m!r})": (call(m), None, "float64")
+            for m, counts in DEFAULT_CALLS if n_echoes in counts}
+
+
+def methods(n_echoes: int, quick: bool, default_only: bool = False):
+    """name -> (function(data, te, sigma) -> r2, subset size or None, input dtype)."""
+    table = default_calls(n_echoes)
+    if default_only:
+        return table
+
     def ironmap(method, n_jobs=1, **kw):
         return lambda d, te, s: fit_r2star(d, te, method, n_jobs=n_jobs, rmse=False,
                                            sigma=s if method == "rician" else None,
@@ -91,56 +117,63 @@ def methods(n_echoes: int, quick: bool):
 
     est = ["two_point"] if n_echoes == 2 else ["loglinear", "wls", "arlo", "nonlinear"]
     est.append("rician")
-    table = {}
     for m in est:
         for nj in (1, 2):
-            table[f"ironmap {m} ({nj} thr)"] = (ironmap(m, nj), None)
+            table[f"ironmap {m} ({nj} thr)"] = (ironmap(m, nj), None, "float32")
     if n_echoes == 2:
-        table["ironmap nonlinear (1 thr)"] = (ironmap("nonlinear"), None)
-    table["ironmap default (auto, with RMSE map)"] = (
-        lambda d, te, s: fit_r2star(d, te).r2star, None)
+        table["ironmap nonlinear (1 thr)"] = (ironmap("nonlinear"), None, "float32")
+    table["ironmap default (auto, with RMSE map), float32"] = (
+        lambda d, te, s: fit_r2star(d, te).r2star, None, "float32")
     ted_ll, ted_cf = _tedana("loglin"), _tedana("curvefit")
     if ted_ll is not None:
-        table["tedana fit_decay loglin"] = (ted_ll, None)
-        table["tedana fit_decay curvefit"] = (ted_cf, 200 if quick else 1000)
-    table["scipy curve_fit loop"] = (_curve_fit_loop, 300 if quick else 1000)
+        table["tedana fit_decay loglin"] = (ted_ll, None, "float32")
+        table["tedana fit_decay curvefit"] = (ted_cf, 200 if quick else 1000, "float32")
+    table["scipy curve_fit loop"] = (_curve_fit_loop, 300 if quick else 1000, "float32")
     return table
 
 
-def _floors(data):
-    buf = np.empty_like(data)
-    return {"floor: np.sum (one read)": (lambda d, te, s: d.sum(), None),
-            "floor: np.log into a buffer": (lambda d, te, s: np.log(d, out=buf), None)}
+def _floors(stacks):
+    """One np.sum pass over each stack (float32 and float64), np.log on the float32 one."""
+    buf = np.empty_like(stacks["float32"])
+    table = {f"floor: np.sum (one read), {dt}": (lambda d, te, s: d.sum(), None, dt)
+             for dt in stacks}
+    table["floor: np.log into a buffer, float32"] = (
+        lambda d, te, s: np.log(d, out=buf), None, "float32")
+    return table
 
 
-def run_case(n_echoes, snr, rounds, quick, seed=0, repeat=3):
+def run_case(n_echoes, snr, rounds, quick, seed=0, repeat=3, default_only=False):
     data, te, truth, sigma = brain_data(n_echoes, snr, seed)
+    stacks = {"float32": data, "float64": data.astype(np.float64)}
     rng = random.Random(seed)
     subset_idx = np.random.default_rng(seed + 1).choice(data.shape[0], 1000, replace=False)
-    table = {**_floors(data), **methods(n_echoes, quick)}
-    for name, (func, sub) in table.items():  # warm-up: compile caches, imports
+    table = {**_floors(stacks), **methods(n_echoes, quick, default_only)}
+    for name, (func, sub, dt) in table.items():  # warm-up: compile caches, imports
         if name.startswith("floor") or sub is not None:
             continue
-        func(data[:2048], te, sigma)
+        func(stacks[dt][:2048], te, sigma)
     times = {name: [] for name in table}
+    cpu = {name: [] for name in table}
     results = {}
     for _ in range(rounds):
         names = list(table)
         rng.shuffle(names)
         for name in names:
-            func, sub = table[name]
-            d = data if sub is None else data[subset_idx[:sub]]
+            func, sub, dt = table[name]
+            d = stacks[dt] if sub is None else stacks[dt][subset_idx[:sub]]
             for _ in range(1 if sub is not None else repeat):
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     r = func(d, te, sigma)
                 times[name].append((time.perf_counter() - t0) / d.shape[0])
+                cpu[name].append((time.process_time() - c0) / d.shape[0])
             if not name.startswith("floor"):
                 results[name] = (np.asarray(r, dtype=float),
                                  truth if sub is None else truth[subset_idx[:sub]], sub)
-    floor = np.median(times["floor: np.sum (one read)"])
-    return data, sigma, times, results, floor
+    floors = {dt: np.median(times[f"floor: np.sum (one read), {dt}"]) for dt in stacks}
+    dtypes = {name: entry[2] for name, entry in table.items()}
+    return data, sigma, times, cpu, results, floors, dtypes
 
 
 def fmt_rate(v):
@@ -150,28 +183,32 @@ def fmt_rate(v):
     return f"{v:.3g}"
 
 
-def report(n_echoes, snr, data, sigma, times, results, floor):
+def report(n_echoes, snr, data, sigma, times, cpu, results, floors, dtypes):
     nvox = data.shape[0]
     print(f"\n#### {n_echoes} echoes, SNR {snr} (sigma {sigma:.1f}), {nvox} voxels, "
-          f"{data.nbytes / 1e6:.1f} MB float32\n")
-    print("| method | n timed | vox/s median [min-max] | x floor | s / brain | bias | MdAE | "
-          "bias R2*>=50 | non-finite % |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          f"{data.nbytes / 1e6:.1f} MB float32 / {2 * data.nbytes / 1e6:.1f} MB float64\n")
+    print("\"x floor\" = median wall time / median wall time of one np.sum pass over the stack "
+          "of the same dtype, same run; \"CPU x floor\" = median CPU time (all threads) / the "
+          "same floor\n")
+    print("| method | input | n timed | vox/s median [min-max] | x floor | CPU x floor | "
+          "s / brain | bias | MdAE | bias R2*>=50 | non-finite % |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, ts in sorted(times.items(), key=lambda kv: np.median(kv[1])):
         rates = 1.0 / np.asarray(ts)
-        row = [name, "", f"{fmt_rate(np.median(rates))} [{fmt_rate(rates.min())} - "
-               f"{fmt_rate(rates.max())}]", f"{np.median(ts) / floor:.3g}",
-               f"{np.median(ts) * nvox:.3g}"]
+        floor = floors[dtypes[name]]
+        row = [name, dtypes[name], "", f"{fmt_rate(np.median(rates))} [{fmt_rate(rates.min())}"
+               f" - {fmt_rate(rates.max())}]", f"{np.median(ts) / floor:.3g}",
+               f"{np.median(cpu[name]) / floor:.3g}", f"{np.median(ts) * nvox:.3g}"]
         if name in results:
             est, truth, sub = results[name]
             err = est - truth
             ok = np.isfinite(err)
             hi = ok & (truth >= 50)
-            row[1] = f"{sub} (subset)" if sub else str(nvox)
+            row[2] = f"{sub} (subset)" if sub else str(nvox)
             row += [f"{np.median(err[ok]):+.2f}", f"{np.median(np.abs(err[ok])):.2f}",
                     f"{np.median(err[hi]):+.2f}", f"{100 * (1 - ok.mean()):.2f}"]
         else:
-            row[1] = str(nvox)
+            row[2] = str(nvox)
             row += ["", "", "", ""]
         print("| " + " | ".join(row) + " |")
 
@@ -217,6 +254,8 @@ def main(argv=None) -> int:
                    help="back-to-back calls per round of each full-brain method (all timed)")
     p.add_argument("--first-call", action="store_true",
                    help="only time the first call per method (JIT compile / cache load)")
+    p.add_argument("--default-only", action="store_true",
+                   help="only the floors and the default calls on float64 input")
     args = p.parse_args(argv)
     if args.first_call:
         first_call()
@@ -224,12 +263,14 @@ def main(argv=None) -> int:
     from threadpoolctl import threadpool_limits
 
     print(f"# R2* benchmark: {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPUs, numpy {np.__version__}, load average at start "
+          f"{os.cpu_count()} CPUs ({len(os.sched_getaffinity(0))} usable: the default "
+          f"n_jobs), numpy {np.__version__}, load average at start "
           f"{os.getloadavg()}, BLAS limited to 1 thread")
     with threadpool_limits(limits=1, user_api="blas"):
         for n_echoes in args.echoes:
             for snr in args.snr:
-                out = run_case(n_echoes, snr, args.rounds, args.quick, repeat=args.repeat)
+                out = run_case(n_echoes, snr, args.rounds, args.quick, repeat=args.repeat,
+                               default_only=args.default_only)
                 report(n_echoes, snr, *out)
     print(f"\nload average at end {os.getloadavg()}")
     return 0

@@ -57,10 +57,18 @@ def test_noise_free_recovery(method, train, dtype):
 
 
 @pytest.mark.parametrize("train", ["even8", "even12"])
-def test_arlo_published_formula_bound(train):
-    """Pei et al.'s Simpson-rule formula: relative error ~ (R2* dTE)^4 / 180, as derived."""
+def test_arlo_published_formula_bound(train, monkeypatch):
+    """Pei et al.'s Simpson-rule formula: relative error ~ (R2* dTE)^4 / 180, as derived.
+
+    Checked to 1e-12 on the float64 numpy implementation; the fused float32 kernel that runs
+    by default agrees with it to float32 precision."""
+    from ironmap.core import fastfit
+
     te = TRAINS[train]
+    fused = fit_r2star(decay(R2_GRID, te), te, "arlo", simpson_exact=False)
+    monkeypatch.setattr(fastfit, "AVAILABLE", False)
     fit = fit_r2star(decay(R2_GRID, te), te, "arlo", simpson_exact=False)
+    np.testing.assert_allclose(fused.r2star, fit.r2star, rtol=2e-5)
     x = R2_GRID * np.diff(te).mean()
     rel = fit.r2star / R2_GRID - 1.0
     assert np.all(rel <= 0)  # Simpson overestimates the integral of a convex decay
@@ -80,11 +88,11 @@ def test_two_point_is_ln_s1_over_s2():
     """ironmap implements R2* = ln(S1/S2)/(TE2-TE1) (the seed paper prints it upside down)."""
     te = np.array([0.005, 0.020])
     s = np.array([[800.0, 400.0]])
-    fit = fit_r2star(s, te, "two_point")
-    assert fit.r2star[0] == pytest.approx(np.log(2.0) / 0.015, rel=1e-12)
+    fit = fit_r2star(s, te, "two_point")  # float64 input, float32 arithmetic (documented)
+    assert fit.r2star[0] == pytest.approx(np.log(2.0) / 0.015, rel=1e-6)
     te4 = TRAINS["uneven5"]
     fit = fit_r2star(decay(R2_GRID, te4), te4, "two_point", echo_pair=(1, 4))
-    np.testing.assert_allclose(fit.r2star, R2_GRID, rtol=1e-10)
+    np.testing.assert_allclose(fit.r2star, R2_GRID, rtol=1e-5)
 
 
 def test_auto_dispatch():

@@ -71,7 +71,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         default=(0.0, 1000.0),
                         help="accepted R2* interval in 1/s (outside: NaN + flag); default 0 1000")
     parser.add_argument("--t2star", action="store_true", help="also write the T2* map (s)")
-    parser.add_argument("--n-jobs", type=int, default=1, help="threads (default 1)")
+    parser.add_argument("--n-jobs", type=int, default=None,
+                        help="threads (default: the cores this process may use)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
 
 

@@ -1,14 +1,17 @@
-"""Fused compiled kernels for the closed-form R2* estimators on float32 stacks.
+"""Fused compiled kernels for the closed-form R2* estimators.
 
-One kernel per estimator and echo count fits a (m, n) voxel-major float32 stack in blocks of
-:data:`BLOCK` voxels and writes R2* and S0 in place. The echo count (and, for the two-point
-form, the echo pair) is a compile-time constant of each kernel (:func:`two_point_kernel`,
-:func:`loglinear_kernel`, :func:`arlo_kernel`, built once per shape and cached on disk), so the
+One kernel per estimator and echo count fits a (m, n) voxel-major float32 or float64 stack in
+blocks of :data:`BLOCK` voxels and writes R2*, S0 and (when asked) the RMS residual in place,
+in one pass over the stack: the residuals of a block are summed while its samples are still in
+cache. Samples are rounded to float32 as they are read, and the arithmetic is float32. The
+echo count (and, for the two-point form, the echo pair) is a compile-time constant of each
+kernel (:func:`two_point_kernel`, :func:`loglinear_kernel`, :func:`wls_kernel`,
+:func:`arlo_kernel`, built once per shape and input dtype and cached on disk), so the
 per-voxel loops over echoes unroll and the compiler vectorises across voxels with
 de-interleaving loads. Logarithm and exponential are branch-free float32 polynomials
 (:func:`log32`, :func:`exp32`; numba's own ``log``/``exp`` are scalar library calls, this
-llvmlite has no vector math library). Each kernel also counts, per block, the voxels that
-may have failed, so the caller runs its full validity test only on those blocks.
+llvmlite has no vector math library). Each kernel also marks the blocks that may hold failed
+voxels, so the caller runs its full validity test only on those blocks.
 :func:`run_plan` splits the blocks over threads (the kernels release the GIL).
 """
 
@@ -137,33 +140,87 @@ def _block(flat, n, m, b):
     return k0, nb, flat[n * k0:n * (k0 + nb)]
 
 
+@_inline
+def _block_rmse(src, n, nb, rr, ss, trel, t0, dt, out):
+    """RMS over the n echoes of S - S0 e^(-R2* TE) for the nb voxels of a block, from their
+    R2* and S0 in ``rr`` and ``ss``; with evenly spaced echoes (``dt`` > 0) the decay factors
+    follow e^(-R2* TE_j) = e^(-R2* TE_1) q^j with q = e^(-R2* dt): two exponentials per voxel.
+    """
+    inv_n = _ONE / F(n)
+    if dt > _ZERO:
+        for k in range(nb):
+            r = F(rr[k])
+            e = F(ss[k]) * exp32(-r * t0)
+            q = exp32(-r * dt)
+            acc = _ZERO
+            for jj in range(n):
+                d = e - F(src[n * k + jj])
+                acc += d * d
+                e *= q
+            out[k] = np.sqrt(acc * inv_n)
+    else:
+        for k in range(nb):
+            r = F(rr[k])
+            a = F(ss[k]) * exp32(-r * t0)
+            acc = _ZERO
+            for jj in range(n):
+                d = a * exp32(-r * trel[jj]) - F(src[n * k + jj])
+                acc += d * d
+            out[k] = np.sqrt(acc * inv_n)
+
+
+@_inline
+def _log_fit_ok(r, ln_s0, ln_first, ln_last, lo, hi):
+    """A log-domain fit is certainly valid: R2* in range, S0 a normal float32, decay."""
+    return ((r > lo) & (r < hi) & (ln_s0 > _LN_S0_LO) & (ln_s0 < _LN_S0_HI)
+            & (ln_last - ln_first < _RISE_MARGIN))
+
+
+@_inline
+def _log_fit_finish(src, n, nb, rr, ss, want, trel, t0, dt, out):
+    """S0 = exp(ln S0) in place, then the block's RMS residuals when wanted."""
+    for k in range(nb):
+        ss[k] = exp32(F(ss[k]))
+    if want:
+        _block_rmse(src, n, nb, rr, ss, trel, t0, dt, out)
+
+
 @functools.cache
 def two_point_kernel(n: int, i: int, j: int):
     """Kernel for R2* = ln(S_i / S_j) / (TE_j - TE_i), S0 = S_i exp(R2* TE_i) on rows of n.
 
-    ``kernel(flat, inv_dte, te_i, lo, hi, r2, s0, nbad, b0, b1)`` fits blocks ``b0..b1-1`` of
-    the flat (m * n,) stack; ``nbad[b]`` counts the voxels of block b that may have failed.
+    ``kernel(flat, inv_dte, te_i, lo, hi, r2, s0, rmse, trel, t0, dt, nbad, b0, b1)`` fits
+    blocks ``b0..b1-1`` of the flat (m * n,) stack (float32 or float64, read as float32);
+    ``rmse`` of size 0 skips the residual map; ``trel``, ``t0``, ``dt``: echo times relative to
+    the first, the first, and the even spacing (0 when uneven), float32 s; ``nbad[b]`` is 1
+    where block b may hold failed voxels, else 0 (an OR over the block: cheaper than a count).
     """
     @_kernel_jit
-    def kernel(flat, inv_dte, te_i, lo, hi, r2, s0, nbad, b0, b1):
+    def kernel(flat, inv_dte, te_i, lo, hi, r2, s0, rmse, trel, t0, dt, nbad, b0, b1):
         m = r2.shape[0]
+        want = rmse.shape[0] > 0
+        lo = lo if lo > _ZERO else _ZERO  # decay must be positive
         for b in range(b0, b1):
             k0, nb, src = _block(flat, n, m, b)
             rr = r2[k0:k0 + nb]
             ss = s0[k0:k0 + nb]
             for k in range(nb):  # de-interleave: ratio and S_i
-                x = src[n * k + i]
+                x = F(src[n * k + i])
                 ss[k] = x
-                rr[k] = x / src[n * k + j]
-            count = 0
+                rr[k] = x / F(src[n * k + j])
+            bad = False
             for k in range(nb):
-                r = log32(rr[k]) * inv_dte
-                s = ss[k] * exp32(r * te_i)
+                r = log32(F(rr[k])) * inv_dte
+                s = F(ss[k]) * exp32(r * te_i)
                 rr[k] = r
                 ss[k] = s
-                count += not ((r > lo) & (r < hi) & (r > _ZERO) & (s > _ZERO)
-                              & (s <= _FLT_MAX))
-            nbad[b] = count
+                bad |= not ((r > lo) & (r < hi) & (s > _ZERO) & (s <= _FLT_MAX))
+            if want:
+                if n == 2:  # exactly determined: the curve passes through both samples
+                    rmse[k0:k0 + nb] = _ZERO
+                else:
+                    _block_rmse(src, n, nb, rr, ss, trel, t0, dt, rmse[k0:k0 + nb])
+            nbad[b] = bad
 
     return kernel
 
@@ -174,16 +231,17 @@ def loglinear_kernel(n: int):
     (-R2*, ln S0); arguments as :func:`two_point_kernel` with (w_slope, w_icpt) as the two
     parameters (float32 arrays of n)."""
     @_kernel_jit
-    def kernel(flat, w_slope, w_icpt, lo, hi, r2, s0, nbad, b0, b1):
+    def kernel(flat, w_slope, w_icpt, lo, hi, r2, s0, rmse, trel, t0, dt, nbad, b0, b1):
         m = r2.shape[0]
+        want = rmse.shape[0] > 0
         logs = np.empty(n * BLOCK, F)
         for b in range(b0, b1):
             k0, nb, src = _block(flat, n, m, b)
             for q in range(n * nb):
-                logs[q] = log32(src[q])
+                logs[q] = log32(F(src[q]))
             rr = r2[k0:k0 + nb]
             ss = s0[k0:k0 + nb]
-            count = 0
+            bad = False
             for k in range(nb):
                 slope = _ZERO
                 icpt = _ZERO
@@ -193,12 +251,61 @@ def loglinear_kernel(n: int):
                     icpt += w_icpt[jj] * v
                 rr[k] = -slope
                 ss[k] = icpt
-                count += not ((-slope > lo) & (-slope < hi) & (icpt > _LN_S0_LO)
-                              & (icpt < _LN_S0_HI)
-                              & (logs[n * k + n - 1] - logs[n * k] < _RISE_MARGIN))
+                bad |= not _log_fit_ok(-slope, icpt, logs[n * k], logs[n * k + n - 1], lo, hi)
+            _log_fit_finish(src, n, nb, rr, ss, want, trel, t0, dt, rmse[k0:k0 + nb])
+            nbad[b] = bad
+
+    return kernel
+
+
+@functools.cache
+def wls_kernel(n: int):
+    """Kernel for least squares on ln S with weights S^2 (the measured signal), per voxel.
+
+    One parameter: the echo times ``t`` (float32 array of n, s). The weighted line through
+    (t_j, ln S_j) is solved about the weighted mean echo time, which keeps float32 sums
+    well conditioned: slope = sum w (t - t_w)(y - y_w) / sum w (t - t_w)^2.
+    """
+    @_kernel_jit
+    def kernel(flat, t, lo, hi, r2, s0, rmse, trel, t0, dt, nbad, b0, b1):
+        m = r2.shape[0]
+        want = rmse.shape[0] > 0
+        logs = np.empty(n * BLOCK, F)
+        wts = np.empty(n * BLOCK, F)
+        for b in range(b0, b1):
+            k0, nb, src = _block(flat, n, m, b)
+            for q in range(n * nb):
+                x = F(src[q])
+                logs[q] = log32(x)
+                wts[q] = x * x
+            rr = r2[k0:k0 + nb]
+            ss = s0[k0:k0 + nb]
+            bad = False
             for k in range(nb):
-                ss[k] = exp32(ss[k])
-            nbad[b] = count
+                sw = _ZERO
+                swt = _ZERO
+                swy = _ZERO
+                for jj in range(n):
+                    w = wts[n * k + jj]
+                    sw += w
+                    swt += w * t[jj]
+                    swy += w * logs[n * k + jj]
+                tw = swt / sw
+                yw = swy / sw
+                sxx = _ZERO
+                sxy = _ZERO
+                for jj in range(n):
+                    w = wts[n * k + jj]
+                    dtj = t[jj] - tw
+                    sxx += w * dtj * dtj
+                    sxy += w * dtj * (logs[n * k + jj] - yw)
+                r = -(sxy / sxx)
+                icpt = yw + r * tw  # ln S0
+                rr[k] = r
+                ss[k] = icpt
+                bad |= not _log_fit_ok(r, icpt, logs[n * k], logs[n * k + n - 1], lo, hi)
+            _log_fit_finish(src, n, nb, rr, ss, want, trel, t0, dt, rmse[k0:k0 + nb])
+            nbad[b] = bad
 
     return kernel
 
@@ -214,21 +321,22 @@ def arlo_kernel(n: int, exact: bool):
     S0 is the least-squares amplitude sum_j S_j q^j / sum_j q^2j carried back to TE = 0.
     """
     @_kernel_jit
-    def kernel(flat, neg_inv_dte, te0, lo, hi, r2, s0, nbad, b0, b1):
+    def kernel(flat, neg_inv_dte, te0, lo, hi, r2, s0, rmse, trel, t0, dt, nbad, b0, b1):
         m = r2.shape[0]
+        want = rmse.shape[0] > 0
         for b in range(b0, b1):
             k0, nb, src = _block(flat, n, m, b)
             qv = r2[k0:k0 + nb]
             amp = s0[k0:k0 + nb]
-            count = 0
+            bad = False
             for k in range(nb):
                 s_s = _ZERO
                 s_d = _ZERO
                 d_d = _ZERO
                 for jj in range(n - 2):
-                    x = src[n * k + jj]
-                    z = src[n * k + jj + 2]
-                    s = x + F(4.0) * src[n * k + jj + 1] + z
+                    x = F(src[n * k + jj])
+                    z = F(src[n * k + jj + 2])
+                    s = x + F(4.0) * F(src[n * k + jj + 1]) + z
                     d = x - z
                     s_s += s * s
                     s_d += s * d
@@ -240,51 +348,31 @@ def arlo_kernel(n: int, exact: bool):
                 else:
                     q = exp32(F(-3.0) * kappa)
                 e = _ONE
-                num = src[n * k]
+                num = F(src[n * k])
                 den = _ONE
                 for jj in range(1, n):
                     e *= q
-                    num += src[n * k + jj] * e
+                    num += F(src[n * k + jj]) * e
                     den += e * e
                 qv[k] = q
                 amp[k] = num / den
-                count += not (src[n * k + n - 1] < src[n * k])
+                bad |= not (F(src[n * k + n - 1]) < F(src[n * k]))
             for k in range(nb):
-                r = log32(qv[k]) * neg_inv_dte
-                s = amp[k] * exp32(r * te0)
+                r = log32(F(qv[k])) * neg_inv_dte
+                s = F(amp[k]) * exp32(r * te0)
                 qv[k] = r
                 amp[k] = s
-                count += not ((r > lo) & (r < hi) & (s > _ZERO) & (s <= _FLT_MAX))
-            nbad[b] = count
-
-    return kernel
-
-
-@functools.cache
-def rmse_kernel(n: int):
-    """Kernel ``(flat, t, r2, s0, rmse, b0, b1)``: RMS over the n echoes of S - S0 e^(-R2* t)."""
-    @_kernel_jit
-    def kernel(flat, t, r2, s0, rmse, b0, b1):
-        m = r2.shape[0]
-        for b in range(b0, b1):
-            k0, nb, src = _block(flat, n, m, b)
-            acc = rmse[k0:k0 + nb]
-            for k in range(nb):
-                acc[k] = _ZERO
-            for jj in range(n):
-                tj = t[jj]
-                for k in range(nb):
-                    d = s0[k0 + k] * exp32(-r2[k0 + k] * tj) - src[n * k + jj]
-                    acc[k] += d * d
-            for k in range(nb):
-                acc[k] = np.sqrt(acc[k] / F(n))
+                bad |= not ((r > lo) & (r < hi) & (s > _ZERO) & (s <= _FLT_MAX))
+            if want:
+                _block_rmse(src, n, nb, qv, amp, trel, t0, dt, rmse[k0:k0 + nb])
+            nbad[b] = bad
 
     return kernel
 
 
 @dataclass(frozen=True)
 class ClosedFormPlan:
-    """A fused closed-form fit: kernel, its two parameters, the R2* range and echo times.
+    """A fused closed-form fit: kernel, its parameters, the R2* range and echo times.
 
     ``used`` names the first and last echo the estimator reads (for the caller's validity
     test).
@@ -297,28 +385,38 @@ class ClosedFormPlan:
     used: tuple[int, int]
 
 
+def _plan(kernel, params, te, r2star_range, used) -> ClosedFormPlan:
+    return ClosedFormPlan(kernel, params, r2star_range, np.asarray(te, dtype=F),
+                          (int(used[0]), int(used[1])))
+
+
 def plan_two_point(te, pair, r2star_range) -> ClosedFormPlan:
     """Plan of the two-point form on echoes ``pair`` of rows with ``te.size`` echoes."""
     i, j = pair
     params = (F(1.0 / (te[j] - te[i])), F(te[i]))
-    return ClosedFormPlan(two_point_kernel(int(te.size), int(i), int(j)), params,
-                          r2star_range, te.astype(F), (i, j))
+    return _plan(two_point_kernel(int(te.size), int(i), int(j)), params, te, r2star_range,
+                 (i, j))
 
 
 def plan_loglinear(te, weights, r2star_range) -> ClosedFormPlan:
     """Plan of a log-linear fit with weights (n, 2): ln S @ weights = (-R2*, ln S0)."""
     w = np.asarray(weights, dtype=F)
     params = (np.ascontiguousarray(w[:, 0]), np.ascontiguousarray(w[:, 1]))
-    return ClosedFormPlan(loglinear_kernel(int(te.size)), params, r2star_range, te.astype(F),
-                          (0, te.size - 1))
+    return _plan(loglinear_kernel(int(te.size)), params, te, r2star_range, (0, te.size - 1))
+
+
+def plan_wls(te, r2star_range) -> ClosedFormPlan:
+    """Plan of the log-linear fit weighted by S^2."""
+    params = (np.asarray(te, dtype=F),)
+    return _plan(wls_kernel(int(te.size)), params, te, r2star_range, (0, te.size - 1))
 
 
 def plan_arlo(te, simpson_exact, r2star_range) -> ClosedFormPlan:
     """Plan of ARLO on evenly spaced echoes."""
     dte = float(np.mean(np.diff(te)))
     params = (F(-1.0 / dte), F(te[0]))
-    return ClosedFormPlan(arlo_kernel(int(te.size), bool(simpson_exact)), params,
-                          r2star_range, te.astype(F), (0, te.size - 1))
+    return _plan(arlo_kernel(int(te.size), bool(simpson_exact)), params, te, r2star_range,
+                 (0, te.size - 1))
 
 
 def n_blocks(n_voxels: int) -> int:
@@ -326,12 +424,23 @@ def n_blocks(n_voxels: int) -> int:
     return (int(n_voxels) + BLOCK - 1) // BLOCK
 
 
+def _timing(te: np.ndarray) -> tuple[np.ndarray, np.float32, np.float32]:
+    """Echo times relative to the first, the first, and the spacing when even (else 0)."""
+    te = np.asarray(te, dtype=np.float64)
+    d = np.diff(te)
+    even = d.size > 0 and np.ptp(d) <= 1e-6 * d.mean()
+    return (np.asarray(te - te[0], dtype=F), F(te[0]),
+            F(d.mean()) if even else F(0.0))
+
+
 def run_plan(plan: ClosedFormPlan, rows: np.ndarray, r2: np.ndarray, s0: np.ndarray,
              rmse: np.ndarray | None = None, n_jobs: int = 1) -> np.ndarray:
-    """Fit C-contiguous float32 rows (m, n) into r2, s0 (and rmse), each of shape (m,).
+    """Fit C-contiguous rows (m, n) into r2, s0 (and rmse), each of shape (m,), in one pass.
 
-    Returns the number of voxels per block (:data:`BLOCK` voxels) that may have failed; blocks
-    with a zero count hold only valid fits. ``n_jobs`` threads share the blocks.
+    ``rows`` may be float32 or float64: each sample is rounded to float32 as it is read and
+    the fit runs in float32 arithmetic; the maps take the dtype of the arrays passed in.
+    Returns, per block of :data:`BLOCK` voxels, 1 where the block may hold failed voxels and 0
+    where it holds only valid fits. ``n_jobs`` threads share the blocks.
     """
     m = rows.shape[0]
     nblk = n_blocks(m)
@@ -340,12 +449,10 @@ def run_plan(plan: ClosedFormPlan, rows: np.ndarray, r2: np.ndarray, s0: np.ndar
         return nbad
     flat = rows.reshape(-1)
     lo, hi = (F(v) for v in plan.r2star_range)
-    args = (flat, *plan.params, lo, hi, r2, s0, nbad)
-    parts = _split(nblk, n_jobs)
-    _each(lambda part: plan.kernel(*args, *part), parts)
-    if rmse is not None:
-        kernel = rmse_kernel(rows.shape[1])
-        _each(lambda part: kernel(flat, plan.echo_times, r2, s0, rmse, *part), parts)
+    if rmse is None:
+        rmse = np.empty(0, dtype=r2.dtype)
+    args = (flat, *plan.params, lo, hi, r2, s0, rmse, *_timing(plan.echo_times), nbad)
+    _each(lambda part: plan.kernel(*args, *part), _split(nblk, n_jobs))
     return nbad
 
 

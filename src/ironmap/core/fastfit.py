@@ -9,6 +9,7 @@ installed, :data:`AVAILABLE` is False and the numpy implementations are used.
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 
@@ -350,6 +351,14 @@ def amplitude_loop(S, R, t, even, dt, amp, rss):
         c = a0 / b0
         amp[i] = c
         rss[i] = max(ss - a0 * c, 0.0)
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity; the CPU count where that is unknown)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def set_threads(n_jobs: int) -> int:

@@ -102,14 +102,18 @@ def check_echo_times(echo_times, n_echoes: int | None = None) -> np.ndarray:
 
 def fit_r2star(echoes, echo_times, method: str = "auto", *, mask=None,
                r2star_range=DEFAULT_R2STAR_RANGE, sigma=None, floor_snr: float = 3.0,
-               rmse: bool = True, chunk_size: int | None = None, n_jobs: int = 1,
+               rmse: bool = True, chunk_size: int | None = None, n_jobs: int | None = None,
                **options) -> R2starFit:
     """Fit S(TE) = S0 * exp(-R2* * TE) in every voxel.
 
     Parameters
     ----------
     echoes : array_like of shape (..., n_echoes)
-        Magnitude signal (any real dtype; float64 input gives float64 maps, else float32).
+        Magnitude signal, any real dtype. The maps are float64 for float64 input and float32
+        otherwise. With numba (a dependency), the closed forms (``two_point``, ``loglinear``,
+        ``wls``, ``arlo`` on even echoes) read float32 or float64 samples directly, round
+        each to float32 and compute in float32 (relative error of R2* and S0 about 1e-6, far
+        below the noise of any MRI data); the iterative fits compute in float64.
     echo_times : array_like of shape (n_echoes,)
         Echo times in seconds. Descending or shuffled times are sorted with a warning.
     method : str
@@ -127,16 +131,20 @@ def fit_r2star(echoes, echo_times, method: str = "auto", *, mask=None,
     floor_snr : float
         Signal-to-noise ratio under which a sample counts as "at the noise floor".
     rmse : bool
-        Compute the RMS residual map (signal units). Costs n_echoes exponentials per voxel for
-        the closed forms and Bessel functions for ``"rician"`` (residual against the expected
-        Rician magnitude); free for ``"nonlinear"`` and ``"arlo"``.
+        Compute the RMS residual map (signal units). The compiled closed forms sum the
+        residuals in the same pass as the fit (two exponentials per voxel for evenly spaced
+        echoes, one per echo otherwise); free for ``"nonlinear"``; Bessel functions for
+        ``"rician"`` (residual against the expected Rician magnitude).
     chunk_size : int, optional
-        Voxels per processing chunk (default: about 2**17 samples for the compiled closed forms
-        on float32 data, 2**19 for their numpy versions, :data:`DEFAULT_CHUNK` voxels for the
+        Voxels per processing chunk (default: the whole C-ordered stack for the compiled
+        closed forms, :data:`FUSED_CHUNK` voxels when they gather rows (a mask, reordered
+        echoes, an echo-major stack), about 2**19 samples for their numpy versions,
+        :data:`DEFAULT_CHUNK` voxels for the
         iterative fits).
-    n_jobs : int
-        Threads: over chunks for the closed forms (numpy and the fused kernels release the
-        GIL), inside the compiled loops for ``"nonlinear"``, ``"rician"`` and float64 ``"arlo"``.
+    n_jobs : int, optional
+        Threads: over blocks for the closed forms (numpy and the fused kernels release the
+        GIL), inside the compiled loops for ``"nonlinear"``, ``"rician"`` and uneven ``"arlo"``.
+        Default: the cores this process may use (its CPU affinity).
     **options
         Method options: ``echo_pair`` (two_point), ``max_iter``/``tol`` (nonlinear, rician),
         ``spacing_rtol``/``simpson_exact`` (arlo).
@@ -160,6 +168,8 @@ def fit_r2star(echoes, echo_times, method: str = "auto", *, mask=None,
     fitmask = _check_mask(mask, vox_shape)
     sig = _resolve_sigma(sigma, data, fitmask, method)
     kernel, kw = _prepare(method, te, sig, options)
+    if n_jobs is None:
+        n_jobs = fastfit.available_cores()
     out = _run_chunks(data, order, te, fitmask, kernel, kw, r2star_range, sig, floor_snr,
                       rmse, chunk_size, n_jobs)
     r2, s0, flags = (out[k].reshape(vox_shape) for k in (0, 1, 3))
@@ -362,13 +372,15 @@ def _dispatch(work, starts, kernel, n_jobs, several, fused=False):
 
 
 def _fused_plan(kernel, kw, te, dtype, r2star_range) -> fastclosed.ClosedFormPlan | None:
-    """Compiled fused version of a closed-form kernel for float32 rows, or None."""
-    if dtype != np.float32 or not fastfit.AVAILABLE:
+    """Compiled fused version of a closed-form kernel for float32 or float64 rows, or None."""
+    if dtype not in (np.float32, np.float64) or not fastfit.AVAILABLE:
         return None
     if kernel is _kernel_two_point:
         return fastclosed.plan_two_point(te, kw["pair"], r2star_range)
     if kernel is _kernel_loglinear:
         return fastclosed.plan_loglinear(te, _loglinear_weights(te, np.float32), r2star_range)
+    if kernel is _kernel_wls:
+        return fastclosed.plan_wls(te, r2star_range)
     if kernel is kernel_arlo and arlo_evenly_spaced(te):
         return fastclosed.plan_arlo(te, kw["simpson_exact"], r2star_range)
     return None

@@ -118,7 +118,9 @@ def fit_and_write(images: Images, subject: SubjectInputs, cfg: RunConfig, stage:
     """Step 2: R2* fit on the MEGRE grid; returns ``(fit, r2star image)``."""
     from ironmap.workflows.r2star import fit_images, write_r2star_outputs
 
-    fit, affine = fit_images(images.echoes, images.echo_times, method=cfg.method)
+    # one fit per worker process when participants run in parallel; else all usable cores
+    n_jobs = 1 if (cfg.nprocs > 1 or cfg.dask_scheduler) else None
+    fit, affine = fit_images(images.echoes, images.echo_times, method=cfg.method, n_jobs=n_jobs)
     pid, sid = subject.participant_id, subject.session_id
     sources = [source_uri(e.path, cfg) for e in subject.echoes]
     write_r2star_outputs(
