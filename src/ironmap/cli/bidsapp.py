@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Benjamini-Hochberg FDR correction across regions")
     h.add_argument("--per-site-agecorr", action="store_true",
                    help="fit the age model per site")
+    h.add_argument("--harmonise", choices=["none", "combat", "combat-gam"], default="none",
+                   help="harmonise regional R2* across sites before the statistics: ComBat "
+                   "with linear age or with an age spline (group and age protected)")
     h.add_argument("--no-report", action="store_false", dest="report",
                    help="skip the HTML report")
     return p
@@ -104,6 +107,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         fdr=args.fdr,
         per_site_agecorr=args.per_site_agecorr,
         report=args.report,
+        harmonise=args.harmonise,
     )
 
 

@@ -44,6 +44,7 @@ class RunConfig:
     per_site_agecorr: bool = False
     report: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
+    harmonise: str = "none"  # "none" | "combat" | "combat-gam" (ironmap.core.harmonise)
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict (paths as strings)."""
