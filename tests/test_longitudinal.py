@@ -176,7 +176,7 @@ def test_travelling_heads_group_level_with_harmonisation(tmp_path):
 def test_longitudinal_group_level_writes_change_table(tmp_path):
     bids, out, plan, splan = write_repeated_study(
         tmp_path, {"HC": 8, "RRMS": 8}, 2, 3, n_sessions=3, interval_years=1.5)
-    assert main([str(bids), str(out), "group", "--no-report"]) == 0
+    assert main([str(bids), str(out), "group"]) == 0
     table = read_tsv(out / "group" / "longitudinal.tsv")
     assert set(table["group"]) == {"HC", "RRMS"}
     assert (table["ci_low"] < table["r2star_change_per_year"]).all()
@@ -185,6 +185,9 @@ def test_longitudinal_group_level_writes_change_table(tmp_path):
     first = ses.groupby("participant_id")["years"].min()
     assert (first == 0).all() and ses["years"].max() > 2.5
     assert (out / "group" / "longitudinal.json").exists()
+    report = (out / "report.html").read_text()
+    assert 'id="repeated"' in report and 'id="longitudinal"' in report
+    assert (out / "group" / "figures" / "region-caudate_desc-longitudinal_r2star.png").exists()
 
 
 @pytest.mark.slow
@@ -222,3 +225,24 @@ def test_simulated_sessions_and_travelling_heads_layout(tmp_path):
     with pytest.raises(ValueError, match="sessions must be"):
         simulate_cohort(tmp_path / "bad", sessions=1, **kwargs)
     assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.slow
+def test_participant_level_processes_every_session(tmp_path):
+    """Simulated sessions through the real participant level (R2*, ANTs registration)."""
+    cohort = simulate_cohort(tmp_path / "sim", subjects_per_group={"RRMS": 1}, sites=1,
+                             preset="fast", seed=2, sessions=2, interval_years=3.0)
+    out = tmp_path / "out"
+    assert main([str(cohort.bids_dir), str(out), "participant", "--masks",
+                 str(cohort.masks_dir)]) == 0
+    reg = read_tsv(out / "group" / "regional_r2star.tsv")
+    assert sorted(reg["session_id"].unique()) == ["ses-01", "ses-02"]
+    truth_reg = read_tsv(cohort.truth_dir / "regions.tsv")
+    m = reg[reg["hemisphere"] == "bilateral"].merge(
+        truth_reg, on=["participant_id", "session_id", "region"])
+    m = m[m["region"].isin(["caudate", "putamen", "globus_pallidus"])]
+    assert len(m) == 6
+    np.testing.assert_allclose(m["r2star_mean"], m["r2star_true"], rtol=0.04)
+    les = read_tsv(out / "group" / "lesions.tsv").sort_values("session_id")
+    change = read_tsv(cohort.truth_dir / "lesion_change.tsv").sort_values("session_id")
+    np.testing.assert_allclose(les["lesion_load_cm3"], change["lesion_mask_cm3"], rtol=0.02)

@@ -253,3 +253,19 @@ def session_geometry(base: Geometry, row: dict, years: float,
             placed += 1
     n_new = placed
     return geom, {"new_lesions": n_new, "enlarged_lesions": enlarged}
+
+
+def measured_scans(plan: CohortPlan, splan: SessionPlan, seed: int) -> pd.DataFrame:
+    """:func:`measured_regions` joined to each scan's site, age, group and ``years``.
+
+    ``years`` is recomputed from the ages written to ``sessions.tsv`` (rounded to 0.01 year),
+    as the group level does.
+    """
+    from ironmap.core.longitudinal import years_since_first
+
+    reg = measured_regions(plan, splan, seed).merge(
+        splan.sessions.drop(columns="years"), on=["participant_id", "session_id"])
+    reg["group"] = reg["participant_id"].map(
+        plan.participants.set_index("participant_id")["group"])
+    reg["years"] = years_since_first(reg["participant_id"], reg["age"])
+    return reg

@@ -206,10 +206,9 @@ def run_repeated_measures(cfg, settings, subjects: pd.DataFrame, regional_all: p
                          f"{', '.join(HARMONISERS)}")
     scans = scan_table(cfg.bids_dir, regional_all, subjects, notes)
     value = settings.value_column
-    repeated = scans["participant_id"].duplicated().any()
-    write_tsv(scans, group_dir / "sessions.tsv", DICTIONARIES["sessions"])
-    if method == "none" and not repeated:
+    if method == "none" and not scans["participant_id"].duplicated().any():
         return regional_all, regional, settings
+    write_tsv(scans, group_dir / "sessions.tsv", DICTIONARIES["sessions"])
     wide = _wide(regional_all, scans, value)
     effects = [site_effects(wide, scans, "before")]
     if method != "none":
@@ -242,3 +241,40 @@ def _longitudinal(regional_all, scans, value, group_dir, notes) -> None:
     write_tsv(table, group_dir / "longitudinal.tsv", DICTIONARIES["longitudinal"])
     log.info("group level: annual R2* change of %d region(s) x %d group(s) -> "
              "longitudinal.tsv", table["region"].nunique(), table["group"].nunique())
+
+
+def report_context(output_dir) -> dict | None:
+    """Template context of the study report's repeated-scans block (None without results).
+
+    Failures are logged and give None: the report never fails on this block.
+    """
+    from ironmap.io.tables import read_dictionary, read_tsv
+    from ironmap.report import repeated as view
+    from ironmap.workflows.report import realise
+
+    group = Path(output_dir) / "group"
+    try:
+        ctx: dict = {}
+        if (group / "harmonisation.tsv").exists():
+            ctx["harmonisation"] = view.harmonisation_view(
+                read_tsv(group / "harmonisation.tsv"),
+                read_dictionary(group / "harmonisation.tsv"))
+        if (group / "longitudinal.tsv").exists():
+            rates = read_tsv(group / "longitudinal.tsv")
+            ctx["longitudinal"] = view.longitudinal_view(
+                rates, read_dictionary(group / "longitudinal.tsv"))
+            regional = read_tsv(group / "regional_r2star.tsv")
+            value = HARMONISED_COLUMN if HARMONISED_COLUMN in regional and \
+                regional[HARMONISED_COLUMN].notna().any() else "r2star_mean"
+            scans = regional[regional["hemisphere"] == "bilateral"].assign(
+                session_id=lambda d: _session_key(d["session_id"]))
+            scans = scans.merge(read_tsv(group / "sessions.tsv").assign(
+                session_id=lambda d: _session_key(d["session_id"])),
+                on=["participant_id", "session_id"])
+            groups = list(dict.fromkeys(rates["group"]))
+            jobs = view.longitudinal_jobs(scans, rates, groups, value)
+            ctx["figures"] = [realise(j, group / "figures", Path(output_dir)) for j in jobs]
+        return ctx or None
+    except Exception as exc:  # noqa: BLE001 - report errors are logged, never fatal
+        log.error("report: repeated-scans block not written: %s: %s", type(exc).__name__, exc)
+        return None
