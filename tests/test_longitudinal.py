@@ -187,6 +187,7 @@ def test_longitudinal_group_level_writes_change_table(tmp_path):
     assert (out / "group" / "longitudinal.json").exists()
     report = (out / "report.html").read_text()
     assert 'id="repeated"' in report and 'id="longitudinal"' in report
+    assert "random intercept and slope per participant" in report
     assert (out / "group" / "figures" / "region-caudate_desc-longitudinal_r2star.png").exists()
 
 

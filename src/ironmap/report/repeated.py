@@ -46,3 +46,27 @@ def longitudinal_jobs(scans: pd.DataFrame, rates: pd.DataFrame, groups: list[str
         partial(F.longitudinal_figure, scans[scans["region"] == region],
                 rates[rates["region"] == region], region, groups, value_column=value_column))
         for region in regions]
+
+
+def methods_text(harmonisation: pd.DataFrame | None, longitudinal: pd.DataFrame | None) -> str:
+    """Methods paragraph of the repeated-scans analyses that were run."""
+    parts = []
+    stages = [] if harmonisation is None else [
+        s for s in dict.fromkeys(harmonisation["stage"]) if s.startswith("after ")]
+    if stages:
+        gam = "combat-gam" in stages[0]
+        parts.append(
+            "Regional R2* was harmonised across sites with ComBat (Johnson et al. 2007; "
+            "neuroCombat, Fortin et al. 2018) with diagnostic group and age as protected "
+            "covariates" + (", age entered as a cubic B-spline (as in ComBat-GAM, Pomponio et "
+                            "al. 2020)" if gam else "") + ".")
+    if harmonisation is not None and harmonisation["icc2_1"].notna().any():
+        parts.append("Inter-site reliability of participants scanned at several sites was "
+                     "expressed as ICC(2,1) and ICC(3,1) (Shrout & Fleiss 1979), within-subject "
+                     "SD and coefficient of variation.")
+    if longitudinal is not None:
+        parts.append("Annual R2* change per region and group was estimated with linear mixed "
+                     "models (random intercept and slope per participant, site as a fixed "
+                     "factor, REML; statsmodels) and reported with Wald 95 % confidence "
+                     "intervals.")
+    return " ".join(parts)

@@ -255,10 +255,11 @@ def report_context(output_dir) -> dict | None:
     group = Path(output_dir) / "group"
     try:
         ctx: dict = {}
+        harm = rates = None
         if (group / "harmonisation.tsv").exists():
+            harm = read_tsv(group / "harmonisation.tsv")
             ctx["harmonisation"] = view.harmonisation_view(
-                read_tsv(group / "harmonisation.tsv"),
-                read_dictionary(group / "harmonisation.tsv"))
+                harm, read_dictionary(group / "harmonisation.tsv"))
         if (group / "longitudinal.tsv").exists():
             rates = read_tsv(group / "longitudinal.tsv")
             ctx["longitudinal"] = view.longitudinal_view(
@@ -274,6 +275,8 @@ def report_context(output_dir) -> dict | None:
             groups = list(dict.fromkeys(rates["group"]))
             jobs = view.longitudinal_jobs(scans, rates, groups, value)
             ctx["figures"] = [realise(j, group / "figures", Path(output_dir)) for j in jobs]
+        if ctx:
+            ctx["methods"] = view.methods_text(harm, rates)
         return ctx or None
     except Exception as exc:  # noqa: BLE001 - report errors are logged, never fatal
         log.error("report: repeated-scans block not written: %s: %s", type(exc).__name__, exc)
