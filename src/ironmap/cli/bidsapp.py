@@ -91,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
                    default=None, help="age curve fitted on the controls (default auto: the "
                    "seed's saturation curve with a literature prior on its rate; see "
                    "docs/statistics.md)")
+    h.add_argument("--harmonise", choices=["none", "combat", "combat-gam"], default="none",
+                   help="harmonise regional R2* across sites before the statistics: ComBat "
+                   "with linear age or with an age spline (group and age protected)")
     h.add_argument("--no-report", action="store_false", dest="report",
                    help="skip the HTML report")
     return p
@@ -126,6 +129,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         age_model=args.age_model,
         report=args.report,
         max_image_gb=args.max_image_gb,
+        harmonise=args.harmonise,
     )
 
 

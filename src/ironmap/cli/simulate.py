@@ -24,6 +24,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="the seed study's size: 81 HC, 83 RRMS, 7 SPMS, 7 PPMS at 7 sites")
     size.add_argument("--sites", type=int, default=None, metavar="N",
                       help="number of sites (default 2; 7 with --seed-study)")
+    rep = parser.add_argument_group("repeated scans (docs/longitudinal.md)")
+    rep.add_argument("--sessions", type=int, default=None, metavar="N",
+                     help="longitudinal: N sessions per participant (BIDS ses-01 ...)")
+    rep.add_argument("--interval-years", type=float, default=1.0, metavar="Y",
+                     help="years between sessions (default 1)")
+    rep.add_argument("--travelling-heads", action="store_true",
+                     help="every participant scanned once at every site")
+    rep.add_argument("--site-bias", type=float, default=0.04, metavar="F",
+                     help="travelling heads: site R2* biases spread over +-F (default 0.04)")
     proto = parser.add_argument_group("protocol")
     proto.add_argument("--preset", choices=("seed", "fast", "demo"), default="seed",
                        help="seed: the seed study's resolution (default); fast: coarse voxels; "
@@ -78,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
             args.out_dir, subjects_per_group=_counts(args), sites=sites, echoes=args.echoes,
             echo_times_s=args.echo_times, voxel_size=_voxel_sizes(args), preset=args.preset,
             seed=args.seed, overwrite=args.overwrite, noise=not args.no_noise,
-            nprocs=args.nprocs)
+            nprocs=args.nprocs, sessions=args.sessions, interval_years=args.interval_years,
+            travelling_heads=args.travelling_heads, site_bias=args.site_bias)
     except OutputExistsError as exc:
         log.error("%s", exc)
         return 1

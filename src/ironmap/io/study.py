@@ -46,7 +46,6 @@
 from __future__ import annotations
 
 import io
-import json
 import math
 import os
 import tomllib
@@ -206,3 +205,20 @@ def read_group_table(group_dir: str | os.PathLike, name: str,
             raise FileNotFoundError(f"{path}: not found; run the participant level first")
         return None
     return read_tsv(path)
+
+
+def read_sessions(bids_dir: str | os.PathLike) -> pd.DataFrame | None:
+    """All ``sub-X/sub-X_sessions.tsv`` tables stacked, with ``participant_id`` added.
+
+    Returns None when no participant has a sessions file. Columns as read (``session_id``
+    required; ``age`` in years, ``site`` and ``acq_time`` are used when present).
+    """
+    root = Path(bids_dir)
+    parts = []
+    for path in sorted(root.glob("sub-*/sub-*_sessions.tsv")):
+        df = pd.read_csv(path, sep="\t", dtype=str, na_values=["n/a"], keep_default_na=False)
+        if "session_id" not in df.columns:
+            raise ValueError(f"{path}: no session_id column")
+        df.insert(0, "participant_id", path.parent.name)
+        parts.append(df)
+    return pd.concat(parts, ignore_index=True) if parts else None

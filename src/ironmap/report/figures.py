@@ -533,3 +533,58 @@ class FigureJob:
 
     def __repr__(self) -> str:
         return f"FigureJob({self.id!r})"
+
+
+def longitudinal_figure(scans: pd.DataFrame, rates: pd.DataFrame, region: str,
+                        groups: Sequence[str], *, value_column: str = "r2star_mean") -> Figure:
+    """Spaghetti plot of one region: each participant's R2* over time and the group slopes.
+
+    Parameters
+    ----------
+    scans : pandas.DataFrame
+        One row per scan: ``participant_id``, ``group``, ``years`` (since the first scan) and
+        ``value_column`` (R2*, s^-1).
+    rates : pandas.DataFrame
+        ``group``, ``r2star_change_per_year``, ``ci_low``, ``ci_high`` (s^-1/year) for this
+        region (``longitudinal.tsv`` rows).
+    region : str
+    groups : sequence of str
+        Group order (colours).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Thin lines: participants; thick line: the group's mean baseline value plus the
+        mixed-model annual change (legend: change and 95 % CI).
+    """
+    data = scans[np.isfinite(pd.to_numeric(scans[value_column], errors="coerce"))]
+    if data.empty:
+        raise FigureDataError(f"{region}: no {value_column} values over time")
+    colors = group_colors(groups)
+    fig = new_figure(5.6, 3.8, left=0.13, right=0.97, bottom=0.14, top=0.9)
+    ax = fig.add_subplot()
+    ax.set_gid(f"axes-{region}")
+    for (g, pid), d in data.sort_values("years").groupby(["group", "participant_id"]):
+        (line,) = ax.plot(d["years"], d[value_column], "-o", lw=0.8, ms=2.5,
+                          color=colors.get(g, "#8c8c8c"), alpha=0.35)
+        line.set_gid(f"participant-{pid}")
+    t_max = float(data["years"].max())
+    for row in rates.itertuples():
+        g = row.group
+        d = data[data["group"] == g]
+        if d.empty:
+            continue
+        first = d.loc[d.groupby("participant_id")["years"].idxmin(), value_column].mean()
+        t = np.array([0.0, t_max])
+        (line,) = ax.plot(t, first + row.r2star_change_per_year * t, lw=2.5,
+                          color=colors.get(g, "#8c8c8c"),
+                          label=f"{g}: {row.r2star_change_per_year:+.2f} "
+                                f"[{row.ci_low:+.2f}, {row.ci_high:+.2f}] /s/year")
+        line.set_gid(f"slope-{g}")
+    ax.set_xlabel("years since first scan")
+    ax.set_ylabel("R2* (1/s)")
+    ax.set_title(region_title(region), fontsize=11)
+    ax.grid(alpha=0.3)
+    if len(rates):
+        ax.legend(fontsize=7, loc="best", frameon=False)
+    return fig

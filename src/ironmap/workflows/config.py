@@ -46,6 +46,7 @@ class RunConfig:
     report: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
     max_image_gb: float = 2.0  # ceiling on a participant's images as float32 (GiB)
+    harmonise: str = "none"  # "none" | "combat" | "combat-gam" (ironmap.core.harmonise)
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict (paths as strings)."""

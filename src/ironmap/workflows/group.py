@@ -39,6 +39,11 @@ from ironmap.workflows import group_dicts
 from ironmap.workflows.config import RunConfig
 from ironmap.workflows.group_agecorr import age_correct_all, model_summary
 from ironmap.workflows.group_dicts import clean_json
+from ironmap.workflows.repeated import (
+    HARMONISED_COLUMN,
+    HARMONISED_DICTIONARY,
+    run_repeated_measures,
+)
 
 log = logging.getLogger(__name__)
 
@@ -215,6 +220,8 @@ def _write_regional(regional_all, regional, ages, group_dir) -> None:
     dictionary = read_dictionary(path) or {}
     dictionary["r2star_agecorr"] = group_dicts.AGECORR_COLUMN
     dictionary["r2star_agecorr_sd"] = group_dicts.AGECORR_SD_COLUMN
+    if HARMONISED_COLUMN in out:
+        dictionary[HARMONISED_COLUMN] = HARMONISED_DICTIONARY
     write_tsv(out, path, dictionary)
 
 
@@ -225,6 +232,9 @@ def run_group_level(cfg: RunConfig) -> int:
         notes: list[str] = []
         subjects, regional, regional_all, issues, sources, meta = _read_inputs(
             cfg, settings, columns, notes)
+        regional_all, regional, settings = run_repeated_measures(
+            cfg, settings, subjects, regional_all, regional, Path(cfg.output_dir) / "group",
+            notes)
         ref_age = _reference_age(subjects, settings)
     except (FileNotFoundError, KeyError, ValueError) as exc:
         log.error("group level: %s", exc)

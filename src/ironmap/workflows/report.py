@@ -405,6 +405,7 @@ def study_page(cfg: RunConfig, inputs: study.StudyInputs, listing: list[dict], f
     """Write ``report.html``."""
     from ironmap import __version__
     from ironmap.io.outputs import command_line
+    from ironmap.workflows.repeated import report_context
 
     out = Path(cfg.output_dir)
     data = study.cohort(inputs)
@@ -431,7 +432,7 @@ def study_page(cfg: RunConfig, inputs: study.StudyInputs, listing: list[dict], f
         sitefig=figs["sitefig"], fig2=figs["fig2"], fig3=figs["fig3"],
         agecurves=figs["agecurves"], qc_flags=_qc_flag_view(flags),
         qc_rules=_rules_text(thresholds), subjects=listing, excluded=excluded,
-        methods=methods)
+        methods=methods, repeated=report_context(out))
     return write_text(out / "report.html", text)
 
 

@@ -143,7 +143,10 @@ def prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
 def simulate_cohort(out_dir, *, subjects_per_group=4, sites: int = 2, echoes: int = 2,
                     voxel_size=None, preset: str = "seed", seed: int = 0,
                     overwrite: bool = False, echo_times_s=None, noise: bool = True,
-                    nprocs: int = 1, control_ages: str = "random") -> SimulatedCohort:
+                    nprocs: int = 1, control_ages: str = "random",
+                    sessions: int | None = None, interval_years: float = 1.0,
+                    travelling_heads: bool = False, site_bias: float = 0.04
+                    ) -> SimulatedCohort:
     """Simulate a multicenter MS study and write it with its ground truth.
 
     Parameters
@@ -175,6 +178,11 @@ def simulate_cohort(out_dir, *, subjects_per_group=4, sites: int = 2, echoes: in
         Controls' ages drawn like the seed's Table 1, or evenly spread over the seed's 18-57
         years with the controls alternating over the sites in age order (small cohorts
         that must show the age curve).
+    sessions, interval_years : int, float
+        Longitudinal design: ``sessions`` scans per participant ``interval_years`` apart
+        (``docs/longitudinal.md``); None (default) writes one scan without sessions.
+    travelling_heads, site_bias : bool, float
+        Every participant scanned at every site, site biases spread over ``+-site_bias``.
 
     Returns
     -------
@@ -189,6 +197,16 @@ def simulate_cohort(out_dir, *, subjects_per_group=4, sites: int = 2, echoes: in
     if not isinstance(nprocs, int | np.integer) or nprocs < 1:
         raise ValueError(f"nprocs must be a positive integer, got {nprocs!r}")
     out = Path(out_dir)
+    if sessions is not None and travelling_heads:
+        raise ValueError("choose either sessions (longitudinal) or travelling heads")
+    if sessions is not None or travelling_heads:
+        from ironmap.workflows.simulate_sessions import simulate_repeated
+
+        return simulate_repeated(
+            out, overwrite=overwrite, counts=counts, n_sites=n_sites, protocol=protocol,
+            preset=preset, seed=int(seed), nprocs=int(nprocs), n_sessions=sessions,
+            interval_years=float(interval_years), travelling_heads=bool(travelling_heads),
+            site_bias=float(site_bias))
     prepare_out_dir(out, overwrite)
     bids, truth_dir = out / "bids", out / "truth"
     masks = bids / "derivatives" / "raters"
@@ -245,15 +263,17 @@ def _label_r2star(region_r2: dict[str, float]) -> dict[int, float]:
             for region, pair in anatomy.DSEG_REGIONS.items() for idx in pair}
 
 
-def _anat(bids: Path, sub: str) -> Path:
-    return bids / sub / "anat"
+def _anat(bids: Path, sub: str, ses: str | None = None) -> Path:
+    return bids / sub / ses / "anat" if ses else bids / sub / "anat"
 
 
-def _write_subject(bids: Path, sub: str, imgs, protocol: Protocol, site: dict) -> None:
+def _write_subject(bids: Path, sub: str, imgs, protocol: Protocol, site: dict,
+                   ses: str | None = None) -> None:
     common = {"MagneticFieldStrength": 3, "Manufacturer": site["manufacturer"],
               "ManufacturersModelName": SITE_MODELS[site["manufacturer"]],
               "InstitutionName": "ironmap simulated site", "MRAcquisitionType": "3D"}
-    anat = _anat(bids, sub)
+    anat = _anat(bids, sub, ses)
+    name = f"{sub}_{ses}" if ses else sub
     n_echo = len(protocol.echo_times_s)
     for e, te in enumerate(protocol.echo_times_s):
         data, affine = imgs.images[f"echo-{e + 1}"]
@@ -262,16 +282,16 @@ def _write_subject(bids: Path, sub: str, imgs, protocol: Protocol, site: dict) -
                 "SequenceVariant": "SP", "EchoNumber": e + 1, "EchoTrainLength": n_echo,
                 "SliceThickness": protocol.voxel_size["MEGRE"][2]}
         save_image(_scanner_int(data), affine,
-                   anat / f"{sub}_echo-{e + 1}_part-mag_MEGRE.nii.gz", sidecar=meta,
+                   anat / f"{name}_echo-{e + 1}_part-mag_MEGRE.nii.gz", sidecar=meta,
                    compresslevel=_GZIP_LEVEL)
     for series, extra in (("T1w", {"ScanningSequence": "GR\\IR", "InversionTime": 0.9}),
                           ("FLAIR", {"ScanningSequence": "SE\\IR", "InversionTime": 2.5})):
         data, affine = imgs.images[series]
-        save_image(_scanner_int(data), affine, anat / f"{sub}_{series}.nii.gz",
+        save_image(_scanner_int(data), affine, anat / f"{name}_{series}.nii.gz",
                    sidecar={**common, **extra,
                             "SliceThickness": protocol.voxel_size[series][2]},
                    compresslevel=_GZIP_LEVEL)
-    _write_masks(bids, sub, imgs)
+    _write_masks(bids, sub, imgs, ses)
 
 
 def _scanner_int(data: np.ndarray) -> np.ndarray:
@@ -279,16 +299,18 @@ def _scanner_int(data: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(data), 0, np.iinfo(np.int16).max).astype(np.int16)
 
 
-def _write_masks(bids: Path, sub: str, imgs) -> None:
-    out = bids / "derivatives" / "raters" / sub / "anat"
-    ref = f"bids:raw:{sub}/anat/{sub}_FLAIR.nii.gz"
+def _write_masks(bids: Path, sub: str, imgs, ses: str | None = None) -> None:
+    out = _anat(bids / "derivatives" / "raters", sub, ses)
+    name = f"{sub}_{ses}" if ses else sub
+    rel = f"{sub}/{ses}/anat" if ses else f"{sub}/anat"
+    ref = f"bids:raw:{rel}/{name}_FLAIR.nii.gz"
     data, affine = imgs.images["dseg"]
-    save_image(data, affine, out / f"{sub}_desc-deepgm_dseg.nii.gz",
+    save_image(data, affine, out / f"{name}_desc-deepgm_dseg.nii.gz",
                sidecar={"SpatialReference": ref, "Description":
                         "Deep grey-matter outlines on the FLAIR (simulated rater)"})
-    write_tsv(dseg_table(), out / f"{sub}_desc-deepgm_dseg.tsv")
+    write_tsv(dseg_table(), out / f"{name}_desc-deepgm_dseg.tsv")
     data, affine = imgs.images["lesion"]
-    save_image(data, affine, out / f"{sub}_label-lesion_mask.nii.gz",
+    save_image(data, affine, out / f"{name}_label-lesion_mask.nii.gz",
                sidecar={"SpatialReference": ref, "Description":
                         "T2 lesion outlines on the FLAIR (simulated rater)"})
 

@@ -1,0 +1,164 @@
+"""Lesion and volume change on real longitudinal MS data (two sessions, FLAIR + T1w, no GRE).
+
+Data: ``$IRONMAP_SHARED_DATA/open_ms_data/longitudinal/raw/patient01`` (Ljubljana longitudinal
+MS database, CC-BY; Lesjak et al. 2016): raw FLAIR and T1w of two studies 203 days apart, the
+database's T1w->FLAIR and FLAIR->common-space affine transforms, and its consensus mask of
+lesion change (new and enlarging lesions) in the common space.
+
+These data have no multi-echo GRE, so no R2* can be measured: the participant level refuses
+each session ("no magnitude MEGRE echoes"). What runs, per session of a BIDS session layout
+written to a temporary folder:
+
+1. tissue volumes from the T1w (``ironmap.spatial.segmentation.segment_tissues``, the
+   participant level's ``--volumes`` step);
+2. the brain mask of that segmentation taken onto the FLAIR grid with the database's
+   T1w->FLAIR transform, and lesions outlined on the FLAIR with ``ironmap lesions grow
+   --propose`` (``ironmap.workflows.lesions.grow_from_file``);
+3. lesion change: both sessions' lesion masks taken into the common space with the
+   database's FLAIR->common transforms; voxels lesional at session 2 but not at session 1
+   are compared with the consensus change mask (voxel overlap, detected change lesions).
+
+Usage::
+
+    python benchmarks/longitudinal_realdata.py [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from scipy import ndimage
+
+from ironmap.core.volumes import normalise_volumes, scaling_factor, tissue_volumes
+from ironmap.io.bids import discover
+from ironmap.spatial.grid import resample_labels
+from ironmap.spatial.registration import parse_itk_text
+from ironmap.spatial.segmentation import segment_tissues
+from ironmap.workflows.lesions import grow_from_file
+
+PATIENT = "patient01"
+DAYS_BETWEEN = 203  # longitudinal/patient_info.csv
+AGE = 20
+
+
+def data_dir() -> Path:
+    root = Path(os.environ.get("IRONMAP_SHARED_DATA", Path(__file__).resolve().parents[2]
+                               / "shared" / "data"))
+    return root / "open_ms_data" / "longitudinal" / "raw" / PATIENT
+
+
+def write_bids(src: Path, bids: Path) -> None:
+    """A raw BIDS session layout of the two studies (symbolic links to the images)."""
+    (bids / "dataset_description.json").parent.mkdir(parents=True, exist_ok=True)
+    (bids / "dataset_description.json").write_text(json.dumps(
+        {"Name": "open_ms_data longitudinal", "BIDSVersion": "1.9.0"}))
+    (bids / "participants.tsv").write_text("participant_id\tage\tsex\tgroup\n"
+                                           f"sub-{PATIENT}\t{AGE}\tF\tMS\n")
+    sub = bids / f"sub-{PATIENT}"
+    sub.mkdir(exist_ok=True)
+    years = DAYS_BETWEEN / 365.25
+    (sub / f"sub-{PATIENT}_sessions.tsv").write_text(
+        f"session_id\tage\nses-1\t{AGE}\nses-2\t{AGE + years:.3f}\n")
+    for k in (1, 2):
+        anat = sub / f"ses-{k}" / "anat"
+        anat.mkdir(parents=True, exist_ok=True)
+        for name, suffix in (("FLAIR", "FLAIR"), ("T1W", "T1w")):
+            link = anat / f"sub-{PATIENT}_ses-{k}_{suffix}.nii.gz"
+            if not link.exists():
+                link.symlink_to(src / f"study{k}_{name}.nii.gz")
+
+
+def session_step(src: Path, bids: Path, work: Path, k: int) -> dict:
+    anat = bids / f"sub-{PATIENT}" / f"ses-{k}" / "anat"
+    t1 = nib.load(anat / f"sub-{PATIENT}_ses-{k}_T1w.nii.gz")
+    flair_path = anat / f"sub-{PATIENT}_ses-{k}_FLAIR.nii.gz"
+    t0 = time.perf_counter()
+    seg = segment_tissues(t1, label=f"ses-{k}", workdir=str(work))
+    vox = np.sqrt((t1.affine[:3, :3] ** 2).sum(axis=0))
+    vols = normalise_volumes(tissue_volumes(seg.gm, seg.wm, seg.csf, vox, deep_gm=seg.deep),
+                             scaling_factor(seg.subject_to_template))
+    t_vol = time.perf_counter() - t0
+    flair = nib.load(flair_path)
+    t1_to_flair = parse_itk_text((src / f"study{k}_T1W_intrastudy_to_FLAIR.txt").read_text())
+    brain = resample_labels(nib.Nifti1Image(seg.mask.astype(np.uint8), seg.affine), flair,
+                            world_to_source=t1_to_flair) > 0
+    brain_path = work / f"ses-{k}_brainmask.nii.gz"
+    nib.save(nib.Nifti1Image(brain.astype(np.uint8), flair.affine), brain_path)
+    lesion_path = work / f"sub-{PATIENT}_ses-{k}_label-lesion_mask.nii.gz"
+    t0 = time.perf_counter()
+    table = grow_from_file(flair_path, lesion_path, propose=True, brain_mask_path=brain_path,
+                           overwrite=True)
+    t_les = time.perf_counter() - t0
+    mask = nib.load(lesion_path)
+    fvox = float(np.prod(np.sqrt((flair.affine[:3, :3] ** 2).sum(axis=0)))) / 1000.0
+    n_lesions = int(ndimage.label(mask.get_fdata() > 0)[1])
+    return {"volumes_cm3": {k2: round(float(v), 2) for k2, v in vols.items()},
+            "registration_similarity": round(float(seg.similarity), 3),
+            "lesion_volume_cm3": round(float((mask.get_fdata() > 0).sum()) * fvox, 3),
+            "lesion_count": n_lesions, "seeds_grown": int((table["status"] == "ok").sum()),
+            "seconds": {"volumes": round(t_vol, 1), "lesions": round(t_les, 1)},
+            "lesion_mask": str(lesion_path)}
+
+
+def lesion_change(src: Path, sessions: dict) -> dict:
+    gt = nib.load(src / "gt.nii.gz")
+    common = []
+    for k in (1, 2):
+        to_flair = parse_itk_text((src / f"study{k}_FLAIR_to_common_space.txt").read_text())
+        common.append(resample_labels(nib.load(sessions[k]["lesion_mask"]), gt,
+                                      world_to_source=to_flair) > 0)
+    vox = float(np.prod(np.sqrt((gt.affine[:3, :3] ** 2).sum(axis=0)))) / 1000.0
+    new = common[1] & ~common[0]
+    truth = gt.get_fdata() > 0
+    labels, n_gt = ndimage.label(truth)
+    hit = np.unique(labels[new & truth])
+    dice = 2 * (new & truth).sum() / max(new.sum() + truth.sum(), 1)
+    return {"lesion_volume_common_cm3": [round(float(m.sum()) * vox, 3) for m in common],
+            "new_or_enlarged_cm3": round(float(new.sum()) * vox, 3),
+            "consensus_change_cm3": round(float(truth.sum()) * vox, 3),
+            "consensus_change_lesions": int(n_gt),
+            "consensus_change_lesions_touched": int((hit > 0).sum()),
+            "voxel_dice_with_consensus": round(float(dice), 3)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=None, help="keep the work folder here")
+    args = ap.parse_args()
+    src = data_dir()
+    if not src.is_dir():
+        print(json.dumps({"skipped": f"{src} is absent"}))
+        return 0
+    work = args.out or Path(tempfile.mkdtemp(prefix="ironmap-long-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        bids = work / "bids"
+        write_bids(src, bids)
+        found = discover(bids)
+        res = {"sessions_found": [s.label for s in found],
+               "participant_level_problems": {s.label: list(s.problems) for s in found}}
+        sessions = {k: session_step(src, bids, work, k) for k in (1, 2)}
+        res["sessions"] = {f"ses-{k}": v for k, v in sessions.items()}
+        v1, v2 = (sessions[k]["volumes_cm3"] for k in (1, 2))
+        res["volume_change_percent"] = {
+            c: round(100 * (v2[c] / v1[c] - 1), 2) for c in v1 if v1[c]}
+        res["lesion_volume_change_cm3"] = round(
+            sessions[2]["lesion_volume_cm3"] - sessions[1]["lesion_volume_cm3"], 3)
+        res["lesion_change"] = lesion_change(src, sessions)
+        print(json.dumps(res, indent=2))
+    finally:
+        if args.out is None:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,283 @@
+"""Group level for repeated scans: site harmonisation, travelling heads, longitudinal change.
+
+Called once from :func:`ironmap.workflows.group.run_group_level`
+(:func:`run_repeated_measures`), before the cross-sectional analysis:
+
+1. every scan of ``group/regional_r2star.tsv`` gets its age, site and group: the age and site
+   at the session from ``sub-X/sub-X_sessions.tsv`` when present, else from
+   ``participants.tsv``; ``years`` since the participant's first scan from those ages
+   (``acq_time`` when there is no age) -> ``group/sessions.tsv``;
+2. ``--harmonise combat|combat-gam``: the analysed R2* column harmonised across the sites of
+   the scans (:mod:`ironmap.core.harmonise`, group and age protected) into
+   ``r2star_harmonised``, which the cross-sectional analysis then uses;
+3. ``group/harmonisation.tsv``: site effects before (and after) harmonisation: site
+   classification AUC, and for participants scanned at several sites (travelling heads)
+   ICC(2,1), ICC(3,1), within-subject SD and CoV (:mod:`ironmap.core.reliability`);
+4. when participants have scans at different times: ``group/longitudinal.tsv``, the annual
+   R2* change per region and group from a linear mixed model
+   (:mod:`ironmap.core.longitudinal`), bilateral regions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ironmap.core import reliability
+from ironmap.core.cohort import normalise_id
+from ironmap.core.harmonise import HARMONISERS, harmonise
+from ironmap.core.longitudinal import change_rate_table, years_since_first
+from ironmap.io import study as study_io
+from ironmap.io.tables import write_tsv
+
+log = logging.getLogger(__name__)
+
+HARMONISED_COLUMN = "r2star_harmonised"
+_R2 = "1/s"
+
+
+def _e(desc: str, units: str | None = None) -> dict:
+    return {"Description": desc, **({"Units": units} if units else {})}
+
+
+DICTIONARIES = {
+    "sessions": {"participant_id": _e("Participant"), "session_id": _e("Session (n/a without)"),
+                 "site": _e("Site of the scan"), "group": _e("Diagnostic group"),
+                 "age": _e("Age at the scan", "years"),
+                 "years": _e("Time since the participant's first scan", "years")},
+    "harmonisation": {
+        "stage": _e("before (analysed R2*) or after harmonisation (method named)"),
+        "region": _e("Canonical region, or 'all regions' for the site classification"),
+        "hemisphere": _e("left, right, bilateral; n/a for the site classification"),
+        "n_participants": _e("Participants measured at every site (ICC) or scans (AUC row)"),
+        "n_sites": _e("Sites"),
+        "icc2_1": _e("ICC(2,1): two-way random effects, absolute agreement, single "
+                     "measurement (Shrout & Fleiss 1979); site differences count as error"),
+        "icc3_1": _e("ICC(3,1): two-way mixed effects, consistency, single measurement"),
+        "within_subject_sd": _e("sqrt of the mean within-participant variance across sites",
+                                _R2),
+        "cov": _e("Within-subject SD / grand mean (fraction)"),
+        "site_auc": _e("Cross-validated macro one-vs-rest ROC AUC of telling the site from "
+                       "the regional R2* (LDA, participants held out; 0.5 = no site signal)"),
+        "site_auc_centred": _e("The same after subtracting each participant's mean over their "
+                               "scans (travelling heads only)"),
+    },
+    "longitudinal": {
+        "region": _e("Canonical region"), "hemisphere": _e("Hemisphere (bilateral)"),
+        "group": _e("Diagnostic group"),
+        "r2star_change_per_year": _e("Annual R2* change of the group (mixed-model slope)",
+                                     "1/s/year"),
+        "ci_low": _e("Lower bound of the 95 % confidence interval", "1/s/year"),
+        "ci_high": _e("Upper bound of the 95 % confidence interval", "1/s/year"),
+        "se": _e("Standard error of the slope", "1/s/year"),
+        "pvalue": _e("Wald test of no change"),
+        "n_participants": _e("Participants of the group in the model"),
+        "n_scans": _e("Scans of the group in the model"),
+        "model": _e("random intercept + slope per participant, or random intercept only "
+                    "(fallback when the slope model does not converge)"),
+        "converged": _e("Whether the optimiser converged"),
+    },
+}
+HARMONISED_DICTIONARY = _e("R2* harmonised across sites (ComBat; group and age protected); "
+                           "see harmonisation.tsv", _R2)
+
+
+def _session_key(values: pd.Series) -> pd.Series:
+    return values.fillna("").astype(str).map(
+        lambda s: s if not s or s.startswith("ses-") else f"ses-{s}")
+
+
+def scan_table(bids_dir, regional: pd.DataFrame, subjects: pd.DataFrame,
+               notes: list[str]) -> pd.DataFrame:
+    """One row per scan: ``participant_id, session_id, site, group, age, years``."""
+    scans = regional[["participant_id", "session_id"]].copy() if "session_id" in regional \
+        else regional[["participant_id"]].assign(session_id=np.nan)
+    scans["participant_id"] = scans["participant_id"].map(normalise_id)
+    scans["session_id"] = _session_key(scans["session_id"])
+    scans = scans.drop_duplicates().reset_index(drop=True)
+    info = subjects.set_index("participant_id")
+    scans["group"] = scans["participant_id"].map(info["group"])
+    scans["site"] = scans["participant_id"].map(info["site"]).astype(object)
+    scans["age"] = scans["participant_id"].map(info["age"]).astype(float)
+    sessions = study_io.read_sessions(bids_dir)
+    if sessions is not None:
+        sessions = sessions.assign(participant_id=sessions["participant_id"].map(normalise_id),
+                                   session_id=_session_key(sessions["session_id"]))
+        sessions = sessions.drop_duplicates(["participant_id", "session_id"])
+        merged = scans.merge(sessions, on=["participant_id", "session_id"], how="left",
+                             suffixes=("", "_ses"))
+        if "age_ses" in merged:
+            ses_age = pd.to_numeric(merged["age_ses"], errors="coerce")
+            scans["age"] = ses_age.where(ses_age.notna(), scans["age"]).to_numpy()
+        if "site_ses" in merged:
+            scans["site"] = merged["site_ses"].where(merged["site_ses"].notna(),
+                                                     scans["site"]).to_numpy()
+        if "acq_time" in merged and "age_ses" not in merged:
+            t = pd.to_datetime(merged["acq_time"], errors="coerce")
+            days = (t - t.groupby(merged["participant_id"]).transform("min")).dt.days
+            scans["years"] = (days / 365.25).to_numpy()
+    if "years" not in scans:
+        scans["years"] = years_since_first(scans["participant_id"], scans["age"])
+    missing = scans["site"].isna().sum()
+    if missing:
+        notes.append(f"{missing} scan(s) without a site")
+    return scans
+
+
+def _wide(regional: pd.DataFrame, scans: pd.DataFrame, value: str) -> pd.DataFrame:
+    """Scans (rows, in ``scans`` order) x ``region|hemisphere`` features."""
+    df = regional.assign(participant_id=regional["participant_id"].map(normalise_id),
+                         session_id=_session_key(regional.get("session_id",
+                                                              pd.Series(index=regional.index))),
+                         feature=regional["region"] + "|" + regional["hemisphere"],
+                         v=pd.to_numeric(regional[value], errors="coerce"))
+    wide = df.pivot_table(index=["participant_id", "session_id"], columns="feature",
+                          values="v", aggfunc="mean", dropna=False)
+    return wide.reindex(pd.MultiIndex.from_frame(scans[["participant_id", "session_id"]]))
+
+
+def _long(wide: pd.DataFrame, scans: pd.DataFrame, name: str) -> pd.DataFrame:
+    long = wide.reset_index(drop=True).assign(
+        participant_id=scans["participant_id"].to_numpy(),
+        session_id=scans["session_id"].to_numpy(), site=scans["site"].to_numpy())
+    long = long.melt(id_vars=["participant_id", "session_id", "site"], var_name="feature",
+                     value_name=name)
+    parts = long["feature"].str.split("|", n=1, expand=True)
+    return long.assign(region=parts[0], hemisphere=parts[1]).drop(columns="feature")
+
+
+def site_effects(wide: pd.DataFrame, scans: pd.DataFrame, stage: str) -> pd.DataFrame:
+    """Rows of ``harmonisation.tsv`` for one stage (AUC row + per-region reliability)."""
+    bil = [c for c in wide.columns if c.endswith("|bilateral")] or list(wide.columns)
+    x = wide[bil].to_numpy(dtype=float)
+    keep = np.isfinite(x).all(axis=1) & scans["site"].notna().to_numpy()
+    rows = []
+    travelling = scans.groupby("participant_id")["site"].nunique().max() >= 2
+    if keep.sum() >= 4:
+        rows.append({"stage": stage, "region": "all regions", "hemisphere": np.nan,
+                     "n_participants": int(keep.sum()),
+                     "n_sites": int(scans.loc[keep, "site"].nunique()),
+                     "site_auc": reliability.site_auc(x[keep], scans["site"][keep],
+                                                      scans["participant_id"][keep]),
+                     "site_auc_centred": reliability.site_auc(
+                         x[keep], scans["site"][keep], scans["participant_id"][keep],
+                         centre_subjects=True) if travelling else np.nan})
+    if travelling:
+        rel = reliability.reliability_table(_long(wide, scans, "v"), "v")
+        rel = rel.rename(columns={"wsd": "within_subject_sd"}).assign(stage=stage)
+        rows += rel.to_dict("records")
+    cols = list(DICTIONARIES["harmonisation"])
+    return pd.DataFrame(rows).reindex(columns=cols)
+
+
+def _harmonise(regional, regional_one, scans, wide, method, value, notes):
+    features, msgs = harmonise(wide.reset_index(drop=True), scans["site"],
+                               groups=scans["group"], ages=scans["age"], method=method)
+    notes.extend(f"harmonisation: {m}" for m in msgs)
+    features.index = wide.index
+    long = _long(features, scans, HARMONISED_COLUMN).drop(columns="site")
+    out = []
+    for df in (regional, regional_one):
+        key = df.assign(participant_id=df["participant_id"].map(normalise_id),
+                        session_id=_session_key(df.get("session_id",
+                                                       pd.Series(index=df.index))))
+        key = key.drop(columns=HARMONISED_COLUMN, errors="ignore")
+        merged = key.merge(long, on=["participant_id", "session_id", "region", "hemisphere"],
+                           how="left")
+        merged["session_id"] = df["session_id"].to_numpy() if "session_id" in df else np.nan
+        merged["participant_id"] = df["participant_id"].to_numpy()
+        out.append(merged)
+    return out[0], out[1], features
+
+
+def run_repeated_measures(cfg, settings, subjects: pd.DataFrame, regional_all: pd.DataFrame,
+                          regional: pd.DataFrame, group_dir: Path, notes: list[str]):
+    """Steps 1-4 (module docstring); returns ``(regional_all, regional, settings)``.
+
+    ``settings.value_column`` becomes ``r2star_harmonised`` when harmonising.
+    """
+    method = getattr(cfg, "harmonise", "none") or "none"
+    if method != "none" and method not in HARMONISERS:
+        raise ValueError(f"unknown --harmonise {method!r}; expected none or "
+                         f"{', '.join(HARMONISERS)}")
+    scans = scan_table(cfg.bids_dir, regional_all, subjects, notes)
+    value = settings.value_column
+    if method == "none" and not scans["participant_id"].duplicated().any():
+        return regional_all, regional, settings
+    write_tsv(scans, group_dir / "sessions.tsv", DICTIONARIES["sessions"])
+    wide = _wide(regional_all, scans, value)
+    effects = [site_effects(wide, scans, "before")]
+    if method != "none":
+        regional_all, regional, hwide = _harmonise(regional_all, regional, scans, wide,
+                                                   method, value, notes)
+        effects.append(site_effects(hwide, scans, f"after {method}"))
+        settings = dataclasses.replace(settings, value_column=HARMONISED_COLUMN)
+        value = HARMONISED_COLUMN
+        log.info("group level: R2* harmonised across %d sites (%s)", scans["site"].nunique(),
+                 method)
+    write_tsv(pd.concat(effects, ignore_index=True), group_dir / "harmonisation.tsv",
+              DICTIONARIES["harmonisation"])
+    if (scans.groupby("participant_id")["years"].nunique() >= 2).sum() >= 2:
+        _longitudinal(regional_all, scans, value, group_dir, notes)
+    return regional_all, regional, settings
+
+
+def _longitudinal(regional_all, scans, value, group_dir, notes) -> None:
+    long = regional_all.assign(participant_id=regional_all["participant_id"].map(normalise_id),
+                               session_id=_session_key(regional_all["session_id"]))
+    long = long[long["hemisphere"] == "bilateral"]
+    long = long.merge(scans, on=["participant_id", "session_id"], how="left")
+    table = change_rate_table(long, value)
+    if table.empty:
+        notes.append("longitudinal: no region could be modelled")
+        return
+    if not table["converged"].all():
+        notes.append("longitudinal: the mixed model did not converge for "
+                     f"{int((~table['converged']).sum())} region/group row(s)")
+    write_tsv(table, group_dir / "longitudinal.tsv", DICTIONARIES["longitudinal"])
+    log.info("group level: annual R2* change of %d region(s) x %d group(s) -> "
+             "longitudinal.tsv", table["region"].nunique(), table["group"].nunique())
+
+
+def report_context(output_dir) -> dict | None:
+    """Template context of the study report's repeated-scans block (None without results).
+
+    Failures are logged and give None: the report never fails on this block.
+    """
+    from ironmap.io.tables import read_dictionary, read_tsv
+    from ironmap.report import repeated as view
+    from ironmap.workflows.report import realise
+
+    group = Path(output_dir) / "group"
+    try:
+        ctx: dict = {}
+        harm = rates = None
+        if (group / "harmonisation.tsv").exists():
+            harm = read_tsv(group / "harmonisation.tsv")
+            ctx["harmonisation"] = view.harmonisation_view(
+                harm, read_dictionary(group / "harmonisation.tsv"))
+        if (group / "longitudinal.tsv").exists():
+            rates = read_tsv(group / "longitudinal.tsv")
+            ctx["longitudinal"] = view.longitudinal_view(
+                rates, read_dictionary(group / "longitudinal.tsv"))
+            regional = read_tsv(group / "regional_r2star.tsv")
+            value = HARMONISED_COLUMN if HARMONISED_COLUMN in regional and \
+                regional[HARMONISED_COLUMN].notna().any() else "r2star_mean"
+            scans = regional[regional["hemisphere"] == "bilateral"].assign(
+                session_id=lambda d: _session_key(d["session_id"]))
+            scans = scans.merge(read_tsv(group / "sessions.tsv").assign(
+                session_id=lambda d: _session_key(d["session_id"])),
+                on=["participant_id", "session_id"])
+            groups = list(dict.fromkeys(rates["group"]))
+            jobs = view.longitudinal_jobs(scans, rates, groups, value)
+            ctx["figures"] = [realise(j, group / "figures", Path(output_dir)) for j in jobs]
+        if ctx:
+            ctx["methods"] = view.methods_text(harm, rates)
+        return ctx or None
+    except Exception as exc:  # noqa: BLE001 - report errors are logged, never fatal
+        log.error("report: repeated-scans block not written: %s: %s", type(exc).__name__, exc)
+        return None
