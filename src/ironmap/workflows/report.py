@@ -76,7 +76,8 @@ def run_config(cfg: RunConfig) -> dict[str, Any]:
             recorded = json.loads(part.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             recorded = {}
-        for key in ("method", "registration", "erosion_voxels", "volumes", "atlas"):
+        for key in ("method", "registration", "erosion_voxels", "volumes", "atlas", "masks",
+                    "auto_anatomy"):
             if key in recorded:
                 out[key] = recorded[key]
     return out
