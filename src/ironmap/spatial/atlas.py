@@ -61,7 +61,8 @@ class NonlinearFit:
 
 
 def register_syn(subject, template, *, label: str = "T1w", iterations=SYN_ITERATIONS,
-                 seed: int = 1, workdir: str | None = None) -> NonlinearFit:
+                 seed: int = 1, workdir: str | None = None,
+                 template_mask=None) -> NonlinearFit:
     """ANTs affine + SyN registration of ``template`` (moving) onto ``subject`` (fixed).
 
     Parameters
@@ -73,6 +74,10 @@ def register_syn(subject, template, *, label: str = "T1w", iterations=SYN_ITERAT
         half resolution).
     seed : int
         Seed of ANTs' metric sampling (reproducible with one ITK thread).
+    template_mask : ANTsImage, optional
+        Where the metric is evaluated on the template, in every stage (affine and SyN): the
+        template brain with a margin when the template is a brain-only image and the subject
+        a whole head (without it the affine stage stretches the brain over the head).
 
     Raises
     ------
@@ -83,11 +88,13 @@ def register_syn(subject, template, *, label: str = "T1w", iterations=SYN_ITERAT
     import ants
 
     prefix = str(Path(workdir or tempfile.mkdtemp(prefix="ironmap-syn-")) / "syn_")
+    masks = {} if template_mask is None else {"moving_mask": template_mask,
+                                              "mask_all_stages": True}
     with ants_random_seed(seed):
         reg = ants.registration(fixed=subject, moving=template, type_of_transform="SyN",
                                 reg_iterations=tuple(int(i) for i in iterations),
                                 aff_metric="mattes", syn_metric="mattes", outprefix=prefix,
-                                verbose=False)
+                                verbose=False, **masks)
     sim = check_warped_similarity(subject, reg["warpedmovout"],
                                   "nonlinear registration to the atlas template", label)
     return NonlinearFit(list(reg["fwdtransforms"]), float(sim), list(reg["invtransforms"]))
@@ -218,15 +225,19 @@ def _template_ants(template: nib.Nifti1Image):
 
 def fit_template(t1w_img: nib.Nifti1Image, template: nib.Nifti1Image, *, label: str = "T1w",
                  iterations=SYN_ITERATIONS, seed: int = 1,
-                 workdir: str | None = None) -> NonlinearFit:
+                 workdir: str | None = None,
+                 template_mask: nib.Nifti1Image | None = None) -> NonlinearFit:
     """:func:`register_syn` of a nibabel template onto a nibabel T1w (NaN/Inf count as 0).
 
     The fit's transform files live in ``workdir``; reuse it for :func:`atlas_labels` and
-    :func:`locate_acpc` while that folder exists.
+    :func:`locate_acpc` while that folder exists. ``template_mask`` (on the template grid)
+    restricts the metric to it in every stage (see :func:`register_syn`).
     """
     data = np.nan_to_num(t1w_img.get_fdata(dtype=np.float32))
+    mask = None if template_mask is None else to_ants(
+        template_mask, (np.asarray(template_mask.dataobj) > 0).astype(np.float32))
     return register_syn(to_ants(t1w_img, data), _template_ants(template), label=label,
-                        iterations=iterations, seed=seed, workdir=workdir)
+                        iterations=iterations, seed=seed, workdir=workdir, template_mask=mask)
 
 
 #: Anterior and posterior commissure in MNI152 (FSL MNI152NLin6Asym) world mm (RAS+), read

@@ -28,7 +28,7 @@ class RunConfig:
     erosion_voxels: int = 1
     write_t2star: bool = False
     volumes: bool = False  # tissue volumes from the T1w (issue: volumes)
-    atlas: Path | None = None  # atlas folder for automatic deep-GM labels
+    atlas: Path | tuple[Path, ...] | None = None  # atlas folder(s) for automatic labels
     landmarks: Path | None = None  # AC/PC table (participant_id, landmark, x, y, z)
     putamen_split: bool = True  # split whole-putamen labels at the AC plane
     nprocs: int = 1
@@ -47,6 +47,7 @@ class RunConfig:
     extra: dict[str, Any] = field(default_factory=dict)
     max_image_gb: float = 2.0  # ceiling on a participant's images as float32 (GiB)
     harmonise: str = "none"  # "none" | "combat" | "combat-gam" (ironmap.core.harmonise)
+    auto_anatomy: bool = True  # atlas labels when a participant has no rater deep-GM labels
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict (paths as strings)."""

@@ -42,7 +42,7 @@ STAGING = ".ironmap-staging"
 
 #: parameters that change a participant's results (part of its manifest)
 RESULT_PARAMETERS = ("method", "registration", "erosion_voxels", "write_t2star", "volumes",
-                     "atlas", "putamen_split")
+                     "atlas", "putamen_split", "auto_anatomy")
 
 GROUP_DICTIONARIES: dict[str, dict[str, dict[str, str]]] = {
     "ids": {
@@ -101,7 +101,9 @@ def subject_parameters(cfg: RunConfig) -> dict[str, Any]:
     from ironmap import __version__
 
     params = {name: getattr(cfg, name) for name in RESULT_PARAMETERS}
-    params["atlas"] = str(params["atlas"]) if params["atlas"] is not None else None
+    atlas = params["atlas"]
+    params["atlas"] = None if not atlas else [str(a) for a in (
+        atlas if isinstance(atlas, tuple | list) else (atlas,))]
     params["registration_options"] = {k: list(v) if isinstance(v, tuple) else v for k, v in
                                       cfg.extra.get("registration_options", {}).items()}
     params["ironmap_version"] = __version__
@@ -213,6 +215,10 @@ def run_participant_level(cfg: RunConfig) -> int:
     if not subjects:
         log.error("%s: no participants (sub-*/) selected", cfg.bids_dir)
         return EXIT_USAGE
+    problem = _check_anatomy(cfg, subjects)
+    if problem:
+        log.error(problem)
+        return EXIT_USAGE
     out = Path(cfg.output_dir)
     _start_run(cfg, out)
     log.info("participant level: %d participant(s)/session(s)", len(subjects))
@@ -228,6 +234,15 @@ def run_participant_level(cfg: RunConfig) -> int:
         except OSError:
             pass
     return _summarise(results, failed)
+
+
+def _check_anatomy(cfg: RunConfig, subjects: list[SubjectInputs]) -> str | None:
+    """Atlases checked at start-up when some participant lacks rater deep-GM labels."""
+    from ironmap.workflows.anatomy import check_atlases
+
+    if cfg.atlas or any(not s.dsegs for s in subjects):
+        return check_atlases(cfg)
+    return None
 
 
 def run_tasks_for(tasks: list[SubjectTask], cfg: RunConfig) -> list[Any]:

@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 
 #: participant-level settings recorded in ``logs/config-participant.json`` that the group
 #: level and the report take from there
-PARTICIPANT_KEYS = ("method", "registration", "erosion_voxels", "volumes", "atlas", "masks")
+PARTICIPANT_KEYS = ("method", "registration", "erosion_voxels", "volumes", "atlas", "masks",
+                    "auto_anatomy")
 
 
 def run_config(cfg: RunConfig) -> dict[str, Any]:

