@@ -77,7 +77,7 @@ def check_consistent(record: dict, text: str) -> None:  # noqa: C901 - one check
         masks == "rater" or (masks == "mixed" and "rater" in record["masks_sources"]))
     assert ("propagated from the atlas" in text) == (
         masks == "atlas" or (masks == "mixed" and "atlas" in record["masks_sources"]))
-    assert ("segmented automatically from each participant's T1-weighted" in text) == (
+    assert ("propagated automatically from atlas labels" in text) == (
         masks == "automatic" or (masks == "mixed" and "automatic" in record["masks_sources"]))
     if masks not in ("none", "mixed", "rater", "atlas", "automatic", "unrecorded"):
         assert f"from source '{masks}'" in text
@@ -248,8 +248,10 @@ def test_record_of_a_real_group_run_matches_its_text(tmp_path, rng):
     assert record["r2star"] == {"estimator": "two_point", "echo_times_s": [0.00492, 0.0246]}
     fits = pd.read_csv(cfg.output_dir / "group" / "agefit.tsv", sep="\t")
     pooled = fits[(fits["hemisphere"] == "bilateral") & (fits["site"] == "all")]
-    assert record["age_model"]["regions"] == dict(zip(pooled["region"], pooled["model"],
-                                                      strict=True))
+    used = [("none" if m == "none" else u) for m, u in zip(pooled["model"], pooled["method"],
+                                                             strict=True)]
+    assert record["age_model"]["regions"] == dict(zip(pooled["region"], used, strict=True))
+    assert set(used) <= {"auto", "linear", "none"}  # the default model, as agefit.tsv says
     assert record["age_model"]["reference_age_years"] == pytest.approx(stats["reference_age"])
     assert record["masks_source"] == "unrecorded"  # the synthetic masks have no Sources
     check_consistent(record, text_of(record))

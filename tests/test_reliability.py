@@ -125,7 +125,7 @@ def test_second_run_refused_and_killed_runs_lock_recovered(tmp_path):
 
 
 def _failing_bids(root: Path, subjects=("01", "02")) -> Path:
-    """Participants whose anat folder has a GRE echo but no T1w (each fails at once)."""
+    """Participants whose anat folder has a single GRE echo (each fails at once)."""
     import nibabel as nib
     import numpy as np
 
@@ -163,7 +163,7 @@ def test_failures_of_earlier_runs_are_kept(tmp_path):
                      "-q"]) == 3
     failures = read_tsv(out / "logs" / "failures.tsv")
     assert sorted(failures["participant_id"]) == ["sub-01", "sub-02"]
-    assert all("no T1w image" in e for e in failures["error"])
+    assert all("at least two echoes" in e for e in failures["error"])
     assert main([str(bids), str(out), "participant", "--participant-label", "01", "-q"]) == 3
     assert sorted(read_tsv(out / "logs" / "failures.tsv")["participant_id"]) == [
         "sub-01", "sub-02"]  # rerunning sub-01 replaces its row only
