@@ -583,3 +583,19 @@ def test_broken_participants_fail_alone_and_earlier_results_stay(tmp_path):
     assert (out / "logs" / "manifests" / "sub-201.json").exists()
     assert not (out / ".ironmap-staging").exists() and not (out / ".ironmap.lock.json").exists()
     assert seconds < 600
+
+
+def test_import_into_a_cp1252_participants_tsv(tmp_path, capsys):
+    from test_dicom_synthetic import write_series
+
+    dicom_dir, bids = tmp_path / "DICOM", tmp_path / "bids"
+    write_series(dicom_dir)
+    bids.mkdir()
+    (bids / "participants.tsv").write_bytes(
+        "participant_id\tsite\nsub-01\tZürich\n".encode("cp1252"))
+    assert main(["import-dicom", str(dicom_dir), str(bids), "--participant-label", "02",
+                 "--site", "site2"]) == 0
+    assert "participants.tsv: not UTF-8 (byte 0xfc on line 2); read as cp1252" in \
+        capsys.readouterr().err
+    text = (bids / "participants.tsv").read_text(encoding="utf-8")  # written back as UTF-8
+    assert "sub-01\tZürich" in text and "sub-02" in text
