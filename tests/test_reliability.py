@@ -88,21 +88,35 @@ def _env() -> dict[str, str]:
         [str(Path(__file__).resolve().parents[1] / "src"), os.environ.get("PYTHONPATH", "")])}
 
 
-@pytest.mark.slow
-def test_second_run_refused_and_killed_runs_lock_recovered(tmp_path):
+@pytest.fixture(scope="module")
+def tiny_cohort(tmp_path_factory):
+    """One RRMS participant on a 4 mm phantom (a participant-level run takes seconds)."""
     from ironmap.workflows.simulate import simulate_cohort
 
-    sim = simulate_cohort(tmp_path / "sim", subjects_per_group={"HC": 1}, sites=1,
-                          preset="fast", voxel_size={"MEGRE": 4.0, "T1w": 4.0, "FLAIR": 4.0})
-    out = tmp_path / "out"
+    return simulate_cohort(tmp_path_factory.mktemp("tiny") / "sim",
+                           subjects_per_group={"RRMS": 1}, sites=1, preset="fast",
+                           voxel_size={"MEGRE": 4.0, "T1w": 4.0, "FLAIR": 4.0})
+
+
+def _start_locked_run(sim, out: Path) -> tuple[subprocess.Popen, tuple[str, ...]]:
+    """A real participant-level run, returned once it holds the OUTPUT_DIR lock."""
     args = (str(sim.bids_dir), str(out), "participant", "--masks", str(sim.masks_dir))
-    first = subprocess.Popen(_cli(*args), env=_env(), stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(_cli(*args), env=_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (out / ".ironmap.lock.json").exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError("the run never took the lock")
+        time.sleep(0.02)
+    return proc, args
+
+
+@pytest.mark.slow
+def test_second_run_refused_and_killed_runs_lock_recovered(tiny_cohort, tmp_path):
+    sim, out = tiny_cohort, tmp_path / "out"
+    first, args = _start_locked_run(sim, out)
     try:
-        deadline = time.monotonic() + 120
-        while not (out / ".ironmap.lock.json").exists():
-            assert first.poll() is None and time.monotonic() < deadline, "first run never locked"
-            time.sleep(0.05)
         second = subprocess.run(_cli(*args), env=_env(), capture_output=True, text=True,
                                 timeout=120)
         assert first.poll() is None, "the first run ended before the second one was refused"
@@ -122,6 +136,25 @@ def test_second_run_refused_and_killed_runs_lock_recovered(tmp_path):
         in third.stderr
     assert not (out / ".ironmap-staging").exists()  # the killed run's scratch files are gone
     assert not (out / ".ironmap.lock.json").exists()  # released by the third run
+
+
+@pytest.mark.slow
+def test_sigterm_releases_the_lock_and_removes_staging(tiny_cohort, tmp_path):
+    out = tmp_path / "out"
+    proc, _ = _start_locked_run(tiny_cohort, out)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(out.glob(".ironmap-staging/*/sub-001/*")):  # mid-participant
+            assert proc.poll() is None and time.monotonic() < deadline, "no staging seen"
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=120)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert code == 128 + signal.SIGTERM
+    assert not (out / ".ironmap.lock.json").exists()
+    assert not list(out.glob(".ironmap-staging/*/*"))
 
 
 def _failing_bids(root: Path, subjects=("01", "02")) -> Path:
@@ -550,3 +583,19 @@ def test_broken_participants_fail_alone_and_earlier_results_stay(tmp_path):
     assert (out / "logs" / "manifests" / "sub-201.json").exists()
     assert not (out / ".ironmap-staging").exists() and not (out / ".ironmap.lock.json").exists()
     assert seconds < 600
+
+
+def test_import_into_a_cp1252_participants_tsv(tmp_path, capsys):
+    from test_dicom_synthetic import write_series
+
+    dicom_dir, bids = tmp_path / "DICOM", tmp_path / "bids"
+    write_series(dicom_dir)
+    bids.mkdir()
+    (bids / "participants.tsv").write_bytes(
+        "participant_id\tsite\nsub-01\tZürich\n".encode("cp1252"))
+    assert main(["import-dicom", str(dicom_dir), str(bids), "--participant-label", "02",
+                 "--site", "site2"]) == 0
+    assert "participants.tsv: not UTF-8 (byte 0xfc on line 2); read as cp1252" in \
+        capsys.readouterr().err
+    text = (bids / "participants.tsv").read_text(encoding="utf-8")  # written back as UTF-8
+    assert "sub-01\tZürich" in text and "sub-02" in text

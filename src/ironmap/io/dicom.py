@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import gzip
+import io
 import json
 import logging
 import os
@@ -23,6 +24,7 @@ import numpy as np
 
 from ironmap.core.deid import clean_text, find_identifiers, identifying_values
 from ironmap.io.atomic import atomic_path, write_json, write_text
+from ironmap.io.readers import InputError, read_json_object, read_table_text, read_text
 
 log = logging.getLogger(__name__)
 
@@ -335,7 +337,11 @@ def read_series_map(path: Path) -> list[tuple[str, str]]:
     path = Path(path)
     if not path.exists():
         raise DicomImportError(f"{path}: series map not found")
-    table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    try:
+        table = pd.read_csv(io.StringIO(read_table_text(path)), sep="\t", dtype=str,
+                            keep_default_na=False)
+    except InputError as exc:
+        raise DicomImportError(str(exc)) from None
     if not {"pattern", "suffix"} <= set(table.columns):
         raise DicomImportError(f"{path}: a series map needs the columns pattern and suffix")
     rows = [(p.strip(), s.strip()) for p, s in zip(table["pattern"], table["suffix"],
@@ -452,11 +458,13 @@ def add_participant_row(text: str | None, row: dict[str, str]) -> tuple[str, lis
 def stage_participant(bids_dir: Path, staging: Path, row: dict[str, str]) -> list[str]:
     """Write the updated ``participants.tsv`` and ``participants.json`` into ``staging``."""
     tsv = Path(bids_dir) / "participants.tsv"
-    text, notes = add_participant_row(tsv.read_text(encoding="utf-8") if tsv.exists()
-                                      else None, row)
-    write_text(Path(staging) / "participants.tsv", text)
     sidecar = Path(bids_dir) / "participants.json"
-    meta = json.loads(sidecar.read_text(encoding="utf-8")) if sidecar.exists() else {}
+    try:  # cp1252 files are read with a warning (and written back as UTF-8)
+        text, notes = add_participant_row(read_text(tsv) if tsv.exists() else None, row)
+        meta = read_json_object(sidecar, "data dictionary") if sidecar.exists() else {}
+    except InputError as exc:
+        raise DicomImportError(str(exc)) from None
+    write_text(Path(staging) / "participants.tsv", text)
     for col, desc in PARTICIPANT_COLUMNS.items():
         meta.setdefault(col, desc)
     write_json(Path(staging) / "participants.json", meta)

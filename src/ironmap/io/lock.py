@@ -69,8 +69,8 @@ def output_lock(output_dir: str | os.PathLike, command: str = "",
     command : str
         Recorded in the sidecar (shown to a second run).
     scratch : iterable of str
-        Folder names inside ``output_dir`` that only a running run uses; removed when the lock
-        is recovered from a run that died.
+        Folder names inside ``output_dir`` that only the lock holder uses; removed when the
+        lock is released and when it is recovered from a run that died.
 
     Yields
     ------
@@ -83,6 +83,7 @@ def output_lock(output_dir: str | os.PathLike, command: str = "",
         When another live process holds the lock; the message names its pid, host and start.
     """
     out = Path(output_dir)
+    scratch = tuple(scratch)
     out.mkdir(parents=True, exist_ok=True)
     lock = FileLock(out / LOCK_NAME, timeout=0, thread_local=False)
     try:
@@ -104,5 +105,7 @@ def output_lock(output_dir: str | os.PathLike, command: str = "",
             "command": command})
         yield stale
     finally:
+        for name in scratch:  # whatever the run left there (SIGTERM, an exception)
+            shutil.rmtree(out / name, ignore_errors=True)
         _info_path(out).unlink(missing_ok=True)
         lock.release()
