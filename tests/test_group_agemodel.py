@@ -12,6 +12,7 @@ import pytest
 from _group_fixtures import REF_AGE, write_study
 from _sim_tables import write_sim_study
 from ironmap.cli.main import main
+from ironmap.core import agecorr
 from ironmap.io.tables import read_dictionary, read_tsv
 from ironmap.report.methods import build_methods
 from ironmap.workflows.config import RunConfig
@@ -159,3 +160,30 @@ def test_patients_older_than_every_control_are_reported(study):
     assert "saturation curve" in row["extrapolation"]
     doc = json.loads((out / "group" / "stats.json").read_text())
     assert any("outside the controls'" in n for n in doc["exclusions"]["notes"])
+
+
+def test_demo_cohort_spans_the_seed_control_ages_with_two_controls_per_site():
+    """The demo's cohort design: controls over 18-57 y, at least two per site, and every
+    region gets the auto saturation curve on them."""
+    import inspect
+
+    from ironmap.sim import truth
+    from ironmap.workflows import demo
+
+    assert 'control_ages="span"' in inspect.getsource(demo._steps)
+    for seed in (0, 1):
+        plan = truth.plan_cohort(demo.DEMO_COUNTS, 2, seed, control_ages="span")
+        p = plan.participants
+        hc = p[p["group"] == "HC"]
+        assert hc["age"].min() == 18.0 and hc["age"].max() == 57.0
+        assert hc.groupby("site").size().min() >= 2
+        for site, d in hc.groupby("site"):
+            assert np.ptp(d["age"]) >= 20, site  # young and old controls at every site
+        regions = truth.regions_table(plan)
+        bil = regions[regions["hemisphere"] == "bilateral"].merge(
+            p[["participant_id", "group", "age"]], on="participant_id")
+        for region, d in bil.groupby("region"):
+            res = agecorr.correct_region(d["r2star_true"], d["age"], d["group"] == "HC", 32.0,
+                                         n_boot=50, label=region)
+            assert res.fit.method == "auto" and res.fit.model == "saturation", region
+            assert np.isfinite(res.adjusted).all() and np.isfinite(res.sd).all()

@@ -510,13 +510,13 @@ def _extrapolation(fit: AgeFit, ages: np.ndarray, reference_age: float, label: s
     if outside.any():
         info.update(age_min=float(ages[outside].min()), age_max=float(ages[outside].max()))
         messages.append(
-            f"{label}: {info['n']} participant(s) aged {info['age_min']:.0f}-"
-            f"{info['age_max']:.0f} y outside the controls' {lo:.0f}-{hi:.0f} y: corrected "
+            f"{label}: {info['n']} participant(s) aged {info['age_min']:g}-"
+            f"{info['age_max']:g} y outside the controls' {lo:g}-{hi:g} y: corrected "
             f"{how}" + ("" if held else f"; the curve moves by at most {shift:.2f} s^-1 "
                         "beyond the nearest control age"))
     if not lo <= reference_age <= hi:
         messages.append(f"{label}: reference age {reference_age:g} y outside the controls' "
-                        f"{lo:.0f}-{hi:.0f} y: {how}")
+                        f"{lo:g}-{hi:g} y: {how}")
     return info
 
 
