@@ -247,3 +247,16 @@ def test_participant_level_processes_every_session(tmp_path):
     les = read_tsv(out / "group" / "lesions.tsv").sort_values("session_id")
     change = read_tsv(cohort.truth_dir / "lesion_change.tsv").sort_values("session_id")
     np.testing.assert_allclose(les["lesion_load_cm3"], change["lesion_mask_cm3"], rtol=0.02)
+
+
+def test_harmonise_leaves_scans_without_site_or_age_out(rng):
+    feats = pd.DataFrame(rng.normal(30, 2, (40, 3)))
+    site = np.array(["a", "b"] * 20, dtype=object)
+    site[0] = None
+    age = rng.uniform(20, 60, 40)
+    age[1] = np.nan
+    out, notes = harmonise(feats, site, ages=age, method="combat")
+    assert out.iloc[:2].isna().all().all() and out.iloc[2:].notna().all().all()
+    assert "2 scan(s) without site, age" in notes[0]
+    with pytest.raises(ValueError, match="unknown harmonisation"):
+        harmonise(feats, site, method="combat-xyz")
