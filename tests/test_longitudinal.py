@@ -171,6 +171,9 @@ def test_travelling_heads_group_level_with_harmonisation(tmp_path):
     big = d_true.abs() >= 0.5
     assert big.sum() >= 3
     assert ((d_after[big] - d_true[big]).abs() <= 0.1 * d_true[big].abs()).all()
+    # a later run without harmonisation drops the harmonised column
+    assert main([str(bids), str(out), "group", "--no-report"]) == 0
+    assert "r2star_harmonised" not in read_tsv(out / "group" / "regional_r2star.tsv")
 
 
 def test_longitudinal_group_level_writes_change_table(tmp_path):
