@@ -10,10 +10,10 @@ each session ("no magnitude MEGRE echoes"). What runs, per session of a BIDS ses
 written to a temporary folder:
 
 1. tissue volumes from the T1w (``ironmap.spatial.segmentation.segment_tissues``, the
-   participant level's ``--volumes`` step);
-2. the brain mask of that segmentation taken onto the FLAIR grid with the database's
-   T1w->FLAIR transform, and lesions outlined on the FLAIR with ``ironmap lesions grow
-   --propose`` (``ironmap.workflows.lesions.grow_from_file``);
+   participant level's ``--volumes`` step); its error is reported when it fails;
+2. lesions outlined on the FLAIR with ``ironmap lesions grow --propose``
+   (``ironmap.workflows.lesions.grow_from_file``) inside a rough brain mask (largest bright
+   FLAIR component after a 4 mm erosion, dilated back; :func:`rough_brain_mask`);
 3. lesion change: both sessions' lesion masks taken into the common space with the
    database's FLAIR->common transforms; voxels lesional at session 2 but not at session 1
    are compared with the consensus change mask (voxel overlap, detected change lesions).
@@ -76,35 +76,61 @@ def write_bids(src: Path, bids: Path) -> None:
                 link.symlink_to(src / f"study{k}_{name}.nii.gz")
 
 
-def session_step(src: Path, bids: Path, work: Path, k: int) -> dict:
-    anat = bids / f"sub-{PATIENT}" / f"ses-{k}" / "anat"
-    t1 = nib.load(anat / f"sub-{PATIENT}_ses-{k}_T1w.nii.gz")
-    flair_path = anat / f"sub-{PATIENT}_ses-{k}_FLAIR.nii.gz"
+def rough_brain_mask(flair: np.ndarray, voxel_mm: np.ndarray) -> np.ndarray:
+    """Largest bright component of the FLAIR after a 4 mm erosion (scalp cut off at the dark
+    skull), dilated back and hole-filled: a rough brain mask for seeding lesions."""
+    from skimage.filters import threshold_otsu
+
+    fg = flair > threshold_otsu(flair[flair > 0])
+    r = np.maximum(np.round(4.0 / voxel_mm).astype(int), 1)
+    ball = np.ones(2 * r + 1, dtype=bool)
+    core = ndimage.binary_erosion(fg, structure=ball)
+    lab, n = ndimage.label(core)
+    if n == 0:
+        return fg
+    big = lab == 1 + int(np.argmax(ndimage.sum(core, lab, range(1, n + 1))))
+    brain = ndimage.binary_dilation(big, structure=ball) & fg
+    return ndimage.binary_fill_holes(brain)
+
+
+def volumes_step(t1_path: Path, k: int, work: Path) -> dict:
+    """Tissue volumes of the T1w (the ``--volumes`` step), or the error it raised."""
+    from ironmap.spatial.segmentation import SegmentationError
+
+    t1 = nib.load(t1_path)
     t0 = time.perf_counter()
-    seg = segment_tissues(t1, label=f"ses-{k}", workdir=str(work))
+    try:
+        seg = segment_tissues(t1, label=f"ses-{k} T1w", workdir=str(work))
+    except SegmentationError as exc:
+        return {"error": str(exc), "seconds": round(time.perf_counter() - t0, 1)}
     vox = np.sqrt((t1.affine[:3, :3] ** 2).sum(axis=0))
     vols = normalise_volumes(tissue_volumes(seg.gm, seg.wm, seg.csf, vox, deep_gm=seg.deep),
                              scaling_factor(seg.subject_to_template))
-    t_vol = time.perf_counter() - t0
+    return {"volumes_cm3": {c: round(float(v), 2) for c, v in vols.items()},
+            "registration_similarity": round(float(seg.similarity), 3),
+            "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def session_step(src: Path, bids: Path, work: Path, k: int, volumes: bool) -> dict:
+    anat = bids / f"sub-{PATIENT}" / f"ses-{k}" / "anat"
+    flair_path = anat / f"sub-{PATIENT}_ses-{k}_FLAIR.nii.gz"
+    out = volumes_step(anat / f"sub-{PATIENT}_ses-{k}_T1w.nii.gz", k, work) if volumes else {}
     flair = nib.load(flair_path)
-    t1_to_flair = parse_itk_text((src / f"study{k}_T1W_intrastudy_to_FLAIR.txt").read_text())
-    brain = resample_labels(nib.Nifti1Image(seg.mask.astype(np.uint8), seg.affine), flair,
-                            world_to_source=t1_to_flair) > 0
+    fvox_mm = np.sqrt((flair.affine[:3, :3] ** 2).sum(axis=0))
+    brain = rough_brain_mask(flair.get_fdata(), fvox_mm)
     brain_path = work / f"ses-{k}_brainmask.nii.gz"
     nib.save(nib.Nifti1Image(brain.astype(np.uint8), flair.affine), brain_path)
     lesion_path = work / f"sub-{PATIENT}_ses-{k}_label-lesion_mask.nii.gz"
     t0 = time.perf_counter()
     table = grow_from_file(flair_path, lesion_path, propose=True, brain_mask_path=brain_path,
                            overwrite=True)
-    t_les = time.perf_counter() - t0
-    mask = nib.load(lesion_path)
-    fvox = float(np.prod(np.sqrt((flair.affine[:3, :3] ** 2).sum(axis=0)))) / 1000.0
-    n_lesions = int(ndimage.label(mask.get_fdata() > 0)[1])
-    return {"volumes_cm3": {k2: round(float(v), 2) for k2, v in vols.items()},
-            "registration_similarity": round(float(seg.similarity), 3),
-            "lesion_volume_cm3": round(float((mask.get_fdata() > 0).sum()) * fvox, 3),
-            "lesion_count": n_lesions, "seeds_grown": int((table["status"] == "ok").sum()),
-            "seconds": {"volumes": round(t_vol, 1), "lesions": round(t_les, 1)},
+    mask = nib.load(lesion_path).get_fdata() > 0
+    fvox = float(np.prod(fvox_mm)) / 1000.0
+    return {**out, "brain_mask_cm3": round(float(brain.sum()) * fvox, 1),
+            "lesion_volume_cm3": round(float(mask.sum()) * fvox, 3),
+            "lesion_count": int(ndimage.label(mask)[1]),
+            "seeds_grown": int((table["status"] == "ok").sum()),
+            "lesion_seconds": round(time.perf_counter() - t0, 1),
             "lesion_mask": str(lesion_path)}
 
 
@@ -132,6 +158,7 @@ def lesion_change(src: Path, sessions: dict) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=None, help="keep the work folder here")
+    ap.add_argument("--no-volumes", action="store_true", help="skip the T1w volume step")
     args = ap.parse_args()
     src = data_dir()
     if not src.is_dir():
@@ -145,11 +172,12 @@ def main() -> int:
         found = discover(bids)
         res = {"sessions_found": [s.label for s in found],
                "participant_level_problems": {s.label: list(s.problems) for s in found}}
-        sessions = {k: session_step(src, bids, work, k) for k in (1, 2)}
+        sessions = {k: session_step(src, bids, work, k, not args.no_volumes) for k in (1, 2)}
         res["sessions"] = {f"ses-{k}": v for k, v in sessions.items()}
-        v1, v2 = (sessions[k]["volumes_cm3"] for k in (1, 2))
-        res["volume_change_percent"] = {
-            c: round(100 * (v2[c] / v1[c] - 1), 2) for c in v1 if v1[c]}
+        if all("volumes_cm3" in sessions[k] for k in (1, 2)):
+            v1, v2 = (sessions[k]["volumes_cm3"] for k in (1, 2))
+            res["volume_change_percent"] = {
+                c: round(100 * (v2[c] / v1[c] - 1), 2) for c in v1 if v1[c]}
         res["lesion_volume_change_cm3"] = round(
             sessions[2]["lesion_volume_cm3"] - sessions[1]["lesion_volume_cm3"], 3)
         res["lesion_change"] = lesion_change(src, sessions)

@@ -171,6 +171,9 @@ def test_travelling_heads_group_level_with_harmonisation(tmp_path):
     big = d_true.abs() >= 0.5
     assert big.sum() >= 3
     assert ((d_after[big] - d_true[big]).abs() <= 0.1 * d_true[big].abs()).all()
+    # a later run without harmonisation drops the harmonised column
+    assert main([str(bids), str(out), "group", "--no-report"]) == 0
+    assert "r2star_harmonised" not in read_tsv(out / "group" / "regional_r2star.tsv")
 
 
 def test_longitudinal_group_level_writes_change_table(tmp_path):
@@ -247,3 +250,16 @@ def test_participant_level_processes_every_session(tmp_path):
     les = read_tsv(out / "group" / "lesions.tsv").sort_values("session_id")
     change = read_tsv(cohort.truth_dir / "lesion_change.tsv").sort_values("session_id")
     np.testing.assert_allclose(les["lesion_load_cm3"], change["lesion_mask_cm3"], rtol=0.02)
+
+
+def test_harmonise_leaves_scans_without_site_or_age_out(rng):
+    feats = pd.DataFrame(rng.normal(30, 2, (40, 3)))
+    site = np.array(["a", "b"] * 20, dtype=object)
+    site[0] = None
+    age = rng.uniform(20, 60, 40)
+    age[1] = np.nan
+    out, notes = harmonise(feats, site, ages=age, method="combat")
+    assert out.iloc[:2].isna().all().all() and out.iloc[2:].notna().all().all()
+    assert "2 scan(s) without site, age" in notes[0]
+    with pytest.raises(ValueError, match="unknown harmonisation"):
+        harmonise(feats, site, method="combat-xyz")

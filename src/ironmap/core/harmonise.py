@@ -65,8 +65,9 @@ def harmonise(features: pd.DataFrame, sites, *, groups=None, ages=None,
         raise ImportError("harmonisation needs the neuroCombat package "
                           "(pip install neuroCombat==0.2.12)") from exc
     x = features.astype(float)
-    site = pd.Series(np.asarray(sites).astype(str), index=x.index)
-    keep = pd.Series(True, index=x.index)
+    raw_site = pd.Series(np.asarray(sites, dtype=object), index=x.index)
+    site = raw_site.astype(str)
+    keep = raw_site.notna()
     cov: dict[str, pd.Series] = {}
     if groups is not None:
         cov["group"] = pd.Series(np.asarray(groups, dtype=object), index=x.index)
@@ -77,7 +78,8 @@ def harmonise(features: pd.DataFrame, sites, *, groups=None, ages=None,
     keep &= x.notna().any(axis=1)
     notes = []
     if (~keep).any():
-        notes.append(f"{int((~keep).sum())} scan(s) without age/group or values not harmonised")
+        notes.append(f"{int((~keep).sum())} scan(s) without site, age, group or values not "
+                     "harmonised")
     small = site[keep].value_counts()
     small = small[small < 2].index
     if len(small):

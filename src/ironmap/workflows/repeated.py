@@ -204,6 +204,9 @@ def run_repeated_measures(cfg, settings, subjects: pd.DataFrame, regional_all: p
     if method != "none" and method not in HARMONISERS:
         raise ValueError(f"unknown --harmonise {method!r}; expected none or "
                          f"{', '.join(HARMONISERS)}")
+    # a harmonised column of an earlier run is never carried into this one
+    regional_all = regional_all.drop(columns=HARMONISED_COLUMN, errors="ignore")
+    regional = regional.drop(columns=HARMONISED_COLUMN, errors="ignore")
     scans = scan_table(cfg.bids_dir, regional_all, subjects, notes)
     value = settings.value_column
     if method == "none" and not scans["participant_id"].duplicated().any():
