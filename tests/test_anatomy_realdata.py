@@ -16,7 +16,8 @@ import pytest
 
 from conftest import require_shared
 
-pytestmark = [pytest.mark.realdata, pytest.mark.slow]
+#: two template registrations (about 2 CPU-min in all); the limit allows a loaded machine
+pytestmark = [pytest.mark.realdata, pytest.mark.slow, pytest.mark.timeout(2400)]
 
 os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "1")
 

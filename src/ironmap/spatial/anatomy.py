@@ -281,8 +281,9 @@ def automatic_labels(reference: nib.Nifti1Image, atlases: list[RelabelledAtlas],
         Output indices (:data:`OUTPUT_LABELS`, :data:`NAWM_INDEX`), 0 = background.
     names : dict[int, str]
         Index -> name of every label present.
-    fit : ironmap.spatial.atlas.NonlinearFit
-        The template registration (reuse for AC/PC while ``workdir`` exists).
+    fit : ironmap.spatial.atlas.NonlinearFit or None
+        The template registration (reuse for AC/PC while ``workdir`` exists); None when every
+        atlas brought its own template (then no NAWM label either).
     """
     from pathlib import Path
 
@@ -291,8 +292,10 @@ def automatic_labels(reference: nib.Nifti1Image, atlases: list[RelabelledAtlas],
 
     iterations = SYN_ITERATIONS if iterations is None else iterations
     small = downsample(reference, registration_mm)
-    fit = fit_template(small, template, label=label, iterations=iterations, workdir=workdir,
-                       template_mask=template_mask)
+    fit = None
+    if any(a.template is None for a in atlases) or not atlases:
+        fit = fit_template(small, template, label=label, iterations=iterations,
+                           workdir=workdir, template_mask=template_mask)
     transforms = {}
     for pos, atlas in enumerate(atlases):
         if atlas.template is None:
@@ -304,7 +307,8 @@ def automatic_labels(reference: nib.Nifti1Image, atlases: list[RelabelledAtlas],
                                            iterations=iterations, workdir=str(own)).transforms
     ref = to_ants(reference, np.nan_to_num(reference.get_fdata(dtype=np.float32)))
     out = warp_atlases(ref, atlases, transforms)
-    nawm = white_matter_reference(ref, wm_probability, fit.transforms, out)
-    out[nawm & (out == 0)] = NAWM_INDEX
+    if fit is not None:  # NAWM needs the template registration (no own-template atlas)
+        nawm = white_matter_reference(ref, wm_probability, fit.transforms, out)
+        out[nawm & (out == 0)] = NAWM_INDEX
     present = sorted(int(i) for i in np.unique(out) if i)
     return out, {i: output_name(i) for i in present}, fit

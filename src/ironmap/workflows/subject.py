@@ -171,7 +171,9 @@ def register_series(images: Images, subject: SubjectInputs, cfg: RunConfig, stag
     pid, sid = subject.participant_id, subject.session_id
     xfm = {"T1w": np.eye(4)}
     similarity = {}
-    pairs = [] if images.t1w_from_gre else [("MEGRE", images.echoes[0], "xfm_megre_to_t1w")]
+    pairs = [("MEGRE", images.echoes[0], "xfm_megre_to_t1w")]
+    if images.t1w_from_gre:  # the first echo is the reference: nothing to register
+        xfm["MEGRE"], pairs = np.eye(4), []
     if images.flair is not None:
         pairs.append(("FLAIR", images.flair, "xfm_flair_to_t1w"))
     for name, moving, output in pairs:
