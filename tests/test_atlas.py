@@ -174,6 +174,7 @@ def _validate(atlas, shared_t1, workdir):
 
 
 @pytest.mark.slow
+@pytest.mark.realdata
 def test_syn_atlas_labels_recover_known_deformation_aal3(tmp_path):
     aal = require_shared("atlas_aal3")
     mni = require_shared("mni152_fsl", "MNI152_T1_2mm.nii.gz")
@@ -196,6 +197,7 @@ def test_syn_atlas_labels_recover_known_deformation_aal3(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.realdata
 def test_syn_atlas_labels_recover_known_deformation_suit_dentate(tmp_path):
     suit = require_shared("atlas_suit_cerebellum")
     mni = require_shared("mni152_fsl", "MNI152_T1_2mm.nii.gz")

@@ -82,6 +82,7 @@ def test_parse_entities():
         {"sub": "1", "ses": "a", "echo": "02", "part": "mag"}, "MEGRE", ".nii.gz")
 
 
+@pytest.mark.realdata
 def test_qmri_megre_example_inherits_sidecars_and_orders_by_echotime():
     root = require_shared("bids_examples_qmri", "qmri_megre")
     anat = root / "sub-01" / "anat"

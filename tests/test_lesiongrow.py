@@ -108,6 +108,7 @@ def test_cli_refuses_to_write_empty_mask(rng, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.realdata
 @pytest.mark.parametrize("patient, min_dice, max_load_error",
                          [("07", 0.65, 0.10), ("26", 0.62, 0.10)])
 def test_open_ms_consensus(patient, min_dice, max_load_error):
