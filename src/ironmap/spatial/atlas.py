@@ -62,7 +62,7 @@ class NonlinearFit:
 
 def register_syn(subject, template, *, label: str = "T1w", iterations=SYN_ITERATIONS,
                  seed: int = 1, workdir: str | None = None,
-                 template_mask=None) -> NonlinearFit:
+                 template_mask=None, initial_translation=None) -> NonlinearFit:
     """ANTs affine + SyN registration of ``template`` (moving) onto ``subject`` (fixed).
 
     Parameters
@@ -78,6 +78,9 @@ def register_syn(subject, template, *, label: str = "T1w", iterations=SYN_ITERAT
         Where the metric is evaluated on the template, in every stage (affine and SyN): the
         template brain with a margin when the template is a brain-only image and the subject
         a whole head (without it the affine stage stretches the brain over the head).
+    initial_translation : array of 3 float, optional
+        Start (RAS mm, subject point -> template point) instead of ANTs' centre-of-mass
+        alignment (see :func:`ironmap.spatial.anatomy.head_top_translation`).
 
     Raises
     ------
@@ -90,6 +93,12 @@ def register_syn(subject, template, *, label: str = "T1w", iterations=SYN_ITERAT
     prefix = str(Path(workdir or tempfile.mkdtemp(prefix="ironmap-syn-")) / "syn_")
     masks = {} if template_mask is None else {"moving_mask": template_mask,
                                               "mask_all_stages": True}
+    if initial_translation is not None:
+        init = prefix + "init.mat"
+        lps = np.asarray(initial_translation, dtype=float) * [-1.0, -1.0, 1.0]
+        ants.write_transform(ants.create_ants_transform(
+            transform_type="AffineTransform", dimension=3, translation=lps.tolist()), init)
+        masks["initial_transform"] = [init]
     with ants_random_seed(seed):
         reg = ants.registration(fixed=subject, moving=template, type_of_transform="SyN",
                                 reg_iterations=tuple(int(i) for i in iterations),
@@ -226,7 +235,8 @@ def _template_ants(template: nib.Nifti1Image):
 def fit_template(t1w_img: nib.Nifti1Image, template: nib.Nifti1Image, *, label: str = "T1w",
                  iterations=SYN_ITERATIONS, seed: int = 1,
                  workdir: str | None = None,
-                 template_mask: nib.Nifti1Image | None = None) -> NonlinearFit:
+                 template_mask: nib.Nifti1Image | None = None,
+                 initial_translation=None) -> NonlinearFit:
     """:func:`register_syn` of a nibabel template onto a nibabel T1w (NaN/Inf count as 0).
 
     The fit's transform files live in ``workdir``; reuse it for :func:`atlas_labels` and
@@ -237,7 +247,8 @@ def fit_template(t1w_img: nib.Nifti1Image, template: nib.Nifti1Image, *, label: 
     mask = None if template_mask is None else to_ants(
         template_mask, (np.asarray(template_mask.dataobj) > 0).astype(np.float32))
     return register_syn(to_ants(t1w_img, data), _template_ants(template), label=label,
-                        iterations=iterations, seed=seed, workdir=workdir, template_mask=mask)
+                        iterations=iterations, seed=seed, workdir=workdir, template_mask=mask,
+                        initial_translation=initial_translation)
 
 
 #: Anterior and posterior commissure in MNI152 (FSL MNI152NLin6Asym) world mm (RAS+), read

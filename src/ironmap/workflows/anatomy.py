@@ -176,7 +176,7 @@ def label_reference(reference: nib.Nifti1Image, atlases, workdir: str, label: st
     brain = nib.Nifti1Image(tpl.mask.astype(np.uint8), tpl.t1.affine)
     return automatic_labels(reference, atlases, tpl.t1, wm, workdir=workdir,
                             registration_mm=REGISTRATION_MM, label=label,
-                            template_mask=template_metric_mask(brain))
+                            template_mask=template_metric_mask(brain), template_brain=brain)
 
 
 def _reference(images) -> tuple[nib.Nifti1Image, str]:
