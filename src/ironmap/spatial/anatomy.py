@@ -41,9 +41,6 @@ NAWM_INDEX = 40
 NAWM_NAME = "NAWM"
 #: Template WM probability that counts as white matter for the NAWM reference.
 WM_PROBABILITY = 0.9
-#: Margin (mm) around a brain-only template's brain mask where the registration metric is
-#: taken (the subject's skull and scalp must fall outside the template brain).
-TEMPLATE_MARGIN_MM = 10.0
 
 
 class AtlasSpecError(ValueError):
@@ -245,15 +242,6 @@ def white_matter_reference(reference, wm_probability: nib.Nifti1Image, transform
     return (prob >= threshold) & ~rim
 
 
-def template_metric_mask(brain: nib.Nifti1Image, margin_mm: float = TEMPLATE_MARGIN_MM
-                         ) -> nib.Nifti1Image:
-    """Template brain mask grown by ``margin_mm``: where the registration metric is taken."""
-    mask = np.asarray(brain.dataobj) > 0
-    vox = np.linalg.norm(brain.affine[:3, :3], axis=0)
-    grown = ndimage.distance_transform_edt(~mask, sampling=vox) <= margin_mm
-    return nib.Nifti1Image(grown.astype(np.uint8), brain.affine)
-
-
 #: Head extent (mm, along world z) above which the image is taken to include the neck.
 NECK_EXTENT_MM = 200.0
 #: Vertex of the scalp to the top of the brain (scalp + skull + CSF), mm.
@@ -296,8 +284,7 @@ def head_top_translation(reference: nib.Nifti1Image, brain: nib.Nifti1Image
 def automatic_labels(reference: nib.Nifti1Image, atlases: list[RelabelledAtlas],
                      template: nib.Nifti1Image, wm_probability: nib.Nifti1Image, *,
                      workdir: str, registration_mm: float | None = 2.0, label: str = "T1w",
-                     iterations=None, template_mask: nib.Nifti1Image | None = None,
-                     template_brain: nib.Nifti1Image | None = None):
+                     iterations=None, template_brain: nib.Nifti1Image | None = None):
     """Deep-GM, thalamus and NAWM labels on the grid of a subject's anatomical reference.
 
     Parameters
@@ -308,11 +295,10 @@ def automatic_labels(reference: nib.Nifti1Image, atlases: list[RelabelledAtlas],
         From :func:`relabel_atlas`; those without their own template use ``template``.
     template, wm_probability : nibabel images
         Registration template (T1) and its WM probability (0-1), one world space.
-    template_mask : nibabel image, optional
-        Where the metric is taken on the template (:func:`template_metric_mask` of its brain
-        mask for a brain-only template such as nilearn's ICBM152 2009a).
     template_brain : nibabel image, optional
-        The template's brain mask: with it, a reference that includes the neck starts from
+        The brain mask of a brain-only template (nilearn's ICBM152 2009a): the registration
+        then takes it into account (:func:`ironmap.spatial.atlas.register_syn`), and a
+        reference that includes the neck starts from
         :func:`head_top_translation` instead of the centres of mass.
     workdir : str
         Folder for the registration's transform files (kept while it exists).
@@ -341,7 +327,7 @@ def automatic_labels(reference: nib.Nifti1Image, atlases: list[RelabelledAtlas],
     if any(a.template is None for a in atlases) or not atlases:
         shift = None if template_brain is None else head_top_translation(small, template_brain)
         fit = fit_template(small, template, label=label, iterations=iterations,
-                           workdir=workdir, template_mask=template_mask,
+                           workdir=workdir, template_mask=template_brain,
                            initial_translation=shift)
     transforms = {}
     for pos, atlas in enumerate(atlases):
