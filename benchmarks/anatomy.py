@@ -79,16 +79,21 @@ def cohort(folder: Path) -> None:
     from ironmap.io.tables import read_tsv
     from ironmap.workflows.simulate import simulate_cohort
 
-    c = simulate_cohort(folder / "sim", subjects_per_group={"HC": 1, "RRMS": 2}, sites=2,
-                        preset="fast", seed=11, overwrite=True)
     rater, auto = folder / "rater", folder / "auto"
-    t0 = time.monotonic()
-    _run(Path(c.bids_dir), rater, Path(c.masks_dir))
-    t1 = time.monotonic()
-    _run(Path(c.bids_dir), auto, None)
-    print(f"wall: rater {t1 - t0:.0f} s, automatic {time.monotonic() - t1:.0f} s")
+    bids = folder / "sim" / "bids"
+    if not bids.is_dir():  # a rerun reuses the cohort and the finished levels
+        simulate_cohort(folder / "sim", subjects_per_group={"HC": 1, "RRMS": 2}, sites=2,
+                        preset="fast", seed=11, overwrite=True)
+    for out, masks in ((rater, bids / "derivatives" / "raters"), (auto, None)):
+        if not (out / "group" / "regional_r2star.tsv").exists():
+            t0 = time.monotonic()
+            _run(bids, out, masks)
+            print(f"wall {out.name}: {time.monotonic() - t0:.0f} s")
     rows = []
     for sub in sorted(p.name for p in (auto).glob("sub-*") if p.is_dir()):
+        if not derivative_path(auto, "regions_table", sub).exists():
+            print(sub, "automatic labels failed (see logs)")
+            continue
         a = read_tsv(derivative_path(auto, "regions_table", sub))
         r = read_tsv(derivative_path(rater, "regions_table", sub))
         la = np.asarray(nib.load(derivative_path(auto, "dseg_r2star", sub)).dataobj)

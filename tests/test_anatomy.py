@@ -26,7 +26,6 @@ from ironmap.spatial.anatomy import (
     choose_sources,
     output_index,
     relabel_atlas,
-    template_metric_mask,
 )
 from test_atlas import dice, known_map, sample
 
@@ -152,7 +151,7 @@ def _recover(folders, tmp_path):
     wm = nib.Nifti1Image(tpl.wm.astype(np.float32), tpl.t1.affine)
     _, brain = _template_brain()
     labels, names, _ = automatic_labels(subject, atlases, tpl.t1, wm, workdir=str(tmp_path),
-                                        template_mask=template_metric_mask(brain))
+                                        template_brain=brain)
     scores = {names[i]: round(dice(labels == i, truth == i), 3)
               for i in names if i != NAWM_INDEX}
     print(scores)

@@ -41,9 +41,6 @@ NAWM_INDEX = 40
 NAWM_NAME = "NAWM"
 #: Template WM probability that counts as white matter for the NAWM reference.
 WM_PROBABILITY = 0.9
-#: Margin (mm) around a brain-only template's brain mask where the registration metric is
-#: taken (the subject's skull and scalp must fall outside the template brain).
-TEMPLATE_MARGIN_MM = 10.0
 
 
 class AtlasSpecError(ValueError):
@@ -100,6 +97,8 @@ def _rows_for(atlas, label_map) -> list[tuple[int, str, str, int]]:
         region, hemi = atlas_region(name, index)
         if region is None and re.search(r"thal", name, re.I):
             region = "thalamus"
+        elif region in ("putamen_anterior", "putamen_posterior"):
+            region = "putamen"  # split again at the AC plane on the subject
         if region in AUTO_REGIONS and hemi in ("left", "right"):
             rows.append((index, region, hemi, 1))
         elif region in AUTO_REGIONS:
@@ -243,19 +242,49 @@ def white_matter_reference(reference, wm_probability: nib.Nifti1Image, transform
     return (prob >= threshold) & ~rim
 
 
-def template_metric_mask(brain: nib.Nifti1Image, margin_mm: float = TEMPLATE_MARGIN_MM
-                         ) -> nib.Nifti1Image:
-    """Template brain mask grown by ``margin_mm``: where the registration metric is taken."""
-    mask = np.asarray(brain.dataobj) > 0
-    vox = np.linalg.norm(brain.affine[:3, :3], axis=0)
-    grown = ndimage.distance_transform_edt(~mask, sampling=vox) <= margin_mm
-    return nib.Nifti1Image(grown.astype(np.uint8), brain.affine)
+#: Head extent (mm, along world z) above which the image is taken to include the neck.
+NECK_EXTENT_MM = 200.0
+#: Vertex of the scalp to the top of the brain (scalp + skull + CSF), mm.
+SCALP_MM = 12.0
+
+
+def head_top_translation(reference: nib.Nifti1Image, brain: nib.Nifti1Image
+                         ) -> np.ndarray | None:
+    """Initial translation (RAS mm, reference -> template) from the top of the head.
+
+    ANTs starts from the images' centres of mass; a head with neck and shoulders puts the
+    reference's far below the brain. When the head spans more than :data:`NECK_EXTENT_MM`
+    along world z, the brain centre is placed below the vertex by the template's own
+    top-of-brain-to-centre distance plus :data:`SCALP_MM`, and in x/y at the centroid of the
+    top 100 mm of the head. Returns None (keep the centre of mass) otherwise.
+    """
+    data = np.nan_to_num(np.asarray(reference.get_fdata(dtype=np.float32)))
+    positive = data[data > 0]
+    if positive.size == 0:
+        return None
+    head = data > 0.15 * np.percentile(positive, 99)
+    lab, n = ndimage.label(ndimage.binary_opening(head, iterations=1))
+    if n == 0:
+        return None
+    sizes = ndimage.sum_labels(np.ones_like(lab), lab, index=np.arange(1, n + 1))
+    ijk = np.argwhere(lab == 1 + int(np.argmax(sizes)))
+    xyz = ijk @ reference.affine[:3, :3].T + reference.affine[:3, 3]
+    top, bottom = np.percentile(xyz[:, 2], [99.9, 0.1])
+    if top - bottom <= NECK_EXTENT_MM:
+        return None
+    tb = np.argwhere(np.asarray(brain.dataobj) > 0) @ brain.affine[:3, :3].T \
+        + brain.affine[:3, 3]
+    centre_tpl = tb.mean(axis=0)
+    slab = xyz[xyz[:, 2] > top - 100.0]
+    centre_sub = np.array([slab[:, 0].mean(), slab[:, 1].mean(),
+                           top - SCALP_MM - (tb[:, 2].max() - centre_tpl[2])])
+    return centre_tpl - centre_sub
 
 
 def automatic_labels(reference: nib.Nifti1Image, atlases: list[RelabelledAtlas],
                      template: nib.Nifti1Image, wm_probability: nib.Nifti1Image, *,
                      workdir: str, registration_mm: float | None = 2.0, label: str = "T1w",
-                     iterations=None, template_mask: nib.Nifti1Image | None = None):
+                     iterations=None, template_brain: nib.Nifti1Image | None = None):
     """Deep-GM, thalamus and NAWM labels on the grid of a subject's anatomical reference.
 
     Parameters
@@ -266,9 +295,11 @@ def automatic_labels(reference: nib.Nifti1Image, atlases: list[RelabelledAtlas],
         From :func:`relabel_atlas`; those without their own template use ``template``.
     template, wm_probability : nibabel images
         Registration template (T1) and its WM probability (0-1), one world space.
-    template_mask : nibabel image, optional
-        Where the metric is taken on the template (:func:`template_metric_mask` of its brain
-        mask for a brain-only template such as nilearn's ICBM152 2009a).
+    template_brain : nibabel image, optional
+        The brain mask of a brain-only template (nilearn's ICBM152 2009a): the registration
+        then takes it into account (:func:`ironmap.spatial.atlas.register_syn`), and a
+        reference that includes the neck starts from
+        :func:`head_top_translation` instead of the centres of mass.
     workdir : str
         Folder for the registration's transform files (kept while it exists).
     registration_mm : float or None
@@ -294,8 +325,10 @@ def automatic_labels(reference: nib.Nifti1Image, atlases: list[RelabelledAtlas],
     small = downsample(reference, registration_mm)
     fit = None
     if any(a.template is None for a in atlases) or not atlases:
+        shift = None if template_brain is None else head_top_translation(small, template_brain)
         fit = fit_template(small, template, label=label, iterations=iterations,
-                           workdir=workdir, template_mask=template_mask)
+                           workdir=workdir, template_mask=template_brain,
+                           initial_translation=shift)
     transforms = {}
     for pos, atlas in enumerate(atlases):
         if atlas.template is None:

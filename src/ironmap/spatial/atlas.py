@@ -62,7 +62,7 @@ class NonlinearFit:
 
 def register_syn(subject, template, *, label: str = "T1w", iterations=SYN_ITERATIONS,
                  seed: int = 1, workdir: str | None = None,
-                 template_mask=None) -> NonlinearFit:
+                 template_mask=None, initial_translation=None) -> NonlinearFit:
     """ANTs affine + SyN registration of ``template`` (moving) onto ``subject`` (fixed).
 
     Parameters
@@ -75,9 +75,12 @@ def register_syn(subject, template, *, label: str = "T1w", iterations=SYN_ITERAT
     seed : int
         Seed of ANTs' metric sampling (reproducible with one ITK thread).
     template_mask : ANTsImage, optional
-        Where the metric is evaluated on the template, in every stage (affine and SyN): the
-        template brain with a margin when the template is a brain-only image and the subject
-        a whole head (without it the affine stage stretches the brain over the head).
+        The brain mask of a brain-only template (such as nilearn's ICBM152 2009a) registered
+        onto a whole head: see :func:`_register_brain` (without it the affine stage stretches
+        the template brain over the head, and SyN pushes it into the bright scalp).
+    initial_translation : array of 3 float, optional
+        Start (RAS mm, subject point -> template point) instead of ANTs' centre-of-mass
+        alignment (see :func:`ironmap.spatial.anatomy.head_top_translation`).
 
     Raises
     ------
@@ -88,16 +91,60 @@ def register_syn(subject, template, *, label: str = "T1w", iterations=SYN_ITERAT
     import ants
 
     prefix = str(Path(workdir or tempfile.mkdtemp(prefix="ironmap-syn-")) / "syn_")
-    masks = {} if template_mask is None else {"moving_mask": template_mask,
-                                              "mask_all_stages": True}
+    init = {}
+    if initial_translation is not None:
+        init["initial_transform"] = [prefix + "init.mat"]
+        lps = np.asarray(initial_translation, dtype=float) * [-1.0, -1.0, 1.0]
+        ants.write_transform(ants.create_ants_transform(
+            transform_type="AffineTransform", dimension=3, translation=lps.tolist()),
+            init["initial_transform"][0])
+    its = tuple(int(i) for i in iterations)
     with ants_random_seed(seed):
-        reg = ants.registration(fixed=subject, moving=template, type_of_transform="SyN",
-                                reg_iterations=tuple(int(i) for i in iterations),
-                                aff_metric="mattes", syn_metric="mattes", outprefix=prefix,
-                                verbose=False, **masks)
+        if template_mask is None:
+            reg = ants.registration(fixed=subject, moving=template, type_of_transform="SyN",
+                                    reg_iterations=its, aff_metric="mattes",
+                                    syn_metric="mattes", outprefix=prefix, verbose=False,
+                                    **init)
+        else:
+            # the check compares the template brain with the skull-stripped subject
+            reg, subject = _register_brain(subject, template, template_mask, its, prefix, init)
     sim = check_warped_similarity(subject, reg["warpedmovout"],
                                   "nonlinear registration to the atlas template", label)
     return NonlinearFit(list(reg["fwdtransforms"]), float(sim), list(reg["invtransforms"]))
+
+
+#: Margins (mm) around a brain-only template's brain: where the affine metric is taken, and
+#: how far beyond the affine-carried brain the subject is kept for the SyN stage.
+AFFINE_MARGIN_MM = 10.0
+SYN_MARGIN_MM = 4.0
+
+
+def _grow(mask, mm: float):
+    """ANTs binary mask dilated by about ``mm`` (voxel steps of its finest spacing)."""
+    import ants
+
+    return ants.iMath(mask, "MD", max(1, int(round(mm / min(mask.spacing)))))
+
+
+def _register_brain(subject, template, brain, iterations, prefix, init):
+    """Brain-only template onto a head: the affine metric is taken inside the template brain
+    + :data:`AFFINE_MARGIN_MM`; SyN then matches the template to the subject multiplied by
+    the affine-carried brain + :data:`SYN_MARGIN_MM` (a rough skull strip), starting from
+    that affine. Returns the SyN stage's ANTs result (transforms include the affine) and the
+    skull-stripped subject."""
+    import ants
+
+    aff = ants.registration(fixed=subject, moving=template, type_of_transform="Affine",
+                            aff_metric="mattes", outprefix=prefix + "aff_", verbose=False,
+                            moving_mask=_grow(brain, AFFINE_MARGIN_MM), mask_all_stages=True,
+                            **init)
+    carried = ants.apply_transforms(subject, _grow(brain, SYN_MARGIN_MM), aff["fwdtransforms"],
+                                    interpolator="linear").numpy()
+    stripped = subject.new_image_like(subject.numpy() * np.clip(carried, 0.0, 1.0))
+    reg = ants.registration(fixed=stripped, moving=template, type_of_transform="SyNOnly",
+                            initial_transform=aff["fwdtransforms"], reg_iterations=iterations,
+                            syn_metric="mattes", outprefix=prefix, verbose=False)
+    return reg, stripped
 
 
 def atlas_region(name: str, index: int | None = None) -> tuple[str | None, str]:
@@ -226,7 +273,8 @@ def _template_ants(template: nib.Nifti1Image):
 def fit_template(t1w_img: nib.Nifti1Image, template: nib.Nifti1Image, *, label: str = "T1w",
                  iterations=SYN_ITERATIONS, seed: int = 1,
                  workdir: str | None = None,
-                 template_mask: nib.Nifti1Image | None = None) -> NonlinearFit:
+                 template_mask: nib.Nifti1Image | None = None,
+                 initial_translation=None) -> NonlinearFit:
     """:func:`register_syn` of a nibabel template onto a nibabel T1w (NaN/Inf count as 0).
 
     The fit's transform files live in ``workdir``; reuse it for :func:`atlas_labels` and
@@ -237,7 +285,8 @@ def fit_template(t1w_img: nib.Nifti1Image, template: nib.Nifti1Image, *, label: 
     mask = None if template_mask is None else to_ants(
         template_mask, (np.asarray(template_mask.dataobj) > 0).astype(np.float32))
     return register_syn(to_ants(t1w_img, data), _template_ants(template), label=label,
-                        iterations=iterations, seed=seed, workdir=workdir, template_mask=mask)
+                        iterations=iterations, seed=seed, workdir=workdir, template_mask=mask,
+                        initial_translation=initial_translation)
 
 
 #: Anterior and posterior commissure in MNI152 (FSL MNI152NLin6Asym) world mm (RAS+), read

@@ -165,10 +165,11 @@ def labels_on_grid(subject, cfg: RunConfig, images, r2img, xfm, landmarks, lesio
 def label_reference(reference: nib.Nifti1Image, atlases, workdir: str, label: str):
     """The automatic route on one anatomical reference: ``(labels, names, fit)`` on its grid.
 
-    nilearn's ICBM152 2009a template (2 mm, brain only) is registered with the metric taken
-    inside its brain mask + 10 mm, the reference block-averaged to :data:`REGISTRATION_MM`.
+    nilearn's ICBM152 2009a template (2 mm, brain only) is registered with its brain mask
+    (affine metric inside it + 10 mm, SyN on the reference skull-stripped by the affine-carried
+    mask + 4 mm), the reference block-averaged to :data:`REGISTRATION_MM`.
     """
-    from ironmap.spatial.anatomy import automatic_labels, template_metric_mask
+    from ironmap.spatial.anatomy import automatic_labels
     from ironmap.spatial.segmentation import load_template
 
     tpl = load_template(2)
@@ -176,7 +177,7 @@ def label_reference(reference: nib.Nifti1Image, atlases, workdir: str, label: st
     brain = nib.Nifti1Image(tpl.mask.astype(np.uint8), tpl.t1.affine)
     return automatic_labels(reference, atlases, tpl.t1, wm, workdir=workdir,
                             registration_mm=REGISTRATION_MM, label=label,
-                            template_mask=template_metric_mask(brain))
+                            template_brain=brain)
 
 
 def _reference(images) -> tuple[nib.Nifti1Image, str]:

@@ -57,16 +57,14 @@ def needs_split(names: dict[int, str], cfg: RunConfig) -> bool:
 
 def template_landmarks(t1w: nib.Nifti1Image, label: str, work_dir=None) -> Landmarks:
     """AC/PC of a T1w through an ANTs SyN of the bundled ICBM152 2009a template."""
-    from ironmap.spatial.anatomy import template_metric_mask
     from ironmap.spatial.atlas import fit_template, locate_acpc
     from ironmap.spatial.segmentation import load_template
 
     tpl = load_template(2)
     brain = nib.Nifti1Image(tpl.mask.astype(np.uint8), tpl.t1.affine)
     with tempfile.TemporaryDirectory(prefix="ironmap-acpc-", dir=work_dir) as tmp:
-        # the template is brain only: the metric is taken inside its brain (+ 10 mm)
-        fit = fit_template(t1w, tpl.t1, label=label, workdir=tmp,
-                           template_mask=template_metric_mask(brain))
+        # the template is brain only: registered with its brain mask (register_syn)
+        fit = fit_template(t1w, tpl.t1, label=label, workdir=tmp, template_mask=brain)
         ac, pc = locate_acpc(t1w, tpl.t1, ac_mm=ICBM2009A_AC_MM, pc_mm=ICBM2009A_PC_MM,
                              fit=fit)
     return Landmarks(tuple(ac), tuple(pc), "T1w",

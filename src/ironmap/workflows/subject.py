@@ -398,6 +398,9 @@ def analyse(subject: SubjectInputs, cfg: RunConfig, stage: Path) -> dict[str, An
                                    derivative_path(stage, "regions_table", subject.participant_id,
                                                    subject.session_id),
                                    anatomy.masks_source(cfg, chosen["dseg"]))}
+    if summary.get("anatomy_missing_regions"):  # a QC flag, like a failed segmentation
+        failed["anatomy"] = (f"{subject.label}: automatic labels have no voxel of "
+                             + ", ".join(summary["anatomy_missing_regions"]))
     if cfg.volumes and images.t1w_from_gre:
         failed["volumes"] = "no T1w image: tissue volumes need a T1w"
     elif cfg.volumes:
