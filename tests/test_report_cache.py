@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import pytest
 
 from _report_study import make_study
 from ironmap.io.outputs import derivative_path
@@ -50,3 +51,16 @@ def test_deleted_figure_makes_the_page_again(tmp_path):
     fig.unlink()
     write_reports(cfg)
     assert fig.exists()
+
+
+@pytest.mark.slow
+def test_pages_in_two_processes_equal_serial_pages(tmp_path):
+    import dataclasses
+
+    serial = make_study(tmp_path / "a", np.random.default_rng(5), groups={"HC": 2, "RRMS": 1})
+    twoproc = make_study(tmp_path / "b", np.random.default_rng(5), groups={"HC": 2, "RRMS": 1})
+    pages_a = write_reports(serial)
+    pages_b = write_reports(dataclasses.replace(twoproc, nprocs=2))
+    assert [p.name for p in pages_a] == [p.name for p in pages_b]
+    for name in ("group/qc.tsv", "sub-001.html", "sub-003.html"):
+        assert (serial.output_dir / name).read_text() == (twoproc.output_dir / name).read_text()

@@ -269,26 +269,49 @@ def _failed_ids(inputs: study.StudyInputs) -> dict[str, str]:
 def subject_pages(cfg: RunConfig, inputs: study.StudyInputs,
                   thresholds: qcflags.QCThresholds) -> tuple[list[dict], list, list[Path]]:
     """All participant pages: (rows for the subject list, flags, written pages)."""
-    from ironmap.parallel import Progress
-
     failed = _failed_ids(inputs)
     listing, all_flags, pages, qc_rows = [], [], [], []
     subjects = list(_subjects(cfg))
-    with Progress(len(subjects), "participant pages", logger=log) as progress:
-        for s in subjects:
-            entry = _subject_entry(cfg, inputs, s, failed, thresholds)
-            progress.done(s.label, entry.pop("progress", entry["status"]))
-            listing.append(entry)
-            if entry.pop("result", None):
-                pages.append(Path(cfg.output_dir) / entry["page"])
-                qc_rows.append(entry["row"])
-                all_flags += entry.pop("flags")
-            entry.pop("row", None)
+    entries = _entries(cfg, inputs, subjects, failed, thresholds)
+    for entry in entries:
+        listing.append(entry)
+        if entry.pop("result", None):
+            pages.append(Path(cfg.output_dir) / entry["page"])
+            qc_rows.append(entry["row"])
+            all_flags += entry.pop("flags")
+        entry.pop("row", None)
     write_qc_table(Path(cfg.output_dir), qc_rows)
     return listing, all_flags, pages
 
 
-def _subject_entry(cfg: RunConfig, inputs: study.StudyInputs, s, failed: dict[str, str],
+def _entries(cfg: RunConfig, inputs: study.StudyInputs, subjects: list, failed: dict[str, str],
+             thresholds: qcflags.QCThresholds) -> list[dict[str, Any]]:
+    """The entries of all participants in order, their pages made in ``cfg.nprocs``
+    processes (serially for 1), with progress and an estimate of the time left."""
+    import functools
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from ironmap.parallel import Progress
+
+    make = functools.partial(_subject_entry, cfg, inputs, failed=failed, thresholds=thresholds)
+    entries: list[dict[str, Any]] = [{}] * len(subjects)
+    with Progress(len(subjects), "participant pages", logger=log) as progress:
+        def finished(i: int, entry: dict[str, Any]) -> None:
+            entries[i] = entry
+            progress.done(subjects[i].label, entry.pop("progress", entry["status"]))
+
+        if cfg.nprocs > 1 and len(subjects) > 1:
+            with ProcessPoolExecutor(max_workers=cfg.nprocs) as pool:
+                futures = {pool.submit(make, s): i for i, s in enumerate(subjects)}
+                for fut in as_completed(futures):
+                    finished(futures[fut], fut.result())
+        else:
+            for i, s in enumerate(subjects):
+                finished(i, make(s))
+    return entries
+
+
+def _subject_entry(cfg: RunConfig, inputs: study.StudyInputs, s, *, failed: dict[str, str],
                    thresholds: qcflags.QCThresholds) -> dict[str, Any]:
     """The subject-list entry of one participant; its page is written, or reused when
     nothing it is made from has changed (:mod:`ironmap.workflows.pagecache`)."""
