@@ -17,7 +17,7 @@ from ironmap.core.relaxometry import fit_r2star
 from ironmap.io.dicom import DicomImportError
 from ironmap.workflows.import_dicom import import_dicom, load_protocols
 
-pytestmark = pytest.mark.realdata
+pytestmark = [pytest.mark.realdata, pytest.mark.slow]  # dcm2niix on every series
 
 PHILIPS_REF = "nifti_ref/2001_WIP_fcMRI_Field_Mapping_{export}_{echo}.nii.gz"
 

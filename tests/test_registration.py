@@ -108,6 +108,7 @@ def test_rigid_recovers_known_pose(pair, rigid_result):
     assert 1.1 < rigid_result.similarity <= 2.0
 
 
+@pytest.mark.slow
 def test_affine_recovers_known_pose(pair):
     scaled = TRUE_POSE @ np.diag([1.04, 0.97, 1.02, 1.0])
     moving = moved_copy(pair[0], scaled, contrast=lambda d: d * (2.2 - d))
@@ -117,6 +118,7 @@ def test_affine_recovers_known_pose(pair):
     assert reg.model == "affine"
 
 
+@pytest.mark.slow
 def test_same_inputs_give_identical_matrix(pair, rigid_result):
     again = register(*pair, model="rigid", seed=1)
     np.testing.assert_array_equal(again.matrix, rigid_result.matrix)
@@ -187,6 +189,7 @@ def test_downsample_keeps_world_positions():
     assert downsample(small, None) is small
 
 
+@pytest.mark.slow
 @pytest.mark.realdata
 def test_real_t1w_to_flair_matches_dataset_transform():
     """Longitudinal patient 01, study 2: T1w -> FLAIR vs the database's own transform.

@@ -145,44 +145,99 @@ def _dask_completed(func, items, labels, nprocs, scheduler) -> Iterator[tuple[in
             cluster.close()
 
 
-class _Reporter:
-    """Progress bar on a terminal, plain log lines otherwise."""
+def estimate_remaining(elapsed: float, done: int, total: int) -> float | None:
+    """Seconds left, from the pace of the items completed so far (None before the first).
 
-    def __init__(self, total: int, bar: bool):
-        self.total, self.bar, self.n = total, bar, 0
+    ``elapsed / done`` is the time per completed item at the concurrency actually reached
+    (with n workers it already counts n items finishing in parallel), so the estimate is
+    ``elapsed / done * (total - done)``; it is not a fixed guess per item.
+    """
+    if done <= 0:
+        return None
+    return elapsed / done * max(total - done, 0)
+
+
+def format_duration(seconds: float | None) -> str:
+    """``"1 h 02 min"``, ``"4 min 05 s"``, ``"12 s"``; ``"estimating..."`` for None."""
+    if seconds is None:
+        return "estimating..."
+    s = int(round(seconds))
+    if s >= 3600:
+        return f"{s // 3600} h {s % 3600 // 60:02d} min"
+    if s >= 60:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s} s"
+
+
+class Progress:
+    """Progress of ``total`` items: a rich bar on a terminal, else one log line per item.
+
+    Each line or bar update gives the elapsed time and an estimate of the time left from the
+    completed items' pace (:func:`estimate_remaining`).
+
+    Parameters
+    ----------
+    total : int
+    what : str
+        Name of the items ("participants", "subjects", "pages").
+    bar : bool or None
+        Rich bar; default: when stderr is a terminal.
+    logger : logging.Logger, optional
+        Where the plain lines go (default: this module's).
+    """
+
+    def __init__(self, total: int, what: str = "items", bar: bool | None = None,
+                 logger: logging.Logger | None = None):
+        self.total, self.what, self.n = total, what, 0
+        self.bar = sys.stderr.isatty() if bar is None else bar
+        self.log = logger or log
         self.start = time.monotonic()
         self._progress = None
 
-    def __enter__(self) -> _Reporter:
+    def __enter__(self) -> Progress:
         if self.bar and self.total:
             from rich.progress import (
                 BarColumn,
                 MofNCompleteColumn,
-                Progress,
                 TextColumn,
                 TimeElapsedColumn,
-                TimeRemainingColumn,
             )
+            from rich.progress import Progress as RichProgress
 
-            self._progress = Progress(TextColumn("participants"), BarColumn(),
-                                      MofNCompleteColumn(), TimeElapsedColumn(),
-                                      TimeRemainingColumn(), TextColumn("{task.description}"),
-                                      transient=False)
+            self._progress = RichProgress(
+                TextColumn(self.what), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                TextColumn("{task.fields[left]}"), TextColumn("{task.description}"),
+                transient=False)
             self._progress.start()
-            self._task = self._progress.add_task("", total=self.total)
+            self._task = self._progress.add_task("", total=self.total,
+                                                 left=format_duration(None))
         return self
 
-    def done(self, label: str, result: Any) -> None:
+    def done(self, label: str, status: str = "done") -> None:
+        """One more item finished."""
         self.n += 1
-        status = getattr(result, "status", None) or (
-            result.get("status") if isinstance(result, dict) else None) or (
-            "failed" if isinstance(result, BaseException) else "done")
+        elapsed = time.monotonic() - self.start
+        left = format_duration(estimate_remaining(elapsed, self.n, self.total))
         if self._progress is not None:
-            self._progress.update(self._task, advance=1, description=f"{label} {status}")
+            self._progress.update(self._task, advance=1, description=f"{label} {status}",
+                                  left=f"about {left} left" if self.n < self.total else "")
         else:
-            log.info("[%d/%d] %s %s (%.1f s elapsed)", self.n, self.total, label, status,
-                     time.monotonic() - self.start)
+            self.log.info("[%d/%d] %s %s (%.1f s elapsed, about %s left)", self.n, self.total,
+                          label, status, elapsed, left)
 
     def __exit__(self, *exc) -> None:
         if self._progress is not None:
             self._progress.stop()
+
+
+class _Reporter(Progress):
+    """Participant progress: the status of a task's result record."""
+
+    def __init__(self, total: int, bar: bool):
+        super().__init__(total, "participants", bar)
+
+    def done(self, label: str, result: Any) -> None:  # type: ignore[override]
+        status = getattr(result, "status", None) or (
+            result.get("status") if isinstance(result, dict) else None) or (
+            "failed" if isinstance(result, BaseException) else "done")
+        super().done(label, status)

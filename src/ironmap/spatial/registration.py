@@ -43,6 +43,9 @@ MODELS = ("rigid", "affine")
 #: Default number of metric sample points at the finest level (bounds the cost per iteration).
 METRIC_SAMPLES = 100_000
 
+#: Voxel size (mm) both images are block-averaged to before registration (see ``register``).
+WORKING_VOXEL_MM = 2.0
+
 
 @dataclass(frozen=True, eq=False)
 class Registration:
@@ -226,7 +229,7 @@ def register(
     iterations=None,
     sampling_rate: float | None = None,
     bins: int = 32,
-    working_voxel_mm: float | None = 2.0,
+    working_voxel_mm: float | None = WORKING_VOXEL_MM,
 ) -> Registration:
     """Register ``moving`` to ``fixed`` (rigid or affine, Mattes mutual information, ANTs).
 

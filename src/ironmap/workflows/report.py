@@ -257,29 +257,77 @@ def subject_pages(cfg: RunConfig, inputs: study.StudyInputs,
     """All participant pages: (rows for the subject list, flags, written pages)."""
     failed = _failed_ids(inputs)
     listing, all_flags, pages, qc_rows = [], [], [], []
-    for s in _subjects(cfg):
-        info = _participant_info(inputs, s.participant_id)
-        entry = {"label": s.label, "group": info.get(inputs.group_column, "n/a"),
-                 "site": info.get("site", "n/a"), "page": None, "n_flags": 0}
-        r2 = derivative_path(cfg.output_dir, "r2starmap", s.participant_id, s.session_id)
-        if s.label in failed or not r2.exists():
-            entry["status"] = "failed" if s.label in failed else "not processed"
-            listing.append(entry)
-            continue
+    subjects = list(_subjects(cfg))
+    entries = _entries(cfg, inputs, subjects, failed, thresholds)
+    for entry in entries:
+        listing.append(entry)
+        if entry.pop("result", None):
+            pages.append(Path(cfg.output_dir) / entry["page"])
+            qc_rows.append(entry["row"])
+            all_flags += entry.pop("flags")
+        entry.pop("row", None)
+    write_qc_table(Path(cfg.output_dir), qc_rows)
+    return listing, all_flags, pages
+
+
+def _entries(cfg: RunConfig, inputs: study.StudyInputs, subjects: list, failed: dict[str, str],
+             thresholds: qcflags.QCThresholds) -> list[dict[str, Any]]:
+    """The entries of all participants in order, their pages made in ``cfg.nprocs``
+    processes (serially for 1), with progress and an estimate of the time left."""
+    import functools
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from ironmap.parallel import Progress
+
+    make = functools.partial(_subject_entry, cfg, inputs, failed=failed, thresholds=thresholds)
+    entries: list[dict[str, Any]] = [{}] * len(subjects)
+    with Progress(len(subjects), "participant pages", logger=log) as progress:
+        def finished(i: int, entry: dict[str, Any]) -> None:
+            entries[i] = entry
+            progress.done(subjects[i].label, entry.pop("progress", entry["status"]))
+
+        if cfg.nprocs > 1 and len(subjects) > 1:
+            with ProcessPoolExecutor(max_workers=cfg.nprocs) as pool:
+                futures = {pool.submit(make, s): i for i, s in enumerate(subjects)}
+                for fut in as_completed(futures):
+                    finished(futures[fut], fut.result())
+        else:
+            for i, s in enumerate(subjects):
+                finished(i, make(s))
+    return entries
+
+
+def _subject_entry(cfg: RunConfig, inputs: study.StudyInputs, s, *, failed: dict[str, str],
+                   thresholds: qcflags.QCThresholds) -> dict[str, Any]:
+    """The subject-list entry of one participant; its page is written, or reused when
+    nothing it is made from has changed (:mod:`ironmap.workflows.pagecache`)."""
+    from ironmap.workflows import pagecache
+
+    info = _participant_info(inputs, s.participant_id)
+    entry = {"label": s.label, "group": info.get(inputs.group_column, "n/a"),
+             "site": info.get("site", "n/a"), "page": None, "n_flags": 0}
+    r2 = derivative_path(cfg.output_dir, "r2starmap", s.participant_id, s.session_id)
+    if s.label in failed or not r2.exists():
+        entry["status"] = "failed" if s.label in failed else "not processed"
+        return entry
+    out = Path(cfg.output_dir)
+    page = out / f"{subject_prefix(s.participant_id, s.session_id)}.html"
+    fig_dir = derivative_path(out, "figure_dir", s.participant_id, s.session_id)
+    key = pagecache.page_key(out, s, info, thresholds)
+    res = pagecache.load(fig_dir, page, key)
+    entry["progress"] = "ok (unchanged, page reused)"
+    if res is None:
         try:
             page, res = write_subject_page(cfg, s, info, thresholds)
         except Exception as exc:  # one broken page never stops the others
             log.warning("%s: QC page failed: %s", s.label, exc, exc_info=True)
             entry["status"] = f"page failed: {exc}"
-            listing.append(entry)
-            continue
-        pages.append(page)
-        qc_rows.append(res["row"])
-        all_flags += res["flags"]
-        entry.update(status="ok", page=page.name, n_flags=len(res["flags"]))
-        listing.append(entry)
-    write_qc_table(Path(cfg.output_dir), qc_rows)
-    return listing, all_flags, pages
+            return entry
+        pagecache.store(fig_dir, page, key, res)
+        entry["progress"] = "ok"
+    entry.update(status="ok", page=page.name, n_flags=len(res["flags"]), result=True,
+                 row=res["row"], flags=res["flags"])
+    return entry
 
 
 def write_qc_table(out: Path, rows: list[dict[str, Any]]) -> Path:

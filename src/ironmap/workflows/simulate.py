@@ -226,15 +226,25 @@ def simulate_cohort(out_dir, *, subjects_per_group=4, sites: int = 2, echoes: in
 
 
 def _run_subjects(jobs: list[tuple], nprocs: int) -> list[dict]:
-    """Simulate subjects serially or in ``nprocs`` processes (results in job order)."""
-    if nprocs > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=nprocs) as pool:
-            return list(pool.map(_simulate_subject, jobs))
-    results = []
-    for n, job in enumerate(jobs, start=1):
-        results.append(_simulate_subject(job))
-        log.debug("subject %d/%d done", n, len(jobs))
-    return results
+    """Simulate subjects serially or in ``nprocs`` processes (results in job order), with
+    progress and an estimate of the time left (a bar on a terminal, else log lines)."""
+    from concurrent.futures import as_completed
+
+    from ironmap.parallel import Progress
+
+    results: list[dict | None] = [None] * len(jobs)
+    with Progress(len(jobs), "simulated subjects", logger=log) as progress:
+        if nprocs > 1 and len(jobs) > 1:
+            with ProcessPoolExecutor(max_workers=nprocs) as pool:
+                futures = {pool.submit(_simulate_subject, job): i for i, job in enumerate(jobs)}
+                for fut in as_completed(futures):
+                    results[futures[fut]] = fut.result()
+                    progress.done(f"subject {futures[fut] + 1}")
+        else:
+            for i, job in enumerate(jobs):
+                results[i] = _simulate_subject(job)
+                progress.done(f"subject {i + 1}")
+    return results  # type: ignore[return-value]
 
 
 def _simulate_subject(job) -> dict:

@@ -166,7 +166,12 @@ def register_series(images: Images, subject: SubjectInputs, cfg: RunConfig, stag
     Returns ``xfm``: series -> 4x4 matrix mapping T1w world mm to that series' world mm, and
     the registrations' similarity (normalised mutual information).
     """
-    from ironmap.spatial.registration import register, save_transform
+    from ironmap.spatial.registration import (
+        WORKING_VOXEL_MM,
+        downsample,
+        register,
+        save_transform,
+    )
 
     pid, sid = subject.participant_id, subject.session_id
     xfm = {"T1w": np.eye(4)}
@@ -176,10 +181,12 @@ def register_series(images: Images, subject: SubjectInputs, cfg: RunConfig, stag
         xfm["MEGRE"], pairs = np.eye(4), []
     if images.flair is not None:
         pairs.append(("FLAIR", images.flair, "xfm_flair_to_t1w"))
+    options = registration_options(images.t1w, cfg)
+    # block-average the T1w once for both registrations (register() would do it per call)
+    fixed = downsample(images.t1w, options.get("working_voxel_mm", WORKING_VOXEL_MM))
     for name, moving, output in pairs:
         t0 = time.monotonic()
-        reg = register(images.t1w, moving, model=cfg.registration, seed=1,
-                       **registration_options(images.t1w, cfg))
+        reg = register(fixed, moving, model=cfg.registration, seed=1, **options)
         save_transform(reg, derivative_path(stage, output, pid, sid))
         xfm[name] = np.asarray(reg.matrix, dtype=float)
         similarity[name] = float(reg.similarity)

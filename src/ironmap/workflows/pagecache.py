@@ -1,0 +1,98 @@
+"""Reuse of participant QC pages between report runs.
+
+A participant page (``sub-X.html`` with its figures) is made again only when something it is
+made from has changed. Its key is a SHA-256 over the ironmap version, the source files of the
+report code (size and modification time), the page's participants.tsv fields, the QC
+thresholds, and the size and modification time of the participant's raw inputs and of every
+file in its derivative folder, its figures excepted. The key, the page's qc.tsv row and its
+flags are kept in ``sub-X/figures/page-key.json``; a page is reused when that key matches and
+the page and every figure it lists still exist.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from ironmap.core.qcflags import QCFlag, QCThresholds
+from ironmap.io.atomic import write_text
+from ironmap.io.outputs import derivative_path, subject_dir
+
+log = logging.getLogger(__name__)
+
+KEY_FILE = "page-key.json"
+
+
+def _code_files() -> list[Path]:
+    import ironmap.report
+    import ironmap.workflows.report
+
+    pkg = Path(ironmap.report.__file__).parent
+    return sorted([Path(ironmap.workflows.report.__file__), *pkg.rglob("*.py"),
+                   *(p for p in (pkg / "templates").rglob("*") if p.is_file())])
+
+
+def _stat_line(path: Path) -> str:
+    try:
+        st = path.stat()
+    except OSError:
+        return f"{path}|missing"
+    return f"{path}|{st.st_size}|{st.st_mtime_ns}"
+
+
+def page_key(output_dir: Path, subject, info: dict[str, str],
+             thresholds: QCThresholds) -> str:
+    """Key of everything the page of ``subject`` (a :class:`~ironmap.io.bids.SubjectInputs`)
+    is made from (see the module docstring)."""
+    from ironmap import __version__
+
+    sub = subject_dir(output_dir, subject.participant_id, subject.session_id)
+    figures = derivative_path(output_dir, "figure_dir", subject.participant_id,
+                              subject.session_id)
+    derived = [p for p in sub.rglob("*") if p.is_file() and figures not in p.parents]
+    h = hashlib.sha256(json.dumps([__version__, str(output_dir), info,
+                                   dataclasses.asdict(thresholds)], sort_keys=True,
+                                  default=str).encode())
+    for path in [*_code_files(), *subject.input_files(), *sorted(derived)]:
+        h.update(_stat_line(Path(path)).encode())
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def load(fig_dir: Path, page: Path, key: str) -> dict[str, Any] | None:
+    """The stored ``{"row", "flags"}`` of a page whose key matches and whose files exist."""
+    try:
+        doc = json.loads((fig_dir / KEY_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if doc.get("key") != key or not page.exists():
+        return None
+    if not all((page.parent / f).exists() for f in doc.get("files", [])):
+        return None
+    try:
+        flags = [QCFlag(**f) for f in doc.get("flags", [])]
+    except TypeError:  # stored by an incompatible version
+        return None
+    return {"row": doc.get("row", {}), "flags": flags}
+
+
+def store(fig_dir: Path, page: Path, key: str, result: dict[str, Any]) -> None:
+    """Record the key, qc.tsv row and flags of a page just written (figures it lists: the
+    files under ``fig_dir``, relative to the page's folder)."""
+    files = sorted(str(p.relative_to(page.parent)) for p in fig_dir.rglob("*")
+                   if p.is_file() and p.name != KEY_FILE)
+    doc = {"key": key, "page": page.name, "files": files, "row": result["row"],
+           "flags": [f.as_dict() for f in result["flags"]]}
+    try:  # NaN kept as the JSON token NaN: metrics that could not be measured
+        write_text(fig_dir / KEY_FILE, json.dumps(doc, indent=1, default=_plain) + "\n")
+    except (OSError, TypeError, ValueError) as exc:  # no reuse next time; never fatal
+        log.warning("%s: page key not stored: %s", page.name, exc)
+
+
+def _plain(obj: Any) -> Any:
+    """numpy scalars as Python numbers; anything else as its text."""
+    return obj.item() if hasattr(obj, "item") else str(obj)

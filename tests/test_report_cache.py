@@ -1,0 +1,66 @@
+"""Participant pages are made once and reused while nothing they are made from changes."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from _report_study import make_study
+from ironmap.io.outputs import derivative_path
+from ironmap.workflows.pagecache import KEY_FILE
+from ironmap.workflows.report import write_reports
+
+
+def _snapshot(out):
+    """Modification time of every page and figure file."""
+    files = [*out.glob("sub-*.html"), *out.glob("sub-*/figures/*")]
+    return {p: p.stat().st_mtime_ns for p in files if p.name != KEY_FILE}
+
+
+def test_pages_are_reused_until_an_input_changes(tmp_path):
+    cfg = make_study(tmp_path, np.random.default_rng(3), groups={"HC": 2, "RRMS": 1})
+    out = cfg.output_dir
+    first = write_reports(cfg)
+    qc = (out / "group" / "qc.tsv").read_text()
+    before = _snapshot(out)
+    assert len([p for p in before if p.suffix == ".html"]) == 3
+
+    second = write_reports(cfg)  # nothing changed: no page or figure is written again
+    assert [p.name for p in second] == [p.name for p in first]
+    assert _snapshot(out) == before
+    assert (out / "group" / "qc.tsv").read_text() == qc  # rows and flags come back intact
+
+    r2 = derivative_path(out, "r2starmap", "sub-002")
+    st = r2.stat()
+    os.utime(r2, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # the participant was rerun
+    write_reports(cfg)
+    after = _snapshot(out)
+    changed = {p.name for p in before if after[p] != before[p]}
+    assert "sub-002.html" in changed
+    assert not {n for n in changed if n.startswith(("sub-001", "sub-003"))}
+    assert (out / "group" / "qc.tsv").read_text() == qc
+
+
+def test_deleted_figure_makes_the_page_again(tmp_path):
+    cfg = make_study(tmp_path, np.random.default_rng(4), groups={"HC": 1, "RRMS": 1})
+    out = cfg.output_dir
+    write_reports(cfg)
+    fig = next(p for p in (out / "sub-001" / "figures").iterdir() if p.suffix == ".png")
+    fig.unlink()
+    write_reports(cfg)
+    assert fig.exists()
+
+
+@pytest.mark.slow
+def test_pages_in_two_processes_equal_serial_pages(tmp_path):
+    import dataclasses
+
+    serial = make_study(tmp_path / "a", np.random.default_rng(5), groups={"HC": 2, "RRMS": 1})
+    twoproc = make_study(tmp_path / "b", np.random.default_rng(5), groups={"HC": 2, "RRMS": 1})
+    pages_a = write_reports(serial)
+    pages_b = write_reports(dataclasses.replace(twoproc, nprocs=2))
+    assert [p.name for p in pages_a] == [p.name for p in pages_b]
+    for name in ("group/qc.tsv", "sub-001.html", "sub-003.html"):
+        assert (serial.output_dir / name).read_text() == (twoproc.output_dir / name).read_text()
