@@ -24,8 +24,8 @@ SHOTS = {"report.html": {"report-top": "main", "report-table2": "#sec-table2",
                          "report-figure2": "#figures"},
          "sub": {"participant-viewer": "#viewer", "participant-overlays": "#sec-regions"}}
 #: (maximum height in CSS px, scale) of each saved screenshot
-CROP = {"report-top": (900, 0.75), "report-table2": (640, 0.75), "report-figure2": (1000, 0.6),
-        "participant-viewer": (820, 0.75), "participant-overlays": (1200, 0.6)}
+CROP = {"report-top": (760, 0.6), "report-table2": (560, 0.75), "report-figure2": (1000, 0.5),
+        "participant-viewer": (800, 0.7), "participant-overlays": (1100, 0.5)}
 
 
 def sizes(out: Path) -> list[tuple[str, int, int]]:
@@ -44,13 +44,29 @@ def _save(png: bytes, path: Path, max_h: int, scale: float) -> None:
     img = Image.open(io.BytesIO(png))
     img = img.crop((0, 0, img.width, min(img.height, max_h)))
     img = img.resize((int(img.width * scale), int(img.height * scale)), Image.LANCZOS)
-    img.convert("P", palette=Image.ADAPTIVE, colors=256).save(path, optimize=True)
+    img.convert("RGB").save(path, optimize=True)
+
+
+def _most_lesions(out: Path) -> Path:
+    """The page of the participant with the largest lesion load (else the first page)."""
+    import pandas as pd
+
+    pages = sorted(out.glob("sub-*.html"))
+    les = out / "group" / "lesions.tsv"
+    if les.exists():
+        table = pd.read_csv(les, sep="\t").sort_values("lesion_load_cm3", ascending=False)
+        for pid in table["participant_id"]:
+            if (out / f"{pid}.html").exists():
+                return out / f"{pid}.html"
+    return pages[0]
 
 
 def screenshots(out: Path, dest: Path) -> None:
     dest.mkdir(parents=True, exist_ok=True)
-    pages = {"report.html": out / "report.html", "sub": sorted(out.glob("sub-*.html"))[0]}
-    wait = {"viewer": "window.ironmapViewer ? window.ironmapViewer.ready.then(() => 1) : 0"}
+    pages = {"report.html": out / "report.html", "sub": _most_lesions(out)}
+    # wait for the viewer; show the axial slice with most lesion voxels
+    wait = {"viewer": "window.ironmapViewer ? window.ironmapViewer.ready.then(() => "
+                      "window.ironmapViewer.showLesion()) : 0"}
     with tempfile.TemporaryDirectory() as tmp:
         for key, page in pages.items():
             res = open_page(page, wait, Path(tmp), elements=SHOTS[key])

@@ -75,14 +75,33 @@ def cohort(inputs: StudyInputs) -> pd.DataFrame:
         info = parts[["participant_id", *keep]].drop_duplicates("participant_id")
         df = df.merge(info.rename(columns={gcol: "group"}), on="participant_id", how="left")
     vols = table(inputs, "volumes")
-    if vols is not None and "cortical_gm_cm3" in vols:
-        v = vols[["participant_id", "cortical_gm_cm3"]].drop_duplicates("participant_id")
-        df = df.merge(v, on="participant_id", how="left")
+    vcol = volume_column(inputs)
+    if vols is not None and vcol in vols:
+        v = vols[["participant_id", vcol]].drop_duplicates("participant_id")
+        df = df.merge(v.rename(columns={vcol: "cortical_gm_cm3"}), on="participant_id",
+                      how="left")
     for c in cols:
         if c not in df:
             df[c] = np.nan
     df["group"] = df["group"].astype(object).where(df["group"].notna(), "unknown")
     return df[cols].reset_index(drop=True)
+
+
+def volume_column(inputs: StudyInputs) -> str:
+    """The ``volumes.tsv`` column the group statistics used for cortical GM volume.
+
+    From ``stats.json`` ``sources.volumes.cortical_gm_cm3`` (``group/volumes.tsv:COLUMN``);
+    otherwise the group level's rule: the normalised volume when it has values.
+    """
+    src = ((inputs.stats.get("sources") or {}).get("volumes") or {})
+    named = src.get("cortical_gm_cm3") if isinstance(src, dict) else None
+    if isinstance(named, str) and named.startswith("group/volumes.tsv:"):
+        return named.split(":", 1)[1]
+    vols = table(inputs, "volumes")
+    if vols is not None and "cortical_gm_norm_cm3" in vols and \
+            vols["cortical_gm_norm_cm3"].notna().any():
+        return "cortical_gm_norm_cm3"
+    return "cortical_gm_cm3"
 
 
 def group_order(inputs: StudyInputs, data: pd.DataFrame) -> list[str]:
@@ -196,15 +215,18 @@ def _fig2_job(inputs, data, region, groups, value_col, ylabel) -> F.FigureJob:
                 ylabel=ylabel, pvalues=group_pvalues(inputs, region, groups), alpha=alpha))
 
 
-def _fig3_job(data, region, ctrl, value_col, ylabel, groups) -> F.FigureJob:
+def _fig3_job(data, region, ctrl, value_col, ylabel, groups, vcol) -> F.FigureJob:
     sub = data[data["region"] == region]
+    what = ("normalised cortical GM volume" if "norm" in vcol else "cortical GM volume")
     return F.FigureJob(
         f"fig3-{region}", f"Figure 3 · {F.region_title(region)}",
-        f"Cortical GM volume against {ylabel} in (left) controls and (right) patients "
-        "(coloured by group), with the least-squares line and Pearson r over each panel.",
+        f"{what.capitalize()} (volumes.tsv {vcol}, as in the Table 2 correlations) against "
+        f"{ylabel} in (left) controls and (right) patients (coloured by group), with the "
+        "least-squares line and Pearson r over each panel.",
         f"region-{region}_desc-corticalgm_r2star",
         partial(F.volume_correlation_figure, sub, region, control_label=ctrl,
-                value_column=value_col, ylabel=ylabel, groups=groups))
+                value_column=value_col, ylabel=ylabel, groups=groups,
+                xlabel=f"{what} (cm³)"))
 
 
 def figure_jobs(inputs: StudyInputs, data: pd.DataFrame) -> dict[str, list[F.FigureJob]]:
@@ -224,7 +246,8 @@ def figure_jobs(inputs: StudyInputs, data: pd.DataFrame) -> dict[str, list[F.Fig
                                .to_numpy(float)))
     jobs: dict[str, list[F.FigureJob]] = {
         "fig2": [_fig2_job(inputs, data, r, groups, value_col, ylabel) for r in regions],
-        "fig3": [_fig3_job(data, r, ctrl, value_col, ylabel, groups) for r in regions]
+        "fig3": [_fig3_job(data, r, ctrl, value_col, ylabel, groups, volume_column(inputs))
+                 for r in regions]
         if table(inputs, "volumes") is not None else [],
         "agecurves": [F.FigureJob(
             "agecurves", "Control age curves",
@@ -273,10 +296,10 @@ T1_LABELS = {"sex_text": "sex (F/M)", "age_text": "age, years",
 
 #: Table 2's association columns: (r or beta column, its p column or None, header)
 T2_ASSOCIATIONS = (("r_cortical_gm_cm3_patients", "p_cortical_gm_cm3_patients",
-                    "cortical GM volume r"),
-                   ("r_wm_cm3_patients", "p_wm_cm3_patients", "WM volume r"),
+                    "cortical GM r"),
+                   ("r_wm_cm3_patients", "p_wm_cm3_patients", "WM r"),
                    ("beta_edss", None, "EDSS β"),
-                   ("beta_disease_duration", None, "disease duration β"),
+                   ("beta_disease_duration", None, "duration β"),
                    ("model_R", "model_p", "model R"))
 
 
@@ -346,8 +369,9 @@ def table2_main_view(df: pd.DataFrame, dictionary: dict, control: str, alpha: fl
     rows = [_table2_row(rec, groups, control, alpha, fdr) for _, rec in df.iterrows()]
     which = "FDR q-values (Benjamini-Hochberg across regions)" if fdr else "p-values"
     note = (f"Mean (SD) of age-corrected R2* per group; below each patient group the "
-            f"Mann-Whitney {which} against {control}; r: correlation with age-corrected R2* "
-            f"in patients (Pearson or Spearman, see the full table) with its p; β: "
+            f"Mann-Whitney {which} against {control}; cortical GM r and WM r: correlation of "
+            f"the (normalised, when available) volume with age-corrected R2* in patients "
+            f"(Pearson or Spearman, see the full table) with its p; EDSS and disease duration β: "
             f"standardised betas of the stepwise model (n.s. = not selected); model R with the "
             f"model's F-test p. Bold with * = below {alpha:g}, grey = not significant. Values "
             f"are rounded for display; the full table below has every column.")

@@ -150,5 +150,18 @@
       root.dataset.ready = "1";
       return state;
     });
-  window.ironmapViewer = { ready: ready, state: state, draw: draw, sync: sync };
+  /* go to the axial slice with most lesion voxels (returns that slice, or -1) */
+  function showLesion() {
+    if (!vol.les) { return -1; }
+    var best = 0, bestK = -1;
+    for (var k = 0; k < nz; k++) {
+      var c = 0;
+      for (var n = k * nx * ny; n < (k + 1) * nx * ny; n++) { if (vol.les[n]) { c++; } }
+      if (c > best) { best = c; bestK = k; }
+    }
+    if (bestK >= 0) { state.plane = 2; el("iv-plane").value = "2"; state.slice[2] = bestK; sync(); draw(); }
+    return bestK;
+  }
+  window.ironmapViewer = { ready: ready, state: state, draw: draw, sync: sync,
+                           showLesion: showLesion };
 })();
