@@ -50,6 +50,7 @@ class PageResult:
     screenshot_png: bytes
     errors: list[str] = field(default_factory=list)
     values: dict[str, Any] = field(default_factory=dict)
+    shots: dict[str, bytes] = field(default_factory=dict)  # name -> PNG of an element
 
 
 class _Pipe:
@@ -148,8 +149,13 @@ def _errors(events: list[dict]) -> list[str]:
 
 
 def open_page(html: Path, expressions: dict[str, str], tmp_dir: Path, *,
-              width: int = 1280, height: int = 1800) -> PageResult:
-    """Load ``html`` offline, evaluate ``expressions`` (name -> JS), take a full screenshot."""
+              width: int = 1280, height: int = 1800,
+              elements: dict[str, str] | None = None, actions: str = "") -> PageResult:
+    """Load ``html`` offline, evaluate ``expressions`` (name -> JS), take a screenshot.
+
+    ``actions``: JavaScript run first (e.g. clicks); ``elements``: name -> CSS selector of an
+    element to photograph on its own (``PageResult.shots``).
+    """
     binary = require_chromium()
     pipe = _Pipe(binary, tmp_dir / "chromium-profile")
     try:
@@ -164,6 +170,9 @@ def open_page(html: Path, expressions: dict[str, str], tmp_dir: Path, *,
         pipe.send("Page.navigate", {"url": Path(html).resolve().as_uri()}, session=session)
         pipe.wait_event("Page.loadEventFired")
         values = {}
+        if actions:
+            pipe.send("Runtime.evaluate", {"expression": actions, "awaitPromise": True},
+                      session=session)
         for name, expr in expressions.items():
             res = pipe.send("Runtime.evaluate", {"expression": expr, "returnByValue": True,
                                                  "awaitPromise": True}, session=session)
@@ -171,10 +180,23 @@ def open_page(html: Path, expressions: dict[str, str], tmp_dir: Path, *,
                 raise RuntimeError(f"{name}: {res['exceptionDetails']}")
             values[name] = res["result"].get("value")
         shot = pipe.send("Page.captureScreenshot", {"format": "png"}, session=session)
-        return PageResult(base64.b64decode(shot["data"]), _errors(pipe.events), values)
+        shots = {}
+        for name, selector in (elements or {}).items():
+            box = pipe.send("Runtime.evaluate", {"expression": _BOX.replace("SEL", json.dumps(
+                selector)), "returnByValue": True}, session=session)["result"].get("value")
+            if box:
+                img = pipe.send("Page.captureScreenshot", {
+                    "format": "png", "captureBeyondViewport": True,
+                    "clip": {**box, "scale": 1}}, session=session)
+                shots[name] = base64.b64decode(img["data"])
+        return PageResult(base64.b64decode(shot["data"]), _errors(pipe.events), values, shots)
     finally:
         pipe.close()
 
+
+_BOX = ("(() => { const e = document.querySelector(SEL); if (!e) return null; "
+        "const r = e.getBoundingClientRect(); return {x: r.left + window.scrollX, "
+        "y: r.top + window.scrollY, width: r.width, height: r.height}; })()")
 
 #: JavaScript evaluated in a report page
 REPORT_PROBES = {
@@ -186,7 +208,52 @@ REPORT_PROBES = {
               "c.textContent]))",
     "text_length": "document.body.innerText.length",
     "title": "document.title",
+    # per table: rows of [column, shown text] of every number (data-column elements)
+    "numbers": "Object.fromEntries(['table1', 'table2', 'table2-full'].map(id => [id, "
+               "Array.from(document.querySelectorAll('#' + CSS.escape(id) + ' tbody tr')).map("
+               "r => Array.from(r.querySelectorAll('[data-column]')).map(e => "
+               "[e.dataset.column, e.textContent]))]))",
+    # figures shown narrower than their natural width (their text would shrink below 9 pt)
+    "shrunk_figures": "Array.from(document.querySelectorAll('img[data-width]')).filter(i => "
+                      "i.getBoundingClientRect().width < 0.97 * Number(i.dataset.width))"
+                      ".map(i => i.alt)",
 }
+
+#: JavaScript evaluated in a participant page with the viewer: after its first draw, the
+#: canvas's size and pixel statistics (a blank canvas has one grey level), then the same after
+#: moving to the coronal view and hiding the overlays
+VIEWER_PROBE = """
+(async () => {
+  if (!window.ironmapViewer) return null;
+  await window.ironmapViewer.ready;
+  const c = document.getElementById('iv-canvas');
+  const stats = () => {
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let n = 0, sum = 0, sq = 0, colored = 0;
+    const levels = new Set();
+    for (let i = 0; i < d.length; i += 4) {
+      const g = (d[i] + d[i + 1] + d[i + 2]) / 3;
+      n++; sum += g; sq += g * g; levels.add(d[i] * 65536 + d[i + 1] * 256 + d[i + 2]);
+      if (Math.abs(d[i] - d[i + 1]) > 30 || Math.abs(d[i + 1] - d[i + 2]) > 30) colored++;
+    }
+    const mean = sum / n;
+    return {width: c.width, height: c.height, std: Math.sqrt(sq / n - mean * mean),
+            levels: levels.size, colored: colored};
+  };
+  const axial = stats();
+  const sel = document.getElementById('iv-plane');
+  sel.value = '1'; sel.dispatchEvent(new Event('change'));
+  const coronal = stats();
+  const lab = document.getElementById('iv-lab');
+  const les = document.getElementById('iv-les');
+  sel.value = '2'; sel.dispatchEvent(new Event('change'));
+  lab.value = 0; lab.dispatchEvent(new Event('input'));
+  if (les.type === 'range') { les.value = 0; les.dispatchEvent(new Event('input')); }
+  const bare = stats();
+  lab.value = 50; lab.dispatchEvent(new Event('input'));
+  return {axial, coronal, bare, ready: document.getElementById('iv').dataset.ready};
+})()
+"""
 
 
 def screenshot_is_blank(png: bytes) -> bool:

@@ -116,7 +116,8 @@ def test_figure3_or_its_absence_is_reported(demo, cohort):
             continue
         got = points_by_prefix(svg, "points-")
         assert got.get("controls", 0) == int((ok["group"] == "HC").sum())
-        assert got.get("patients", 0) == int((ok["group"] != "HC").sum())
+        patients = sum(v for k, v in got.items() if k.startswith("patients-"))
+        assert patients == int((ok["group"] != "HC").sum())  # coloured by group
         groups = svg_groups(svg)
         assert ("fit-controls" in groups) == (got.get("controls", 0) >= 3)  # line needs n >= 3
         drawn += 1
@@ -138,26 +139,57 @@ def test_subject_figures_have_content(demo):
             ids = image_ids(figs / f"{sub}_desc-{name}.svg")
             for layer in layers:
                 assert sum(i.startswith(f"image-{layer}-") for i in ids) >= 3, (name, layer)
+        ids = image_ids(figs / f"{sub}_desc-flags_R2starmap.svg")
+        assert sum(i.startswith("image-flagged-") for i in ids) >= 3  # flagged-voxel map
         regions = read_tsv(deriv / sub / "anat" / f"{sub}_desc-regions_r2star.tsv")
-        bars = svg_groups(figs / f"{sub}_desc-flags_R2starmap.svg")
-        assert "axes-flags" in bars
-        assert sum(k.startswith("bar-") for k in bars) == regions["region"].nunique()
-        assert "figure not available" not in page.read_text(encoding="utf-8")
+        hists = [k for k in svg_groups(figs / f"{sub}_desc-histograms_R2starmap.svg")
+                 if k.startswith("hist-")]
+        assert len(hists) == 2 * regions["region"].nunique() - 2  # L/R labels; putamen: parts
+        text = page.read_text(encoding="utf-8")
+        assert "figure not available" not in text
+        assert "percentiles of R2* in" in text and 'id="iv-data"' in text
+
+
+def test_demo_methods_match_stats_json(demo):
+    """The demo's methods text is the text of the record in its stats.json, consistent with it
+    sentence by sentence, and the record matches what ran."""
+    import json
+
+    from test_methods import check_consistent, text_of
+
+    deriv = demo.out_dir / "ironmap"
+    stats = json.loads((deriv / "group" / "stats.json").read_text())
+    record = stats["methods"]
+    assert record["fdr"]["applied"] is stats["settings"]["fdr"] is False
+    assert record["masks_source"] == "rater" and record["lesions_source"] == "rater"
+    check_consistent(record, text_of(record))
+    page = demo.report.read_text(encoding="utf-8")
+    assert "No correction for multiple comparisons across regions was applied" in page
+    assert "Benjamini-Hochberg false discovery rate" not in page.split('id="methods"')[1] \
+        .split("References")[0]
 
 
 def test_demo_report_in_headless_chromium(demo, tmp_path):
-    from _chromium import REPORT_PROBES, open_page, screenshot_is_blank
-    from test_report import assert_cells_match_tsv
+    from _chromium import REPORT_PROBES, VIEWER_PROBE, open_page, screenshot_is_blank
+    from test_report import assert_numbers_match_tsv
 
     res = open_page(demo.report, REPORT_PROBES, tmp_path)
     (tmp_path / "demo-report.png").write_bytes(res.screenshot_png)
     assert not screenshot_is_blank(res.screenshot_png)
     assert res.errors == [] and res.values["broken_images"] == []
+    assert res.values["shrunk_figures"] == []
     n_png = len(list((demo.out_dir / "ironmap" / "group" / "figures").glob("*.png")))
     assert res.values["n_images"] == n_png >= 7 + 2  # Figure 2 per region, ages, sites
-    rows = [[tuple(c) for c in r] for r in res.values["table2"]]
-    table2 = demo.out_dir / "ironmap" / "group" / "table2.tsv"
-    assert assert_cells_match_tsv(rows, table2) >= 8 * 5
+    group = demo.out_dir / "ironmap" / "group"
+    assert assert_numbers_match_tsv(res.values["numbers"]["table2"],
+                                    group / "table2.tsv") >= 8 * 5
+    assert assert_numbers_match_tsv(res.values["numbers"]["table1"], group / "table1.tsv") > 0
+    page = sorted((demo.out_dir / "ironmap").glob("sub-*.html"))[0]
+    sub = open_page(page, {**REPORT_PROBES, "viewer": VIEWER_PROBE}, tmp_path)
+    assert sub.errors == [] and sub.values["broken_images"] == []
+    assert sub.values["viewer"]["axial"]["std"] > 10
+    assert sub.values["viewer"]["axial"]["colored"] > 50
+    assert page.stat().st_size <= 5 * 1024 * 1024  # the participant page budget
 
 
 def test_cli_refuses_a_non_empty_folder(tmp_path, capsys):

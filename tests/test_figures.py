@@ -46,7 +46,8 @@ def test_volume_correlation_panels_lines_and_r(cohort):
     sub = cohort[cohort["region"] == "caudate"]
     fig = F.volume_correlation_figure(sub, "caudate", control_label="HC")
     groups = svg_groups(svg_of(fig))
-    assert points_by_prefix(svg_of(fig), "points-") == {"controls": 6, "patients": 8}
+    assert points_by_prefix(svg_of(fig), "points-") == {"controls": 6, "patients-RRMS": 5,
+                                                         "patients-SPMS": 3}
     assert {"fit-controls", "fit-patients", "axes-controls", "axes-patients"} <= set(groups)
     hc = sub[sub["group"] == "HC"]
     r = np.corrcoef(hc["cortical_gm_cm3"], hc["r2star_agecorr"])[0, 1]
@@ -148,3 +149,98 @@ def test_age_curves_band_and_extrapolation_drawn(cohort):
     x, y = above.get_data()
     assert x.max() == pytest.approx(hi + 10) and above.get_linestyle() == "--"
     np.testing.assert_allclose(y, 10 * (1 - np.exp(-0.05 * x)) + 12)
+
+
+def _all_font_sizes(fig) -> list[float]:
+    from matplotlib.text import Text
+
+    return [t.get_fontsize() for t in fig.findobj(Text) if t.get_text().strip()
+            and t.get_visible()]
+
+
+def test_every_figure_text_is_at_least_9_points(cohort, rng):
+    """At the report's display width (figure inches x 96 CSS px), pt sizes are true sizes."""
+    controls = cohort[cohort["group"] == "HC"]
+    shape = (20, 22, 9)
+    e1 = rng.uniform(500, 1000, shape)
+    labels = np.zeros(shape, int)
+    labels[5:8, 5:9, 3:6] = 1
+    labels[10:13, 5:9, 3:6] = 2
+    flagged = np.zeros(shape, bool)
+    flagged[2, 2, 4] = True
+    figs = [
+        F.group_distribution_figure(cohort[cohort["region"] == "putamen"], "putamen", GROUPS,
+                                    pvalues={"RRMS": 0.01, "SPMS": 0.4}),
+        F.volume_correlation_figure(cohort[cohort["region"] == "caudate"], "caudate"),
+        F.age_curves_figure(controls, None, 32.0, list(REGIONS)),
+        F.site_figure(controls, list(REGIONS)),
+        F.subject_maps_figure(e1, e1 * 0.6, np.full(shape, 25.0), labels,
+                              label_names={1: "Left-Caudate", 2: "Right-Caudate"}),
+        F.regions_lesions_figure(np.full(shape, 25.0), labels, labels == 2),
+        F.region_histograms_figure(rng.normal(25, 3, shape), labels),
+        F.flagged_voxels_figure(e1, flagged, np.ones(shape, bool), labels),
+        F.r2star_montage_figure(np.full(shape, 25.0)),
+        F.edge_overlay_figure(e1, e1),
+    ]
+    for fig in figs:
+        sizes = _all_font_sizes(fig)
+        assert sizes and min(sizes) >= F.MIN_FONT_PT, (fig, min(sizes))
+        assert F.display_width(fig) <= 1110  # fits the report's 1152 px column unscaled
+
+
+def test_significance_marked_in_figure_2(cohort):
+    sub = cohort[cohort["region"] == "putamen"]
+    fig = F.group_distribution_figure(sub, "putamen", GROUPS,
+                                      pvalues={"RRMS": 0.0004, "SPMS": 0.2}, alpha=0.05)
+    texts = {t.get_gid(): t.get_text() for t in fig.axes[0].texts}
+    assert texts == {"p-RRMS": "p < 0.001*", "p-SPMS": "p = 0.200"}
+    assert F.significance_text(0.049) == "p = 0.049 *" and F.significance_text(None) == ""
+
+
+def test_label_colours_distinct_and_legend_matches_drawn(rng):
+    shape = (20, 22, 9)
+    labels = np.zeros(shape, int)
+    for v in range(1, 15):
+        labels[v, 2:6, 2:7] = v
+    colors = F.label_colors(np.unique(labels))
+    assert len(set(colors.values())) == 14 and 0 not in colors
+    names = {v: f"region {v}" for v in range(1, 15)}
+    fig = F.regions_lesions_figure(np.full(shape, 25.0), labels, None, label_names=names)
+    legend = next(lg for lg in fig.legends if lg.get_gid() == "legend-labels")
+    shown = [t.get_text() for t in legend.get_texts()]
+    assert shown == [names[v] for v in range(1, 15)]
+    from matplotlib.colors import to_hex
+
+    patches = [to_hex(h.get_facecolor()) for h in legend.get_patches()]
+    assert patches == [colors[v] for v in range(1, 15)]
+    # the drawn overlay uses exactly those colours for those values
+    img = next(i for i in fig.axes[0].images if i.get_gid().startswith("image-labels"))
+    rgba = img.cmap(img.norm(np.arange(1, 15)))
+    assert [to_hex(c) for c in rgba] == [colors[v] for v in range(1, 15)]
+
+
+def test_histograms_use_valid_voxels_of_each_label(rng):
+    shape = (10, 10, 4)
+    r2 = rng.normal(30, 2, shape)
+    labels = np.zeros(shape, int)
+    labels[1:4, 1:4, 1:3] = 1
+    flags = np.zeros(shape, np.uint16)
+    flags[1, 1, 1] = 1
+    fig = F.region_histograms_figure(r2, labels, flags, {1: "caudate"}, invalid_bits=1)
+    ax = fig.axes[0]
+    counts = sum(p.get_height() for p in ax.patches)
+    assert counts == 17  # 18 voxels, one flagged
+    assert f"{np.mean(r2[(labels == 1) & (flags == 0)]):.1f}" in ax.get_title()
+
+
+def test_flagged_map_shows_flagged_voxels_in_the_head():
+    shape = (12, 12, 6)
+    head = np.zeros(shape, bool)
+    head[2:10, 2:10, 1:5] = True
+    flagged = np.zeros(shape, bool)
+    flagged[3, 3, 2] = flagged[4, 4, 2] = True
+    flagged[0, 0, 2] = True  # outside the head: not counted
+    fig = F.flagged_voxels_figure(np.where(head, 100.0, 0.0), flagged, head)
+    assert "2 flagged voxels in the head" in fig._suptitle.get_text()
+    drawn = [i for a in fig.axes for i in a.images if i.get_gid() == "image-flagged-2"]
+    assert drawn and np.ma.count(drawn[0].get_array()) == 2

@@ -29,6 +29,8 @@ class _Cells(HTMLParser):
         super().__init__()
         self.table_id, self.depth, self.rows, self.imgs, self._cell = table_id, 0, [], [], None
         self.links: list[str] = []
+        self.spans: list[list[list[str]]] = []  # per row: [column, text] of each number
+        self._span = None
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
@@ -36,8 +38,11 @@ class _Cells(HTMLParser):
             self.depth = 1
         elif tag == "tr" and self.depth:
             self.rows.append([])
+            self.spans.append([])
         elif tag == "td" and self.depth:
             self._cell = [a.get("data-columns", ""), ""]
+        elif tag == "span" and self.depth and a.get("data-column"):
+            self._span = [a["data-column"], ""]
         elif tag == "img":
             self.imgs.append(a.get("src", ""))
         elif tag in ("a", "link", "script") and (a.get("href") or a.get("src")):
@@ -46,9 +51,14 @@ class _Cells(HTMLParser):
     def handle_data(self, data):
         if self._cell is not None:
             self._cell[1] += data
+        if self._span is not None:
+            self._span[1] += data
 
     def handle_endtag(self, tag):
-        if tag == "td" and self._cell is not None:
+        if tag == "span" and self._span is not None:
+            self.spans[-1].append(self._span)
+            self._span = None
+        elif tag == "td" and self._cell is not None:
             self.rows[-1].append(tuple(self._cell))
             self._cell = None
         elif tag == "table" and self.depth:
@@ -61,23 +71,26 @@ def parse(page: Path, table_id: str) -> _Cells:
     return p
 
 
-def assert_cells_match_tsv(rows: list[list[tuple[str, str]]], tsv: Path) -> int:
-    """Every shown cell equals its TSV value(s) under the report's number format."""
+def assert_numbers_match_tsv(rows: list[list[list[str]]], tsv: Path, seed_layout=True) -> int:
+    """Every number shown (each ``data-column`` element) equals its TSV cell, formatted by
+    the report's rule and numerically within rounding; returns how many were checked.
+
+    ``seed_layout``: a missing stepwise beta shows ``n.s.`` (not selected), as in the seed.
+    """
     df = read_tsv(tsv)
     rows = [r for r in rows if r]
     assert len(rows) == len(df)
     checked = 0
-    for (_, rec), cells in zip(df.iterrows(), rows, strict=True):
-        for columns, text in cells:
-            cols = columns.split()
-            expected = [format_value(rec[c], c)[0] for c in cols]
-            shown = [text] if len(cols) == 1 else list(re.fullmatch(r"(.*) \((.*)\)", text)
-                                                           .groups())
-            assert shown == expected, (cols, text)
-            for c, s in zip(cols, shown, strict=True):  # and numerically close to the TSV
-                if s not in ("n/a", "<0.001") and isinstance(rec[c], float):
-                    assert float(s) == pytest.approx(rec[c], rel=5e-3, abs=5e-4)
-            checked += 1
+    for (_, rec), spans in zip(df.iterrows(), rows, strict=True):
+        for column, text in spans:
+            expected, is_num = format_value(rec[column], column)
+            if not is_num and column.startswith("beta_") and seed_layout:
+                assert text == "n.s.", (column, text)  # not selected, as in the seed
+                continue
+            assert text == expected, (column, text, rec[column])
+            if is_num and text != "<0.001":
+                assert float(text) == pytest.approx(float(rec[column]), rel=5e-3, abs=5e-4)
+                checked += 1
     return checked
 
 
@@ -103,16 +116,30 @@ def test_outputs_written(study):
     svgs = sorted((out / "group" / "figures").glob("*.svg"))
     pngs = sorted((out / "group" / "figures").glob("*.png"))
     assert len(svgs) == len(pngs) == 7 + 7 + 2  # Figures 2, 3 per region with data, ages, sites
-    assert len(list((out / "sub-001" / "figures").glob("*.png"))) == 6
+    assert len(list((out / "sub-001" / "figures").glob("*.png"))) == 7
 
 
 def test_table2_cells_equal_tsv(study):
     cfg, _ = study
     page = cfg.output_dir / "report.html"
     cells = parse(page, "table2")
-    assert assert_cells_match_tsv(cells.rows, cfg.output_dir / "group" / "table2.tsv") >= 8 * 4
-    assert assert_cells_match_tsv(parse(page, "table1").rows,
-                                  cfg.output_dir / "group" / "table1.tsv") == 4 * 9
+    tsv = cfg.output_dir / "group" / "table2.tsv"
+    # region, 4 group means + SDs with 3 p-values, 2 r with p, model R and p (7 regions)
+    assert assert_numbers_match_tsv(cells.spans, tsv) >= 7 * (8 + 3 + 4)
+    df = read_tsv(tsv)
+    wanted = ["mw_RRMS_vs_HC_p", "mw_SPMS_vs_HC_p", "mw_MS_vs_HC_p",
+              "p_cortical_gm_cm3_patients", "p_wm_cm3_patients", "model_p"]
+    n_p = 0
+    for (_, rec), row in zip(df.iterrows(), [r for r in cells.spans if r], strict=True):
+        shown = {c for c, _ in row}
+        finite = {c for c in wanted if np.isfinite(pd.to_numeric(rec[c], errors="coerce"))}
+        assert finite <= shown  # every p-value of the seed's Table 2 is visible
+        n_p += len(finite)
+    assert n_p >= 7 * 3
+    assert assert_numbers_match_tsv(parse(page, "table2-full").spans, tsv, False) > 7 * 30
+    t1 = parse(page, "table1")
+    assert assert_numbers_match_tsv(t1.spans, cfg.output_dir / "group" / "table1.tsv") == 4
+    assert sum(len(r) for r in t1.spans) == 4 * 9  # group, n and 7 text columns, 4 rows
 
 
 def test_self_contained(study):
@@ -123,7 +150,8 @@ def test_self_contained(study):
         external = [u for u in p.links if re.match(r"^[a-z]+://", u)]
         assert external == []
         text = page.read_text(encoding="utf-8")
-        assert "<script" not in text and "<link" not in text
+        assert "<script src" not in text and "<link" not in text
+        assert not re.search(r"(src|href)=\"(https?:)?//", text)  # nothing fetched
 
 
 def test_missing_things_are_named(study):
@@ -156,7 +184,7 @@ def test_figures_written_have_content(study):
     pts = points_by_prefix(figs / "region-caudate_desc-groups_r2star.svg", "points-")
     assert pts == {"HC": 3, "RRMS": 3, "SPMS": 2}
     pts = points_by_prefix(figs / "region-caudate_desc-corticalgm_r2star.svg", "points-")
-    assert pts == {"controls": 3, "patients": 5}
+    assert pts == {"controls": 3, "patients-RRMS": 3, "patients-SPMS": 2}
     pts = points_by_prefix(figs / "desc-agecurves_r2star.svg", "points-")
     assert pts["caudate"] == 3 and pts["red_nucleus"] == 0
 
@@ -191,18 +219,34 @@ def test_no_patients_no_group_tables_and_failing_figure(tmp_path, rng, monkeypat
 
 @pytest.mark.slow
 def test_report_in_headless_chromium(study, tmp_path):
-    """Screenshot not blank, no broken image, no console error, Table 2 cells = table2.tsv."""
-    from _chromium import REPORT_PROBES, open_page, screenshot_is_blank
+    """No console error, no broken or shrunk image, every number of Tables 1-2 = its TSV
+    cell, and the participant page's viewer draws the R2* map with coloured overlays."""
+    from _chromium import REPORT_PROBES, VIEWER_PROBE, open_page, screenshot_is_blank
 
     cfg, _ = study
-    res = open_page(cfg.output_dir / "report.html", REPORT_PROBES, tmp_path)
+    out = cfg.output_dir
+    res = open_page(out / "report.html", REPORT_PROBES, tmp_path)
     (tmp_path / "report.png").write_bytes(res.screenshot_png)
     assert not screenshot_is_blank(res.screenshot_png)
     assert res.errors == []
     assert res.values["n_images"] >= 16 and res.values["broken_images"] == []
+    assert res.values["shrunk_figures"] == []  # shown at natural size: text >= 9 pt
     assert res.values["title"] == "ironmap study report"
-    rows = [[tuple(c) for c in r] for r in res.values["table2"]]
-    assert assert_cells_match_tsv(rows, cfg.output_dir / "group" / "table2.tsv") >= 7 * 4
-    sub = open_page(cfg.output_dir / "sub-001.html", REPORT_PROBES, tmp_path)
+    numbers = res.values["numbers"]
+    assert assert_numbers_match_tsv(numbers["table2"], out / "group" / "table2.tsv") >= 7 * 15
+    assert assert_numbers_match_tsv(numbers["table2-full"], out / "group" / "table2.tsv",
+                                    False) > 100
+    assert assert_numbers_match_tsv(numbers["table1"], out / "group" / "table1.tsv") >= 4
+    sub = open_page(out / "sub-001.html", {**REPORT_PROBES, "viewer": VIEWER_PROBE}, tmp_path)
     assert sub.errors == [] and sub.values["broken_images"] == []
-    assert sub.values["n_images"] == 6 and not screenshot_is_blank(sub.screenshot_png)
+    assert sub.values["n_images"] == 7 and not screenshot_is_blank(sub.screenshot_png)
+    assert sub.values["shrunk_figures"] == []
+    v = sub.values["viewer"]
+    assert v["ready"] == "1"
+    for view in ("axial", "bare"):
+        assert v[view]["std"] > 10 and v[view]["levels"] > 3, (view, v[view])  # not blank
+    # (the synthetic head is uniform at the window's low end: its middle coronal slice, away
+    # from the labels, is drawn black on black; the demo test checks real contrast)
+    assert v["axial"]["colored"] > 50  # region labels drawn in colour
+    assert v["bare"]["colored"] == 0  # opacity 0: grey R2* only
+    assert v["coronal"]["height"] != v["axial"]["height"]  # another plane, voxel aspect

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from scipy import ndimage, stats
 
@@ -28,7 +29,11 @@ log = logging.getLogger(__name__)
 GROUP_COLORS: tuple[str, ...] = ("#4c72b0", "#dd8452", "#c44e52", "#8172b3", "#55a868",
                                  "#937860", "#da8bc3", "#8c8c8c")
 R2STAR_CMAP = "magma"
-LABEL_CMAP = "tab20"
+#: colour of registration edges (the page text names it: orange)
+EDGE_COLOR = "#ff7f0e"
+#: colour of flagged voxels and lesion outlines
+FLAG_COLOR = "#e31a1c"
+LESION_COLOR = "#00e5ff"
 
 
 class FigureDataError(ValueError):
@@ -50,9 +55,24 @@ def new_figure(width: float, height: float, **margins: float) -> Figure:
     return fig
 
 
+#: CSS pixels per inch: a figure shown ``display_width(fig)`` px wide shows its text at the
+#: point sizes it was drawn with (1 pt = 1/72 in = 4/3 CSS px).
+CSS_PX_PER_INCH = 96
+#: smallest font size (pt) any figure uses; the report shows figures at their natural size
+MIN_FONT_PT = 9.0
+
+
+def display_width(fig: Figure) -> int:
+    """Width in CSS pixels at which ``fig``'s text has its nominal point size."""
+    return int(round(fig.get_figwidth() * CSS_PX_PER_INCH))
+
+
 def render_figure(fig: Figure, formats: Sequence[str] = ("png", "svg"),
-                  dpi: int = 110) -> dict[str, bytes]:
-    """Render ``fig`` to bytes per format (deterministic: no dates in the metadata)."""
+                  dpi: int = 144) -> dict[str, bytes]:
+    """Render ``fig`` to bytes per format (deterministic: no dates in the metadata).
+
+    The PNG has 1.5 pixels per CSS pixel at :func:`display_width` (sharp on most screens).
+    """
     import matplotlib
 
     out = {}
@@ -133,6 +153,52 @@ def _label_overlay(labels: np.ndarray) -> np.ma.MaskedArray:
     return np.ma.masked_equal(np.asarray(labels, dtype=float), 0)
 
 
+def label_colors(values: Sequence[int]) -> dict[int, str]:
+    """A distinct colour per label value (tab20 order: label pairs left/right get a dark and a
+    light shade of one hue; more than 20 labels repeat)."""
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    cmap = colormaps["tab20"]
+    vals = sorted(int(v) for v in values if int(v) != 0)
+    return {v: to_hex(cmap(i % 20)) for i, v in enumerate(vals)}
+
+
+def _label_cmap(colors: dict[int, str]):
+    """(colormap, norm) drawing each label value in its colour of ``colors``."""
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+
+    vals = sorted(colors)
+    if not vals:
+        vals, colors = [1], {1: "#1f77b4"}
+    bounds = [v - 0.5 for v in vals] + [vals[-1] + 0.5]
+    return ListedColormap([colors[v] for v in vals]), BoundaryNorm(bounds, len(vals))
+
+
+def _show_labels(ax, plane: np.ndarray, colors: dict[int, str], *, gid: str,
+                 alpha: float = 0.7):
+    """Draw a label plane; values not in ``colors`` are not drawn."""
+    cmap, norm = _label_cmap(colors)
+    lab = np.asarray(plane)
+    data = np.ma.masked_where(~np.isin(lab, list(colors)), lab.astype(float))
+    return _show(ax, data, gid=gid, cmap=cmap, norm=norm, alpha=alpha)
+
+
+def label_legend(fig: Figure, colors: dict[int, str], names: dict[int, str] | None,
+                 ncol: int = 4, y: float = 0.0) -> None:
+    """A legend of the drawn labels (colour patch + name) along the bottom of ``fig``."""
+    from matplotlib.patches import Patch
+
+    if not colors:
+        return
+    handles = [Patch(facecolor=c, edgecolor="none",
+                     label=(names or {}).get(v, f"label {v}")) for v, c in colors.items()]
+    leg = fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=9,
+                     frameon=False, bbox_to_anchor=(0.5, y), handlelength=1.2,
+                     columnspacing=1.0)
+    leg.set_gid("legend-labels")
+
+
 def edge_map(image: np.ndarray, percentile: float = 92.0) -> np.ndarray:
     """Binary edges of a 2-D image: Sobel gradient magnitude above a percentile of the head."""
     img = np.nan_to_num(np.asarray(image, dtype=float))
@@ -150,7 +216,8 @@ def edge_map(image: np.ndarray, percentile: float = 92.0) -> np.ndarray:
 def subject_maps_figure(echo1: np.ndarray, echo2: np.ndarray, r2star: np.ndarray,
                         eroded_labels: np.ndarray | None, *, slice_index: int | None = None,
                         r2star_range: tuple[float, float] | None = None,
-                        echo_times: Sequence[float] | None = None, title: str = "") -> Figure:
+                        echo_times: Sequence[float] | None = None, title: str = "",
+                        label_names: dict[int, str] | None = None) -> Figure:
     """The seed's Figure 1: (A) echo 1, (B) echo 2, (C) R2* map, (D) eroded regions on R2*.
 
     Parameters
@@ -172,7 +239,10 @@ def subject_maps_figure(echo1: np.ndarray, echo2: np.ndarray, r2star: np.ndarray
     vmax = r2star_range[1] if r2star_range else robust_range(r2star, 1, 99)[1]
     vmin = r2star_range[0] if r2star_range else 0.0
     elo, ehi = robust_range(echo1, 1, 99.5)
-    fig = new_figure(12.5, 3.6, left=0.01, right=0.99, bottom=0.02, top=0.84, wspace=0.3)
+    present = np.unique(eroded_labels) if eroded_labels is not None else []
+    colors = label_colors(present)
+    fig = new_figure(11.5, 4.3, left=0.01, right=0.99, bottom=0.2 if colors else 0.02,
+                     top=0.86, wspace=0.3)
     axes = fig.subplots(1, 4)
     te = [f" (TE {t * 1e3:.2f} ms)" for t in echo_times[:2]] if echo_times else ["", ""]
     _show(axes[0], echo1[:, :, k], gid="image-echo1", cmap="gray", vmin=elo, vmax=ehi)
@@ -181,12 +251,14 @@ def subject_maps_figure(echo1: np.ndarray, echo2: np.ndarray, r2star: np.ndarray
                vmin=vmin, vmax=vmax)
     _show(axes[3], r2star[:, :, k], gid="image-r2star-bg", cmap="gray", vmin=vmin, vmax=vmax)
     if eroded_labels is not None:
-        _show(axes[3], _label_overlay(eroded_labels[:, :, k]), gid="image-labels",
-              cmap=LABEL_CMAP, alpha=0.75, vmin=1, vmax=20)
+        _show_labels(axes[3], eroded_labels[:, :, k], colors, gid="image-labels", alpha=0.8)
+        label_legend(fig, colors, label_names, ncol=min(7, max(1, len(colors))))
     for ax, text in zip(axes, ("A  echo 1" + te[0], "B  echo 2" + te[1], "C  R2* map",
                                "D  eroded regions"), strict=True):
         ax.set_title(text, fontsize=10, loc="left")
-    fig.colorbar(im, ax=axes[2], fraction=0.046, pad=0.03, label="R2* (1/s)")
+    cb = fig.colorbar(im, ax=axes[2], fraction=0.046, pad=0.03)
+    cb.set_label("R2* (1/s)", fontsize=10)
+    cb.ax.tick_params(labelsize=9)
     fig.suptitle(f"{title}  axial slice {k}".strip(), fontsize=11)
     return fig
 
@@ -207,13 +279,28 @@ def r2star_montage_figure(r2star: np.ndarray, *, mask: np.ndarray | None = None,
     for ax, k in zip(axes, ks, strict=False):
         im = _show(ax, r2star[:, :, k], gid=f"image-slice-{k}", cmap=R2STAR_CMAP,
                    vmin=vmin, vmax=vmax)
-        ax.set_title(f"z = {k}", fontsize=9)
+        ax.set_title(f"z = {k}", fontsize=10)
     for ax in axes[len(ks):]:
         ax.set_axis_off()
-    fig.colorbar(im, ax=list(axes), fraction=0.03, label="R2* (1/s)")
+    cb = fig.colorbar(im, ax=list(axes), fraction=0.03)
+    cb.set_label(f"R2* (1/s), range {vmin:.0f}-{vmax:.0f}", fontsize=10)
+    cb.ax.tick_params(labelsize=9)
     if title:
         fig.suptitle(title, fontsize=11)
     return fig
+
+
+def _grey_row(image: np.ndarray, ks: Sequence[int], name: str, panel_width: float,
+              height: float, top: float) -> tuple[Figure, np.ndarray]:
+    """A figure with one panel per axial slice ``ks`` of ``image`` in grey (robust range);
+    layers ids ``image-{name}-{k}``."""
+    lo, hi = robust_range(image, 1, 99.5)
+    fig = new_figure(panel_width * len(ks), height, left=0.01, right=0.99, bottom=0.02, top=top,
+                     wspace=0.04)
+    axes = np.atleast_1d(fig.subplots(1, len(ks)))
+    for ax, k in zip(axes, ks, strict=True):
+        _show(ax, image[:, :, k], gid=f"image-{name}-{k}", cmap="gray", vmin=lo, vmax=hi)
+    return fig, axes
 
 
 def edge_overlay_figure(reference: np.ndarray, moving: np.ndarray, *, n_slices: int = 3,
@@ -228,15 +315,12 @@ def edge_overlay_figure(reference: np.ndarray, moving: np.ndarray, *, n_slices: 
     if reference.shape != moving.shape:
         raise FigureDataError(f"grids differ: {reference.shape} vs {moving.shape}")
     ks = spread_slices(mask if mask is not None else moving > 0, reference.shape, n_slices)
-    lo, hi = robust_range(reference, 1, 99.5)
-    fig = new_figure(3.4 * len(ks), 3.6, left=0.01, right=0.99, bottom=0.02, top=0.84,
-                     wspace=0.04)
-    axes = np.atleast_1d(fig.subplots(1, len(ks)))
+    fig, axes = _grey_row(reference, ks, "reference", 3.4, 3.6, 0.84)
     for ax, k in zip(axes, ks, strict=True):
-        _show(ax, reference[:, :, k], gid=f"image-reference-{k}", cmap="gray", vmin=lo, vmax=hi)
         edges = np.ma.masked_equal(edge_map(moving[:, :, k]).astype(float), 0)
-        _show(ax, edges, gid=f"image-edges-{k}", cmap="autumn", vmin=0, vmax=1, alpha=0.9)
-        ax.set_title(f"z = {k}", fontsize=9)
+        _show(ax, edges, gid=f"image-edges-{k}", cmap=ListedColormap([EDGE_COLOR]), vmin=0,
+              vmax=1, alpha=0.95)
+        ax.set_title(f"z = {k}", fontsize=10)
     if title:
         fig.suptitle(title, fontsize=11)
     return fig
@@ -245,8 +329,9 @@ def edge_overlay_figure(reference: np.ndarray, moving: np.ndarray, *, n_slices: 
 def regions_lesions_figure(r2star: np.ndarray, labels: np.ndarray | None,
                            lesion: np.ndarray | None, *, n_slices: int = 4,
                            r2star_range: tuple[float, float] | None = None,
+                           label_names: dict[int, str] | None = None,
                            title: str = "") -> Figure:
-    """Region labels (colours) and lesion outlines (cyan) on axial R2* slices."""
+    """Region labels (one colour each, legend) and lesion outlines (cyan) on axial R2* slices."""
     r2star = _check_volume("R2* map", r2star)
     if labels is None and lesion is None:
         raise FigureDataError("neither region labels nor a lesion mask are available")
@@ -256,20 +341,123 @@ def regions_lesions_figure(r2star: np.ndarray, labels: np.ndarray | None,
             union |= np.asarray(m) != 0
     ks = spread_slices(union, r2star.shape, n_slices)
     vmin, vmax = r2star_range or (0.0, robust_range(r2star, 1, 99)[1])
-    fig = new_figure(3.0 * len(ks), 3.4, left=0.01, right=0.99, bottom=0.02, top=0.84,
+    colors = label_colors(np.unique(labels)) if labels is not None else {}
+    shown = set()
+    if labels is not None:
+        shown = {int(v) for v in np.unique(np.asarray(labels)[:, :, ks]) if v != 0}
+    colors = {v: c for v, c in colors.items() if v in shown}  # legend = what is drawn
+    has_lesion = lesion is not None and any(np.any(lesion[:, :, k]) for k in ks)
+    n_leg = len(colors) + int(has_lesion)
+    fig = new_figure(2.8 * len(ks), 3.3 + 0.25 * int(np.ceil(n_leg / 5)), left=0.01,
+                     right=0.99, bottom=0.06 + 0.07 * int(np.ceil(n_leg / 5)), top=0.88,
                      wspace=0.04)
     axes = np.atleast_1d(fig.subplots(1, len(ks)))
     for ax, k in zip(axes, ks, strict=True):
         _show(ax, r2star[:, :, k], gid=f"image-r2star-{k}", cmap="gray", vmin=vmin, vmax=vmax)
-        if labels is not None:
-            _show(ax, _label_overlay(labels[:, :, k]), gid=f"image-labels-{k}",
-                  cmap=LABEL_CMAP, alpha=0.6, vmin=1, vmax=20)
+        if labels is not None and colors:
+            _show_labels(ax, labels[:, :, k], colors, gid=f"image-labels-{k}", alpha=0.65)
         if lesion is not None and np.any(lesion[:, :, k]):
             ax.contour(np.asarray(lesion[:, :, k] != 0, float).T, levels=[0.5],
-                       colors="cyan", linewidths=0.8, origin="lower")
-        ax.set_title(f"z = {k}", fontsize=9)
+                       colors=LESION_COLOR, linewidths=1.0, origin="lower")
+        ax.set_title(f"z = {k}", fontsize=10)
+    label_legend(fig, colors, label_names, ncol=5)
+    if has_lesion:
+        from matplotlib.lines import Line2D
+
+        leg = fig.legend(handles=[Line2D([], [], color=LESION_COLOR, lw=2, label="lesion")],
+                         loc="upper right", fontsize=9, frameon=False)
+        leg.set_gid("legend-lesion")
     if title:
         fig.suptitle(title, fontsize=11)
+    return fig
+
+
+def _finish_grid(fig: Figure, unused, xlabel: str | None, ylabel: str) -> Figure:
+    """Hide the unused panels of a grid and label the figure's axes."""
+    for ax in unused:
+        ax.set_axis_off()
+    if xlabel:
+        fig.supxlabel(xlabel, fontsize=10)
+    fig.supylabel(ylabel, fontsize=10)
+    return fig
+
+
+def region_histograms_figure(r2star: np.ndarray, labels: np.ndarray,
+                             flags: np.ndarray | None = None,
+                             label_names: dict[int, str] | None = None,
+                             invalid_bits: int = 0) -> Figure:
+    """Histogram of R2* (s^-1) in each label: the voxels its regional mean is made of.
+
+    Parameters
+    ----------
+    r2star : ndarray of shape (X, Y, Z)
+        s^-1, NaN where the fit failed.
+    labels : ndarray of shape (X, Y, Z) of int
+        Region labels (eroded), 0 = background.
+    flags : ndarray of shape (X, Y, Z) of uint16, optional
+        Fit flags; voxels with any of ``invalid_bits`` are left out (as in the regional mean).
+    """
+    r2star = _check_volume("R2* map", r2star)
+    labels = _check_volume("region labels", labels)
+    values = [int(v) for v in np.unique(labels) if v != 0]
+    if not values:
+        raise FigureDataError("no labelled voxels")
+    valid = np.isfinite(r2star)
+    if flags is not None and invalid_bits:
+        valid &= (np.asarray(flags, np.uint16) & np.uint16(invalid_bits)) == 0
+    colors = label_colors(values)
+    ncol = min(4, len(values))
+    nrow = int(np.ceil(len(values) / ncol))
+    fig = new_figure(2.7 * ncol + 0.4, 2.2 * nrow + 0.4, left=0.07, right=0.99, bottom=0.12,
+                     top=0.92, wspace=0.3, hspace=0.75)
+    axes = np.atleast_1d(fig.subplots(nrow, ncol)).ravel()
+    for ax, v in zip(axes, values, strict=False):
+        vals = r2star[(labels == v) & valid]
+        name = (label_names or {}).get(v, f"label {v}")
+        ax.set_gid(f"hist-{v}")
+        if vals.size:
+            ax.hist(vals, bins=min(30, max(5, vals.size // 4)), color=colors[v],
+                    edgecolor="white", linewidth=0.3)
+            ax.axvline(float(np.mean(vals)), color="black", lw=1.2)
+            ax.set_title(f"{name}\nmean {np.mean(vals):.1f}, n = {vals.size}", fontsize=9)
+        else:
+            ax.set_title(f"{name}\nno valid voxels", fontsize=9)
+        ax.tick_params(labelsize=9)
+    return _finish_grid(fig, axes[len(values):], "R2* (1/s); line = mean", "voxels")
+
+
+def flagged_voxels_figure(background: np.ndarray, flagged: np.ndarray,
+                          head: np.ndarray | None = None, labels: np.ndarray | None = None,
+                          *, n_slices: int = 4) -> Figure:
+    """Voxels whose R2* fit was flagged invalid (red) on the first echo, with region outlines.
+
+    ``background``: first-echo magnitude (X, Y, Z); ``flagged``: bool (X, Y, Z); ``head``:
+    bool (X, Y, Z), only flagged voxels inside it are drawn and counted.
+    """
+    background = _check_volume("GRE echo 1", background)
+    flagged = np.asarray(_check_volume("fit flags", flagged), bool)
+    if flagged.shape != background.shape:
+        raise FigureDataError(f"grids differ: {background.shape} vs {flagged.shape}")
+    inside = flagged if head is None else flagged & np.asarray(head, bool)
+    ks = spread_slices(head if head is not None else background > 0, background.shape,
+                       n_slices)
+    if inside.any():  # prefer slices that show flagged voxels
+        counts = inside.sum(axis=(0, 1))
+        ks = sorted(set(ks[: n_slices // 2]) | set(np.argsort(counts)[::-1][: n_slices
+                                                                            - n_slices // 2]))
+    fig, axes = _grey_row(background, ks, "echo1", 2.8, 3.4, 0.8)
+    for ax, k in zip(axes, ks, strict=True):
+        plane = np.ma.masked_equal(inside[:, :, k].astype(float), 0)
+        _show(ax, plane, gid=f"image-flagged-{k}", cmap=ListedColormap([FLAG_COLOR]), vmin=0,
+              vmax=1, alpha=0.9)
+        if labels is not None and np.any(labels[:, :, k]):
+            ax.contour(np.asarray(labels[:, :, k] != 0, float).T, levels=[0.5],
+                       colors="#33a02c", linewidths=0.8, origin="lower")
+        ax.set_title(f"z = {k}: {int(inside[:, :, k].sum())} flagged", fontsize=10)
+    n_head = int(np.asarray(head, bool).sum()) if head is not None else inside.size
+    frac = inside.sum() / n_head if n_head else float("nan")
+    fig.suptitle(f"{int(inside.sum())} flagged voxels in the head ({100 * frac:.2f} %); "
+                 "red = flagged, green = region outlines", fontsize=11)
     return fig
 
 
@@ -281,23 +469,36 @@ def _jitter(n: int, seed: int, width: float = 0.12) -> np.ndarray:
     return np.random.default_rng(seed).uniform(-width, width, n)
 
 
+def significance_text(p: float | None, alpha: float = 0.05) -> str:
+    """``p = 0.012 *`` (``*`` below ``alpha``), ``p < 0.001 *``, or "" for no p."""
+    if p is None or not np.isfinite(p):
+        return ""
+    star = " *" if p < alpha else ""
+    return f"p < 0.001{star}" if p < 0.001 else f"p = {p:.3f}{star}"
+
+
 def group_distribution_figure(data: pd.DataFrame, region: str, groups: Sequence[str], *,
                               value_column: str = "r2star_agecorr",
-                              ylabel: str = "age-corrected R2* (1/s)") -> Figure:
+                              ylabel: str = "age-corrected R2* (1/s)",
+                              pvalues: dict[str, float] | None = None,
+                              alpha: float = 0.05) -> Figure:
     """The seed's Figure 2: one region's values per group, box plot plus individual points.
 
     ``data`` has columns ``group`` and ``value_column`` (one row per participant). Groups
-    without data are drawn as empty slots, named in the title.
+    without data are drawn as empty slots, named in the title. ``pvalues`` (group -> p of the
+    comparison with the controls, e.g. Mann-Whitney from Table 2) are written above the
+    groups, ``*`` marking p < ``alpha``.
     """
     data = data[np.isfinite(pd.to_numeric(data[value_column], errors="coerce"))]
     if data.empty:
         raise FigureDataError(f"{region}: no {value_column} values")
     colors = group_colors(groups)
-    fig = new_figure(1.3 * len(groups) + 2.2, 3.8, left=0.17, right=0.97, bottom=0.17,
-                     top=0.9)
+    fig = new_figure(max(4.6, 1.0 * len(groups) + 1.4), 3.9, left=0.19, right=0.97,
+                     bottom=0.17, top=0.84)
     ax = fig.add_subplot()
     ax.set_gid(f"axes-{region}")
     missing = []
+    pvalues = pvalues or {}
     for i, g in enumerate(groups):
         vals = data.loc[data["group"] == g, value_column].to_numpy(float)
         if vals.size == 0:
@@ -310,34 +511,57 @@ def group_distribution_figure(data: pd.DataFrame, region: str, groups: Sequence[
         for part in ("medians", "whiskers", "caps"):
             for line in box[part]:
                 line.set_color(colors[g])
-        (pts,) = ax.plot(i + _jitter(vals.size, i), vals, "o", ls="", ms=4,
+        (pts,) = ax.plot(i + _jitter(vals.size, i), vals, "o", ls="", ms=4.5,
                          color=colors[g], alpha=0.85)
         pts.set_gid(f"points-{g}")
+        label = significance_text(pvalues.get(g), alpha)
+        if label:
+            txt = ax.annotate(label.replace(" *", "*"), (i, 1.0),
+                              xycoords=("data", "axes fraction"), xytext=(0, 3),
+                              textcoords="offset points", ha="center", va="bottom", fontsize=9,
+                              fontweight="bold" if label.endswith("*") else "normal")
+            txt.set_gid(f"p-{g}")
     ax.set_xticks(range(len(groups)),
-                  [f"{g}\n(n={int((data['group'] == g).sum())})" for g in groups])
+                  [f"{g}\n(n={int((data['group'] == g).sum())})" for g in groups], fontsize=10)
+    ax.tick_params(axis="y", labelsize=10)
     ax.set_xlim(-0.6, len(groups) - 0.4)
-    ax.set_ylabel(ylabel)
+    ax.set_ylabel(ylabel, fontsize=10)
     title = region_title(region)
     if missing:
         title += f"  (no data: {', '.join(missing)})"
-    ax.set_title(title, fontsize=11)
+    ax.set_title(title, fontsize=11, pad=18 if pvalues else 6)
     ax.grid(axis="y", alpha=0.3)
     return fig
 
 
-def _fit_panel(ax, x: np.ndarray, y: np.ndarray, color: str, name: str) -> float | None:
-    """Scatter ``y`` against ``x`` with the least-squares line; returns Pearson r (or None)."""
-    (pts,) = ax.plot(x, y, "o", ls="", ms=4, color=color, alpha=0.85)
-    pts.set_gid(f"points-{name}")
+def _fit_panel(ax, x: np.ndarray, y: np.ndarray, color: str, name: str,
+               groups: np.ndarray | None = None,
+               colors: dict[str, str] | None = None) -> float | None:
+    """Scatter ``y`` against ``x`` with the least-squares line; returns Pearson r (or None).
+
+    With ``groups`` the points are drawn (and given SVG ids ``points-{name}-{group}``) per
+    group in ``colors``; the line and r are over all points.
+    """
+    if groups is None:
+        (pts,) = ax.plot(x, y, "o", ls="", ms=5, color=color, alpha=0.85)
+        pts.set_gid(f"points-{name}")
+    else:
+        for g in pd.unique(groups):
+            sel = groups == g
+            (pts,) = ax.plot(x[sel], y[sel], "o", ls="", ms=5, alpha=0.85, label=str(g),
+                             color=(colors or {}).get(str(g), color))
+            pts.set_gid(f"points-{name}-{g}")
+        ax.legend(fontsize=9, loc="best", frameon=False, handletextpad=0.2)
     if x.size < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        ax.set_title(f"{name}: n={x.size}, too few for r", fontsize=10)
+        ax.set_title(f"{name}: n = {x.size}, too few for r", fontsize=10)
         return None
     slope, intercept = np.polyfit(x, y, 1)
     r, p = stats.pearsonr(x, y)
     xs = np.linspace(x.min(), x.max(), 50)
-    (line,) = ax.plot(xs, intercept + slope * xs, "-", color=color, lw=1.5)
+    (line,) = ax.plot(xs, intercept + slope * xs, "-", color="black" if groups is not None
+                      else color, lw=1.5)
     line.set_gid(f"fit-{name}")
-    ax.set_title(f"{name}: r = {r:.2f} (p = {p:.3g}), n = {x.size}", fontsize=10)
+    ax.set_title(f"{name}: r = {r:.2f} ({significance_text(p)}), n = {x.size}", fontsize=10)
     return float(r)
 
 
@@ -345,11 +569,13 @@ def volume_correlation_figure(data: pd.DataFrame, region: str, *, control_label:
                               volume_column: str = "cortical_gm_cm3",
                               value_column: str = "r2star_agecorr",
                               xlabel: str = "cortical GM volume (cm³)",
-                              ylabel: str = "age-corrected R2* (1/s)") -> Figure:
+                              ylabel: str = "age-corrected R2* (1/s)",
+                              groups: Sequence[str] | None = None) -> Figure:
     """The seed's Figure 3: volume vs age-corrected R2*, (a) controls and (b) patients.
 
     ``data``: one row per participant with ``group``, ``volume_column`` (cm^3) and
-    ``value_column`` (s^-1). Each panel has its regression line and Pearson r in the title.
+    ``value_column`` (s^-1). Each panel has its regression line and Pearson r in the title;
+    patients are coloured by group (colours as in Figure 2, order ``groups``).
     """
     x = pd.to_numeric(data[volume_column], errors="coerce")
     y = pd.to_numeric(data[value_column], errors="coerce")
@@ -357,21 +583,29 @@ def volume_correlation_figure(data: pd.DataFrame, region: str, *, control_label:
     if not ok.any():
         raise FigureDataError(f"{region}: no participant has both {volume_column} "
                               f"and {value_column}")
-    fig = new_figure(9, 3.8, left=0.1, right=0.98, bottom=0.14, top=0.9, wspace=0.08)
+    order = list(groups) if groups else [control_label] + sorted(
+        set(data["group"].astype(str)) - {control_label})
+    colors = group_colors(order)
+    fig = new_figure(9.6, 4.0, left=0.1, right=0.98, bottom=0.14, top=0.9, wspace=0.08)
     axes = fig.subplots(1, 2, sharey=True)
     is_hc = (data["group"] == control_label).to_numpy()
-    for ax, sel, name, color in ((axes[0], is_hc, "controls", GROUP_COLORS[0]),
-                                 (axes[1], ~is_hc, "patients", GROUP_COLORS[2])):
+    for ax, sel, name in ((axes[0], is_hc, "controls"), (axes[1], ~is_hc, "patients")):
         ax.set_gid(f"axes-{name}")
         m = ok.to_numpy() & sel
         if not m.any():
             ax.set_title(f"{name}: no data", fontsize=10)
-            ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+            ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes,
+                    fontsize=10)
+        elif name == "controls":
+            _fit_panel(ax, x[m].to_numpy(float), y[m].to_numpy(float),
+                       colors.get(control_label, GROUP_COLORS[0]), name)
         else:
-            _fit_panel(ax, x[m].to_numpy(float), y[m].to_numpy(float), color, name)
-        ax.set_xlabel(xlabel)
+            _fit_panel(ax, x[m].to_numpy(float), y[m].to_numpy(float), GROUP_COLORS[2], name,
+                       groups=data["group"].astype(str).to_numpy()[m], colors=colors)
+        ax.set_xlabel(xlabel, fontsize=10)
+        ax.tick_params(labelsize=9)
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel(f"{region_title(region)}\n{ylabel}")
+    axes[0].set_ylabel(f"{region_title(region)}\n{ylabel}", fontsize=10)
     return fig
 
 
@@ -416,8 +650,8 @@ def age_curves_figure(controls: pd.DataFrame, agefit: pd.DataFrame | None,
         raise FigureDataError("no control R2* values with an age")
     ncol = min(4, len(regions))
     nrow = int(np.ceil(len(regions) / ncol))
-    fig = new_figure(3.1 * ncol, 2.7 * nrow, left=0.07, right=0.99, bottom=0.1, top=0.93,
-                     wspace=0.28, hspace=0.38)
+    fig = new_figure(2.85 * ncol, 2.8 * nrow, left=0.08, right=0.99, bottom=0.1, top=0.93,
+                     wspace=0.3, hspace=0.42)
     axes = np.atleast_1d(fig.subplots(nrow, ncol)).ravel()
     fits = agefit.set_index("region") if agefit is not None and "region" in agefit else None
     for ax, region in zip(axes, regions, strict=False):
@@ -450,14 +684,10 @@ def age_curves_figure(controls: pd.DataFrame, agefit: pd.DataFrame | None,
         if reference_age is not None and np.isfinite(reference_age):
             ref = ax.axvline(reference_age, color="grey", ls="--", lw=1)
             ref.set_gid(f"refage-{region}")
-        ax.set_title(region_title(region), fontsize=9.5)
-        ax.tick_params(labelsize=8)
+        ax.set_title(region_title(region), fontsize=10)
+        ax.tick_params(labelsize=9)
         ax.grid(alpha=0.3)
-    for ax in axes[len(regions):]:
-        ax.set_axis_off()
-    fig.supxlabel("age (years)", fontsize=10)
-    fig.supylabel("control R2* (1/s)", fontsize=10)
-    return fig
+    return _finish_grid(fig, axes[len(regions):], "age (years)", "control R2* (1/s)")
 
 
 def site_figure(controls: pd.DataFrame, regions: Sequence[str]) -> Figure:
@@ -473,8 +703,8 @@ def site_figure(controls: pd.DataFrame, regions: Sequence[str]) -> Figure:
     colors = group_colors(sites)
     ncol = min(4, len(regions))
     nrow = int(np.ceil(len(regions) / ncol))
-    fig = new_figure(max(3.1, 0.45 * len(sites) + 1.6) * ncol, 2.8 * nrow, left=0.07, right=0.99,
-                     bottom=0.16, top=0.93, wspace=0.28, hspace=0.6)
+    fig = new_figure(min(11.5, max(2.85, 0.45 * len(sites) + 1.6) * ncol), 3.0 * nrow,
+                     left=0.08, right=0.99, bottom=0.16, top=0.93, wspace=0.3, hspace=0.7)
     axes = np.atleast_1d(fig.subplots(nrow, ncol)).ravel()
     for ax, region in zip(axes, regions, strict=False):
         ax.set_gid(f"axes-{region}")
@@ -488,37 +718,11 @@ def site_figure(controls: pd.DataFrame, regions: Sequence[str]) -> Figure:
                              color=colors[site], alpha=0.8)
             pts.set_gid(f"points-{region}-{site}")
             ax.hlines(vals.mean(), i - 0.3, i + 0.3, color="black", lw=1.5)
-        ax.set_xticks(range(len(sites)), sites, rotation=45, fontsize=7.5)
-        ax.set_title(region_title(region), fontsize=9.5)
-        ax.tick_params(axis="y", labelsize=8)
+        ax.set_xticks(range(len(sites)), sites, rotation=45, fontsize=9)
+        ax.set_title(region_title(region), fontsize=10)
+        ax.tick_params(axis="y", labelsize=9)
         ax.grid(axis="y", alpha=0.3)
-    for ax in axes[len(regions):]:
-        ax.set_axis_off()
-    fig.supylabel("control R2* (1/s)", fontsize=10)
-    return fig
-
-
-def flag_fraction_figure(fractions: pd.DataFrame) -> Figure:
-    """Horizontal bars: fraction of voxels excluded by quality flags per region (0-1)."""
-    if fractions.empty:
-        raise FigureDataError("no regional voxel counts")
-    fig = new_figure(6.5, 0.35 * len(fractions) + 1.2, left=0.3, right=0.97, bottom=0.25,
-                     top=0.95)
-    ax = fig.add_subplot()
-    ax.set_gid("axes-flags")
-    names = [region_title(r) for r in fractions["region"]]
-    bars = ax.barh(names, fractions["flagged_fraction"].to_numpy(float), color=GROUP_COLORS[1])
-    for b, frac, region in zip(bars, fractions["flagged_fraction"].to_numpy(float),
-                               fractions["region"], strict=True):
-        b.set_gid(f"bar-{region}")
-        label = "n/a" if not np.isfinite(frac) else f"{100 * frac:.1f}%"
-        ax.text(max(b.get_width(), 0), b.get_y() + b.get_height() / 2, f" {label}",
-                va="center", fontsize=8)
-    ax.set_xlim(0, max(0.1, float(np.nanmax(fractions["flagged_fraction"])) * 1.2))
-    ax.invert_yaxis()
-    ax.set_xlabel("fraction of eroded-mask voxels excluded by fit flags")
-    ax.grid(axis="x", alpha=0.3)
-    return fig
+    return _finish_grid(fig, axes[len(regions):], None, "control R2* (1/s)")
 
 
 class FigureJob:

@@ -26,11 +26,25 @@ _INT_COLUMN = re.compile(r"(^n$|^n_|_n$|count|^u$|_u$)")
 
 @dataclass
 class Cell:
-    """One table cell: shown text and the TSV columns it comes from."""
+    """One table cell: shown text and the TSV columns it comes from.
+
+    ``parts`` splits the text into pieces, each with the TSV column it shows (None for
+    punctuation), so that every number on the page can be traced to its TSV cell; ``sub``
+    is a second, smaller line (e.g. the p-value under a mean); ``css`` extra classes
+    (``sig``: significant, ``ns``: not significant).
+    """
 
     text: str
     columns: tuple[str, ...] = ()
     numeric: bool = False
+    parts: list[tuple[str, str | None]] = field(default_factory=list)
+    sub: list[tuple[str, str | None]] = field(default_factory=list)
+    css: str = ""
+    tip: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.parts:
+            self.parts = [(self.text, self.columns[0] if len(self.columns) == 1 else None)]
 
     @property
     def wrap(self) -> bool:
@@ -60,6 +74,7 @@ class FigureView:
     data_uri: str | None = None
     error: str | None = None
     files: list[str] = field(default_factory=list)
+    width: int | None = None  # CSS px at which the text has its drawn point size
 
 
 def png_data_uri(png: bytes) -> str:
@@ -147,7 +162,9 @@ def table_view(df: pd.DataFrame, *, id: str, caption: str,
             text, num = format_value(rec[c], c)
             if c in pairs:
                 sd_text, _ = format_value(rec[pairs[c]], pairs[c])
-                row.append(Cell(f"{text} ({sd_text})", (c, pairs[c]), num))
+                row.append(Cell(f"{text} ({sd_text})", (c, pairs[c]), num,
+                                parts=[(text, c), (" (", None), (sd_text, pairs[c]),
+                                       (")", None)]))
             else:
                 row.append(Cell(text, (c,), num))
         rows.append(row)

@@ -17,7 +17,7 @@ import pandas as pd
 
 from ironmap.core.regions import REGIONS
 from ironmap.report import figures as F
-from ironmap.report.html import TableView, table_view
+from ironmap.report.html import Cell, TableView, format_value, table_view
 
 PHENOTYPES = ("RRMS", "SPMS", "PPMS")
 
@@ -75,14 +75,33 @@ def cohort(inputs: StudyInputs) -> pd.DataFrame:
         info = parts[["participant_id", *keep]].drop_duplicates("participant_id")
         df = df.merge(info.rename(columns={gcol: "group"}), on="participant_id", how="left")
     vols = table(inputs, "volumes")
-    if vols is not None and "cortical_gm_cm3" in vols:
-        v = vols[["participant_id", "cortical_gm_cm3"]].drop_duplicates("participant_id")
-        df = df.merge(v, on="participant_id", how="left")
+    vcol = volume_column(inputs)
+    if vols is not None and vcol in vols:
+        v = vols[["participant_id", vcol]].drop_duplicates("participant_id")
+        df = df.merge(v.rename(columns={vcol: "cortical_gm_cm3"}), on="participant_id",
+                      how="left")
     for c in cols:
         if c not in df:
             df[c] = np.nan
     df["group"] = df["group"].astype(object).where(df["group"].notna(), "unknown")
     return df[cols].reset_index(drop=True)
+
+
+def volume_column(inputs: StudyInputs) -> str:
+    """The ``volumes.tsv`` column the group statistics used for cortical GM volume.
+
+    From ``stats.json`` ``sources.volumes.cortical_gm_cm3`` (``group/volumes.tsv:COLUMN``);
+    otherwise the group level's rule: the normalised volume when it has values.
+    """
+    src = ((inputs.stats.get("sources") or {}).get("volumes") or {})
+    named = src.get("cortical_gm_cm3") if isinstance(src, dict) else None
+    if isinstance(named, str) and named.startswith("group/volumes.tsv:"):
+        return named.split(":", 1)[1]
+    vols = table(inputs, "volumes")
+    if vols is not None and "cortical_gm_norm_cm3" in vols and \
+            vols["cortical_gm_norm_cm3"].notna().any():
+        return "cortical_gm_norm_cm3"
+    return "cortical_gm_cm3"
 
 
 def group_order(inputs: StudyInputs, data: pd.DataFrame) -> list[str]:
@@ -148,25 +167,66 @@ def missing_items(inputs: StudyInputs, data: pd.DataFrame) -> list[str]:
     return out
 
 
-def _fig2_job(data, region, groups, value_col, ylabel) -> F.FigureJob:
+def significance(inputs: StudyInputs) -> tuple[float, bool]:
+    """(alpha, whether FDR q-values replace p-values) of the run, from ``stats.json``."""
+    settings = inputs.stats.get("settings") or {}
+    record = inputs.stats.get("methods") or {}
+    fdr = (record.get("fdr") or {}).get("applied") if isinstance(record, dict) else None
+    if fdr is None:
+        fdr = settings.get("fdr") is True
+    try:
+        alpha = float(settings.get("alpha", 0.05))
+    except (TypeError, ValueError):
+        alpha = 0.05
+    return alpha, bool(fdr)
+
+
+def group_pvalues(inputs: StudyInputs, region: str, groups: list[str]) -> dict[str, float]:
+    """Group -> p (q with FDR) of its Mann-Whitney comparison with the controls (Table 2)."""
+    t2 = table(inputs, "table2")
+    if t2 is None or "region" not in t2:
+        return {}
+    rows = t2[t2["region"] == region]
+    if rows.empty:
+        return {}
+    _, fdr = significance(inputs)
+    out = {}
+    for g in groups:
+        base = f"mw_{g}_vs_{inputs.control_label}"
+        col = f"{base}_q" if fdr and f"{base}_q" in rows else f"{base}_p"
+        if col in rows:
+            value = pd.to_numeric(rows[col], errors="coerce").iloc[0]
+            if np.isfinite(value):
+                out[g] = float(value)
+    return out
+
+
+def _fig2_job(inputs, data, region, groups, value_col, ylabel) -> F.FigureJob:
     sub = data[data["region"] == region]
+    alpha, fdr = significance(inputs)
+    which = "FDR q" if fdr else "p"
     return F.FigureJob(
         f"fig2-{region}", f"Figure 2 · {F.region_title(region)}",
-        f"{ylabel} per group; box = median and quartiles, points = participants.",
+        f"{ylabel} per group; box = median and quartiles, points = participants. Above each "
+        f"patient group: Mann-Whitney {which} against the controls (Table 2), * = below "
+        f"{alpha:g}.",
         f"region-{region}_desc-groups_r2star",
         partial(F.group_distribution_figure, sub, region, groups, value_column=value_col,
-                ylabel=ylabel))
+                ylabel=ylabel, pvalues=group_pvalues(inputs, region, groups), alpha=alpha))
 
 
-def _fig3_job(data, region, ctrl, value_col, ylabel) -> F.FigureJob:
+def _fig3_job(data, region, ctrl, value_col, ylabel, groups, vcol) -> F.FigureJob:
     sub = data[data["region"] == region]
+    what = ("normalised cortical GM volume" if "norm" in vcol else "cortical GM volume")
     return F.FigureJob(
         f"fig3-{region}", f"Figure 3 · {F.region_title(region)}",
-        f"Cortical GM volume against {ylabel} in (left) controls and (right) patients, with "
-        "the least-squares line and Pearson r.",
+        f"{what.capitalize()} (volumes.tsv {vcol}, as in the Table 2 correlations) against "
+        f"{ylabel} in (left) controls and (right) patients (coloured by group), with the "
+        "least-squares line and Pearson r over each panel.",
         f"region-{region}_desc-corticalgm_r2star",
         partial(F.volume_correlation_figure, sub, region, control_label=ctrl,
-                value_column=value_col, ylabel=ylabel))
+                value_column=value_col, ylabel=ylabel, groups=groups,
+                xlabel=f"{what} (cm³)"))
 
 
 def figure_jobs(inputs: StudyInputs, data: pd.DataFrame) -> dict[str, list[F.FigureJob]]:
@@ -185,8 +245,9 @@ def figure_jobs(inputs: StudyInputs, data: pd.DataFrame) -> dict[str, list[F.Fig
         ref = float(np.nanmean(controls.drop_duplicates("participant_id")["age"]
                                .to_numpy(float)))
     jobs: dict[str, list[F.FigureJob]] = {
-        "fig2": [_fig2_job(data, r, groups, value_col, ylabel) for r in regions],
-        "fig3": [_fig3_job(data, r, ctrl, value_col, ylabel) for r in regions]
+        "fig2": [_fig2_job(inputs, data, r, groups, value_col, ylabel) for r in regions],
+        "fig3": [_fig3_job(data, r, ctrl, value_col, ylabel, groups, volume_column(inputs))
+                 for r in regions]
         if table(inputs, "volumes") is not None else [],
         "agecurves": [F.FigureJob(
             "agecurves", "Control age curves",
@@ -233,42 +294,103 @@ T1_LABELS = {"sex_text": "sex (F/M)", "age_text": "age, years",
              "cortical_gm_cm3_text": "cortical GM volume (cm³)",
              "wm_cm3_text": "total WM volume (cm³)"}
 
-T2_LABELS = {"title": "region", "r_cortical_gm_cm3_patients": "cortical GM volume r",
-             "r_wm_cm3_patients": "WM volume r", "beta_edss": "EDSS β",
-             "beta_disease_duration": "disease duration β", "model_R": "model R",
-             "model_p": "model p"}
+
+#: Table 2's association columns: (r or beta column, its p column or None, header)
+T2_ASSOCIATIONS = (("r_cortical_gm_cm3_patients", "p_cortical_gm_cm3_patients",
+                    "cortical GM r"),
+                   ("r_wm_cm3_patients", "p_wm_cm3_patients", "WM r"),
+                   ("beta_edss", None, "EDSS β"),
+                   ("beta_disease_duration", None, "duration β"),
+                   ("model_R", "model_p", "model R"))
 
 
-def _table2_main(df: pd.DataFrame, control: str) -> list[str]:
-    cols = list(df.columns)
-    first = ["title"] if "title" in cols else ["region"]
-    pairs = [c for c in cols if c.endswith("_mean") and f"{c[:-5]}_sd" in cols]
-    pairs = [c for c in pairs if c == f"{control}_mean"] + \
-        [c for c in pairs if c != f"{control}_mean"]
-    out = first
-    for c in pairs:
-        out += [c, f"{c[:-5]}_sd"]
-    return out + [c for c in T2_LABELS if c in cols and c not in out]
+def _table2_groups(df: pd.DataFrame, control: str) -> list[str]:
+    """Groups with mean/SD columns: controls, the seed's phenotypes, then the rest."""
+    groups = [c[:-5] for c in df.columns if c.endswith("_mean") and f"{c[:-5]}_sd" in df]
+    order = [control, *PHENOTYPES]
+    return [g for g in order if g in groups] + [g for g in groups if g not in order]
+
+
+def _p_parts(rec: pd.Series, column: str | None, alpha: float,
+             fdr: bool) -> tuple[list[tuple[str, str | None]], str]:
+    """The "p = 0.012 *" line of a cell (q with FDR) and its CSS class (sig / ns)."""
+    if column is None:
+        return [], ""
+    qcol = ("q_" + column[2:] if column.startswith("p_") else column[:-2] + "_q"
+            if column.endswith("_p") else None)
+    col = qcol if fdr and qcol in rec.index else column
+    if col not in rec.index:
+        return [], ""
+    text, is_num = format_value(rec[col], col)
+    if not is_num:
+        return [], ""
+    value = float(rec[col])
+    mark = " *" if value < alpha else ""
+    name = "q" if col != column else "p"
+    sign = "" if text.startswith("<") else "= "
+    return [(f"{name} {sign}", None), (text, col), (mark, None)], "sig" if mark else "ns"
+
+
+def _table2_row(rec: pd.Series, groups: list[str], control: str, alpha: float,
+                fdr: bool) -> list[Cell]:
+    name = "title" if "title" in rec.index else "region"
+    row = [Cell(str(rec[name]), (name,))]
+    for g in groups:
+        m, s_ = f"{g}_mean", f"{g}_sd"
+        mt, num = format_value(rec[m], m)
+        st_, _ = format_value(rec[s_], s_)
+        sub, css = ([], "") if g == control else _p_parts(
+            rec, f"mw_{g}_vs_{control}_p", alpha, fdr)
+        row.append(Cell(f"{mt} ({st_})", (m, s_), num, css=css, sub=sub,
+                        parts=[(mt, m), (" (", None), (st_, s_), (")", None)]))
+    for col, pcol, _ in T2_ASSOCIATIONS:
+        if col not in rec.index:
+            continue
+        text, num = format_value(rec[col], col)
+        tip = ""
+        if col.startswith("beta_") and not num:
+            text, tip = "n.s.", "not selected by the stepwise model"
+        sub, css = _p_parts(rec, pcol, alpha, fdr)
+        row.append(Cell(text, (col,), num, sub=sub, css=css, tip=tip))
+    return row
+
+
+def table2_main_view(df: pd.DataFrame, dictionary: dict, control: str, alpha: float = 0.05,
+                     fdr: bool = False) -> TableView:
+    """Table 2 in the seed's layout: mean (SD) per group with the Mann-Whitney p against the
+    controls below it, volume correlations with their p, stepwise betas, model R and p;
+    significant values (p, or FDR q, below ``alpha``) bold with ``*``."""
+    groups = _table2_groups(df, control)
+    header = [("region", "Region")]
+    for g in groups:
+        tip = dictionary.get(f"{g}_mean", {}).get("Description", "") \
+            if isinstance(dictionary.get(f"{g}_mean"), dict) else ""
+        header.append((f"{g} (s⁻¹)", tip))
+    header += [(label, "") for col, _, label in T2_ASSOCIATIONS if col in df.columns]
+    rows = [_table2_row(rec, groups, control, alpha, fdr) for _, rec in df.iterrows()]
+    which = "FDR q-values (Benjamini-Hochberg across regions)" if fdr else "p-values"
+    note = (f"Mean (SD) of age-corrected R2* per group; below each patient group the "
+            f"Mann-Whitney {which} against {control}; cortical GM r and WM r: correlation of "
+            f"the (normalised, when available) volume with age-corrected R2* in patients "
+            f"(Pearson or Spearman, see the full table) with its p; EDSS and disease duration β: "
+            f"standardised betas of the stepwise model (n.s. = not selected); model R with the "
+            f"model's F-test p. Bold with * = below {alpha:g}, grey = not significant. Values "
+            f"are rounded for display; the full table below has every column.")
+    return TableView("table2", "Regional age-corrected R2* (s⁻¹), mean (SD) per group, and "
+                     "associations in patients", header, rows, note, "group/table2.tsv")
 
 
 def table2_views(inputs: StudyInputs) -> tuple[TableView | None, TableView | None]:
-    """Table 2 in the seed's layout (region, group mean (SD), volume r, betas, model R, p)
-    and the full table (every test, statistic and convention)."""
+    """Table 2 in the seed's layout (:func:`table2_main_view`) and the full table (every
+    test, statistic and convention)."""
     entry = inputs.tables.get("table2")
     if entry is None:
         return None, None
     df, dictionary = entry
     if df.empty:
         return None, None
-    main = _table2_main(df, inputs.control_label)
-    labels = {**T2_LABELS, **{c: f"{c[:-5]} (s⁻¹)" for c in main if c.endswith("_mean")}}
-    view = table_view(df, id="table2", caption="Regional age-corrected R2* (s⁻¹), mean (SD) "
-                      "per group, and associations in patients", dictionary=dictionary,
-                      columns=main, labels=labels, source="group/table2.tsv",
-                      note="r: correlation with age-corrected R2* in patients (Pearson or "
-                      "Spearman, see the full table); β: standardised betas of the stepwise "
-                      "model (n/a = not selected). Values are rounded for display; hover a "
-                      "header for its definition.")
+    alpha, fdr = significance(inputs)
+    view = table2_main_view(df, dictionary or {}, inputs.control_label, alpha, fdr)
     full = table_view(df, id="table2-full", caption="table2.tsv, all columns",
                       dictionary=dictionary, combine_mean_sd=False, source="group/table2.tsv")
     return view, full

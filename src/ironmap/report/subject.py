@@ -42,6 +42,9 @@ class SubjectImages:
     megre_on_t1w: np.ndarray | None = None
     regions: pd.DataFrame | None = None  # the participant's regional table
     lesions: pd.DataFrame | None = None  # per-lesion table
+    brain: np.ndarray | None = None  # brain mask on the R2* grid (desc-brain_mask), if any
+    voxel_sizes: tuple[float, float, float] = (1.0, 1.0, 1.0)  # mm, R2* grid (closest RAS)
+    label_names: dict[int, str] = field(default_factory=dict)  # label value -> name
     similarity: dict[str, float] = field(default_factory=dict)  # series -> NMI
     segmentation_errors: dict[str, str] = field(default_factory=dict)  # T1w step -> message
     problems: list[str] = field(default_factory=list)
@@ -132,56 +135,145 @@ METRIC_DICTIONARY: dict[str, dict[str, str]] = {
 }
 
 
-def _r2_range(img: SubjectImages) -> tuple[float, float]:
+#: display range of R2*: these percentiles of the brain voxels' R2*
+DISPLAY_PERCENTILES = (1.0, 99.0)
+#: without a brain mask, the GRE signal mask is eroded in-plane by this much (mm): about the
+#: thickness of scalp and skull, whose R2* would otherwise set the colour scale
+SCALP_MM = 8.0
+
+
+def brain_voxels(img: SubjectImages) -> tuple[np.ndarray | None, str]:
+    """Voxels whose R2* sets the colour scale, and where they come from (for the caption).
+
+    The brain mask on the R2* grid when there is one; otherwise the GRE signal mask eroded
+    by :data:`SCALP_MM` (drops most of the scalp); in both cases only voxels with a valid R2*.
+    """
+    from scipy import ndimage
+
+    from ironmap.core.qc import FLAGS_INVALID
+
     if img.r2star is None:
-        return 0.0, 1.0
-    vals = img.r2star
-    if img.labels is not None and np.any(img.labels > 0):
-        vals = np.where(img.labels > 0, img.r2star, np.nan)
-    return 0.0, max(F.robust_range(vals, 1, 99.5)[1], F.robust_range(img.r2star, 1, 95)[1])
+        return None, "no R2* map"
+    valid = np.isfinite(img.r2star)
+    if img.flags is not None and img.flags.shape == valid.shape:
+        valid &= (np.asarray(img.flags, np.uint16) & FLAGS_INVALID) == 0
+    if img.brain is not None and img.brain.shape == valid.shape and np.any(img.brain):
+        return valid & (np.asarray(img.brain) > 0), "brain mask (desc-brain_mask)"
+    head = display_mask(img.echo1)
+    if head is not None and head.shape == valid.shape:
+        n = max(1, int(round(SCALP_MM / max(min(img.voxel_sizes[:2]), 1e-3))))
+        plane = np.zeros((3, 3, 3), bool)
+        plane[:, :, 1] = ndimage.generate_binary_structure(2, 1)  # in-plane only
+        inner = ndimage.binary_erosion(head, plane, iterations=n)
+        if np.any(inner & valid):
+            return valid & inner, f"GRE signal mask eroded by {SCALP_MM:g} mm ({n} voxels)"
+    return valid, "all voxels with a valid R2*"
+
+
+def r2star_display_range(img: SubjectImages) -> tuple[float, float, str]:
+    """(low, high) in s^-1 and a sentence stating the range and the voxels it comes from."""
+    mask, source = brain_voxels(img)
+    if mask is None or not np.any(mask):
+        return 0.0, 1.0, "R2* display range: no valid voxels"
+    lo, hi = np.percentile(img.r2star[mask], DISPLAY_PERCENTILES)
+    lo, hi = float(max(lo, 0.0)), float(hi if hi > lo else lo + 1.0)
+    p_lo, p_hi = (_ordinal(p) for p in DISPLAY_PERCENTILES)
+    return lo, hi, (f"R2* colour scale {lo:.1f}-{hi:.1f} s⁻¹: the {p_lo}-{p_hi} "
+                    f"percentiles of R2* in {int(mask.sum())} voxels of the {source}.")
+
+
+def _ordinal(p: float) -> str:
+    n = f"{p:g}"
+    suffix = {"1": "st", "2": "nd", "3": "rd"}.get(n[-1], "th")
+    return n + ("th" if n.endswith(("11", "12", "13")) else suffix)
+
+
+def flagged_mask(img: SubjectImages) -> np.ndarray | None:
+    """Voxels whose fit is flagged invalid (bool, R2* grid), or None without flags."""
+    from ironmap.core.qc import FLAGS_INVALID
+
+    if img.flags is None:
+        return None
+    return (np.asarray(img.flags, np.uint16) & FLAGS_INVALID) != 0
 
 
 def figure_jobs(img: SubjectImages) -> list[tuple[str, F.FigureJob]]:
     """(section, job) pairs of the participant page (sections: maps, registration, overlays)."""
+    from ironmap.core.qc import FLAGS_INVALID
+
     p = img.label
-    rng = _r2_range(img)
+    lo, hi, range_text = r2star_display_range(img)
+    rng = (lo, hi)
     r2 = masked_r2star(img)
-    mask = img.labels if img.labels is not None else head_mask(img.echo1)
+    names = img.label_names or None
     jobs = [
         ("maps", F.FigureJob(
             "fig1", "Figure 1 · echoes and R2* map",
-            "(A) first and (B) second echo, (C) R2* map, (D) eroded regions on R2*.",
+            "(A) first and (B) second echo, (C) R2* map, (D) eroded regions on R2* (legend: "
+            "label names). " + range_text,
             f"{p}_desc-fig1_R2starmap",
             partial(F.subject_maps_figure, img.echo1, img.echo2, r2, img.eroded,
-                    r2star_range=rng, echo_times=img.echo_times, title=p))),
+                    r2star_range=rng, echo_times=img.echo_times, title=p, label_names=names))),
         ("maps", F.FigureJob(
-            "montage", "R2* montage", "Axial R2* slices (s⁻¹) across the head.",
+            "montage", "R2* montage", "Axial R2* slices (s⁻¹) across the head. " + range_text,
             f"{p}_desc-montage_R2starmap",
             partial(F.r2star_montage_figure, r2, mask=head_mask(img.echo1),
                     r2star_range=rng))),
         ("registration", F.FigureJob(
-            "flair-t1w", "FLAIR registered to T1w", "FLAIR edges over the T1w image.",
+            "flair-t1w", "FLAIR registered to T1w", "FLAIR edges (orange) over the T1w image.",
             f"{p}_desc-flairedges_T1w",
             partial(F.edge_overlay_figure, img.t1w, img.flair_on_t1w))),
         ("registration", F.FigureJob(
-            "megre-t1w", "GRE (echo 1) registered to T1w", "GRE echo-1 edges over the T1w.",
-            f"{p}_desc-megreedges_T1w",
+            "megre-t1w", "GRE (echo 1) registered to T1w",
+            "GRE echo-1 edges (orange) over the T1w.", f"{p}_desc-megreedges_T1w",
             partial(F.edge_overlay_figure, img.t1w, img.megre_on_t1w))),
         ("overlays", F.FigureJob(
             "regions", "Regions and lesions on R2*",
-            "Deep grey-matter labels (colours, before erosion) and lesion outlines (cyan).",
+            "Deep grey-matter labels (one colour each, before erosion; the legend lists the "
+            "labels drawn) and lesion outlines (cyan) on R2* (grey). " + range_text,
             f"{p}_desc-overlay_R2starmap",
             partial(F.regions_lesions_figure, r2, img.labels, img.lesion,
-                    r2star_range=rng))),
+                    r2star_range=rng, label_names=names))),
     ]
-    if mask is not None and img.regions is not None:
-        fr = qcflags.region_flagged_fractions(img.regions)
-        frame = pd.DataFrame({"region": list(fr), "flagged_fraction": list(fr.values())})
+    if img.eroded is not None and img.r2star is not None:
         jobs.append(("overlays", F.FigureJob(
-            "flagfraction", "Quality-flag fraction per region",
-            "Fraction of each region's eroded voxels excluded by the R2* fit flags.",
-            f"{p}_desc-flags_R2starmap", partial(F.flag_fraction_figure, frame))))
+            "histograms", "R2* per region",
+            "Histogram of R2* in each eroded label: the valid (unflagged) voxels the regional "
+            "mean is computed from; black line = mean.", f"{p}_desc-histograms_R2starmap",
+            partial(F.region_histograms_figure, img.r2star, img.eroded, img.flags, names,
+                    int(FLAGS_INVALID)))))
+    flagged = flagged_mask(img)
+    if flagged is not None and img.echo1 is not None:
+        jobs.append(("overlays", F.FigureJob(
+            "flagged", "Flagged voxels",
+            "Voxels whose R2* fit failed or was flagged invalid (red) inside the head, on the "
+            "first echo, with the region outlines (green); slices with the most flagged voxels "
+            "are shown.", f"{p}_desc-flags_R2starmap",
+            partial(F.flagged_voxels_figure, img.echo1, flagged, head_mask(img.echo1),
+                    img.labels))))
     return jobs
+
+
+def viewer_view(img: SubjectImages) -> dict[str, Any] | None:
+    """The interactive viewer's payload, legend and stated range (None without an R2* map)."""
+    from ironmap.report.viewer import viewer_data
+
+    if img.r2star is None:
+        return None
+    lo, hi, range_text = r2star_display_range(img)
+    head = display_mask(img.echo1)
+    if head is not None and head.shape != img.r2star.shape:
+        head = None
+    colors = F.label_colors(np.unique(img.labels)) if img.labels is not None else {}
+    data = viewer_data(img.r2star, head=head, labels=img.labels, lesion=img.lesion,
+                       voxel_sizes=img.voxel_sizes, window=(lo, hi), label_colors=colors,
+                       label_names=img.label_names)
+    legend = [(img.label_names.get(v, f"label {v}"), c) for v, c in colors.items()]
+    note = range_text + (f" Shown every {_ordinal(data.step)} voxel in-plane (page size)."
+                         if data.step > 1 else "")
+    return {"payload": data.payload, "n_bytes": data.n_bytes, "legend": legend,
+            "lesion": img.lesion is not None, "note": note,
+            "shape": "×".join(str(n) for n in data.shape)}
 
 
 def regions_view(img: SubjectImages) -> TableView | None:

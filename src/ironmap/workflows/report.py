@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from markupsafe import Markup
 
 from ironmap.core import qcflags
 from ironmap.io.atomic import write_bytes, write_text
@@ -26,8 +27,9 @@ from ironmap.io.outputs import derivative_path, subject_prefix
 from ironmap.io.tables import read_dictionary, read_tsv, write_tsv
 from ironmap.report import html, study
 from ironmap.report import subject as subj
-from ironmap.report.figures import FigureJob, render_figure
+from ironmap.report.figures import FigureJob, display_width, render_figure
 from ironmap.report.methods import build_methods
+from ironmap.report.viewer import script as viewer_script
 from ironmap.workflows.config import RunConfig
 from ironmap.workflows.provenance import first_r2star_sidecar, mask_sources, run_config
 
@@ -135,6 +137,29 @@ def _on_t1w(img, t1w, xfm_path: Path, problems: list[str], what: str):
         return None
 
 
+def _canonical_zooms(img) -> tuple[float, float, float]:
+    """Voxel sizes (mm) of an image in the closest-RAS axis order of :func:`_canonical`."""
+    from nibabel.orientations import io_orientation
+
+    zooms = img.header.get_zooms()[:3]
+    out = [1.0, 1.0, 1.0]
+    for in_axis, (out_axis, _) in enumerate(io_orientation(img.affine)):
+        out[int(out_axis)] = float(zooms[in_axis])
+    return out[0], out[1], out[2]
+
+
+def _brain_mask(out: Path, pid: str, sid: str | None, ref) -> np.ndarray | None:
+    """A ``desc-brain_mask`` of the participant on the R2* grid (closest RAS), or None."""
+    from ironmap.spatial.grid import same_grid
+
+    folder = derivative_path(out, "r2starmap", pid, sid).parent
+    for path in sorted(folder.glob("*desc-brain_mask.nii*")):
+        img = _load(path, [], "brain mask")
+        if img is not None and same_grid(img, ref):
+            return _canonical(np.asarray(img.dataobj) > 0, ref.affine)
+    return None
+
+
 def load_subject(cfg: RunConfig, inputs) -> subj.SubjectImages:
     """Arrays of one participant (``inputs``: :class:`ironmap.io.bids.SubjectInputs`)."""
     out = Path(cfg.output_dir)
@@ -152,12 +177,18 @@ def load_subject(cfg: RunConfig, inputs) -> subj.SubjectImages:
     if ref is not None:
         aff = ref.affine
         s.r2star, s.echo1, s.echo2 = (_canonical(_array(i), aff) for i in (r2, e1, e2))
+        s.voxel_sizes = _canonical_zooms(ref)
         for name, key in (("fitflags", "flags"), ("dseg_r2star", "labels"),
                           ("dseg_eroded", "eroded"), ("lesion_r2star", "lesion")):
             path = derivative_path(out, name, pid, sid)
             img = _load(path, [], name) if path.exists() else None
             setattr(s, key, _canonical(np.asarray(img.dataobj) if img is not None else None,
                                        aff))
+        s.brain = _brain_mask(out, pid, sid, ref)
+        names = _read_optional(derivative_path(out, "dseg_labels", pid, sid), [])
+        if names is not None and {"index", "name"} <= set(names.columns):
+            s.label_names = {int(i): str(n) for i, n in zip(names["index"], names["name"],
+                                                           strict=True)}
     if t1w is not None:
         s.t1w = _canonical(_array(t1w), t1w.affine)
         for img, name, attr in ((flair, "xfm_flair_to_t1w", "flair_on_t1w"),
@@ -188,6 +219,7 @@ def realise(job: FigureJob, fig_dir: Path, rel_to: Path) -> html.FigureView:
             path = write_bytes(fig_dir / f"{job.stem}.{fmt}", blob)
             view.files.append(str(path.relative_to(rel_to)))
         view.data_uri = html.png_data_uri(data["png"])
+        view.width = display_width(fig)
     except Exception as exc:  # a failing figure never stops the report
         view.error = str(exc) or type(exc).__name__
         log.warning("figure %s (%s) failed: %s", job.id, fig_dir, view.error,
@@ -209,12 +241,19 @@ def write_subject_page(cfg: RunConfig, inputs, info: dict[str, str],
                                                   "overlays": []}
     for section, job in subj.figure_jobs(s):
         sections[section].append(realise(job, fig_dir, out))
+    try:
+        viewer = subj.viewer_view(s)
+    except Exception as exc:  # the page is written without the viewer
+        log.warning("%s: viewer not made: %s", s.label, exc, exc_info=True)
+        s.problems.append(f"interactive viewer: {exc}")
+        viewer = None
     page = out / f"{subject_prefix(s.participant_id, s.session_id)}.html"
     text = html.render("subject.html", version=__version__, label=s.label,
                        info=list(info.items()), missing=s.problems, flags=flags,
                        metrics=subj.metrics_view(m), maps=sections["maps"],
                        registration=sections["registration"], overlays=sections["overlays"],
                        regions=subj.regions_view(s), lesions=subj.lesions_view(s),
+                       viewer=viewer, viewer_script=Markup(viewer_script()) if viewer else "",
                        figure_dir=str(fig_dir.relative_to(out)))
     write_text(page, text)
     row = {"participant_id": s.participant_id, "session_id": s.session_id,
