@@ -44,6 +44,9 @@ class RunConfig:
     per_site_agecorr: bool = False
     report: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
+    # participant level: lesion masks ("auto" | "none" | "masks"), see workflows.lesionauto
+    lesions: str = "auto"
+    lesions_controls: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict (paths as strings)."""

@@ -397,7 +397,11 @@ def analyse(subject: SubjectInputs, cfg: RunConfig, stage: Path) -> dict[str, An
     n_regions = _tolerate_segmentation(
         "deep_gm_labels", failed, subject,
         lambda: regional(subject, cfg, images, fit, r2img, xfm, stage, chosen["dseg"]))
-    lesion_row = lesions(subject, cfg, images, fit, r2img, xfm, stage, chosen["lesion"])
+    from ironmap.workflows.lesionauto import choose_lesion_mask
+
+    lesion_mask, lesion_source = choose_lesion_mask(subject, cfg, images, stage, chosen["lesion"])
+    lesion_row = lesions(subject, cfg, images, fit, r2img, xfm, stage, lesion_mask)
+    lesion_row["lesion_source"] = lesion_source
     summary: dict[str, Any] = {"lesions": lesion_row,
                                "registration_nmi": similarity, "n_region_rows": n_regions or 0,
                                "fit_method": str(fit.method)}
