@@ -69,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "AnatomicalLandmarkCoordinates, else a template registration")
     g.add_argument("--no-putamen-split", action="store_false", dest="putamen_split",
                    help="keep whole-putamen labels whole (no split at the anterior commissure)")
+    g.add_argument("--lesions", choices=("auto", "none", "masks"), default="auto",
+                   help="lesion masks: rater masks, else automatic FLAIR segmentation for "
+                   "patients with a FLAIR (auto, default); rater masks only (masks); none")
+    g.add_argument("--lesions-controls", action="store_true",
+                   help="with --lesions auto, also segment lesions in controls")
     g.add_argument("--nprocs", type=int, default=1,
                    help="participants processed in parallel on this machine (Dask LocalCluster)")
     g.add_argument("--dask-scheduler", default=None,
@@ -122,6 +127,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         auto_anatomy=args.auto_anatomy,
         landmarks=args.landmarks.resolve() if args.landmarks is not None else None,
         putamen_split=args.putamen_split,
+        lesions=args.lesions,
+        lesions_controls=args.lesions_controls,
         nprocs=args.nprocs,
         dask_scheduler=args.dask_scheduler,
         work_dir=args.work_dir,

@@ -1,4 +1,4 @@
-"""``ironmap lesions grow FLAIR --seeds seeds.tsv -o MASK``: semi-automatic lesion outlining."""
+"""``ironmap lesions grow|segment``: semi-automatic and automatic lesion outlining on FLAIR."""
 
 from __future__ import annotations
 
@@ -23,6 +23,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     grow.add_argument("-o", "--output", required=True, metavar="MASK",
                       help="output lesion mask, e.g. sub-01_label-lesion_mask.nii.gz")
     grow.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    seg = sub.add_parser("segment", help="automatic white-matter lesion segmentation on FLAIR")
+    seg.add_argument("flair", metavar="FLAIR", help="FLAIR NIfTI (lesions bright)")
+    seg.add_argument("--t1w", metavar="T1W", default=None,
+                     help="T1w NIfTI of the same session (guides registration, brain mask "
+                          "and the normal-appearing white matter)")
+    seg.add_argument("-o", "--output", required=True, metavar="MASK",
+                     help="output lesion mask, e.g. sub-01_label-lesion_mask.nii.gz")
+    seg.add_argument("--threshold", type=float, default=0.5, metavar="P",
+                     help="lesion probability threshold, 0 < P < 1 (default 0.5)")
+    seg.add_argument("--probability", metavar="OUT_PROB", default=None,
+                     help="also write the lesion probability map, e.g. "
+                          "sub-01_label-lesion_probseg.nii.gz")
+    seg.add_argument("--overwrite", action="store_true", help="replace existing outputs")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,8 +43,8 @@ def run(args: argparse.Namespace) -> int:
     from ironmap.io.nifti import ImageError
     from ironmap.workflows.lesions import SeedError, grow_from_file
 
-    if args.action != "grow":  # pragma: no cover - argparse restricts the choices
-        return 2
+    if args.action == "segment":
+        return _segment(args)
     if not args.seeds and not args.propose:
         log.error("give --seeds TSV and/or --propose")
         return 2
@@ -45,4 +58,21 @@ def run(args: argparse.Namespace) -> int:
     ok = int((table.status == "ok").sum())
     log.info("%d of %d seeds grown; %d lesion voxels -> %s", ok, len(table),
              int(table.n_voxels.sum()), args.output)
+    return 0
+
+
+def _segment(args: argparse.Namespace) -> int:
+    from ironmap.workflows.lesionseg import LesionSegError, segment_from_file
+
+    if not 0.0 < args.threshold < 1.0:
+        log.error("--threshold must be between 0 and 1, got %s", args.threshold)
+        return 2
+    try:
+        seg = segment_from_file(args.flair, args.output, t1w_path=args.t1w,
+                                threshold=args.threshold, probability_path=args.probability,
+                                overwrite=args.overwrite)
+    except (LesionSegError, FileNotFoundError, FileExistsError) as exc:
+        log.error("%s", exc)
+        return 1
+    log.info("%d lesions, %.2f cm3 -> %s", seg.n_lesions, seg.load_cm3, args.output)
     return 0

@@ -48,6 +48,9 @@ class RunConfig:
     max_image_gb: float = 2.0  # ceiling on a participant's images as float32 (GiB)
     harmonise: str = "none"  # "none" | "combat" | "combat-gam" (ironmap.core.harmonise)
     auto_anatomy: bool = True  # atlas labels when a participant has no rater deep-GM labels
+    # participant level: lesion masks ("auto" | "none" | "masks"), see workflows.lesionauto
+    lesions: str = "auto"
+    lesions_controls: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict (paths as strings)."""

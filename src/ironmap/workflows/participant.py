@@ -42,7 +42,7 @@ STAGING = ".ironmap-staging"
 
 #: parameters that change a participant's results (part of its manifest)
 RESULT_PARAMETERS = ("method", "registration", "erosion_voxels", "write_t2star", "volumes",
-                     "atlas", "putamen_split", "auto_anatomy")
+                     "atlas", "putamen_split", "auto_anatomy", "lesions", "lesions_controls")
 
 GROUP_DICTIONARIES: dict[str, dict[str, dict[str, str]]] = {
     "ids": {
@@ -59,6 +59,8 @@ GROUP_DICTIONARIES: dict[str, dict[str, dict[str, str]]] = {
         "lesion_r2star_median": {"Description": "Median R2* over all valid lesion voxels",
                                  "Units": "1/s"},
         "n_voxels": {"Description": "Lesion voxels with a valid R2* on the R2* grid"},
+        "lesion_source": {"Description": "Where the lesion mask came from: rater (derivative "
+                          "mask) or automatic (ironmap lesions segment)"},
     },
 }
 

@@ -393,12 +393,16 @@ def analyse(subject: SubjectInputs, cfg: RunConfig, stage: Path) -> dict[str, An
     fit, r2img = fit_and_write(images, subject, cfg, stage)
     xfm, similarity = register_series(images, subject, cfg, stage)
     failed: dict[str, str] = {}
+    from ironmap.workflows.lesionauto import choose_lesion_mask
+
+    lesion_mask, lesion_source = choose_lesion_mask(subject, cfg, images, stage, chosen["lesion"])
     n_regions = _tolerate_segmentation(
         "deep_gm_labels", failed, subject,
         lambda: regional(subject, cfg, images, fit, r2img, xfm, stage, chosen["dseg"],
-                         chosen["lesion"]))
-    lesion_row = lesions(subject, cfg, images, fit, r2img, xfm, stage, chosen["lesion"])
-    summary: dict[str, Any] = {"lesions": lesion_row,
+                         lesion_mask))
+    lesion_row = lesions(subject, cfg, images, fit, r2img, xfm, stage, lesion_mask)
+    lesion_row["lesion_source"] = lesion_source
+    summary: dict[str, Any] = {"lesions": lesion_row, "lesions_source": lesion_source,
                                "registration_nmi": similarity, "n_region_rows": n_regions or 0,
                                "fit_method": str(fit.method),
                                **anatomy.summary_entry(

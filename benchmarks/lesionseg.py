@@ -1,0 +1,75 @@
+"""Automatic lesion segmentation vs reference masks (open_ms_data consensus, simulated raters).
+
+Usage::
+
+    python benchmarks/lesionseg.py openms [PATIENT ...]        # needs IRONMAP_SHARED_DATA
+    python benchmarks/lesionseg.py sim COHORT_DIR               # from `ironmap simulate`
+
+Prints one row per case: Dice, load ratio, lesion-wise recall/precision/F1, CPU seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from ironmap.core.lesionseg import lesion_detection
+from ironmap.spatial.grid import resample_labels
+from ironmap.workflows.lesionseg import segment_images
+
+MNI = ("cross_sectional/MNI/patient{p}/{kind}_N4_noneck_reduced_winsor_regtoFLAIR{brain}"
+       "_regtoMNI.nii.gz")
+
+
+def openms(patient: str, root: Path, use_t1w: bool = True):
+    def path(kind, brain):
+        return root / "open_ms_data" / MNI.format(p=patient, kind=kind, brain=brain)
+
+    flair = nib.load(path("FLAIR", "_brain_N4"))
+    t1w = nib.load(path("T1", "_brain_N4")) if use_t1w else None
+    gold = nib.load(path("GOLD_STANDARD", "")).get_fdata() > 0
+    return flair, t1w, gold
+
+
+def report(name, seg, truth, cpu, vox_mm3):
+    m = lesion_detection(seg.mask, truth)
+    print(f"{name}\tdice {m['dice']:.3f}\tload {seg.mask.sum() * vox_mm3 / 1000:.2f} / "
+          f"{truth.sum() * vox_mm3 / 1000:.2f} cm3 ({m['load_ratio']:.2f})\trecall "
+          f"{m['recall']:.2f}\tprecision {m['precision']:.2f}\tF1 {m['f1']:.2f}\t"
+          f"n {m['n_pred']}/{m['n_true']}\tcpu {cpu:.0f} s", flush=True)
+    return m
+
+
+def main(argv):
+    if argv[0] == "openms":
+        root = Path(os.environ.get("IRONMAP_SHARED_DATA", "../shared/data"))
+        use_t1w = "--no-t1w" not in argv
+        for p in [a for a in argv[1:] if not a.startswith("--")] or ["07", "26", "19"]:
+            flair, t1w, gold = openms(p, root, use_t1w)
+            t0 = time.process_time()
+            seg, _ = segment_images(flair, t1w, label=f"patient{p}")
+            report(f"patient{p}{'' if use_t1w else ' (FLAIR only)'}", seg, gold,
+                   time.process_time() - t0, 1.0)
+    else:
+        bids = Path(argv[1]) / "bids"
+        for sub in sorted(bids.glob("sub-*")):
+            anat = sub / "anat"
+            flair = nib.load(anat / f"{sub.name}_FLAIR.nii.gz")
+            t1w = nib.load(anat / f"{sub.name}_T1w.nii.gz")
+            rater = bids / "derivatives/raters" / sub.name / "anat" / \
+                f"{sub.name}_label-lesion_mask.nii.gz"
+            truth = resample_labels(nib.load(rater), flair) > 0 if rater.exists() else \
+                np.zeros(flair.shape, bool)
+            t0 = time.process_time()
+            seg, _ = segment_images(flair, t1w, label=sub.name)
+            vox = float(np.prod(np.linalg.norm(flair.affine[:3, :3], axis=0)))
+            report(sub.name, seg, truth, time.process_time() - t0, vox)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
