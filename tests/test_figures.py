@@ -9,6 +9,7 @@ import pytest
 from _figcheck import n_images, points_by_prefix, svg_groups
 from ironmap.core.regions import REGIONS
 from ironmap.report import figures as F
+from ironmap.report import overlays as O
 
 GROUPS = ["HC", "RRMS", "SPMS", "PPMS"]
 
@@ -176,9 +177,9 @@ def test_every_figure_text_is_at_least_9_points(cohort, rng):
         F.site_figure(controls, list(REGIONS)),
         F.subject_maps_figure(e1, e1 * 0.6, np.full(shape, 25.0), labels,
                               label_names={1: "Left-Caudate", 2: "Right-Caudate"}),
-        F.regions_lesions_figure(np.full(shape, 25.0), labels, labels == 2),
-        F.region_histograms_figure(rng.normal(25, 3, shape), labels),
-        F.flagged_voxels_figure(e1, flagged, np.ones(shape, bool), labels),
+        O.regions_lesions_figure(np.full(shape, 25.0), labels, labels == 2),
+        O.region_histograms_figure(rng.normal(25, 3, shape), labels),
+        O.flagged_voxels_figure(e1, flagged, np.ones(shape, bool), labels),
         F.r2star_montage_figure(np.full(shape, 25.0)),
         F.edge_overlay_figure(e1, e1),
     ]
@@ -202,10 +203,10 @@ def test_label_colours_distinct_and_legend_matches_drawn(rng):
     labels = np.zeros(shape, int)
     for v in range(1, 15):
         labels[v, 2:6, 2:7] = v
-    colors = F.label_colors(np.unique(labels))
+    colors = O.label_colors(np.unique(labels))
     assert len(set(colors.values())) == 14 and 0 not in colors
     names = {v: f"region {v}" for v in range(1, 15)}
-    fig = F.regions_lesions_figure(np.full(shape, 25.0), labels, None, label_names=names)
+    fig = O.regions_lesions_figure(np.full(shape, 25.0), labels, None, label_names=names)
     legend = next(lg for lg in fig.legends if lg.get_gid() == "legend-labels")
     shown = [t.get_text() for t in legend.get_texts()]
     assert shown == [names[v] for v in range(1, 15)]
@@ -226,7 +227,7 @@ def test_histograms_use_valid_voxels_of_each_label(rng):
     labels[1:4, 1:4, 1:3] = 1
     flags = np.zeros(shape, np.uint16)
     flags[1, 1, 1] = 1
-    fig = F.region_histograms_figure(r2, labels, flags, {1: "caudate"}, invalid_bits=1)
+    fig = O.region_histograms_figure(r2, labels, flags, {1: "caudate"}, invalid_bits=1)
     ax = fig.axes[0]
     counts = sum(p.get_height() for p in ax.patches)
     assert counts == 17  # 18 voxels, one flagged
@@ -240,7 +241,7 @@ def test_flagged_map_shows_flagged_voxels_in_the_head():
     flagged = np.zeros(shape, bool)
     flagged[3, 3, 2] = flagged[4, 4, 2] = True
     flagged[0, 0, 2] = True  # outside the head: not counted
-    fig = F.flagged_voxels_figure(np.where(head, 100.0, 0.0), flagged, head)
+    fig = O.flagged_voxels_figure(np.where(head, 100.0, 0.0), flagged, head)
     assert "2 flagged voxels in the head" in fig._suptitle.get_text()
     drawn = [i for a in fig.axes for i in a.images if i.get_gid() == "image-flagged-2"]
     assert drawn and np.ma.count(drawn[0].get_array()) == 2

@@ -124,6 +124,8 @@ def check_consistent(record: dict, text: str) -> None:  # noqa: C901 - one check
     assert f"A p-value below {record['alpha']} was considered significant" in text
     assert ("random site intercept" in text) == record["mixed_model"]
     assert ("cortical GM and WM volume" in text) == record["volumes"]
+    assert ("head-size-normalised" in text) == (record["volumes"]
+                                                and record.get("volumes_normalised", False))
 
 
 def flip(record: dict, path: str, value) -> dict:
@@ -153,6 +155,7 @@ FLIPS = [
     ("age_model.requested", "linear"),
     ("mixed_model", False),
     ("volumes", False),
+    ("volumes_normalised", True),
     ("alpha", 0.01),
 ]
 

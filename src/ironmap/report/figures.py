@@ -31,9 +31,6 @@ GROUP_COLORS: tuple[str, ...] = ("#4c72b0", "#dd8452", "#c44e52", "#8172b3", "#5
 R2STAR_CMAP = "magma"
 #: colour of registration edges (the page text names it: orange)
 EDGE_COLOR = "#ff7f0e"
-#: colour of flagged voxels and lesion outlines
-FLAG_COLOR = "#e31a1c"
-LESION_COLOR = "#00e5ff"
 
 
 class FigureDataError(ValueError):
@@ -101,7 +98,7 @@ def region_title(region: str) -> str:
 # image helpers
 # ---------------------------------------------------------------------------------------------
 
-def _check_volume(name: str, arr: np.ndarray | None) -> np.ndarray:
+def check_volume(name: str, arr: np.ndarray | None) -> np.ndarray:
     if arr is None:
         raise FigureDataError(f"{name}: image not available")
     arr = np.asarray(arr)
@@ -139,7 +136,7 @@ def spread_slices(mask: np.ndarray | None, shape: tuple[int, ...], n: int) -> li
     return sorted({int(round(z)) for z in picks})
 
 
-def _show(ax, plane: np.ndarray, *, gid: str, **kwargs):
+def show_plane(ax, plane: np.ndarray, *, gid: str, **kwargs):
     """Show an axial plane (x right, y up) without ticks."""
     data = np.ma.masked_invalid(np.ma.asarray(plane, dtype=float))  # keeps overlay masks
     im = ax.imshow(data.T, origin="lower", interpolation="nearest", **kwargs)
@@ -147,56 +144,6 @@ def _show(ax, plane: np.ndarray, *, gid: str, **kwargs):
     ax.set_xticks([])
     ax.set_yticks([])
     return im
-
-
-def _label_overlay(labels: np.ndarray) -> np.ma.MaskedArray:
-    return np.ma.masked_equal(np.asarray(labels, dtype=float), 0)
-
-
-def label_colors(values: Sequence[int]) -> dict[int, str]:
-    """A distinct colour per label value (tab20 order: label pairs left/right get a dark and a
-    light shade of one hue; more than 20 labels repeat)."""
-    from matplotlib import colormaps
-    from matplotlib.colors import to_hex
-
-    cmap = colormaps["tab20"]
-    vals = sorted(int(v) for v in values if int(v) != 0)
-    return {v: to_hex(cmap(i % 20)) for i, v in enumerate(vals)}
-
-
-def _label_cmap(colors: dict[int, str]):
-    """(colormap, norm) drawing each label value in its colour of ``colors``."""
-    from matplotlib.colors import BoundaryNorm, ListedColormap
-
-    vals = sorted(colors)
-    if not vals:
-        vals, colors = [1], {1: "#1f77b4"}
-    bounds = [v - 0.5 for v in vals] + [vals[-1] + 0.5]
-    return ListedColormap([colors[v] for v in vals]), BoundaryNorm(bounds, len(vals))
-
-
-def _show_labels(ax, plane: np.ndarray, colors: dict[int, str], *, gid: str,
-                 alpha: float = 0.7):
-    """Draw a label plane; values not in ``colors`` are not drawn."""
-    cmap, norm = _label_cmap(colors)
-    lab = np.asarray(plane)
-    data = np.ma.masked_where(~np.isin(lab, list(colors)), lab.astype(float))
-    return _show(ax, data, gid=gid, cmap=cmap, norm=norm, alpha=alpha)
-
-
-def label_legend(fig: Figure, colors: dict[int, str], names: dict[int, str] | None,
-                 ncol: int = 4, y: float = 0.0) -> None:
-    """A legend of the drawn labels (colour patch + name) along the bottom of ``fig``."""
-    from matplotlib.patches import Patch
-
-    if not colors:
-        return
-    handles = [Patch(facecolor=c, edgecolor="none",
-                     label=(names or {}).get(v, f"label {v}")) for v, c in colors.items()]
-    leg = fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=9,
-                     frameon=False, bbox_to_anchor=(0.5, y), handlelength=1.2,
-                     columnspacing=1.0)
-    leg.set_gid("legend-labels")
 
 
 def edge_map(image: np.ndarray, percentile: float = 92.0) -> np.ndarray:
@@ -233,7 +180,9 @@ def subject_maps_figure(echo1: np.ndarray, echo2: np.ndarray, r2star: np.ndarray
     echo_times : sequence of float, optional
         Echo times in s, shown in the panel titles (in ms).
     """
-    echo1, echo2, r2star = (_check_volume(n, a) for n, a in
+    from ironmap.report.overlays import label_colors, label_legend, show_labels
+
+    echo1, echo2, r2star = (check_volume(n, a) for n, a in
                             (("echo 1", echo1), ("echo 2", echo2), ("R2* map", r2star)))
     k = best_slice(eroded_labels, r2star.shape) if slice_index is None else slice_index
     vmax = r2star_range[1] if r2star_range else robust_range(r2star, 1, 99)[1]
@@ -245,13 +194,13 @@ def subject_maps_figure(echo1: np.ndarray, echo2: np.ndarray, r2star: np.ndarray
                      top=0.86, wspace=0.3)
     axes = fig.subplots(1, 4)
     te = [f" (TE {t * 1e3:.2f} ms)" for t in echo_times[:2]] if echo_times else ["", ""]
-    _show(axes[0], echo1[:, :, k], gid="image-echo1", cmap="gray", vmin=elo, vmax=ehi)
-    _show(axes[1], echo2[:, :, k], gid="image-echo2", cmap="gray", vmin=elo, vmax=ehi)
-    im = _show(axes[2], r2star[:, :, k], gid="image-r2star", cmap=R2STAR_CMAP,
+    show_plane(axes[0], echo1[:, :, k], gid="image-echo1", cmap="gray", vmin=elo, vmax=ehi)
+    show_plane(axes[1], echo2[:, :, k], gid="image-echo2", cmap="gray", vmin=elo, vmax=ehi)
+    im = show_plane(axes[2], r2star[:, :, k], gid="image-r2star", cmap=R2STAR_CMAP,
                vmin=vmin, vmax=vmax)
-    _show(axes[3], r2star[:, :, k], gid="image-r2star-bg", cmap="gray", vmin=vmin, vmax=vmax)
+    show_plane(axes[3], r2star[:, :, k], gid="image-r2star-bg", cmap="gray", vmin=vmin, vmax=vmax)
     if eroded_labels is not None:
-        _show_labels(axes[3], eroded_labels[:, :, k], colors, gid="image-labels", alpha=0.8)
+        show_labels(axes[3], eroded_labels[:, :, k], colors, gid="image-labels", alpha=0.8)
         label_legend(fig, colors, label_names, ncol=min(7, max(1, len(colors))))
     for ax, text in zip(axes, ("A  echo 1" + te[0], "B  echo 2" + te[1], "C  R2* map",
                                "D  eroded regions"), strict=True):
@@ -267,7 +216,7 @@ def r2star_montage_figure(r2star: np.ndarray, *, mask: np.ndarray | None = None,
                           r2star_range: tuple[float, float] | None = None,
                           title: str = "") -> Figure:
     """Montage of ``n_slices`` axial R2* slices (s^-1) spread over the mask's extent."""
-    r2star = _check_volume("R2* map", r2star)
+    r2star = check_volume("R2* map", r2star)
     ks = spread_slices(mask, r2star.shape, n_slices)
     vmin, vmax = r2star_range or (0.0, robust_range(r2star, 1, 99)[1])
     ncol = min(4, len(ks))
@@ -277,7 +226,7 @@ def r2star_montage_figure(r2star: np.ndarray, *, mask: np.ndarray | None = None,
     axes = np.atleast_1d(fig.subplots(nrow, ncol)).ravel()
     im = None
     for ax, k in zip(axes, ks, strict=False):
-        im = _show(ax, r2star[:, :, k], gid=f"image-slice-{k}", cmap=R2STAR_CMAP,
+        im = show_plane(ax, r2star[:, :, k], gid=f"image-slice-{k}", cmap=R2STAR_CMAP,
                    vmin=vmin, vmax=vmax)
         ax.set_title(f"z = {k}", fontsize=10)
     for ax in axes[len(ks):]:
@@ -290,7 +239,7 @@ def r2star_montage_figure(r2star: np.ndarray, *, mask: np.ndarray | None = None,
     return fig
 
 
-def _grey_row(image: np.ndarray, ks: Sequence[int], name: str, panel_width: float,
+def grey_row(image: np.ndarray, ks: Sequence[int], name: str, panel_width: float,
               height: float, top: float) -> tuple[Figure, np.ndarray]:
     """A figure with one panel per axial slice ``ks`` of ``image`` in grey (robust range);
     layers ids ``image-{name}-{k}``."""
@@ -299,7 +248,7 @@ def _grey_row(image: np.ndarray, ks: Sequence[int], name: str, panel_width: floa
                      wspace=0.04)
     axes = np.atleast_1d(fig.subplots(1, len(ks)))
     for ax, k in zip(axes, ks, strict=True):
-        _show(ax, image[:, :, k], gid=f"image-{name}-{k}", cmap="gray", vmin=lo, vmax=hi)
+        show_plane(ax, image[:, :, k], gid=f"image-{name}-{k}", cmap="gray", vmin=lo, vmax=hi)
     return fig, axes
 
 
@@ -310,15 +259,15 @@ def edge_overlay_figure(reference: np.ndarray, moving: np.ndarray, *, n_slices: 
     Both arrays have shape (X, Y, Z) on the same grid; a good registration puts the edges on
     the reference's tissue boundaries.
     """
-    reference = _check_volume("reference image", reference)
-    moving = _check_volume("registered image", moving)
+    reference = check_volume("reference image", reference)
+    moving = check_volume("registered image", moving)
     if reference.shape != moving.shape:
         raise FigureDataError(f"grids differ: {reference.shape} vs {moving.shape}")
     ks = spread_slices(mask if mask is not None else moving > 0, reference.shape, n_slices)
-    fig, axes = _grey_row(reference, ks, "reference", 3.4, 3.6, 0.84)
+    fig, axes = grey_row(reference, ks, "reference", 3.4, 3.6, 0.84)
     for ax, k in zip(axes, ks, strict=True):
         edges = np.ma.masked_equal(edge_map(moving[:, :, k]).astype(float), 0)
-        _show(ax, edges, gid=f"image-edges-{k}", cmap=ListedColormap([EDGE_COLOR]), vmin=0,
+        show_plane(ax, edges, gid=f"image-edges-{k}", cmap=ListedColormap([EDGE_COLOR]), vmin=0,
               vmax=1, alpha=0.95)
         ax.set_title(f"z = {k}", fontsize=10)
     if title:
@@ -326,138 +275,13 @@ def edge_overlay_figure(reference: np.ndarray, moving: np.ndarray, *, n_slices: 
     return fig
 
 
-def regions_lesions_figure(r2star: np.ndarray, labels: np.ndarray | None,
-                           lesion: np.ndarray | None, *, n_slices: int = 4,
-                           r2star_range: tuple[float, float] | None = None,
-                           label_names: dict[int, str] | None = None,
-                           title: str = "") -> Figure:
-    """Region labels (one colour each, legend) and lesion outlines (cyan) on axial R2* slices."""
-    r2star = _check_volume("R2* map", r2star)
-    if labels is None and lesion is None:
-        raise FigureDataError("neither region labels nor a lesion mask are available")
-    union = np.zeros(r2star.shape, bool)
-    for m in (labels, lesion):
-        if m is not None:
-            union |= np.asarray(m) != 0
-    ks = spread_slices(union, r2star.shape, n_slices)
-    vmin, vmax = r2star_range or (0.0, robust_range(r2star, 1, 99)[1])
-    colors = label_colors(np.unique(labels)) if labels is not None else {}
-    shown = set()
-    if labels is not None:
-        shown = {int(v) for v in np.unique(np.asarray(labels)[:, :, ks]) if v != 0}
-    colors = {v: c for v, c in colors.items() if v in shown}  # legend = what is drawn
-    has_lesion = lesion is not None and any(np.any(lesion[:, :, k]) for k in ks)
-    n_leg = len(colors) + int(has_lesion)
-    fig = new_figure(2.8 * len(ks), 3.3 + 0.25 * int(np.ceil(n_leg / 5)), left=0.01,
-                     right=0.99, bottom=0.06 + 0.07 * int(np.ceil(n_leg / 5)), top=0.88,
-                     wspace=0.04)
-    axes = np.atleast_1d(fig.subplots(1, len(ks)))
-    for ax, k in zip(axes, ks, strict=True):
-        _show(ax, r2star[:, :, k], gid=f"image-r2star-{k}", cmap="gray", vmin=vmin, vmax=vmax)
-        if labels is not None and colors:
-            _show_labels(ax, labels[:, :, k], colors, gid=f"image-labels-{k}", alpha=0.65)
-        if lesion is not None and np.any(lesion[:, :, k]):
-            ax.contour(np.asarray(lesion[:, :, k] != 0, float).T, levels=[0.5],
-                       colors=LESION_COLOR, linewidths=1.0, origin="lower")
-        ax.set_title(f"z = {k}", fontsize=10)
-    label_legend(fig, colors, label_names, ncol=5)
-    if has_lesion:
-        from matplotlib.lines import Line2D
-
-        leg = fig.legend(handles=[Line2D([], [], color=LESION_COLOR, lw=2, label="lesion")],
-                         loc="upper right", fontsize=9, frameon=False)
-        leg.set_gid("legend-lesion")
-    if title:
-        fig.suptitle(title, fontsize=11)
-    return fig
-
-
-def _finish_grid(fig: Figure, unused, xlabel: str | None, ylabel: str) -> Figure:
+def finish_grid(fig: Figure, unused, xlabel: str | None, ylabel: str) -> Figure:
     """Hide the unused panels of a grid and label the figure's axes."""
     for ax in unused:
         ax.set_axis_off()
     if xlabel:
         fig.supxlabel(xlabel, fontsize=10)
     fig.supylabel(ylabel, fontsize=10)
-    return fig
-
-
-def region_histograms_figure(r2star: np.ndarray, labels: np.ndarray,
-                             flags: np.ndarray | None = None,
-                             label_names: dict[int, str] | None = None,
-                             invalid_bits: int = 0) -> Figure:
-    """Histogram of R2* (s^-1) in each label: the voxels its regional mean is made of.
-
-    Parameters
-    ----------
-    r2star : ndarray of shape (X, Y, Z)
-        s^-1, NaN where the fit failed.
-    labels : ndarray of shape (X, Y, Z) of int
-        Region labels (eroded), 0 = background.
-    flags : ndarray of shape (X, Y, Z) of uint16, optional
-        Fit flags; voxels with any of ``invalid_bits`` are left out (as in the regional mean).
-    """
-    r2star = _check_volume("R2* map", r2star)
-    labels = _check_volume("region labels", labels)
-    values = [int(v) for v in np.unique(labels) if v != 0]
-    if not values:
-        raise FigureDataError("no labelled voxels")
-    valid = np.isfinite(r2star)
-    if flags is not None and invalid_bits:
-        valid &= (np.asarray(flags, np.uint16) & np.uint16(invalid_bits)) == 0
-    colors = label_colors(values)
-    ncol = min(4, len(values))
-    nrow = int(np.ceil(len(values) / ncol))
-    fig = new_figure(2.7 * ncol + 0.4, 2.2 * nrow + 0.4, left=0.07, right=0.99, bottom=0.12,
-                     top=0.92, wspace=0.3, hspace=0.75)
-    axes = np.atleast_1d(fig.subplots(nrow, ncol)).ravel()
-    for ax, v in zip(axes, values, strict=False):
-        vals = r2star[(labels == v) & valid]
-        name = (label_names or {}).get(v, f"label {v}")
-        ax.set_gid(f"hist-{v}")
-        if vals.size:
-            ax.hist(vals, bins=min(30, max(5, vals.size // 4)), color=colors[v],
-                    edgecolor="white", linewidth=0.3)
-            ax.axvline(float(np.mean(vals)), color="black", lw=1.2)
-            ax.set_title(f"{name}\nmean {np.mean(vals):.1f}, n = {vals.size}", fontsize=9)
-        else:
-            ax.set_title(f"{name}\nno valid voxels", fontsize=9)
-        ax.tick_params(labelsize=9)
-    return _finish_grid(fig, axes[len(values):], "R2* (1/s); line = mean", "voxels")
-
-
-def flagged_voxels_figure(background: np.ndarray, flagged: np.ndarray,
-                          head: np.ndarray | None = None, labels: np.ndarray | None = None,
-                          *, n_slices: int = 4) -> Figure:
-    """Voxels whose R2* fit was flagged invalid (red) on the first echo, with region outlines.
-
-    ``background``: first-echo magnitude (X, Y, Z); ``flagged``: bool (X, Y, Z); ``head``:
-    bool (X, Y, Z), only flagged voxels inside it are drawn and counted.
-    """
-    background = _check_volume("GRE echo 1", background)
-    flagged = np.asarray(_check_volume("fit flags", flagged), bool)
-    if flagged.shape != background.shape:
-        raise FigureDataError(f"grids differ: {background.shape} vs {flagged.shape}")
-    inside = flagged if head is None else flagged & np.asarray(head, bool)
-    ks = spread_slices(head if head is not None else background > 0, background.shape,
-                       n_slices)
-    if inside.any():  # prefer slices that show flagged voxels
-        counts = inside.sum(axis=(0, 1))
-        ks = sorted(set(ks[: n_slices // 2]) | set(np.argsort(counts)[::-1][: n_slices
-                                                                            - n_slices // 2]))
-    fig, axes = _grey_row(background, ks, "echo1", 2.8, 3.4, 0.8)
-    for ax, k in zip(axes, ks, strict=True):
-        plane = np.ma.masked_equal(inside[:, :, k].astype(float), 0)
-        _show(ax, plane, gid=f"image-flagged-{k}", cmap=ListedColormap([FLAG_COLOR]), vmin=0,
-              vmax=1, alpha=0.9)
-        if labels is not None and np.any(labels[:, :, k]):
-            ax.contour(np.asarray(labels[:, :, k] != 0, float).T, levels=[0.5],
-                       colors="#33a02c", linewidths=0.8, origin="lower")
-        ax.set_title(f"z = {k}: {int(inside[:, :, k].sum())} flagged", fontsize=10)
-    n_head = int(np.asarray(head, bool).sum()) if head is not None else inside.size
-    frac = inside.sum() / n_head if n_head else float("nan")
-    fig.suptitle(f"{int(inside.sum())} flagged voxels in the head ({100 * frac:.2f} %); "
-                 "red = flagged, green = region outlines", fontsize=11)
     return fig
 
 
@@ -687,7 +511,7 @@ def age_curves_figure(controls: pd.DataFrame, agefit: pd.DataFrame | None,
         ax.set_title(region_title(region), fontsize=10)
         ax.tick_params(labelsize=9)
         ax.grid(alpha=0.3)
-    return _finish_grid(fig, axes[len(regions):], "age (years)", "control R2* (1/s)")
+    return finish_grid(fig, axes[len(regions):], "age (years)", "control R2* (1/s)")
 
 
 def site_figure(controls: pd.DataFrame, regions: Sequence[str]) -> Figure:
@@ -722,7 +546,7 @@ def site_figure(controls: pd.DataFrame, regions: Sequence[str]) -> Figure:
         ax.set_title(region_title(region), fontsize=10)
         ax.tick_params(axis="y", labelsize=9)
         ax.grid(axis="y", alpha=0.3)
-    return _finish_grid(fig, axes[len(regions):], None, "control R2* (1/s)")
+    return finish_grid(fig, axes[len(regions):], None, "control R2* (1/s)")
 
 
 class FigureJob:

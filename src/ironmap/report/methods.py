@@ -148,7 +148,8 @@ def methods_record(config: Mapping[str, Any], *, r2star_sidecar: Mapping[str, An
                    agefit: Any = None, settings: Mapping[str, Any] | None = None,
                    reference_age: float | None = None,
                    sources: Mapping[str, Mapping[str, int]] | None = None,
-                   atlas: str | None = None) -> dict[str, Any]:
+                   atlas: str | None = None,
+                   volume_sources: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The structured record of what ran, from which the methods text is written.
 
     Parameters
@@ -168,6 +169,8 @@ def methods_record(config: Mapping[str, Any], *, r2star_sidecar: Mapping[str, An
         ``{"masks": {kind: n_participants}, "lesions": {kind: n_participants}}``.
     atlas : str, optional
         Atlas name when labels came from an atlas.
+    volume_sources : mapping, optional
+        ``stats.json`` ``sources.volumes``: measure -> ``file:column`` the statistics used.
 
     Returns
     -------
@@ -191,7 +194,8 @@ def methods_record(config: Mapping[str, Any], *, r2star_sidecar: Mapping[str, An
         "atlas": atlas or _atlas_names(config.get("atlas")),
         "lesions_source": _dominant(src.get("lesions")),
         "lesions_sources": src.get("lesions", {}),
-        "volumes": bool(config.get("volumes", False)),
+        "volumes": bool(config.get("volumes", False)) or bool(volume_sources),
+        "volumes_normalised": any("_norm_" in str(v) for v in (volume_sources or {}).values()),
         "age_model": {
             "requested": st.get("age_model"),
             "reference_age_years": reference_age if _is_number(reference_age) else None,
@@ -405,8 +409,10 @@ def _stats_paragraph(rec: Mapping[str, Any], versions: Mapping[str, str]) -> str
     chooser = {"pearson": "Pearson's r", "spearman": "Spearman's ρ"}.get(
         corr, f"Pearson's r or Spearman's ρ, chosen by the Shapiro-Wilk test (α = "
               f"{rec.get('normality_alpha', 0.05)})")
-    correlates = ("cortical GM and WM volume, EDSS, disease duration and lesion load"
-                  if rec.get("volumes") else "EDSS, disease duration and lesion load")
+    vols = ("head-size-normalised (SIENAX-style V-scaling) cortical GM and WM volume"
+            if rec.get("volumes_normalised") else "cortical GM and WM volume")
+    correlates = (f"{vols}, EDSS, disease duration and lesion load" if rec.get("volumes")
+                  else "EDSS, disease duration and lesion load")
     text = (f"Group differences in age-corrected R2* between each phenotype and the controls, "
             f"and between phenotypes, were tested with the Mann-Whitney U test (exact p without "
             f"ties, normal approximation otherwise) [mannwhitney]; sex differences with "
@@ -456,5 +462,6 @@ def build_methods(config: Mapping[str, Any], *, r2star_sidecar: Mapping[str, Any
     if not isinstance(record, Mapping):
         record = methods_record(config, r2star_sidecar=r2star_sidecar, agefit=agefit,
                                 settings=st.get("settings") or {},
-                                reference_age=st.get("reference_age"), sources=sources)
+                                reference_age=st.get("reference_age"), sources=sources,
+                                volume_sources=(st.get("sources") or {}).get("volumes"))
     return methods_text(record, versions)

@@ -15,6 +15,7 @@ import pandas as pd
 
 from ironmap.core import qcflags
 from ironmap.report import figures as F
+from ironmap.report import overlays as O
 from ironmap.report.html import TableView, table_view
 
 
@@ -232,7 +233,7 @@ def figure_jobs(img: SubjectImages) -> list[tuple[str, F.FigureJob]]:
             "Deep grey-matter labels (one colour each, before erosion; the legend lists the "
             "labels drawn) and lesion outlines (cyan) on R2* (grey). " + range_text,
             f"{p}_desc-overlay_R2starmap",
-            partial(F.regions_lesions_figure, r2, img.labels, img.lesion,
+            partial(O.regions_lesions_figure, r2, img.labels, img.lesion,
                     r2star_range=rng, label_names=names))),
     ]
     if img.eroded is not None and img.r2star is not None:
@@ -240,7 +241,7 @@ def figure_jobs(img: SubjectImages) -> list[tuple[str, F.FigureJob]]:
             "histograms", "R2* per region",
             "Histogram of R2* in each eroded label: the valid (unflagged) voxels the regional "
             "mean is computed from; black line = mean.", f"{p}_desc-histograms_R2starmap",
-            partial(F.region_histograms_figure, img.r2star, img.eroded, img.flags, names,
+            partial(O.region_histograms_figure, img.r2star, img.eroded, img.flags, names,
                     int(FLAGS_INVALID)))))
     flagged = flagged_mask(img)
     if flagged is not None and img.echo1 is not None:
@@ -249,7 +250,7 @@ def figure_jobs(img: SubjectImages) -> list[tuple[str, F.FigureJob]]:
             "Voxels whose R2* fit failed or was flagged invalid (red) inside the head, on the "
             "first echo, with the region outlines (green); slices with the most flagged voxels "
             "are shown.", f"{p}_desc-flags_R2starmap",
-            partial(F.flagged_voxels_figure, img.echo1, flagged, head_mask(img.echo1),
+            partial(O.flagged_voxels_figure, img.echo1, flagged, head_mask(img.echo1),
                     img.labels))))
     return jobs
 
@@ -264,7 +265,7 @@ def viewer_view(img: SubjectImages) -> dict[str, Any] | None:
     head = display_mask(img.echo1)
     if head is not None and head.shape != img.r2star.shape:
         head = None
-    colors = F.label_colors(np.unique(img.labels)) if img.labels is not None else {}
+    colors = O.label_colors(np.unique(img.labels)) if img.labels is not None else {}
     data = viewer_data(img.r2star, head=head, labels=img.labels, lesion=img.lesion,
                        voxel_sizes=img.voxel_sizes, window=(lo, hi), label_colors=colors,
                        label_names=img.label_names)

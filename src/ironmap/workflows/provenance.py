@@ -99,9 +99,10 @@ def mask_sources(output_dir: Path) -> dict[str, dict[str, int]]:
 
 
 def methods_record_for_run(cfg: RunConfig, *, settings: dict[str, Any] | None = None,
-                           agefit=None, reference_age: float | None = None) -> dict[str, Any]:
+                           agefit=None, reference_age: float | None = None,
+                           volume_sources: dict[str, str] | None = None) -> dict[str, Any]:
     """The methods record of the run in ``cfg.output_dir`` (see ``docs/report.md``)."""
     out = Path(cfg.output_dir)
     return methods_record(run_config(cfg), r2star_sidecar=first_r2star_sidecar(out),
                           agefit=agefit, settings=settings, reference_age=reference_age,
-                          sources=mask_sources(out))
+                          sources=mask_sources(out), volume_sources=volume_sources)
