@@ -108,7 +108,8 @@ def test_derivative_dataset_layout(reference_run):
     lesions = read_tsv(out / "group" / "lesions.tsv")
     assert list(lesions.columns) == ["participant_id", "session_id", "lesion_load_cm3",
                                      "lesion_count", "lesion_r2star_mean",
-                                     "lesion_r2star_median", "n_voxels"]
+                                     "lesion_r2star_median", "n_voxels", "lesion_source"]
+    assert set(lesions["lesion_source"]) == {"rater"}  # rater masks given for every one
 
 
 def test_rerun_skips_up_to_date_participants(reference_run, tmp_path):
