@@ -18,12 +18,14 @@ def test_estimate_from_completed_items():
 
 
 def test_plain_lines_without_a_terminal(caplog, monkeypatch):
-    clock = iter([100.0, 110.0, 130.0])
+    clock = iter([100.0, 110.0, 130.0, 160.0])
     monkeypatch.setattr("ironmap.parallel.time.monotonic", lambda: next(clock))
     with caplog.at_level(logging.INFO, logger="ironmap.parallel"), \
             Progress(3, "pages", bar=False) as progress:
         progress.done("sub-001")
         progress.done("sub-002", "ok")
+        progress.done("sub-003", "failed")
     lines = [r.getMessage() for r in caplog.records]
     assert lines == ["[1/3] sub-001 done (10.0 s elapsed, about 20 s left)",
-                     "[2/3] sub-002 ok (30.0 s elapsed, about 15 s left)"]
+                     "[2/3] sub-002 ok (30.0 s elapsed, about 15 s left)",
+                     "[3/3] sub-003 failed (60.0 s elapsed, all done)"]

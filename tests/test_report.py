@@ -202,6 +202,7 @@ def test_methods_from_what_ran(study):
     assert 'id="ref-ants"' in methods
 
 
+@pytest.mark.slow
 def test_no_patients_no_group_tables_and_failing_figure(tmp_path, rng, monkeypatch):
     cfg = make_study(tmp_path, rng, groups={"HC": 2}, with_group_tables=False)
 

@@ -20,12 +20,12 @@ def _snapshot(out):
 
 
 def test_pages_are_reused_until_an_input_changes(tmp_path):
-    cfg = make_study(tmp_path, np.random.default_rng(3), groups={"HC": 2, "RRMS": 1})
+    cfg = make_study(tmp_path, np.random.default_rng(3), groups={"HC": 1, "RRMS": 1})
     out = cfg.output_dir
     first = write_reports(cfg)
     qc = (out / "group" / "qc.tsv").read_text()
     before = _snapshot(out)
-    assert len([p for p in before if p.suffix == ".html"]) == 3
+    assert len([p for p in before if p.suffix == ".html"]) == 2
 
     second = write_reports(cfg)  # nothing changed: no page or figure is written again
     assert [p.name for p in second] == [p.name for p in first]
@@ -39,10 +39,11 @@ def test_pages_are_reused_until_an_input_changes(tmp_path):
     after = _snapshot(out)
     changed = {p.name for p in before if after[p] != before[p]}
     assert "sub-002.html" in changed
-    assert not {n for n in changed if n.startswith(("sub-001", "sub-003"))}
+    assert not {n for n in changed if n.startswith("sub-001")}
     assert (out / "group" / "qc.tsv").read_text() == qc
 
 
+@pytest.mark.slow
 def test_deleted_figure_makes_the_page_again(tmp_path):
     cfg = make_study(tmp_path, np.random.default_rng(4), groups={"HC": 1, "RRMS": 1})
     out = cfg.output_dir

@@ -22,6 +22,7 @@ def test_empty_image_is_refused_with_its_name():
         segment_tissues(img, label="sub-empty")
 
 
+@pytest.mark.slow
 def test_image_without_brain_fails_registration(rng):
     noise = rng.normal(100.0, 10.0, (40, 48, 40)).astype(np.float32)
     img = nib.Nifti1Image(noise, np.diag([4.0, 4, 4, 1]))

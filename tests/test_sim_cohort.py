@@ -156,6 +156,7 @@ def test_bids_layout_is_valid(clean_cohort):
     assert pd.isna(participants.loc[0, "edss"])
 
 
+@pytest.mark.slow
 def test_same_seed_gives_byte_identical_files(tmp_path):
     kwargs = dict(subjects_per_group={"RRMS": 1}, sites=1, preset="fast", seed=11,
                   voxel_size={"MEGRE": 4.0, "T1w": 4.0, "FLAIR": 4.0})

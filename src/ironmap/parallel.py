@@ -221,9 +221,12 @@ class Progress:
         if self._progress is not None:
             self._progress.update(self._task, advance=1, description=f"{label} {status}",
                                   left=f"about {left} left" if self.n < self.total else "")
-        else:
+        elif self.n < self.total:
             self.log.info("[%d/%d] %s %s (%.1f s elapsed, about %s left)", self.n, self.total,
                           label, status, elapsed, left)
+        else:
+            self.log.info("[%d/%d] %s %s (%.1f s elapsed, all done)", self.n, self.total,
+                          label, status, elapsed)
 
     def __exit__(self, *exc) -> None:
         if self._progress is not None:
