@@ -98,11 +98,21 @@ def _r2star_paragraph(config: Mapping[str, Any], r2: Mapping[str, Any]) -> str:
             f"missing and excluded from regional statistics.").replace("  ", " ")
 
 
+def _erosion_phrase(config: Mapping[str, Any]) -> str:
+    native = config.get("erosion_space") == "native"
+    where = ("on their native grid before transport to the R2* grid" if native
+             else "on the R2* grid")
+    mm = config.get("erosion_mm")
+    if mm is not None:
+        return f"eroded by {float(mm):g} mm (Euclidean, voxel centres) {where}"
+    erosion = int(config.get("erosion_voxels", 1))
+    return (f"eroded by {erosion} voxel{'s' if erosion != 1 else ''} (3-D, 6-connected "
+            f"structuring element) {where}" if erosion else "not eroded")
+
+
 def _registration_paragraph(config: Mapping[str, Any], versions: Mapping[str, str]) -> str:
     model = config.get("registration", "affine")
-    erosion = int(config.get("erosion_voxels", 1))
-    ero = (f"eroded by {erosion} voxel{'s' if erosion != 1 else ''} (3-D, 6-connected "
-           f"structuring element) on the R2* grid" if erosion else "not eroded")
+    ero = _erosion_phrase(config)
     return (f"FLAIR and gradient-echo (first echo) images were registered to the T1-weighted "
             f"image with a {model} transform using ANTs (antspyx {versions.get('antspyx')}) "
             f"[ants]; rater masks were carried to the R2* grid by composing the transforms once "

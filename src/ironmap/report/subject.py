@@ -37,6 +37,7 @@ class SubjectImages:
     labels: np.ndarray | None = None
     eroded: np.ndarray | None = None
     lesion: np.ndarray | None = None
+    brain: np.ndarray | None = None  # brain mask on the R2* grid (``--brain-mask``)
     t1w: np.ndarray | None = None
     flair_on_t1w: np.ndarray | None = None
     megre_on_t1w: np.ndarray | None = None
@@ -108,7 +109,7 @@ def flags_for(img: SubjectImages, m: dict[str, Any],
                             brain_flagged_fraction=m["flagged_fraction_head"],
                             region_fractions=m["region_flagged_fraction"],
                             segmentation_errors=dict(img.segmentation_errors),
-                            thresholds=thresholds)
+                            thresholds=thresholds, regions=img.regions)
 
 
 def metrics_view(m: dict[str, Any]) -> TableView:
@@ -133,8 +134,12 @@ METRIC_DICTIONARY: dict[str, dict[str, str]] = {
 
 
 def _r2_range(img: SubjectImages) -> tuple[float, float]:
+    """Colour range of the R2* figures: brain voxels' 99th percentile where a brain mask
+    exists (the scalp's R2* would stretch it), else from the labels and the whole map."""
     if img.r2star is None:
         return 0.0, 1.0
+    if img.brain is not None and img.brain.shape == img.r2star.shape and img.brain.any():
+        return 0.0, F.robust_range(np.where(img.brain > 0, img.r2star, np.nan), 1, 99)[1]
     vals = img.r2star
     if img.labels is not None and np.any(img.labels > 0):
         vals = np.where(img.labels > 0, img.r2star, np.nan)

@@ -44,6 +44,12 @@ class RunConfig:
     per_site_agecorr: bool = False
     report: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
+    # region erosion and size check (ironmap.workflows.erosion) ----------------------------
+    erosion_mm: float | None = None  # erode by a distance in mm instead of voxel steps
+    erosion_space: str = "r2star"  # "r2star" | "native" (label grid, before transport)
+    min_region_voxels: int = 10  # fewer voxels left: QC flag small_region
+    # brain extraction of the T1w (ironmap.workflows.brain) --------------------------------
+    brain_mask: bool = False  # desc-brain_mask on the R2* grid (always with --volumes)
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict (paths as strings)."""

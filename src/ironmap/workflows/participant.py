@@ -40,7 +40,7 @@ STAGING = ".ironmap-staging"
 
 #: parameters that change a participant's results (part of its manifest)
 RESULT_PARAMETERS = ("method", "registration", "erosion_voxels", "write_t2star", "volumes",
-                     "atlas", "putamen_split")
+                     "atlas", "putamen_split", "erosion_mm", "erosion_space", "brain_mask")
 
 GROUP_DICTIONARIES: dict[str, dict[str, dict[str, str]]] = {
     "ids": {

@@ -238,9 +238,9 @@ def choose_masks(subject: SubjectInputs) -> dict[str, tuple[MaskFile, str] | Non
 def regional(subject, cfg, images, fit, r2img, xfm, stage, chosen) -> int:
     """Step 4: deep-GM labels onto the R2* grid (whole putamen split at the AC plane),
     erosion, regional table. Returns rows."""
-    from ironmap.core.rois import COLUMN_DESCRIPTIONS, erode, regional_stats
+    from ironmap.core.rois import COLUMN_DESCRIPTIONS, regional_stats
     from ironmap.spatial.grid import resample_labels, voxel_sizes
-    from ironmap.workflows import putamen
+    from ironmap.workflows import erosion, putamen
 
     pid, sid = subject.participant_id, subject.session_id
     mask, space = chosen or (None, None)
@@ -249,10 +249,14 @@ def regional(subject, cfg, images, fit, r2img, xfm, stage, chosen) -> int:
         src = load_image(mask.path)
         names = label_names(mask, np.asarray(src.dataobj))
         labels = resample_labels(src, r2img, world_to_source(xfm, "MEGRE", space))
+        native = erosion.native_eroded(src, names, cfg)
+        eroded = None if native is None else resample_labels(
+            native, r2img, world_to_source(xfm, "MEGRE", space))
         log.info("%s: labels %s (%s space) -> R2* grid", subject.label, mask.path.name, space)
         sources = [source_uri(mask.path, cfg)]
     elif cfg.atlas is not None:
-        labels, names, atlas_marks = atlas_on_grid(subject, cfg, images, r2img, xfm, landmarks)
+        labels, names, atlas_marks, eroded = atlas_on_grid(subject, cfg, images, r2img, xfm,
+                                                           landmarks)
         landmarks = landmarks or atlas_marks
         sources = [f"atlas:{Path(cfg.atlas).name}"]
     else:
@@ -266,9 +270,11 @@ def regional(subject, cfg, images, fit, r2img, xfm, stage, chosen) -> int:
         voxel_to_t1w = np.linalg.inv(xfm["MEGRE"]) @ r2img.affine
         labels, names, sidecar["PutamenSplit"] = putamen.split_on_grid(
             labels, names, voxel_to_t1w, xfm, landmarks, subject.label)
+    eroded = erosion.restrict(eroded, labels)
     table = regional_stats(fit.r2star, labels, names, flags=fit.flags,
-                           erosion_voxels=cfg.erosion_voxels,
-                           voxel_sizes=voxel_sizes(r2img.affine))
+                           voxel_sizes=voxel_sizes(r2img.affine),
+                           **erosion.stats_options(cfg, eroded))
+    erosion.check_region_sizes(table, cfg, subject.label)
     dictionary = {c: COLUMN_DESCRIPTIONS.get(c, {"Description": c}) for c in table.columns}
     write_tsv(table, derivative_path(stage, "regions_table", pid, sid), dictionary)
     labels = labels.astype(np.int16)
@@ -277,10 +283,9 @@ def regional(subject, cfg, images, fit, r2img, xfm, stage, chosen) -> int:
     used = sorted(int(i) for i in np.unique(labels) if i != 0)
     write_tsv(pd.DataFrame({"index": used, "name": [names.get(i, str(i)) for i in used]}),
               derivative_path(stage, "dseg_labels", pid, sid))
-    save_image(erode_labels(labels, cfg.erosion_voxels, erode), r2img.affine,
-               derivative_path(stage, "dseg_eroded", pid, sid),
-               sidecar={"ErosionVoxels": cfg.erosion_voxels,
-                        "ErosionStructure": "6-connected 3D cross, per label"})
+    save_image(erosion.eroded_label_image(labels, eroded, r2img.affine, cfg, erode_labels)
+               .astype(np.int16), r2img.affine, derivative_path(stage, "dseg_eroded", pid, sid),
+               sidecar=erosion.erosion_sidecar(cfg))
     return len(table)
 
 
@@ -288,7 +293,7 @@ def atlas_on_grid(subject, cfg, images, r2img, xfm, landmarks):
     """Atlas labels (ANTs SyN of the atlas template onto the T1w) on the R2* grid; with a whole
     putamen and no explicit landmarks, AC/PC from the same registration (MNI152 positions).
 
-    Returns ``(labels, names, landmarks or None)``.
+    Returns ``(labels, names, landmarks or None, natively eroded labels or None)``.
     """
     import tempfile
 
@@ -296,7 +301,7 @@ def atlas_on_grid(subject, cfg, images, r2img, xfm, landmarks):
     from ironmap.io.landmarks import Landmarks
     from ironmap.spatial.atlas import atlas_labels, fit_template, locate_acpc
     from ironmap.spatial.grid import resample_labels
-    from ironmap.workflows import putamen
+    from ironmap.workflows import erosion, putamen
 
     atlas = read_atlas(cfg.atlas)
     found = None
@@ -309,7 +314,10 @@ def atlas_on_grid(subject, cfg, images, r2img, xfm, landmarks):
                               f"atlas {atlas.name} template registration (MNI152 AC/PC)")
     src = nib.Nifti1Image(np.asarray(t1_labels, dtype=np.int16), images.t1w.affine)
     labels = resample_labels(src, r2img, world_to_source(xfm, "MEGRE", "T1w"))
-    return labels, names, found
+    native = erosion.native_eroded(src, names, cfg)  # on the T1w grid
+    eroded = None if native is None else resample_labels(
+        native, r2img, world_to_source(xfm, "MEGRE", "T1w"))
+    return labels, names, found, eroded
 
 
 def erode_labels(labels: np.ndarray, erosion_voxels: int, erode) -> np.ndarray:
@@ -371,16 +379,6 @@ def lesions(subject, cfg, images, fit, r2img, xfm, stage, chosen) -> dict[str, A
     return row
 
 
-def volumes(subject: SubjectInputs, cfg: RunConfig, stage: Path) -> dict[str, Any]:
-    """Step 6: tissue volumes from the T1w (``--volumes``)."""
-    from ironmap.workflows.volumes import subject_volumes
-
-    row = subject_volumes(subject.t1w, subject.participant_id, subject.session_id, stage,
-                          work_dir=cfg.work_dir)
-    return {k: (float(v) if isinstance(v, int | float | np.floating) else v)
-            for k, v in row.items() if k not in ("participant_id", "session_id")}
-
-
 def analyse(subject: SubjectInputs, cfg: RunConfig, stage: Path) -> dict[str, Any]:
     """Run steps 1-6 into ``stage``; returns the participant's summary (lesions, volumes, QC)."""
     if subject.problems:
@@ -401,11 +399,10 @@ def analyse(subject: SubjectInputs, cfg: RunConfig, stage: Path) -> dict[str, An
     summary: dict[str, Any] = {"lesions": lesion_row,
                                "registration_nmi": similarity, "n_region_rows": n_regions or 0,
                                "fit_method": str(fit.method)}
-    if cfg.volumes:
-        row = _tolerate_segmentation("volumes", failed, subject,
-                                     lambda: volumes(subject, cfg, stage))
-        if row is not None:
-            summary["volumes"] = row
+    if cfg.volumes or getattr(cfg, "brain_mask", False):  # T1w segmented once for both
+        from ironmap.workflows.brain import t1w_anatomy
+
+        t1w_anatomy(subject, cfg, images, r2img, xfm, stage, summary, failed)
     if failed:
         summary["segmentation_errors"] = failed
     return summary
