@@ -148,3 +148,24 @@ def test_native_erosion_keeps_sn_rn_with_near_true_r2star(clinical_grid):
         for hemi in ("left", "right"):
             assert _row(native, region, hemi).n_voxels >= 5
     assert set(small_regions(native, 5)) == set()
+
+
+def test_cli_options_map_onto_the_run_config(tmp_path):
+    from ironmap.cli.bidsapp import build_parser, config_from_args
+
+    args = build_parser().parse_args([str(tmp_path / "bids"), str(tmp_path / "out"),
+                                      "participant", "--erosion-mm", "1.5", "--erosion-space",
+                                      "native", "--min-region-voxels", "20", "--brain-mask"])
+    cfg = config_from_args(args)
+    assert (cfg.erosion_mm, cfg.erosion_space, cfg.min_region_voxels, cfg.brain_mask) == \
+        (1.5, "native", 20, True)
+    default = config_from_args(build_parser().parse_args(
+        [str(tmp_path / "bids"), str(tmp_path / "out"), "participant"]))
+    assert (default.erosion_voxels, default.erosion_mm, default.erosion_space,
+            default.min_region_voxels, default.brain_mask) == (1, None, "r2star", 10, False)
+    from ironmap.report.methods import _erosion_phrase
+
+    assert "1.5 mm" in _erosion_phrase(cfg.to_json()) and "native grid" in \
+        _erosion_phrase(cfg.to_json())
+    assert _erosion_phrase(default.to_json()) == ("eroded by 1 voxel (3-D, 6-connected "
+                                                  "structuring element) on the R2* grid")
