@@ -102,20 +102,20 @@ def real(names: list[str]) -> None:
         rel, ref = REAL[name]
         img = nib.load(SHARED / rel)
         img = nib.Nifti1Image(img.get_fdata(dtype=np.float32), img.affine)
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         try:
             seg = segment_tissues(img, label=name)
         except SegmentationError as exc:
             print(f"{name}: REFUSED ({exc}), {time.perf_counter() - t0:.0f} s")
             continue
-        dt = time.perf_counter() - t0
+        dt, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         vols = tissue_volumes(seg.gm, seg.wm, seg.csf, seg.voxel_sizes, deep_gm=seg.deep)
         row = normalise_volumes(vols, abs(np.linalg.det(seg.subject_to_template[:3, :3])))
         problems = implausible_volumes(row, seg.template_brain_cm3)
         mask = brain_mask(seg.gm, seg.wm, seg.csf, seg.voxel_sizes)
         vox = float(np.prod(seg.voxel_sizes)) / 1000.0
-        text = (f"{name}: {dt:.0f} s, peak {_peak_mb():.0f} MB, registration corr "
-                f"{seg.similarity:.2f}; GM {row['gm_cm3']:.0f} (cortical "
+        text = (f"{name}: {dt:.0f} s wall, {cpu:.0f} s CPU, peak {_peak_mb():.0f} MB, "
+                f"registration corr {seg.similarity:.2f}; GM {row['gm_cm3']:.0f} (cortical "
                 f"{row['cortical_gm_cm3']:.0f}) WM {row['wm_cm3']:.0f} CSF {row['csf_cm3']:.0f} "
                 f"cm3, factor {row['scaling_factor']:.2f}; "
                 f"{'PLAUSIBLE' if not problems else 'FLAGGED: ' + '; '.join(problems)}; "
