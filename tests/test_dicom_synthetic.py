@@ -301,3 +301,32 @@ def test_nothing_recognised_is_an_error(tmp_path):
     with pytest.raises(DicomImportError, match=r"no MEGRE, T1w or FLAIR .*series 2 \(local"):
         import_dicom(dicom_dir, tmp_path / "bids", "01")
     assert not (tmp_path / "bids").exists() or not any((tmp_path / "bids").iterdir())
+
+
+def test_group_age_sex_recorded_and_missing_anatomy_warned(tmp_path, caplog):
+    """A GRE-only import warns (no T1w, no FLAIR) and writes the group the group level reads."""
+    dicom_dir = tmp_path / "dicom"
+    write_series(dicom_dir)
+    bids = tmp_path / "bids"
+    with caplog.at_level("WARNING", logger="ironmap"):
+        result = import_dicom(dicom_dir, bids, "01", site="site-01", group="RRMS", age=47.5,
+                              sex="m")
+    assert any("no T1w series imported" in w for w in result.warnings)
+    assert any("no FLAIR series imported" in w for w in result.warnings)
+    assert "no T1w series imported" in caplog.text
+    assert "WARNING: sub-01: no T1w series imported" in result.log_path.read_text()
+    lines = (bids / "participants.tsv").read_text().splitlines()
+    assert lines == ["participant_id\tage\tsex\tsite\tgroup", "sub-01\t47.5\tM\tsite-01\tRRMS"]
+    meta = json.loads((bids / "participants.json").read_text())
+    assert "group" in meta
+    # re-import with a group fills the n/a cell of an existing row, keeps the other values
+    (bids / "participants.tsv").write_text("participant_id\tgroup\tage\nsub-02\tn/a\t50\n")
+    import_dicom(dicom_dir, bids, "02", group="HC")
+    assert (bids / "participants.tsv").read_text().splitlines()[1] == "sub-02\tHC\t50\tF\tn/a"
+    # the CLI: bad values are refused before anything is written
+    assert main(["import-dicom", str(dicom_dir), str(tmp_path / "b2"), "--participant-label",
+                 "01", "--group", "bad group"]) == 1
+    assert not (tmp_path / "b2").exists()
+    assert main(["import-dicom", str(dicom_dir), str(tmp_path / "b3"), "--participant-label",
+                 "01", "--group", "HC", "--age", "61"]) == 0
+    assert (tmp_path / "b3" / "participants.tsv").read_text().splitlines()[1].endswith("\tHC")

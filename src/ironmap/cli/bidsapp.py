@@ -52,6 +52,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="FLAIR/GRE -> T1w transform model (default affine, as the seed study)")
     g.add_argument("--erosion", type=int, default=1, dest="erosion_voxels",
                    help="erode region masks by this many voxels on the R2* grid (default 1)")
+    g.add_argument("--erosion-mm", type=float, default=None,
+                   help="erode region masks by this distance in mm instead of --erosion voxels")
+    g.add_argument("--erosion-space", choices=["r2star", "native"], default="r2star",
+                   help="erode on the R2* grid (default, the seed's definition) or on the "
+                   "labels' native grid before they are carried to the R2* grid")
+    g.add_argument("--min-region-voxels", type=int, default=10,
+                   help="QC flag small_region when a region keeps fewer voxels (default 10)")
+    g.add_argument("--brain-mask", action="store_true",
+                   help="brain extraction of the T1w, written on the R2* grid (always with "
+                   "--volumes)")
     g.add_argument("--t2star", action="store_true", dest="write_t2star",
                    help="also write T2* maps (seconds)")
     g.add_argument("--volumes", action="store_true",
@@ -143,6 +153,10 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         report=args.report,
         max_image_gb=args.max_image_gb,
         harmonise=args.harmonise,
+        erosion_mm=args.erosion_mm,
+        erosion_space=args.erosion_space,
+        min_region_voxels=args.min_region_voxels,
+        brain_mask=args.brain_mask,
     )
 
 

@@ -21,6 +21,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--session-label", metavar="Y", help="BIDS session label (ses-Y)")
     parser.add_argument("--site", help="site label for participants.tsv and the protocol "
                                        "tables (e.g. site-01)")
+    parser.add_argument("--group", metavar="LABEL",
+                        help="participant group (e.g. HC, RRMS) for participants.tsv's group "
+                             "column, which the group level reads")
+    parser.add_argument("--age", type=float, metavar="YEARS",
+                        help="age in years for participants.tsv (default: from the headers)")
+    parser.add_argument("--sex", choices=["M", "F", "O"],
+                        help="sex for participants.tsv (default: from the headers)")
     parser.add_argument("--map", dest="series_map", type=Path, metavar="SERIES_MAP.tsv",
                         help="TSV with columns pattern, suffix (MEGRE, T1w, FLAIR, ignore) "
                              "overriding the series recognition rules")
@@ -40,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
         result = import_dicom(args.dicom_dir, args.bids_dir, args.participant_label,
                               session_label=args.session_label, site=args.site,
                               series_map=args.series_map, overwrite=args.overwrite,
-                              work_dir=args.work_dir)
+                              work_dir=args.work_dir, group=args.group, age=args.age,
+                              sex=args.sex)
     except (DicomImportError, OutputExistsError) as exc:
         log.error("%s", exc)
         return 1

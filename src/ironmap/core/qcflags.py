@@ -1,6 +1,6 @@
 """Automatic quality-control flags of one participant's run (pure rules, no files).
 
-Four rules, the first three comparing a measured value with a threshold:
+Six rules, the first four comparing a measured value with a threshold:
 
 - ``registration``: the similarity a registration reached (as recorded by the participant
   level, e.g. normalised correlation or mutual information; higher is better) is below
@@ -8,6 +8,11 @@ Four rules, the first three comparing a measured value with a threshold:
 - ``low_snr``: the first-echo signal-to-noise ratio is below ``min_snr``;
 - ``flagged_voxels``: the fraction of voxels excluded by the R2* fit flags, in the brain or in
   any region's eroded mask, is above ``max_flagged_fraction`` / ``max_region_flagged_fraction``;
+- ``small_region``: a region of the regional table keeps fewer than ``min_region_voxels``
+  voxels after erosion and quality exclusion (0 = its R2* is n/a), e.g. the substantia nigra
+  after a one-voxel erosion at 3-4 mm;
+- ``volumes``: tissue volumes were measured but lie outside plausible adult ranges
+  (``volumes:implausible``; :data:`ironmap.core.volumes.PLAUSIBLE_RANGES`);
 - ``segmentation``: a T1w step (tissue volumes, atlas labels or AC/PC location) failed for this
   participant (e.g. the template registration did not reach its similarity threshold); no
   value or threshold.
@@ -34,6 +39,7 @@ class QCThresholds:
     min_snr: float = 10.0
     max_flagged_fraction: float = 0.05
     max_region_flagged_fraction: float = 0.20
+    min_region_voxels: int = 10
 
 
 @dataclass(frozen=True)
@@ -153,23 +159,50 @@ def first_echo_snr(echo1: np.ndarray, head: np.ndarray | None = None,
     return float(e[head].mean() / sigma) if sigma > 0 else math.nan
 
 
+def small_region_flags(participant_id: str, regions: pd.DataFrame | None,
+                       thr: QCThresholds) -> list[QCFlag]:
+    """One flag per regional-table row whose used voxels (``n_voxels``) are below
+    ``thr.min_region_voxels`` (item ``"<region> <hemisphere>"``)."""
+    from ironmap.core.rois import small_regions
+
+    if regions is None:
+        return []
+    out = []
+    for item, n in small_regions(regions, thr.min_region_voxels).items():
+        what = "no voxel: its R2* is n/a" if n == 0 else f"only {n} voxel(s)"
+        out.append(QCFlag(participant_id, "small_region", item, float(n),
+                          float(thr.min_region_voxels),
+                          f"{item} keeps {what} after erosion and quality exclusion (minimum "
+                          f"{thr.min_region_voxels}); try --erosion-space native or "
+                          "--erosion-mm"))
+    return out
+
+
 def segmentation_flags(participant_id: str, errors: dict[str, str]) -> list[QCFlag]:
     """One flag per failed T1w step (``{"volumes": message, "deep_gm_labels": message}``): the
     template registration or segmentation of the T1w failed, the step has no output."""
-    return [QCFlag(participant_id, "segmentation", step, math.nan, math.nan,
-                   f"{step.replace('_', ' ')} failed: {message}")
-            for step, message in sorted(errors.items())]
+    out = []
+    for step, message in sorted(errors.items()):
+        if step == "volumes" and "implausible" in message:  # ran, but refused by its checks
+            out.append(QCFlag(participant_id, "volumes", "implausible", math.nan, math.nan,
+                              f"tissue volumes not reported: {message}"))
+        else:
+            out.append(QCFlag(participant_id, "segmentation", step, math.nan, math.nan,
+                              f"{step.replace('_', ' ')} failed: {message}"))
+    return out
 
 
 def evaluate(participant_id: str, *, similarities: dict[str, float] | None = None,
              snr: float | None = None, brain_flagged_fraction: float | None = None,
              region_fractions: dict[str, float] | None = None,
              segmentation_errors: dict[str, str] | None = None,
-             thresholds: QCThresholds | None = None) -> list[QCFlag]:
+             thresholds: QCThresholds | None = None,
+             regions: pd.DataFrame | None = None) -> list[QCFlag]:
     """All flags of one participant (an empty list when everything passes)."""
     thr = thresholds or QCThresholds()
     return (registration_flags(participant_id, similarities or {}, thr)
             + snr_flags(participant_id, snr, thr)
             + flagged_voxel_flags(participant_id, brain_flagged_fraction,
                                   region_fractions or {}, thr)
+            + small_region_flags(participant_id, regions, thr)
             + segmentation_flags(participant_id, segmentation_errors or {}))

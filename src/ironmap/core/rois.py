@@ -10,7 +10,12 @@ Method
    (``scipy.ndimage.generate_binary_structure(3, 1)``: a voxel survives one step when its six
    face neighbours are all inside the mask; voxels outside the image count as outside).
    Each (region, hemisphere) mask is eroded on its own, so voxels that border another
-   structure are removed as well as voxels that border background.
+   structure are removed as well as voxels that border background. Alternatives: an erosion
+   by a distance in mm (:func:`erode_mm`), or labels eroded before they were carried to the
+   R2* grid (``eroded_labels``, e.g. on the label's native high-resolution grid with
+   :func:`erode_label_image`). At clinical resolution (3-4 mm voxels) a one-voxel erosion can
+   empty small nuclei (substantia nigra, red nucleus): :func:`small_regions` lists the rows
+   left with too few voxels, for a QC flag.
 3. **Composite regions** (``putamen`` = anterior + posterior part) are built by eroding the
    UNION of the parts, not by merging the eroded parts: the anterior/posterior border is a
    line drawn through one nucleus, not a tissue boundary, so voxels along it carry no partial
@@ -55,8 +60,10 @@ COLUMN_DESCRIPTIONS: dict[str, dict[str, str]] = {
                                  "voxels", "Units": "1/s"},
     "n_voxels": {"Description": "Voxels used: after erosion and quality exclusion"},
     "n_voxels_mask": {"Description": "Voxels of the mask on the R2* grid, before erosion"},
-    "n_voxels_eroded": {"Description": "Voxels left after erosion (6-connected cross, "
-                                       "erosion_voxels steps), before quality exclusion"},
+    "n_voxels_eroded": {"Description": "Voxels left after erosion (by default one step "
+                                       "of the 6-connected cross on the R2* grid; see the "
+                                       "eroded label image's sidecar), before quality "
+                                       "exclusion"},
     "n_voxels_flagged": {"Description": "Eroded voxels excluded because R2* is NaN or a "
                                         "quality flag is set"},
     "volume_cm3": {"Description": "Mask volume before erosion", "Units": "cm3"},
@@ -86,6 +93,100 @@ def erode(mask: np.ndarray, erosion_voxels: int = 1) -> np.ndarray:
     return ndimage.binary_erosion(
         mask, structure=EROSION_STRUCTURE, iterations=int(erosion_voxels), border_value=0
     )
+
+
+def erode_mm(mask: np.ndarray, distance_mm: float, voxel_sizes) -> np.ndarray:
+    """Erosion by a distance in mm: keep the voxels whose centre lies more than
+    ``distance_mm`` from the centre of every voxel outside the mask.
+
+    Voxels outside the image count as outside. On an isotropic grid of edge ``d`` mm,
+    ``distance_mm = d`` gives exactly the one-step erosion of :func:`erode` (face neighbours
+    lie at ``d``, edge and corner neighbours further away); a distance below the voxel edge
+    removes nothing along that axis.
+
+    Parameters
+    ----------
+    mask : ndarray of bool, shape (X, Y, Z)
+    distance_mm : float
+        Erosion distance in mm (0 = none).
+    voxel_sizes : sequence of 3 float
+        Voxel edge lengths in mm.
+
+    Returns
+    -------
+    ndarray of bool, shape (X, Y, Z)
+    """
+    mask = np.asarray(mask, dtype=bool)
+    if distance_mm <= 0 or not mask.any():
+        return mask.copy()
+    padded = np.pad(mask, 1, constant_values=False)
+    dist = ndimage.distance_transform_edt(padded, sampling=[float(v) for v in voxel_sizes[:3]])
+    return (dist > float(distance_mm) + 1e-6)[1:-1, 1:-1, 1:-1]
+
+
+def erode_region(mask: np.ndarray, *, erosion_voxels: int = 1, erosion_mm: float | None = None,
+                 voxel_sizes=None) -> np.ndarray:
+    """:func:`erode_mm` when ``erosion_mm`` is given (needs ``voxel_sizes``), else
+    :func:`erode` by ``erosion_voxels`` steps."""
+    if erosion_mm is None:
+        return erode(mask, erosion_voxels)
+    if voxel_sizes is None:
+        raise ValueError("an erosion in mm needs the voxel sizes of the grid")
+    return erode_mm(mask, erosion_mm, voxel_sizes)
+
+
+def erode_label_image(labels: np.ndarray, label_names: dict[int, str], *,
+                      erosion_voxels: int = 1, erosion_mm: float | None = None,
+                      voxel_sizes=None) -> np.ndarray:
+    """A label image eroded region by region (the ``native`` erosion, before transport).
+
+    Labels are grouped per ``(region, hemisphere)`` as in :func:`regional_stats`; the parts of
+    a composite region (anterior/posterior putamen) are eroded together, so the cut between
+    them is not eroded. Each voxel keeps its label where its group's eroded mask survives.
+
+    Parameters
+    ----------
+    labels : ndarray of int, shape (X, Y, Z)
+        Label indices (0 = background) on their own (native) grid.
+    label_names : dict of int to str
+        Label index -> name.
+
+    Returns
+    -------
+    ndarray of shape (X, Y, Z), the dtype of ``labels``
+        Eroded labels (0 where eroded away).
+    """
+    labels = np.asarray(labels)
+    part_of = {p: c for c, parts in COMPOSITE_REGIONS.items() for p in parts}
+    groups: dict[tuple[str, str], list[int]] = {}
+    for index, name in label_names.items():
+        if int(index) == 0:
+            continue
+        region, hemi = region_key(str(name))
+        groups.setdefault((part_of.get(region, region), hemi), []).append(int(index))
+    out = np.zeros_like(labels)
+    for indices in groups.values():
+        mask = np.isin(labels, indices)
+        keep = erode_region(mask, erosion_voxels=erosion_voxels, erosion_mm=erosion_mm,
+                            voxel_sizes=voxel_sizes)
+        out[keep] = labels[keep]
+    return out
+
+
+def small_regions(table: pd.DataFrame, min_voxels: int) -> dict[str, int]:
+    """Rows of a regional table whose used voxels (``n_voxels``) are below ``min_voxels``.
+
+    Returns
+    -------
+    dict
+        ``"<region> <hemisphere>"`` -> voxels used, in table order (empty when none).
+    """
+    if table is None or table.empty or "n_voxels" not in table.columns:
+        return {}
+    counts = pd.to_numeric(table["n_voxels"], errors="coerce").fillna(0).astype(int)
+    hemi = table["hemisphere"] if "hemisphere" in table.columns else ["bilateral"] * len(table)
+    return {f"{r} {h}": int(n) for r, h, n in zip(table["region"], hemi, counts, strict=True)
+            if n < int(min_voxels)}
 
 
 def _group_masks(labels, label_names) -> dict[tuple[str, str], np.ndarray]:
@@ -145,6 +246,8 @@ def regional_stats(
     flags: np.ndarray | None = None,
     erosion_voxels: int = 1,
     voxel_sizes=None,
+    erosion_mm: float | None = None,
+    eroded_labels: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """R2* per label and per bilateral region after a one-voxel erosion (see module notes).
 
@@ -164,6 +267,12 @@ def regional_stats(
         Erosion steps (0 disables erosion).
     voxel_sizes : sequence of 3 float, optional
         Voxel edge lengths of the R2* grid in mm; adds a ``volume_cm3`` column.
+    erosion_mm : float, optional
+        Erode by a distance in mm instead (:func:`erode_mm`; needs ``voxel_sizes``).
+    eroded_labels : ndarray of shape (X, Y, Z), optional
+        Labels already eroded elsewhere (e.g. on their native grid before transport,
+        :func:`erode_label_image`), same indices as ``labels``: used as the eroded masks,
+        no erosion here.
 
     Returns
     -------
@@ -186,7 +295,19 @@ def regional_stats(
     vox_cm3 = None if voxel_sizes is None else float(np.prod(voxel_sizes[:3])) / 1000.0
     groups = _group_masks(labels, label_names)
     _add_composites(groups)
-    eroded = {key: erode(mask, erosion_voxels) for key, mask in groups.items()}
+    if eroded_labels is not None:
+        eroded_labels = np.asarray(eroded_labels)
+        if eroded_labels.shape != labels.shape:
+            raise ValueError(f"eroded labels shape {eroded_labels.shape} differs from labels "
+                             f"shape {labels.shape}")
+        found = _group_masks(eroded_labels, label_names)
+        _add_composites(found)
+        eroded = {key: found.get(key, np.zeros(labels.shape, bool)) & mask
+                  for key, mask in groups.items()}
+    else:
+        eroded = {key: erode_region(mask, erosion_voxels=erosion_voxels, erosion_mm=erosion_mm,
+                                    voxel_sizes=voxel_sizes)
+                  for key, mask in groups.items()}
     rows = []
     for region in _region_order(groups):
         left, right = (region, "left"), (region, "right")

@@ -226,3 +226,53 @@ def normalise_volumes(volumes: dict[str, float], factor: float) -> dict[str, flo
         if key in volumes and volumes[key] is not None:
             out[f"{name}_norm_cm3"] = float(volumes[key]) * float(factor)
     return out
+
+
+#: Plausible adult ranges of the volume table's values: ``column -> (low, high)``. GM and WM in
+#: cm³ (adult brains, atrophy included: GM 450-900, WM 350-800); ``wm_fraction`` = WM / (GM +
+#: WM) (adults about 0.40-0.47); ``scaling_factor``: a wide band that only catches failed
+#: template fits; ``brain_norm_ratio`` = head-size-normalised brain volume / the template's own
+#: brain volume (normalisation brings every head to template size, so a normalised brain far
+#: from the template's means a wrong factor or a wrong segmentation).
+PLAUSIBLE_RANGES: dict[str, tuple[float, float]] = {
+    "gm_cm3": (450.0, 900.0),
+    "wm_cm3": (350.0, 800.0),
+    "wm_fraction": (0.30, 0.55),
+    "scaling_factor": (0.7, 2.0),
+    "brain_norm_ratio": (0.6, 1.25),
+}
+
+
+def implausible_volumes(row: dict[str, float], template_brain_cm3: float | None = None,
+                        ranges: dict[str, tuple[float, float]] | None = None) -> list[str]:
+    """Values of a volume-table row outside :data:`PLAUSIBLE_RANGES` (one sentence each).
+
+    Parameters
+    ----------
+    row : dict
+        ``gm_cm3``, ``wm_cm3`` and (optionally) ``scaling_factor``, ``brain_norm_cm3``.
+    template_brain_cm3 : float, optional
+        Brain volume (GM + WM, cm³) of the template the factor refers to; enables the
+        ``brain_norm_ratio`` check.
+
+    Returns
+    -------
+    list of str
+        Empty when every checked value is inside its range.
+    """
+    ranges = {**PLAUSIBLE_RANGES, **(ranges or {})}
+    values: dict[str, float] = {}
+    gm, wm = row.get("gm_cm3"), row.get("wm_cm3")
+    for key in ("gm_cm3", "wm_cm3", "scaling_factor"):
+        if row.get(key) is not None:
+            values[key] = float(row[key])
+    if gm is not None and wm is not None and float(gm) + float(wm) > 0:
+        values["wm_fraction"] = float(wm) / (float(gm) + float(wm))
+    if template_brain_cm3 and row.get("brain_norm_cm3") is not None:
+        values["brain_norm_ratio"] = float(row["brain_norm_cm3"]) / float(template_brain_cm3)
+    problems = []
+    for key, value in values.items():
+        low, high = ranges[key]
+        if not np.isfinite(value) or not low <= value <= high:
+            problems.append(f"{key} {value:.3g} outside {low:g}-{high:g}")
+    return problems

@@ -416,6 +416,7 @@ PARTICIPANT_COLUMNS = {
     "sex": {"Description": "sex as recorded by the scanner",
             "Levels": {"M": "male", "F": "female", "O": "other"}},
     "site": {"Description": "acquisition site label"},
+    "group": {"Description": "participant group (diagnosis), as given at import (--group)"},
 }
 
 
@@ -423,8 +424,8 @@ def add_participant_row(text: str | None, row: dict[str, str]) -> tuple[str, lis
     """Add one row to the text of ``participants.tsv`` without touching existing rows.
 
     Existing cells stay byte for byte; missing columns of ``row`` are appended (``n/a`` in
-    existing rows). A participant already listed is left as is; conflicting values are
-    reported in the returned notes.
+    existing rows). A participant already listed keeps its values; only its ``n/a`` cells
+    take the values of ``row``; conflicting values are reported in the returned notes.
 
     Returns
     -------
@@ -442,14 +443,17 @@ def add_participant_row(text: str | None, row: dict[str, str]) -> tuple[str, lis
             lines = ["\t".join(columns)] + [ln + "\tn/a" for ln in lines[1:]]
     ids = columns.index("participant_id")
     notes = []
-    for line in lines[1:]:
+    for k, line in enumerate(lines[1:], start=1):
         cells = line.split("\t")
         if cells[ids] == row["participant_id"]:
             old = dict(zip(columns, cells, strict=False))
             diff = [c for c, v in row.items() if old.get(c, "n/a") not in ("n/a", v)]
             if diff:
                 notes.append(f"participants.tsv: {row['participant_id']} already listed with "
-                             f"other {', '.join(diff)}; existing row kept")
+                             f"other {', '.join(diff)}; existing values kept")
+            filled = [old.get(c, "n/a") if old.get(c, "n/a") != "n/a" else row.get(c, "n/a")
+                      for c in columns]
+            lines[k] = "\t".join(filled)
             return "\n".join(lines) + "\n", notes
     lines.append("\t".join(row.get(c, "n/a") for c in columns))
     return "\n".join(lines) + "\n", notes

@@ -30,6 +30,8 @@ OUTPUTS: dict[str, tuple[str, str]] = {
     "regions_table": ("anat", "desc-regions_r2star.tsv"),
     "lesions_table": ("anat", "desc-lesions_r2star.tsv"),
     "volumes_table": ("anat", "desc-volumes.tsv"),
+    "brain_mask_r2star": ("anat", "space-R2starmap_desc-brain_mask.nii.gz"),
+    "brain_mask_t1w": ("anat", "space-T1w_desc-brain_mask.nii.gz"),
     "figure_dir": ("figures", ""),
 }
 

@@ -189,6 +189,9 @@ def methods_record(config: Mapping[str, Any], *, r2star_sidecar: Mapping[str, An
                    "echo_times_s": tes},
         "registration": {"model": str(config.get("registration", "affine")), "tool": "ANTs"},
         "erosion_voxels": int(config.get("erosion_voxels", 1) or 0),
+        "erosion_mm": config.get("erosion_mm"),
+        "erosion_space": str(config.get("erosion_space") or "r2star"),
+        "min_region_voxels": config.get("min_region_voxels"),
         "masks_source": _dominant(src.get("masks")),
         "masks_sources": src.get("masks", {}),
         "atlas": atlas or _atlas_names(config.get("atlas")),
@@ -329,9 +332,7 @@ def lesions_sentence(rec: Mapping[str, Any]) -> str:
 def _registration_paragraph(rec: Mapping[str, Any], versions: Mapping[str, str]) -> str:
     model = str((rec.get("registration") or {}).get("model") or "affine")
     transform = REGISTRATIONS.get(model.lower(), f"a '{model}' transform")
-    erosion = int(rec.get("erosion_voxels") or 0)
-    ero = (f"eroded by {_plural(erosion, 'voxel')} (3-D, 6-connected structuring element) on "
-           f"the R2* grid" if erosion > 0 else "not eroded")
+    ero = erosion_phrase(rec)
     text = (f"FLAIR and gradient-echo (first echo) images were registered to the T1-weighted "
             f"image with {transform} using ANTs (antspyx {versions.get('antspyx')}) [ants]. "
             + masks_sentence(rec))
@@ -339,7 +340,23 @@ def _registration_paragraph(rec: Mapping[str, Any], versions: Mapping[str, str])
         text += (" Masks were carried to the R2* grid by composing the transforms once with "
                  f"label-preserving (nearest-neighbour) interpolation and {ero} before the "
                  "mean R2* of each region was computed.")
+        minimum = rec.get("min_region_voxels")
+        if _is_number(minimum) and int(minimum) > 0:
+            text += (f" A region left with fewer than {_plural(int(minimum), 'voxel')} after "
+                     "erosion was flagged in the quality control.")
     return text + " " + lesions_sentence(rec)
+
+
+def erosion_phrase(rec: Mapping[str, Any]) -> str:
+    """How the region masks were eroded (voxel steps or mm; R2* grid or native grid)."""
+    where = ("on their native grid before transport to the R2* grid"
+             if rec.get("erosion_space") == "native" else "on the R2* grid")
+    mm = rec.get("erosion_mm")
+    if _is_number(mm) and float(mm) > 0:
+        return f"eroded by {float(mm):g} mm (Euclidean distance between voxel centres) {where}"
+    erosion = int(rec.get("erosion_voxels") or 0)
+    return (f"eroded by {_plural(erosion, 'voxel')} (3-D, 6-connected structuring element) "
+            f"{where}" if erosion > 0 else "not eroded")
 
 
 def _region_list(regions: Sequence[str]) -> str:

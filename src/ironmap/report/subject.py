@@ -38,6 +38,7 @@ class SubjectImages:
     labels: np.ndarray | None = None
     eroded: np.ndarray | None = None
     lesion: np.ndarray | None = None
+    brain: np.ndarray | None = None  # brain mask on the R2* grid (``--brain-mask``)
     t1w: np.ndarray | None = None
     flair_on_t1w: np.ndarray | None = None
     megre_on_t1w: np.ndarray | None = None
@@ -112,7 +113,7 @@ def flags_for(img: SubjectImages, m: dict[str, Any],
                             brain_flagged_fraction=m["flagged_fraction_head"],
                             region_fractions=m["region_flagged_fraction"],
                             segmentation_errors=dict(img.segmentation_errors),
-                            thresholds=thresholds)
+                            thresholds=thresholds, regions=img.regions)
 
 
 def metrics_view(m: dict[str, Any]) -> TableView:

@@ -86,6 +86,12 @@ def load_template(resolution_mm: int = 2) -> Template:
     return Template(t1=t1, gm=gm, wm=wm, csf=csf, mask=mask, deep=deep_region(t1.affine, t1.shape))
 
 
+def template_brain_cm3(tpl: Template) -> float:
+    """Brain volume of a template: its GM + WM prior fractions summed, cm³."""
+    vox = float(np.prod(np.linalg.norm(tpl.t1.affine[:3, :3], axis=0))) / 1000.0
+    return float((tpl.gm.sum() + tpl.wm.sum()) * vox)
+
+
 def deep_region(affine: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Deep grey-matter region of MNI space: an ellipsoid around the basal ganglia and thalami
     (centre (0, -8, 4) mm, semi-axes 30 x 34 x 20 mm) plus the brainstem and cerebellar-nuclei
@@ -135,10 +141,14 @@ def _tempdir(folder: str):
 
 
 def register_template(subject, template_t1, *, nonlinear: bool = False, label: str = "T1w",
-                      workdir: str | None = None, seed: int = 1) -> TemplateFit:
+                      workdir: str | None = None, seed: int = 1, initial_transform=None,
+                      mask=None, moving_mask=None) -> TemplateFit:
     """Register a template T1 (moving) to a subject image (fixed), both ANTsImages.
 
     ``seed`` fixes ANTs' metric sampling, so the result is reproducible (with one ITK thread).
+    ``initial_transform`` (an ANTs transform file), ``mask`` (subject grid) and
+    ``moving_mask`` (template grid) are passed to ANTs; the masks restrict the metric in
+    every stage.
 
     Raises
     ------
@@ -151,10 +161,19 @@ def register_template(subject, template_t1, *, nonlinear: bool = False, label: s
     kind = "SyN" if nonlinear else "Affine"
     with ants_random_seed(seed):
         reg = ants.registration(fixed=subject, moving=template_t1, type_of_transform=kind,
-                                outprefix=prefix, aff_metric="mattes", verbose=False)
+                                outprefix=prefix, aff_metric="mattes", verbose=False,
+                                initial_transform=initial_transform, mask=mask,
+                                moving_mask=moving_mask,
+                                mask_all_stages=mask is not None or moving_mask is not None)
     mat = next(t for t in reg["fwdtransforms"] if t.endswith(".mat"))
-    sim = check_warped_similarity(subject, reg["warpedmovout"], "registration to the template",
-                                  label)
+    if moving_mask is None:
+        sim = check_warped_similarity(subject, reg["warpedmovout"],
+                                      "registration to the template", label)
+    else:
+        inside = ants.apply_transforms(subject, moving_mask, reg["fwdtransforms"],
+                                       interpolator="linear")
+        sim = check_brain_similarity(subject, reg["warpedmovout"], inside.numpy() >= 0.5,
+                                     "registration to the template", label)
     return TemplateFit(read_ants_affine(mat), float(sim), list(reg["fwdtransforms"]))
 
 
@@ -186,6 +205,32 @@ def check_warped_similarity(fixed, warped, what: str, label: str) -> float:
     return float(sim)
 
 
+def check_brain_similarity(fixed, warped, brain: np.ndarray, what: str, label: str,
+                           depth_mm: float = 6.0) -> float:
+    """Correlation of a registered brain-only template with the subject inside the brain.
+
+    Taken over the voxels more than ``depth_mm`` inside the registered brain mask ``brain``
+    (subject grid): the brain's edge, where scalp, dura and a slightly misplaced mask dominate,
+    is left out.
+
+    Raises
+    ------
+    SegmentationError
+        When it is below :data:`MIN_SIMILARITY` (or not finite).
+    """
+    spacing = np.asarray(fixed.spacing, dtype=float)
+    depth = ndimage.distance_transform_edt(np.pad(brain, 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
+    inside = depth > depth_mm
+    image, moved = fixed.numpy(), warped.numpy()
+    sim = _correlation(image[inside], moved[inside]) if inside.sum() > 100 else 0.0
+    log.info("%s: %s, correlation %.3f inside the brain", label, what, sim)
+    if not np.isfinite(sim) or sim < MIN_SIMILARITY:
+        raise SegmentationError(f"{label}: {what} failed (correlation {sim:.2f} < "
+                                f"{MIN_SIMILARITY} inside the brain); is this a T1w image of a "
+                                "head?")
+    return float(sim)
+
+
 # --------------------------------------------------------------------------- tissues
 @dataclass
 class TissueSegmentation:
@@ -199,6 +244,7 @@ class TissueSegmentation:
     affine: np.ndarray
     subject_to_template: np.ndarray
     similarity: float
+    template_brain_cm3: float | None = None  # GM + WM of the template's priors
 
     @property
     def voxel_sizes(self) -> np.ndarray:
@@ -208,7 +254,8 @@ class TissueSegmentation:
 
 def segment_tissues(t1w: nib.Nifti1Image, *, label: str = "T1w", template_mm: int = 2,
                     dilate_mm: float = 6.0, csf_margin_mm: float = 3.0, nonlinear: bool = True,
-                    workdir: str | None = None) -> TissueSegmentation:
+                    workdir: str | None = None, bias_correct: bool = False
+                    ) -> TissueSegmentation:
     """Brain extraction and three-class (CSF, GM, WM) segmentation of a T1w image.
 
     Returns partial-volume fractions (:class:`TissueSegmentation`); GM includes deep GM
@@ -230,6 +277,9 @@ def segment_tissues(t1w: nib.Nifti1Image, *, label: str = "T1w", template_mm: in
         Register the template with SyN after the affine stage (the default), so that its brain
         mask and deep-GM region follow the individual brain; the head-size factor always comes
         from the affine stage.
+    bias_correct : bool
+        N4 bias-field correction inside the brain and its margin before the classification
+        (off by default; see docs/volumes.md).
 
     Raises
     ------
@@ -249,8 +299,8 @@ def segment_tissues(t1w: nib.Nifti1Image, *, label: str = "T1w", template_mm: in
     data = np.nan_to_num(data)
     tpl = load_template(template_mm)
     subject = to_ants(t1w, data)
-    fit = register_template(subject, to_ants(tpl.t1), nonlinear=nonlinear, label=label,
-                            workdir=workdir)
+    fit = _fit_brain_template(t1w, subject, tpl, nonlinear=nonlinear, label=label,
+                              workdir=workdir)
 
     def warp(arr: np.ndarray) -> np.ndarray:
         moved = ants.apply_transforms(subject, to_ants(tpl.t1, arr.astype(np.float32)),
@@ -265,16 +315,14 @@ def segment_tissues(t1w: nib.Nifti1Image, *, label: str = "T1w", template_mm: in
                                 "(field of view?)")
     vox_mm = np.linalg.norm(t1w.affine[:3, :3], axis=0)
     outside_mm = ndimage.distance_transform_edt(~template_brain, sampling=vox_mm)
-    mask = outside_mm <= dilate_mm
-    with _tempdir(workdir):  # Atropos writes its posteriors to the default temp folder
-        seg = ants.atropos(a=subject, x=to_ants(t1w, mask.astype(np.float32)),
-                           i="Kmeans[3]", m="[0.1,1x1x1]", c="[5,0]", verbose=0)
-    post = np.stack([np.where(mask, p.numpy(), 0.0) for p in seg["probabilityimages"]])
-    hard = np.where(mask, np.argmax(post, axis=0) + 1, 0)
-    means = pure_class_means(data, hard, 3)
-    order = np.argsort(means)
-    hard = np.where(hard > 0, np.argsort(order)[np.maximum(hard - 1, 0)] + 1, 0)
-    hard[~_remove_bright_non_brain(hard, float(vox_mm.min()))] = 0
+    signal = data != 0  # exact zeros: background of a skull-stripped or masked image
+    mask = (outside_mm <= dilate_mm) & signal
+    if bias_correct:
+        data = _n4(t1w, data, mask, workdir)
+    hard = _classify(t1w, data, template_brain & signal, mask, workdir)
+    depth_mm = ndimage.distance_transform_edt(template_brain, sampling=vox_mm)
+    stray = ~_remove_bright_non_brain(hard, float(vox_mm.min()))
+    hard[stray & (depth_mm <= dilate_mm)] = 0  # deeper in the brain, bright is white matter
     means = pure_class_means(data, hard, 3)
     _check_tissue_order(means, label)
     csf, gm, wm = partial_volume_fractions(data, hard, np.nan_to_num(means, nan=0.0))
@@ -286,7 +334,86 @@ def segment_tissues(t1w: nib.Nifti1Image, *, label: str = "T1w", template_mm: in
         raise SegmentationError(f"{label}: only {brain:.0f} cm3 of brain tissue found")
     return TissueSegmentation(gm=cgm + dgm, wm=wm, csf=csf, deep=dgm, mask=hard > 0,
                               affine=t1w.affine, subject_to_template=fit.subject_to_template,
-                              similarity=fit.similarity)
+                              similarity=fit.similarity,
+                              template_brain_cm3=template_brain_cm3(tpl))
+
+
+def _n4(t1w, data: np.ndarray, mask: np.ndarray, workdir: str) -> np.ndarray:
+    """N4 bias-field correction (ANTs) estimated inside ``mask`` (the brain and its margin);
+    the image outside the mask is left as it is."""
+    import ants
+
+    with _tempdir(workdir):
+        fixed = ants.n4_bias_field_correction(to_ants(t1w, data),
+                                              mask=to_ants(t1w, mask.astype(np.float32)),
+                                              shrink_factor=2 if data.size > 4e6 else 1)
+    return np.where(mask, fixed.numpy(), data).astype(np.float32)
+
+
+def _classify(t1w, data: np.ndarray, inner: np.ndarray, mask: np.ndarray,
+              workdir: str) -> np.ndarray:
+    """Hard labels 1/2/3 = CSF/GM/WM (intensity order) inside ``mask``, 0 outside.
+
+    A three-class k-means Atropos segmentation (MRF 0.1) runs inside the registered template
+    brain (``inner``) only, so that scalp, fat and skull in the margin cannot take a class of
+    their own (on a raw head, bright scalp fat otherwise becomes the "WM" class and the brain's
+    GM and WM share one class), on intensities clipped to their 0.5-99.5th percentiles inside
+    the brain (a tail of bright vessels or outliers otherwise takes a class: open_ms patient
+    07). Margin voxels (``mask`` outside ``inner``) take the class whose pure intensity is
+    nearest; those brighter than WM by more than the GM-WM gap are non-brain.
+    """
+    import ants
+
+    lo, hi = np.percentile(data[inner], [0.5, 99.5]) if inner.any() else (0.0, 0.0)
+    subject = to_ants(t1w, np.clip(data, lo, hi))
+    with _tempdir(workdir):  # Atropos writes its posteriors to the default temp folder
+        seg = ants.atropos(a=subject, x=to_ants(t1w, inner.astype(np.float32)),
+                           i="Kmeans[3]", m="[0.1,1x1x1]", c="[5,0]", verbose=0)
+    post = np.stack([np.where(inner, p.numpy(), 0.0) for p in seg["probabilityimages"]])
+    hard = np.where(inner, np.argmax(post, axis=0) + 1, 0)
+    means = pure_class_means(data, hard, 3)
+    order = np.argsort(means)
+    hard = np.where(hard > 0, np.argsort(order)[np.maximum(hard - 1, 0)] + 1, 0)
+    mu = np.sort(np.nan_to_num(means, nan=0.0))
+    margin = mask & ~inner
+    values = data[margin]
+    nearest = np.argmin(np.abs(values[:, None] - mu[None, :]), axis=1) + 1
+    nearest[values > mu[2] + (mu[2] - mu[1])] = 0
+    hard[margin] = nearest
+    return hard
+
+
+def _fit_brain_template(t1w, subject, tpl: Template, *, nonlinear: bool, label: str,
+                        workdir: str) -> TemplateFit:
+    """The brain-only template onto a T1w with or without scalp: started at the brain's
+    place found from the top of the head, the metric restricted to the template brain (plus
+    4 mm) and to the subject's voxels near it (:mod:`ironmap.spatial.headpose`)."""
+    from ironmap.spatial.headpose import initial_pose, write_ants_translation
+
+    t1w, subject = _registration_grid(t1w, subject)
+    try:
+        pose = initial_pose(t1w, tpl.mask, tpl.t1.affine)
+    except ValueError as exc:
+        raise SegmentationError(f"{label}: {exc}") from exc
+    init = write_ants_translation(pose.translation, Path(workdir) / "start.mat")
+    vox = np.linalg.norm(tpl.t1.affine[:3, :3], axis=0)
+    near = ndimage.distance_transform_edt(~tpl.mask, sampling=vox) <= 4.0
+    return register_template(subject, to_ants(tpl.t1), nonlinear=nonlinear, label=label,
+                             workdir=workdir, initial_transform=init,
+                             mask=to_ants(t1w, pose.mask.astype(np.float32)),
+                             moving_mask=to_ants(tpl.t1, near.astype(np.float32)))
+
+
+def _registration_grid(t1w, subject, spacing_mm: float = 2.0):
+    """The T1w on a grid of at least ``spacing_mm`` for the template registration (nibabel
+    and ANTs images): finer voxels cost time and memory without helping a fit to a 2 mm
+    template; the transforms are in world mm and apply to the full-resolution grid."""
+    import ants
+
+    if float(np.min(np.asarray(subject.spacing))) >= 0.75 * spacing_mm:
+        return t1w, subject
+    small = ants.resample_image(subject, (spacing_mm,) * 3, use_voxels=False, interp_type=0)
+    return nib.Nifti1Image(small.numpy().astype(np.float32), ants_affine(small)), small
 
 
 def _remove_bright_non_brain(hard: np.ndarray, voxel_mm: float, regrow_mm: float = 6.0,

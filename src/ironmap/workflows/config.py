@@ -51,6 +51,12 @@ class RunConfig:
     # participant level: lesion masks ("auto" | "none" | "masks"), see workflows.lesionauto
     lesions: str = "auto"
     lesions_controls: bool = False
+    # region erosion and size check (ironmap.workflows.erosion) ----------------------------
+    erosion_mm: float | None = None  # erode by a distance in mm instead of voxel steps
+    erosion_space: str = "r2star"  # "r2star" | "native" (label grid, before transport)
+    min_region_voxels: int = 10  # fewer voxels left: QC flag small_region
+    # brain extraction of the T1w (ironmap.workflows.brain) --------------------------------
+    brain_mask: bool = False  # desc-brain_mask on the R2* grid (always with --volumes)
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict (paths as strings)."""

@@ -69,7 +69,8 @@ def bids_label(value: str, prefix: str) -> str:
 def import_dicom(dicom_dir: str | os.PathLike, bids_dir: str | os.PathLike,
                  participant_label: str, *, session_label: str | None = None,
                  site: str | None = None, series_map: str | os.PathLike | None = None,
-                 overwrite: bool = False, work_dir: str | os.PathLike | None = None
+                 overwrite: bool = False, work_dir: str | os.PathLike | None = None,
+                 group: str | None = None, age: float | None = None, sex: str | None = None
                  ) -> ImportResult:
     """Convert one participant's DICOM folder into ``bids_dir`` (see module docstring).
 
@@ -92,6 +93,9 @@ def import_dicom(dicom_dir: str | os.PathLike, bids_dir: str | os.PathLike,
         Where the temporary conversion folder goes (default: ``bids_dir/.ironmap-work``,
         so that decompressed DICOMs never land in the system temp folder; a folder left by
         a killed run is removed by the next import).
+    group, age, sex : optional
+        ``participants.tsv`` values given by the user (``group``: the diagnosis column the
+        group level reads; ``age`` in years and ``sex`` M/F/O replace the header values).
 
     Raises
     ------
@@ -109,6 +113,7 @@ def import_dicom(dicom_dir: str | os.PathLike, bids_dir: str | os.PathLike,
         raise OutputExistsError(f"{bids_dir / anat_rel}: exists; pass --overwrite to replace")
     if site is not None and not re.fullmatch(r"[A-Za-z0-9_\-]+", site):
         raise dicom.DicomImportError(f"invalid site label {site!r}: letters, digits, - and _")
+    given = participant_values(group, age, sex)
     smap = dicom.read_series_map(Path(series_map)) if series_map else []
     notes: list[str] = []
     with scratch_dir(work_dir if work_dir is not None else bids_dir) as work:
@@ -126,7 +131,7 @@ def import_dicom(dicom_dir: str | os.PathLike, bids_dir: str | os.PathLike,
                 f"{', '.join(h.label for h in headers)}; name them with --map")
         checked = verify_acquisitions(acquisitions, headers, notes)
         return _write_dataset(bids_dir, anat_rel, pid, ses, site, headers, acquisitions,
-                              checked, idents, notes, dicom_dir)
+                              checked, idents, notes, dicom_dir, given)
 
 
 def plan_acquisitions(converted: list[dicom.ConvertedImage], headers: list[dicom.SeriesHeader],
@@ -271,17 +276,54 @@ def output_name(pid: str, ses: str | None, acq: Acquisition, echo: int | None,
     return "_".join([*entities, acq.suffix])
 
 
+def participant_values(group: str | None, age: float | None, sex: str | None
+                       ) -> dict[str, str]:
+    """User-given ``participants.tsv`` values, checked (``group`` letters, digits, - and _;
+    ``age`` 0-120 years; ``sex`` M, F or O)."""
+    out: dict[str, str] = {}
+    if group is not None:
+        if not re.fullmatch(r"[A-Za-z0-9_\-]+", str(group)):
+            raise dicom.DicomImportError(f"invalid group label {group!r}: letters, digits, - "
+                                         "and _")
+        out["group"] = str(group)
+    if age is not None:
+        if not 0 <= float(age) <= 120:
+            raise dicom.DicomImportError(f"invalid age {age!r}: years between 0 and 120")
+        out["age"] = f"{float(age):g}"
+    if sex is not None:
+        if str(sex).upper() not in ("M", "F", "O"):
+            raise dicom.DicomImportError(f"invalid sex {sex!r}: M, F or O")
+        out["sex"] = str(sex).upper()
+    return out
+
+
+def anatomy_warnings(pid: str, acquisitions: list[Acquisition]) -> list[str]:
+    """Warnings for a participant imported without a T1w or without a FLAIR."""
+    found = {a.suffix for a in acquisitions}
+    out = []
+    if "T1w" not in found:
+        out.append(f"sub-{pid}: no T1w series imported; the participant level registers "
+                   "every image and mask through the T1w (and measures tissue volumes on it): "
+                   "import the T1w series (name it with --map) if one was acquired")
+    if "FLAIR" not in found:
+        out.append(f"sub-{pid}: no FLAIR series imported; lesion masks and T2 lesion load "
+                   "need a FLAIR")
+    return out
+
+
 def _write_dataset(bids_dir, anat_rel, pid, ses, site, headers, acquisitions, checked,
-                   idents, notes, dicom_dir) -> ImportResult:
+                   idents, notes, dicom_dir, given=None) -> ImportResult:
     bids_dir.mkdir(parents=True, exist_ok=True)
     staging = bids_dir / f".ironmap-staging-{uuid.uuid4().hex[:8]}"
     log_rel = IMPORT_CODE_DIR / f"{'_'.join(anat_rel.parts[:-1])}_import.log"
     try:
         written = _stage_images(staging / anat_rel, pid, ses, acquisitions, idents)
         rows = _protocol_rows(pid, ses, site, acquisitions, checked)
-        warnings = _stage_protocols(bids_dir, staging, rows)
+        warnings = anatomy_warnings(pid, acquisitions) + _stage_protocols(bids_dir, staging,
+                                                                          rows)
         notes += dicom.stage_participant(bids_dir, staging,
-                                         participant_row(pid, site, headers, acquisitions))
+                                         {**participant_row(pid, site, headers, acquisitions),
+                                          **(given or {})})
         lines = [deid.clean_text(n.replace(str(dicom_dir), "DICOM_DIR"), idents)
                  for n in notes]
         text = _log_header(pid, ses, written) + lines + [f"WARNING: {w}" for w in warnings]

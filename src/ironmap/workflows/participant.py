@@ -42,7 +42,8 @@ STAGING = ".ironmap-staging"
 
 #: parameters that change a participant's results (part of its manifest)
 RESULT_PARAMETERS = ("method", "registration", "erosion_voxels", "write_t2star", "volumes",
-                     "atlas", "putamen_split", "auto_anatomy", "lesions", "lesions_controls")
+                     "atlas", "putamen_split", "auto_anatomy", "lesions", "lesions_controls",
+                     "erosion_mm", "erosion_space", "min_region_voxels", "brain_mask")
 
 GROUP_DICTIONARIES: dict[str, dict[str, dict[str, str]]] = {
     "ids": {

@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 #: participant-level settings recorded in ``logs/config-participant.json`` that the group
 #: level and the report take from there
 PARTICIPANT_KEYS = ("method", "registration", "erosion_voxels", "volumes", "atlas", "masks",
-                    "auto_anatomy")
+                    "auto_anatomy", "erosion_mm", "erosion_space", "min_region_voxels",
+                    "brain_mask", "lesions", "lesions_controls")
 
 
 def run_config(cfg: RunConfig) -> dict[str, Any]:

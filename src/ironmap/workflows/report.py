@@ -179,7 +179,8 @@ def load_subject(cfg: RunConfig, inputs) -> subj.SubjectImages:
         s.r2star, s.echo1, s.echo2 = (_canonical(_array(i), aff) for i in (r2, e1, e2))
         s.voxel_sizes = _canonical_zooms(ref)
         for name, key in (("fitflags", "flags"), ("dseg_r2star", "labels"),
-                          ("dseg_eroded", "eroded"), ("lesion_r2star", "lesion")):
+                          ("dseg_eroded", "eroded"), ("lesion_r2star", "lesion"),
+                          ("brain_mask_r2star", "brain")):
             path = derivative_path(out, name, pid, sid)
             img = _load(path, [], name) if path.exists() else None
             setattr(s, key, _canonical(np.asarray(img.dataobj) if img is not None else None,
@@ -526,7 +527,8 @@ def study_page(cfg: RunConfig, inputs: study.StudyInputs, listing: list[dict], f
 def _rules_text(t: qcflags.QCThresholds) -> str:
     return (f"registration NMI < {t.min_registration_similarity:g}, first-echo SNR < "
             f"{t.min_snr:g}, flagged head voxels > {100 * t.max_flagged_fraction:g}%, flagged "
-            f"region voxels > {100 * t.max_region_flagged_fraction:g}%, a failed T1w "
+            f"region voxels > {100 * t.max_region_flagged_fraction:g}%, a region with fewer "
+            f"than {t.min_region_voxels} voxels after erosion, a failed T1w "
             "segmentation or template registration")
 
 
@@ -537,8 +539,9 @@ def write_reports(cfg: RunConfig, thresholds: qcflags.QCThresholds | None = None
     raises only when the output folder itself cannot be written.
     """
     t0 = time.monotonic()
-    thr = thresholds or qcflags.QCThresholds()
     inputs = load_study(cfg)
+    thr = thresholds or qcflags.QCThresholds(
+        min_region_voxels=int(inputs.config.get("min_region_voxels") or 10))
     try:
         listing, flags, pages = subject_pages(cfg, inputs, thr)
     except Exception as exc:  # e.g. the raw dataset is gone: still write the study page

@@ -260,9 +260,9 @@ def choose_masks(subject: SubjectInputs) -> dict[str, tuple[MaskFile, str] | Non
 def regional(subject, cfg, images, fit, r2img, xfm, stage, chosen, lesion=None) -> int:
     """Step 4: deep-GM labels onto the R2* grid (rater masks, else automatic anatomy; whole
     putamen split at the AC plane), erosion, regional table. Returns rows."""
-    from ironmap.core.rois import COLUMN_DESCRIPTIONS, erode, regional_stats
+    from ironmap.core.rois import COLUMN_DESCRIPTIONS, regional_stats
     from ironmap.spatial.grid import resample_labels, voxel_sizes
-    from ironmap.workflows import anatomy, putamen
+    from ironmap.workflows import anatomy, erosion, putamen
 
     pid, sid = subject.participant_id, subject.session_id
     mask, space = chosen or (None, None)
@@ -271,11 +271,15 @@ def regional(subject, cfg, images, fit, r2img, xfm, stage, chosen, lesion=None) 
         src = load_image(mask.path)
         names = label_names(mask, np.asarray(src.dataobj))
         labels = resample_labels(src, r2img, world_to_source(xfm, "MEGRE", space))
+        native = erosion.native_eroded(src, names, cfg)
+        eroded = None if native is None else resample_labels(
+            native, r2img, world_to_source(xfm, "MEGRE", space))
         log.info("%s: labels %s (%s space) -> R2* grid", subject.label, mask.path.name, space)
         sources = [source_uri(mask.path, cfg)]
     elif anatomy.enabled(cfg):
         labels, names, atlas_marks, auto = anatomy.labels_on_grid(
             subject, cfg, images, r2img, xfm, landmarks, lesion)
+        eroded = None  # automatic labels are eroded on the R2* grid (no native erosion yet)
         landmarks = landmarks or atlas_marks
         sources = [f"atlas:{a['Name']}" for a in auto["Atlases"]]
     else:
@@ -290,9 +294,11 @@ def regional(subject, cfg, images, fit, r2img, xfm, stage, chosen, lesion=None) 
         voxel_to_t1w = np.linalg.inv(xfm["MEGRE"]) @ r2img.affine
         labels, names, sidecar["PutamenSplit"] = putamen.split_on_grid(
             labels, names, voxel_to_t1w, xfm, landmarks, subject.label)
+    eroded = erosion.restrict(eroded, labels)
     table = regional_stats(fit.r2star, labels, names, flags=fit.flags,
-                           erosion_voxels=cfg.erosion_voxels,
-                           voxel_sizes=voxel_sizes(r2img.affine))
+                           voxel_sizes=voxel_sizes(r2img.affine),
+                           **erosion.stats_options(cfg, eroded))
+    erosion.check_region_sizes(table, cfg, subject.label)
     dictionary = {c: COLUMN_DESCRIPTIONS.get(c, {"Description": c}) for c in table.columns}
     write_tsv(table, derivative_path(stage, "regions_table", pid, sid), dictionary)
     labels = labels.astype(np.int16)
@@ -301,10 +307,9 @@ def regional(subject, cfg, images, fit, r2img, xfm, stage, chosen, lesion=None) 
     used = sorted(int(i) for i in np.unique(labels) if i != 0)
     write_tsv(pd.DataFrame({"index": used, "name": [names.get(i, str(i)) for i in used]}),
               derivative_path(stage, "dseg_labels", pid, sid))
-    save_image(erode_labels(labels, cfg.erosion_voxels, erode), r2img.affine,
-               derivative_path(stage, "dseg_eroded", pid, sid),
-               sidecar={"ErosionVoxels": cfg.erosion_voxels,
-                        "ErosionStructure": "6-connected 3D cross, per label"})
+    save_image(erosion.eroded_label_image(labels, eroded, r2img.affine, cfg, erode_labels)
+               .astype(np.int16), r2img.affine, derivative_path(stage, "dseg_eroded", pid, sid),
+               sidecar=erosion.erosion_sidecar(cfg))
     return len(table)
 
 
@@ -367,16 +372,6 @@ def lesions(subject, cfg, images, fit, r2img, xfm, stage, chosen) -> dict[str, A
     return row
 
 
-def volumes(subject: SubjectInputs, cfg: RunConfig, stage: Path) -> dict[str, Any]:
-    """Step 6: tissue volumes from the T1w (``--volumes``)."""
-    from ironmap.workflows.volumes import subject_volumes
-
-    row = subject_volumes(subject.t1w, subject.participant_id, subject.session_id, stage,
-                          work_dir=cfg.work_dir)
-    return {k: (float(v) if isinstance(v, int | float | np.floating) else v)
-            for k, v in row.items() if k not in ("participant_id", "session_id")}
-
-
 def analyse(subject: SubjectInputs, cfg: RunConfig, stage: Path) -> dict[str, Any]:
     """Run steps 1-6 into ``stage``; returns the participant's summary (lesions, volumes, QC)."""
     if subject.problems:
@@ -412,13 +407,14 @@ def analyse(subject: SubjectInputs, cfg: RunConfig, stage: Path) -> dict[str, An
     if summary.get("anatomy_missing_regions"):  # a QC flag, like a failed segmentation
         failed["anatomy"] = (f"{subject.label}: automatic labels have no voxel of "
                              + ", ".join(summary["anatomy_missing_regions"]))
-    if cfg.volumes and images.t1w_from_gre:
-        failed["volumes"] = "no T1w image: tissue volumes need a T1w"
-    elif cfg.volumes:
-        row = _tolerate_segmentation("volumes", failed, subject,
-                                     lambda: volumes(subject, cfg, stage))
-        if row is not None:
-            summary["volumes"] = row
+    wants_t1w = cfg.volumes or getattr(cfg, "brain_mask", False)
+    if wants_t1w and images.t1w_from_gre:
+        failed["volumes" if cfg.volumes else "brain_mask"] = (
+            "no T1w image: tissue volumes and the T1w brain mask need a T1w")
+    elif wants_t1w:  # T1w segmented once for both
+        from ironmap.workflows.brain import t1w_anatomy
+
+        t1w_anatomy(subject, cfg, images, r2img, xfm, stage, summary, failed)
     if failed:
         summary["segmentation_errors"] = failed
     return summary

@@ -8,26 +8,42 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ironmap.core.volumes import (
     VOLUME_DICTIONARY,
+    implausible_volumes,
     normalise_volumes,
-    scaling_factor,
     tissue_volumes,
 )
 from ironmap.io.nifti import load_image
 from ironmap.io.outputs import derivative_path, subject_prefix
 from ironmap.io.tables import write_tsv
+from ironmap.spatial.segmentation import SegmentationError
 
 log = logging.getLogger(__name__)
+
+
+class ImplausibleVolumes(SegmentationError):
+    """The segmentation ran but its volumes lie outside plausible adult ranges."""
 
 #: Columns of ``sub-X_desc-volumes.tsv`` (and of ``group/volumes.tsv``), in order.
 TABLE_COLUMNS: tuple[str, ...] = (
     "participant_id", "session_id", "gm_cm3", "cortical_gm_cm3", "deep_gm_cm3", "wm_cm3",
     "csf_cm3", "brain_cm3", "scaling_factor", "gm_norm_cm3", "cortical_gm_norm_cm3",
-    "deep_gm_norm_cm3", "wm_norm_cm3", "csf_norm_cm3", "brain_norm_cm3",
+    "deep_gm_norm_cm3", "wm_norm_cm3", "csf_norm_cm3", "brain_norm_cm3", "volumes_valid",
+    "volumes_qc",
 )
+
+#: Data dictionary of the table (the volume columns and the plausibility verdict).
+TABLE_DICTIONARY: dict[str, dict[str, str]] = {
+    **VOLUME_DICTIONARY,
+    "volumes_valid": {"Description": "true when every checked value lies in its plausible "
+                      "adult range (ironmap.core.volumes.PLAUSIBLE_RANGES); false values are "
+                      "left out of group/volumes.tsv and raise the QC flag volumes:implausible"},
+    "volumes_qc": {"Description": "the values outside their plausible range, or 'ok'"},
+}
 
 METHODS = ("Tissue volumes were measured on the T1w image: the ICBM 2009a template (nilearn) was "
            "registered to the T1w (ANTs, affine then SyN); inside its brain mask widened by 6 mm, "
@@ -38,8 +54,25 @@ METHODS = ("Tissue volumes were measured on the T1w image: the ICBM 2009a templa
            "T1w-to-template transform (SIENAX V-scaling).")
 
 
+def segment_t1w(t1w_path, label: str, *, work_dir=None, template_mm: int = 2):
+    """:func:`ironmap.spatial.segmentation.segment_tissues` of a T1w file, its ANTs scratch
+    files in a temporary folder (under ``work_dir``) that is removed afterwards."""
+    os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "1")
+    from ironmap.spatial.segmentation import segment_tissues
+
+    img = load_image(t1w_path)
+    if work_dir is not None:
+        Path(work_dir).mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f"ironmap-{label}-", dir=work_dir))
+    try:
+        return segment_tissues(img, label=f"{label} ({Path(t1w_path).name})",
+                               template_mm=template_mm, workdir=str(scratch))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def subject_volumes(t1w_path, participant_id: str, session_id: str | None, output_dir, *,
-                    work_dir=None, template_mm: int = 2) -> dict:
+                    work_dir=None, template_mm: int = 2, segmentation=None) -> dict:
     """Measure raw and head-size-normalised tissue volumes of one subject.
 
     Parameters
@@ -54,6 +87,8 @@ def subject_volumes(t1w_path, participant_id: str, session_id: str | None, outpu
         Scratch folder (ANTs transforms); a temporary folder, removed afterwards, by default.
     template_mm : int
         Template resolution for registration and priors (2 mm is accurate and fast).
+    segmentation : TissueSegmentation, optional
+        The T1w's segmentation when already made (e.g. for the brain mask); else made here.
 
     Returns
     -------
@@ -64,31 +99,31 @@ def subject_volumes(t1w_path, participant_id: str, session_id: str | None, outpu
     ------
     ironmap.spatial.segmentation.SegmentationError
         Naming the participant, when the T1w holds no usable brain or registration fails.
+    ImplausibleVolumes
+        When a volume lies outside its plausible range (the table is written first, with
+        ``volumes_valid`` false).
     """
-    os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "1")
-    from ironmap.spatial.segmentation import segment_tissues
-
     sub = subject_prefix(participant_id, session_id)
-    img = load_image(t1w_path)
-    if work_dir is not None:
-        Path(work_dir).mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f"ironmap-{sub}-", dir=work_dir))
-    try:
-        seg = segment_tissues(img, label=f"{sub} ({Path(t1w_path).name})",
-                              template_mm=template_mm, workdir=str(scratch))
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    seg = segmentation or segment_t1w(t1w_path, sub, work_dir=work_dir,
+                                      template_mm=template_mm)
     vols = tissue_volumes(seg.gm, seg.wm, seg.csf, seg.voxel_sizes, deep_gm=seg.deep)
-    row = normalise_volumes(vols, scaling_factor(seg.subject_to_template))
+    factor = abs(float(np.linalg.det(np.asarray(seg.subject_to_template)[:3, :3])))
+    row = normalise_volumes(vols, factor)
+    problems = implausible_volumes(row, seg.template_brain_cm3)
+    row["volumes_valid"] = not problems
+    row["volumes_qc"] = "; ".join(problems) or "ok"
     pid = participant_id if participant_id.startswith("sub-") else f"sub-{participant_id}"
     ses = None if not session_id else (
         session_id if session_id.startswith("ses-") else f"ses-{session_id}")
     row = {"participant_id": pid, "session_id": ses, **row}
     out = derivative_path(output_dir, "volumes_table", participant_id, session_id)
     df = pd.DataFrame([row])[list(TABLE_COLUMNS)]
-    write_tsv(df, out, VOLUME_DICTIONARY)
+    write_tsv(df, out, TABLE_DICTIONARY)
     log.info("%s: GM %.0f (cortical %.0f) WM %.0f CSF %.0f cm3, scaling %.3f (registration "
              "correlation %.3f)", sub, row["gm_cm3"], row["cortical_gm_cm3"], row["wm_cm3"],
              row["csf_cm3"], row["scaling_factor"], seg.similarity)
+    if problems:
+        raise ImplausibleVolumes(f"{sub}: implausible tissue volumes ({'; '.join(problems)}); "
+                                 f"not reported as valid (values kept in {out.name})")
     row["registration_similarity"] = seg.similarity
     return row

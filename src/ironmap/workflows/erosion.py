@@ -1,0 +1,129 @@
+"""How region masks are eroded, and the check that erosion never silently empties a region.
+
+Three erosions (``RunConfig``):
+
+- ``erosion_voxels`` steps of the 6-connected cross on the R2* grid (the seed's definition,
+  the default: one voxel);
+- ``erosion_mm``: a distance in mm (a voxel is kept when no voxel centre outside its region
+  lies within that distance), on the grid named by ``erosion_space``;
+- ``erosion_space = "native"``: the labels are eroded on their own grid (a rater mask's
+  FLAIR/T1w grid, an atlas carried to the T1w) before they are carried to the R2* grid, so a
+  small nucleus keeps the R2* voxels whose centre lies in its eroded high-resolution mask
+  instead of losing every voxel that touches its border at 3-4 mm.
+
+After the regional table is computed, :func:`check_region_sizes` logs a warning for every row
+left with fewer than ``min_region_voxels`` voxels; the QC page and ``group/qc.tsv`` carry the
+flag ``small_region:<region> <hemisphere>`` (:func:`ironmap.core.qcflags.small_region_flags`).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from ironmap.workflows.config import RunConfig
+
+log = logging.getLogger(__name__)
+
+#: Grids an erosion can be applied on.
+EROSION_SPACES = ("r2star", "native")
+#: Default minimum of voxels a region keeps after erosion and quality exclusion.
+MIN_REGION_VOXELS = 10
+
+
+def erosion_settings(cfg: RunConfig) -> dict[str, Any]:
+    """``erosion_voxels``, ``erosion_mm`` (None = voxel steps), ``erosion_space`` and
+    ``min_region_voxels`` of a run (defaults where the config predates them)."""
+    space = str(getattr(cfg, "erosion_space", "r2star") or "r2star")
+    if space not in EROSION_SPACES:
+        raise ValueError(f"erosion space {space!r} is not one of {', '.join(EROSION_SPACES)}")
+    mm = getattr(cfg, "erosion_mm", None)
+    return {"erosion_voxels": int(cfg.erosion_voxels),
+            "erosion_mm": None if mm is None else float(mm),
+            "erosion_space": space,
+            "min_region_voxels": int(getattr(cfg, "min_region_voxels", MIN_REGION_VOXELS))}
+
+
+def native_eroded(src: nib.Nifti1Image, names: dict[int, str], cfg: RunConfig
+                  ) -> nib.Nifti1Image | None:
+    """Labels eroded on their own grid (``erosion_space = "native"``), else None."""
+    from ironmap.core.rois import erode_label_image
+    from ironmap.spatial.grid import voxel_sizes
+
+    s = erosion_settings(cfg)
+    if s["erosion_space"] != "native":
+        return None
+    data = np.asarray(src.dataobj)
+    data = data[..., 0] if data.ndim == 4 else data
+    data = np.rint(np.nan_to_num(data)).astype(np.int32)
+    eroded = erode_label_image(data, names, erosion_voxels=s["erosion_voxels"],
+                               erosion_mm=s["erosion_mm"], voxel_sizes=voxel_sizes(src.affine))
+    return nib.Nifti1Image(eroded, src.affine)
+
+
+def restrict(eroded_on_grid: np.ndarray | None, labels: np.ndarray) -> np.ndarray | None:
+    """Natively eroded labels on the R2* grid with the final label indices of ``labels``
+    (after the putamen split, which relabels voxels but never moves them)."""
+    if eroded_on_grid is None:
+        return None
+    return np.where(eroded_on_grid > 0, labels, 0).astype(labels.dtype)
+
+
+def stats_options(cfg: RunConfig, eroded: np.ndarray | None) -> dict[str, Any]:
+    """Keyword arguments of :func:`ironmap.core.rois.regional_stats` for this run."""
+    s = erosion_settings(cfg)
+    if eroded is not None:
+        return {"eroded_labels": eroded}
+    return {"erosion_voxels": s["erosion_voxels"], "erosion_mm": s["erosion_mm"]}
+
+
+def eroded_label_image(labels: np.ndarray, eroded: np.ndarray | None, affine: np.ndarray,
+                       cfg: RunConfig, erode_labels) -> np.ndarray:
+    """The eroded label image that is written (R2* grid): natively eroded labels, or each
+    label of ``labels`` eroded on the R2* grid (``erode_labels(labels, steps, erode)``)."""
+    from ironmap.core.rois import erode, erode_mm
+    from ironmap.spatial.grid import voxel_sizes
+
+    if eroded is not None:
+        return eroded
+    s = erosion_settings(cfg)
+    if s["erosion_mm"] is None:
+        return erode_labels(labels, s["erosion_voxels"], erode)
+    sizes = voxel_sizes(affine)
+    steps = int(np.ceil(s["erosion_mm"] / float(np.min(sizes)))) + 1
+    return erode_labels(labels, steps, lambda mask, _steps: erode_mm(mask, s["erosion_mm"],
+                                                                      sizes))
+
+
+def erosion_sidecar(cfg: RunConfig) -> dict[str, Any]:
+    """Sidecar entries that say how the written eroded labels were made."""
+    s = erosion_settings(cfg)
+    out: dict[str, Any] = {"ErosionSpace": "native label grid, before transport to the R2* grid"
+                           if s["erosion_space"] == "native" else "R2* grid",
+                           "MinRegionVoxels": s["min_region_voxels"]}
+    if s["erosion_mm"] is None:
+        out.update({"ErosionVoxels": s["erosion_voxels"],
+                    "ErosionStructure": "6-connected 3D cross, per region"})
+    else:
+        out.update({"ErosionDistance": s["erosion_mm"], "ErosionDistanceUnits": "mm",
+                    "ErosionStructure": "voxels within the distance of the region's outside "
+                                        "removed (Euclidean, voxel centres)"})
+    return out
+
+
+def check_region_sizes(table: pd.DataFrame, cfg: RunConfig, label: str) -> dict[str, int]:
+    """Warn about regions left with fewer than ``min_region_voxels`` voxels; returns them."""
+    from ironmap.core.rois import small_regions
+
+    minimum = erosion_settings(cfg)["min_region_voxels"]
+    small = small_regions(table, minimum)
+    for name, n in small.items():
+        log.warning("%s: region %s keeps %d voxel(s) after erosion and quality exclusion "
+                    "(minimum %d): its R2* is %s; consider --erosion-space native or "
+                    "--erosion-mm", label, name, n, minimum,
+                    "n/a" if n == 0 else "based on very few voxels")
+    return small
