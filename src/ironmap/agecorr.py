@@ -8,6 +8,12 @@ bootstraps the controls for the corrections' SD. ``fit_saturation`` is the earli
 linear fallback. Results are :class:`AgeFit` objects with ``a``, ``b``, ``c``, their standard
 errors and confidence intervals, ``predict(age)`` and ``adjust(y, age, reference_age)``.
 See ``docs/statistics.md``.
+
+This module is part of ironmap's documented public Python API: the names in ``__all__`` are
+stable (changes warn with ``FutureWarning`` naming the removal version). It only re-exports
+functions from :mod:`ironmap.core`; an import-linter contract in ``pyproject.toml`` keeps it
+so, and keeps every module inside ironmap from importing it (code inside ironmap imports the
+``ironmap.core`` modules directly).
 """
 
 from ironmap.core.agecorr import (

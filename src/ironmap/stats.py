@@ -9,6 +9,12 @@
   :func:`group_effects_mixed`.
 
 See ``docs/statistics.md`` for the conventions and the reference values they are tested on.
+
+This module is part of ironmap's documented public Python API: the names in ``__all__`` are
+stable (changes warn with ``FutureWarning`` naming the removal version). It only re-exports
+functions from :mod:`ironmap.core`; an import-linter contract in ``pyproject.toml`` keeps it
+so, and keeps every module inside ironmap from importing it (code inside ironmap imports the
+``ironmap.core`` modules directly).
 """
 
 from ironmap.core.multicenter import (

@@ -12,10 +12,10 @@ LOG = logging.getLogger(__name__)
 
 
 def method_choices() -> list[str]:
-    """The estimator names, from the one list in :mod:`ironmap.core.relaxometry`."""
-    from ironmap.core.relaxometry import METHODS
+    """The estimator names, ``auto`` first, from the table in :mod:`ironmap.core.estimators`."""
+    from ironmap.core.estimators import AUTO, method_names
 
-    return ["auto", *[m for m in METHODS if m != "auto"]]
+    return [AUTO, *[m for m in method_names() if m != AUTO]]
 
 
 def echo_numbers(text: str) -> tuple[int, ...]:

@@ -20,6 +20,10 @@ Estimators (``method=``):
     Maximum likelihood under Rician noise (noise-floor aware) with a known or estimated sigma.
 ``"arlo"``
     Auto-Regression on Linear Operations (Pei et al., MRM 2015) for >= 3 evenly spaced echoes.
+
+The estimators are listed once, in :data:`ironmap.core.estimators.ESTIMATORS` (names,
+descriptions, options, citations, echo requirements); :func:`fit_r2star` dispatches through
+that table to the ``setup_*`` functions below.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ironmap._types import R2starFit
-from ironmap.core import fastclosed, fastfit
+from ironmap.core import estimators, fastclosed, fastfit
 from ironmap.core.arlo import arlo_evenly_spaced, check_even_spacing, kernel_arlo
 from ironmap.core.nlls import kernel_nonlinear, kernel_rician
 from ironmap.core.qc import (  # noqa: F401  (re-exported flag constants)
@@ -50,7 +54,8 @@ from ironmap.core.qc import (  # noqa: F401  (re-exported flag constants)
 )
 from ironmap.units import MAX_PLAUSIBLE_TE_S
 
-METHODS = ("two_point", "loglinear", "wls", "nonlinear", "rician", "arlo", "auto")
+#: Every ``method=`` value, from the table in :mod:`ironmap.core.estimators`.
+METHODS = estimators.method_names()
 
 #: Default open interval of accepted R2* values (s^-1): decay must be positive; above 1000 s^-1
 #: (T2* < 1 ms) no GRE echo train used for brain iron can measure it.
@@ -178,13 +183,18 @@ def fit_r2star(echoes, echo_times, method: str = "auto", *, mask=None,
                      method=method, echo_times=te, sigma=sig)
 
 
+_COUNT_WORDS = {2: "two", 3: "three", 4: "four", 5: "five"}
+
+
 def _resolve_method(method: str, n_echoes: int) -> str:
-    if method not in METHODS:
-        raise ValueError(f"unknown R2* method {method!r}; choose one of {', '.join(METHODS)}")
-    if method == "auto":
-        return "two_point" if n_echoes == 2 else "nonlinear"
-    if method == "arlo" and n_echoes < 3:
-        raise EchoTimeError("ARLO needs at least three evenly spaced echoes")
+    if method == estimators.AUTO:
+        return estimators.resolve_auto(n_echoes)
+    est = estimators.get_estimator(method)
+    if n_echoes < est.min_echoes:
+        spacing = " evenly spaced" if est.even_spacing else ""
+        count = _COUNT_WORDS.get(est.min_echoes, str(est.min_echoes))
+        raise EchoTimeError(f"method {method!r} needs at least {count}{spacing} echoes, got "
+                            f"{n_echoes}")
     return method
 
 
@@ -216,34 +226,53 @@ def _resolve_sigma(sigma, data, fitmask, method) -> float | None:
 
 
 def _prepare(method: str, te: np.ndarray, sigma, options: dict) -> tuple[Callable, dict]:
-    """Kernel function and its keyword arguments for one method."""
-    opts = dict(options)
-    if method == "two_point":
-        pair = tuple(opts.pop("echo_pair", (0, 1)))
-        i, j = (p % te.size for p in pair)
-        if i >= j:
-            raise ValueError(f"echo_pair {pair} must name two echoes in ascending order")
-        kernel, kw = _kernel_two_point, {"pair": (i, j)}
-    elif method == "loglinear":
-        kernel, kw = _kernel_loglinear, {}
-    elif method == "wls":
-        kernel, kw = _kernel_wls, {}
-    elif method == "nonlinear" and te.size == 2:
-        # two samples, two parameters: the least-squares fit is the closed form
-        opts.pop("max_iter", None), opts.pop("tol", None)
-        kernel, kw = _kernel_two_point, {"pair": (0, 1)}
-    elif method == "arlo":
-        check_even_spacing(te, opts.pop("spacing_rtol", 1e-2))
-        kernel, kw = kernel_arlo, {"simpson_exact": bool(opts.pop("simpson_exact", True))}
-    else:
-        kw = {"max_iter": int(opts.pop("max_iter", 50 if method == "nonlinear" else 200)),
-              "tol": float(opts.pop("tol", 1e-9))}
-        if method == "rician":
-            kw["sigma"] = sigma
-        kernel = kernel_nonlinear if method == "nonlinear" else kernel_rician
-    if opts:
-        raise TypeError(f"unknown option(s) for method {method!r}: {', '.join(sorted(opts))}")
-    return kernel, kw
+    """Kernel function and its keyword arguments for one method (from the estimator table)."""
+    est = estimators.get_estimator(method)
+    unknown = sorted(set(options) - set(est.options))
+    if unknown:
+        raise TypeError(f"unknown option(s) for method {method!r}: {', '.join(unknown)}")
+    return est.load_setup()(te, sigma, dict(options))
+
+
+# setup functions named by the estimator table: (te, sigma, options) -> (kernel, kwargs)
+
+def setup_two_point(te: np.ndarray, sigma, options: dict) -> tuple[Callable, dict]:
+    """Two-point closed form on ``echo_pair`` (default the first two echoes)."""
+    pair = tuple(options.get("echo_pair", (0, 1)))
+    i, j = (p % te.size for p in pair)
+    if i >= j:
+        raise ValueError(f"echo_pair {pair} must name two echoes in ascending order")
+    return _kernel_two_point, {"pair": (i, j)}
+
+
+def setup_loglinear(te: np.ndarray, sigma, options: dict) -> tuple[Callable, dict]:
+    """Ordinary least squares on ln S."""
+    return _kernel_loglinear, {}
+
+
+def setup_wls(te: np.ndarray, sigma, options: dict) -> tuple[Callable, dict]:
+    """Least squares on ln S weighted by S^2."""
+    return _kernel_wls, {}
+
+
+def setup_nonlinear(te: np.ndarray, sigma, options: dict) -> tuple[Callable, dict]:
+    """Nonlinear least squares; with two echoes the closed form is the least-squares fit."""
+    if te.size == 2:  # two samples, two parameters: the least-squares fit is the closed form
+        return _kernel_two_point, {"pair": (0, 1)}
+    return kernel_nonlinear, {"max_iter": int(options.get("max_iter", 50)),
+                              "tol": float(options.get("tol", 1e-9))}
+
+
+def setup_rician(te: np.ndarray, sigma, options: dict) -> tuple[Callable, dict]:
+    """Rician maximum likelihood with the noise level ``sigma``."""
+    return kernel_rician, {"max_iter": int(options.get("max_iter", 200)),
+                           "tol": float(options.get("tol", 1e-9)), "sigma": sigma}
+
+
+def setup_arlo(te: np.ndarray, sigma, options: dict) -> tuple[Callable, dict]:
+    """ARLO on evenly spaced echoes (relative tolerance ``spacing_rtol``)."""
+    check_even_spacing(te, options.get("spacing_rtol", 1e-2))
+    return kernel_arlo, {"simpson_exact": bool(options.get("simpson_exact", True))}
 
 
 def _flat_view(data: np.ndarray) -> tuple[np.ndarray, str]:

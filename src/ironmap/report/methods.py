@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
+from ironmap.core import estimators
 from ironmap.io.study import parse_flag
 
 #: key -> full reference
@@ -29,9 +30,7 @@ REFERENCES: dict[str, str] = {
     "ants": "Avants BB, Tustison NJ, Song G, et al. A reproducible evaluation of ANTs "
             "similarity metric performance in brain image registration. NeuroImage. "
             "2011;54(3):2033-2044.",
-    "arlo": "Pei M, Nguyen TD, Thimmappa ND, et al. Algorithm for fast monoexponential fitting "
-            "based on auto-regression on linear operations (ARLO) of data. Magn Reson Med. "
-            "2015;73(2):843-850.",
+    **estimators.references(),  # the R2* estimators' citations, from their table
     "mannwhitney": "Mann HB, Whitney DR. On a test of whether one of two random variables is "
                    "stochastically larger than the other. Ann Math Stat. 1947;18(1):50-60.",
     "fdr": "Benjamini Y, Hochberg Y. Controlling the false discovery rate: a practical and "
@@ -52,16 +51,9 @@ _PACKAGES = (("ironmap", "ironmap"), ("numpy", "numpy"), ("scipy", "scipy"),
              ("antspyx", "antspyx"), ("statsmodels", "statsmodels"), ("nibabel", "nibabel"),
              ("pandas", "pandas"), ("matplotlib", "matplotlib"))
 
-#: estimator name -> what it is (the methods text)
-ESTIMATORS = {
-    "two_point": "the two-point closed form R2* = ln(S(TE1)/S(TE2)) / (TE2 − TE1)",
-    "loglinear": "a log-linear least-squares fit of ln S against TE",
-    "wls": "a signal-weighted (S²) log-linear least-squares fit",
-    "nonlinear": "a nonlinear least-squares fit of S = S0·exp(−R2*·TE)",
-    "rician": "a noise-floor-aware (Rician likelihood) fit",
-    "arlo": "auto-regression on linear operations (ARLO) [arlo]",
-    "auto": "the estimator chosen automatically from the number of echoes",
-}
+#: estimator name -> what it is (the methods text), from the table in
+#: :mod:`ironmap.core.estimators`
+ESTIMATORS = {name: estimators.methods_phrase(name) for name in estimators.method_names()}
 
 #: registration model -> transform named in the text
 REGISTRATIONS = {"rigid": "a rigid (6-parameter) transform",
@@ -277,7 +269,7 @@ def _fmt_te(echo_times: list[float] | None) -> str:
 def _r2star_paragraph(rec: Mapping[str, Any], version: str) -> str:
     r2 = rec.get("r2star") or {}
     method = str(r2.get("estimator") or "auto")
-    est = ESTIMATORS.get(method, f"the '{method}' estimator")
+    est = estimators.methods_phrase(method) or f"the '{method}' estimator"
     tes = r2.get("echo_times_s")
     echo_part = f"{len(tes)} echoes, " if tes else ""
     return (f"R2* maps were computed voxel-wise from the magnitude multi-echo gradient-echo "
@@ -463,8 +455,8 @@ def methods_text(record: Mapping[str, Any],
                   " ".join(age_model_sentences(record)),
                   _stats_paragraph(record, vers),
                   _software_paragraph(vers)]
-    cited = [(key, REFERENCES[key]) for key in REFERENCES
-             if any(f"[{key}]" in p for p in paragraphs)]
+    refs = {**REFERENCES, **estimators.references()}
+    cited = [(key, ref) for key, ref in refs.items() if any(f"[{key}]" in p for p in paragraphs)]
     return Methods(paragraphs, cited, vers, dict(record))
 
 

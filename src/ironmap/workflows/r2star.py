@@ -11,20 +11,15 @@ from typing import Any
 import numpy as np
 
 from ironmap._types import R2starFit
+from ironmap.core import estimators
 from ironmap.core.qc import FLAGS_INVALID, describe_flags, failure_fraction
 from ironmap.core.relaxometry import fit_r2star
 
 LOG = logging.getLogger(__name__)
 
-#: Reference for the methods text of each estimator.
-METHOD_DESCRIPTIONS = {
-    "two_point": "closed-form two-echo estimate R2* = ln(S1/S2)/(TE2-TE1)",
-    "loglinear": "ordinary least squares on the logarithm of the signal",
-    "wls": "least squares on the logarithm of the signal weighted by the squared signal",
-    "nonlinear": "nonlinear least squares of S0*exp(-R2*·TE) on the magnitude signal",
-    "rician": "maximum-likelihood fit of S0*exp(-R2*·TE) under Rician noise",
-    "arlo": "auto-regression on linear operations (Pei et al., MRM 2015)",
-}
+#: estimator name -> one-line description (sidecar ``EstimationMethodDescription``), derived
+#: from the table in :mod:`ironmap.core.estimators`.
+METHOD_DESCRIPTIONS = {name: est.description for name, est in estimators.ESTIMATORS.items()}
 
 
 class InputMismatchError(ValueError):
@@ -157,7 +152,7 @@ def r2star_sidecar(fit: R2starFit, extra: dict[str, Any] | None = None,
     side: dict[str, Any] = {
         "Units": units,
         "EstimationMethod": fit.method,
-        "EstimationMethodDescription": METHOD_DESCRIPTIONS.get(fit.method, fit.method),
+        "EstimationMethodDescription": estimators.description(fit.method),
         "EchoTime": [float(t) for t in fit.echo_times],
         "EchoTimeUnits": "s",
         "InvalidValue": "NaN (see the fit-flags map)",
