@@ -96,16 +96,18 @@ def test_absurd_volumes_are_refused_with_a_flag():
 
 
 def test_r2star_colour_range_comes_from_brain_voxels():
-    from ironmap.report.subject import SubjectImages, _r2_range
+    from ironmap.report.subject import SubjectImages, r2star_display_range
 
     r2 = np.full((20, 20, 20), 400.0)  # scalp
     brain = _ball((20, 20, 20), (10, 10, 10), 7)
     r2[brain] = np.linspace(15.0, 45.0, brain.sum())
     img = SubjectImages(label="sub-01", participant_id="sub-01", r2star=r2,
                         brain=brain.astype(np.uint8))
-    lo, hi = _r2_range(img)
-    assert lo == 0.0 and 40.0 < hi < 46.0
-    assert _r2_range(SubjectImages(label="s", participant_id="s", r2star=r2))[1] >= 400.0
+    lo, hi, text = r2star_display_range(img)
+    assert 15.0 <= lo < 16.0 and 44.0 < hi <= 45.0  # 1st-99th percentile of brain voxels
+    assert "brain mask" in text
+    no_mask = SubjectImages(label="s", participant_id="s", r2star=r2)
+    assert r2star_display_range(no_mask)[1] >= 400.0  # only the scalp-free mask drops it
 
 
 @pytest.mark.slow

@@ -163,9 +163,9 @@ def test_cli_options_map_onto_the_run_config(tmp_path):
         [str(tmp_path / "bids"), str(tmp_path / "out"), "participant"]))
     assert (default.erosion_voxels, default.erosion_mm, default.erosion_space,
             default.min_region_voxels, default.brain_mask) == (1, None, "r2star", 10, False)
-    from ironmap.report.methods import _erosion_phrase
+    from ironmap.report.methods import erosion_phrase, methods_record
 
-    assert "1.5 mm" in _erosion_phrase(cfg.to_json()) and "native grid" in \
-        _erosion_phrase(cfg.to_json())
-    assert _erosion_phrase(default.to_json()) == ("eroded by 1 voxel (3-D, 6-connected "
-                                                  "structuring element) on the R2* grid")
+    phrase = erosion_phrase(methods_record(cfg.to_json()))
+    assert "1.5 mm" in phrase and "native grid" in phrase
+    assert erosion_phrase(methods_record(default.to_json())) == (
+        "eroded by 1 voxel (3-D, 6-connected structuring element) on the R2* grid")
