@@ -45,6 +45,7 @@ class LesionSegParams:
     wm_core: float = 0.8
     gm_max: float = 0.5
     min_volume_mm3: float = 10.0
+    gm_z: float = 1.5
 
     def as_dict(self) -> dict[str, float]:
         """Parameters as a plain dict (for sidecars)."""
@@ -159,6 +160,7 @@ def segment_lesions(
     voxel_sizes_mm,
     *,
     nawm: np.ndarray | None = None,
+    t1w: np.ndarray | None = None,
     params: LesionSegParams | None = None,
     threshold: float = 0.5,
 ) -> LesionSegmentation:
@@ -176,6 +178,10 @@ def segment_lesions(
     nawm : ndarray of bool, optional
         White-matter voxels for the NAWM reference (e.g. from the T1w). Default: WM prior
         >= 0.9 inside ``brain``.
+    t1w : ndarray of shape (X, Y, Z), optional
+        T1w on the FLAIR grid. Voxels whose T1w is grey-matter-like (closer to the GM than to
+        the WM median) may be lesion only when their FLAIR is at least ``gm_z`` GM sigmas
+        above the GM median (cortex that the template priors miss).
     params : LesionSegParams, optional
     threshold : float
         Probability at or above which a voxel may belong to a lesion (0 < threshold < 1).
@@ -197,6 +203,8 @@ def segment_lesions(
     z = np.where(brain, (img - med) / sigma, np.nan)
     zf = np.nan_to_num(z, nan=-np.inf)
     allowed = brain & (gm <= p.gm_max)
+    if t1w is not None:
+        allowed &= ~grey_like(img, np.asarray(t1w, dtype=np.float64), brain, priors, p.gm_z)
     prob = np.where(allowed, 1.0 / (1.0 + np.exp(-p.slope * (np.nan_to_num(z) - p.z_low))), 0.0)
     location = wm + csf * (wm > 0.1)  # white matter, or CSF partial volume next to it
     core = allowed & (zf >= p.z_core) & (location >= p.wm_core)
@@ -206,6 +214,51 @@ def segment_lesions(
     return LesionSegmentation(mask=mask, probability=prob.astype(np.float32),
                               zscore=z.astype(np.float32), n_lesions=int(n), nawm_median=med,
                               nawm_sigma=sigma, load_cm3=float(mask.sum()) * vox_mm3 / 1000.0)
+
+
+def grey_like(flair: np.ndarray, t1w: np.ndarray, brain: np.ndarray,
+              priors: dict[str, np.ndarray], gm_z: float) -> np.ndarray:
+    """Voxels that look like normal grey matter: T1w in the middle of three k-means classes
+    (:func:`kmeans_1d` over the brain), and FLAIR below GM median + ``gm_z`` GM sigmas (lower-half
+    robust sigma over template GM >= 0.8 that is also T1w grey-like). Bool, shape of ``flair``.
+    """
+    csf_c, gm_c, wm_c = kmeans_1d(t1w[brain], 3)
+    t1_gm = brain & (t1w > 0.5 * (csf_c + gm_c)) & (t1w < 0.5 * (gm_c + wm_c))
+    ref = t1_gm & (priors["gm"] >= 0.8)
+    if ref.sum() < 100:
+        return np.zeros(flair.shape, dtype=bool)
+    q25, med = np.percentile(flair[ref], [25, 50])
+    sigma = max((med - q25) / 0.6745, 1e-6)
+    return t1_gm & (flair < med + gm_z * sigma)
+
+
+def kmeans_1d(values: np.ndarray, k: int, iterations: int = 50) -> np.ndarray:
+    """Deterministic 1D k-means (centres started at evenly spaced percentiles).
+
+    Parameters
+    ----------
+    values : ndarray of shape (n,)
+    k : int
+
+    Returns
+    -------
+    ndarray of shape (k,)
+        Class centres, ascending.
+    """
+    v = np.asarray(values, dtype=np.float64).ravel()
+    v = v[np.isfinite(v)]
+    if v.size > 200_000:  # a regular subsample: same answer to well within a class width
+        v = np.sort(v)[:: v.size // 200_000]
+    centres = np.percentile(v, np.linspace(100 / (2 * k), 100 - 100 / (2 * k), k))
+    for _ in range(iterations):
+        edges = 0.5 * (centres[1:] + centres[:-1])
+        cls = np.searchsorted(edges, v)
+        new = np.array([v[cls == i].mean() if np.any(cls == i) else centres[i]
+                        for i in range(k)])
+        if np.allclose(new, centres):
+            break
+        centres = new
+    return np.sort(centres)
 
 
 def keep_components(candidate: np.ndarray, core: np.ndarray, voxel_sizes_mm,
