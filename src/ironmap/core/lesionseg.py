@@ -12,8 +12,9 @@ optionally the T1w), the FLAIR of each voxel is scored as a robust z-score again
 probability is ``sigmoid(slope * (z - z_low))`` where grey matter is unlikely (GM prior at
 most ``gm_max``), else 0. A lesion is a 26-connected component of ``probability >= threshold``
 (hysteresis) that contains a *core* voxel -- ``z >= z_core`` where the white-matter (or
-periventricular) prior is at least ``wm_core`` -- and has at least ``min_volume_mm3``.
-Cortex is bright on FLAIR too (about 1.5 NAWM sigmas); the location rules keep it out.
+periventricular) prior is at least ``wm_core`` -- and has at least ``min_volume_mm3`` and
+``min_voxels`` voxels. Cortex is bright on FLAIR too (about 1.5 NAWM sigmas); the location
+rules and, with a T1w, a grey-matter check keep it out.
 
 Pure numpy/scipy; the caller registers the template and brings the priors onto the FLAIR grid.
 """
@@ -46,6 +47,7 @@ class LesionSegParams:
     gm_max: float = 0.5
     min_volume_mm3: float = 10.0
     gm_z: float = 1.5
+    min_voxels: int = 3
 
     def as_dict(self) -> dict[str, float]:
         """Parameters as a plain dict (for sidecars)."""
@@ -208,7 +210,9 @@ def segment_lesions(
     prob = np.where(allowed, 1.0 / (1.0 + np.exp(-p.slope * (np.nan_to_num(z) - p.z_low))), 0.0)
     location = wm + csf * (wm > 0.1)  # white matter, or CSF partial volume next to it
     core = allowed & (zf >= p.z_core) & (location >= p.wm_core)
-    mask = keep_components(prob >= threshold, core, voxel_sizes_mm, p.min_volume_mm3)
+    min_mm3 = max(p.min_volume_mm3, p.min_voxels * float(np.prod(np.asarray(voxel_sizes_mm,
+                                                                      dtype=float)[:3])))
+    mask = keep_components(prob >= threshold, core, voxel_sizes_mm, min_mm3)
     _, n = ndimage.label(mask, _STRUCT26)
     vox_mm3 = float(np.prod(np.asarray(voxel_sizes_mm, dtype=float)[:3]))
     return LesionSegmentation(mask=mask, probability=prob.astype(np.float32),

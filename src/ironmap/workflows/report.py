@@ -223,6 +223,11 @@ def write_subject_page(cfg: RunConfig, inputs, info: dict[str, str],
                                                   "overlays": []}
     for section, job in subj.figure_jobs(s):
         sections[section].append(realise(job, fig_dir, out))
+    from ironmap.workflows.lesionauto import lesion_qc_job
+
+    lesion_job = lesion_qc_job(out, inputs)  # automatic lesion masks only
+    if lesion_job is not None:
+        sections["overlays"].append(realise(lesion_job, fig_dir, out))
     page = out / f"{subject_prefix(s.participant_id, s.session_id)}.html"
     text = html.render("subject.html", version=__version__, label=s.label,
                        info=list(info.items()), missing=s.problems, flags=flags,
