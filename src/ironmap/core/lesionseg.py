@@ -48,6 +48,7 @@ class LesionSegParams:
     min_volume_mm3: float = 10.0
     gm_z: float = 1.5
     min_voxels: int = 3
+    gm_core_z: float = 3.0
 
     def as_dict(self) -> dict[str, float]:
         """Parameters as a plain dict (for sidecars)."""
@@ -205,11 +206,15 @@ def segment_lesions(
     z = np.where(brain, (img - med) / sigma, np.nan)
     zf = np.nan_to_num(z, nan=-np.inf)
     allowed = brain & (gm <= p.gm_max)
+    core_floor = -np.inf
     if t1w is not None:
-        allowed &= ~grey_like(img, np.asarray(t1w, dtype=np.float64), brain, priors, p.gm_z)
+        like, gm_med, gm_sigma = grey_like(img, np.asarray(t1w, dtype=np.float64), brain,
+                                           priors, p.gm_z)
+        allowed &= ~like
+        core_floor = gm_med + p.gm_core_z * gm_sigma
     prob = np.where(allowed, 1.0 / (1.0 + np.exp(-p.slope * (np.nan_to_num(z) - p.z_low))), 0.0)
     location = wm + csf * (wm > 0.1)  # white matter, or CSF partial volume next to it
-    core = allowed & (zf >= p.z_core) & (location >= p.wm_core)
+    core = allowed & (zf >= p.z_core) & (location >= p.wm_core) & (img >= core_floor)
     min_mm3 = max(p.min_volume_mm3, p.min_voxels * float(np.prod(np.asarray(voxel_sizes_mm,
                                                                       dtype=float)[:3])))
     mask = keep_components(prob >= threshold, core, voxel_sizes_mm, min_mm3)
@@ -224,16 +229,21 @@ def grey_like(flair: np.ndarray, t1w: np.ndarray, brain: np.ndarray,
               priors: dict[str, np.ndarray], gm_z: float) -> np.ndarray:
     """Voxels that look like normal grey matter: T1w in the middle of three k-means classes
     (:func:`kmeans_1d` over the brain), and FLAIR below GM median + ``gm_z`` GM sigmas (lower-half
-    robust sigma over template GM >= 0.8 that is also T1w grey-like). Bool, shape of ``flair``.
+    robust sigma over template GM >= 0.8 that is also T1w grey-like).
+
+    Returns
+    -------
+    (mask, gm_median, gm_sigma)
+        Bool mask of the shape of ``flair``, and the GM FLAIR reference.
     """
     csf_c, gm_c, wm_c = kmeans_1d(t1w[brain], 3)
     t1_gm = brain & (t1w > 0.5 * (csf_c + gm_c)) & (t1w < 0.5 * (gm_c + wm_c))
     ref = t1_gm & (priors["gm"] >= 0.8)
     if ref.sum() < 100:
-        return np.zeros(flair.shape, dtype=bool)
+        return np.zeros(flair.shape, dtype=bool), -np.inf, 0.0
     q25, med = np.percentile(flair[ref], [25, 50])
     sigma = max((med - q25) / 0.6745, 1e-6)
-    return t1_gm & (flair < med + gm_z * sigma)
+    return t1_gm & (flair < med + gm_z * sigma), float(med), float(sigma)
 
 
 def kmeans_1d(values: np.ndarray, k: int, iterations: int = 50) -> np.ndarray:
