@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/lesionseg.py openms [PATIENT ...]        # needs IRONMAP_SHARED_DATA
-    python benchmarks/lesionseg.py sim COHORT_DIR               # from `ironmap simulate`
+    python benchmarks/lesionseg.py sim COHORT_DIR [sub-...]     # from `ironmap simulate`
 
 Prints one row per case: Dice, load ratio, lesion-wise recall/precision/F1, CPU seconds.
 """
@@ -57,7 +57,10 @@ def main(argv):
                    time.process_time() - t0, 1.0)
     else:
         bids = Path(argv[1]) / "bids"
+        only = set(argv[2:])
         for sub in sorted(bids.glob("sub-*")):
+            if only and sub.name not in only:
+                continue
             anat = sub / "anat"
             flair = nib.load(anat / f"{sub.name}_FLAIR.nii.gz")
             t1w = nib.load(anat / f"{sub.name}_T1w.nii.gz")

@@ -127,3 +127,37 @@ def test_open_ms_consensus(patient, min_dice, max_load_error):
     res = grow_lesions(flair.get_fdata(dtype=np.float32), seeds, (1, 1, 1))
     assert _dice(res.mask, gold) >= min_dice
     assert abs(res.mask.sum() / gold.sum() - 1) <= max_load_error
+
+
+@pytest.mark.parametrize("merge_core", [False, True])
+def test_rim_seeds_give_the_whole_lesion(rng, merge_core):
+    """Seeds on the outer shell of each lesion (0.8-1.0 of its radius), not at its centre."""
+    img, truth, brain = _phantom(rng)
+    seeds = []
+    for c, r in zip(CENTRES, RADII, strict=True):
+        direction = rng.normal(size=3)
+        seeds.append(np.rint(np.array(c) + 0.85 * r * direction / np.linalg.norm(direction)))
+    assert all(truth[tuple(s.astype(int))] for s in seeds)
+    res = grow_lesions(img, seeds, (1, 1, 1), brain_mask=brain, merge_core=merge_core)
+    assert res.status == [SEED_OK] * 3
+    assert _dice(res.mask, truth) > 0.85
+    assert abs(res.mask.sum() / truth.sum() - 1) < 0.15
+
+
+@pytest.mark.slow
+def test_open_ms_random_seeds_patient07():
+    """Real MS FLAIR, one seed per consensus lesion at a random voxel of it (two draws)."""
+    from conftest import require_shared
+
+    folder = require_shared("open_ms_data", "cross_sectional", "MNI", "patient07")
+    flair = nib.load(folder / "FLAIR_N4_noneck_reduced_winsor_regtoFLAIR_brain_N4_regtoMNI.nii.gz")
+    gold = nib.load(folder / "GOLD_STANDARD_N4_noneck_reduced_winsor_regtoFLAIR_regtoMNI.nii.gz")
+    gold = gold.get_fdata() > 0
+    data = flair.get_fdata(dtype=np.float32)
+    lab, n = ndimage.label(gold, structure=np.ones((3, 3, 3)))
+    for draw in range(2):
+        rng = np.random.default_rng(draw)
+        seeds = [rng.permutation(np.argwhere(lab == k))[0] for k in range(1, n + 1)]
+        res = grow_lesions(data, seeds, (1, 1, 1))
+        assert _dice(res.mask, gold) >= 0.65
+        assert abs(res.mask.sum() / gold.sum() - 1) <= 0.15

@@ -66,6 +66,9 @@ def grow_lesions(
     search_mm: float = 2.0,
     max_radius_mm: float = 80.0,
     min_contrast: float = 0.1,
+    merge_core: bool = False,
+    core_mm: float = 12.0,
+    core_rise: float = 0.3,
 ) -> GrowResult:
     """Grow one lesion from each seed with a local, leak-limited threshold.
 
@@ -100,6 +103,14 @@ def grow_lesions(
         Farthest a lesion may reach from its seed.
     min_contrast : float
         Minimum (peak - background) / background for a seed to count as hyperintense.
+    merge_core : bool
+        A click on the edge or partial-volume rim of a lesion starts from a local peak
+        dimmer than the lesion's core. When lowering the threshold joins a region brighter
+        than that peak (by more than 2 % of ``b``), the step is the rim merging with its own
+        core, not a leak: the peak (and with it the lowest threshold) is raised to the
+        core's and growing goes on, provided that core lies within ``core_mm`` of the seed and
+        the newly joined voxels have a median at least ``core_rise`` above ``b`` (brighter than
+        cortex: a lesion core).
 
     Returns
     -------
@@ -113,7 +124,8 @@ def grow_lesions(
     result = GrowResult(mask=np.zeros(img.shape, bool), labels=labels)
     opts = dict(min_rise=min_rise, level=level, jump=jump, leak_mm3=leak_mm3,
                 margin_mm=margin_mm, window_mm=window_mm, search_mm=search_mm,
-                max_radius_mm=max_radius_mm,                min_contrast=min_contrast)
+                max_radius_mm=max_radius_mm, min_contrast=min_contrast, merge_core=merge_core,
+                core_mm=core_mm, core_rise=core_rise)
     for n, seed in enumerate(seeds, start=1):
         status, thr, region = _grow_one(img, brain, labels, seed, vox, **opts)
         if region is not None:
@@ -140,7 +152,8 @@ def local_background(img: np.ndarray, brain: np.ndarray, box) -> float:
 
 
 def _grow_one(img, brain, labels, seed, vox, *, min_rise, level, jump, leak_mm3, margin_mm,
-              window_mm, search_mm, max_radius_mm, min_contrast):
+              window_mm, search_mm, max_radius_mm, min_contrast, merge_core, core_mm,
+              core_rise):
     """Grow the region of one seed: (status, threshold, bool region or None)."""
     if np.any(seed < 0) or np.any(seed >= np.asarray(img.shape)):
         return SEED_OUTSIDE_IMAGE, float("nan"), None
@@ -158,21 +171,43 @@ def _grow_one(img, brain, labels, seed, vox, *, min_rise, level, jump, leak_mm3,
     vox_mm3 = float(np.prod(vox))
     half = np.minimum(limit, np.ceil((search_mm + margin_mm) / vox))
     best, best_thr = None, peak
-    lowest = max(min_rise, level * (peak - background) / background)
-    for rise in np.arange((peak - background) / background - 0.02, lowest - 1e-9, -0.02):
+    rise = (peak - background) / background - 0.02
+    while rise >= max(min_rise, level * (peak - background) / background) - 1e-9:
         thr = background * (1.0 + rise)
+        rise -= 0.02
         region, box = _region_at(img, brain, labels, peak_pos, thr, half)
         while _touches_border(region[box], box, img.shape) and np.any(half < limit):
             half = np.minimum(limit, 2 * half)
             region, box = _region_at(img, brain, labels, peak_pos, thr, half)
         if _touches_border(region[box], box, img.shape):
             break
-        if best is not None and _leaked(region, best, box, jump, leak_mm3 / vox_mm3):
+        top, top_pos = _brightest(img, region, box)
+        if merge_core and best is not None and top > peak + 0.02 * background and \
+                _joins_core(img, region, best, box, seed, top_pos, vox, core_mm,
+                            background * (1.0 + core_rise)):
+            peak = top  # joined the brighter core of the same lesion: not a leak
+        elif best is not None and _leaked(region, best, box, jump, leak_mm3 / vox_mm3):
             break
         best, best_thr = region, thr
     if best is None:
         return SEED_NOT_HYPERINTENSE, float("nan"), None
     return SEED_OK, float(best_thr), best
+
+
+def _joins_core(img, region, previous, box, seed, top_pos, vox, core_mm, core_level) -> bool:
+    """The step joined a lesion core: its brightest voxel lies within ``core_mm`` of the seed
+    and the median of the newly joined voxels is at least ``core_level``."""
+    if np.linalg.norm((top_pos - seed) * vox) > core_mm:
+        return False
+    new = region[box] & ~previous[box]
+    return bool(new.any() and np.median(img[box][new]) >= core_level)
+
+
+def _brightest(img, region, box) -> tuple[float, np.ndarray]:
+    """Value and index of the brightest voxel of ``region`` (searched inside ``box``)."""
+    sub = np.where(region[box], img[box], -np.inf)
+    off = np.unravel_index(int(np.argmax(sub)), sub.shape)
+    return float(sub[off]), np.array([b.start + o for b, o in zip(box, off, strict=True)])
 
 
 def _region_at(img, brain, labels, peak_pos, thr, half):

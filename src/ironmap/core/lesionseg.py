@@ -12,8 +12,9 @@ optionally the T1w), the FLAIR of each voxel is scored as a robust z-score again
 probability is ``sigmoid(slope * (z - z_low))`` where grey matter is unlikely (GM prior at
 most ``gm_max``), else 0. A lesion is a 26-connected component of ``probability >= threshold``
 (hysteresis) that contains a *core* voxel -- ``z >= z_core`` where the white-matter (or
-periventricular) prior is at least ``wm_core`` -- and has at least ``min_volume_mm3``.
-Cortex is bright on FLAIR too (about 1.5 NAWM sigmas); the location rules keep it out.
+periventricular) prior is at least ``wm_core`` -- and has at least ``min_volume_mm3`` and
+``min_voxels`` voxels. Cortex is bright on FLAIR too (about 1.5 NAWM sigmas); the location
+rules and, with a T1w, a grey-matter check keep it out.
 
 Pure numpy/scipy; the caller registers the template and brings the priors onto the FLAIR grid.
 """
@@ -45,6 +46,9 @@ class LesionSegParams:
     wm_core: float = 0.8
     gm_max: float = 0.5
     min_volume_mm3: float = 10.0
+    gm_z: float = 1.5
+    min_voxels: int = 3
+    gm_core_z: float = 3.0
 
     def as_dict(self) -> dict[str, float]:
         """Parameters as a plain dict (for sidecars)."""
@@ -159,6 +163,7 @@ def segment_lesions(
     voxel_sizes_mm,
     *,
     nawm: np.ndarray | None = None,
+    t1w: np.ndarray | None = None,
     params: LesionSegParams | None = None,
     threshold: float = 0.5,
 ) -> LesionSegmentation:
@@ -176,6 +181,10 @@ def segment_lesions(
     nawm : ndarray of bool, optional
         White-matter voxels for the NAWM reference (e.g. from the T1w). Default: WM prior
         >= 0.9 inside ``brain``.
+    t1w : ndarray of shape (X, Y, Z), optional
+        T1w on the FLAIR grid. Voxels whose T1w is grey-matter-like (closer to the GM than to
+        the WM median) may be lesion only when their FLAIR is at least ``gm_z`` GM sigmas
+        above the GM median (cortex that the template priors miss).
     params : LesionSegParams, optional
     threshold : float
         Probability at or above which a voxel may belong to a lesion (0 < threshold < 1).
@@ -197,15 +206,73 @@ def segment_lesions(
     z = np.where(brain, (img - med) / sigma, np.nan)
     zf = np.nan_to_num(z, nan=-np.inf)
     allowed = brain & (gm <= p.gm_max)
+    core_floor = -np.inf
+    if t1w is not None:
+        like, gm_med, gm_sigma = grey_like(img, np.asarray(t1w, dtype=np.float64), brain,
+                                           priors, p.gm_z)
+        allowed &= ~like
+        core_floor = gm_med + p.gm_core_z * gm_sigma
     prob = np.where(allowed, 1.0 / (1.0 + np.exp(-p.slope * (np.nan_to_num(z) - p.z_low))), 0.0)
     location = wm + csf * (wm > 0.1)  # white matter, or CSF partial volume next to it
-    core = allowed & (zf >= p.z_core) & (location >= p.wm_core)
-    mask = keep_components(prob >= threshold, core, voxel_sizes_mm, p.min_volume_mm3)
+    core = allowed & (zf >= p.z_core) & (location >= p.wm_core) & (img >= core_floor)
+    min_mm3 = max(p.min_volume_mm3, p.min_voxels * float(np.prod(np.asarray(voxel_sizes_mm,
+                                                                      dtype=float)[:3])))
+    mask = keep_components(prob >= threshold, core, voxel_sizes_mm, min_mm3)
     _, n = ndimage.label(mask, _STRUCT26)
     vox_mm3 = float(np.prod(np.asarray(voxel_sizes_mm, dtype=float)[:3]))
     return LesionSegmentation(mask=mask, probability=prob.astype(np.float32),
                               zscore=z.astype(np.float32), n_lesions=int(n), nawm_median=med,
                               nawm_sigma=sigma, load_cm3=float(mask.sum()) * vox_mm3 / 1000.0)
+
+
+def grey_like(flair: np.ndarray, t1w: np.ndarray, brain: np.ndarray,
+              priors: dict[str, np.ndarray], gm_z: float) -> np.ndarray:
+    """Voxels that look like normal grey matter: T1w in the middle of three k-means classes
+    (:func:`kmeans_1d` over the brain), and FLAIR below GM median + ``gm_z`` GM sigmas (lower-half
+    robust sigma over template GM >= 0.8 that is also T1w grey-like).
+
+    Returns
+    -------
+    (mask, gm_median, gm_sigma)
+        Bool mask of the shape of ``flair``, and the GM FLAIR reference.
+    """
+    csf_c, gm_c, wm_c = kmeans_1d(t1w[brain], 3)
+    t1_gm = brain & (t1w > 0.5 * (csf_c + gm_c)) & (t1w < 0.5 * (gm_c + wm_c))
+    ref = t1_gm & (priors["gm"] >= 0.8)
+    if ref.sum() < 100:
+        return np.zeros(flair.shape, dtype=bool), -np.inf, 0.0
+    q25, med = np.percentile(flair[ref], [25, 50])
+    sigma = max((med - q25) / 0.6745, 1e-6)
+    return t1_gm & (flair < med + gm_z * sigma), float(med), float(sigma)
+
+
+def kmeans_1d(values: np.ndarray, k: int, iterations: int = 50) -> np.ndarray:
+    """Deterministic 1D k-means (centres started at evenly spaced percentiles).
+
+    Parameters
+    ----------
+    values : ndarray of shape (n,)
+    k : int
+
+    Returns
+    -------
+    ndarray of shape (k,)
+        Class centres, ascending.
+    """
+    v = np.asarray(values, dtype=np.float64).ravel()
+    v = v[np.isfinite(v)]
+    if v.size > 200_000:  # a regular subsample: same answer to well within a class width
+        v = np.sort(v)[:: v.size // 200_000]
+    centres = np.percentile(v, np.linspace(100 / (2 * k), 100 - 100 / (2 * k), k))
+    for _ in range(iterations):
+        edges = 0.5 * (centres[1:] + centres[:-1])
+        cls = np.searchsorted(edges, v)
+        new = np.array([v[cls == i].mean() if np.any(cls == i) else centres[i]
+                        for i in range(k)])
+        if np.allclose(new, centres):
+            break
+        centres = new
+    return np.sort(centres)
 
 
 def keep_components(candidate: np.ndarray, core: np.ndarray, voxel_sizes_mm,

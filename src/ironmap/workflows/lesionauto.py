@@ -96,3 +96,33 @@ def auto_mask(subject: SubjectInputs, images, stage: Path) -> Path | None:
     out = derivative_path(stage, "lesion_auto", pid, sid)
     save_image(seg.mask.astype(np.uint8), images.flair.affine, out, sidecar=side)
     return out
+
+
+def lesion_qc_job(output_dir: Path, inputs: SubjectInputs):
+    """Participant-page figure job: the automatic lesion mask over the FLAIR, with lesion
+    count and load in the caption; None when the participant has no automatic mask."""
+    from functools import partial
+
+    import nibabel as nib
+
+    from ironmap.core.lesions import label_lesions, lesion_load_cm3
+    from ironmap.io.nifti import load_image
+    from ironmap.report.figures import FigureJob
+    from ironmap.report.lesionqc import lesion_qc_caption, lesion_qc_figure
+
+    pid, sid = inputs.participant_id, inputs.session_id
+    path = derivative_path(output_dir, "lesion_auto", pid, sid)
+    if inputs.flair is None or not path.exists():
+        return None
+    img = load_image(path)
+    mask = np.asarray(img.dataobj) > 0
+    flair = np.asarray(load_image(inputs.flair).get_fdata(dtype=np.float32))
+    ornt = nib.orientations.io_orientation(img.affine)
+    flair_ras = nib.orientations.apply_orientation(flair, ornt)
+    mask_ras = nib.orientations.apply_orientation(mask, ornt)
+    count = label_lesions(mask)[1]
+    load = lesion_load_cm3(mask, np.linalg.norm(img.affine[:3, :3], axis=0))
+    return FigureJob("lesions-auto", "Automatic lesions on FLAIR",
+                     lesion_qc_caption(count, load, "automatic"),
+                     f"{inputs.label}_desc-autolesions_FLAIR",
+                     partial(lesion_qc_figure, flair_ras, mask_ras, title=inputs.label))

@@ -15,7 +15,7 @@ from ironmap.core.lesionseg import (
     LesionSegmentation,
     LesionSegParams,
     check_flair_contrast,
-    class_medians,
+    kmeans_1d,
     segment_lesions,
 )
 from ironmap.io.atomic import check_writable
@@ -76,10 +76,10 @@ def segment_images(flair: nib.Nifti1Image, t1w: nib.Nifti1Image | None = None, *
         check_flair_contrast(data, fp.brain, fp.priors, label=label)
         nawm = None
         if fp.t1w is not None:
-            t1med = class_medians(fp.t1w, fp.brain, fp.priors)
-            nawm = (fp.priors["wm"] >= 0.5) & (fp.t1w > 0.5 * (t1med["gm"] + t1med["wm"]))
-        seg = segment_lesions(data, fp.brain, fp.priors, vox, nawm=nawm, params=params,
-                              threshold=threshold)
+            _, gm_c, wm_c = kmeans_1d(fp.t1w[fp.brain], 3)
+            nawm = (fp.priors["wm"] >= 0.5) & (fp.t1w > 0.5 * (gm_c + wm_c))
+        seg = segment_lesions(data, fp.brain, fp.priors, vox, nawm=nawm, t1w=fp.t1w,
+                              params=params, threshold=threshold)
     except ContrastError as exc:
         raise LesionSegError(str(exc) if str(exc).startswith(label) else f"{label}: {exc}") \
             from exc

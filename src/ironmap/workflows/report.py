@@ -242,6 +242,11 @@ def write_subject_page(cfg: RunConfig, inputs, info: dict[str, str],
                                                   "overlays": []}
     for section, job in subj.figure_jobs(s):
         sections[section].append(realise(job, fig_dir, out))
+    from ironmap.workflows.lesionauto import lesion_qc_job
+
+    lesion_job = lesion_qc_job(out, inputs)  # automatic lesion masks only
+    if lesion_job is not None:
+        sections["overlays"].append(realise(lesion_job, fig_dir, out))
     try:
         viewer = subj.viewer_view(s)
     except Exception as exc:  # the page is written without the viewer
