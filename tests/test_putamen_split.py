@@ -171,7 +171,8 @@ def test_participant_level_atlas_labels_are_split(reference_run, tmp_path):
     out = tmp_path / "out"
     cfg = RunConfig(bids_dir=reference_run.bids_dir, output_dir=out.resolve(),
                     analysis_level="participant", participant_label=("002",), atlas=atlas,
-                    landmarks=reference_run.truth_dir / "landmarks.tsv")
+                    landmarks=reference_run.truth_dir / "landmarks.tsv",
+                    lesions="none")  # labels are the subject here, not lesions
     assert run_participant_level(cfg) == 0
     anat = out / "sub-002" / "anat"
     side = json.loads((anat / "sub-002_space-R2starmap_desc-deepgm_dseg.json").read_text())
