@@ -92,8 +92,11 @@ def register_syn(subject, template, *, label: str = "T1w", iterations=SYN_ITERAT
 
     prefix = str(Path(workdir or tempfile.mkdtemp(prefix="ironmap-syn-")) / "syn_")
     init = {}
+    # files of other stages must not start with ``prefix``: ANTsPy lists every
+    # ``prefix*[0-9]*`` file as a transform of the result
+    other = str(Path(prefix).parent / "stage_")
     if initial_translation is not None:
-        init["initial_transform"] = [prefix + "init.mat"]
+        init["initial_transform"] = [other + "init.mat"]
         lps = np.asarray(initial_translation, dtype=float) * [-1.0, -1.0, 1.0]
         ants.write_transform(ants.create_ants_transform(
             transform_type="AffineTransform", dimension=3, translation=lps.tolist()),
@@ -107,7 +110,8 @@ def register_syn(subject, template, *, label: str = "T1w", iterations=SYN_ITERAT
                                     **init)
         else:
             # the check compares the template brain with the skull-stripped subject
-            reg, subject = _register_brain(subject, template, template_mask, its, prefix, init)
+            reg, subject = _register_brain(subject, template, template_mask, its, prefix, init,
+                                           other)
     sim = check_warped_similarity(subject, reg["warpedmovout"],
                                   "nonlinear registration to the atlas template", label)
     return NonlinearFit(list(reg["fwdtransforms"]), float(sim), list(reg["invtransforms"]))
@@ -126,7 +130,7 @@ def _grow(mask, mm: float):
     return ants.iMath(mask, "MD", max(1, int(round(mm / min(mask.spacing)))))
 
 
-def _register_brain(subject, template, brain, iterations, prefix, init):
+def _register_brain(subject, template, brain, iterations, prefix, init, affine_prefix):
     """Brain-only template onto a head: the affine metric is taken inside the template brain
     + :data:`AFFINE_MARGIN_MM`; SyN then matches the template to the subject multiplied by
     the affine-carried brain + :data:`SYN_MARGIN_MM` (a rough skull strip), starting from
@@ -135,7 +139,7 @@ def _register_brain(subject, template, brain, iterations, prefix, init):
     import ants
 
     aff = ants.registration(fixed=subject, moving=template, type_of_transform="Affine",
-                            aff_metric="mattes", outprefix=prefix + "aff_", verbose=False,
+                            aff_metric="mattes", outprefix=affine_prefix, verbose=False,
                             moving_mask=_grow(brain, AFFINE_MARGIN_MM), mask_all_stages=True,
                             **init)
     carried = ants.apply_transforms(subject, _grow(brain, SYN_MARGIN_MM), aff["fwdtransforms"],
