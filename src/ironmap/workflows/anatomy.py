@@ -120,7 +120,11 @@ def masks_source(cfg: RunConfig, dseg) -> str:
 
 
 def labels_on_grid(subject, cfg: RunConfig, images, r2img, xfm, landmarks, lesion=None):
-    """Automatic labels on the R2* grid; returns ``(labels, names, landmarks, provenance)``.
+    """Automatic labels on the R2* grid.
+
+    Returns ``(labels, names, landmarks, provenance, eroded)``: ``eroded`` holds the labels
+    eroded on the reference (T1w) grid before transport when ``erosion_space`` is native,
+    else None (then the regional step erodes on the R2* grid).
 
     ``landmarks`` (explicit AC/PC or None) are completed from the template registration
     when a whole putamen must be split; ``lesion`` is the participant's chosen lesion mask
@@ -130,7 +134,7 @@ def labels_on_grid(subject, cfg: RunConfig, images, r2img, xfm, landmarks, lesio
     from ironmap.spatial.atlas import locate_acpc
     from ironmap.spatial.grid import resample_labels
     from ironmap.spatial.segmentation import load_template
-    from ironmap.workflows import putamen
+    from ironmap.workflows import erosion, putamen
     from ironmap.workflows.subject import world_to_source
 
     atlases = load_atlases(cfg)
@@ -145,8 +149,11 @@ def labels_on_grid(subject, cfg: RunConfig, images, r2img, xfm, landmarks, lesio
             found = Landmarks(tuple(ac), tuple(pc), "T1w",
                               f"{TEMPLATE_NAME} template registration to the {ref_name}")
     src = nib.Nifti1Image(on_ref, reference.affine)
-    labels = resample_labels(src, r2img, world_to_source(xfm, "MEGRE", "T1w"))
+    to_ref = world_to_source(xfm, "MEGRE", "T1w")
+    labels = resample_labels(src, r2img, to_ref)
     removed = _remove_lesions(labels, r2img, xfm, lesion)
+    native = erosion.native_eroded(src, names, cfg)
+    eroded = None if native is None else resample_labels(native, r2img, to_ref)
     provenance = {"MasksSource": "automatic",
                   "AnatomicalReference": ref_name,
                   "Template": TEMPLATE_NAME,
@@ -159,7 +166,7 @@ def labels_on_grid(subject, cfg: RunConfig, images, r2img, xfm, landmarks, lesio
                            "LesionMask": lesion is not None} if fit is not None else None}
     log.info("%s: automatic labels (%s) from %s via the %s", subject.label, ref_name,
              ", ".join(a.name for a in atlases), TEMPLATE_NAME)
-    return labels, names, found, provenance
+    return labels, names, found, provenance, eroded
 
 
 def label_reference(reference: nib.Nifti1Image, atlases, workdir: str, label: str):

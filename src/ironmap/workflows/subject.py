@@ -277,9 +277,8 @@ def regional(subject, cfg, images, fit, r2img, xfm, stage, chosen, lesion=None) 
         log.info("%s: labels %s (%s space) -> R2* grid", subject.label, mask.path.name, space)
         sources = [source_uri(mask.path, cfg)]
     elif anatomy.enabled(cfg):
-        labels, names, atlas_marks, auto = anatomy.labels_on_grid(
+        labels, names, atlas_marks, auto, eroded = anatomy.labels_on_grid(
             subject, cfg, images, r2img, xfm, landmarks, lesion)
-        eroded = None  # automatic labels are eroded on the R2* grid (no native erosion yet)
         landmarks = landmarks or atlas_marks
         sources = [f"atlas:{a['Name']}" for a in auto["Atlases"]]
     else:
