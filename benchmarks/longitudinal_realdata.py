@@ -11,7 +11,9 @@ written to a temporary folder:
 
 1. tissue volumes from the T1w (``ironmap.spatial.segmentation.segment_tissues``, the
    participant level's ``--volumes`` step); its error is reported when it fails;
-2. lesions outlined on the FLAIR with ``ironmap lesions grow --propose``
+2. lesions on the FLAIR: by default the automatic segmentation of ``ironmap lesions
+   segment`` with the session's T1w (``ironmap.workflows.lesionseg.segment_from_file``);
+   with ``--lesions grow`` the older ``ironmap lesions grow --propose``
    (``ironmap.workflows.lesions.grow_from_file``) inside a rough brain mask (largest bright
    FLAIR component after a 4 mm erosion, dilated back; :func:`rough_brain_mask`);
 3. lesion change: both sessions' lesion masks taken into the common space with the
@@ -20,7 +22,7 @@ written to a temporary folder:
 
 Usage::
 
-    python benchmarks/longitudinal_realdata.py [--out DIR]
+    python benchmarks/longitudinal_realdata.py [--out DIR] [--lesions segment|grow]
 """
 
 from __future__ import annotations
@@ -37,7 +39,12 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from ironmap.core.volumes import normalise_volumes, scaling_factor, tissue_volumes
+from ironmap.core.volumes import (
+    implausible_volumes,
+    normalise_volumes,
+    scaling_factor,
+    tissue_volumes,
+)
 from ironmap.io.bids import discover
 from ironmap.spatial.grid import resample_labels
 from ironmap.spatial.registration import parse_itk_text
@@ -106,12 +113,15 @@ def volumes_step(t1_path: Path, k: int, work: Path) -> dict:
     vox = np.sqrt((t1.affine[:3, :3] ** 2).sum(axis=0))
     vols = normalise_volumes(tissue_volumes(seg.gm, seg.wm, seg.csf, vox, deep_gm=seg.deep),
                              scaling_factor(seg.subject_to_template))
+    problems = implausible_volumes(vols, getattr(seg, "template_brain_cm3", None))
     return {"volumes_cm3": {c: round(float(v), 2) for c, v in vols.items()},
+            "volumes_valid": not problems, "volumes_qc": problems,
             "registration_similarity": round(float(seg.similarity), 3),
             "seconds": round(time.perf_counter() - t0, 1)}
 
 
-def session_step(src: Path, bids: Path, work: Path, k: int, volumes: bool) -> dict:
+def session_step(src: Path, bids: Path, work: Path, k: int, volumes: bool,
+                 lesions: str = "segment") -> dict:
     anat = bids / f"sub-{PATIENT}" / f"ses-{k}" / "anat"
     flair_path = anat / f"sub-{PATIENT}_ses-{k}_FLAIR.nii.gz"
     out = volumes_step(anat / f"sub-{PATIENT}_ses-{k}_T1w.nii.gz", k, work) if volumes else {}
@@ -122,14 +132,26 @@ def session_step(src: Path, bids: Path, work: Path, k: int, volumes: bool) -> di
     nib.save(nib.Nifti1Image(brain.astype(np.uint8), flair.affine), brain_path)
     lesion_path = work / f"sub-{PATIENT}_ses-{k}_label-lesion_mask.nii.gz"
     t0 = time.perf_counter()
-    table = grow_from_file(flair_path, lesion_path, propose=True, brain_mask_path=brain_path,
-                           overwrite=True)
+    extra = {}
+    if lesions == "grow":
+        table = grow_from_file(flair_path, lesion_path, propose=True,
+                               brain_mask_path=brain_path, overwrite=True)
+        extra["seeds_grown"] = int((table["status"] == "ok").sum())
+    else:
+        from ironmap.workflows.lesionseg import LesionSegError, segment_from_file
+
+        try:
+            segment_from_file(flair_path, lesion_path, overwrite=True,
+                              t1w_path=anat / f"sub-{PATIENT}_ses-{k}_T1w.nii.gz")
+        except LesionSegError as exc:  # reported, then the seedless growing is used
+            extra["lesion_segment_error"] = str(exc).replace(str(work), "WORK")
+            return session_step(src, bids, work, k, False, "grow") | out | extra
     mask = nib.load(lesion_path).get_fdata() > 0
     fvox = float(np.prod(fvox_mm)) / 1000.0
-    return {**out, "brain_mask_cm3": round(float(brain.sum()) * fvox, 1),
+    return {**out, "lesion_method": lesions,
+            "brain_mask_cm3": round(float(brain.sum()) * fvox, 1),
             "lesion_volume_cm3": round(float(mask.sum()) * fvox, 3),
-            "lesion_count": int(ndimage.label(mask)[1]),
-            "seeds_grown": int((table["status"] == "ok").sum()),
+            "lesion_count": int(ndimage.label(mask)[1]), **extra,
             "lesion_seconds": round(time.perf_counter() - t0, 1),
             "lesion_mask": str(lesion_path)}
 
@@ -159,6 +181,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=None, help="keep the work folder here")
     ap.add_argument("--no-volumes", action="store_true", help="skip the T1w volume step")
+    ap.add_argument("--lesions", choices=["segment", "grow"], default="segment",
+                    help="automatic segmentation (default) or seedless growing")
     args = ap.parse_args()
     src = data_dir()
     if not src.is_dir():
@@ -172,7 +196,8 @@ def main() -> int:
         found = discover(bids)
         res = {"sessions_found": [s.label for s in found],
                "participant_level_problems": {s.label: list(s.problems) for s in found}}
-        sessions = {k: session_step(src, bids, work, k, not args.no_volumes) for k in (1, 2)}
+        sessions = {k: session_step(src, bids, work, k, not args.no_volumes, args.lesions)
+                    for k in (1, 2)}
         res["sessions"] = {f"ses-{k}": v for k, v in sessions.items()}
         if all("volumes_cm3" in sessions[k] for k in (1, 2)):
             v1, v2 = (sessions[k]["volumes_cm3"] for k in (1, 2))

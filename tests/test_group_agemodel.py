@@ -143,7 +143,8 @@ def test_controls_of_one_age_exclude_the_region_by_name(study):
     assert not (out / "group" / "table2.tsv").read_text().strip()  # nothing to compare
     text = " ".join(build_methods({}, agefit=read_tsv(out / "group" / "agefit.tsv"),
                                   stats=doc).paragraphs)
-    assert "excluded (too few controls or one age): caudate" in text
+    assert "no age model could be fitted in any region (caudate" in text
+    assert "controls all of one age" in text
 
 
 def test_patients_older_than_every_control_are_reported(study):

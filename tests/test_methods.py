@@ -101,7 +101,8 @@ def check_consistent(record: dict, text: str) -> None:  # noqa: C901 - one check
         shown = {r: desc for desc, regs in clauses.items() for r in regs}
         assert set(shown) == set(fitted)  # every fitted region once, no other
         for region, model in fitted.items():
-            assert shown[region] == M.AGE_MODELS.get(model, f"the '{model}' age model")
+            assert shown[region] == ((age.get("descriptions") or {}).get(model)
+                                     or M.AGE_MODELS.get(model, f"the '{model}' age model"))
         assert f"reference age of {age['reference_age_years']:.1f} years" in text
         assert ("separately per site" in text) == bool(age["per_site"])
         assert ("pooled over sites" in text) == (not age["per_site"])

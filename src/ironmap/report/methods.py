@@ -355,6 +355,10 @@ def _region_list(regions: Sequence[str]) -> str:
     return ", ".join(str(r).replace("_", " ") for r in regions)
 
 
+#: why a region has no age model (the age step excludes it rather than invent a curve)
+_NOT_FITTED = "too few controls with a value, or controls all of one age"
+
+
 def age_model_sentences(rec: Mapping[str, Any]) -> list[str]:
     """The age-model part of the methods: which model in which region, and the adjustment."""
     age = rec.get("age_model") or {}
@@ -371,15 +375,19 @@ def age_model_sentences(rec: Mapping[str, Any]) -> list[str]:
         return [f"Age dependence was modelled on {who}{pooled} [agecorr]; the age-model table "
                 f"was not available, so the model per region is not stated here. R2* was "
                 f"adjusted to the reference age of {ref_txt}."]
+    if age.get("requested") == "none":
+        return ["R2* was not age-corrected: no age correction was requested (age model "
+                "'none')."]
     if set(by_model) == {"none"}:
         return ["R2* was not age-corrected: no age model could be fitted in any region "
-                f"({_region_list(by_model['none'])})."]
+                f"({_region_list(by_model['none'])}): {_NOT_FITTED}."]
     automatic = age.get("requested") in _AUTOMATIC
     parts = []
     for model, names in by_model.items():
         if model == "none":
             continue
-        what = AGE_MODELS.get(model, f"the '{model}' age model")
+        what = ((age.get("descriptions") or {}).get(model)
+                or AGE_MODELS.get(model, f"the '{model}' age model"))
         why = (", where the saturation was not identifiable from the controls"
                if model == "linear" and automatic and set(by_model) - {"linear", "none"}
                else "")
@@ -391,8 +399,8 @@ def age_model_sentences(rec: Mapping[str, Any]) -> list[str]:
                f"{ref_txt} along the fitted curve (R2* − f(age) + f(reference age)).")
     if "none" in by_model:
         out.append(f"No age model could be fitted in {_plural(len(by_model['none']), 'region')} "
-                   f"({_region_list(by_model['none'])}); their R2* was not age-corrected and "
-                   "they are left out of the group comparisons.")
+                   f"({_region_list(by_model['none'])}): {_NOT_FITTED}; their R2* was not "
+                   "age-corrected and they are left out of the group comparisons.")
     boot = age.get("bootstrap_resamples")
     if _is_number(boot) and int(boot) > 1:
         out.append(f"The uncertainty of each correction is the SD over {int(boot)} bootstrap "

@@ -274,10 +274,14 @@ def _methods_record(cfg: RunConfig, doc: dict, fits: pd.DataFrame, ref_age: floa
         from ironmap.workflows.provenance import methods_record_for_run
 
         volumes = (doc.get("sources") or {}).get("volumes")
-        return methods_record_for_run(cfg, settings=doc.get("settings"), agefit=fits,
-                                      reference_age=ref_age,
-                                      volume_sources=volumes if isinstance(volumes, dict)
-                                      else None)
+        record = methods_record_for_run(cfg, settings=doc.get("settings"), agefit=fits,
+                                        reference_age=ref_age,
+                                        volume_sources=volumes if isinstance(volumes, dict)
+                                        else None)
+        # the age step's own description of each model it used (with the prior's numbers)
+        record["age_model"]["descriptions"] = dict(
+            (doc.get("age_model") or {}).get("descriptions") or {})
+        return record
     except Exception as exc:  # noqa: BLE001 - provenance never stops the statistics
         log.warning("methods record not written: %s", exc, exc_info=True)
         return {}
