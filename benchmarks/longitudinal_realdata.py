@@ -199,7 +199,9 @@ def main() -> int:
         sessions = {k: session_step(src, bids, work, k, not args.no_volumes, args.lesions)
                     for k in (1, 2)}
         res["sessions"] = {f"ses-{k}": v for k, v in sessions.items()}
-        if all("volumes_cm3" in sessions[k] for k in (1, 2)):
+        if not all(sessions[k].get("volumes_valid", True) for k in (1, 2)):
+            res["volume_change_percent"] = "not reported: a session's volumes were refused"
+        elif all("volumes_cm3" in sessions[k] for k in (1, 2)):
             v1, v2 = (sessions[k]["volumes_cm3"] for k in (1, 2))
             res["volume_change_percent"] = {
                 c: round(100 * (v2[c] / v1[c] - 1), 2) for c in v1 if v1[c]}
