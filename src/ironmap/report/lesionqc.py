@@ -26,7 +26,7 @@ def lesion_qc_figure(flair: np.ndarray, mask: np.ndarray, *, n_slices: int = 4,
     n_slices : int
         Slices spread over the lesions' extent (over the volume when there are none).
     """
-    flair = F._check_volume("FLAIR", flair)
+    flair = F.check_volume("FLAIR", flair)
     mask = np.asarray(mask) != 0
     if mask.shape != flair.shape:
         raise F.FigureDataError(f"grids differ: FLAIR {flair.shape} vs mask {mask.shape}")
@@ -36,10 +36,10 @@ def lesion_qc_figure(flair: np.ndarray, mask: np.ndarray, *, n_slices: int = 4,
                        wspace=0.04)
     axes = np.atleast_1d(fig.subplots(1, len(ks)))
     for ax, k in zip(axes, ks, strict=True):
-        F._show(ax, flair[:, :, k], gid=f"image-flair-{k}", cmap="gray", vmin=lo, vmax=hi)
+        F.show_plane(ax, flair[:, :, k], gid=f"image-flair-{k}", cmap="gray", vmin=lo, vmax=hi)
         plane = mask[:, :, k]
         rim = (plane & ~ndimage.binary_erosion(plane)).astype(float)
-        F._show(ax, np.ma.masked_equal(rim, 0), gid=f"image-lesions-{k}", cmap="autumn",
+        F.show_plane(ax, np.ma.masked_equal(rim, 0), gid=f"image-lesions-{k}", cmap="autumn",
                 vmin=0, vmax=1)
         ax.set_title(f"z = {k}", fontsize=9)
     if title:
