@@ -103,3 +103,18 @@ def pose_matrix(poses, participant_id: str, series: str) -> np.ndarray:
     """4x4 series-world -> phantom-head matrix from ``truth/poses.tsv``."""
     row = poses[(poses.participant_id == participant_id) & (poses.series == series)].iloc[0]
     return np.array([[row[f"m{i}{j}"] for j in range(4)] for i in range(4)], dtype=float)
+
+
+def clone_subject(roots, src: str, dst: str) -> None:
+    """Copy participant ``src``'s ``anat`` files under each root (raw BIDS, rater masks) to
+    participant ``dst``, renaming the label in file names and in JSON/TSV text."""
+    import shutil
+
+    for root in roots:
+        for path in sorted((Path(root) / src / "anat").iterdir()):
+            target = Path(root) / dst / "anat" / path.name.replace(src, dst)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if path.suffix in (".json", ".tsv"):
+                target.write_text(path.read_text().replace(src, dst))
+            else:
+                shutil.copyfile(path, target)

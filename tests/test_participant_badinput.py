@@ -12,7 +12,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from _participant_fixtures import make_config, subject_files
+from _participant_fixtures import clone_subject, make_config, subject_files
 from ironmap.io.tables import read_tsv
 
 pytestmark = pytest.mark.slow
@@ -31,18 +31,6 @@ CASES = {
                                            r"matches the grid of no image of sub-108"),
     "sub-109": ("not in participants.tsv", r"sub-109 is missing from .*participants\.tsv"),
 }
-
-
-def _clone(bids: Path, masks: Path, src: str, dst: str) -> None:
-    """Copy a participant's raw files and rater masks under a new label."""
-    for root in (bids, masks):
-        for path in sorted((root / src / "anat").iterdir()):
-            target = root / dst / "anat" / path.name.replace(src, dst)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if path.suffix in (".json", ".tsv"):
-                target.write_text(path.read_text().replace(src, dst))
-            else:
-                shutil.copyfile(path, target)
 
 
 def _rewrite(path: Path, func) -> None:
@@ -96,7 +84,7 @@ def broken_dataset(reference_run, tmp_path):
     for sub in ("sub-001", "sub-002"):
         shutil.copytree(reference_run.bids_dir / sub, bids / sub)
     for sub in CASES:
-        _clone(bids, masks, "sub-001", sub)
+        clone_subject((bids, masks), "sub-001", sub)
     _break(bids, masks)
     out = tmp_path / "out"
     # earlier, complete results of sub-002, whose echo is now truncated

@@ -520,17 +520,6 @@ BROKEN = {
 }
 
 
-def _clone_subject(roots, src: str, dst: str) -> None:
-    for root in roots:
-        for path in sorted((root / src / "anat").iterdir()):
-            target = root / dst / "anat" / path.name.replace(src, dst)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if path.suffix in (".json", ".tsv"):
-                target.write_text(path.read_text().replace(src, dst))
-            else:
-                target.write_bytes(path.read_bytes())
-
-
 def _break_subjects(bids: Path, masks: Path) -> None:
     import nibabel as nib
     import numpy as np
@@ -552,6 +541,7 @@ def _break_subjects(bids: Path, masks: Path) -> None:
 
 @pytest.mark.slow
 def test_broken_participants_fail_alone_and_earlier_results_stay(tmp_path):
+    from _participant_fixtures import clone_subject
     from ironmap.io.tables import read_tsv
     from ironmap.workflows.simulate import simulate_cohort
 
@@ -559,7 +549,7 @@ def test_broken_participants_fail_alone_and_earlier_results_stay(tmp_path):
                           preset="fast", voxel_size={"MEGRE": 4.0, "T1w": 4.0, "FLAIR": 4.0})
     bids, masks, out = Path(sim.bids_dir), Path(sim.masks_dir), tmp_path / "out"
     for sub in BROKEN:
-        _clone_subject((bids, masks), "sub-001", sub)
+        clone_subject((bids, masks), "sub-001", sub)
     table = bids / "participants.tsv"
     lines = table.read_text().splitlines()
     table.write_text("\n".join([*lines, *(lines[1].replace("sub-001", s) for s in BROKEN)])
