@@ -8,10 +8,17 @@ and site bias included, ``regions.tsv`` ``r2star_true``) plus Gaussian measureme
 (:func:`ironmap.core.agecorr.correct_region`, reference age 32 y, as ``ironmap group``). The
 truth of each participant is the same noisy value corrected with the true curve,
 ``y - f_true(age) + f_true(32)``, so the error of a group mean is the error of the fitted curve
-alone. ``true-b`` fixes ``b`` at the simulator's value and fits ``a`` and ``c`` (a floor: what
-an exact prior would give).
+alone.
 
-    python benchmarks/agemodel.py --seeds 0-9 --out agemodel_benchmark.tsv
+Oracles (floors): ``true-b`` fixes ``b`` at the simulator's value and fits ``a`` and ``c`` (what
+an exact prior on the rate would give; its ``se`` column is the analytic SE of the group mean's
+correction); ``true-ab`` fixes ``a`` and ``b`` and fits ``c``: its error is 0 by construction,
+because the correction ``f(ref) - f(age) = a (exp(-b age) - exp(-b ref))`` does not involve
+``c``. ``pooled`` estimates its pooled prior on each cohort's 8 regions. The ``se`` column of
+``auto``, ``linear`` and ``pooled`` is the bootstrap SE (200 resamples of the controls, as
+``ironmap group``) of the group mean's correction; ``coverage`` = share of |error| <= 1.96 se.
+
+    python benchmarks/agemodel.py --seeds 0-19 --out agemodel_benchmark.tsv
 """
 
 from __future__ import annotations
@@ -23,12 +30,12 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from ironmap.core import agecorr, agemodel
+from ironmap.core import agecorr, agemodel, agepool
 from ironmap.sim import cohort, truth
 
 SIZES = {24: ({"HC": 24, "RRMS": 24, "SPMS": 6, "PPMS": 6}, 3),
          81: (dict(cohort.SEED_COUNTS), cohort.SEED_SITES)}
-METHODS = ("fallback", "seed", "auto", "prior", "linear", "true-b")
+METHODS = ("fallback", "seed", "linear", "auto", "pooled", "prior", "true-b", "true-ab")
 REFERENCE_AGE = 32.0
 N_BOOT = 200  # the group level's default
 
@@ -51,8 +58,35 @@ def _seeds(text: str) -> list[int]:
     return [int(s) for s in text.split(",")]
 
 
-def cohort_errors(n_controls: int, seed: int, noise: float) -> pd.DataFrame:
-    """One simulated cohort: per method, region and group, fitted minus true corrected mean."""
+def _oracle_b_se(age, y, hc, groups, b) -> dict:
+    """Analytic SE of each group's mean correction when ``b`` is known and ``a``, ``c`` are
+    fitted by least squares: ``s |mean_g x - x_ref| / sqrt(Sxx)``, ``x = 1 - exp(-b age)``."""
+    x = agemodel.saturation_design(age, b)
+    res = agemodel.fit_fixed_rate(age[hc], y[hc], b)
+    s = np.sqrt(res["rss"] / res["dof"])
+    sxx = float(np.sum((x[hc] - x[hc].mean()) ** 2))
+    x_ref = float(agemodel.saturation_design(REFERENCE_AGE, b))
+    return {g: float(s * abs(x[groups == g].mean() - x_ref) / np.sqrt(sxx))
+            for g in cohort.GROUPS}
+
+
+def _pooled_se(age, y, hc, groups, pool) -> dict:
+    """As :func:`_group_mean_se` for the ``pooled`` model (pooled prior held fixed)."""
+    evals = np.r_[age, REFERENCE_AGE]
+    w = agemodel.resample_weights(int(hc.sum()), N_BOOT, 0)
+    curves = agepool.pooled_curves(age[hc], y[hc], evals, pool, w)
+    corr = curves[:, [-1]] - curves[:, :-1]
+    return {g: float(np.std(corr[:, groups == g].mean(axis=1), ddof=1))
+            for g in cohort.GROUPS}
+
+
+def simulated_regions(n_controls: int, seed: int, noise: float) -> list[dict]:
+    """Bilateral regional R2* of one cohort drawn as ``ironmap simulate`` draws it.
+
+    Returns, per region, ``region``, ``age`` (years), ``y`` (s^-1: the value the images carry
+    plus Gaussian noise of SD ``noise``), ``hc`` (bool), ``groups`` and the true ``a``, ``b``,
+    ``c``.
+    """
     counts, n_sites = SIZES[n_controls]
     plan = truth.plan_cohort(counts, n_sites, seed)
     regions = truth.regions_table(plan)
@@ -60,27 +94,52 @@ def cohort_errors(n_controls: int, seed: int, noise: float) -> pd.DataFrame:
         plan.participants[["participant_id", "group", "age"]], on="participant_id")
     rng = np.random.default_rng([seed, 1])
     curves = plan.agecurves.set_index("region")
-    rows = []
+    out = []
     for region, d in bil.groupby("region", sort=False):
         a, b, c = curves.loc[region, ["a", "b", "c"]]
         age = d["age"].to_numpy(float)
-        y = d["r2star_true"].to_numpy(float) + rng.normal(0.0, noise, age.size)
-        hc = (d["group"] == "HC").to_numpy()
-        true = y - cohort.age_curve(age, a, b, c) + cohort.age_curve(REFERENCE_AGE, a, b, c)
-        groups = d["group"].to_numpy()
-        boot = {m: _group_mean_se(age, y, hc, groups, m) for m in ("auto", "linear")}
+        out.append({"region": region, "age": age,
+                    "y": d["r2star_true"].to_numpy(float) + rng.normal(0.0, noise, age.size),
+                    "hc": (d["group"] == "HC").to_numpy(), "groups": d["group"].to_numpy(),
+                    "a": float(a), "b": float(b), "c": float(c)})
+    return out
+
+
+def _method_kwargs(method: str, r: dict, pool) -> dict:
+    if method == "true-b":  # b known ("prior" fixes b at the prior's median), a, c fitted
+        return {"method": "prior", "prior": (float(np.log(r["b"])), 1.0)}
+    if method == "true-ab":  # a and b known, c fitted (the correction does not depend on c)
+        c = float(np.mean(r["y"][r["hc"]] - r["a"] * agemodel.saturation_design(
+            r["age"][r["hc"]], r["b"])))
+        return {"method": "auto", "fixed": {"a": r["a"], "b": r["b"], "c": c}}
+    if method == "pooled":
+        return {"method": "pooled", "pool": pool}
+    return {"method": method}
+
+
+def cohort_errors(n_controls: int, seed: int, noise: float) -> pd.DataFrame:
+    """One simulated cohort: per method, region and group, fitted minus true corrected mean."""
+    data = simulated_regions(n_controls, seed, noise)
+    pool = agepool.pool_prior([(r["age"][r["hc"]], r["y"][r["hc"]]) for r in data])
+    rows = []
+    for r in data:
+        age, y, hc, groups = r["age"], r["y"], r["hc"], r["groups"]
+        true = (y - cohort.age_curve(age, r["a"], r["b"], r["c"])
+                + cohort.age_curve(REFERENCE_AGE, r["a"], r["b"], r["c"]))
+        se = {m: _group_mean_se(age, y, hc, groups, m) for m in ("auto", "linear")}
+        se["pooled"] = _pooled_se(age, y, hc, groups, pool)
+        se["true-b"] = _oracle_b_se(age, y, hc, groups, r["b"])
         for method in METHODS:
-            kw = ({"method": "prior", "prior": (float(np.log(b)), 1.0)} if method == "true-b"
-                  else {"method": method})
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", agecorr.AgeModelWarning)
-                res = agecorr.correct_region(y, age, hc, REFERENCE_AGE, n_boot=0, **kw)
+                res = agecorr.correct_region(y, age, hc, REFERENCE_AGE, n_boot=0,
+                                             **_method_kwargs(method, r, pool))
             for group in cohort.GROUPS:
-                sel = (d["group"] == group).to_numpy()
+                sel = groups == group
                 rows.append({"n_controls": n_controls, "seed": seed, "method": method,
-                             "model": res.fit.model, "region": region, "group": group,
+                             "model": res.fit.model, "region": r["region"], "group": group,
                              "error": float(np.mean(res.adjusted[sel]) - np.mean(true[sel])),
-                             "boot_se": boot.get(method, {}).get(group, np.nan)})
+                             "se": se.get(method, {}).get(group, np.nan)})
     return pd.DataFrame(rows)
 
 
@@ -96,9 +155,9 @@ def summarise(errors: pd.DataFrame) -> pd.DataFrame:
     out = worst.groupby(["n_controls", "method"]).agg(
         cohorts=("seed", "size"), cohorts_within=("ok", "sum"),
         worst_abs_error=("abs", "max"), median_worst=("abs", "median"))
-    err["covered"] = err["abs"] <= 1.96 * err["boot_se"]
-    boot = err[err["boot_se"].notna()].groupby(["n_controls", "method"]).agg(
-        boot_coverage=("covered", "mean"), mean_boot_se=("boot_se", "mean"))
+    err["covered"] = err["abs"] <= 1.96 * err["se"]
+    boot = err[err["se"].notna()].groupby(["n_controls", "method"]).agg(
+        coverage=("covered", "mean"), mean_se=("se", "mean"))
     out = out.join(boot)
     rms = err.groupby(["n_controls", "method", "group"])["error"].apply(
         lambda e: float(np.sqrt(np.mean(e**2)))).unstack("group")

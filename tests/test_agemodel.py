@@ -3,8 +3,6 @@ extrapolation and bad input (core, no files)."""
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 
@@ -153,26 +151,11 @@ def test_unknown_age_model_is_refused():
 def test_auto_is_unbiased_where_the_line_is_not_on_simulated_cohorts():
     """Seed-size simulated cohorts (81 controls 18-57 y): the progressive groups' corrected
     means are not pulled toward the controls by the auto model as they are by the line."""
-    from ironmap.sim import cohort, truth
+    from _sim_tables import progressive_errors
+    from ironmap.sim import cohort
 
-    errors = {"auto": [], "linear": []}
-    for seed in range(3):
-        plan = truth.plan_cohort(cohort.SEED_COUNTS, cohort.SEED_SITES, seed)
-        reg = truth.regions_table(plan)
-        bil = reg[reg["hemisphere"] == "bilateral"].merge(
-            plan.participants[["participant_id", "group", "age"]], on="participant_id")
-        curves = plan.agecurves.set_index("region")
-        for region, d in bil.groupby("region"):
-            a, b, c = curves.loc[region, ["a", "b", "c"]]
-            age, y = d["age"].to_numpy(float), d["r2star_true"].to_numpy(float)
-            true = y - agecorr.saturation(age, a, b, c) + agecorr.saturation(REF, a, b, c)
-            prog = d["group"].isin(["SPMS", "PPMS"]).to_numpy()
-            for method in errors:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", agecorr.AgeModelWarning)
-                    res = agecorr.correct_region(y, age, (d["group"] == "HC").to_numpy(), REF,
-                                                 method=method, n_boot=0)
-                errors[method].append(np.mean(res.adjusted[prog] - true[prog]))
+    errors = progressive_errors(cohort.SEED_COUNTS, cohort.SEED_SITES, range(3),
+                                ("auto", "linear"), REF)
     auto, line = np.asarray(errors["auto"]), np.asarray(errors["linear"])
     assert abs(auto.mean()) < 0.15 and line.mean() < -0.3
     assert np.sqrt(np.mean(auto**2)) < np.sqrt(np.mean(line**2))

@@ -31,7 +31,7 @@ def study(tmp_path, rng):
     return write_study(tmp_path, rng, COUNTS)
 
 
-@pytest.mark.parametrize("model", ["auto", "seed", "prior", "linear", "none"])
+@pytest.mark.parametrize("model", ["auto", "seed", "prior", "linear", "none", "pooled"])
 def test_each_age_model_runs_and_is_recorded(study, model):
     bids, out, _ = study
     assert run_group_level(_cfg(bids, out, age_model=model)) == 0

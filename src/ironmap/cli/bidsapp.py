@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Benjamini-Hochberg FDR correction across regions")
     h.add_argument("--per-site-agecorr", action="store_true",
                    help="fit the age model per site")
-    h.add_argument("--age-model", choices=("auto", "seed", "prior", "linear", "none"),
+    h.add_argument("--age-model", choices=("auto", "seed", "prior", "linear", "none", "pooled"),
                    default=None, help="age curve fitted on the controls (default auto: the "
                    "seed's saturation curve with a literature prior on its rate; see "
                    "docs/statistics.md)")

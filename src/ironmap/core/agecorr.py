@@ -5,30 +5,20 @@ Model (the seed study's, after Hallgren and Sourander's iron accumulation curve)
     R2*(age) = a * (1 - exp(-b * age)) + c
 
 with ``a`` (s^-1) the R2* gained between birth and saturation, ``b`` (1/years) the rate and
-``c`` (s^-1) the value at age 0. It is fitted on the controls of each region by bounded least
-squares (:func:`ironmap.core.nlfit.fit_curve`; ``a >= 0``, ``1e-4 <= b <= 2`` per year,
-``c`` free), started from the best point of a grid over ``b`` on which ``a`` and ``c`` are
-solved linearly. Every subject is then moved along the curve to the reference age::
+``c`` (s^-1) the value at age 0. Every subject is moved along the curve fitted on the controls
+to the reference age::
 
     R2*_adj = R2* - f(age) + f(reference_age)
 
 **Age models** (:func:`fit_age_model`, ``--age-model``): ``auto`` (default; the rate ``b``
-made identifiable by a log-normal prior, :mod:`ironmap.core.agemodel`), ``seed`` (the fit
-below without fallback, a warning when ill-determined), ``prior`` (``b`` fixed at the prior
-median), ``linear``, ``none``, or a fixed curve handed in. :func:`correct_region` applies one
-to a region, with a bootstrap of the controls for the corrections' SD, and names
+made identifiable by a log-normal prior, :mod:`ironmap.core.agemodel`), ``pooled`` (rate and
+amplitude partially pooled across regions, :mod:`ironmap.core.agepool`), ``seed`` (bounded
+least squares without fallback, a warning when ill-determined), ``prior`` (``b`` fixed at the
+prior median), ``linear``, ``none``, or a fixed curve handed in. :func:`correct_region`
+applies one to a region, with a bootstrap of the controls for the corrections' SD, and names
 extrapolated participants; fewer than 3 controls or controls of one age exclude the region.
-
-**Fallback** (:func:`fit_saturation`, the earlier default, kept for comparison). When the
-controls' age range does not determine the curvature (fewer than
-``min_n`` controls, no convergence, ``a`` or ``b`` on a bound, a singular Jacobian, or a
-relative standard error of ``b`` above ``max_rel_se_b``, default 0.5: roughly, the 95%
-confidence interval of ``b`` must exclude zero, i.e. the curvature must be significant) the
-saturation fit is replaced by a straight line ``R2* = c + slope * age`` (ordinary least
-squares) and a warning says why. The straight line is only a local approximation of the
-curve, so it is never extrapolated: ages (and a reference age) outside the controls' age
-range are held at the nearest end of that range when adjusting. With fewer than 3 controls
-there is no age model (``model == "none"``) and adjusted values are NaN.
+The :class:`AgeFit` record, the least-squares fits and the earlier default with its linear
+fallback (:func:`fit_saturation`) live in :mod:`ironmap.core.agefit` and are re-exported here.
 Lesion R2* is never age-corrected (WM lesion R2* does not follow the deep-GM iron curve).
 """
 
@@ -38,275 +28,32 @@ import warnings
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-from scipy import stats as _st
 
-from ironmap.core import agemodel
+from ironmap.core import agemodel, agepool
+from ironmap.core.agefit import (
+    B_BOUNDS,
+    AgeFit,
+    AgeModelWarning,
+    clean_pairs,
+    fit_linear,
+    fit_saturation,
+    fit_seed,
+    fixed_curve,
+    saturation,
+    saturation_fit,
+)
 from ironmap.core.agemodel import B_PRIOR
-from ironmap.core.nlfit import fit_curve
-from ironmap.core.stats import finite_pairs
 
 __all__ = ["AgeFit", "AgeModelWarning", "fit_saturation", "fit_linear", "saturation",
            "fit_age_model", "fixed_curve", "AGE_MODELS", "MIN_CONTROLS", "B_BOUNDS",
            "B_PRIOR", "AGE_LIMITS", "age_correct", "correct_region", "RegionCorrection"]
 
-#: Bounds of the rate ``b`` in 1/years.
-B_BOUNDS = (1e-4, 2.0)
 #: Age models of ``--age-model`` (``auto`` is the default).
-AGE_MODELS = ("auto", "seed", "prior", "linear", "none")
+AGE_MODELS = ("auto", "seed", "prior", "linear", "none", "pooled")
 #: Fewest controls (with two or more distinct ages) that carry any age curve.
 MIN_CONTROLS = 3
 #: Plausible ages in years; others are not used and not corrected.
 AGE_LIMITS = (0.0, 120.0)
-
-
-class AgeModelWarning(UserWarning):
-    """The saturation model could not be identified and a fallback was used."""
-
-
-def saturation(age, a, b, c):
-    """``a * (1 - exp(-b * age)) + c`` for ``age`` in years (array_like of any shape)."""
-    age = np.asarray(age, dtype=float)
-    return a * -np.expm1(-b * age) + c
-
-
-def _saturation_jac(age, a, b, c):
-    e = np.exp(-b * age)
-    return np.column_stack([1.0 - e, a * age * e, np.ones_like(age)])
-
-
-@dataclass(frozen=True)
-class AgeFit:
-    """An age model of one region.
-
-    Attributes
-    ----------
-    model : str
-        ``"saturation"``, ``"linear"`` (fallback) or ``"none"`` (too few controls).
-    params, se : dict of str -> float
-        ``a``, ``b``, ``c`` (saturation) or ``c``, ``slope`` (linear; s^-1 per year).
-    ci : dict of str -> (float, float)
-        Confidence intervals (``confidence`` level, t quantile on ``n - p`` df).
-    n : int
-        Controls used.
-    age_range : (float, float)
-        Youngest and oldest control (years).
-    warning : str or None
-        Why the fallback was used.
-    diagnostics : dict
-        ``rss``, ``residual_sd``, ``r2``, ``converged``, ``jacobian_condition``,
-        ``saturation_reached`` (``1 - exp(-b * (age_max - age_min))``), for the ``auto``
-        and ``prior`` fits ``b_prior_median``, ``b_prior_sd_log`` and ``b_sd_ratio``
-        (posterior / prior SD of ``log b``) ...
-    method : str
-        How the curve was obtained: ``auto``, ``seed``, ``prior``, ``linear``, ``none``,
-        ``fixed`` (parameters handed in) or ``fallback`` (:func:`fit_saturation`).
-    """
-
-    model: str
-    params: dict
-    se: dict
-    ci: dict
-    n: int
-    age_range: tuple[float, float]
-    warning: str | None = None
-    diagnostics: dict = field(default_factory=dict)
-    method: str = "fallback"
-
-    def _get(self, table: dict, name: str) -> float:
-        return float(table.get(name, np.nan))
-
-    @property
-    def a(self) -> float:
-        return self._get(self.params, "a")
-
-    @property
-    def b(self) -> float:
-        return self._get(self.params, "b")
-
-    @property
-    def c(self) -> float:
-        return self._get(self.params, "c")
-
-    @property
-    def slope(self) -> float:
-        return self._get(self.params, "slope")
-
-    @property
-    def a_se(self) -> float:
-        return self._get(self.se, "a")
-
-    @property
-    def b_se(self) -> float:
-        return self._get(self.se, "b")
-
-    @property
-    def c_se(self) -> float:
-        return self._get(self.se, "c")
-
-    def predict(self, age) -> np.ndarray:
-        """Model R2* (s^-1) at ``age`` (years); NaN for ``model == "none"``."""
-        age = np.asarray(age, dtype=float)
-        if self.model == "saturation":
-            return saturation(age, self.a, self.b, self.c)
-        if self.model == "linear":
-            return self.c + self.slope * age
-        return np.full(age.shape, np.nan)
-
-    def adjust(self, y, age, reference_age: float) -> np.ndarray:
-        """``y - f(age) + f(reference_age)``: R2* moved along the curve to ``reference_age``.
-
-        For the linear fallback, ages outside the controls' age range are held at its nearest
-        end (no extrapolation of a straight line beyond the data it was fitted on).
-
-        Parameters
-        ----------
-        y : array_like of shape (n,)
-            R2* in s^-1.
-        age : array_like of shape (n,)
-            Ages in years.
-        reference_age : float
-            Years.
-        """
-        y = np.asarray(y, dtype=float)
-        age = np.asarray(age, dtype=float)
-        if self.model == "linear":  # a local approximation: never extrapolated
-            lo, hi = self.age_range
-            age, reference_age = np.clip(age, lo, hi), float(np.clip(reference_age, lo, hi))
-        return y - self.predict(age) + self.predict(reference_age)
-
-    def to_row(self) -> dict:
-        """Flat dict for ``agefit.tsv``."""
-        row = {"method": self.method, "model": self.model, "n": self.n,
-               "age_min": self.age_range[0],
-               "age_max": self.age_range[1]}
-        for name in ("a", "b", "c", "slope"):
-            row[name] = self._get(self.params, name)
-            row[f"{name}_se"] = self._get(self.se, name)
-            lo, hi = self.ci.get(name, (np.nan, np.nan))
-            row[f"{name}_ci_low"], row[f"{name}_ci_high"] = lo, hi
-        for key in ("rss", "residual_sd", "r2", "converged", "saturation_reached",
-                    "b_prior_median", "b_prior_sd_log", "b_sd_ratio"):
-            row[key] = self.diagnostics.get(key, np.nan)
-        row["warning"] = self.warning or ""
-        return row
-
-
-def _clean_pairs(age, y) -> tuple[np.ndarray, np.ndarray]:
-    return finite_pairs(age, y, names=("age", "y"))
-
-
-def _grid_start(age: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
-    """Best (a, b, c) over a log grid of b, with a and c solved by linear least squares."""
-    best = (np.inf, 0.0, B_BOUNDS[0], float(np.mean(y)))
-    for b in np.geomspace(B_BOUNDS[0] * 10, B_BOUNDS[1] / 2, 80):
-        design = np.column_stack([-np.expm1(-b * age), np.ones_like(age)])
-        (a, c), *_ = np.linalg.lstsq(design, y, rcond=None)
-        if a < 0:
-            a, c = 0.0, float(np.mean(y))
-        rss = float(np.sum((design @ [a, c] - y) ** 2))
-        if rss < best[0]:
-            best = (rss, float(a), float(b), float(c))
-    return best[1], best[2], best[3]
-
-
-def _r2(y: np.ndarray, rss: float) -> float:
-    tss = float(np.sum((y - y.mean()) ** 2))
-    return 1.0 - rss / tss if tss > 0 else float("nan")
-
-
-def _identification_problem(fit, age, max_rel_se_b: float) -> str | None:
-    if not fit.converged:
-        return f"the solver did not converge ({fit.diagnostics['message']})"
-    if fit.at_bound[0]:
-        return "a = 0: no increase of R2* with age among the controls"
-    if fit.at_bound[1]:
-        return f"b on its bound {fit.params[1]:.4g}/year: curvature not determined"
-    if not np.all(np.isfinite(fit.se)):
-        return "singular Jacobian: parameters not separable"
-    rel = fit.se[1] / fit.params[1]
-    if rel > max_rel_se_b:
-        return (f"relative SE of b is {rel:.2f} (> {max_rel_se_b}): the controls' ages "
-                f"({age.min():.0f}-{age.max():.0f} y) do not determine the saturation")
-    return None
-
-
-def fit_linear(age, y, *, confidence: float = 0.95, warning: str | None = None) -> AgeFit:
-    """Straight-line age model ``y = c + slope * age`` (OLS); ``"none"`` with < 3 points."""
-    age, y = _clean_pairs(age, y)
-    rng = (float(age.min()), float(age.max())) if age.size else (np.nan, np.nan)
-    if age.size < 3 or np.ptp(age) == 0:
-        msg = f"only {age.size} usable controls (or one age): no age model"
-        return AgeFit("none", {}, {}, {}, int(age.size), rng, msg if warning is None
-                      else f"{warning}; {msg}")
-    res = _st.linregress(age, y)
-    dof = age.size - 2
-    tq = _st.t.ppf(0.5 + confidence / 2, dof) if dof > 0 else np.nan
-    params = {"c": float(res.intercept), "slope": float(res.slope)}
-    se = {"c": float(res.intercept_stderr), "slope": float(res.stderr)}
-    rss = float(np.sum((res.intercept + res.slope * age - y) ** 2))
-    diag = {"rss": rss, "residual_sd": float(np.sqrt(rss / dof)) if dof > 0 else np.nan,
-            "r2": _r2(y, rss), "converged": True, "slope_pvalue": float(res.pvalue)}
-    return AgeFit("linear", params, se,
-                  {k: (params[k] - tq * se[k], params[k] + tq * se[k]) for k in params},
-                  int(age.size), rng, warning, diag)
-
-
-def fit_saturation(age, y, *, min_n: int = 6, max_rel_se_b: float = 0.5,
-                   confidence: float = 0.95, fallback: str = "linear",
-                   warn: bool = True) -> AgeFit:
-    """Fit ``y = a * (1 - exp(-b * age)) + c`` on controls, falling back when unidentifiable.
-
-    Parameters
-    ----------
-    age : array_like of shape (n,)
-        Controls' ages in years.
-    y : array_like of shape (n,)
-        Controls' R2* in s^-1 (NaN pairs dropped).
-    min_n : int
-        Fewest controls for the 3-parameter fit.
-    max_rel_se_b : float
-        Largest accepted ``se(b) / b``.
-    confidence : float
-    fallback : {"linear", "none"}
-        What replaces an unidentifiable saturation fit.
-    warn : bool
-        Emit an :class:`AgeModelWarning` when falling back.
-
-    Returns
-    -------
-    AgeFit
-    """
-    age, y = _clean_pairs(age, y)
-    problem = None
-    if age.size < min_n:
-        problem = f"{age.size} controls (< {min_n}) for the 3-parameter saturation fit"
-    else:
-        a0, b0, c0 = _grid_start(age, y)
-        fit = fit_curve(saturation, age, y, [max(a0, 1e-6), b0, c0], jac=_saturation_jac,
-                        bounds=([0.0, B_BOUNDS[0], -np.inf], [np.inf, B_BOUNDS[1], np.inf]),
-                        names=("a", "b", "c"), confidence=confidence, tol=1e-12)
-        problem = _identification_problem(fit, age, max_rel_se_b)
-    if problem is not None:
-        msg = f"saturation age model not identifiable: {problem}; using the {fallback} model"
-        if warn:
-            warnings.warn(msg, AgeModelWarning, stacklevel=2)
-        if fallback == "linear":
-            return fit_linear(age, y, confidence=confidence, warning=msg)
-        return AgeFit("none", {}, {}, {}, int(age.size),
-                      (float(age.min()), float(age.max())) if age.size else (np.nan, np.nan),
-                      msg)
-    names = fit.names
-    b = float(fit.params[1])
-    diag = {"rss": fit.rss, "residual_sd": fit.residual_sd, "r2": _r2(y, fit.rss),
-            "converged": fit.converged, "dof": fit.dof, **fit.diagnostics,
-            "saturation_reached": float(-np.expm1(-b * np.ptp(age)))}
-    return AgeFit(
-        "saturation",
-        {k: float(v) for k, v in zip(names, fit.params, strict=True)},
-        {k: float(v) for k, v in zip(names, fit.se, strict=True)},
-        {k: (float(lo), float(hi)) for k, lo, hi in zip(names, fit.ci_low, fit.ci_high,
-                                                        strict=True)},
-        int(age.size), (float(age.min()), float(age.max())), None, diag)
 
 
 def _control_problem(age: np.ndarray) -> str | None:
@@ -319,60 +66,10 @@ def _control_problem(age: np.ndarray) -> str | None:
     return None
 
 
-def _saturation_fit(age, y, method: str, params: dict, se: dict, ci: dict, rss: float,
-                    dof: int, extra: dict, warning: str | None = None) -> AgeFit:
-    b = params["b"]
-    diag = {"rss": rss, "residual_sd": float(np.sqrt(rss / dof)) if dof > 0 else np.nan,
-            "r2": _r2(y, rss), "converged": True, "dof": dof,
-            "saturation_reached": float(-np.expm1(-b * np.ptp(age))), **extra}
-    return AgeFit("saturation", params, se, ci, int(age.size),
-                  (float(age.min()), float(age.max())), warning, diag, method)
-
-
-def fixed_curve(a: float, b: float, c: float, age=(), method: str = "fixed") -> AgeFit:
-    """A saturation curve with parameters handed in (no fit; zero standard errors).
-
-    ``age``: the controls' ages (years) the curve is used with (only for ``age_range``).
-    """
-    age = np.asarray(age, dtype=float)
-    age = age[np.isfinite(age)]
-    rng = (float(age.min()), float(age.max())) if age.size else (np.nan, np.nan)
-    params = {"a": float(a), "b": float(b), "c": float(c)}
-    return AgeFit("saturation", params, {k: 0.0 for k in params},
-                  {k: (v, v) for k, v in params.items()}, int(age.size), rng, None,
-                  {"converged": True}, method)
-
-
-def _fit_seed(age, y, min_n: int, max_rel_se_b: float, confidence: float) -> AgeFit:
-    """The seed's bounded least-squares curve, kept even when ill-determined (with a warning)."""
-    a0, b0, c0 = _grid_start(age, y)
-    fit = fit_curve(saturation, age, y, [max(a0, 1e-6), b0, c0], jac=_saturation_jac,
-                    bounds=([0.0, B_BOUNDS[0], -np.inf], [np.inf, B_BOUNDS[1], np.inf]),
-                    names=("a", "b", "c"), confidence=confidence, tol=1e-12)
-    if not np.all(np.isfinite(fit.params)):
-        return AgeFit("none", {}, {}, {}, int(age.size), (float(age.min()), float(age.max())),
-                      "the seed's saturation fit gave no finite parameters; region excluded",
-                      method="seed")
-    problem = _identification_problem(fit, age, max_rel_se_b)
-    if age.size < min_n:
-        problem = f"{age.size} controls (< {min_n}) for 3 parameters"
-    warning = None
-    if problem is not None:
-        warning = (f"seed saturation fit ill-determined ({problem}); used as fitted "
-                   "(age model 'seed' has no fallback)")
-        warnings.warn(warning, AgeModelWarning, stacklevel=3)
-    p = dict(zip(fit.names, (float(v) for v in fit.params), strict=True))
-    return _saturation_fit(
-        age, y, "seed", p, dict(zip(fit.names, (float(v) for v in fit.se), strict=True)),
-        {k: (float(lo), float(hi)) for k, lo, hi in zip(fit.names, fit.ci_low, fit.ci_high,
-                                                        strict=True)},
-        fit.rss, fit.dof, {"jacobian_condition": fit.diagnostics.get("jacobian_condition")},
-        warning)
-
-
 def fit_age_model(age, y, method: str = "auto", *, fixed: dict | None = None,
                   prior: tuple[float, float] = B_PRIOR, min_n: int = 6,
-                  max_rel_se_b: float = 0.5, confidence: float = 0.95) -> AgeFit:
+                  max_rel_se_b: float = 0.5, confidence: float = 0.95,
+                  pool: agepool.PoolPrior | None = None) -> AgeFit:
     """Fit one region's age model on its controls.
 
     Parameters
@@ -385,7 +82,8 @@ def fit_age_model(age, y, method: str = "auto", *, fixed: dict | None = None,
         squares without fallback (an :class:`AgeModelWarning` when ill-determined);
         ``prior``: ``b`` fixed at the prior median, ``a`` and ``c`` fitted; ``linear``:
         straight line; ``none``: no age correction; ``fallback``: :func:`fit_saturation`
-        (saturation, else a straight line).
+        (saturation, else a straight line); ``pooled``: rate and amplitude partially pooled
+        across regions (:mod:`ironmap.core.agepool`; needs ``pool``).
     fixed : dict, optional
         ``{"a": .., "b": .., "c": ..}``: use this curve (``method`` then reads ``fixed``).
     prior : (mu, tau)
@@ -393,6 +91,9 @@ def fit_age_model(age, y, method: str = "auto", *, fixed: dict | None = None,
     min_n, max_rel_se_b : int, float
         When the ``seed`` (and ``fallback``) fits count as ill-determined.
     confidence : float
+    pool : PoolPrior, optional
+        The regions' common distributions of ``log b`` and ``a``
+        (:func:`ironmap.core.agepool.pool_prior`), for ``method == "pooled"``.
 
     Returns
     -------
@@ -402,7 +103,7 @@ def fit_age_model(age, y, method: str = "auto", *, fixed: dict | None = None,
     """
     if method not in (*AGE_MODELS, "fallback"):
         raise ValueError(f"unknown age model {method!r}; choose from {', '.join(AGE_MODELS)}")
-    age, y = _clean_pairs(age, y)
+    age, y = clean_pairs(age, y)
     if fixed is not None:
         return fixed_curve(fixed["a"], fixed["b"], fixed["c"], age)
     rng = (float(age.min()), float(age.max())) if age.size else (np.nan, np.nan)
@@ -419,16 +120,24 @@ def fit_age_model(age, y, method: str = "auto", *, fixed: dict | None = None,
         return fit_saturation(age, y, min_n=min_n, max_rel_se_b=max_rel_se_b,
                               confidence=confidence)
     if method == "seed":
-        return _fit_seed(age, y, min_n, max_rel_se_b, confidence)
-    if method == "prior":
+        return fit_seed(age, y, min_n, max_rel_se_b, confidence)
+    if method == "pooled":
+        if pool is None:
+            return AgeFit("none", {}, {}, {}, int(age.size), rng,
+                          "no pooled prior (fewer than 2 regions with 4 or more controls to "
+                          "pool); region excluded from age-corrected analyses", method=method)
+        prior = pool.b_prior
+        res = agepool.fit_pooled(age, y, pool, confidence)
+        res["extra"] = {"a_prior_mean": pool.a_prior[0], "a_prior_sd": pool.a_prior[1]}
+    elif method == "prior":
         res = agemodel.fit_fixed_rate(age, y, float(np.exp(prior[0])), confidence)
     else:
         res = agemodel.fit_penalised(age, y, prior, confidence)
     extra = {"b_prior_median": float(np.exp(prior[0])), "b_prior_sd_log": prior[1],
-             "b_sd_ratio": res["b_sd_ratio"]}
+             "b_sd_ratio": res["b_sd_ratio"], **res.get("extra", {})}
     warning = ("a = 0: R2* does not rise with age among the controls (flat curve)"
                if res["a_at_bound"] else None)
-    return _saturation_fit(age, y, method, res["params"], res["se"], res["ci"], res["rss"],
+    return saturation_fit(age, y, method, res["params"], res["se"], res["ci"], res["rss"],
                            res["dof"], extra, warning)
 
 
@@ -521,19 +230,23 @@ def _extrapolation(fit: AgeFit, ages: np.ndarray, reference_age: float, label: s
 
 
 def _bootstrap(fit: AgeFit, age_c, y_c, ages, reference_age, n_boot, seed, prior,
-               band_ages) -> tuple[np.ndarray, dict | None]:
+               band_ages, pool=None) -> tuple[np.ndarray, dict | None]:
     """Bootstrap SD of each subject's correction and the curve's 95 % band."""
     sd = np.full(ages.shape, np.nan)
     if n_boot < 2 or fit.model == "none" or fit.method not in AGE_MODELS:
         if fit.method == "fixed":
             sd[np.isfinite(ages)] = 0.0
         return sd, None
-    age_c, y_c = _clean_pairs(age_c, y_c)
+    age_c, y_c = clean_pairs(age_c, y_c)
     ok = np.isfinite(ages)
     grid = np.asarray(band_ages, dtype=float)
     evals = np.concatenate([ages[ok], [reference_age], grid])
-    curves = agemodel.bootstrap_curves(age_c, y_c, evals, fit.method, n_boot, seed, prior,
-                                       fit.age_range)
+    if fit.method == "pooled":
+        curves = agepool.pooled_curves(age_c, y_c, evals, pool,
+                                       agemodel.resample_weights(age_c.size, n_boot, seed))
+    else:
+        curves = agemodel.bootstrap_curves(age_c, y_c, evals, fit.method, n_boot, seed, prior,
+                                           fit.age_range)
     k = int(ok.sum())
     sd[ok] = np.std(curves[:, :k] - curves[:, [k]], axis=0, ddof=1)
     low, high = np.percentile(curves[:, k + 1:], [2.5, 97.5], axis=0)
@@ -609,7 +322,7 @@ def correct_region(values, ages, controls, reference_age: float, *, method: str 
         finite = ages[np.isfinite(ages)]
         band_ages = np.linspace(finite.min(), finite.max(), 60)
     sd, band = _bootstrap(pooled, ages[controls], values[controls], ages, reference_age,
-                          n_boot, seed, prior, band_ages)
+                          n_boot, seed, prior, band_ages, fit_kwargs.get("pool"))
     return RegionCorrection(pooled.adjust(values, ages, reference_age), sd, pooled, {},
                             messages, band, extra)
 

@@ -34,7 +34,7 @@ from scipy import optimize
 from scipy import stats as _st
 
 __all__ = ["B_PRIOR", "B_GRID", "profile_fit", "fit_penalised", "fit_fixed_rate",
-           "bootstrap_curves", "saturation_design"]
+           "bootstrap_curves", "resample_weights", "saturation_design"]
 
 #: Log-normal prior on the rate ``b`` (1/years): median and SD of ``log b``. Median 0.0665/y
 #: puts 90 % of the rise at ln(10)/b = 35 years (a plateau "in the fourth decade", as the seed
@@ -126,8 +126,10 @@ def _objective(log_b: float, age, y, prior) -> float:
     return float(0.5 * age.size * np.log(max(rss[0], 1e-300)) + _penalty(log_b, prior))
 
 
-def _laplace(age, y, a, b, c, prior, dof: int) -> tuple[np.ndarray, float]:
-    """Covariance of (a, log b, c) at the optimum and the residual variance."""
+def _laplace(age, y, a, b, c, prior, dof: int,
+             a_sd: float | None = None) -> tuple[np.ndarray, float]:
+    """Covariance of (a, log b, c) at the optimum and the residual variance (``a_sd``: SD of
+    a normal prior on ``a``, s^-1)."""
     e = np.exp(-b * age)
     resid = y - (a * (1 - e) + c)
     s2 = float(resid @ resid) / max(dof, 1)
@@ -135,6 +137,8 @@ def _laplace(age, y, a, b, c, prior, dof: int) -> tuple[np.ndarray, float]:
     h = jac.T @ jac / max(s2, 1e-300)
     if prior is not None:
         h[1, 1] += 1.0 / prior[1] ** 2
+    if a_sd is not None:
+        h[0, 0] += 1.0 / a_sd**2
     return np.linalg.pinv(h), s2
 
 
@@ -199,6 +203,25 @@ def fit_fixed_rate(age: np.ndarray, y: np.ndarray, b: float, confidence: float =
             "rss": rss, "dof": dof, "b_sd_ratio": 1.0, "a_at_bound": a <= 0.0}
 
 
+def resample_weights(n: int, n_boot: int, seed: int) -> np.ndarray:
+    """Case weights of ``n_boot`` resamples with replacement of ``n`` controls.
+
+    Parameters
+    ----------
+    n, n_boot, seed : int
+
+    Returns
+    -------
+    ndarray of shape (n_boot, n)
+        How often each control is drawn (each row sums to ``n``).
+    """
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(n_boot, n))
+    w = np.zeros((n_boot, n))
+    np.add.at(w, (np.repeat(np.arange(n_boot), n), idx.ravel()), 1.0)
+    return w
+
+
 def bootstrap_curves(age: np.ndarray, y: np.ndarray, eval_ages: np.ndarray, method: str,
                      n_boot: int, seed: int, prior: tuple[float, float] = B_PRIOR,
                      age_range: tuple[float, float] | None = None) -> np.ndarray:
@@ -224,10 +247,7 @@ def bootstrap_curves(age: np.ndarray, y: np.ndarray, eval_ages: np.ndarray, meth
     ndarray of shape (n_boot, k)
         s^-1.
     """
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, age.size, size=(n_boot, age.size))
-    w = np.zeros((n_boot, age.size))
-    np.add.at(w, (np.repeat(np.arange(n_boot), age.size), idx.ravel()), 1.0)
+    w = resample_weights(age.size, n_boot, seed)
     if method == "linear":
         # a line may fall (no a >= 0 bound as in _linear_ls)
         mx = (w * age).sum(-1) / w.sum(-1)

@@ -18,7 +18,7 @@
     phenotypes = ["CIS", "RRMS", "SPMS", "PPMS", "MS"]
 
     [agecorr]
-    model = "auto"             # auto | seed | prior | linear | none (--age-model wins)
+    model = "auto"             # auto | pooled | seed | prior | linear | none (--age-model wins)
     reference_age = 32.0       # default: the controls' mean age
     bootstrap = 200            # resamples of the controls for the correction's SD (0: none)
     bootstrap_seed = 0

@@ -70,10 +70,12 @@ AGE_MODELS = {
     "linear": "a straight line R2* = c + slope·age (ordinary least squares)",
     "auto": "the exponential saturation R2* = a·(1 − exp(−b·age)) + c, fitted by maximum a "
             "posteriori with a log-normal prior on the rate b",
+    "pooled": "the exponential saturation R2* = a·(1 − exp(−b·age)) + c per region, with the "
+              "rate b and the amplitude a partially pooled across regions (empirical Bayes)",
     "fixed": "the exponential saturation R2* = a·(1 − exp(−b·age)) + c with the parameters "
              "given in the study configuration",
 }
-_SATURATION_LIKE = ("saturation", "seed", "prior", "auto", "fixed")
+_SATURATION_LIKE = ("saturation", "seed", "prior", "auto", "fixed", "pooled")
 #: requested settings under which a linear or missing model is a fallback
 _AUTOMATIC = (None, "", "auto", "saturation", "seed")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ironmap.core import agecorr
+from ironmap.core import agecorr, agepool
 from ironmap.core.tables import GroupSettings
 
 __all__ = ["AgeCorrection", "age_correct_all", "model_summary"]
@@ -25,6 +25,10 @@ MODEL_TEXT = {
     "prior": "exponential saturation a*(1-exp(-b*age))+c with b fixed at {b_med:.4f}/year "
              "(the prior median) and a, c by least squares",
     "linear": "straight line c+slope*age by least squares, held at the controls' age range",
+    "pooled": "exponential saturation a*(1-exp(-b*age))+c per region, with the rate b and the "
+              "amplitude a partially pooled across regions (empirical Bayes: log b and a "
+              "normal across regions, their means and SDs estimated from all regions' "
+              "controls)",
     "none": "no age correction",
     "fixed": "exponential saturation with parameters given in study.toml",
 }
@@ -49,6 +53,35 @@ def _row(region, hemi, site, fit: agecorr.AgeFit, res, n_boot: int) -> dict:
     return row
 
 
+def _pool_priors(groups: dict, values: pd.Series, merged: pd.DataFrame,
+                 settings: GroupSettings, notes: list[str]) -> dict:
+    """Per hemisphere, the regions' pooled prior (:func:`ironmap.core.agepool.pool_prior`)
+    from the controls of every region without a fixed curve (4 or more, two or more ages)."""
+    by_hemi: dict[str, list] = {}
+    for (region, hemi), idx in groups.items():
+        if region in settings.fixed_curves:
+            continue
+        ctl = merged.loc[idx, "is_control"].astype(bool).to_numpy()
+        age = merged.loc[idx, "age"].to_numpy(float)[ctl]
+        y = values[idx].to_numpy(float)[ctl]
+        ok = np.isfinite(age) & np.isfinite(y) & (age >= agecorr.AGE_LIMITS[0]) & (
+            age <= agecorr.AGE_LIMITS[1])
+        if ok.sum() >= 4 and np.ptp(age[ok]) > 0:
+            by_hemi.setdefault(hemi, []).append((age[ok], y[ok]))
+    out = {}
+    for hemi, regions in by_hemi.items():
+        if len(regions) < 2:
+            notes.append(f"age model pooled ({hemi}): fewer than 2 regions with controls, "
+                         "nothing to pool; the regions there are excluded")
+            continue
+        out[hemi] = agepool.pool_prior(regions)
+        mu_b, tau_b, mu_a, tau_a = out[hemi]
+        notes.append(f"age model pooled ({hemi}, {len(regions)} regions): log b ~ "
+                     f"N(log {np.exp(mu_b):.4f}/y, {tau_b:.2f}^2), a ~ N({mu_a:.2f}, "
+                     f"{tau_a:.2f}^2) s^-1")
+    return out
+
+
 def age_correct_all(regional: pd.DataFrame, subjects: pd.DataFrame, settings: GroupSettings,
                     ref_age: float, notes: list[str]) -> AgeCorrection:
     """Fit and apply the age model per region and hemisphere (messages appended to ``notes``)."""
@@ -66,6 +99,8 @@ def age_correct_all(regional: pd.DataFrame, subjects: pd.DataFrame, settings: Gr
               "method": settings.age_model, "n_boot": settings.bootstrap,
               "seed": settings.bootstrap_seed, "band_ages": band_ages}
     groups = regional.groupby(["region", "hemisphere"], sort=False).groups
+    pools = (_pool_priors(groups, values, merged, settings, notes)
+             if settings.age_model == "pooled" else {})
     for (region, hemi), idx in groups.items():
         idx = idx[merged.loc[idx, "age"].notna().to_numpy()]
         label = f"{region} ({hemi})"
@@ -76,7 +111,7 @@ def age_correct_all(regional: pd.DataFrame, subjects: pd.DataFrame, settings: Gr
         res = agecorr.correct_region(
             values[idx], merged.loc[idx, "age"], merged.loc[idx, "is_control"].astype(bool),
             ref_age, sites=merged.loc[idx, "site"], per_site=settings.per_site, label=label,
-            fixed=fixed, **kwargs)
+            fixed=fixed, pool=pools.get(hemi), **kwargs)
         notes.extend(res.messages)
         adjusted[idx], sd[idx] = res.adjusted, res.sd
         fits.append(_row(region, hemi, "all", res.fit, res, settings.bootstrap))

@@ -118,11 +118,15 @@ def agefit_dictionary(fits: pd.DataFrame) -> dict:
         "site": _entry("Site of the curve ('all': pooled controls)"),
         "method": _entry("Age model used: auto (saturation, log-normal prior on b), seed "
                          "(saturation, least squares, no fallback), prior (b fixed at the "
-                         "prior median), linear, none (no correction), fixed (study.toml)"),
+                         "prior median), pooled (saturation, rate and amplitude partially pooled "
+                         "across regions), linear, none (no correction), fixed (study.toml)"),
         "model": _entry("saturation: a*(1-exp(-b*age))+c; linear: c+slope*age; none: no "
                         "curve (no correction requested, or region excluded: see warning)"),
         "b_prior_median": _entry("Median of the log-normal prior on b", "1/years"),
         "b_prior_sd_log": _entry("SD of log b under the prior"),
+        "a_prior_mean": _entry("Mean of the normal prior on a (age model pooled: estimated "
+                               "across regions)", R2),
+        "a_prior_sd": _entry("SD of the normal prior on a (age model pooled)", R2),
         "b_sd_ratio": _entry("Posterior SD / prior SD of log b (1: b from the prior alone; "
                              "near 0: from the data)"),
         "n_boot": _entry("Bootstrap resamples of the controls behind r2star_agecorr_sd"),
