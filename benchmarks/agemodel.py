@@ -16,7 +16,8 @@ correction); ``true-ab`` fixes ``a`` and ``b`` and fits ``c``: its error is 0 by
 because the correction ``f(ref) - f(age) = a (exp(-b age) - exp(-b ref))`` does not involve
 ``c``. ``pooled`` estimates its pooled prior on each cohort's 8 regions. The ``se`` column of
 ``auto``, ``linear`` and ``pooled`` is the bootstrap SE (200 resamples of the controls, as
-``ironmap group``) of the group mean's correction; ``coverage`` = share of |error| <= 1.96 se.
+``ironmap group``; for ``pooled`` that of ``auto``, as ``ironmap group`` reports it) of the
+group mean's correction; ``coverage`` = share of |error| <= 1.96 se.
 
     python benchmarks/agemodel.py --seeds 0-19 --out agemodel_benchmark.tsv
 """
@@ -70,16 +71,6 @@ def _oracle_b_se(age, y, hc, groups, b) -> dict:
             for g in cohort.GROUPS}
 
 
-def _pooled_se(age, y, hc, groups, pool) -> dict:
-    """As :func:`_group_mean_se` for the ``pooled`` model (pooled prior held fixed)."""
-    evals = np.r_[age, REFERENCE_AGE]
-    w = agemodel.resample_weights(int(hc.sum()), N_BOOT, 0)
-    curves = agepool.pooled_curves(age[hc], y[hc], evals, pool, w)
-    corr = curves[:, [-1]] - curves[:, :-1]
-    return {g: float(np.std(corr[:, groups == g].mean(axis=1), ddof=1))
-            for g in cohort.GROUPS}
-
-
 def simulated_regions(n_controls: int, seed: int, noise: float) -> list[dict]:
     """Bilateral regional R2* of one cohort drawn as ``ironmap simulate`` draws it.
 
@@ -127,7 +118,7 @@ def cohort_errors(n_controls: int, seed: int, noise: float) -> pd.DataFrame:
         true = (y - cohort.age_curve(age, r["a"], r["b"], r["c"])
                 + cohort.age_curve(REFERENCE_AGE, r["a"], r["b"], r["c"]))
         se = {m: _group_mean_se(age, y, hc, groups, m) for m in ("auto", "linear")}
-        se["pooled"] = _pooled_se(age, y, hc, groups, pool)
+        se["pooled"] = se["auto"]  # what ironmap group reports for pooled (auto's spread)
         se["true-b"] = _oracle_b_se(age, y, hc, groups, r["b"])
         for method in METHODS:
             with warnings.catch_warnings():

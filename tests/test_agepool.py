@@ -37,16 +37,26 @@ def test_pool_prior_recovers_a_curve_shared_by_every_region(rng):
         assert fit.diagnostics["a_prior_mean"] == pool[2]
 
 
-def test_pooled_bootstrap_uses_the_same_resamples_and_spreads(rng):
+def test_pooled_correction_sd_is_the_unpooled_spread_around_the_pooled_curve(rng):
+    """The bootstrap SD of a pooled correction equals auto's (same resamples) and the band is
+    auto's spread moved onto the pooled curve."""
     regions = _regions(rng, 40, [(12.0, 0.06, 20.0), (14.0, 0.05, 25.0), (9.0, 0.05, 15.0)],
                        2.0)
     pool = agepool.pool_prior(regions)
     age, y = regions[0]
     ages = np.array([20.0, 50.0, 63.0])
-    res = agecorr.correct_region(y, age, np.ones(age.size, bool), REF, method="pooled",
-                                 pool=pool, n_boot=100, band_ages=ages)
-    assert res.fit.method == "pooled"
-    assert np.all(res.sd > 0) and res.band is not None
+    ctl = np.ones(age.size, bool)
+    kw = {"n_boot": 100, "band_ages": ages}
+    pooled = agecorr.correct_region(y, age, ctl, REF, method="pooled", pool=pool, **kw)
+    auto = agecorr.correct_region(y, age, ctl, REF, method="auto", **kw)
+    assert pooled.fit.method == "pooled" and pooled.fit.b != auto.fit.b
+    np.testing.assert_allclose(pooled.sd, auto.sd, rtol=1e-9)
+    assert np.all(pooled.sd > 0)
+    shift = pooled.fit.predict(ages) - auto.fit.predict(ages)
+    np.testing.assert_allclose(pooled.band["low"], np.asarray(auto.band["low"]) + shift,
+                               atol=1e-9)
+    assert np.all(np.asarray(pooled.band["low"]) < pooled.fit.predict(ages))
+    assert np.all(pooled.fit.predict(ages) < np.asarray(pooled.band["high"]))
     w = agemodel.resample_weights(age.size, 100, 0)
     assert w.shape == (100, age.size) and np.all(w.sum(1) == age.size)
 

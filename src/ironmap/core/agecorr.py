@@ -230,8 +230,13 @@ def _extrapolation(fit: AgeFit, ages: np.ndarray, reference_age: float, label: s
 
 
 def _bootstrap(fit: AgeFit, age_c, y_c, ages, reference_age, n_boot, seed, prior,
-               band_ages, pool=None) -> tuple[np.ndarray, dict | None]:
-    """Bootstrap SD of each subject's correction and the curve's 95 % band."""
+               band_ages) -> tuple[np.ndarray, dict | None]:
+    """Bootstrap SD of each subject's correction and the curve's 95 % band.
+
+    For ``pooled`` the spread is the unpooled ``auto`` fit's, moved onto the pooled curve: a
+    bootstrap with the pooled prior held fixed misses the shrinkage bias and covered the true
+    error far less often than 95 % (``docs/statistics.md``).
+    """
     sd = np.full(ages.shape, np.nan)
     if n_boot < 2 or fit.model == "none" or fit.method not in AGE_MODELS:
         if fit.method == "fixed":
@@ -241,12 +246,12 @@ def _bootstrap(fit: AgeFit, age_c, y_c, ages, reference_age, n_boot, seed, prior
     ok = np.isfinite(ages)
     grid = np.asarray(band_ages, dtype=float)
     evals = np.concatenate([ages[ok], [reference_age], grid])
+    method = "auto" if fit.method == "pooled" else fit.method
+    curves = agemodel.bootstrap_curves(age_c, y_c, evals, method, n_boot, seed, prior,
+                                       fit.age_range)
     if fit.method == "pooled":
-        curves = agepool.pooled_curves(age_c, y_c, evals, pool,
-                                       agemodel.resample_weights(age_c.size, n_boot, seed))
-    else:
-        curves = agemodel.bootstrap_curves(age_c, y_c, evals, fit.method, n_boot, seed, prior,
-                                           fit.age_range)
+        p = agemodel.fit_penalised(age_c, y_c, prior)["params"]
+        curves += fit.predict(evals) - saturation(evals, p["a"], p["b"], p["c"])
     k = int(ok.sum())
     sd[ok] = np.std(curves[:, :k] - curves[:, [k]], axis=0, ddof=1)
     low, high = np.percentile(curves[:, k + 1:], [2.5, 97.5], axis=0)
@@ -322,7 +327,7 @@ def correct_region(values, ages, controls, reference_age: float, *, method: str 
         finite = ages[np.isfinite(ages)]
         band_ages = np.linspace(finite.min(), finite.max(), 60)
     sd, band = _bootstrap(pooled, ages[controls], values[controls], ages, reference_age,
-                          n_boot, seed, prior, band_ages, fit_kwargs.get("pool"))
+                          n_boot, seed, prior, band_ages)
     return RegionCorrection(pooled.adjust(values, ages, reference_age), sd, pooled, {},
                             messages, band, extra)
 

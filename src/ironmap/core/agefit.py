@@ -167,7 +167,18 @@ class AgeFit:
 
 
 def clean_pairs(age, y) -> tuple[np.ndarray, np.ndarray]:
-    """Ages (years) and R2* (s^-1) as float arrays of shape (m,), pairs with a NaN dropped."""
+    """Ages and R2* as float arrays, pairs with a NaN dropped.
+
+    Parameters
+    ----------
+    age, y : array_like of shape (n,)
+        Years and s^-1.
+
+    Returns
+    -------
+    age, y : ndarray of shape (m,)
+        The ``m <= n`` pairs where both are finite.
+    """
     return finite_pairs(age, y, names=("age", "y"))
 
 

@@ -78,8 +78,8 @@ def _pool_priors(groups: dict, values: pd.Series, merged: pd.DataFrame,
         mu_b, tau_b, mu_a, tau_a = out[hemi]
         notes.append(f"age model pooled ({hemi}, {len(regions)} regions): log b ~ "
                      f"N(log {np.exp(mu_b):.4f}/y, {tau_b:.2f}^2), a ~ N({mu_a:.2f}, "
-                     f"{tau_a:.2f}^2) s^-1; r2star_agecorr_sd holds this prior fixed and "
-                     "understates the error")
+                     f"{tau_a:.2f}^2) s^-1; r2star_agecorr_sd is the unpooled (auto) "
+                     "fit's spread")
     return out
 
 
