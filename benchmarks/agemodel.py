@@ -71,15 +71,17 @@ def _oracle_b_se(age, y, hc, groups, b) -> dict:
             for g in cohort.GROUPS}
 
 
-def simulated_regions(n_controls: int, seed: int, noise: float) -> list[dict]:
+def simulated_regions(n_controls: int, seed: int, noise: float,
+                      control_ages: str = "random") -> list[dict]:
     """Bilateral regional R2* of one cohort drawn as ``ironmap simulate`` draws it.
 
     Returns, per region, ``region``, ``age`` (years), ``y`` (s^-1: the value the images carry
     plus Gaussian noise of SD ``noise``), ``hc`` (bool), ``groups`` and the true ``a``, ``b``,
-    ``c``.
+    ``c``. ``control_ages``: as :func:`ironmap.sim.truth.plan_cohort` (``span``: the controls
+    evenly spread over 18-57 y).
     """
     counts, n_sites = SIZES[n_controls]
-    plan = truth.plan_cohort(counts, n_sites, seed)
+    plan = truth.plan_cohort(counts, n_sites, seed, control_ages=control_ages)
     regions = truth.regions_table(plan)
     bil = regions[regions["hemisphere"] == "bilateral"].merge(
         plan.participants[["participant_id", "group", "age"]], on="participant_id")
@@ -108,9 +110,10 @@ def _method_kwargs(method: str, r: dict, pool) -> dict:
     return {"method": method}
 
 
-def cohort_errors(n_controls: int, seed: int, noise: float) -> pd.DataFrame:
+def cohort_errors(n_controls: int, seed: int, noise: float,
+                  control_ages: str = "random") -> pd.DataFrame:
     """One simulated cohort: per method, region and group, fitted minus true corrected mean."""
-    data = simulated_regions(n_controls, seed, noise)
+    data = simulated_regions(n_controls, seed, noise, control_ages)
     pool = agepool.pool_prior([(r["age"][r["hc"]], r["y"][r["hc"]]) for r in data])
     rows = []
     for r in data:
@@ -165,10 +168,13 @@ def main(argv=None) -> int:
     parser.add_argument("--sizes", default="24,81", help="controls per cohort: 24 and/or 81")
     parser.add_argument("--noise", type=float, default=0.5,
                         help="measurement noise SD of regional R2* (s^-1, default 0.5)")
+    parser.add_argument("--control-ages", choices=("random", "span"), default="random",
+                        help="controls' ages drawn as the seed's Table 1 (default) or evenly "
+                        "spread over 18-57 y")
     parser.add_argument("--out", default=None, help="write every error to this TSV")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
-    errors = pd.concat([cohort_errors(int(n), s, args.noise)
+    errors = pd.concat([cohort_errors(int(n), s, args.noise, args.control_ages)
                         for n in args.sizes.split(",") for s in _seeds(args.seeds)],
                        ignore_index=True)
     if args.out:
