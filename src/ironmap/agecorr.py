@@ -3,7 +3,9 @@
 ``fit_age_model(age, y, method)`` fits one region's age curve on healthy controls:
 ``auto`` (default; the seed's saturation ``a * (1 - exp(-b * age)) + c`` with a log-normal
 prior on ``b``), ``seed`` (least squares, no fallback), ``prior`` (``b`` fixed), ``linear`` or
-``none``; ``correct_region(values, ages, controls, reference_age)`` adjusts every subject and
+``none``, or ``pooled`` (rate and amplitude partially pooled across regions: ``pool_prior``
+on all regions' controls, then ``fit_age_model(..., "pooled", pool=...)``);
+``correct_region(values, ages, controls, reference_age)`` adjusts every subject and
 bootstraps the controls for the corrections' SD. ``fit_saturation`` is the earlier fit with a
 linear fallback. Results are :class:`AgeFit` objects with ``a``, ``b``, ``c``, their standard
 errors and confidence intervals, ``predict(age)`` and ``adjust(y, age, reference_age)``.
@@ -31,7 +33,8 @@ from ironmap.core.agecorr import (
     fixed_curve,
     saturation,
 )
+from ironmap.core.agepool import PoolPrior, pool_prior
 
 __all__ = ["fit_age_model", "correct_region", "fit_saturation", "fit_linear", "age_correct",
            "fixed_curve", "saturation", "AgeFit", "AgeModelWarning", "RegionCorrection",
-           "AGE_MODELS", "B_BOUNDS", "B_PRIOR"]
+           "AGE_MODELS", "B_BOUNDS", "B_PRIOR", "pool_prior", "PoolPrior"]
