@@ -27,12 +27,13 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from ironmap.io.atomic import write_json
+from ironmap.io.layout import output_path, relative_path
 
 log = logging.getLogger(__name__)
 
 __all__ = ["LOCK_NAME", "AlreadyRunningError", "output_lock", "lock_holder"]
 
-LOCK_NAME = ".ironmap.lock"
+LOCK_NAME = relative_path("lock")
 
 
 class AlreadyRunningError(RuntimeError):
@@ -40,7 +41,7 @@ class AlreadyRunningError(RuntimeError):
 
 
 def _info_path(output_dir: Path) -> Path:
-    return output_dir / f"{LOCK_NAME}.json"
+    return output_path(output_dir, "lock_info")
 
 
 def lock_holder(output_dir: str | os.PathLike) -> dict[str, Any]:

@@ -56,6 +56,7 @@ import pandas as pd
 
 from ironmap.core.agecorr import AGE_MODELS
 from ironmap.core.tables import GroupSettings
+from ironmap.io.layout import output_path
 from ironmap.io.readers import read_json_object, read_table_text
 from ironmap.io.tables import read_tsv
 
@@ -196,10 +197,31 @@ def group_settings(study: dict[str, Any], *, control_label: str = "HC",
     return settings, columns
 
 
-def read_group_table(group_dir: str | os.PathLike, name: str,
+def read_group_table(output_dir: str | os.PathLike, key: str,
                      required: bool = False) -> pd.DataFrame | None:
-    """``OUTPUT_DIR/group/<name>.tsv`` or None when absent and not ``required``."""
-    path = Path(group_dir) / f"{name}.tsv"
+    """A cohort table of OUTPUT_DIR, or None when it is absent and not ``required``.
+
+    Parameters
+    ----------
+    output_dir : path-like
+        OUTPUT_DIR.
+    key : str
+        Layout key of the table (``group_regional``, ``group_lesions``, ``group_volumes``,
+        ...; :data:`ironmap.io.layout.LAYOUT`).
+    required : bool, optional
+        Raise when the table is absent.
+
+    Returns
+    -------
+    pandas.DataFrame or None
+        The table as read (``n/a`` as missing).
+
+    Raises
+    ------
+    FileNotFoundError
+        When the table is absent and ``required``.
+    """
+    path = output_path(output_dir, key)
     if not path.exists():
         if required:
             raise FileNotFoundError(f"{path}: not found; run the participant level first")

@@ -11,6 +11,7 @@ from functools import partial
 import pandas as pd
 
 from ironmap.core.regions import REGIONS
+from ironmap.io.layout import relative_path
 from ironmap.report import figures as F
 from ironmap.report.html import TableView, table_view
 
@@ -22,7 +23,7 @@ def longitudinal_view(table: pd.DataFrame, dictionary: dict) -> TableView:
     return table_view(table, id="longitudinal", columns=cols, dictionary=dictionary,
                       caption="Annual R2* change per region and group (s⁻¹/year; linear mixed "
                               "model, random intercept and slope per participant, site fixed; "
-                              "95 % CI)", source="group/longitudinal.tsv")
+                              "95 % CI)", source=relative_path("longitudinal"))
 
 
 def harmonisation_view(table: pd.DataFrame, dictionary: dict) -> TableView:
@@ -30,7 +31,8 @@ def harmonisation_view(table: pd.DataFrame, dictionary: dict) -> TableView:
     return table_view(table, id="harmonisation", dictionary=dictionary,
                       caption="Site effects before and after harmonisation: site "
                               "classification AUC and travelling-head reliability (ICC, "
-                              "within-subject SD in s⁻¹, CoV)", source="group/harmonisation.tsv")
+                              "within-subject SD in s⁻¹, CoV)",
+                      source=relative_path("harmonisation"))
 
 
 def longitudinal_jobs(scans: pd.DataFrame, rates: pd.DataFrame, groups: list[str],

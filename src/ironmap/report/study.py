@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ironmap.core.regions import REGIONS
+from ironmap.io.layout import file_name, relative_path
 from ironmap.report import figures as F
 from ironmap.report.html import Cell, TableView, format_value, table_view
 
@@ -38,10 +39,12 @@ class StudyInputs:
 
     @property
     def control_label(self) -> str:
+        """The control group's label in ``participants.tsv`` (default ``HC``)."""
         return str(self.config.get("control_label", "HC"))
 
     @property
     def group_column(self) -> str:
+        """The ``participants.tsv`` column holding the group (default ``group``)."""
         return str(self.config.get("group_column", "group"))
 
 
@@ -136,16 +139,17 @@ def missing_items(inputs: StudyInputs, data: pd.DataFrame) -> list[str]:
     elif gcol not in parts:
         out.append(f"participants.tsv has no '{gcol}' column: no group comparisons")
     if inputs.regional is None:
-        out.append("group/regional_r2star.tsv not found: run the participant level first")
+        out.append(f"{relative_path('group_regional')} not found: run the participant level "
+                   "first")
     elif not data.empty and data["r2star_agecorr"].isna().all():
-        out.append("regional_r2star.tsv has no r2star_agecorr values (group level not run or "
-                   "age model failed): figures show R2* without age correction")
+        out.append(f"{file_name('group_regional')} has no r2star_agecorr values (group level "
+                   "not run or age model failed): figures show R2* without age correction")
     for name, what in (("table1", "Table 1"), ("table2", "Table 2"), ("agefit", "age model")):
         if table(inputs, name) is None:
-            out.append(f"group/{name}.tsv not found: {what} is not shown")
+            out.append(f"{relative_path(name)} not found: {what} is not shown")
     if table(inputs, "volumes") is None:
-        out.append("group/volumes.tsv not found (participant level without --volumes): "
-                   "Figure 3 and volume correlations are not available")
+        out.append(f"{relative_path('group_volumes')} not found (participant level without "
+                   "--volumes): Figure 3 and volume correlations are not available")
     if not data.empty:
         groups = set(data["group"].astype(str))
         if ctrl not in groups:
@@ -277,14 +281,14 @@ def table1_views(inputs: StudyInputs) -> tuple[TableView | None, TableView | Non
     labels = {c: T1_LABELS.get(c, c[:-5].replace("_", " ")) for c in text}
     view = table_view(df, id="table1", caption="Characteristics of participants per group",
                       dictionary=dictionary, columns=main if text else None, labels=labels,
-                      source="group/table1.tsv",
+                      source=relative_path("table1"),
                       note="Ranges with the mean in parentheses (age, disease duration, EDSS); "
                       "mean (SD) for lesion load and volumes, as in the seed study.")
     full = None
     if text:
         full = table_view(df, id="table1-full", caption="table1.tsv, all columns",
                           dictionary=dictionary, combine_mean_sd=False,
-                          source="group/table1.tsv")
+                          source=relative_path("table1"))
     return view, full
 
 
@@ -357,9 +361,12 @@ def _table2_row(rec: pd.Series, groups: list[str], control: str, alpha: float,
 
 def table2_main_view(df: pd.DataFrame, dictionary: dict, control: str, alpha: float = 0.05,
                      fdr: bool = False) -> TableView:
-    """Table 2 in the seed's layout: mean (SD) per group with the Mann-Whitney p against the
-    controls below it, volume correlations with their p, stepwise betas, model R and p;
-    significant values (p, or FDR q, below ``alpha``) bold with ``*``."""
+    """Table 2 in the seed's layout.
+
+    Mean (SD) per group with the Mann-Whitney p against the controls below it, volume correlations
+    with their p, stepwise betas, model R and p; significant values (p, or FDR q, below ``alpha``)
+    bold with ``*``.
+    """
     groups = _table2_groups(df, control)
     header = [("region", "Region")]
     for g in groups:
@@ -377,12 +384,15 @@ def table2_main_view(df: pd.DataFrame, dictionary: dict, control: str, alpha: fl
             f"model's F-test p. Bold with * = below {alpha:g}, grey = not significant. Values "
             f"are rounded for display; the full table below has every column.")
     return TableView("table2", "Regional age-corrected R2* (s⁻¹), mean (SD) per group, and "
-                     "associations in patients", header, rows, note, "group/table2.tsv")
+                     "associations in patients", header, rows, note,
+                     relative_path("table2"))
 
 
 def table2_views(inputs: StudyInputs) -> tuple[TableView | None, TableView | None]:
-    """Table 2 in the seed's layout (:func:`table2_main_view`) and the full table (every
-    test, statistic and convention)."""
+    """Table 2 in the seed's layout and the full table.
+
+    The first as :func:`table2_main_view`, the second with every test, statistic and convention.
+    """
     entry = inputs.tables.get("table2")
     if entry is None:
         return None, None
@@ -392,7 +402,8 @@ def table2_views(inputs: StudyInputs) -> tuple[TableView | None, TableView | Non
     alpha, fdr = significance(inputs)
     view = table2_main_view(df, dictionary or {}, inputs.control_label, alpha, fdr)
     full = table_view(df, id="table2-full", caption="table2.tsv, all columns",
-                      dictionary=dictionary, combine_mean_sd=False, source="group/table2.tsv")
+                      dictionary=dictionary, combine_mean_sd=False,
+                      source=relative_path("table2"))
     return view, full
 
 
@@ -405,7 +416,8 @@ def agefit_view(inputs: StudyInputs) -> TableView | None:
             "b_sd_ratio", "r2", "correction_sd_median", "n_extrapolated", "warning"]
     return table_view(fits, id="agefit", caption="Age model per region (controls, bilateral, "
                       "all sites)", dictionary=inputs.tables["agefit"][1],
-                      combine_mean_sd=False, columns=cols, source="group/agefit.tsv")
+                      combine_mean_sd=False, columns=cols,
+                      source=relative_path("agefit"))
 
 
 def bilateral_fits(agefit: pd.DataFrame | None) -> pd.DataFrame | None:

@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 
 from ironmap.core import qcflags
+from ironmap.io.dictionaries import QC_METRICS
+from ironmap.io.layout import file_name
 from ironmap.report import figures as F
 from ironmap.report import overlays as O
 from ironmap.report.html import TableView, table_view
@@ -123,18 +125,8 @@ def metrics_view(m: dict[str, Any]) -> TableView:
                       combine_mean_sd=False, dictionary=METRIC_DICTIONARY)
 
 
-METRIC_DICTIONARY: dict[str, dict[str, str]] = {
-    "registration_nmi_flair": {"Description": "Normalised mutual information of FLAIR and T1w "
-                               "after registration (1 = independent, 2 = identical)"},
-    "registration_nmi_megre": {"Description": "Normalised mutual information of GRE echo 1 and "
-                               "T1w after registration"},
-    "snr_echo1": {"Description": "First-echo SNR: mean head signal / noise SD estimated from "
-                  "the background (Rayleigh)"},
-    "flagged_fraction_head": {"Description": "Fraction of head voxels whose R2* fit failed or "
-                              "was flagged invalid"},
-    "max_region_flagged_fraction": {"Description": "Largest fraction of a region's eroded "
-                                    "voxels excluded by the fit flags"},
-}
+#: column dictionary of the QC metrics (kept under its former name)
+METRIC_DICTIONARY = QC_METRICS
 
 
 #: display range of R2*: these percentiles of the brain voxels' R2*
@@ -283,7 +275,8 @@ def regions_view(img: SubjectImages) -> TableView | None:
     if img.regions is None:
         return None
     return table_view(img.regions, id="regions", caption="Regional R2* (s⁻¹)",
-                      source=f"{img.label}_desc-regions_r2star.tsv")
+                      source=file_name("regions_table", img.participant_id,
+                                                    img.session_id))
 
 
 def lesions_view(img: SubjectImages) -> TableView | None:
@@ -292,4 +285,5 @@ def lesions_view(img: SubjectImages) -> TableView | None:
         return None
     note = f"{len(img.lesions)} lesions; first 50 shown." if len(img.lesions) > 50 else ""
     return table_view(img.lesions.head(50), id="lesions", caption="Lesion R2*",
-                      source=f"{img.label}_desc-lesions_r2star.tsv", note=note)
+                      source=file_name("lesions_table", img.participant_id, img.session_id),
+                      note=note)

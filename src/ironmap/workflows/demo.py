@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 
 from ironmap.io.atomic import OutputExistsError
+from ironmap.io.layout import output_path
 from ironmap.io.tables import write_tsv
 from ironmap.workflows.config import RunConfig
 
@@ -159,7 +160,7 @@ def run_demo_stages(out_dir, *, subjects_per_group: int | dict[str, int] | None 
     _check_out_dir(out, overwrite)
     out.mkdir(parents=True, exist_ok=True)
     use_volumes = _volumes_available() if volumes is None else bool(volumes)
-    result = DemoResult(out, out / "ironmap" / "report.html")
+    result = DemoResult(out, output_path(out / "ironmap", "report"))
     steps = _steps(out, subjects_per_group, nprocs, sites, seed, overwrite, use_volumes, result,
                    preset)
     with _Progress(progress) as bar:

@@ -14,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from ironmap.io.layout import output_path
 from ironmap.io.outputs import OUTPUTS
 from ironmap.report.methods import methods_record, source_kind
 from ironmap.workflows.config import RunConfig
@@ -28,9 +29,9 @@ PARTICIPANT_KEYS = ("method", "registration", "erosion_voxels", "volumes", "atla
 
 
 def run_config(cfg: RunConfig) -> dict[str, Any]:
-    """This run's configuration, with the participant level's settings where recorded."""
+    """The run's configuration, with the participant level's settings where recorded."""
     out = cfg.to_json()
-    part = Path(cfg.output_dir) / "logs" / "config-participant.json"
+    part = output_path(cfg.output_dir, "config_participant")
     if part.exists():
         try:
             recorded = json.loads(part.read_text(encoding="utf-8"))
@@ -70,7 +71,7 @@ def first_r2star_sidecar(output_dir: Path) -> dict[str, Any]:
 
 def _manifest_summaries(output_dir: Path) -> dict[str, dict[str, Any]]:
     out = {}
-    for path in sorted((Path(output_dir) / "logs" / "manifests").glob("*.json")):
+    for path in sorted(output_path(output_dir, "manifests_dir").glob("*.json")):
         try:
             out[path.stem] = json.loads(path.read_text(encoding="utf-8")).get("summary") or {}
         except (OSError, json.JSONDecodeError, AttributeError):

@@ -23,6 +23,7 @@ from markupsafe import Markup
 
 from ironmap.core import qcflags
 from ironmap.io.atomic import write_bytes, write_text
+from ironmap.io.layout import column_dictionary, output_path, relative_path
 from ironmap.io.outputs import derivative_path, subject_prefix
 from ironmap.io.tables import read_dictionary, read_tsv, write_tsv
 from ironmap.report import html, study
@@ -35,15 +36,12 @@ from ironmap.workflows.provenance import first_r2star_sidecar, mask_sources, run
 
 log = logging.getLogger(__name__)
 
-GROUP_TABLES = ("table1", "table2", "agefit", "lesions", "volumes")
+#: cohort tables the report reads: layout key -> name in ``StudyInputs.tables``
+GROUP_TABLES = {"table1": "table1", "table2": "table2", "agefit": "agefit",
+                "group_lesions": "lesions", "group_volumes": "volumes"}
 
-QC_DICTIONARY: dict[str, dict[str, str]] = {
-    "participant_id": {"Description": "Participant"},
-    "session_id": {"Description": "Session (n/a without sessions)"},
-    **subj.METRIC_DICTIONARY,
-    "n_flags": {"Description": "Number of automatic QC flags raised"},
-    "flags": {"Description": "Raised flags as rule:item, separated by '; ' (empty = pass)"},
-}
+#: column dictionary of ``group/qc.tsv`` (kept under its former name)
+QC_DICTIONARY = column_dictionary("qc_table")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -76,14 +74,14 @@ def load_study(cfg: RunConfig) -> study.StudyInputs:
     problems: list[str] = []
     inputs = study.StudyInputs(output_dir=out, config=run_config(cfg), problems=problems)
     inputs.participants = _read_optional(Path(cfg.bids_dir) / "participants.tsv", problems)
-    inputs.regional = _read_optional(out / "group" / "regional_r2star.tsv", problems)
-    for name in GROUP_TABLES:
-        path = out / "group" / f"{name}.tsv"
+    inputs.regional = _read_optional(output_path(out, "group_regional"), problems)
+    for key, name in GROUP_TABLES.items():
+        path = output_path(out, key)
         df = _read_optional(path, problems)
         if df is not None:
             inputs.tables[name] = (df, read_dictionary(path))
-    inputs.stats = _read_json(out / "group" / "stats.json", problems)
-    inputs.failures = _read_optional(out / "logs" / "failures.tsv", problems)
+    inputs.stats = _read_json(output_path(out, "stats"), problems)
+    inputs.failures = _read_optional(output_path(out, "failures"), problems)
     return inputs
 
 
@@ -198,7 +196,7 @@ def load_subject(cfg: RunConfig, inputs) -> subj.SubjectImages:
             setattr(s, attr, _canonical(arr, t1w.affine))
     for name, attr in (("regions_table", "regions"), ("lesions_table", "lesions")):
         setattr(s, attr, _read_optional(derivative_path(out, name, pid, sid), p))
-    manifest = _read_json(out / "logs" / "manifests" / f"{inputs.label}.json", p)
+    manifest = _read_json(output_path(out, "manifest", pid, sid), p)
     summary = manifest.get("summary") or {}
     nmi = summary.get("registration_nmi") or {}
     s.similarity = {k: float(v) for k, v in nmi.items() if v is not None}
@@ -253,7 +251,7 @@ def write_subject_page(cfg: RunConfig, inputs, info: dict[str, str],
         log.warning("%s: viewer not made: %s", s.label, exc, exc_info=True)
         s.problems.append(f"interactive viewer: {exc}")
         viewer = None
-    page = out / f"{subject_prefix(s.participant_id, s.session_id)}.html"
+    page = output_path(out, "subject_page", s.participant_id, s.session_id)
     text = html.render("subject.html", version=__version__, label=s.label,
                        info=list(info.items()), missing=s.problems, flags=flags,
                        metrics=subj.metrics_view(m), maps=sections["maps"],
@@ -317,8 +315,10 @@ def subject_pages(cfg: RunConfig, inputs: study.StudyInputs,
 
 def _entries(cfg: RunConfig, inputs: study.StudyInputs, subjects: list, failed: dict[str, str],
              thresholds: qcflags.QCThresholds) -> list[dict[str, Any]]:
-    """The entries of all participants in order, their pages made in ``cfg.nprocs``
-    processes (serially for 1), with progress and an estimate of the time left."""
+    """The entries of all participants in order, their pages made in ``cfg.nprocs`` processes.
+
+    Serially for 1, with progress and an estimate of the time left.
+    """
     import functools
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -344,8 +344,11 @@ def _entries(cfg: RunConfig, inputs: study.StudyInputs, subjects: list, failed: 
 
 def _subject_entry(cfg: RunConfig, inputs: study.StudyInputs, s, *, failed: dict[str, str],
                    thresholds: qcflags.QCThresholds) -> dict[str, Any]:
-    """The subject-list entry of one participant; its page is written, or reused when
-    nothing it is made from has changed (:mod:`ironmap.workflows.pagecache`)."""
+    """The subject-list entry of one participant.
+
+    Its page is written, or reused when nothing it is made from has changed
+    (:mod:`ironmap.workflows.pagecache`).
+    """
     from ironmap.workflows import pagecache
 
     info = _participant_info(inputs, s.participant_id)
@@ -356,7 +359,7 @@ def _subject_entry(cfg: RunConfig, inputs: study.StudyInputs, s, *, failed: dict
         entry["status"] = "failed" if s.label in failed else "not processed"
         return entry
     out = Path(cfg.output_dir)
-    page = out / f"{subject_prefix(s.participant_id, s.session_id)}.html"
+    page = output_path(out, "subject_page", s.participant_id, s.session_id)
     fig_dir = derivative_path(out, "figure_dir", s.participant_id, s.session_id)
     key = pagecache.page_key(out, s, info, thresholds)
     res = pagecache.load(fig_dir, page, key)
@@ -379,7 +382,7 @@ def write_qc_table(out: Path, rows: list[dict[str, Any]]) -> Path:
     """``group/qc.tsv``: one row per participant page with metrics and raised flags."""
     columns = list(QC_DICTIONARY)
     table = pd.DataFrame(rows).reindex(columns=columns)
-    return write_tsv(table, out / "group" / "qc.tsv", QC_DICTIONARY)
+    return write_tsv(table, output_path(out, "qc_table"), QC_DICTIONARY)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -432,7 +435,7 @@ def lesion_stats_view(stats: dict[str, Any]) -> html.TableView | None:
                 + (f"; {betas}" if betas else "") + ".")
     return html.table_view(pd.DataFrame(rows), id="lesion-stats", combine_mean_sd=False,
                            caption=f"Correlations of {les.get('value', 'lesion R2*')} in "
-                           "patients", note=note, source="group/stats.json")
+                           "patients", note=note, source=relative_path("stats"))
 
 
 def multicenter_view(inputs: study.StudyInputs) -> html.TableView | None:
@@ -446,7 +449,7 @@ def multicenter_view(inputs: study.StudyInputs) -> html.TableView | None:
     if len(cols) == 1:
         return None
     return html.table_view(t2, id="multicenter-table", columns=cols, combine_mean_sd=False,
-                           dictionary=inputs.tables["table2"][1], source="group/table2.tsv",
+                           dictionary=inputs.tables["table2"][1], source=relative_path("table2"),
                            labels={"title": "region"},
                            caption="Inter-site coefficient of variation of control R2* and "
                            "group effects with site as a random intercept (mixed model)")
@@ -474,7 +477,7 @@ def _lesion_summary(inputs: study.StudyInputs) -> html.TableView | None:
         rows.append(row)
     return html.table_view(pd.DataFrame(rows), id="lesions", caption="Lesions per group "
                            "(T2 lesion load in cm³, lesion R2* in s⁻¹), mean (SD)",
-                           source="group/lesions.tsv (summarised)",
+                           source=f"{relative_path('group_lesions')} (summarised)",
                            labels={"lesion_load_cm3_mean": "T2 lesion load (cm³)",
                                    "lesion_count_mean": "lesion count",
                                    "lesion_r2star_mean_mean": "lesion R2* (s⁻¹)"})
@@ -485,11 +488,11 @@ def _qc_flag_view(flags: list) -> html.TableView | None:
         return None
     df = pd.DataFrame([f.as_dict() for f in flags])
     return html.table_view(df, id="qc-flags", caption="Automatic QC flags",
-                           combine_mean_sd=False, source="group/qc.tsv")
+                           combine_mean_sd=False, source=relative_path("qc_table"))
 
 
 def _fig_views(jobs: dict[str, list[FigureJob]], out: Path) -> dict[str, list]:
-    fig_dir = out / "group" / "figures"
+    fig_dir = output_path(out, "group_figures")
     return {k: [realise(j, fig_dir, out) for j in v] for k, v in jobs.items()}
 
 
@@ -516,17 +519,18 @@ def study_page(cfg: RunConfig, inputs: study.StudyInputs, listing: list[dict], f
         summary=study.summary_cards(inputs, data, len(flags), len(excluded)),
         missing=study.missing_items(inputs, data), report_errors=errors,
         table1=t1, table1_full=t1_full,
-        table1_missing="group/table1.tsv not found (run the group level)",
+        table1_missing=f"{relative_path('table1')} not found (run the group level)",
         table2=t2, table2_full=t2_full,
-        table2_missing="group/table2.tsv not found (run the group level)",
+        table2_missing=f"{relative_path('table2')} not found (run the group level)",
         agefit=study.agefit_view(inputs), notes=group_notes(inputs),
-        lesions=_lesion_summary(inputs), lesions_missing="group/lesions.tsv not found",
+        lesions=_lesion_summary(inputs),
+        lesions_missing=f"{relative_path('group_lesions')} not found",
         lesion_stats=lesion_stats_view(inputs.stats), sites=multicenter_view(inputs),
         sitefig=figs["sitefig"], fig2=figs["fig2"], fig3=figs["fig3"],
         agecurves=figs["agecurves"], qc_flags=_qc_flag_view(flags),
         qc_rules=_rules_text(thresholds), subjects=listing, excluded=excluded,
         methods=methods, repeated=report_context(out))
-    return write_text(out / "report.html", text)
+    return write_text(output_path(out, "report"), text)
 
 
 def _rules_text(t: qcflags.QCThresholds) -> str:

@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from ironmap.io.bids import InputError, MaskFile, SubjectInputs, resolve_mask_space
+from ironmap.io.layout import describe_columns
 from ironmap.io.nifti import load_image, save_image
 from ironmap.io.outputs import derivative_path, subject_dir
 from ironmap.io.sanity import check_mask_values, check_memory
@@ -258,9 +259,12 @@ def choose_masks(subject: SubjectInputs) -> dict[str, tuple[MaskFile, str] | Non
 
 
 def regional(subject, cfg, images, fit, r2img, xfm, stage, chosen, lesion=None) -> int:
-    """Step 4: deep-GM labels onto the R2* grid (rater masks, else automatic anatomy; whole
-    putamen split at the AC plane), erosion, regional table. Returns rows."""
-    from ironmap.core.rois import COLUMN_DESCRIPTIONS, regional_stats
+    """Step 4: deep-GM labels, erosion and the regional table; return its rows.
+
+    Labels onto the R2* grid come from rater masks, else automatic anatomy; a whole putamen is
+    split at the AC plane.
+    """
+    from ironmap.core.rois import regional_stats
     from ironmap.spatial.grid import resample_labels, voxel_sizes
     from ironmap.workflows import anatomy, erosion, putamen
 
@@ -298,7 +302,7 @@ def regional(subject, cfg, images, fit, r2img, xfm, stage, chosen, lesion=None) 
                            voxel_sizes=voxel_sizes(r2img.affine),
                            **erosion.stats_options(cfg, eroded))
     erosion.check_region_sizes(table, cfg, subject.label)
-    dictionary = {c: COLUMN_DESCRIPTIONS.get(c, {"Description": c}) for c in table.columns}
+    dictionary = describe_columns("regions_table", table.columns)
     write_tsv(table, derivative_path(stage, "regions_table", pid, sid), dictionary)
     labels = labels.astype(np.int16)
     save_image(labels, r2img.affine, derivative_path(stage, "dseg_r2star", pid, sid),
@@ -335,7 +339,7 @@ def erode_labels(labels: np.ndarray, erosion_voxels: int, erode) -> np.ndarray:
 
 def lesions(subject, cfg, images, fit, r2img, xfm, stage, chosen) -> dict[str, Any]:
     """Step 5: lesion R2* (R2* grid) and T2 lesion load (FLAIR grid). Returns summary row."""
-    from ironmap.core.lesions import COLUMN_DESCRIPTIONS, lesion_stats
+    from ironmap.core.lesions import lesion_stats
     from ironmap.spatial.grid import resample_labels, same_grid, voxel_sizes
 
     pid, sid = subject.participant_id, subject.session_id
@@ -359,7 +363,7 @@ def lesions(subject, cfg, images, fit, r2img, xfm, stage, chosen) -> dict[str, A
                derivative_path(stage, "lesion_r2star", pid, sid),
                sidecar={"Type": "Lesion", "SpatialReference": _r2star_reference(subject),
                         "Sources": [source_uri(mask.path, cfg)]})
-    dictionary = {c: COLUMN_DESCRIPTIONS.get(c, {"Description": c}) for c in per_lesion.columns}
+    dictionary = describe_columns("lesions_table", per_lesion.columns)
     write_tsv(per_lesion, derivative_path(stage, "lesions_table", pid, sid), dictionary)
     row = {}
     for key in LESION_COLUMNS:
@@ -420,9 +424,10 @@ def analyse(subject: SubjectInputs, cfg: RunConfig, stage: Path) -> dict[str, An
 
 
 def _tolerate_segmentation(step: str, failed: dict[str, str], subject: SubjectInputs, run):
-    """``run()``, or None when it raises a segmentation/registration failure of this
-    participant: the other outputs are kept, the failure goes into ``failed`` (a QC flag
-    in ``group/qc.tsv``)."""
+    """``run()``, or None when it raises a segmentation/registration failure of this participant.
+
+    The other outputs are kept, the failure goes into ``failed`` (a QC flag in ``group/qc.tsv``).
+    """
     from ironmap.spatial.segmentation import SegmentationError
 
     try:
