@@ -17,7 +17,7 @@ def _strip(prefix: str, values) -> tuple[str, ...]:
 
 
 def _label(prefix: str):
-    """argparse type: a BIDS label (letters and digits, the rule import-dicom applies)."""
+    """Argparse type: a BIDS label (letters and digits, the rule import-dicom applies)."""
     from ironmap.io.labels import bids_label
 
     def parse(value: str) -> str:

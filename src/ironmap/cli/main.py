@@ -82,6 +82,7 @@ def build_subcommand_parser(name: str) -> tuple[argparse.ArgumentParser, object]
 
 
 def top_level_help() -> str:
+    """Text of ``ironmap --help``: the BIDS-App usage and the subcommands."""
     lines = [
         f"ironmap {__version__}: brain iron (R2*) mapping for multicenter MRI studies",
         "",
@@ -139,8 +140,11 @@ def _terminate(signum, frame):  # noqa: ARG001 - signal handler signature
 
 
 def _exit_on_sigterm():
-    """SIGTERM -> SystemExit, so that ``finally`` blocks remove scratch files and release the
-    OUTPUT_DIR lock; returns the previous handler (None off the main thread)."""
+    """Turn SIGTERM into SystemExit; return the previous handler.
+
+    So that ``finally`` blocks remove scratch files and release the OUTPUT_DIR lock. The previous
+    handler is None off the main thread.
+    """
     try:
         return signal.signal(signal.SIGTERM, _terminate)
     except ValueError:  # not the main thread

@@ -69,8 +69,10 @@ def split_putamen(labels: np.ndarray, affine: np.ndarray, ac_mm, pc_mm,
 
 
 def whole_putamen_labels(names: dict[int, str]) -> dict[int, str]:
-    """Label indices naming a whole putamen, with their hemisphere, in the hemispheres whose
-    labels do not already name both putamen parts."""
+    """Label indices naming a whole putamen, with their hemisphere.
+
+    Only in the hemispheres whose labels do not already name both putamen parts.
+    """
     regions = {i: canonical_region(n) for i, n in names.items()}
     parts = set(regions.values())
     return {i: hemi for i, (region, hemi) in sorted(regions.items())
@@ -114,8 +116,11 @@ def split_whole_putamen(labels: np.ndarray, names: dict[int, str], affine: np.nd
 
 
 def _split_at_ac(labels, affine, ac_mm, pc_mm, table) -> np.ndarray:
-    """Copy of ``labels`` with the voxels of each ``(whole indices, anterior, posterior)`` entry
-    set to its anterior or posterior index by their side of the AC plane."""
+    """Copy of ``labels`` with each whole putamen split at the AC plane.
+
+    The voxels of each ``(whole indices, anterior, posterior)`` entry are set to its anterior or
+    posterior index by their side of the AC plane.
+    """
     acpc_axis(ac_mm, pc_mm)  # refuse implausible landmarks before any work
     out = np.array(labels, copy=True)
     for whole, ant, post in table:

@@ -117,30 +117,37 @@ class AgeFit:
 
     @property
     def a(self) -> float:
+        """Parameter ``a`` of the curve (s^-1); NaN when the model has none."""
         return self._get(self.params, "a")
 
     @property
     def b(self) -> float:
+        """Parameter ``b`` of the curve (1/years); NaN when the model has none."""
         return self._get(self.params, "b")
 
     @property
     def c(self) -> float:
+        """Parameter ``c`` of the curve (s^-1); NaN when the model has none."""
         return self._get(self.params, "c")
 
     @property
     def slope(self) -> float:
+        """Slope of the linear model (s^-1 per year); NaN when the model has none."""
         return self._get(self.params, "slope")
 
     @property
     def a_se(self) -> float:
+        """Standard error of ``a`` (s^-1); NaN when the model has none."""
         return self._get(self.se, "a")
 
     @property
     def b_se(self) -> float:
+        """Standard error of ``b`` (1/years); NaN when the model has none."""
         return self._get(self.se, "b")
 
     @property
     def c_se(self) -> float:
+        """Standard error of ``c`` (s^-1); NaN when the model has none."""
         return self._get(self.se, "c")
 
     def predict(self, age) -> np.ndarray:

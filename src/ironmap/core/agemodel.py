@@ -182,8 +182,10 @@ def fit_penalised(age: np.ndarray, y: np.ndarray, prior: tuple[float, float] = B
 
 
 def fit_fixed_rate(age: np.ndarray, y: np.ndarray, b: float, confidence: float = 0.95) -> dict:
-    """``a`` and ``c`` by least squares with ``b`` fixed (1/years); same keys as
-    :func:`fit_penalised` (``b_sd_ratio`` = 1: the rate is the prior's alone)."""
+    """``a`` and ``c`` by least squares with ``b`` fixed (1/years).
+
+    Same keys as :func:`fit_penalised` (``b_sd_ratio`` = 1: the rate is the prior's alone).
+    """
     x = saturation_design(age, b)
     a, c, rss = (float(v[0]) for v in _linear_ls(x[None], y[None], np.ones((1, age.size))))
     dof = age.size - 2

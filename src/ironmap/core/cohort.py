@@ -33,6 +33,7 @@ class Issue:
     action: str  # "excluded" | "value ignored"
 
     def message(self) -> str:
+        """The issue as one sentence: ``"<id>: <column> <problem> (<action>)"``."""
         return f"{self.participant_id}: {self.column} {self.problem} ({self.action})"
 
 

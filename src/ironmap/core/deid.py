@@ -149,8 +149,10 @@ def _date_spellings(text: str) -> set[str]:
 
 
 def clean_text(text: str, identifiers: Iterable[str] = (), *, dates: bool = True) -> str:
-    """Cut identifying values (case-insensitive) and, with ``dates``, date-like numbers
-    (``YYYYMMDD``, ``YYYY-MM-DD``, ...) out of free text."""
+    """Cut identifying values (case-insensitive) out of free text.
+
+    With ``dates``, date-like numbers (``YYYYMMDD``, ``YYYY-MM-DD``, ...) are cut as well.
+    """
     out = text
     for value in identifiers:
         out = re.sub(_pattern(value), "", out, flags=re.IGNORECASE)

@@ -142,9 +142,11 @@ def _block(flat, n, m, b):
 
 @_inline
 def _block_rmse(src, n, nb, rr, ss, trel, t0, dt, out):
-    """RMS over the n echoes of S - S0 e^(-R2* TE) for the nb voxels of a block, from their
-    R2* and S0 in ``rr`` and ``ss``; with evenly spaced echoes (``dt`` > 0) the decay factors
-    follow e^(-R2* TE_j) = e^(-R2* TE_1) q^j with q = e^(-R2* dt): two exponentials per voxel.
+    """RMS over the n echoes of S - S0 e^(-R2* TE) for the nb voxels of a block.
+
+    From their R2* and S0 in ``rr`` and ``ss``; with evenly spaced echoes (``dt`` > 0) the decay
+    factors follow e^(-R2* TE_j) = e^(-R2* TE_1) q^j with q = e^(-R2* dt): two exponentials per
+    voxel.
     """
     inv_n = _ONE / F(n)
     if dt > _ZERO:
@@ -224,9 +226,11 @@ def two_point_kernel(n: int, i: int, j: int):
 
 @functools.cache
 def loglinear_kernel(n: int):
-    """Kernel for least squares on ln S with fixed weights: ln S @ (w_slope, w_icpt) =
-    (-R2*, ln S0); arguments as :func:`two_point_kernel` with (w_slope, w_icpt) as the two
-    parameters (float32 arrays of n)."""
+    """Kernel for least squares on ln S with fixed weights.
+
+    ln S @ (w_slope, w_icpt) = (-R2*, ln S0); arguments as :func:`two_point_kernel` with (w_slope,
+    w_icpt) as the two parameters (float32 arrays of n).
+    """
     @_kernel_jit
     def kernel(flat, w_slope, w_icpt, lo, hi, r2, s0, rmse, trel, t0, dt, nbad, b0, b1):
         m = r2.shape[0]
@@ -463,9 +467,11 @@ _POOLS: dict[int, ThreadPoolExecutor] = {}
 
 
 def _each(func, parts) -> None:
-    """``func(part)`` for every part: the first in the calling thread, the others in pool
-    threads (a pool of that size is made on first use and kept: starting threads costs about
-    as much as fitting a quarter of a brain)."""
+    """``func(part)`` for every part.
+
+    The first in the calling thread, the others in pool threads (a pool of that size is made on
+    first use and kept: starting threads costs about as much as fitting a quarter of a brain).
+    """
     if len(parts) > 1:
         pool = _POOLS.get(len(parts) - 1)
         if pool is None:

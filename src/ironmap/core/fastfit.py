@@ -132,8 +132,11 @@ def _exp_small(x):
 
 @_jit()
 def _block_newton(mom, nb, max_step, steps, exacts):
-    """Safeguarded Newton step on ln(A0^2/B0) for nb voxels, and whether it used the exact
-    curvature (else Gauss-Newton); selects instead of branches, so the loop vectorises."""
+    """Safeguarded Newton step on ln(A0^2/B0) for nb voxels.
+
+    Also returns whether it used the exact curvature (else Gauss-Newton); selects instead of
+    branches, so the loop vectorises.
+    """
     a0, a1, a2, b0, b1, b2 = mom[0], mom[1], mom[2], mom[3], mom[4], mom[5]
     for k in range(nb):
         m_a = a1[k] / a0[k]

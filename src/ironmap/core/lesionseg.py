@@ -227,9 +227,11 @@ def segment_lesions(
 
 def grey_like(flair: np.ndarray, t1w: np.ndarray, brain: np.ndarray,
               priors: dict[str, np.ndarray], gm_z: float) -> np.ndarray:
-    """Voxels that look like normal grey matter: T1w in the middle of three k-means classes
-    (:func:`kmeans_1d` over the brain), and FLAIR below GM median + ``gm_z`` GM sigmas (lower-half
-    robust sigma over template GM >= 0.8 that is also T1w grey-like).
+    """Voxels that look like normal grey matter.
+
+    T1w in the middle of three k-means classes (:func:`kmeans_1d` over the brain), and FLAIR below
+    GM median + ``gm_z`` GM sigmas (lower-half robust sigma over template GM >= 0.8 that is also
+    T1w grey-like).
 
     Returns
     -------
@@ -277,8 +279,10 @@ def kmeans_1d(values: np.ndarray, k: int, iterations: int = 50) -> np.ndarray:
 
 def keep_components(candidate: np.ndarray, core: np.ndarray, voxel_sizes_mm,
                     min_volume_mm3: float) -> np.ndarray:
-    """26-connected components of ``candidate`` that contain a ``core`` voxel and have at least
-    ``min_volume_mm3``; bool mask of shape ``candidate.shape``."""
+    """26-connected components of ``candidate`` that contain a ``core`` voxel.
+
+    Components smaller than ``min_volume_mm3`` are dropped; bool mask of shape ``candidate.shape``.
+    """
     lab, n = ndimage.label(candidate, _STRUCT26)
     if n == 0:
         return np.zeros(candidate.shape, dtype=bool)

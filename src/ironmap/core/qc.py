@@ -64,7 +64,7 @@ def describe_flags(flags=None) -> dict:
 
 
 def flag_names(value: int) -> list[str]:
-    """Names of the bits set in one flag value, e.g. ``[\"rising\", \"out_of_range\"]``."""
+    """Names of the bits set in one flag value, e.g. ``["rising", "out_of_range"]``."""
     return [name for bit, (name, _) in _DESCRIPTIONS.items() if int(value) & bit]
 
 

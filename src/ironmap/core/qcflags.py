@@ -54,6 +54,7 @@ class QCFlag:
     message: str
 
     def as_dict(self) -> dict[str, Any]:
+        """The flag's fields as a plain dict (a row of the QC flag table)."""
         return asdict(self)
 
 
@@ -161,8 +162,11 @@ def first_echo_snr(echo1: np.ndarray, head: np.ndarray | None = None,
 
 def small_region_flags(participant_id: str, regions: pd.DataFrame | None,
                        thr: QCThresholds) -> list[QCFlag]:
-    """One flag per regional-table row whose used voxels (``n_voxels``) are below
-    ``thr.min_region_voxels`` (item ``"<region> <hemisphere>"``)."""
+    """One flag per regional-table row with too few voxels.
+
+    Rows whose used voxels (``n_voxels``) are below ``thr.min_region_voxels`` (item ``"<region>
+    <hemisphere>"``).
+    """
     from ironmap.core.rois import small_regions
 
     if regions is None:
@@ -179,8 +183,10 @@ def small_region_flags(participant_id: str, regions: pd.DataFrame | None,
 
 
 def segmentation_flags(participant_id: str, errors: dict[str, str]) -> list[QCFlag]:
-    """One flag per failed T1w step (``{"volumes": message, "deep_gm_labels": message}``): the
-    template registration or segmentation of the T1w failed, the step has no output."""
+    """One flag per failed T1w step (``{"volumes": message, "deep_gm_labels": message}``).
+
+    The template registration or segmentation of the T1w failed, the step has no output.
+    """
     out = []
     for step, message in sorted(errors.items()):
         if step == "volumes" and "implausible" in message:  # ran, but refused by its checks

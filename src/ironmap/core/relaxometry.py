@@ -366,8 +366,9 @@ _BLAS_CONTROLLER: list = []
 
 
 def _one_blas_thread(kernel):
-    """Context that limits BLAS to one thread for kernels with tiny matrix products
-    (``kernel`` None: no BLAS is used, nothing to limit).
+    """Context that limits BLAS to one thread for kernels with tiny matrix products.
+
+    With ``kernel`` None no BLAS is used and nothing is limited.
 
     Multi-threaded BLAS only adds spinning threads to (chunk x n_echoes) @ (n_echoes x 2).
     """
@@ -387,8 +388,11 @@ def _one_blas_thread(kernel):
 
 
 def _dispatch(work, starts, kernel, n_jobs, several, fused=False):
-    """Run ``work`` over chunk starts: threads over chunks (numpy releases the GIL), or
-    threads inside the compiled loops (iterative fits) and fused kernels (closed forms)."""
+    """Run ``work`` over chunk starts.
+
+    Threads over chunks (numpy releases the GIL), or threads inside the compiled loops (iterative
+    fits) and fused kernels (closed forms).
+    """
     inside = kernel in _ITERATIVE and not fused
     if inside:
         fastfit.set_threads(n_jobs)
@@ -426,8 +430,11 @@ def _fit_rows(rows, te, kernel, kw, r2star_range, sigma, floor_snr, want_rmse):
 
 
 def _plan_flags(rows, r2, s0, used, nbad_blocks, r2star_range, kernel, sigma, floor_snr):
-    """Flagged voxels of a fused fit: the full validity test runs only on the blocks whose
-    kernel count says that some voxel may have failed."""
+    """Flagged voxels of a fused fit.
+
+    The full validity test runs only on the blocks whose kernel count says that some voxel may have
+    failed.
+    """
     first, last = rows[:, used[0]], rows[:, used[-1]]
     bad, bad_flags = np.empty(0, np.intp), np.empty(0, np.uint16)
     if np.any(nbad_blocks):

@@ -96,8 +96,10 @@ def erode(mask: np.ndarray, erosion_voxels: int = 1) -> np.ndarray:
 
 
 def erode_mm(mask: np.ndarray, distance_mm: float, voxel_sizes) -> np.ndarray:
-    """Erosion by a distance in mm: keep the voxels whose centre lies more than
-    ``distance_mm`` from the centre of every voxel outside the mask.
+    """Erosion by a distance in mm.
+
+    Keep the voxels whose centre lies more than ``distance_mm`` from the centre of every voxel
+    outside the mask.
 
     Voxels outside the image count as outside. On an isotropic grid of edge ``d`` mm,
     ``distance_mm = d`` gives exactly the one-step erosion of :func:`erode` (face neighbours
@@ -126,8 +128,11 @@ def erode_mm(mask: np.ndarray, distance_mm: float, voxel_sizes) -> np.ndarray:
 
 def erode_region(mask: np.ndarray, *, erosion_voxels: int = 1, erosion_mm: float | None = None,
                  voxel_sizes=None) -> np.ndarray:
-    """:func:`erode_mm` when ``erosion_mm`` is given (needs ``voxel_sizes``), else
-    :func:`erode` by ``erosion_voxels`` steps."""
+    """Erode by a distance in mm or by voxel steps.
+
+    :func:`erode_mm` when ``erosion_mm`` is given (needs ``voxel_sizes``), else :func:`erode` by
+    ``erosion_voxels`` steps.
+    """
     if erosion_mm is None:
         return erode(mask, erosion_voxels)
     if voxel_sizes is None:

@@ -69,6 +69,7 @@ class MannWhitneyResult:
 
     @property
     def n(self) -> tuple[int, int]:
+        """Sample sizes ``(n_x, n_y)``."""
         return (self.n_x, self.n_y)
 
 
@@ -88,6 +89,7 @@ class TTestResult:
 
     @property
     def n(self) -> tuple[int, int]:
+        """Sample sizes ``(n_x, n_y)``."""
         return (self.n_x, self.n_y)
 
 
@@ -120,6 +122,7 @@ class CorrelationResult:
 
     @property
     def statistic(self) -> float:
+        """The correlation coefficient (same as ``r``)."""
         return self.r
 
 

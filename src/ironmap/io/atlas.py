@@ -234,8 +234,11 @@ def _csv_table(path: Path) -> dict[int, str]:
 
 @dataclass(frozen=True)
 class AtlasLayout:
-    """How a published atlas ships: ``(label image, label table)`` file-name pairs in order of
-    preference (finest grid first) and the template space it is defined in."""
+    """How a published atlas ships.
+
+    ``(label image, label table)`` file-name pairs in order of preference (finest grid first) and
+    the template space it is defined in.
+    """
 
     key: str
     title: str
@@ -281,8 +284,9 @@ def read_label_map(path: str | os.PathLike | None = None) -> pd.DataFrame:
 
 
 def find_atlases(folder: str | os.PathLike) -> list[Atlas]:
-    """Every atlas of :data:`LAYOUTS` found in ``folder`` (as shipped), else the folder read
-    by :func:`read_atlas` (template + labels + table, or ``atlas.json``).
+    """Every atlas of :data:`LAYOUTS` found in ``folder`` (as shipped).
+
+    Else the folder read by :func:`read_atlas` (template + labels + table, or ``atlas.json``).
 
     Raises
     ------

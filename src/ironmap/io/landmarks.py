@@ -90,8 +90,10 @@ def read_landmarks_table(path: str | Path) -> dict[str, Landmarks]:
 
 
 def sidecar_landmarks(t1w: Path, bids_root: Path) -> Landmarks | None:
-    """AC/PC from the T1w sidecar's ``AnatomicalLandmarkCoordinates`` (voxel indices), in T1w
-    world mm; None when the sidecar names neither."""
+    """AC/PC from the T1w sidecar's ``AnatomicalLandmarkCoordinates``, in T1w world mm.
+
+    The sidecar gives voxel indices; None when it names neither point.
+    """
     coords = inherited_metadata(Path(t1w), Path(bids_root)).get("AnatomicalLandmarkCoordinates")
     if not isinstance(coords, dict) or not ({"AC", "PC"} & set(coords)):
         return None

@@ -115,8 +115,9 @@ def read_aseg_measures(path: str | os.PathLike) -> tuple[dict[str, float], pd.Da
 
 
 def read_aseg_stats(path: str | os.PathLike) -> dict[str, float]:
-    """FreeSurfer / FastSurfer ``aseg.stats`` -> one volume row (cm³; mapping in
-    :data:`SOURCE_MAPPINGS` ``["aseg.stats"]``).
+    """FreeSurfer / FastSurfer ``aseg.stats`` -> one volume row (cm³).
+
+    The mapping is in :data:`SOURCE_MAPPINGS` ``["aseg.stats"]``.
 
     Raises
     ------
@@ -199,8 +200,9 @@ _SIENAX_LINE = re.compile(r"^\s*(pgrey|vcsf|GREY|WHITE|BRAIN)\s+([-+0-9.eE]+)\s+
 
 
 def read_sienax_report(path: str | os.PathLike) -> dict[str, float]:
-    """FSL SIENAX ``report.sienax`` -> one volume row (mapping in
-    :data:`SOURCE_MAPPINGS` ``["sienax"]``).
+    """FSL SIENAX ``report.sienax`` -> one volume row.
+
+    The mapping is in :data:`SOURCE_MAPPINGS` ``["sienax"]``.
 
     The report's lines ``NAME normalised unnormalised`` (mm³) for ``pgrey``, ``vcsf``,
     ``GREY``, ``WHITE``, ``BRAIN`` and ``VSCALING factor`` are read; raw volumes are the

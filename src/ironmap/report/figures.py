@@ -99,6 +99,20 @@ def region_title(region: str) -> str:
 # ---------------------------------------------------------------------------------------------
 
 def check_volume(name: str, arr: np.ndarray | None) -> np.ndarray:
+    """A 3-D image array for a figure, or a :class:`FigureDataError` naming what is wrong.
+
+    Parameters
+    ----------
+    name : str
+        What the image is (named in the error).
+    arr : ndarray or None
+        The image; 4-D arrays and missing images are refused.
+
+    Returns
+    -------
+    ndarray of shape (nx, ny, nz)
+        ``arr`` as an array.
+    """
     if arr is None:
         raise FigureDataError(f"{name}: image not available")
     arr = np.asarray(arr)
@@ -241,8 +255,10 @@ def r2star_montage_figure(r2star: np.ndarray, *, mask: np.ndarray | None = None,
 
 def grey_row(image: np.ndarray, ks: Sequence[int], name: str, panel_width: float,
               height: float, top: float) -> tuple[Figure, np.ndarray]:
-    """A figure with one panel per axial slice ``ks`` of ``image`` in grey (robust range);
-    layers ids ``image-{name}-{k}``."""
+    """A figure with one panel per axial slice ``ks`` of ``image`` in grey (robust range).
+
+    Layers ids ``image-{name}-{k}``.
+    """
     lo, hi = robust_range(image, 1, 99.5)
     fig = new_figure(panel_width * len(ks), height, left=0.01, right=0.99, bottom=0.02, top=top,
                      wspace=0.04)

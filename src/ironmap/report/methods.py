@@ -472,8 +472,11 @@ def build_methods(config: Mapping[str, Any], *, r2star_sidecar: Mapping[str, Any
                   agefit: Any = None, stats: Mapping[str, Any] | None = None,
                   versions: Mapping[str, str] | None = None,
                   sources: Mapping[str, Mapping[str, int]] | None = None) -> Methods:
-    """Methods text of a run: the record in ``stats.json`` when there is one, else one made
-    now from the configuration, an R2* sidecar and the age-model table (older outputs)."""
+    """Methods text of a run.
+
+    The record in ``stats.json`` when there is one, else one made now from the configuration, an
+    R2* sidecar and the age-model table (older outputs).
+    """
     st = dict(stats or {})
     record = st.get("methods")
     if not isinstance(record, Mapping):

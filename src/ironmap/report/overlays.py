@@ -29,8 +29,11 @@ LESION_COLOR = "#00e5ff"
 
 
 def label_colors(values: Sequence[int]) -> dict[int, str]:
-    """A distinct colour per label value (tab20 order: label pairs left/right get a dark and a
-    light shade of one hue; more than 20 labels repeat)."""
+    """A distinct colour per label value.
+
+    In tab20 order: label pairs left/right get a dark and a light shade of one hue; more than 20
+    labels repeat.
+    """
     from matplotlib import colormaps
     from matplotlib.colors import to_hex
 

@@ -131,11 +131,13 @@ def _grow(mask, mm: float):
 
 
 def _register_brain(subject, template, brain, iterations, prefix, init, affine_prefix):
-    """Brain-only template onto a head: the affine metric is taken inside the template brain
-    + :data:`AFFINE_MARGIN_MM`; SyN then matches the template to the subject multiplied by
-    the affine-carried brain + :data:`SYN_MARGIN_MM` (a rough skull strip), starting from
-    that affine. Returns the SyN stage's ANTs result (transforms include the affine) and the
-    skull-stripped subject."""
+    """Brain-only template onto a head.
+
+    The affine metric is taken inside the template brain + :data:`AFFINE_MARGIN_MM`; SyN then
+    matches the template to the subject multiplied by the affine-carried brain +
+    :data:`SYN_MARGIN_MM` (a rough skull strip), starting from that affine. Returns the SyN stage's
+    ANTs result (transforms include the affine) and the skull-stripped subject.
+    """
     import ants
 
     aff = ants.registration(fixed=subject, moving=template, type_of_transform="Affine",

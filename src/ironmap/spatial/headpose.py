@@ -41,8 +41,10 @@ MARGIN_MM = 20.0
 
 @dataclass(frozen=True)
 class InitialPose:
-    """Translation that carries subject world mm (RAS) to template world mm, and the metric
-    mask on the subject grid (bool, shape of the subject image)."""
+    """Translation from subject world mm (RAS) to template world mm, and the metric mask.
+
+    The mask is on the subject grid (bool, shape of the subject image).
+    """
 
     translation: np.ndarray  # (3,) mm, RAS: template point = subject point + translation
     mask: np.ndarray
@@ -70,9 +72,11 @@ def head_mask(data: np.ndarray) -> np.ndarray:
 
 
 def is_skull_stripped(data: np.ndarray, head: np.ndarray, voxel_cm3: float) -> bool:
-    """At least a third of the image exactly 0, less than 2,200 cm³ of head, and no bright
-    shell: the outer voxel layer of the head is darker than its interior (median), whereas
-    the scalp of a T1w head (fat) is brighter."""
+    """At least a third of the image exactly 0, less than 2,200 cm³ of head, and no bright shell.
+
+    The outer voxel layer of the head is darker than its interior (median), whereas the scalp of a
+    T1w head (fat) is brighter.
+    """
     zeros = float(np.mean(np.asarray(data) == 0))
     if zeros < 1 / 3 or float(head.sum()) * voxel_cm3 >= 2200.0:
         return False
@@ -131,8 +135,10 @@ def initial_pose(t1w: nib.Nifti1Image, template_mask: np.ndarray, template_affin
 
 
 def write_ants_translation(translation_ras: np.ndarray, path: str | Path) -> str:
-    """Write the translation as an ANTs affine transform file (fixed = subject, moving =
-    template; ANTs maps fixed LPS points to moving LPS points). Returns the path."""
+    """Write the translation as an ANTs affine transform file; return its path.
+
+    Fixed = subject, moving = template; ANTs maps fixed LPS points to moving LPS points.
+    """
     import ants
 
     t = np.asarray(translation_ras, dtype=float) * np.array([-1.0, -1.0, 1.0])  # RAS -> LPS

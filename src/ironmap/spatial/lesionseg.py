@@ -42,8 +42,11 @@ def is_skull_stripped(data: np.ndarray) -> bool:
 
 
 def t1w_on_flair(t1w: nib.Nifti1Image, flair: nib.Nifti1Image) -> tuple[np.ndarray, np.ndarray]:
-    """T1w intensities on the FLAIR grid (rigid ANTs fit unless the grids already match) and
-    the 4x4 matrix FLAIR world mm -> T1w world mm."""
+    """T1w intensities on the FLAIR grid and the FLAIR -> T1w world matrix.
+
+    A rigid ANTs fit unless the grids already match; the 4x4 matrix maps FLAIR world mm to T1w
+    world mm.
+    """
     from ironmap.spatial.grid import resample_image, same_grid
     from ironmap.spatial.registration import register
 

@@ -119,7 +119,7 @@ def ants_random_seed(seed: int):
 
 
 def to_ants(img, data=None, *, ants=None):
-    """nibabel image (or ``data`` on its grid) -> ANTsImage (float32), affine RAS -> LPS.
+    """A nibabel image (or ``data`` on its grid) -> ANTsImage (float32), affine RAS -> LPS.
 
     NaN and Inf become 0.
 

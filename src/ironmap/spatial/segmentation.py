@@ -57,8 +57,11 @@ def ants_affine(aimg) -> np.ndarray:
 # --------------------------------------------------------------------------- template
 @dataclass(frozen=True)
 class Template:
-    """Tissue template on one grid: T1 and GM/WM/CSF priors (fractions), brain mask,
-    deep-GM region (1 around the basal ganglia, thalami, brainstem; 0 elsewhere)."""
+    """Tissue template on one grid.
+
+    T1 and GM/WM/CSF priors (fractions), brain mask, deep-GM region (1 around the basal ganglia,
+    thalami, brainstem; 0 elsewhere).
+    """
 
     t1: nib.Nifti1Image
     gm: np.ndarray
@@ -70,7 +73,7 @@ class Template:
 
 @functools.lru_cache(maxsize=4)
 def load_template(resolution_mm: int = 2) -> Template:
-    """nilearn's bundled ICBM152 2009a template resampled to ``resolution_mm`` (1, 2 or 3)."""
+    """Nilearn's bundled ICBM152 2009a template resampled to ``resolution_mm`` (1, 2 or 3)."""
     from nilearn import datasets
 
     res = None if int(resolution_mm) == 1 else int(resolution_mm)
@@ -93,9 +96,11 @@ def template_brain_cm3(tpl: Template) -> float:
 
 
 def deep_region(affine: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Deep grey-matter region of MNI space: an ellipsoid around the basal ganglia and thalami
-    (centre (0, -8, 4) mm, semi-axes 30 x 34 x 20 mm) plus the brainstem and cerebellar-nuclei
-    box; 1 inside, 0 outside (float)."""
+    """Deep grey-matter region of MNI space.
+
+    An ellipsoid around the basal ganglia and thalami (centre (0, -8, 4) mm, semi-axes 30 x 34 x 20
+    mm) plus the brainstem and cerebellar-nuclei box; 1 inside, 0 outside (float).
+    """
     ijk = np.indices(shape[:3]).reshape(3, -1)
     xyz = (affine[:3, :3] @ ijk + affine[:3, 3:4]).reshape((3, *shape[:3]))
     x, y, z = xyz
@@ -339,8 +344,10 @@ def segment_tissues(t1w: nib.Nifti1Image, *, label: str = "T1w", template_mm: in
 
 
 def _n4(t1w, data: np.ndarray, mask: np.ndarray, workdir: str) -> np.ndarray:
-    """N4 bias-field correction (ANTs) estimated inside ``mask`` (the brain and its margin);
-    the image outside the mask is left as it is."""
+    """N4 bias-field correction (ANTs) estimated inside ``mask`` (the brain and its margin).
+
+    The image outside the mask is left as it is.
+    """
     import ants
 
     with _tempdir(workdir):
@@ -385,9 +392,12 @@ def _classify(t1w, data: np.ndarray, inner: np.ndarray, mask: np.ndarray,
 
 def _fit_brain_template(t1w, subject, tpl: Template, *, nonlinear: bool, label: str,
                         workdir: str) -> TemplateFit:
-    """The brain-only template onto a T1w with or without scalp: started at the brain's
-    place found from the top of the head, the metric restricted to the template brain (plus
-    4 mm) and to the subject's voxels near it (:mod:`ironmap.spatial.headpose`)."""
+    """The brain-only template onto a T1w with or without scalp.
+
+    Started at the brain's place found from the top of the head, the metric restricted to the
+    template brain (plus 4 mm) and to the subject's voxels near it
+    (:mod:`ironmap.spatial.headpose`).
+    """
     from ironmap.spatial.headpose import initial_pose, write_ants_translation
 
     t1w, subject = _registration_grid(t1w, subject)
@@ -405,9 +415,11 @@ def _fit_brain_template(t1w, subject, tpl: Template, *, nonlinear: bool, label: 
 
 
 def _registration_grid(t1w, subject, spacing_mm: float = 2.0):
-    """The T1w on a grid of at least ``spacing_mm`` for the template registration (nibabel
-    and ANTs images): finer voxels cost time and memory without helping a fit to a 2 mm
-    template; the transforms are in world mm and apply to the full-resolution grid."""
+    """The T1w on a grid of at least ``spacing_mm`` for the template registration.
+
+    As nibabel and ANTs images: finer voxels cost time and memory without helping a fit to a 2 mm
+    template; the transforms are in world mm and apply to the full-resolution grid.
+    """
     import ants
 
     if float(np.min(np.asarray(subject.spacing))) >= 0.75 * spacing_mm:

@@ -107,8 +107,10 @@ def write_brain_mask(subject, cfg, images, r2img, xfm, stage, seg) -> dict[str, 
 
 
 def gre_coverage(echo1: np.ndarray, brain: np.ndarray) -> float:
-    """Fraction of ``brain`` voxels where the first echo exceeds 10 % of its 99th percentile
-    (NaN when the brain mask has no voxel on the GRE grid)."""
+    """Fraction of ``brain`` voxels where the first echo exceeds 10 % of its 99th percentile.
+
+    NaN when the brain mask has no voxel on the GRE grid.
+    """
     if not brain.any():
         return float("nan")
     e = np.nan_to_num(echo1)

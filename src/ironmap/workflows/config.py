@@ -71,4 +71,5 @@ class RunConfig:
         return out
 
     def dumps(self) -> str:
+        """The configuration as indented JSON with sorted keys (as written to ``logs/``)."""
         return json.dumps(self.to_json(), indent=2, sort_keys=True)

@@ -36,8 +36,11 @@ MIN_REGION_VOXELS = 10
 
 
 def erosion_settings(cfg: RunConfig) -> dict[str, Any]:
-    """``erosion_voxels``, ``erosion_mm`` (None = voxel steps), ``erosion_space`` and
-    ``min_region_voxels`` of a run (defaults where the config predates them)."""
+    """The erosion settings of a run.
+
+    ``erosion_voxels``, ``erosion_mm`` (None = voxel steps), ``erosion_space`` and
+    ``min_region_voxels`` (defaults where the config predates them).
+    """
     space = str(getattr(cfg, "erosion_space", "r2star") or "r2star")
     if space not in EROSION_SPACES:
         raise ValueError(f"erosion space {space!r} is not one of {', '.join(EROSION_SPACES)}")
@@ -66,8 +69,10 @@ def native_eroded(src: nib.Nifti1Image, names: dict[int, str], cfg: RunConfig
 
 
 def restrict(eroded_on_grid: np.ndarray | None, labels: np.ndarray) -> np.ndarray | None:
-    """Natively eroded labels on the R2* grid with the final label indices of ``labels``
-    (after the putamen split, which relabels voxels but never moves them)."""
+    """Natively eroded labels on the R2* grid with the final label indices of ``labels``.
+
+    After the putamen split, which relabels voxels but never moves them.
+    """
     if eroded_on_grid is None:
         return None
     return np.where(eroded_on_grid > 0, labels, 0).astype(labels.dtype)
@@ -83,8 +88,11 @@ def stats_options(cfg: RunConfig, eroded: np.ndarray | None) -> dict[str, Any]:
 
 def eroded_label_image(labels: np.ndarray, eroded: np.ndarray | None, affine: np.ndarray,
                        cfg: RunConfig, erode_labels) -> np.ndarray:
-    """The eroded label image that is written (R2* grid): natively eroded labels, or each
-    label of ``labels`` eroded on the R2* grid (``erode_labels(labels, steps, erode)``)."""
+    """The eroded label image that is written (R2* grid).
+
+    Natively eroded labels, or each label of ``labels`` eroded on the R2* grid
+    (``erode_labels(labels, steps, erode)``).
+    """
     from ironmap.core.rois import erode, erode_mm
     from ironmap.spatial.grid import voxel_sizes
 

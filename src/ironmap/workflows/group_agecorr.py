@@ -31,9 +31,11 @@ MODEL_TEXT = {
 
 
 class AgeCorrection:
-    """Result of :func:`age_correct_all` (``adjusted``, ``sd``: Series on the regional index;
-    ``fits``: the ``agefit.tsv`` rows; ``bands``: region -> bootstrap band of the bilateral
-    pooled curve)."""
+    """Result of :func:`age_correct_all`.
+
+    ``adjusted``, ``sd``: Series on the regional index; ``fits``: the ``agefit.tsv`` rows;
+    ``bands``: region -> bootstrap band of the bilateral pooled curve.
+    """
 
     def __init__(self, adjusted: pd.Series, sd: pd.Series, fits: pd.DataFrame, bands: dict):
         self.adjusted, self.sd, self.fits, self.bands = adjusted, sd, fits, bands
@@ -87,8 +89,11 @@ def age_correct_all(regional: pd.DataFrame, subjects: pd.DataFrame, settings: Gr
 
 
 def model_summary(fits: pd.DataFrame, settings: GroupSettings) -> dict:
-    """``stats.json`` → ``age_model``: requested model, the model used per region (bilateral,
-    pooled), and a description of each model used (read by the methods text)."""
+    """``stats.json`` → ``age_model``.
+
+    Requested model, the model used per region (bilateral, pooled), and a description of each model
+    used (read by the methods text).
+    """
     b_med, b_sd = float(np.exp(agecorr.B_PRIOR[0])), agecorr.B_PRIOR[1]
     used: dict[str, str] = {}
     if not fits.empty and "method" in fits:

@@ -278,8 +278,10 @@ def output_name(pid: str, ses: str | None, acq: Acquisition, echo: int | None,
 
 def participant_values(group: str | None, age: float | None, sex: str | None
                        ) -> dict[str, str]:
-    """User-given ``participants.tsv`` values, checked (``group`` letters, digits, - and _;
-    ``age`` 0-120 years; ``sex`` M, F or O)."""
+    """User-given ``participants.tsv`` values, checked.
+
+    ``group``: letters, digits, - and _; ``age``: 0-120 years; ``sex``: M, F or O.
+    """
     out: dict[str, str] = {}
     if group is not None:
         if not re.fullmatch(r"[A-Za-z0-9_\-]+", str(group)):

@@ -73,8 +73,10 @@ def choose_lesion_mask(subject: SubjectInputs, cfg, images, stage: Path, chosen)
 
 
 def auto_mask(subject: SubjectInputs, images, stage: Path) -> Path | None:
-    """Segment the participant's FLAIR (with its T1w) and write mask + probability into
-    ``stage``; None (logged) when the segmentation refuses the images."""
+    """Segment the participant's FLAIR (with its T1w) and write mask + probability into ``stage``.
+
+    None (logged) when the segmentation refuses the images.
+    """
     from ironmap.workflows.lesionseg import LesionSegError, segment_images
 
     pid, sid = subject.participant_id, subject.session_id
@@ -99,8 +101,11 @@ def auto_mask(subject: SubjectInputs, images, stage: Path) -> Path | None:
 
 
 def lesion_qc_job(output_dir: Path, inputs: SubjectInputs):
-    """Participant-page figure job: the automatic lesion mask over the FLAIR, with lesion
-    count and load in the caption; None when the participant has no automatic mask."""
+    """Participant-page figure job.
+
+    The automatic lesion mask over the FLAIR, with lesion count and load in the caption; None when
+    the participant has no automatic mask.
+    """
     from functools import partial
 
     import nibabel as nib

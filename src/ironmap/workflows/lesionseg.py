@@ -95,8 +95,11 @@ def segment_images(flair: nib.Nifti1Image, t1w: nib.Nifti1Image | None = None, *
 def segment_from_file(flair_path, out_path, *, t1w_path=None, threshold: float = 0.5,
                       probability_path=None, overwrite: bool = False,
                       params: LesionSegParams | None = None) -> LesionSegmentation:
-    """``ironmap lesions segment``: write a BIDS ``_label-lesion_mask`` (+ JSON) and optionally
-    the probability map. Nothing is written when any check fails."""
+    """``ironmap lesions segment``.
+
+    Write a BIDS ``_label-lesion_mask`` (+ JSON) and optionally the probability map. Nothing is
+    written when any check fails.
+    """
     out_path = check_writable(out_path, overwrite)
     if probability_path is not None:
         probability_path = check_writable(probability_path, overwrite)

@@ -226,8 +226,10 @@ def simulate_cohort(out_dir, *, subjects_per_group=4, sites: int = 2, echoes: in
 
 
 def _run_subjects(jobs: list[tuple], nprocs: int) -> list[dict]:
-    """Simulate subjects serially or in ``nprocs`` processes (results in job order), with
-    progress and an estimate of the time left (a bar on a terminal, else log lines)."""
+    """Simulate subjects serially or in ``nprocs`` processes (results in job order).
+
+    With progress and an estimate of the time left (a bar on a terminal, else log lines).
+    """
     from concurrent.futures import as_completed
 
     from ironmap.parallel import Progress
