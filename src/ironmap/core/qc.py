@@ -110,3 +110,28 @@ def failure_fraction(flags, mask=None) -> float:
     if n == 0:
         return float("nan")
     return float(np.count_nonzero(f[inside] & FLAGS_INVALID)) / n
+
+
+def gre_coverage(echo1: np.ndarray, brain: np.ndarray) -> float:
+    """Fraction of ``brain`` voxels where the first echo exceeds 10 % of its 99th percentile.
+
+    Parameters
+    ----------
+    echo1 : ndarray of shape (nx, ny, nz)
+        First-echo magnitude (arbitrary units); NaN counts as 0.
+    brain : ndarray of bool, shape (nx, ny, nz)
+        Brain mask on the same grid.
+
+    Returns
+    -------
+    float
+        Fraction in [0, 1]; 0 when the echo has no positive voxel, NaN when the brain mask
+        has no voxel on the grid.
+    """
+    if not brain.any():
+        return float("nan")
+    e = np.nan_to_num(echo1)
+    positive = e[e > 0]
+    if positive.size == 0:
+        return 0.0
+    return float(np.mean(e[brain] > 0.1 * np.percentile(positive, 99)))

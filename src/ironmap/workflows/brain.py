@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from ironmap.core.qc import gre_coverage
 from ironmap.io.bids import InputError
 from ironmap.io.nifti import save_image
 from ironmap.io.outputs import derivative_path
@@ -104,18 +105,4 @@ def write_brain_mask(subject, cfg, images, r2img, xfm, stage, seg) -> dict[str, 
              subject.label, t1_cm3, int(on_r2.sum()), coverage)
     return {"brain_cm3": t1_cm3, "n_voxels_r2star": int(on_r2.sum()),
             "gre_coverage": float(coverage), "r2star_percentiles_1_50_99": pct}
-
-
-def gre_coverage(echo1: np.ndarray, brain: np.ndarray) -> float:
-    """Fraction of ``brain`` voxels where the first echo exceeds 10 % of its 99th percentile.
-
-    NaN when the brain mask has no voxel on the GRE grid.
-    """
-    if not brain.any():
-        return float("nan")
-    e = np.nan_to_num(echo1)
-    positive = e[e > 0]
-    if positive.size == 0:
-        return 0.0
-    return float(np.mean(e[brain] > 0.1 * np.percentile(positive, 99)))
 

@@ -73,9 +73,9 @@ def restrict(eroded_on_grid: np.ndarray | None, labels: np.ndarray) -> np.ndarra
 
     After the putamen split, which relabels voxels but never moves them.
     """
-    if eroded_on_grid is None:
-        return None
-    return np.where(eroded_on_grid > 0, labels, 0).astype(labels.dtype)
+    from ironmap.core.rois import restrict_labels
+
+    return restrict_labels(eroded_on_grid, labels)
 
 
 def stats_options(cfg: RunConfig, eroded: np.ndarray | None) -> dict[str, Any]:
@@ -93,7 +93,7 @@ def eroded_label_image(labels: np.ndarray, eroded: np.ndarray | None, affine: np
     Natively eroded labels, or each label of ``labels`` eroded on the R2* grid
     (``erode_labels(labels, steps, erode)``).
     """
-    from ironmap.core.rois import erode, erode_mm
+    from ironmap.core.rois import erode, erode_mm, erosion_steps
     from ironmap.spatial.grid import voxel_sizes
 
     if eroded is not None:
@@ -102,7 +102,7 @@ def eroded_label_image(labels: np.ndarray, eroded: np.ndarray | None, affine: np
     if s["erosion_mm"] is None:
         return erode_labels(labels, s["erosion_voxels"], erode)
     sizes = voxel_sizes(affine)
-    steps = int(np.ceil(s["erosion_mm"] / float(np.min(sizes)))) + 1
+    steps = erosion_steps(s["erosion_mm"], sizes)
     return erode_labels(labels, steps, lambda mask, _steps: erode_mm(mask, s["erosion_mm"],
                                                                       sizes))
 

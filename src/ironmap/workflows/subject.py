@@ -34,6 +34,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from ironmap.core.rois import erode_labels
 from ironmap.io.bids import InputError, MaskFile, SubjectInputs, resolve_mask_space
 from ironmap.io.layout import describe_columns
 from ironmap.io.nifti import load_image, save_image
@@ -314,27 +315,6 @@ def regional(subject, cfg, images, fit, r2img, xfm, stage, chosen, lesion=None) 
                .astype(np.int16), r2img.affine, derivative_path(stage, "dseg_eroded", pid, sid),
                sidecar=erosion.erosion_sidecar(cfg))
     return len(table)
-
-
-def erode_labels(labels: np.ndarray, erosion_voxels: int, erode) -> np.ndarray:
-    """Each label eroded on its own (``erode``: binary mask -> eroded mask), label image out.
-
-    Works on each label's bounding box padded by ``erosion_voxels + 1`` voxels, which gives
-    the same result as eroding the whole image (voxels outside the image count as outside).
-    """
-    from scipy import ndimage
-
-    out = np.zeros_like(labels)
-    positive = np.where(labels > 0, labels, 0)
-    for index, box in enumerate(ndimage.find_objects(positive), start=1):
-        if box is None:
-            continue
-        pad = tuple(slice(max(b.start - erosion_voxels - 1, 0),
-                          min(b.stop + erosion_voxels + 1, n))
-                    for b, n in zip(box, labels.shape, strict=True))
-        view = out[pad]
-        view[erode(labels[pad] == index, erosion_voxels)] = index
-    return out
 
 
 def lesions(subject, cfg, images, fit, r2img, xfm, stage, chosen) -> dict[str, Any]:
