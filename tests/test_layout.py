@@ -109,3 +109,8 @@ def test_every_file_of_a_participant_run_is_named_by_the_layout(reference_run):
     failures = read_tsv(output_path(out, "failures"))
     assert list(failures.columns) == list(column_dictionary("failures"))
     assert isinstance(failures, pd.DataFrame)
+
+
+def test_every_output_is_listed_in_the_docs():
+    text = (Path(__file__).resolve().parents[1] / "docs" / "outputs.md").read_text()
+    assert [k for k, o in LAYOUT.items() if f"| `{k}` | `{o.pattern}` |" not in text] == []
