@@ -45,7 +45,19 @@ def _info_path(output_dir: Path) -> Path:
 
 
 def lock_holder(output_dir: str | os.PathLike) -> dict[str, Any]:
-    """The holder recorded beside the lock (``{}`` when none or unreadable)."""
+    """The holder recorded beside the lock of an OUTPUT_DIR.
+
+    Parameters
+    ----------
+    output_dir : path-like
+        OUTPUT_DIR.
+
+    Returns
+    -------
+    dict
+        ``pid``, ``host``, ``since`` and ``command`` of the run holding the lock; ``{}`` when
+        none is recorded or the record is unreadable.
+    """
     try:
         info = json.loads(_info_path(Path(output_dir)).read_text(encoding="utf-8"))
     except (OSError, ValueError):

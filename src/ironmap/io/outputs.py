@@ -29,7 +29,22 @@ OUTPUTS: dict[str, tuple[str, str]] = {
 
 def subject_dir(root: str | os.PathLike, participant_id: str,
                 session_id: str | None = None) -> Path:
-    """``root/sub-X[/ses-Y]``."""
+    """A participant's folder under a derivative root.
+
+    Parameters
+    ----------
+    root : path-like
+        OUTPUT_DIR or a staging folder.
+    participant_id : str
+        Participant label, with or without ``sub-``.
+    session_id : str, optional
+        Session label, with or without ``ses-``.
+
+    Returns
+    -------
+    pathlib.Path
+        ``root/sub-X[/ses-Y]``.
+    """
     prefix = subject_prefix(participant_id, session_id).split("_")
     return Path(root, *prefix)
 
@@ -58,14 +73,37 @@ def derivative_path(root: str | os.PathLike, name: str, participant_id: str,
 
 
 def command_line() -> str:
-    """The command that is running, for provenance."""
+    """The command that is running, for provenance.
+
+    Returns
+    -------
+    str
+        The program name and its arguments, separated by spaces.
+    """
     return " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
 
 
 def write_dataset_description(root: str | os.PathLike, name: str = "ironmap",
                               source_datasets: list[str] | None = None,
                               extra: dict[str, Any] | None = None) -> Path:
-    """Write ``dataset_description.json`` of an ironmap derivative dataset."""
+    """Write ``dataset_description.json`` of an ironmap derivative dataset.
+
+    Parameters
+    ----------
+    root : path-like
+        The derivative dataset (OUTPUT_DIR).
+    name : str, optional
+        Its ``Name``.
+    source_datasets : list of str, optional
+        URLs of the datasets it was made from (``SourceDatasets``).
+    extra : dict, optional
+        Further keys.
+
+    Returns
+    -------
+    pathlib.Path
+        The file written.
+    """
     from ironmap import __version__
 
     desc: dict[str, Any] = {
