@@ -17,7 +17,20 @@ from ironmap.report.html import TableView, table_view
 
 
 def longitudinal_view(table: pd.DataFrame, dictionary: dict) -> TableView:
-    """``longitudinal.tsv`` as a report table."""
+    """``longitudinal.tsv`` as a report table.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        ``group/longitudinal.tsv``.
+    dictionary : dict
+        Its column dictionary.
+
+    Returns
+    -------
+    TableView
+        The table for the template.
+    """
     cols = ["region", "group", "r2star_change_per_year", "ci_low", "ci_high", "pvalue",
             "n_participants", "n_scans", "model"]
     return table_view(table, id="longitudinal", columns=cols, dictionary=dictionary,
@@ -27,7 +40,20 @@ def longitudinal_view(table: pd.DataFrame, dictionary: dict) -> TableView:
 
 
 def harmonisation_view(table: pd.DataFrame, dictionary: dict) -> TableView:
-    """``harmonisation.tsv`` as a report table."""
+    """``harmonisation.tsv`` as a report table.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        ``group/harmonisation.tsv``.
+    dictionary : dict
+        Its column dictionary.
+
+    Returns
+    -------
+    TableView
+        The table for the template.
+    """
     return table_view(table, id="harmonisation", dictionary=dictionary,
                       caption="Site effects before and after harmonisation: site "
                               "classification AUC and travelling-head reliability (ICC, "
@@ -37,7 +63,24 @@ def harmonisation_view(table: pd.DataFrame, dictionary: dict) -> TableView:
 
 def longitudinal_jobs(scans: pd.DataFrame, rates: pd.DataFrame, groups: list[str],
                       value_column: str) -> list[F.FigureJob]:
-    """One spaghetti figure per region of ``rates`` (canonical order)."""
+    """One spaghetti figure per region of ``rates`` (canonical order).
+
+    Parameters
+    ----------
+    scans : pandas.DataFrame
+        Bilateral regional values per scan with ``years`` since the first scan.
+    rates : pandas.DataFrame
+        ``longitudinal.tsv``.
+    groups : list of str
+        Groups in colour order.
+    value_column : str
+        The analysed R2* column (s^-1).
+
+    Returns
+    -------
+    list of FigureJob
+        The figures to make.
+    """
     present = list(dict.fromkeys(rates["region"]))
     regions = [r for r in REGIONS if r in present] + [r for r in present if r not in REGIONS]
     return [F.FigureJob(
@@ -51,7 +94,20 @@ def longitudinal_jobs(scans: pd.DataFrame, rates: pd.DataFrame, groups: list[str
 
 
 def methods_text(harmonisation: pd.DataFrame | None, longitudinal: pd.DataFrame | None) -> str:
-    """Methods paragraph of the repeated-scans analyses that were run."""
+    """Methods paragraph of the repeated-scans analyses that were run.
+
+    Parameters
+    ----------
+    harmonisation : pandas.DataFrame or None
+        ``harmonisation.tsv`` (None: not run).
+    longitudinal : pandas.DataFrame or None
+        ``longitudinal.tsv`` (None: not run).
+
+    Returns
+    -------
+    str
+        The paragraph ("" when neither ran).
+    """
     parts = []
     stages = [] if harmonisation is None else [
         s for s in dict.fromkeys(harmonisation["stage"]) if s.startswith("after ")]

@@ -49,7 +49,20 @@ class StudyInputs:
 
 
 def table(inputs: StudyInputs, name: str) -> pd.DataFrame | None:
-    """A loaded table, or None."""
+    """A loaded cohort table.
+
+    Parameters
+    ----------
+    inputs : StudyInputs
+        The loaded study tables and ``stats.json``.
+    name : str
+        ``table1``, ``table2``, ``agefit``, ``lesions`` or ``volumes``.
+
+    Returns
+    -------
+    pandas.DataFrame or None
+        The table, or None when it was not found.
+    """
     entry = inputs.tables.get(name)
     return None if entry is None else entry[0]
 
@@ -57,8 +70,17 @@ def table(inputs: StudyInputs, name: str) -> pd.DataFrame | None:
 def cohort(inputs: StudyInputs) -> pd.DataFrame:
     """One row per participant(/session) and bilateral region.
 
-    Columns: ``participant_id``, ``session_id``, ``region``, ``r2star_mean``,
-    ``r2star_agecorr`` (NaN when absent), ``group``, ``age``, ``site``, ``cortical_gm_cm3``.
+    Parameters
+    ----------
+    inputs : StudyInputs
+        The loaded study tables and ``stats.json``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``participant_id``, ``session_id``, ``region``, ``r2star_mean`` (s^-1),
+        ``r2star_agecorr`` (s^-1, NaN when absent), ``group``, ``age`` (years), ``site``,
+        ``cortical_gm_cm3``.
     """
     reg = inputs.regional
     cols = ["participant_id", "session_id", "region", "r2star_mean", "r2star_agecorr", "group",
@@ -95,6 +117,16 @@ def volume_column(inputs: StudyInputs) -> str:
 
     From ``stats.json`` ``sources.volumes.cortical_gm_cm3`` (``group/volumes.tsv:COLUMN``);
     otherwise the group level's rule: the normalised volume when it has values.
+
+    Parameters
+    ----------
+    inputs : StudyInputs
+        The loaded study tables and ``stats.json``.
+
+    Returns
+    -------
+    str
+        The column name (cm³).
     """
     src = ((inputs.stats.get("sources") or {}).get("volumes") or {})
     named = src.get("cortical_gm_cm3") if isinstance(src, dict) else None
@@ -108,7 +140,20 @@ def volume_column(inputs: StudyInputs) -> str:
 
 
 def group_order(inputs: StudyInputs, data: pd.DataFrame) -> list[str]:
-    """Controls first, then the seed's phenotypes, then other labels (sorted)."""
+    """Groups in display order: controls first, then the seed's phenotypes, then other labels.
+
+    Parameters
+    ----------
+    inputs : StudyInputs
+        The loaded study tables and ``stats.json``.
+    data : pandas.DataFrame
+        The cohort table of :func:`cohort`.
+
+    Returns
+    -------
+    list of str
+        The groups present in ``data``.
+    """
     present = [str(g) for g in pd.unique(data["group"].dropna())]
     if inputs.participants is not None and inputs.group_column in inputs.participants:
         present += [str(g) for g in pd.unique(inputs.participants[inputs.group_column].dropna())]
@@ -118,7 +163,18 @@ def group_order(inputs: StudyInputs, data: pd.DataFrame) -> list[str]:
 
 
 def regions_present(data: pd.DataFrame) -> list[str]:
-    """Canonical regions first (Table 2 order), then any others found."""
+    """Regions in display order: canonical regions first (Table 2 order), then any others.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        The cohort table of :func:`cohort`.
+
+    Returns
+    -------
+    list of str
+        The regions present in ``data``.
+    """
     found = [str(r) for r in pd.unique(data["region"])]
     return [r for r in REGIONS if r in found] + sorted(set(found) - set(REGIONS))
 
@@ -130,7 +186,20 @@ def _value_column(data: pd.DataFrame) -> tuple[str, str]:
 
 
 def missing_items(inputs: StudyInputs, data: pd.DataFrame) -> list[str]:
-    """Sentences naming what the report cannot show and why."""
+    """Sentences naming what the report cannot show and why.
+
+    Parameters
+    ----------
+    inputs : StudyInputs
+        The loaded study tables and ``stats.json``.
+    data : pandas.DataFrame
+        The cohort table of :func:`cohort`.
+
+    Returns
+    -------
+    list of str
+        One sentence per missing table, column or figure input (loading problems first).
+    """
     out = list(inputs.problems)
     ctrl, gcol = inputs.control_label, inputs.group_column
     parts = inputs.participants
@@ -172,7 +241,20 @@ def missing_items(inputs: StudyInputs, data: pd.DataFrame) -> list[str]:
 
 
 def significance(inputs: StudyInputs) -> tuple[float, bool]:
-    """(alpha, whether FDR q-values replace p-values) of the run, from ``stats.json``."""
+    """Significance level of the run and whether FDR q-values replace p-values.
+
+    Parameters
+    ----------
+    inputs : StudyInputs
+        The loaded study tables and ``stats.json``.
+
+    Returns
+    -------
+    alpha : float
+        From ``stats.json`` settings (default 0.05).
+    fdr : bool
+        Whether Benjamini-Hochberg q-values are shown instead of p-values.
+    """
     settings = inputs.stats.get("settings") or {}
     record = inputs.stats.get("methods") or {}
     fdr = (record.get("fdr") or {}).get("applied") if isinstance(record, dict) else None
@@ -186,7 +268,22 @@ def significance(inputs: StudyInputs) -> tuple[float, bool]:
 
 
 def group_pvalues(inputs: StudyInputs, region: str, groups: list[str]) -> dict[str, float]:
-    """Group -> p (q with FDR) of its Mann-Whitney comparison with the controls (Table 2)."""
+    """Group -> p (q with FDR) of its Mann-Whitney comparison with the controls (Table 2).
+
+    Parameters
+    ----------
+    inputs : StudyInputs
+        The loaded study tables and ``stats.json``.
+    region : str
+        Canonical region.
+    groups : list of str
+        Groups to look up.
+
+    Returns
+    -------
+    dict of str to float
+        The groups that have a value in Table 2.
+    """
     t2 = table(inputs, "table2")
     if t2 is None or "region" not in t2:
         return {}
@@ -234,7 +331,20 @@ def _fig3_job(data, region, ctrl, value_col, ylabel, groups, vcol) -> F.FigureJo
 
 
 def figure_jobs(inputs: StudyInputs, data: pd.DataFrame) -> dict[str, list[F.FigureJob]]:
-    """The study figures per report section (``fig2``, ``fig3``, ``agecurves``, ``sitefig``)."""
+    """The study figures per report section.
+
+    Parameters
+    ----------
+    inputs : StudyInputs
+        The loaded study tables and ``stats.json``.
+    data : pandas.DataFrame
+        The cohort table of :func:`cohort`.
+
+    Returns
+    -------
+    dict of str to list of FigureJob
+        Section (``fig2``, ``fig3``, ``agecurves``, ``sitefig``) -> figures to make.
+    """
     regions = regions_present(data) or list(REGIONS)
     groups = group_order(inputs, data)
     value_col, ylabel = _value_column(data) if not data.empty else ("r2star_mean", "R2* (1/s)")
@@ -271,7 +381,18 @@ def figure_jobs(inputs: StudyInputs, data: pd.DataFrame) -> dict[str, list[F.Fig
 
 
 def table1_views(inputs: StudyInputs) -> tuple[TableView | None, TableView | None]:
-    """Table 1 in the seed's layout (range (mean) and mean (SD) text columns) and in full."""
+    """Table 1 in the seed's layout (range (mean) and mean (SD) text columns) and in full.
+
+    Parameters
+    ----------
+    inputs : StudyInputs
+        The loaded study tables and ``stats.json``.
+
+    Returns
+    -------
+    main, full : TableView or None
+        The two views; None when Table 1 is absent (``full`` also without text columns).
+    """
     entry = inputs.tables.get("table1")
     if entry is None:
         return None, None
@@ -366,6 +487,24 @@ def table2_main_view(df: pd.DataFrame, dictionary: dict, control: str, alpha: fl
     Mean (SD) per group with the Mann-Whitney p against the controls below it, volume correlations
     with their p, stepwise betas, model R and p; significant values (p, or FDR q, below ``alpha``)
     bold with ``*``.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        ``table2.tsv``.
+    dictionary : dict
+        Its column dictionary.
+    control : str
+        The controls' group label.
+    alpha : float, optional
+        Significance level.
+    fdr : bool, optional
+        Show q-values instead of p-values.
+
+    Returns
+    -------
+    TableView
+        The table for the template.
     """
     groups = _table2_groups(df, control)
     header = [("region", "Region")]
@@ -392,6 +531,16 @@ def table2_views(inputs: StudyInputs) -> tuple[TableView | None, TableView | Non
     """Table 2 in the seed's layout and the full table.
 
     The first as :func:`table2_main_view`, the second with every test, statistic and convention.
+
+    Parameters
+    ----------
+    inputs : StudyInputs
+        The loaded study tables and ``stats.json``.
+
+    Returns
+    -------
+    main, full : TableView or None
+        The two views; None when Table 2 is absent or empty.
     """
     entry = inputs.tables.get("table2")
     if entry is None:
@@ -408,7 +557,18 @@ def table2_views(inputs: StudyInputs) -> tuple[TableView | None, TableView | Non
 
 
 def agefit_view(inputs: StudyInputs) -> TableView | None:
-    """The pooled bilateral age model per region."""
+    """The pooled bilateral age model per region.
+
+    Parameters
+    ----------
+    inputs : StudyInputs
+        The loaded study tables and ``stats.json``.
+
+    Returns
+    -------
+    TableView or None
+        None when ``agefit.tsv`` is absent.
+    """
     fits = bilateral_fits(table(inputs, "agefit"))
     if fits is None:
         return None
@@ -421,7 +581,18 @@ def agefit_view(inputs: StudyInputs) -> TableView | None:
 
 
 def bilateral_fits(agefit: pd.DataFrame | None) -> pd.DataFrame | None:
-    """Rows of ``agefit.tsv`` for bilateral regions pooled over sites."""
+    """Rows of ``agefit.tsv`` for bilateral regions pooled over sites.
+
+    Parameters
+    ----------
+    agefit : pandas.DataFrame or None
+        ``agefit.tsv``.
+
+    Returns
+    -------
+    pandas.DataFrame or None
+        The rows with ``hemisphere`` bilateral and ``site`` all (None for None).
+    """
     if agefit is None or agefit.empty:
         return None
     rows = agefit
@@ -434,7 +605,24 @@ def bilateral_fits(agefit: pd.DataFrame | None) -> pd.DataFrame | None:
 
 def summary_cards(inputs: StudyInputs, data: pd.DataFrame, n_flags: int,
                   n_failed: int) -> list[dict[str, Any]]:
-    """The numbers at the top of the page."""
+    """The numbers at the top of the page.
+
+    Parameters
+    ----------
+    inputs : StudyInputs
+        The loaded study tables and ``stats.json``.
+    data : pandas.DataFrame
+        The cohort table of :func:`cohort`.
+    n_flags : int
+        QC flags raised.
+    n_failed : int
+        Participants failed or excluded.
+
+    Returns
+    -------
+    list of dict
+        ``value``, ``label`` and ``kind`` (``ok``, ``warn``, ``bad`` or "") per card.
+    """
     n_sub = int(data["participant_id"].nunique()) if not data.empty else 0
     cards = [{"value": n_sub, "label": "participants with R2*", "kind": "ok" if n_sub else "bad"}]
     if not data.empty:
