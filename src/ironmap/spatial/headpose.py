@@ -57,7 +57,18 @@ def _world(affine: np.ndarray, ijk: np.ndarray) -> np.ndarray:
 
 
 def head_mask(data: np.ndarray) -> np.ndarray:
-    """Voxels of the head (step 1 of the module notes), bool of the shape of ``data``."""
+    """Voxels of the head (step 1 of the module notes).
+
+    Parameters
+    ----------
+    data : ndarray of shape (X, Y, Z)
+        T1w intensities.
+
+    Returns
+    -------
+    ndarray of bool, shape (X, Y, Z)
+        The head.
+    """
     data = np.nan_to_num(np.asarray(data, dtype=np.float32))
     positive = data[data > 0]
     if positive.size == 0:
@@ -76,6 +87,20 @@ def is_skull_stripped(data: np.ndarray, head: np.ndarray, voxel_cm3: float) -> b
 
     The outer voxel layer of the head is darker than its interior (median), whereas the scalp of a
     T1w head (fat) is brighter.
+
+    Parameters
+    ----------
+    data : ndarray of shape (X, Y, Z)
+        T1w intensities.
+    head : ndarray of bool, shape (X, Y, Z)
+        Its head mask (:func:`head_mask`).
+    voxel_cm3 : float
+        Volume of one voxel in cm³.
+
+    Returns
+    -------
+    bool
+        Whether the image holds a brain without scalp.
     """
     zeros = float(np.mean(np.asarray(data) == 0))
     if zeros < 1 / 3 or float(head.sum()) * voxel_cm3 >= 2200.0:
@@ -138,6 +163,18 @@ def write_ants_translation(translation_ras: np.ndarray, path: str | Path) -> str
     """Write the translation as an ANTs affine transform file; return its path.
 
     Fixed = subject, moving = template; ANTs maps fixed LPS points to moving LPS points.
+
+    Parameters
+    ----------
+    translation_ras : ndarray of shape (3,)
+        Subject point -> template point, RAS mm.
+    path : path-like
+        The ``.mat`` file to write.
+
+    Returns
+    -------
+    str
+        ``path``.
     """
     import ants
 

@@ -330,6 +330,11 @@ def displacement_error(matrix, reference, points_mm) -> tuple[float, float]:
         World-to-world matrices (estimated, true).
     points_mm : ndarray of shape (n, 3)
         World points (e.g. brain voxel centres of the fixed image), mm.
+
+    Returns
+    -------
+    mean, max : float
+        Distances in mm.
     """
     pts = np.c_[np.asarray(points_mm, dtype=float), np.ones(len(points_mm))]
     diff = (pts @ np.asarray(matrix, float).T - pts @ np.asarray(reference, float).T)[:, :3]
@@ -399,6 +404,11 @@ def save_transform(reg, path) -> Path:
     reg : Registration or ndarray of shape (4, 4)
         RAS fixed-to-moving matrix.
     path : path-like
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
     """
     p = Path(path)
     matrix = _matrix_of(reg)

@@ -286,6 +286,12 @@ def segment_tissues(t1w: nib.Nifti1Image, *, label: str = "T1w", template_mm: in
         N4 bias-field correction inside the brain and its margin before the classification
         (off by default; see docs/volumes.md).
 
+    Returns
+    -------
+    TissueSegmentation
+        GM, WM, CSF and deep-GM fractions on the T1w grid (0-1), voxel sizes (mm), the
+        subject-to-template matrix and the registration's similarity.
+
     Raises
     ------
     SegmentationError
