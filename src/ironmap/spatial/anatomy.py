@@ -353,6 +353,18 @@ def head_top_translation(reference: nib.Nifti1Image, brain: nib.Nifti1Image
     along world z, the brain centre is placed below the vertex by the template's own
     top-of-brain-to-centre distance plus :data:`SCALP_MM`, and in x/y at the centroid of the
     top 100 mm of the head. Returns None (keep the centre of mass) otherwise.
+
+    Parameters
+    ----------
+    reference : nibabel.Nifti1Image
+        The subject's head image (fixed).
+    brain : nibabel.Nifti1Image
+        The template's brain mask (moving).
+
+    Returns
+    -------
+    ndarray of shape (3,) or None
+        Reference point -> template point, RAS mm; None to keep ANTs' centre-of-mass start.
     """
     data = np.nan_to_num(np.asarray(reference.get_fdata(dtype=np.float32)))
     positive = data[data > 0]

@@ -159,10 +159,26 @@ def _register_brain(subject, template, brain, iterations, prefix, init, affine_p
 
 
 def atlas_region(name: str, index: int | None = None) -> tuple[str | None, str]:
-    """Atlas label name -> ``(canonical region or None, hemisphere)``.
+    """Atlas label name -> canonical region and hemisphere.
 
     A trailing ``_<index>`` (AAL3: ``Caudate_L_75``) is ignored.
 
+    Parameters
+    ----------
+    name : str
+        The label name as shipped.
+    index : int, optional
+        Its index (to recognise the ``_<index>`` suffix).
+
+    Returns
+    -------
+    region : str or None
+        Canonical region, None when the name names none.
+    hemisphere : str
+        ``left``, ``right`` or ``bilateral``.
+
+    Examples
+    --------
     >>> atlas_region("SN_pc_L_161", 161)
     ('substantia_nigra', 'left')
     >>> atlas_region("Right_Dentate")
