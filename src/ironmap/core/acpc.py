@@ -21,6 +21,16 @@ PUTAMEN_LABELS: dict[str, tuple[tuple[int, ...], int, int]] = {
 def acpc_axis(ac_mm, pc_mm) -> np.ndarray:
     """Unit vector from PC to AC (pointing anterior), shape (3,).
 
+    Parameters
+    ----------
+    ac_mm, pc_mm : array-like of 3 float
+        AC and PC in world mm.
+
+    Returns
+    -------
+    ndarray of shape (3,)
+        The unit vector.
+
     Raises
     ------
     ValueError
@@ -36,7 +46,20 @@ def acpc_axis(ac_mm, pc_mm) -> np.ndarray:
 
 
 def anterior_of_ac(points_mm: np.ndarray, ac_mm, pc_mm) -> np.ndarray:
-    """True for points (n, 3) in front of (or on) the plane through AC perpendicular to AC-PC."""
+    """True for points in front of (or on) the plane through AC perpendicular to AC-PC.
+
+    Parameters
+    ----------
+    points_mm : ndarray of shape (n, 3)
+        World mm.
+    ac_mm, pc_mm : array-like of 3 float
+        AC and PC in the same world mm.
+
+    Returns
+    -------
+    ndarray of bool, shape (n,)
+        Whether each point is anterior.
+    """
     u = acpc_axis(ac_mm, pc_mm)
     offset = (np.asarray(points_mm, dtype=float) - np.asarray(ac_mm, dtype=float)) @ u
     return offset >= -1e-6
@@ -72,6 +95,16 @@ def whole_putamen_labels(names: dict[int, str]) -> dict[int, str]:
     """Label indices naming a whole putamen, with their hemisphere.
 
     Only in the hemispheres whose labels do not already name both putamen parts.
+
+    Parameters
+    ----------
+    names : dict of int to str
+        Label index -> name.
+
+    Returns
+    -------
+    dict of int to str
+        Index -> ``left`` or ``right``.
     """
     regions = {i: canonical_region(n) for i, n in names.items()}
     parts = set(regions.values())

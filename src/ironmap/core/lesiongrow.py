@@ -138,7 +138,22 @@ def grow_lesions(
 
 
 def local_background(img: np.ndarray, brain: np.ndarray, box) -> float:
-    """Most frequent brain intensity in a box (smoothed 64-bin histogram mode)."""
+    """Most frequent brain intensity in a box (smoothed 64-bin histogram mode).
+
+    Parameters
+    ----------
+    img : ndarray of shape (X, Y, Z)
+        FLAIR intensities.
+    brain : ndarray of bool, shape (X, Y, Z)
+        Brain mask.
+    box : tuple of slice
+        The box.
+
+    Returns
+    -------
+    float
+        The mode (intensity units).
+    """
     values = img[box][brain[box]]
     if values.size < 20:
         return float(np.median(values)) if values.size else 0.0
