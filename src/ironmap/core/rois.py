@@ -73,6 +73,20 @@ COLUMN_DESCRIPTIONS: dict[str, dict[str, str]] = {
 def region_key(label_name: str) -> tuple[str, str]:
     """``(region, hemisphere)`` of a label name; unknown stems in lower snake case.
 
+    Parameters
+    ----------
+    label_name : str
+        A label name.
+
+    Returns
+    -------
+    region : str
+        Canonical region or the stem in lower snake case.
+    hemisphere : str
+        ``left``, ``right`` or ``bilateral``.
+
+    Examples
+    --------
     >>> region_key("Left-Thalamus-Proper")
     ('thalamus_proper', 'left')
     >>> region_key("Right-Putamen-Anterior")
@@ -86,7 +100,20 @@ def region_key(label_name: str) -> tuple[str, str]:
 
 
 def erode(mask: np.ndarray, erosion_voxels: int = 1) -> np.ndarray:
-    """Binary erosion by ``erosion_voxels`` steps of :data:`EROSION_STRUCTURE` (0 = none)."""
+    """Binary erosion by ``erosion_voxels`` steps of :data:`EROSION_STRUCTURE`.
+
+    Parameters
+    ----------
+    mask : ndarray of bool, shape (X, Y, Z)
+        The mask (voxels outside the image count as outside).
+    erosion_voxels : int, optional
+        Steps (0: none).
+
+    Returns
+    -------
+    ndarray of bool, shape (X, Y, Z)
+        The eroded mask.
+    """
     mask = np.asarray(mask, dtype=bool)
     if erosion_voxels <= 0 or not mask.any():
         return mask.copy()
@@ -132,6 +159,27 @@ def erode_region(mask: np.ndarray, *, erosion_voxels: int = 1, erosion_mm: float
 
     :func:`erode_mm` when ``erosion_mm`` is given (needs ``voxel_sizes``), else :func:`erode` by
     ``erosion_voxels`` steps.
+
+    Parameters
+    ----------
+    mask : ndarray of bool, shape (X, Y, Z)
+        The region.
+    erosion_voxels : int, optional
+        Voxel steps.
+    erosion_mm : float, optional
+        Distance in mm.
+    voxel_sizes : sequence of 3 float, optional
+        Voxel edges in mm.
+
+    Returns
+    -------
+    ndarray of bool, shape (X, Y, Z)
+        The eroded region.
+
+    Raises
+    ------
+    ValueError
+        For an erosion in mm without voxel sizes.
     """
     if erosion_mm is None:
         return erode(mask, erosion_voxels)
@@ -252,6 +300,13 @@ def erode_label_image(labels: np.ndarray, label_names: dict[int, str], *,
 
 def small_regions(table: pd.DataFrame, min_voxels: int) -> dict[str, int]:
     """Rows of a regional table whose used voxels (``n_voxels``) are below ``min_voxels``.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        A regional table (``region``, ``hemisphere``, ``n_voxels``).
+    min_voxels : int
+        Least voxels.
 
     Returns
     -------
