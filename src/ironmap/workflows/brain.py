@@ -44,6 +44,25 @@ def t1w_anatomy(subject, cfg, images, r2img, xfm, stage, summary: dict[str, Any]
     """Segment the T1w once; write the brain mask and (``cfg.volumes``) the volume table.
 
     Results go into ``summary`` (``brain``, ``volumes``), failures into ``failed``.
+
+    Parameters
+    ----------
+    subject : SubjectInputs
+        The participant.
+    cfg : RunConfig
+        The run's configuration.
+    images : Images
+        The participant's loaded images.
+    r2img : nibabel.Nifti1Image
+        The R2* map (its grid).
+    xfm : dict of str to ndarray of shape (4, 4)
+        T1w world mm -> world mm of each series.
+    stage : pathlib.Path
+        The participant's staging folder.
+    summary : dict
+        The participant's summary (changed in place).
+    failed : dict of str to str
+        Failed steps -> message (changed in place).
     """
     from ironmap.workflows.subject import _tolerate_segmentation
     from ironmap.workflows.volumes import segment_t1w, subject_volumes
@@ -71,6 +90,19 @@ def t1w_anatomy(subject, cfg, images, r2img, xfm, stage, summary: dict[str, Any]
 
 def write_brain_mask(subject, cfg, images, r2img, xfm, stage, seg) -> dict[str, Any]:
     """Write the brain mask on the T1w and R2* grids; returns its summary.
+
+    Parameters
+    ----------
+    subject, cfg, images, r2img, xfm, stage
+        As for :func:`t1w_anatomy`.
+    seg : TissueSegmentation
+        The T1w segmentation.
+
+    Returns
+    -------
+    dict
+        ``brain_cm3``, ``n_voxels_r2star``, ``gre_coverage`` (0-1) and
+        ``r2star_percentiles_1_50_99`` (s^-1).
 
     Raises
     ------

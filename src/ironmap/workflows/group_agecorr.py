@@ -53,7 +53,27 @@ def _row(region, hemi, site, fit: agecorr.AgeFit, res, n_boot: int) -> dict:
 
 def age_correct_all(regional: pd.DataFrame, subjects: pd.DataFrame, settings: GroupSettings,
                     ref_age: float, notes: list[str]) -> AgeCorrection:
-    """Fit and apply the age model per region and hemisphere (messages appended to ``notes``)."""
+    """Fit and apply the age model per region and hemisphere.
+
+    Parameters
+    ----------
+    regional : pandas.DataFrame
+        One session per participant, long table with the analysed R2* column (s^-1).
+    subjects : pandas.DataFrame
+        One row per participant (``age`` in years, ``is_control``, ``site``).
+    settings : GroupSettings
+        The group settings (model, bootstrap, per-site).
+    ref_age : float
+        Reference age in years.
+    notes : list of str
+        Messages are appended here.
+
+    Returns
+    -------
+    AgeCorrection
+        Adjusted values and their bootstrap SD (s^-1, on ``regional``'s index), the fits and
+        the bands.
+    """
     info = subjects.set_index("participant_id")
     merged = regional[["participant_id"]].join(info[["age", "is_control", "site"]],
                                                on="participant_id")
@@ -93,6 +113,19 @@ def model_summary(fits: pd.DataFrame, settings: GroupSettings) -> dict:
 
     Requested model, the model used per region (bilateral, pooled), and a description of each model
     used (read by the methods text).
+
+    Parameters
+    ----------
+    fits : pandas.DataFrame
+        ``agefit.tsv``.
+    settings : GroupSettings
+        The group settings.
+
+    Returns
+    -------
+    dict
+        ``requested``, ``per_region`` (region -> model used), the prior on ``b``, the
+        bootstrap settings and ``descriptions``.
     """
     b_med, b_sd = float(np.exp(agecorr.B_PRIOR[0])), agecorr.B_PRIOR[1]
     used: dict[str, str] = {}

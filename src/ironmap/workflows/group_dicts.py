@@ -23,7 +23,18 @@ from ironmap.io.dictionaries import (  # noqa: F401 - re-exported
 
 
 def clean_json(obj: Any) -> Any:
-    """Replace NaN/inf by None and numpy scalars by Python numbers, recursively."""
+    """Replace NaN/inf by None and numpy scalars by Python numbers, recursively.
+
+    Parameters
+    ----------
+    obj : object
+        A JSON-like structure.
+
+    Returns
+    -------
+    object
+        The cleaned copy.
+    """
     if isinstance(obj, dict):
         return {str(k): clean_json(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
@@ -37,7 +48,36 @@ def clean_json(obj: Any) -> Any:
 
 def stats_document(*, settings, reference_age, subjects, sources, records, lesions,
                    multicenter, exclusions, fits, participants_meta) -> dict:
-    """The machine-readable summary written to ``stats.json``."""
+    """The machine-readable summary written to ``stats.json``.
+
+    Parameters
+    ----------
+    settings : GroupSettings
+        The group settings.
+    reference_age : float
+        Years.
+    subjects : pandas.DataFrame
+        The analysed participants.
+    sources : dict
+        Where lesion and volume values came from.
+    records : list of dict
+        Test records.
+    lesions : dict
+        Lesion analysis.
+    multicenter : dict
+        Region -> multicenter details.
+    exclusions : dict
+        Excluded participants and notes.
+    fits : pandas.DataFrame
+        ``agefit.tsv``.
+    participants_meta : dict
+        ``participants.json``.
+
+    Returns
+    -------
+    dict
+        The document (JSON-clean).
+    """
     import scipy
     import statsmodels
 
