@@ -50,6 +50,22 @@ def page_key(output_dir: Path, subject, info: dict[str, str],
     """Key of everything the page of ``subject`` is made from.
 
     ``subject`` is a :class:`~ironmap.io.bids.SubjectInputs`; see the module docstring.
+
+    Parameters
+    ----------
+    output_dir : pathlib.Path
+        OUTPUT_DIR.
+    subject : SubjectInputs
+        The participant.
+    info : dict of str to str
+        The page's ``participants.tsv`` fields.
+    thresholds : QCThresholds
+        The QC limits.
+
+    Returns
+    -------
+    str
+        SHA-256 hex digest.
     """
     from ironmap import __version__
 
@@ -67,7 +83,22 @@ def page_key(output_dir: Path, subject, info: dict[str, str],
 
 
 def load(fig_dir: Path, page: Path, key: str) -> dict[str, Any] | None:
-    """The stored ``{"row", "flags"}`` of a page whose key matches and whose files exist."""
+    """The stored QC row and flags of a page whose key matches and whose files exist.
+
+    Parameters
+    ----------
+    fig_dir : pathlib.Path
+        The participant's figure folder.
+    page : pathlib.Path
+        The participant's page.
+    key : str
+        The key now (:func:`page_key`).
+
+    Returns
+    -------
+    dict or None
+        ``{"row", "flags"}``; None when the page must be made again.
+    """
     try:
         doc = json.loads((fig_dir / KEY_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -87,6 +118,17 @@ def store(fig_dir: Path, page: Path, key: str, result: dict[str, Any]) -> None:
     """Record the key, qc.tsv row and flags of a page just written.
 
     The figures it lists are the files under ``fig_dir``, relative to the page's folder.
+
+    Parameters
+    ----------
+    fig_dir : pathlib.Path
+        The participant's figure folder.
+    page : pathlib.Path
+        The page just written.
+    key : str
+        Its key.
+    result : dict
+        ``{"row", "flags"}``.
     """
     files = sorted(str(p.relative_to(page.parent)) for p in fig_dir.rglob("*")
                    if p.is_file() and p.name != KEY_FILE)

@@ -51,7 +51,24 @@ def _session_key(values: pd.Series) -> pd.Series:
 
 def scan_table(bids_dir, regional: pd.DataFrame, subjects: pd.DataFrame,
                notes: list[str]) -> pd.DataFrame:
-    """One row per scan: ``participant_id, session_id, site, group, age, years``."""
+    """One row per scan: ``participant_id, session_id, site, group, age, years``.
+
+    Parameters
+    ----------
+    bids_dir : path-like
+        BIDS_DIR (sessions files).
+    regional : pandas.DataFrame
+        The cohort regional table.
+    subjects : pandas.DataFrame
+        One row per participant.
+    notes : list of str
+        Notes are appended here.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per scan; ``age`` and ``years`` in years.
+    """
     scans = regional[["participant_id", "session_id"]].copy() if "session_id" in regional \
         else regional[["participant_id"]].assign(session_id=np.nan)
     scans["participant_id"] = scans["participant_id"].map(normalise_id)
@@ -109,7 +126,22 @@ def _long(wide: pd.DataFrame, scans: pd.DataFrame, name: str) -> pd.DataFrame:
 
 
 def site_effects(wide: pd.DataFrame, scans: pd.DataFrame, stage: str) -> pd.DataFrame:
-    """Rows of ``harmonisation.tsv`` for one stage (AUC row + per-region reliability)."""
+    """Rows of ``harmonisation.tsv`` for one stage (AUC row + per-region reliability).
+
+    Parameters
+    ----------
+    wide : pandas.DataFrame
+        Scans x region/hemisphere R2* (s^-1).
+    scans : pandas.DataFrame
+        :func:`scan_table`.
+    stage : str
+        ``before`` or ``after <method>``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The rows, columns of the harmonisation dictionary.
+    """
     bil = [c for c in wide.columns if c.endswith("|bilateral")] or list(wide.columns)
     x = wide[bil].to_numpy(dtype=float)
     keep = np.isfinite(x).all(axis=1) & scans["site"].notna().to_numpy()
@@ -157,6 +189,28 @@ def run_repeated_measures(cfg, settings, subjects: pd.DataFrame, regional_all: p
     """Steps 1-4 (module docstring); returns ``(regional_all, regional, settings)``.
 
     ``settings.value_column`` becomes ``r2star_harmonised`` when harmonising.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run's configuration (``harmonise``).
+    settings : GroupSettings
+        The group settings.
+    subjects : pandas.DataFrame
+        One row per participant.
+    regional_all : pandas.DataFrame
+        Every scan's regional values.
+    regional : pandas.DataFrame
+        One session per participant.
+    output_dir : pathlib.Path
+        OUTPUT_DIR.
+    notes : list of str
+        Notes are appended here.
+
+    Returns
+    -------
+    tuple
+        ``(regional_all, regional, settings)``.
     """
     method = getattr(cfg, "harmonise", "none") or "none"
     if method != "none" and method not in HARMONISERS:
@@ -205,9 +259,19 @@ def _longitudinal(regional_all, scans, value, output_dir, notes) -> None:
 
 
 def report_context(output_dir) -> dict | None:
-    """Template context of the study report's repeated-scans block (None without results).
+    """Template context of the study report's repeated-scans block.
 
     Failures are logged and give None: the report never fails on this block.
+
+    Parameters
+    ----------
+    output_dir : path-like
+        OUTPUT_DIR.
+
+    Returns
+    -------
+    dict or None
+        Tables, figures and methods text; None without results.
     """
     from ironmap.io.tables import read_dictionary, read_tsv
     from ironmap.report import repeated as view
