@@ -69,7 +69,18 @@ def _read_json(path: Path, problems: list[str]) -> dict[str, Any]:
 
 
 def load_study(cfg: RunConfig) -> study.StudyInputs:
-    """Read the cohort tables, ``stats.json``, participants and failures."""
+    """Read the cohort tables, ``stats.json``, participants and failures.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run's configuration.
+
+    Returns
+    -------
+    StudyInputs
+        The tables (missing ones absent, unreadable ones listed in ``problems``).
+    """
     out = Path(cfg.output_dir)
     problems: list[str] = []
     inputs = study.StudyInputs(output_dir=out, config=run_config(cfg), problems=problems)
@@ -159,7 +170,21 @@ def _brain_mask(out: Path, pid: str, sid: str | None, ref) -> np.ndarray | None:
 
 
 def load_subject(cfg: RunConfig, inputs) -> subj.SubjectImages:
-    """Arrays of one participant (``inputs``: :class:`ironmap.io.bids.SubjectInputs`)."""
+    """Arrays of one participant, closest RAS+.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run's configuration.
+    inputs : SubjectInputs
+        The participant.
+
+    Returns
+    -------
+    SubjectImages
+        Maps, echoes, labels, masks, the T1w with the other series resampled onto it, tables
+        and registration similarities; what is missing is listed in ``problems``.
+    """
     out = Path(cfg.output_dir)
     pid, sid = inputs.participant_id, inputs.session_id
     s = subj.SubjectImages(label=inputs.label, participant_id=pid, session_id=sid)
@@ -209,7 +234,22 @@ def load_subject(cfg: RunConfig, inputs) -> subj.SubjectImages:
 # ---------------------------------------------------------------------------------------------
 
 def realise(job: FigureJob, fig_dir: Path, rel_to: Path) -> html.FigureView:
-    """Build, render and write one figure (PNG + SVG); errors become the view's message."""
+    """Build, render and write one figure (PNG + SVG); errors become the view's message.
+
+    Parameters
+    ----------
+    job : FigureJob
+        The figure.
+    fig_dir : pathlib.Path
+        Where its files go.
+    rel_to : pathlib.Path
+        Folder the page links are relative to.
+
+    Returns
+    -------
+    FigureView
+        Title, caption, files and the inlined PNG, or the error.
+    """
     view = html.FigureView(job.id, job.title, job.caption)
     try:
         fig = job.build()
@@ -228,7 +268,26 @@ def realise(job: FigureJob, fig_dir: Path, rel_to: Path) -> html.FigureView:
 
 def write_subject_page(cfg: RunConfig, inputs, info: dict[str, str],
                        thresholds: qcflags.QCThresholds) -> tuple[Path, dict[str, Any]]:
-    """Write ``sub-X.html`` and its figures; returns the page and its qc.tsv row."""
+    """Write ``sub-X.html`` and its figures.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run's configuration.
+    inputs : SubjectInputs
+        The participant.
+    info : dict of str to str
+        Its ``participants.tsv`` fields.
+    thresholds : QCThresholds
+        The QC limits.
+
+    Returns
+    -------
+    page : pathlib.Path
+        The page.
+    result : dict
+        ``row`` (its ``qc.tsv`` row) and ``flags``.
+    """
     from ironmap import __version__
 
     out = Path(cfg.output_dir)
@@ -297,7 +356,26 @@ def _failed_ids(inputs: study.StudyInputs) -> dict[str, str]:
 
 def subject_pages(cfg: RunConfig, inputs: study.StudyInputs,
                   thresholds: qcflags.QCThresholds) -> tuple[list[dict], list, list[Path]]:
-    """All participant pages: (rows for the subject list, flags, written pages)."""
+    """All participant pages.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run's configuration.
+    inputs : StudyInputs
+        The loaded study tables.
+    thresholds : QCThresholds
+        The QC limits.
+
+    Returns
+    -------
+    listing : list of dict
+        One entry per participant for the subject list.
+    flags : list of QCFlag
+        Every flag raised.
+    pages : list of pathlib.Path
+        The pages written or reused.
+    """
     failed = _failed_ids(inputs)
     listing, all_flags, pages, qc_rows = [], [], [], []
     subjects = list(_subjects(cfg))
@@ -379,7 +457,20 @@ def _subject_entry(cfg: RunConfig, inputs: study.StudyInputs, s, *, failed: dict
 
 
 def write_qc_table(out: Path, rows: list[dict[str, Any]]) -> Path:
-    """``group/qc.tsv``: one row per participant page with metrics and raised flags."""
+    """``group/qc.tsv``: one row per participant page with metrics and raised flags.
+
+    Parameters
+    ----------
+    out : pathlib.Path
+        OUTPUT_DIR.
+    rows : list of dict
+        The pages' rows.
+
+    Returns
+    -------
+    pathlib.Path
+        The table written (with its JSON dictionary).
+    """
     columns = list(QC_DICTIONARY)
     table = pd.DataFrame(rows).reindex(columns=columns)
     return write_tsv(table, output_path(out, "qc_table"), QC_DICTIONARY)
@@ -390,7 +481,20 @@ def write_qc_table(out: Path, rows: list[dict[str, Any]]) -> Path:
 # ---------------------------------------------------------------------------------------------
 
 def excluded_rows(inputs: study.StudyInputs, listing: list[dict]) -> list[dict[str, str]]:
-    """Failed (logs/failures.tsv), unprocessed and group-level excluded participants."""
+    """Failed (logs/failures.tsv), unprocessed and group-level excluded participants.
+
+    Parameters
+    ----------
+    inputs : StudyInputs
+        The loaded study tables.
+    listing : list of dict
+        The subject list.
+
+    Returns
+    -------
+    list of dict
+        ``participant``, ``stage``, ``reason``.
+    """
     rows = [{"participant": k, "stage": "participant level", "reason": v}
             for k, v in _failed_ids(inputs).items()]
     seen = {r["participant"] for r in rows}
@@ -408,7 +512,18 @@ def excluded_rows(inputs: study.StudyInputs, listing: list[dict]) -> list[dict[s
 
 
 def group_notes(inputs: study.StudyInputs) -> list[str]:
-    """Group-level issues (values ignored) and notes (fallbacks, skipped regions)."""
+    """Group-level issues (values ignored) and notes (fallbacks, skipped regions).
+
+    Parameters
+    ----------
+    inputs : StudyInputs
+        The loaded study tables.
+
+    Returns
+    -------
+    list of str
+        From ``stats.json`` ``exclusions``.
+    """
     excl = inputs.stats.get("exclusions") or {}
     if not isinstance(excl, dict):
         return []
@@ -416,7 +531,18 @@ def group_notes(inputs: study.StudyInputs) -> list[str]:
 
 
 def lesion_stats_view(stats: dict[str, Any]) -> html.TableView | None:
-    """Lesion R2* correlations and regression from ``stats.json``."""
+    """Lesion R2* correlations and regression from ``stats.json``.
+
+    Parameters
+    ----------
+    stats : dict
+        ``stats.json``.
+
+    Returns
+    -------
+    TableView or None
+        None without lesion correlations.
+    """
     les = stats.get("lesions") or {}
     corr = les.get("correlations") if isinstance(les, dict) else None
     if not corr:
@@ -439,7 +565,18 @@ def lesion_stats_view(stats: dict[str, Any]) -> html.TableView | None:
 
 
 def multicenter_view(inputs: study.StudyInputs) -> html.TableView | None:
-    """Inter-site CV of control R2* and site-model group effects per region (Table 2)."""
+    """Inter-site CV of control R2* and site-model group effects per region (Table 2).
+
+    Parameters
+    ----------
+    inputs : StudyInputs
+        The loaded study tables.
+
+    Returns
+    -------
+    TableView or None
+        None without Table 2 or its multicenter columns.
+    """
     t2 = study.table(inputs, "table2")
     if t2 is None or t2.empty:
         return None
@@ -498,7 +635,26 @@ def _fig_views(jobs: dict[str, list[FigureJob]], out: Path) -> dict[str, list]:
 
 def study_page(cfg: RunConfig, inputs: study.StudyInputs, listing: list[dict], flags: list,
                thresholds: qcflags.QCThresholds) -> Path:
-    """Write ``report.html``."""
+    """Write ``report.html``.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run's configuration.
+    inputs : StudyInputs
+        The loaded study tables.
+    listing : list of dict
+        The subject list.
+    flags : list of QCFlag
+        Every flag raised.
+    thresholds : QCThresholds
+        The QC limits.
+
+    Returns
+    -------
+    pathlib.Path
+        The page.
+    """
     from ironmap import __version__
     from ironmap.io.outputs import command_line
     from ironmap.workflows.repeated import report_context
@@ -546,6 +702,18 @@ def write_reports(cfg: RunConfig, thresholds: qcflags.QCThresholds | None = None
 
     Individual figure or page failures are logged and shown in the pages; this function
     raises only when the output folder itself cannot be written.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run's configuration.
+    thresholds : QCThresholds, optional
+        The QC limits (defaults from the run).
+
+    Returns
+    -------
+    list of pathlib.Path
+        ``report.html``, then the participant pages.
     """
     t0 = time.monotonic()
     inputs = load_study(cfg)

@@ -53,6 +53,22 @@ def segment_t1w(t1w_path, label: str, *, work_dir=None, template_mm: int = 2):
 
     Its ANTs scratch files go to a temporary folder (under ``work_dir``) that is removed
     afterwards.
+
+    Parameters
+    ----------
+    t1w_path : path-like
+        The T1w.
+    label : str
+        The participant, named in messages.
+    work_dir : path-like, optional
+        Parent of the scratch folder.
+    template_mm : int, optional
+        Template resolution (mm).
+
+    Returns
+    -------
+    TissueSegmentation
+        The segmentation.
     """
     os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "1")
     from ironmap.spatial.segmentation import segment_tissues
