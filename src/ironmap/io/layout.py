@@ -93,9 +93,9 @@ _OUTPUTS: tuple[Output, ...] = (
     _anat("lesion_auto_prob", "space-FLAIR_desc-auto_label-lesion_probseg.nii.gz",
           "Automatic lesion probability on the FLAIR grid"),
     _anat("xfm_flair_to_t1w", "from-FLAIR_to-T1w_mode-image_xfm.mat", "FLAIR -> T1w "
-          "transform of the registration (ITK text)"),
+          "transform of the registration (ITK binary .mat)"),
     _anat("xfm_megre_to_t1w", "from-MEGRE_to-T1w_mode-image_xfm.mat", "GRE -> T1w "
-          "transform of the registration (ITK text)"),
+          "transform of the registration (ITK binary .mat)"),
     _anat("regions_table", "desc-regions_r2star.tsv", "Regional R2* per region and "
           "hemisphere, s^-1", dicts.REGION_COLUMNS),
     _anat("lesions_table", "desc-lesions_r2star.tsv", "R2* per lesion, s^-1",
