@@ -229,7 +229,18 @@ def _write_regional(regional_all, regional, ages, output_dir) -> None:
 
 
 def run_group_level(cfg: RunConfig) -> int:
-    """Run the group level; returns 0 (ok) or 2 (unusable input, message logged)."""
+    """Run the group level; returns 0 (ok) or 2 (unusable input, message logged).
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run's configuration.
+
+    Returns
+    -------
+    int
+        Exit code.
+    """
     try:
         settings, columns = _load_settings(cfg)
         notes: list[str] = []

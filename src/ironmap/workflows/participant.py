@@ -61,12 +61,38 @@ class SubjectTask:
 # ------------------------------------------------------------------------------------------
 
 def manifest_path(output_dir: Path, subject: SubjectInputs) -> Path:
-    """``OUTPUT_DIR/logs/manifests/<label>.json``."""
+    """``OUTPUT_DIR/logs/manifests/<label>.json``.
+
+    Parameters
+    ----------
+    output_dir : pathlib.Path
+        OUTPUT_DIR.
+    subject : SubjectInputs
+        The participant.
+
+    Returns
+    -------
+    pathlib.Path
+        The manifest's path.
+    """
     return output_path(output_dir, "manifest", subject.participant_id, subject.session_id)
 
 
 def subject_inputs_hash(subject: SubjectInputs, cfg: RunConfig) -> dict[str, str]:
-    """SHA-256 of every file the participant's results depend on (images, sidecars, tsv)."""
+    """SHA-256 of every file the participant's results depend on (images, sidecars, tsv).
+
+    Parameters
+    ----------
+    subject : SubjectInputs
+        The participant.
+    cfg : RunConfig
+        The run's configuration.
+
+    Returns
+    -------
+    dict of str to str
+        Path relative to BIDS_DIR (when inside it) -> SHA-256.
+    """
     files = []
     for p in subject.input_files():
         files += [p, sidecar_path(p)]
@@ -81,7 +107,18 @@ def subject_inputs_hash(subject: SubjectInputs, cfg: RunConfig) -> dict[str, str
 
 
 def subject_parameters(cfg: RunConfig) -> dict[str, Any]:
-    """The parameters recorded in (and compared against) a participant's manifest."""
+    """The parameters recorded in (and compared against) a participant's manifest.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run's configuration.
+
+    Returns
+    -------
+    dict
+        :data:`RESULT_PARAMETERS`, the registration options and the version.
+    """
     from ironmap import __version__
 
     params = {name: getattr(cfg, name) for name in RESULT_PARAMETERS}
@@ -95,7 +132,19 @@ def subject_parameters(cfg: RunConfig) -> dict[str, Any]:
 
 
 def process_subject(task: SubjectTask) -> dict[str, Any]:
-    """Process one participant; never raises (a failure is returned as a record)."""
+    """Process one participant; never raises (a failure is returned as a record).
+
+    Parameters
+    ----------
+    task : SubjectTask
+        The participant, the configuration and the run id.
+
+    Returns
+    -------
+    dict
+        ``participant_id``, ``session_id``, ``label``, ``status`` (ok, skipped, failed) and
+        ``summary`` or ``error``.
+    """
     from ironmap.parallel import pin_threads
 
     pin_threads()
@@ -172,7 +221,18 @@ def _close_log(handler: logging.Handler) -> None:
 # ------------------------------------------------------------------------------------------
 
 def check_output_dir(cfg: RunConfig) -> str | None:
-    """Error message when OUTPUT_DIR is BIDS_DIR or inside its raw tree, else None."""
+    """Error message when OUTPUT_DIR is BIDS_DIR or inside its raw tree, else None.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run's configuration.
+
+    Returns
+    -------
+    str or None
+        The message, or None.
+    """
     out, raw = Path(cfg.output_dir).resolve(), Path(cfg.bids_dir).resolve()
     if out == raw:
         return "OUTPUT_DIR must differ from BIDS_DIR"
@@ -185,7 +245,18 @@ def check_output_dir(cfg: RunConfig) -> str | None:
 
 
 def run_participant_level(cfg: RunConfig) -> int:
-    """Run the participant level; returns 0 (all ok), 3 (some failed) or 2 (usage error)."""
+    """Run the participant level; returns 0 (all ok), 3 (some failed) or 2 (usage error).
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run's configuration.
+
+    Returns
+    -------
+    int
+        Exit code.
+    """
     problem = check_output_dir(cfg)
     if problem:
         log.error(problem)
@@ -230,7 +301,20 @@ def _check_anatomy(cfg: RunConfig, subjects: list[SubjectInputs]) -> str | None:
 
 
 def run_tasks_for(tasks: list[SubjectTask], cfg: RunConfig) -> list[Any]:
-    """Dispatch the participants to the configured executor."""
+    """Dispatch the participants to the configured executor.
+
+    Parameters
+    ----------
+    tasks : list of SubjectTask
+        One per participant.
+    cfg : RunConfig
+        The run's configuration.
+
+    Returns
+    -------
+    list
+        One record (or exception) per task, in order.
+    """
     from ironmap.parallel import run_tasks
 
     return run_tasks(process_subject, tasks, labels=[t.subject.label for t in tasks],
@@ -260,6 +344,18 @@ def earlier_results(output_dir: Path, exclude: set[str]) -> list[dict[str, Any]]
 
     So that runs over subsets of the participants (``--participant-label`` batches) add up to
     complete cohort tables.
+
+    Parameters
+    ----------
+    output_dir : pathlib.Path
+        OUTPUT_DIR.
+    exclude : set of str
+        Labels processed by this run.
+
+    Returns
+    -------
+    list of dict
+        Records with status ``skipped`` and the manifest's summary.
     """
     records = []
     for path in sorted(output_path(output_dir, "manifests_dir").glob("sub-*.json")):
@@ -353,6 +449,18 @@ def write_failures(out: Path, records: list[dict[str, Any]]) -> list[dict[str, A
 
     Failures recorded by earlier runs for participants this run did not process are kept, so
     a run over other participants never hides them.
+
+    Parameters
+    ----------
+    out : pathlib.Path
+        OUTPUT_DIR.
+    records : list of dict
+        This run's records.
+
+    Returns
+    -------
+    list of dict
+        The failed records.
     """
     failed = [r for r in records if r["status"] == "failed"]
     table = pd.DataFrame([{**_ids(r), "error": r["error"]} for r in failed],

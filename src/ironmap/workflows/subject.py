@@ -77,7 +77,23 @@ def _check_values(img: nib.Nifti1Image, path: Path) -> np.ndarray:
 
 
 def load_images(subject: SubjectInputs) -> Images:
-    """Load and check every image of a participant (see module notes, step 1)."""
+    """Load and check every image of a participant (see module notes, step 1).
+
+    Parameters
+    ----------
+    subject : SubjectInputs
+        The participant.
+
+    Returns
+    -------
+    Images
+        Echoes, echo times (s), T1w (or the first echo), FLAIR.
+
+    Raises
+    ------
+    InputError
+        Naming the file, for an unusable image.
+    """
     echoes = []
     for e in subject.echoes:
         img = load_image(e.path)
@@ -107,7 +123,24 @@ def load_images(subject: SubjectInputs) -> Images:
 
 def check_echo_order(echoes, echo_times, subject: SubjectInputs, tolerance: float = 0.02
                      ) -> None:
-    """Refuse echoes whose head signal rises with ``EchoTime`` (swapped files or times)."""
+    """Refuse echoes whose head signal rises with ``EchoTime`` (swapped files or times).
+
+    Parameters
+    ----------
+    echoes : list of nibabel.Nifti1Image
+        The echoes in ``EchoTime`` order.
+    echo_times : ndarray of shape (n_echoes,)
+        Echo times in s.
+    subject : SubjectInputs
+        The participant.
+    tolerance : float, optional
+        Relative rise of the median head signal tolerated.
+
+    Raises
+    ------
+    InputError
+        Naming both files.
+    """
     stack = [np.nan_to_num(img.get_fdata(dtype=np.float32)) for img in echoes]
     head = stack[0] > 0.1 * np.percentile(np.maximum.reduce(stack), 99)
     medians = [float(np.median(s[head])) for s in stack]
@@ -125,7 +158,26 @@ def check_echo_order(echoes, echo_times, subject: SubjectInputs, tolerance: floa
 # ------------------------------------------------------------------------------------------
 
 def fit_and_write(images: Images, subject: SubjectInputs, cfg: RunConfig, stage: Path):
-    """Step 2: R2* fit on the MEGRE grid; returns ``(fit, r2star image)``."""
+    """Step 2: R2* fit on the MEGRE grid; returns ``(fit, r2star image)``.
+
+    Parameters
+    ----------
+    images : Images
+        The loaded images.
+    subject : SubjectInputs
+        The participant.
+    cfg : RunConfig
+        The run's configuration.
+    stage : pathlib.Path
+        The participant's staging folder (laid out like OUTPUT_DIR).
+
+    Returns
+    -------
+    fit : R2starFit
+        The fit (R2* in s^-1).
+    r2img : nibabel.Nifti1Image
+        The R2* map.
+    """
     from ironmap.workflows.r2star import fit_images, write_r2star_outputs
 
     # one fit per worker process when participants run in parallel; else all usable cores
@@ -148,7 +200,20 @@ def fit_and_write(images: Images, subject: SubjectInputs, cfg: RunConfig, stage:
 
 
 def source_uri(path: Path, cfg: RunConfig) -> str:
-    """BIDS URI of an input (``bids:raw:...`` or ``bids:<mask dataset>:...``), no absolute path."""
+    """BIDS URI of an input (``bids:raw:...`` or ``bids:<mask dataset>:...``), no absolute path.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        An input file.
+    cfg : RunConfig
+        The run's configuration.
+
+    Returns
+    -------
+    str
+        The URI.
+    """
     path = Path(path)
     for name, root in [("raw", Path(cfg.bids_dir)), *((Path(m).name, Path(m)) for m in cfg.masks)]:
         if root in path.parents:
@@ -167,6 +232,24 @@ def register_series(images: Images, subject: SubjectInputs, cfg: RunConfig, stag
 
     Returns ``xfm``: series -> 4x4 matrix mapping T1w world mm to that series' world mm, and
     the registrations' similarity (normalised mutual information).
+
+    Parameters
+    ----------
+    images : Images
+        The loaded images.
+    subject : SubjectInputs
+        The participant.
+    cfg : RunConfig
+        The run's configuration.
+    stage : pathlib.Path
+        The participant's staging folder (laid out like OUTPUT_DIR).
+
+    Returns
+    -------
+    xfm : dict of str to ndarray of shape (4, 4)
+        T1w world mm -> world mm of each series.
+    similarity : dict of str to float
+        Normalised mutual information per series (1-2).
     """
     from ironmap.spatial.registration import (
         WORKING_VOXEL_MM,
@@ -205,6 +288,19 @@ def registration_options(t1w: nib.Nifti1Image, cfg: RunConfig) -> dict[str, Any]
     full-resolution level, which costs most of the time. ``RunConfig.extra
     ["registration_options"]`` overrides any keyword of
     :func:`ironmap.spatial.registration.register`.
+
+    Parameters
+    ----------
+    t1w : nibabel.Nifti1Image
+        The T1w (its voxel size sets the schedule).
+    cfg : RunConfig
+        The run's configuration.
+
+    Returns
+    -------
+    dict
+        ``shrink_factors``, ``smoothing_sigmas`` (voxels), ``iterations``, with the run's
+        overrides.
     """
     from ironmap.spatial.grid import voxel_sizes
 
@@ -219,7 +315,20 @@ def registration_options(t1w: nib.Nifti1Image, cfg: RunConfig) -> dict[str, Any]
 
 
 def world_to_source(xfm: dict[str, np.ndarray], target: str, source: str) -> np.ndarray:
-    """One matrix mapping ``target`` series world mm -> ``source`` series world mm via T1w."""
+    """One matrix mapping ``target`` series world mm -> ``source`` series world mm via T1w.
+
+    Parameters
+    ----------
+    xfm : dict of str to ndarray of shape (4, 4)
+        T1w world mm -> world mm of each series.
+    target, source : str
+        Series names.
+
+    Returns
+    -------
+    ndarray of shape (4, 4)
+        ``target`` world mm -> ``source`` world mm.
+    """
     return xfm[source] @ np.linalg.inv(xfm[target])
 
 
@@ -233,7 +342,25 @@ def _pick(masks: tuple[MaskFile, ...], what: str, label: str) -> MaskFile | None
 
 
 def label_names(mask: MaskFile, data: np.ndarray) -> dict[int, str]:
-    """Label index -> name from ``dseg.tsv``, else FreeSurfer ``aseg`` numbers."""
+    """Label index -> name from ``dseg.tsv``, else FreeSurfer ``aseg`` numbers.
+
+    Parameters
+    ----------
+    mask : MaskFile
+        The label map.
+    data : ndarray
+        Its voxel values.
+
+    Returns
+    -------
+    dict of int to str
+        Label index -> name.
+
+    Raises
+    ------
+    InputError
+        Naming the file, when labels have no names.
+    """
     from ironmap.core.regions import ASEG_LABELS
 
     if mask.labels:
@@ -248,7 +375,18 @@ def label_names(mask: MaskFile, data: np.ndarray) -> dict[int, str]:
 
 
 def choose_masks(subject: SubjectInputs) -> dict[str, tuple[MaskFile, str] | None]:
-    """The deep-GM label map and lesion mask to use, each with its space (checked early)."""
+    """The deep-GM label map and lesion mask to use, each with its space (checked early).
+
+    Parameters
+    ----------
+    subject : SubjectInputs
+        The participant.
+
+    Returns
+    -------
+    dict
+        ``dseg`` and ``lesion`` -> ``(MaskFile, space)`` or None.
+    """
     chosen: dict[str, tuple[MaskFile, str] | None] = {}
     for key, masks, what in (("dseg", subject.dsegs, "deep-GM label"),
                              ("lesion", subject.lesion_masks, "lesion mask")):
@@ -264,6 +402,32 @@ def regional(subject, cfg, images, fit, r2img, xfm, stage, chosen, lesion=None) 
 
     Labels onto the R2* grid come from rater masks, else automatic anatomy; a whole putamen is
     split at the AC plane.
+
+    Parameters
+    ----------
+    subject : SubjectInputs
+        The participant.
+    cfg : RunConfig
+        The run's configuration.
+    images : Images
+        The loaded images (:func:`load_images`).
+    fit : R2starFit
+        The R2* fit.
+    r2img : nibabel.Nifti1Image
+        The R2* map (its grid).
+    xfm : dict of str to ndarray of shape (4, 4)
+        T1w world mm -> world mm of each series.
+    stage : pathlib.Path
+        The participant's staging folder (laid out like OUTPUT_DIR).
+    chosen : tuple or None
+        The chosen mask ``(MaskFile, space)`` (:func:`choose_masks`).
+    lesion : tuple, optional
+        The chosen lesion mask.
+
+    Returns
+    -------
+    int
+        Rows of the regional table (0 without labels).
     """
     from ironmap.core.rois import regional_stats
     from ironmap.spatial.grid import resample_labels, voxel_sizes
@@ -318,7 +482,32 @@ def regional(subject, cfg, images, fit, r2img, xfm, stage, chosen, lesion=None) 
 
 
 def lesions(subject, cfg, images, fit, r2img, xfm, stage, chosen) -> dict[str, Any]:
-    """Step 5: lesion R2* (R2* grid) and T2 lesion load (FLAIR grid). Returns summary row."""
+    """Step 5: lesion R2* (R2* grid) and T2 lesion load (FLAIR grid). Returns summary row.
+
+    Parameters
+    ----------
+    subject : SubjectInputs
+        The participant.
+    cfg : RunConfig
+        The run's configuration.
+    images : Images
+        The loaded images (:func:`load_images`).
+    fit : R2starFit
+        The R2* fit.
+    r2img : nibabel.Nifti1Image
+        The R2* map (its grid).
+    xfm : dict of str to ndarray of shape (4, 4)
+        T1w world mm -> world mm of each series.
+    stage : pathlib.Path
+        The participant's staging folder (laid out like OUTPUT_DIR).
+    chosen : tuple or None
+        The chosen mask ``(MaskFile, space)`` (:func:`choose_masks`).
+
+    Returns
+    -------
+    dict
+        :data:`LESION_COLUMNS` (None without a mask; cm3, s^-1).
+    """
     from ironmap.core.lesions import lesion_stats
     from ironmap.spatial.grid import resample_labels, same_grid, voxel_sizes
 
@@ -356,7 +545,22 @@ def lesions(subject, cfg, images, fit, r2img, xfm, stage, chosen) -> dict[str, A
 
 
 def analyse(subject: SubjectInputs, cfg: RunConfig, stage: Path) -> dict[str, Any]:
-    """Run steps 1-6 into ``stage``; returns the participant's summary (lesions, volumes, QC)."""
+    """Run steps 1-6 into ``stage``; returns the participant's summary (lesions, volumes, QC).
+
+    Parameters
+    ----------
+    subject : SubjectInputs
+        The participant.
+    cfg : RunConfig
+        The run's configuration.
+    stage : pathlib.Path
+        The participant's staging folder (laid out like OUTPUT_DIR).
+
+    Returns
+    -------
+    dict
+        The participant's summary (recorded in its manifest).
+    """
     if subject.problems:
         raise InputError("; ".join(subject.problems))
     if subject.flair is None and subject.lesion_masks:
@@ -420,7 +624,22 @@ def _tolerate_segmentation(step: str, failed: dict[str, str], subject: SubjectIn
 
 
 def commit(stage: Path, output_dir: Path, subject: SubjectInputs) -> list[Path]:
-    """Move every staged file into ``output_dir`` (atomic rename per file); returns them."""
+    """Move every staged file into ``output_dir`` (atomic rename per file); returns them.
+
+    Parameters
+    ----------
+    stage : pathlib.Path
+        The staging folder.
+    output_dir : pathlib.Path
+        OUTPUT_DIR.
+    subject : SubjectInputs
+        The participant.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files in OUTPUT_DIR.
+    """
     moved = []
     src_root = subject_dir(stage, subject.participant_id, subject.session_id)
     dst_root = subject_dir(output_dir, subject.participant_id, subject.session_id)
