@@ -16,7 +16,8 @@ What is compared, per kind of file:
 - JSON: equal after dropping the keys in :data:`IGNORED_KEYS` (version strings, the command
   line, wall-clock times) at any depth and replacing each tree's root path by ``<ROOT>``; in
   the per-participant manifests (``logs/manifests/*.json``) the checksums of JSON outputs are
-  skipped (those files are compared themselves, without their version and command).
+  skipped (those files are compared themselves, without their version and command); the QC-page
+  cache key in ``page-key.json`` (:data:`IGNORED_FILE_KEYS`) is skipped.
 - TSV: equal line by line after replacing the root path, without the columns named in
   :data:`IGNORED_COLUMNS`.
 - SVG: equal after removing the ``<metadata>`` block (software version, date) and renaming the
@@ -42,6 +43,11 @@ IGNORED_KEYS = frozenset({
     "DateTime", "date", "timestamp", "started", "finished", "elapsed_s", "wall_s",
     "duration_s", "seconds", "hostname", "pid",
 })
+#: Top-level JSON keys ignored in particular files (by file name): the QC-page cache key hashes
+#: the output folder's path and the modification times of the files a page is made from, so it
+#: differs between any two runs; the rest of the file (page, figure list, QC row, flags) is
+#: compared.
+IGNORED_FILE_KEYS = {"page-key.json": frozenset({"key"})}
 #: TSV columns ignored.
 IGNORED_COLUMNS = frozenset({"version", "ironmap_version", "seconds", "elapsed_s", "wall_s",
                              "started", "finished", "timestamp"})
@@ -136,6 +142,10 @@ def compare_json(a: Path, b: Path, roots: tuple[str, str], rel: str) -> str | No
     manifest = rel.startswith("logs/manifests/") or "/logs/manifests/" in rel
     x = _scrub(json.loads(a.read_text(encoding="utf-8")), roots[0], manifest)
     y = _scrub(json.loads(b.read_text(encoding="utf-8")), roots[1], manifest)
+    for key in IGNORED_FILE_KEYS.get(rel.rsplit("/", 1)[-1], ()):
+        for doc in (x, y):
+            if isinstance(doc, dict):
+                doc.pop(key, None)
     return None if x == y else _first_difference(x, y)
 
 
@@ -247,7 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"identical: {len(res['same'])} files; skipped: {len(res['skipped'])} "
           f"(logs, timings{'' if args.html else ', HTML'}); differ: {len(res['differ'])}; "
           f"only in A: {len(res['only_a'])}; only in B: {len(res['only_b'])}")
-    print("ignored JSON keys: " + ", ".join(sorted(IGNORED_KEYS)))
+    print("ignored JSON keys: " + ", ".join(sorted(IGNORED_KEYS)) + "; per file: "
+          + ", ".join(f"{f}: {', '.join(sorted(k))}" for f, k in IGNORED_FILE_KEYS.items()))
     for rel, reason in res["differ"][: args.max_report]:
         print(f"DIFFER  {rel}: {reason}")
     for side in ("only_a", "only_b"):

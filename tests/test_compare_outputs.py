@@ -72,3 +72,20 @@ def test_each_change_is_reported(cmp, tmp_path, change):
     assert cmp.main([str(a), str(b)]) == 1
     assert len(res["differ"]) + len(res["only_b"]) == 1
     assert len(res["same"]) == (4 if change == "extra" else 3)
+
+
+@pytest.mark.parametrize("field, changed", [("key", False), ("row", True)])
+def test_page_cache_key_is_ignored_the_rest_of_the_page_record_compared(cmp, tmp_path, field,
+                                                                        changed):
+    """The QC-page cache key hashes the output path and file times (different in every run);
+    the QC row stored beside it is a result and is compared."""
+    trees = []
+    for name, key, value in (("a", "0a1b", 0.5), ("b", "9f8e" if field == "key" else "0a1b",
+                                                  0.5 if field == "key" else 0.6)):
+        root = make_tree(tmp_path / name, "0.1.0")
+        fig = root / "ironmap" / "sub-01" / "figures"
+        fig.mkdir()
+        (fig / "page-key.json").write_text(json.dumps(
+            {"key": key, "page": "sub-01.html", "row": {"snr_echo1": value}}))
+        trees.append(root)
+    assert cmp.main([str(t) for t in trees]) == (1 if changed else 0)

@@ -57,6 +57,17 @@ class R2starFit:
         return tuple(self.r2star.shape)
 
     def predict(self, echo_times=None) -> np.ndarray:
-        """Model signal, shape ``(..., n_echoes)``, at ``echo_times`` (s; default: the fit's)."""
+        """Model signal S0 exp(-R2* TE).
+
+        Parameters
+        ----------
+        echo_times : array_like of shape (n_echoes,), optional
+            Echo times in s (default: the fit's).
+
+        Returns
+        -------
+        ndarray of shape (..., n_echoes)
+            The predicted magnitude (units of S0).
+        """
         te = self.echo_times if echo_times is None else np.asarray(echo_times, dtype=float)
         return self.s0[..., None] * np.exp(-self.r2star[..., None] * te)

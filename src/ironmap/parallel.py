@@ -35,6 +35,16 @@ def pin_threads(force: bool = False) -> dict[str, str]:
     Effective only in a process that has not yet imported ``ants``/numpy's BLAS; returns the
     resulting values. Called at the start of every task, so that a worker process which has
     not imported ``ants`` yet gets one ITK thread whatever its launcher did.
+
+    Parameters
+    ----------
+    force : bool, optional
+        Overwrite values the user set.
+
+    Returns
+    -------
+    dict of str to str
+        The resulting environment values of :data:`WORKER_ENV`'s keys.
     """
     for key, value in WORKER_ENV.items():
         if force:
@@ -70,6 +80,12 @@ def run_tasks(func: Callable[[Any], Any], items: Iterable[Any], *, labels: Itera
         Address of an existing Dask scheduler (``tcp://host:port``); overrides ``nprocs``.
     progress : bool, optional
         Rich progress bar; default: when stderr is a terminal.
+
+    Returns
+    -------
+    list
+        One result per item, in input order (an exception for a task that raised or a worker
+        that died).
     """
     items = list(items)
     labels = list(labels)
@@ -151,6 +167,20 @@ def estimate_remaining(elapsed: float, done: int, total: int) -> float | None:
     ``elapsed / done`` is the time per completed item at the concurrency actually reached
     (with n workers it already counts n items finishing in parallel), so the estimate is
     ``elapsed / done * (total - done)``; it is not a fixed guess per item.
+
+    Parameters
+    ----------
+    elapsed : float
+        Seconds since the start.
+    done : int
+        Items completed.
+    total : int
+        All items.
+
+    Returns
+    -------
+    float or None
+        Seconds left; None before the first item completes.
     """
     if done <= 0:
         return None
@@ -158,7 +188,18 @@ def estimate_remaining(elapsed: float, done: int, total: int) -> float | None:
 
 
 def format_duration(seconds: float | None) -> str:
-    """``"1 h 02 min"``, ``"4 min 05 s"``, ``"12 s"``; ``"estimating..."`` for None."""
+    """A duration for humans.
+
+    Parameters
+    ----------
+    seconds : float or None
+        The duration.
+
+    Returns
+    -------
+    str
+        ``"1 h 02 min"``, ``"4 min 05 s"``, ``"12 s"``; ``"estimating..."`` for None.
+    """
     if seconds is None:
         return "estimating..."
     s = int(round(seconds))
@@ -214,7 +255,15 @@ class Progress:
         return self
 
     def done(self, label: str, status: str = "done") -> None:
-        """One more item finished."""
+        """One more item finished.
+
+        Parameters
+        ----------
+        label : str
+            The item (shown on the bar or logged).
+        status : str, optional
+            How it ended.
+        """
         self.n += 1
         elapsed = time.monotonic() - self.start
         left = format_duration(estimate_remaining(elapsed, self.n, self.total))

@@ -17,7 +17,7 @@ def _strip(prefix: str, values) -> tuple[str, ...]:
 
 
 def _label(prefix: str):
-    """argparse type: a BIDS label (letters and digits, the rule import-dicom applies)."""
+    """Argparse type: a BIDS label (letters and digits, the rule import-dicom applies)."""
     from ironmap.io.labels import bids_label
 
     def parse(value: str) -> str:
@@ -29,7 +29,13 @@ def _label(prefix: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The analysis-level parser; options map 1:1 onto :class:`RunConfig`."""
+    """The analysis-level parser; options map 1:1 onto :class:`RunConfig`.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        ``BIDS_DIR OUTPUT_DIR {participant,group}`` and the options.
+    """
     p = argparse.ArgumentParser(
         prog="ironmap",
         description="Brain iron (R2*) mapping: BIDS dataset in, BIDS derivatives, tables, "
@@ -120,7 +126,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
-    """Map parsed arguments onto a :class:`RunConfig`."""
+    """Map parsed arguments onto a :class:`RunConfig`.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed by :func:`build_parser`.
+
+    Returns
+    -------
+    RunConfig
+        The frozen configuration.
+    """
     return RunConfig(
         bids_dir=args.bids_dir.resolve(),
         output_dir=args.output_dir.resolve(),
@@ -161,7 +178,18 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 def validate_dirs(cfg: RunConfig) -> str | None:
-    """Return an error message when the folders are unusable, else None."""
+    """Return an error message when the folders are unusable, else None.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run's configuration.
+
+    Returns
+    -------
+    str or None
+        The message naming the folder, or None.
+    """
     if not cfg.bids_dir.is_dir():
         return f"{cfg.bids_dir}: BIDS dataset folder not found"
     if not (cfg.bids_dir / "dataset_description.json").exists():
@@ -180,7 +208,19 @@ def validate_dirs(cfg: RunConfig) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the requested analysis level, holding the OUTPUT_DIR lock (one run at a time)."""
+    """Run the requested analysis level, holding the OUTPUT_DIR lock (one run at a time).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed by :func:`build_parser`.
+
+    Returns
+    -------
+    int
+        Exit code of the level: 0 ok, 2 unusable folders, input or another run holding the
+        lock, 3 some participants failed.
+    """
     import sys
 
     from ironmap.io.lock import AlreadyRunningError, output_lock

@@ -11,7 +11,13 @@ log = logging.getLogger(__name__)
 
 
 def default_nprocs() -> int:
-    """CPU cores available to this process, at most 4."""
+    """CPU cores available to this process, at most 4.
+
+    Returns
+    -------
+    int
+        Participants processed in parallel by default (at least 1).
+    """
     import os
 
     try:
@@ -22,7 +28,13 @@ def default_nprocs() -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``ironmap demo``."""
+    """Options of ``ironmap demo``.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The subcommand's parser; options are added to it.
+    """
     parser.add_argument("out_dir", nargs="?", type=Path, default=Path("ironmap-demo"),
                         help="folder for the cohort, the derivatives and the report "
                         "(default ./ironmap-demo)")
@@ -44,7 +56,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the demo; prints the report path and each stage's time. 0 ok, 1 failed, 2 usage."""
+    """Run the demo; prints the report path and each stage's time.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed options (:func:`add_arguments` and the common ones).
+
+    Returns
+    -------
+    int
+        Exit code: 0 ok, 1 failed, 2 usage error.
+    """
     from ironmap.io.atomic import OutputExistsError
     from ironmap.workflows.demo import DemoError, run_demo_stages
 

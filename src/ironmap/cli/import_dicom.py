@@ -10,7 +10,13 @@ log = logging.getLogger("ironmap.import_dicom")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``ironmap import-dicom``."""
+    """Options of ``ironmap import-dicom``.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The subcommand's parser; options are added to it.
+    """
     parser.add_argument("dicom_dir", type=Path, metavar="DICOM_DIR",
                         help="folder with the DICOM files of one participant and session "
                              "(only read; .dcm.gz accepted)")
@@ -38,7 +44,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the import; 0 on success, 1 on bad input (message names the series or file)."""
+    """Run the import.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed options (:func:`add_arguments` and the common ones).
+
+    Returns
+    -------
+    int
+        Exit code: 0 on success, 1 on bad input (the message names the series or file).
+    """
     from ironmap.io.atomic import OutputExistsError
     from ironmap.io.dicom import DicomImportError
     from ironmap.workflows.import_dicom import import_dicom

@@ -9,7 +9,13 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``ironmap lesions``."""
+    """Options of ``ironmap lesions``.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The subcommand's parser; options are added to it.
+    """
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     grow = sub.add_parser("grow", help="grow lesions from seed points on a FLAIR image")
     grow.add_argument("flair", metavar="FLAIR", help="FLAIR NIfTI (lesions bright)")
@@ -39,7 +45,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``ironmap lesions ACTION``; 0 ok, 1 failure, 2 usage error."""
+    """Run ``ironmap lesions ACTION``.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed options (:func:`add_arguments` and the common ones).
+
+    Returns
+    -------
+    int
+        Exit code: 0 ok, 1 failure, 2 usage error.
+    """
     from ironmap.io.nifti import ImageError
     from ironmap.workflows.lesions import SeedError, grow_from_file
 

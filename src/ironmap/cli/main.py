@@ -35,7 +35,15 @@ EXIT_PARTIAL = 3  # some participants failed, the others finished
 
 
 def setup_logging(verbosity: int = 0) -> None:
-    """Log to stderr; INFO by default, DEBUG with -v, WARNING with -q."""
+    """Log to stderr; INFO by default, DEBUG with -v, WARNING with -q.
+
+    Python warnings are routed to the log as one line each.
+
+    Parameters
+    ----------
+    verbosity : int, optional
+        Count of ``-v`` minus count of ``-q``.
+    """
     level = logging.INFO - 10 * verbosity
     logging.basicConfig(level=max(level, logging.DEBUG), stream=sys.stderr,
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
@@ -52,7 +60,19 @@ def _warning_as_log_line(message, category, filename, lineno, file=None, line=No
 
 
 def unknown_command(argv: list[str]) -> str | None:
-    """A usage message when ``argv`` is neither a subcommand nor the BIDS-App form."""
+    """A usage message when ``argv`` is neither a subcommand nor the BIDS-App form.
+
+    Parameters
+    ----------
+    argv : list of str
+        The arguments after the program name.
+
+    Returns
+    -------
+    str or None
+        The message (naming the closest subcommand when there is one), or None when ``argv``
+        may be a subcommand or a BIDS-App call.
+    """
     positional = [a for a in argv if not a.startswith("-")]
     first = argv[0]
     if first.startswith("-") or len(positional) >= 3 or Path(first).exists():
@@ -65,14 +85,33 @@ def unknown_command(argv: list[str]) -> str | None:
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:
-    """Options every command has."""
+    """Options every command has (``-v``, ``-q``).
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The parser; options are added to it.
+    """
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="more log output (-vv for debug)")
     parser.add_argument("-q", "--quiet", action="count", default=0, help="less log output")
 
 
 def build_subcommand_parser(name: str) -> tuple[argparse.ArgumentParser, object]:
-    """Parser and module of one helper subcommand."""
+    """Parser and module of one helper subcommand.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`SUBCOMMANDS`.
+
+    Returns
+    -------
+    parser : argparse.ArgumentParser
+        With the subcommand's and the common options.
+    module : module
+        The subcommand's module (its ``run(args)`` runs it).
+    """
     module_name, help_text = SUBCOMMANDS[name]
     module = import_module(module_name)
     parser = argparse.ArgumentParser(prog=f"ironmap {name}", description=help_text)
@@ -82,6 +121,13 @@ def build_subcommand_parser(name: str) -> tuple[argparse.ArgumentParser, object]
 
 
 def top_level_help() -> str:
+    """Text of ``ironmap --help``: the BIDS-App usage and the subcommands.
+
+    Returns
+    -------
+    str
+        The help text.
+    """
     lines = [
         f"ironmap {__version__}: brain iron (R2*) mapping for multicenter MRI studies",
         "",
@@ -98,7 +144,19 @@ def top_level_help() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the exit code."""
+    """Run the command line.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Arguments after the program name (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        Exit code: 0 ok, 1 failure, 2 usage error, 3 some participants failed, 130
+        interrupted.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(top_level_help())
@@ -139,8 +197,11 @@ def _terminate(signum, frame):  # noqa: ARG001 - signal handler signature
 
 
 def _exit_on_sigterm():
-    """SIGTERM -> SystemExit, so that ``finally`` blocks remove scratch files and release the
-    OUTPUT_DIR lock; returns the previous handler (None off the main thread)."""
+    """Turn SIGTERM into SystemExit; return the previous handler.
+
+    So that ``finally`` blocks remove scratch files and release the OUTPUT_DIR lock. The previous
+    handler is None off the main thread.
+    """
     try:
         return signal.signal(signal.SIGTERM, _terminate)
     except ValueError:  # not the main thread
@@ -148,7 +209,18 @@ def _exit_on_sigterm():
 
 
 def os_error_line(exc: OSError) -> str:
-    """``<file>: <reason>`` of a file-system error, in one line."""
+    """``<file>: <reason>`` of a file-system error, in one line.
+
+    Parameters
+    ----------
+    exc : OSError
+        The error.
+
+    Returns
+    -------
+    str
+        The file name (when the error has one) and the reason.
+    """
     reason = exc.strerror or str(exc) or type(exc).__name__
     where = exc.filename if exc.filename is not None else ""
     return " ".join(f"{where}: {reason}".strip(": ").split())

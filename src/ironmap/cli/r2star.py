@@ -12,14 +12,36 @@ LOG = logging.getLogger(__name__)
 
 
 def method_choices() -> list[str]:
-    """The estimator names, ``auto`` first, from the table in :mod:`ironmap.core.estimators`."""
+    """The estimator names for ``--method``, ``auto`` first.
+
+    Returns
+    -------
+    list of str
+        From the table in :mod:`ironmap.core.estimators` (no fitting code is imported).
+    """
     from ironmap.core.estimators import AUTO, method_names
 
     return [AUTO, *[m for m in method_names() if m != AUTO]]
 
 
 def echo_numbers(text: str) -> tuple[int, ...]:
-    """Parse ``--echoes``: 1-based echo numbers as ``2-12``, ``1,3,5`` or ``1-3,6``."""
+    """Parse ``--echoes``: 1-based echo numbers as ``2-12``, ``1,3,5`` or ``1-3,6``.
+
+    Parameters
+    ----------
+    text : str
+        The option's value.
+
+    Returns
+    -------
+    tuple of int
+        The echo numbers in the order given (ranges expanded).
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        For text that is not such a list (a usage error at parse time).
+    """
     numbers: list[int] = []
     try:
         for part in text.split(","):
@@ -47,7 +69,13 @@ def _sigma(text: str):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``ironmap r2star``."""
+    """Options of ``ironmap r2star``.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The subcommand's parser; options are added to it.
+    """
     parser.add_argument("echoes", nargs="+", type=Path,
                         help="one 4D NIfTI (echoes along dim 4) or one 3D NIfTI per echo")
     parser.add_argument("-o", "--output", required=True, type=Path,
@@ -77,7 +105,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the command; 0 on success, 1 on bad input or refused output."""
+    """Fit R2* maps from the given echoes.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed options (:func:`add_arguments` and the common ones).
+
+    Returns
+    -------
+    int
+        Exit code: 0 on success, 1 on bad input or refused output.
+    """
     from ironmap.io.sanity import HeaderError, check_memory
 
     try:  # headers first, before the fitting modules load: a forged header fails in a second

@@ -11,7 +11,13 @@ _GROUP_OPTIONS = (("hc", "HC"), ("rrms", "RRMS"), ("spms", "SPMS"), ("ppms", "PP
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``ironmap simulate``."""
+    """Options of ``ironmap simulate``.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The subcommand's parser; options are added to it.
+    """
     parser.add_argument("out_dir", metavar="OUT_DIR",
                         help="output folder (gets bids/ and truth/); must be empty or absent")
     size = parser.add_argument_group("cohort")
@@ -77,7 +83,18 @@ def _voxel_sizes(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    """Simulate the cohort; 0 on success, 2 on bad input, 1 when the output exists."""
+    """Simulate the cohort.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed options (:func:`add_arguments` and the common ones).
+
+    Returns
+    -------
+    int
+        Exit code: 0 on success, 2 on bad input, 1 when the output exists.
+    """
     from ironmap.io.atomic import OutputExistsError
     from ironmap.workflows.simulate import simulate_cohort
 

@@ -21,6 +21,16 @@ PUTAMEN_LABELS: dict[str, tuple[tuple[int, ...], int, int]] = {
 def acpc_axis(ac_mm, pc_mm) -> np.ndarray:
     """Unit vector from PC to AC (pointing anterior), shape (3,).
 
+    Parameters
+    ----------
+    ac_mm, pc_mm : array-like of 3 float
+        AC and PC in world mm.
+
+    Returns
+    -------
+    ndarray of shape (3,)
+        The unit vector.
+
     Raises
     ------
     ValueError
@@ -36,7 +46,20 @@ def acpc_axis(ac_mm, pc_mm) -> np.ndarray:
 
 
 def anterior_of_ac(points_mm: np.ndarray, ac_mm, pc_mm) -> np.ndarray:
-    """True for points (n, 3) in front of (or on) the plane through AC perpendicular to AC-PC."""
+    """True for points in front of (or on) the plane through AC perpendicular to AC-PC.
+
+    Parameters
+    ----------
+    points_mm : ndarray of shape (n, 3)
+        World mm.
+    ac_mm, pc_mm : array-like of 3 float
+        AC and PC in the same world mm.
+
+    Returns
+    -------
+    ndarray of bool, shape (n,)
+        Whether each point is anterior.
+    """
     u = acpc_axis(ac_mm, pc_mm)
     offset = (np.asarray(points_mm, dtype=float) - np.asarray(ac_mm, dtype=float)) @ u
     return offset >= -1e-6
@@ -69,8 +92,20 @@ def split_putamen(labels: np.ndarray, affine: np.ndarray, ac_mm, pc_mm,
 
 
 def whole_putamen_labels(names: dict[int, str]) -> dict[int, str]:
-    """Label indices naming a whole putamen, with their hemisphere, in the hemispheres whose
-    labels do not already name both putamen parts."""
+    """Label indices naming a whole putamen, with their hemisphere.
+
+    Only in the hemispheres whose labels do not already name both putamen parts.
+
+    Parameters
+    ----------
+    names : dict of int to str
+        Label index -> name.
+
+    Returns
+    -------
+    dict of int to str
+        Index -> ``left`` or ``right``.
+    """
     regions = {i: canonical_region(n) for i, n in names.items()}
     parts = set(regions.values())
     return {i: hemi for i, (region, hemi) in sorted(regions.items())
@@ -114,8 +149,11 @@ def split_whole_putamen(labels: np.ndarray, names: dict[int, str], affine: np.nd
 
 
 def _split_at_ac(labels, affine, ac_mm, pc_mm, table) -> np.ndarray:
-    """Copy of ``labels`` with the voxels of each ``(whole indices, anterior, posterior)`` entry
-    set to its anterior or posterior index by their side of the AC plane."""
+    """Copy of ``labels`` with each whole putamen split at the AC plane.
+
+    The voxels of each ``(whole indices, anterior, posterior)`` entry are set to its anterior or
+    posterior index by their side of the AC plane.
+    """
     acpc_axis(ac_mm, pc_mm)  # refuse implausible landmarks before any work
     out = np.array(labels, copy=True)
     for whole, ant, post in table:

@@ -38,7 +38,20 @@ class AgeModelWarning(UserWarning):
 
 
 def saturation(age, a, b, c):
-    """``a * (1 - exp(-b * age)) + c`` for ``age`` in years (array_like of any shape)."""
+    """``a * (1 - exp(-b * age)) + c``.
+
+    Parameters
+    ----------
+    age : array_like
+        Years, any shape.
+    a, b, c : float or array_like
+        Amplitude (s^-1), rate (1/years), offset (s^-1).
+
+    Returns
+    -------
+    ndarray
+        R2* in s^-1, broadcast shape.
+    """
     age = np.asarray(age, dtype=float)
     return a * -np.expm1(-b * age) + c
 
@@ -91,34 +104,52 @@ class AgeFit:
 
     @property
     def a(self) -> float:
+        """Parameter ``a`` of the curve (s^-1); NaN when the model has none."""
         return self._get(self.params, "a")
 
     @property
     def b(self) -> float:
+        """Parameter ``b`` of the curve (1/years); NaN when the model has none."""
         return self._get(self.params, "b")
 
     @property
     def c(self) -> float:
+        """Parameter ``c`` of the curve (s^-1); NaN when the model has none."""
         return self._get(self.params, "c")
 
     @property
     def slope(self) -> float:
+        """Slope of the linear model (s^-1 per year); NaN when the model has none."""
         return self._get(self.params, "slope")
 
     @property
     def a_se(self) -> float:
+        """Standard error of ``a`` (s^-1); NaN when the model has none."""
         return self._get(self.se, "a")
 
     @property
     def b_se(self) -> float:
+        """Standard error of ``b`` (1/years); NaN when the model has none."""
         return self._get(self.se, "b")
 
     @property
     def c_se(self) -> float:
+        """Standard error of ``c`` (s^-1); NaN when the model has none."""
         return self._get(self.se, "c")
 
     def predict(self, age) -> np.ndarray:
-        """Model R2* (s^-1) at ``age`` (years); NaN for ``model == "none"``."""
+        """Model R2* at ``age``.
+
+        Parameters
+        ----------
+        age : array_like
+            Years, any shape.
+
+        Returns
+        -------
+        ndarray
+            R2* in s^-1, shape of ``age``; NaN for ``model == "none"``.
+        """
         age = np.asarray(age, dtype=float)
         if self.model == "saturation":
             return saturation(age, self.a, self.b, self.c)
@@ -140,6 +171,11 @@ class AgeFit:
             Ages in years.
         reference_age : float
             Years.
+
+        Returns
+        -------
+        ndarray of shape (n,)
+            Adjusted R2* in s^-1.
         """
         y = np.asarray(y, dtype=float)
         age = np.asarray(age, dtype=float)
@@ -149,7 +185,13 @@ class AgeFit:
         return y - self.predict(age) + self.predict(reference_age)
 
     def to_row(self) -> dict:
-        """Flat dict for ``agefit.tsv``."""
+        """Flat dict for ``agefit.tsv``.
+
+        Returns
+        -------
+        dict
+            Model, method, parameters with standard errors and confidence limits, and diagnostics.
+        """
         row = {"method": self.method, "model": self.model, "n": self.n,
                "age_min": self.age_range[0],
                "age_max": self.age_range[1]}
@@ -218,7 +260,24 @@ def _identification_problem(fit, age, max_rel_se_b: float) -> str | None:
 
 
 def fit_linear(age, y, *, confidence: float = 0.95, warning: str | None = None) -> AgeFit:
-    """Straight-line age model ``y = c + slope * age`` (OLS); ``"none"`` with < 3 points."""
+    """Straight-line age model ``y = c + slope * age`` (OLS).
+
+    Parameters
+    ----------
+    age : array_like of shape (n,)
+        Years.
+    y : array_like of shape (n,)
+        R2* in s^-1.
+    confidence : float, optional
+        Level of the confidence intervals.
+    warning : str, optional
+        Why the linear model is used (kept on the fit).
+
+    Returns
+    -------
+    AgeFit
+        ``"linear"``; ``"none"`` with fewer than 3 points.
+    """
     age, y = clean_pairs(age, y)
     rng = (float(age.min()), float(age.max())) if age.size else (np.nan, np.nan)
     if age.size < 3 or np.ptp(age) == 0:
@@ -333,7 +392,19 @@ def saturation_fit(age, y, method: str, params: dict, se: dict, ci: dict, rss: f
 def fixed_curve(a: float, b: float, c: float, age=(), method: str = "fixed") -> AgeFit:
     """A saturation curve with parameters handed in (no fit; zero standard errors).
 
-    ``age``: the controls' ages (years) the curve is used with (only for ``age_range``).
+    Parameters
+    ----------
+    a, b, c : float
+        Amplitude (s^-1), rate (1/years), offset (s^-1).
+    age : array_like, optional
+        The controls' ages (years) the curve is used with (only for ``age_range``).
+    method : str, optional
+        Recorded method name.
+
+    Returns
+    -------
+    AgeFit
+        The curve as a ``"saturation"`` fit.
     """
     age = np.asarray(age, dtype=float)
     age = age[np.isfinite(age)]

@@ -48,7 +48,20 @@ B_GRID: np.ndarray = np.geomspace(1e-3, 2.0, 161)
 
 
 def saturation_design(age, b: float) -> np.ndarray:
-    """``1 - exp(-b * age)`` (the column multiplying ``a``), any shape."""
+    """``1 - exp(-b * age)`` (the column multiplying ``a``).
+
+    Parameters
+    ----------
+    age : array_like
+        Years, any shape.
+    b : float
+        Rate in 1/years.
+
+    Returns
+    -------
+    ndarray
+        Shape of ``age``.
+    """
     return -np.expm1(-b * np.asarray(age, dtype=float))
 
 
@@ -128,8 +141,10 @@ def _objective(log_b: float, age, y, prior) -> float:
 
 def _laplace(age, y, a, b, c, prior, dof: int,
              a_sd: float | None = None) -> tuple[np.ndarray, float]:
-    """Covariance of (a, log b, c) at the optimum and the residual variance (``a_sd``: SD of
-    a normal prior on ``a``, s^-1)."""
+    """Covariance of (a, log b, c) at the optimum and the residual variance.
+
+    ``a_sd`` is the SD of a normal prior on ``a`` (s^-1), or None for no prior on ``a``.
+    """
     e = np.exp(-b * age)
     resid = y - (a * (1 - e) + c)
     s2 = float(resid @ resid) / max(dof, 1)
@@ -186,8 +201,24 @@ def fit_penalised(age: np.ndarray, y: np.ndarray, prior: tuple[float, float] = B
 
 
 def fit_fixed_rate(age: np.ndarray, y: np.ndarray, b: float, confidence: float = 0.95) -> dict:
-    """``a`` and ``c`` by least squares with ``b`` fixed (1/years); same keys as
-    :func:`fit_penalised` (``b_sd_ratio`` = 1: the rate is the prior's alone)."""
+    """``a`` and ``c`` by least squares with ``b`` fixed (1/years).
+
+    Parameters
+    ----------
+    age : ndarray of shape (n,)
+        Years.
+    y : ndarray of shape (n,)
+        R2* in s^-1.
+    b : float
+        The fixed rate (1/years).
+    confidence : float, optional
+        Level of the confidence intervals.
+
+    Returns
+    -------
+    dict
+        Same keys as :func:`fit_penalised` (``b_sd_ratio`` = 1: the rate is the prior's alone).
+    """
     x = saturation_design(age, b)
     a, c, rss = (float(v[0]) for v in _linear_ls(x[None], y[None], np.ones((1, age.size))))
     dof = age.size - 2

@@ -34,6 +34,11 @@ def check_even_spacing(te: np.ndarray, rtol: float = 1e-2) -> float:
         Echo times in s, ascending, at least three.
     rtol : float
         Largest accepted deviation of any spacing from the mean spacing, relative.
+
+    Returns
+    -------
+    float
+        Mean echo spacing in s.
     """
     te = np.asarray(te, dtype=np.float64)
     if te.size < 3:
@@ -50,7 +55,18 @@ def check_even_spacing(te: np.ndarray, rtol: float = 1e-2) -> float:
 
 
 def arlo_ratio(rows: np.ndarray) -> np.ndarray:
-    """Dimensionless ARLO ratio kappa = (dTE/3) / T2* per row of ``rows`` (m, n_echoes)."""
+    """Dimensionless ARLO ratio kappa = (dTE/3) / T2* per row.
+
+    Parameters
+    ----------
+    rows : ndarray of shape (m, n_echoes)
+        Magnitude signal, evenly spaced echoes.
+
+    Returns
+    -------
+    ndarray of shape (m,)
+        kappa.
+    """
     a, b, c = rows[:, :-2], rows[:, 1:-1], rows[:, 2:]
     s = a + c
     d = a - c
@@ -62,7 +78,22 @@ def arlo_ratio(rows: np.ndarray) -> np.ndarray:
 
 
 def kappa_to_r2star(kappa: np.ndarray, dte: float, simpson_exact: bool = True) -> np.ndarray:
-    """R2* (s^-1) from the ARLO ratio; exact inversion of Simpson's rule when requested."""
+    """R2* from the ARLO ratio.
+
+    Parameters
+    ----------
+    kappa : ndarray
+        ARLO ratios.
+    dte : float
+        Echo spacing in s.
+    simpson_exact : bool, optional
+        Exact inversion of Simpson's rule (else R2* dTE = 3 kappa).
+
+    Returns
+    -------
+    ndarray
+        R2* in s^-1, shape of ``kappa``.
+    """
     if not simpson_exact:
         return kappa * (3.0 / dte)
     q = (np.sqrt(3.0 * kappa * kappa + 1.0) - 2.0 * kappa) / (kappa + 1.0)
@@ -70,13 +101,45 @@ def kappa_to_r2star(kappa: np.ndarray, dte: float, simpson_exact: bool = True) -
 
 
 def arlo_evenly_spaced(te: np.ndarray) -> bool:
-    """True when the echo spacing is constant to rounding error (relative 1e-9)."""
+    """True when the echo spacing is constant to rounding error (relative 1e-9).
+
+    Parameters
+    ----------
+    te : ndarray of shape (n_echoes,)
+        Echo times in s.
+
+    Returns
+    -------
+    bool
+        Whether the spacing is constant.
+    """
     d = np.diff(np.asarray(te, dtype=np.float64))
     return bool(np.ptp(d) <= 1e-9 * float(np.mean(d)))
 
 
 def kernel_arlo(rows, te, *, want_rmse, simpson_exact=True):
-    """ARLO fit of rows (m, n) -> (R2*, S0, RMSE or None, used echoes)."""
+    """ARLO fit of rows.
+
+    Parameters
+    ----------
+    rows : ndarray of shape (m, n_echoes)
+        Magnitude signal per voxel.
+    te : ndarray of shape (n_echoes,)
+        Echo times in s, ascending.
+    want_rmse : bool
+        Also return the RMS residual.
+    simpson_exact : bool, optional
+        Exact inversion of Simpson's rule.
+
+    Returns
+    -------
+    r2star, s0 : ndarray of shape (m,)
+        R2* in s^-1 and the signal at TE = 0 (NaN where the fit fails).
+    rmse : ndarray of shape (m,) or None
+        RMS residual (signal units), None unless ``want_rmse``.
+    used : tuple of int
+        First and last echo read.
+    """
     dte = float(np.mean(np.diff(te)))
     t = te - te[0]
     if fastfit.AVAILABLE and arlo_evenly_spaced(te):

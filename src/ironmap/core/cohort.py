@@ -33,11 +33,29 @@ class Issue:
     action: str  # "excluded" | "value ignored"
 
     def message(self) -> str:
+        """The issue as one sentence: ``"<id>: <column> <problem> (<action>)"``.
+
+        Returns
+        -------
+        str
+            The sentence.
+        """
         return f"{self.participant_id}: {self.column} {self.problem} ({self.action})"
 
 
 def normalise_id(value) -> str:
-    """``"001"`` -> ``"sub-001"``; already prefixed ids are kept."""
+    """A participant id with its ``sub-`` prefix.
+
+    Parameters
+    ----------
+    value : object
+        ``"001"`` or ``"sub-001"``.
+
+    Returns
+    -------
+    str
+        ``"sub-001"``.
+    """
     s = str(value).strip()
     return s if s.startswith("sub-") else f"sub-{s}"
 

@@ -98,7 +98,13 @@ _AGE_RE = re.compile(r"^\s*(\d{1,3})\s*([DWMY])\s*$", re.IGNORECASE)
 
 
 def removed_keys() -> frozenset[str]:
-    """All sidecar keys dropped by :func:`scrub_sidecar` (besides ``*UID`` and ``*Date*``)."""
+    """All sidecar keys dropped by :func:`scrub_sidecar` (besides ``*UID`` and ``*Date*``).
+
+    Returns
+    -------
+    frozenset of str
+        The keys.
+    """
     return frozenset(f.key for f in REMOVED_FIELDS) | frozenset(EXTRA_REMOVED_KEYS)
 
 
@@ -149,8 +155,24 @@ def _date_spellings(text: str) -> set[str]:
 
 
 def clean_text(text: str, identifiers: Iterable[str] = (), *, dates: bool = True) -> str:
-    """Cut identifying values (case-insensitive) and, with ``dates``, date-like numbers
-    (``YYYYMMDD``, ``YYYY-MM-DD``, ...) out of free text."""
+    """Cut identifying values (case-insensitive) out of free text.
+
+    With ``dates``, date-like numbers (``YYYYMMDD``, ``YYYY-MM-DD``, ...) are cut as well.
+
+    Parameters
+    ----------
+    text : str
+        Free text (e.g. a series description).
+    identifiers : iterable of str, optional
+        Values to cut.
+    dates : bool, optional
+        Also cut date-like numbers.
+
+    Returns
+    -------
+    str
+        The text without them.
+    """
     out = text
     for value in identifiers:
         out = re.sub(_pattern(value), "", out, flags=re.IGNORECASE)
@@ -173,6 +195,18 @@ def scrub_sidecar(sidecar: Mapping[str, Any], identifiers: Iterable[str] = ()) -
     every key containing ``Date`` and every ``Patient*`` key except ``PatientPosition`` are
     dropped; every identifying value is cut out of the remaining strings (also inside lists),
     and date-like numbers out of the descriptors of :data:`CLEANED_FIELDS`.
+
+    Parameters
+    ----------
+    sidecar : mapping
+        The sidecar.
+    identifiers : iterable of str, optional
+        Identifying values to cut.
+
+    Returns
+    -------
+    dict
+        The copy.
     """
     removed = removed_keys()
     descriptors = {f.key for f in CLEANED_FIELDS}
@@ -200,7 +234,19 @@ def age_in_years(patient_age: str | None = None, birth_date: str | None = None,
     """Age in whole years from DICOM ``PatientAge`` (``nnnY/M/W/D``) or the two dates.
 
     ``PatientAge`` wins when both are given. Ages are floored to whole years and capped at
-    :data:`MAX_AGE_YEARS`. Returns None when neither source is usable.
+    :data:`MAX_AGE_YEARS`.
+
+    Parameters
+    ----------
+    patient_age : str, optional
+        DICOM ``PatientAge``.
+    birth_date, study_date : str, optional
+        DICOM dates ``YYYYMMDD``.
+
+    Returns
+    -------
+    int or None
+        Years; None when neither source is usable.
     """
     years: float | None = None
     match = _AGE_RE.match(patient_age or "")
@@ -227,7 +273,18 @@ def _parse_date(text: str | None) -> date | None:
 
 
 def sex_code(patient_sex: str | None) -> str | None:
-    """DICOM ``PatientSex`` (``M``/``F``/``O``) -> BIDS ``M``/``F``/``O``; None when unknown."""
+    """DICOM ``PatientSex`` -> BIDS ``M``/``F``/``O``.
+
+    Parameters
+    ----------
+    patient_sex : str or None
+        ``M``, ``F`` or ``O``.
+
+    Returns
+    -------
+    str or None
+        The code; None when unknown.
+    """
     code = (patient_sex or "").strip().upper()[:1]
     return code if code in ("M", "F", "O") else None
 
@@ -242,7 +299,20 @@ def _pattern(value: str) -> str:
 
 
 def find_identifiers(data: bytes, identifiers: Iterable[str]) -> list[str]:
-    """Identifying values found in ``data`` (case-insensitive; numbers as whole numbers)."""
+    """Identifying values found in ``data`` (case-insensitive; numbers as whole numbers).
+
+    Parameters
+    ----------
+    data : bytes
+        File content or header bytes.
+    identifiers : iterable of str
+        Values to look for.
+
+    Returns
+    -------
+    list of str
+        The values found.
+    """
     found = []
     for value in identifiers:
         pattern = _pattern(value).encode("utf-8", "replace")

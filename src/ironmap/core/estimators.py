@@ -76,7 +76,13 @@ class Estimator:
         return self.methods_phrase + (f" [{self.citation}]" if self.citation else "")
 
     def load_setup(self) -> Callable:
-        """The setup function (imported on first use when given as ``"module:function"``)."""
+        """The setup function (imported on first use when given as ``"module:function"``).
+
+        Returns
+        -------
+        callable
+            The estimator's setup function.
+        """
         if callable(self.setup):
             return self.setup
         module, _, func = self.setup.partition(":")
@@ -126,12 +132,28 @@ ESTIMATORS: dict[str, Estimator] = {e.name: e for e in (
 
 
 def method_names() -> tuple[str, ...]:
-    """Every ``method=`` value: the table's estimators, then ``"auto"``."""
+    """Every ``method=`` value: the table's estimators, then ``"auto"``.
+
+    Returns
+    -------
+    tuple of str
+        The names.
+    """
     return (*ESTIMATORS, AUTO)
 
 
 def get_estimator(name: str) -> Estimator:
     """The table entry of ``name``.
+
+    Parameters
+    ----------
+    name : str
+        Estimator name.
+
+    Returns
+    -------
+    Estimator
+        Its table entry.
 
     Raises
     ------
@@ -146,12 +168,34 @@ def get_estimator(name: str) -> Estimator:
 
 
 def resolve_auto(n_echoes: int) -> str:
-    """The estimator that ``"auto"`` stands for with ``n_echoes`` echoes."""
+    """The estimator that ``"auto"`` stands for with ``n_echoes`` echoes.
+
+    Parameters
+    ----------
+    n_echoes : int
+        Number of echoes.
+
+    Returns
+    -------
+    str
+        An estimator name of the table.
+    """
     return "two_point" if n_echoes == 2 else "nonlinear"
 
 
 def description(name: str) -> str:
-    """One-line description of an estimator (or of ``"auto"``); the name itself if unknown."""
+    """One-line description of an estimator (or of ``"auto"``).
+
+    Parameters
+    ----------
+    name : str
+        Estimator name.
+
+    Returns
+    -------
+    str
+        The description; the name itself if unknown.
+    """
     if name == AUTO:
         return AUTO_DESCRIPTION
     est = ESTIMATORS.get(name)
@@ -159,7 +203,18 @@ def description(name: str) -> str:
 
 
 def methods_phrase(name: str) -> str | None:
-    """The methods-text phrase (with citation marker) of ``name``; None if unknown."""
+    """The methods-text phrase (with citation marker) of an estimator.
+
+    Parameters
+    ----------
+    name : str
+        Estimator name.
+
+    Returns
+    -------
+    str or None
+        The phrase; None if unknown.
+    """
     if name == AUTO:
         return AUTO_PHRASE
     est = ESTIMATORS.get(name)
@@ -167,5 +222,11 @@ def methods_phrase(name: str) -> str | None:
 
 
 def references() -> dict[str, str]:
-    """Citation key -> full reference of the estimators that cite one."""
+    """Citation key -> full reference of the estimators that cite one.
+
+    Returns
+    -------
+    dict of str to str
+        The references.
+    """
     return {e.citation: e.reference or e.citation for e in ESTIMATORS.values() if e.citation}

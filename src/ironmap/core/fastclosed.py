@@ -93,7 +93,18 @@ _P0, _P1, _P2, _P3, _P4, _P5, _P6 = (F(c) for c in (
 
 @_inline
 def exp32(x):
-    """Exponential of a float32 (0 below -87, inf above 88, NaN for NaN); branch-free."""
+    """Exponential of a float32 (0 below -87, inf above 88, NaN for NaN); branch-free.
+
+    Parameters
+    ----------
+    x : float32
+        The argument.
+
+    Returns
+    -------
+    float32
+        exp(x).
+    """
     xc = x if x > _EXP_LO else _EXP_LO
     xc = xc if xc < _EXP_HI else _EXP_HI
     fx = (xc * _LOG2E + _ROUND) - _ROUND
@@ -113,6 +124,16 @@ def log32(x):
     x = 2^e (1 + f) with 1 + f in [sqrt(1/2), sqrt(2)) by integer arithmetic on the bits, then
     ln x = e ln 2 + ln(1 + f) by a polynomial. Normal numbers only: subnormal inputs
     (< 1.2e-38) come out near -88 instead of their true logarithm.
+
+    Parameters
+    ----------
+    x : float32
+        The argument.
+
+    Returns
+    -------
+    float32
+        ln(x).
     """
     b = _f2i(x) - _SQRT_HALF_BITS
     e = b >> _I23
@@ -142,9 +163,11 @@ def _block(flat, n, m, b):
 
 @_inline
 def _block_rmse(src, n, nb, rr, ss, trel, t0, dt, out):
-    """RMS over the n echoes of S - S0 e^(-R2* TE) for the nb voxels of a block, from their
-    R2* and S0 in ``rr`` and ``ss``; with evenly spaced echoes (``dt`` > 0) the decay factors
-    follow e^(-R2* TE_j) = e^(-R2* TE_1) q^j with q = e^(-R2* dt): two exponentials per voxel.
+    """RMS over the n echoes of S - S0 e^(-R2* TE) for the nb voxels of a block.
+
+    From their R2* and S0 in ``rr`` and ``ss``; with evenly spaced echoes (``dt`` > 0) the decay
+    factors follow e^(-R2* TE_j) = e^(-R2* TE_1) q^j with q = e^(-R2* dt): two exponentials per
+    voxel.
     """
     inv_n = _ONE / F(n)
     if dt > _ZERO:
@@ -194,6 +217,18 @@ def two_point_kernel(n: int, i: int, j: int):
     ``rmse`` of size 0 skips the residual map; ``trel``, ``t0``, ``dt``: echo times relative to
     the first, the first, and the even spacing (0 when uneven), float32 s; ``nbad[b]`` is 1
     where block b may hold failed voxels, else 0 (an OR over the block: cheaper than a count).
+
+    Parameters
+    ----------
+    n : int
+        Echoes per row.
+    i, j : int
+        The two echoes.
+
+    Returns
+    -------
+    callable
+        The compiled kernel (cached per argument set).
     """
     @_kernel_jit
     def kernel(flat, inv_dte, te_i, lo, hi, r2, s0, rmse, trel, t0, dt, nbad, b0, b1):
@@ -224,9 +259,21 @@ def two_point_kernel(n: int, i: int, j: int):
 
 @functools.cache
 def loglinear_kernel(n: int):
-    """Kernel for least squares on ln S with fixed weights: ln S @ (w_slope, w_icpt) =
-    (-R2*, ln S0); arguments as :func:`two_point_kernel` with (w_slope, w_icpt) as the two
-    parameters (float32 arrays of n)."""
+    """Kernel for least squares on ln S with fixed weights.
+
+    ln S @ (w_slope, w_icpt) = (-R2*, ln S0); arguments as :func:`two_point_kernel` with (w_slope,
+    w_icpt) as the two parameters (float32 arrays of n).
+
+    Parameters
+    ----------
+    n : int
+        Echoes per row.
+
+    Returns
+    -------
+    callable
+        The compiled kernel (cached per argument set).
+    """
     @_kernel_jit
     def kernel(flat, w_slope, w_icpt, lo, hi, r2, s0, rmse, trel, t0, dt, nbad, b0, b1):
         m = r2.shape[0]
@@ -262,6 +309,16 @@ def wls_kernel(n: int):
     One parameter: the echo times ``t`` (float32 array of n, s). The weighted line through
     (t_j, ln S_j) is solved about the weighted mean echo time, which keeps float32 sums
     well conditioned: slope = sum w (t - t_w)(y - y_w) / sum w (t - t_w)^2.
+
+    Parameters
+    ----------
+    n : int
+        Echoes per row.
+
+    Returns
+    -------
+    callable
+        The compiled kernel (cached per argument set).
     """
     @_kernel_jit
     def kernel(flat, t, lo, hi, r2, s0, rmse, trel, t0, dt, nbad, b0, b1):
@@ -316,6 +373,18 @@ def arlo_kernel(n: int, exact: bool):
     spacing q = exp(-R2* dTE) inverts Simpson's rule for an exponential,
     q = (sqrt(3 kappa^2 + 1) - 2 kappa) / (kappa + 1); else the published R2* dTE = 3 kappa.
     S0 is the least-squares amplitude sum_j S_j q^j / sum_j q^2j carried back to TE = 0.
+
+    Parameters
+    ----------
+    n : int
+        Echoes per row.
+    exact : bool
+        Exact inversion of Simpson's rule.
+
+    Returns
+    -------
+    callable
+        The compiled kernel (cached per argument set).
     """
     @_kernel_jit
     def kernel(flat, neg_inv_dte, te0, lo, hi, r2, s0, rmse, trel, t0, dt, nbad, b0, b1):
@@ -388,7 +457,22 @@ def _plan(kernel, params, te, r2star_range, used) -> ClosedFormPlan:
 
 
 def plan_two_point(te, pair, r2star_range) -> ClosedFormPlan:
-    """Plan of the two-point form on echoes ``pair`` of rows with ``te.size`` echoes."""
+    """Plan of the two-point form on echoes ``pair``.
+
+    Parameters
+    ----------
+    te : ndarray of shape (n,)
+        Echo times in s.
+    pair : tuple of int
+        The two echoes.
+    r2star_range : (float, float)
+        Valid R2* range in s^-1.
+
+    Returns
+    -------
+    ClosedFormPlan
+        Kernel, parameters, range and echo times.
+    """
     i, j = pair
     params = (F(1.0 / (te[j] - te[i])), F(te[i]))
     return _plan(two_point_kernel(int(te.size), int(i), int(j)), params, te, r2star_range,
@@ -396,20 +480,63 @@ def plan_two_point(te, pair, r2star_range) -> ClosedFormPlan:
 
 
 def plan_loglinear(te, weights, r2star_range) -> ClosedFormPlan:
-    """Plan of a log-linear fit with weights (n, 2): ln S @ weights = (-R2*, ln S0)."""
+    """Plan of a log-linear fit with weights: ln S @ weights = (-R2*, ln S0).
+
+    Parameters
+    ----------
+    te : ndarray of shape (n,)
+        Echo times in s.
+    weights : ndarray of shape (n, 2)
+        Least-squares weights of slope and intercept.
+    r2star_range : (float, float)
+        Valid R2* range in s^-1.
+
+    Returns
+    -------
+    ClosedFormPlan
+        Kernel, parameters, range and echo times.
+    """
     w = np.asarray(weights, dtype=F)
     params = (np.ascontiguousarray(w[:, 0]), np.ascontiguousarray(w[:, 1]))
     return _plan(loglinear_kernel(int(te.size)), params, te, r2star_range, (0, te.size - 1))
 
 
 def plan_wls(te, r2star_range) -> ClosedFormPlan:
-    """Plan of the log-linear fit weighted by S^2."""
+    """Plan of the log-linear fit weighted by S^2.
+
+    Parameters
+    ----------
+    te : ndarray of shape (n,)
+        Echo times in s.
+    r2star_range : (float, float)
+        Valid R2* range in s^-1.
+
+    Returns
+    -------
+    ClosedFormPlan
+        Kernel, parameters, range and echo times.
+    """
     params = (np.asarray(te, dtype=F),)
     return _plan(wls_kernel(int(te.size)), params, te, r2star_range, (0, te.size - 1))
 
 
 def plan_arlo(te, simpson_exact, r2star_range) -> ClosedFormPlan:
-    """Plan of ARLO on evenly spaced echoes."""
+    """Plan of ARLO on evenly spaced echoes.
+
+    Parameters
+    ----------
+    te : ndarray of shape (n,)
+        Echo times in s, evenly spaced.
+    simpson_exact : bool
+        Invert Simpson's rule exactly (else the published R2* dTE = 3 kappa).
+    r2star_range : (float, float)
+        Valid R2* range in s^-1.
+
+    Returns
+    -------
+    ClosedFormPlan
+        Kernel, parameters, range and echo times.
+    """
     dte = float(np.mean(np.diff(te)))
     params = (F(-1.0 / dte), F(te[0]))
     return _plan(arlo_kernel(int(te.size), bool(simpson_exact)), params, te, r2star_range,
@@ -417,7 +544,18 @@ def plan_arlo(te, simpson_exact, r2star_range) -> ClosedFormPlan:
 
 
 def n_blocks(n_voxels: int) -> int:
-    """Number of :data:`BLOCK`-voxel blocks covering ``n_voxels``."""
+    """Number of :data:`BLOCK`-voxel blocks covering ``n_voxels``.
+
+    Parameters
+    ----------
+    n_voxels : int
+        Voxels.
+
+    Returns
+    -------
+    int
+        Blocks (the last may be partial).
+    """
     return (int(n_voxels) + BLOCK - 1) // BLOCK
 
 
@@ -438,6 +576,24 @@ def run_plan(plan: ClosedFormPlan, rows: np.ndarray, r2: np.ndarray, s0: np.ndar
     the fit runs in float32 arithmetic; the maps take the dtype of the arrays passed in.
     Returns, per block of :data:`BLOCK` voxels, 1 where the block may hold failed voxels and 0
     where it holds only valid fits. ``n_jobs`` threads share the blocks.
+
+    Parameters
+    ----------
+    plan : ClosedFormPlan
+        The fit.
+    rows : ndarray of shape (m, n)
+        Magnitude signal, C-contiguous.
+    r2, s0 : ndarray of shape (m,)
+        Output R2* (s^-1) and S0.
+    rmse : ndarray of shape (m,), optional
+        Output RMS residual.
+    n_jobs : int, optional
+        Threads.
+
+    Returns
+    -------
+    ndarray of shape (n_blocks,)
+        1 where a block may hold failed voxels, else 0.
     """
     m = rows.shape[0]
     nblk = n_blocks(m)
@@ -463,9 +619,11 @@ _POOLS: dict[int, ThreadPoolExecutor] = {}
 
 
 def _each(func, parts) -> None:
-    """``func(part)`` for every part: the first in the calling thread, the others in pool
-    threads (a pool of that size is made on first use and kept: starting threads costs about
-    as much as fitting a quarter of a brain)."""
+    """``func(part)`` for every part.
+
+    The first in the calling thread, the others in pool threads (a pool of that size is made on
+    first use and kept: starting threads costs about as much as fitting a quarter of a brain).
+    """
     if len(parts) > 1:
         pool = _POOLS.get(len(parts) - 1)
         if pool is None:

@@ -43,6 +43,25 @@ def nonlinear_loop(S, R0, t, even, dt, max_iter, tol, r2, amp, rss):
     step, whose error is then of order tol); NaN where it fails or does not converge. Voxels
     run in blocks of 256 with the voxel index in the inner loops, so the moments and steps
     vectorise; with even spacing, e_j = q^j and q follows R by a series, not a library exp.
+
+    Parameters
+    ----------
+    S : ndarray of shape (m, n)
+        Magnitude signal per row.
+    R0 : ndarray of shape (m,)
+        Starting R2* (s^-1).
+    t : ndarray of shape (n,)
+        Echo times in s.
+    even : bool
+        Whether the echoes are evenly spaced.
+    dt : float
+        Their spacing (s) when even.
+    max_iter : int
+        Most Newton steps.
+    tol : float
+        Relative step tolerance.
+    r2, amp, rss : ndarray of shape (m,)
+        Outputs: R2* (s^-1), amplitude, residual sum of squares.
     """
     m, n = S.shape
     nblocks = (m + _NL_BLOCK - 1) // _NL_BLOCK
@@ -132,8 +151,11 @@ def _exp_small(x):
 
 @_jit()
 def _block_newton(mom, nb, max_step, steps, exacts):
-    """Safeguarded Newton step on ln(A0^2/B0) for nb voxels, and whether it used the exact
-    curvature (else Gauss-Newton); selects instead of branches, so the loop vectorises."""
+    """Safeguarded Newton step on ln(A0^2/B0) for nb voxels.
+
+    Also returns whether it used the exact curvature (else Gauss-Newton); selects instead of
+    branches, so the loop vectorises.
+    """
     a0, a1, a2, b0, b1, b2 = mom[0], mom[1], mom[2], mom[3], mom[4], mom[5]
     for k in range(nb):
         m_a = a1[k] / a0[k]
@@ -205,7 +227,18 @@ def _even_moments(T, nb, q, t, a0, a1, a2, b0, b1, b2, e):
 
 @_jit()
 def bessel_ratio_scalar(x):
-    """I1(x)/I0(x) for x >= 0; polynomial approximations (A&S 9.8.1-9.8.4), rel. error < 5e-7."""
+    """I1(x)/I0(x) for x >= 0; polynomial approximations (A&S 9.8.1-9.8.4), rel. error < 5e-7.
+
+    Parameters
+    ----------
+    x : float
+        The argument, >= 0.
+
+    Returns
+    -------
+    float
+        The ratio.
+    """
     if x >= 50.0:
         inv = 1.0 / x
         return 1.0 - inv * (0.5 + inv * (0.125 + inv * (0.125 + inv * (25.0 / 128.0))))
@@ -266,7 +299,29 @@ def _rician_step(row, c, R, t, even, dt, inv_var, max_step):
 
 @_jit(parallel=True)
 def rician_loop(S, R0, c0, t, even, dt, inv_var, max_iter, tol, r2, amp):
-    """Rician maximum likelihood of c*exp(-R t) per row of S (m, n); writes R and c."""
+    """Rician maximum likelihood of c*exp(-R t) per row of S (m, n); writes R and c.
+
+    Parameters
+    ----------
+    S : ndarray of shape (m, n)
+        Magnitude signal per row.
+    R0, c0 : ndarray of shape (m,)
+        Starting R2* (s^-1) and amplitude.
+    t : ndarray of shape (n,)
+        Echo times in s.
+    even : bool
+        Whether the echoes are evenly spaced.
+    dt : float
+        Their spacing (s) when even.
+    inv_var : float
+        1 / sigma^2 of the noise.
+    max_iter : int
+        Most iterations.
+    tol : float
+        Relative step tolerance.
+    r2, amp : ndarray of shape (m,)
+        Outputs: R2* (s^-1) and amplitude.
+    """
     m = S.shape[0]
     max_step = 2.0 / max(t[t.shape[0] - 1], 1e-6)
     stol = math.sqrt(tol)
@@ -300,6 +355,15 @@ def arlo_loop(S, exact, q_out, amp, rss):
 
     Writes ``q = exp(-R2* dTE)`` (exact inversion of Simpson's rule, or ``exp(-3 kappa)`` for
     the published estimate), the least-squares amplitude at the first echo and the residual sum.
+
+    Parameters
+    ----------
+    S : ndarray of shape (m, n)
+        Magnitude signal per row.
+    exact : bool
+        Exact inversion of Simpson's rule.
+    q_out, amp, rss : ndarray of shape (m,)
+        Outputs: decay per spacing, amplitude, residual sum of squares.
     """
     m, n = S.shape
     for i in numba.prange(m) if AVAILABLE else range(m):
@@ -334,7 +398,23 @@ def arlo_loop(S, exact, q_out, amp, rss):
 
 @_jit(parallel=True, fastmath={"contract", "reassoc", "arcp"})
 def amplitude_loop(S, R, t, even, dt, amp, rss):
-    """Least-squares amplitude c of c*exp(-R t) for a known R per row; and the residual sum."""
+    """Least-squares amplitude c of c*exp(-R t) for a known R per row; and the residual sum.
+
+    Parameters
+    ----------
+    S : ndarray of shape (m, n)
+        Magnitude signal per row.
+    R : ndarray of shape (m,)
+        R2* in s^-1.
+    t : ndarray of shape (n,)
+        Echo times in s.
+    even : bool
+        Whether the echoes are evenly spaced.
+    dt : float
+        Their spacing (s) when even.
+    amp, rss : ndarray of shape (m,)
+        Outputs: amplitude and residual sum of squares.
+    """
     m = S.shape[0]
     for i in numba.prange(m) if AVAILABLE else range(m):
         row = S[i]
@@ -354,7 +434,13 @@ def amplitude_loop(S, R, t, even, dt, amp, rss):
 
 
 def available_cores() -> int:
-    """Cores this process may run on (its CPU affinity; the CPU count where that is unknown)."""
+    """Cores this process may run on (its CPU affinity; the CPU count where that is unknown).
+
+    Returns
+    -------
+    int
+        At least 1.
+    """
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):  # pragma: no cover - not Linux
@@ -362,7 +448,18 @@ def available_cores() -> int:
 
 
 def set_threads(n_jobs: int) -> int:
-    """Set numba's thread count for the calling thread (capped by numba's maximum)."""
+    """Set numba's thread count for the calling thread (capped by numba's maximum).
+
+    Parameters
+    ----------
+    n_jobs : int
+        Threads wanted.
+
+    Returns
+    -------
+    int
+        Threads set.
+    """
     if not AVAILABLE:
         return 1
     n = max(1, min(int(n_jobs), numba.config.NUMBA_NUM_THREADS))

@@ -138,7 +138,22 @@ def grow_lesions(
 
 
 def local_background(img: np.ndarray, brain: np.ndarray, box) -> float:
-    """Most frequent brain intensity in a box (smoothed 64-bin histogram mode)."""
+    """Most frequent brain intensity in a box (smoothed 64-bin histogram mode).
+
+    Parameters
+    ----------
+    img : ndarray of shape (X, Y, Z)
+        FLAIR intensities.
+    brain : ndarray of bool, shape (X, Y, Z)
+        Brain mask.
+    box : tuple of slice
+        The box.
+
+    Returns
+    -------
+    float
+        The mode (intensity units).
+    """
     values = img[box][brain[box]]
     if values.size < 20:
         return float(np.median(values)) if values.size else 0.0
@@ -195,8 +210,11 @@ def _grow_one(img, brain, labels, seed, vox, *, min_rise, level, jump, leak_mm3,
 
 
 def _joins_core(img, region, previous, box, seed, top_pos, vox, core_mm, core_level) -> bool:
-    """The step joined a lesion core: its brightest voxel lies within ``core_mm`` of the seed
-    and the median of the newly joined voxels is at least ``core_level``."""
+    """The step joined a lesion core.
+
+    Its brightest voxel lies within ``core_mm`` of the seed and the median of the newly joined
+    voxels is at least ``core_level``.
+    """
     if np.linalg.norm((top_pos - seed) * vox) > core_mm:
         return False
     new = region[box] & ~previous[box]
@@ -224,9 +242,12 @@ def _region_at(img, brain, labels, peak_pos, thr, half):
 
 
 def _leaked(region, previous, box, jump: float, leak_voxels: float) -> bool:
-    """A leak: a region of 10 or more voxels grew by more than ``jump`` times and more than
-    ``leak_voxels`` voxels, and more than ``leak_voxels`` new voxels lie beyond two voxels of
-    the previous region (growth through a narrow bridge, not a boundary moving outwards)."""
+    """Whether the step leaked out of the lesion.
+
+    A leak: a region of 10 or more voxels grew by more than ``jump`` times and more than
+    ``leak_voxels`` voxels, and more than ``leak_voxels`` new voxels lie beyond two voxels of the
+    previous region (growth through a narrow bridge, not a boundary moving outwards).
+    """
     new, old = region[box], previous[box]
     if old.sum() < 10 or new.sum() <= jump * old.sum() or new.sum() - old.sum() <= leak_voxels:
         return False

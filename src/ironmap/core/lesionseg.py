@@ -51,7 +51,13 @@ class LesionSegParams:
     gm_core_z: float = 3.0
 
     def as_dict(self) -> dict[str, float]:
-        """Parameters as a plain dict (for sidecars)."""
+        """Parameters as a plain dict (for sidecars).
+
+        Returns
+        -------
+        dict of str to float
+            Field -> value.
+        """
         return {k: float(v) for k, v in asdict(self).items()}
 
 
@@ -94,6 +100,11 @@ def class_medians(image: np.ndarray, brain: np.ndarray, priors: dict[str, np.nda
     brain : ndarray of bool, shape (X, Y, Z)
     priors : dict of str -> ndarray of shape (X, Y, Z)
         Tissue fractions in [0, 1], e.g. ``{"csf": ..., "gm": ..., "wm": ...}``.
+
+    Returns
+    -------
+    dict of str to float
+        Tissue -> median intensity (NaN with fewer than 50 voxels).
     """
     out = {}
     for name, prior in priors.items():
@@ -107,6 +118,17 @@ def check_flair_contrast(flair: np.ndarray, brain: np.ndarray, priors: dict[str,
     """Refuse an image without FLAIR contrast: CSF must be darker than WM, GM brighter than WM.
 
     A T1w has WM brightest (WM > GM > CSF), a T2w has CSF brightest; both are refused.
+
+    Parameters
+    ----------
+    flair : ndarray of shape (X, Y, Z)
+        The image.
+    brain : ndarray of bool, shape (X, Y, Z)
+        Brain mask.
+    priors : dict of str to ndarray of shape (X, Y, Z)
+        Tissue fractions (``csf``, ``gm``, ``wm``).
+    label : str, optional
+        Named in the error.
 
     Returns
     -------
@@ -227,9 +249,22 @@ def segment_lesions(
 
 def grey_like(flair: np.ndarray, t1w: np.ndarray, brain: np.ndarray,
               priors: dict[str, np.ndarray], gm_z: float) -> np.ndarray:
-    """Voxels that look like normal grey matter: T1w in the middle of three k-means classes
-    (:func:`kmeans_1d` over the brain), and FLAIR below GM median + ``gm_z`` GM sigmas (lower-half
-    robust sigma over template GM >= 0.8 that is also T1w grey-like).
+    """Voxels that look like normal grey matter.
+
+    T1w in the middle of three k-means classes (:func:`kmeans_1d` over the brain), and FLAIR below
+    GM median + ``gm_z`` GM sigmas (lower-half robust sigma over template GM >= 0.8 that is also
+    T1w grey-like).
+
+    Parameters
+    ----------
+    flair, t1w : ndarray of shape (X, Y, Z)
+        The images on one grid.
+    brain : ndarray of bool, shape (X, Y, Z)
+        Brain mask.
+    priors : dict of str to ndarray of shape (X, Y, Z)
+        Tissue fractions.
+    gm_z : float
+        GM sigmas above the GM median still counted as grey.
 
     Returns
     -------
@@ -277,8 +312,24 @@ def kmeans_1d(values: np.ndarray, k: int, iterations: int = 50) -> np.ndarray:
 
 def keep_components(candidate: np.ndarray, core: np.ndarray, voxel_sizes_mm,
                     min_volume_mm3: float) -> np.ndarray:
-    """26-connected components of ``candidate`` that contain a ``core`` voxel and have at least
-    ``min_volume_mm3``; bool mask of shape ``candidate.shape``."""
+    """26-connected components of ``candidate`` that contain a ``core`` voxel.
+
+    Components smaller than ``min_volume_mm3`` are dropped.
+
+    Parameters
+    ----------
+    candidate, core : ndarray of bool, shape (X, Y, Z)
+        Candidate voxels and seeds.
+    voxel_sizes_mm : sequence of 3 float
+        Voxel edges in mm.
+    min_volume_mm3 : float
+        Smallest component kept (mm^3).
+
+    Returns
+    -------
+    ndarray of bool, shape ``candidate.shape``
+        The kept components.
+    """
     lab, n = ndimage.label(candidate, _STRUCT26)
     if n == 0:
         return np.zeros(candidate.shape, dtype=bool)
@@ -295,6 +346,11 @@ def lesion_detection(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
 
     A true lesion is detected when any predicted voxel overlaps it; a predicted lesion is a
     false positive when it overlaps no true lesion.
+
+    Parameters
+    ----------
+    pred, truth : ndarray of bool, shape (X, Y, Z)
+        Predicted and true lesion masks.
 
     Returns
     -------

@@ -98,6 +98,15 @@ def group_effects_site_adjusted(values, groups, sites, control: str) -> dict:
 def group_effects_mixed(values, groups, sites, control: str) -> dict:
     """Group differences from the controls with a random intercept per site (REML).
 
+    Parameters
+    ----------
+    values : array-like of shape (n,)
+        R2* in s^-1.
+    groups, sites : array-like of shape (n,)
+        Group and site labels.
+    control : str
+        The controls' label.
+
     Returns
     -------
     dict

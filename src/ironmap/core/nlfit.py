@@ -58,7 +58,13 @@ class CurveFit:
     diagnostics: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, float]:
-        """``{name: estimate}``."""
+        """``{name: estimate}``.
+
+        Returns
+        -------
+        dict of str to float
+            Parameter name -> estimate.
+        """
         return {k: float(v) for k, v in zip(self.names, self.params, strict=True)}
 
 

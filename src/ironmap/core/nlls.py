@@ -24,7 +24,20 @@ _BESSEL_ASYMPTOTIC_X = 50.0
 
 
 def start_loglinear(S: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Log-linear R2* (s^-1) per row, robust to non-positive samples (clipped) for a start."""
+    """Log-linear R2* per row, robust to non-positive samples (clipped), for a start.
+
+    Parameters
+    ----------
+    S : ndarray of shape (m, n)
+        Magnitude signal.
+    t : ndarray of shape (n,)
+        Echo times in s.
+
+    Returns
+    -------
+    ndarray of shape (m,)
+        R2* in s^-1.
+    """
     tc = t - t.mean()
     w = (tc / np.sum(tc * tc)).astype(S.dtype)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -101,7 +114,30 @@ def _even_step(t: np.ndarray) -> float:
 
 
 def kernel_nonlinear(rows, te, *, want_rmse, max_iter=50, tol=1e-9):
-    """Least squares of S0*exp(-R2* TE) on the magnitude; rows (m, n) -> R2*, S0, RMSE."""
+    """Least squares of S0*exp(-R2* TE) on the magnitude.
+
+    Parameters
+    ----------
+    rows : ndarray of shape (m, n_echoes)
+        Magnitude signal per voxel.
+    te : ndarray of shape (n_echoes,)
+        Echo times in s, ascending.
+    want_rmse : bool
+        Also return the RMS residual.
+    max_iter : int, optional
+        Most Newton steps.
+    tol : float, optional
+        Relative step tolerance.
+
+    Returns
+    -------
+    r2star, s0 : ndarray of shape (m,)
+        R2* in s^-1 and the signal at TE = 0 (NaN where the fit fails).
+    rmse : ndarray of shape (m,) or None
+        RMS residual (signal units), None unless ``want_rmse``.
+    used : tuple of int
+        First and last echo read.
+    """
     t = te - te[0]
     if fastfit.AVAILABLE:
         R0 = start_loglinear(rows, t).astype(np.float64)
@@ -123,7 +159,18 @@ def kernel_nonlinear(rows, te, *, want_rmse, max_iter=50, tol=1e-9):
 
 
 def bessel_ratio(x: np.ndarray) -> np.ndarray:
-    """I1(x)/I0(x) for x >= 0 (exact scaled Bessel functions below 50, asymptotic above)."""
+    """I1(x)/I0(x) for x >= 0 (exact scaled Bessel functions below 50, asymptotic above).
+
+    Parameters
+    ----------
+    x : ndarray
+        Arguments, >= 0.
+
+    Returns
+    -------
+    ndarray
+        The ratio, shape of ``x``.
+    """
     x = np.asarray(x, dtype=np.float64)
     out = np.empty_like(x)
     big = x >= _BESSEL_ASYMPTOTIC_X
@@ -136,7 +183,20 @@ def bessel_ratio(x: np.ndarray) -> np.ndarray:
 
 
 def rician_expected_magnitude(nu, sigma):
-    """Mean of a Rician magnitude with true signal ``nu`` and noise ``sigma`` (same units)."""
+    """Mean of a Rician magnitude with true signal ``nu`` and noise ``sigma``.
+
+    Parameters
+    ----------
+    nu : array-like
+        True signal.
+    sigma : float
+        Noise SD per channel (same units).
+
+    Returns
+    -------
+    ndarray
+        Expected magnitude, shape of ``nu``.
+    """
     z = np.square(np.asarray(nu, dtype=np.float64)) / (4.0 * sigma * sigma)
     return sigma * np.sqrt(np.pi / 2.0) * ((1.0 + 2.0 * z) * i0e(z) + 2.0 * z * i1e(z))
 
@@ -158,10 +218,34 @@ def _rician_numpy(S, t, R0, inv_var, max_iter, tol):
 
 
 def kernel_rician(rows, te, *, want_rmse, sigma, max_iter=200, tol=1e-9):
-    """Rician maximum likelihood of S0*exp(-R2* TE); rows (m, n) -> R2*, S0, RMSE.
+    """Rician maximum likelihood of S0*exp(-R2* TE).
 
     Samples below 0 are invalid for a magnitude; zeros are allowed (the likelihood is defined).
     The RMSE is that of the magnitude data against the *expected* Rician magnitude.
+
+    Parameters
+    ----------
+    rows : ndarray of shape (m, n_echoes)
+        Magnitude signal per voxel.
+    te : ndarray of shape (n_echoes,)
+        Echo times in s, ascending.
+    want_rmse : bool
+        Also return the RMS residual.
+    sigma : float
+        Noise SD per channel (signal units).
+    max_iter : int, optional
+        Most iterations.
+    tol : float, optional
+        Relative step tolerance.
+
+    Returns
+    -------
+    r2star, s0 : ndarray of shape (m,)
+        R2* in s^-1 and the signal at TE = 0 (NaN where the fit fails).
+    rmse : ndarray of shape (m,) or None
+        RMS residual (signal units), None unless ``want_rmse``.
+    used : tuple of int
+        First and last echo read.
     """
     t = te - te[0]
     inv_var = 1.0 / (sigma * sigma)

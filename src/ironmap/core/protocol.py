@@ -55,6 +55,11 @@ def check_echo_set(echoes: Sequence[Mapping[str, Any]], expected: int | None,
         Number of echoes the acquisition had (from the headers), None when unknown.
     series : str
         How to name the series in messages.
+
+    Returns
+    -------
+    list of str
+        Problems, each naming the series.
     """
     errors = []
     tes = [e.get("EchoTime") for e in echoes]
@@ -86,6 +91,17 @@ def check_philips_scaling(echoes: Sequence[Mapping[str, Any]],
     as NIfTI ``scl_slope = 1 / SS`` and ``scl_inter = RI / (RS * SS)`` when
     ``UsePhilipsFloatNotDisplayScaling`` is 1. Float-typed NIfTI data mean dcm2niix applied a
     per-slice scaling itself; those echoes are not checked here.
+
+    Parameters
+    ----------
+    echoes : sequence of mapping
+        Sidecars of the magnitude echoes.
+    slopes, intercepts : sequence of float
+        NIfTI ``scl_slope`` and ``scl_inter`` per echo.
+    float_data : sequence of bool
+        Whether each echo's NIfTI holds float data.
+    series : str
+        How to name the series in messages.
 
     Returns
     -------
@@ -128,7 +144,23 @@ def check_philips_scaling(echoes: Sequence[Mapping[str, Any]],
 
 def acquisition_summary(echoes: Sequence[Mapping[str, Any]],
                         voxel_size_mm: Sequence[float], phase_available: bool) -> dict[str, Any]:
-    """One row of the protocol table from the magnitude-echo sidecars (ascending TE)."""
+    """One row of the protocol table from the magnitude-echo sidecars (ascending TE).
+
+    Parameters
+    ----------
+    echoes : sequence of mapping
+        Sidecars of the magnitude echoes.
+    voxel_size_mm : sequence of 3 float
+        Voxel edges in mm.
+    phase_available : bool
+        Whether phase images were acquired.
+
+    Returns
+    -------
+    dict
+        The acquisition columns of :data:`PROTOCOL_COLUMNS`, without the ids and site (echo
+        times in s, field in T, voxel in mm).
+    """
     first = echoes[0]
     coil = first.get("CoilCombinationMethod") or first.get("CoilString")
     return {
@@ -147,7 +179,18 @@ def acquisition_summary(echoes: Sequence[Mapping[str, Any]],
 
 
 def site_protocols(acquisitions: pd.DataFrame) -> pd.DataFrame:
-    """Per-site summary: the distinct values of each protocol column, joined by ``" | "``."""
+    """Per-site summary: the distinct values of each protocol column, joined by ``" | "``.
+
+    Parameters
+    ----------
+    acquisitions : pandas.DataFrame
+        One row per acquisition with a ``site`` column.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per site.
+    """
     cols = [c for c in PROTOCOL_COLUMNS[3:] if c in acquisitions]
     rows = []
     for site, grp in acquisitions.groupby("site", sort=True, dropna=False):
@@ -168,9 +211,22 @@ def protocol_warnings(acquisitions: pd.DataFrame, *, voxel_rtol: float = 0.05,
     """Warnings when acquisitions differ in what changes R2*: field strength, voxel size, TE.
 
     Between sites: the first acquisition of each site is compared with that of the first
-    site. Within a site: each acquisition is compared with the site's first one. Voxel sizes
-    differ when an axis differs by more than ``voxel_rtol`` (relative), echo times when an
-    echo differs by more than ``te_atol_s`` seconds or the echo counts differ.
+    site. Within a site: each acquisition is compared with the site's first one.
+
+    Parameters
+    ----------
+    acquisitions : pandas.DataFrame
+        One row per acquisition (:func:`acquisition_summary` columns and ``site``).
+    voxel_rtol : float, optional
+        Relative difference of a voxel axis counted as different.
+    te_atol_s : float, optional
+        Difference of an echo time counted as different (s); differing echo counts always
+        count.
+
+    Returns
+    -------
+    list of str
+        One warning per difference found.
     """
     if acquisitions.empty:
         return []

@@ -64,7 +64,18 @@ def describe_flags(flags=None) -> dict:
 
 
 def flag_names(value: int) -> list[str]:
-    """Names of the bits set in one flag value, e.g. ``[\"rising\", \"out_of_range\"]``."""
+    """Names of the bits set in one flag value.
+
+    Parameters
+    ----------
+    value : int
+        A voxel's flag bits.
+
+    Returns
+    -------
+    list of str
+        E.g. ``["rising", "out_of_range"]``.
+    """
     return [name for bit, (name, _) in _DESCRIPTIONS.items() if int(value) & bit]
 
 
@@ -101,7 +112,20 @@ def classify_invalid(signal, r2star, s0, r2star_range) -> np.ndarray:
 
 
 def failure_fraction(flags, mask=None) -> float:
-    """Fraction of (masked) voxels without a value, from a flag map."""
+    """Fraction of (masked) voxels without a value, from a flag map.
+
+    Parameters
+    ----------
+    flags : ndarray of uint16
+        Flag map.
+    mask : ndarray of bool, optional
+        Voxels counted (all when None).
+
+    Returns
+    -------
+    float
+        Fraction (0-1) with a bit of :data:`FLAGS_INVALID` set.
+    """
     f = np.asarray(flags, dtype=np.uint16)
     inside = (f & FLAG_OUTSIDE_MASK) == 0
     if mask is not None:
@@ -110,3 +134,28 @@ def failure_fraction(flags, mask=None) -> float:
     if n == 0:
         return float("nan")
     return float(np.count_nonzero(f[inside] & FLAGS_INVALID)) / n
+
+
+def gre_coverage(echo1: np.ndarray, brain: np.ndarray) -> float:
+    """Fraction of ``brain`` voxels where the first echo exceeds 10 % of its 99th percentile.
+
+    Parameters
+    ----------
+    echo1 : ndarray of shape (nx, ny, nz)
+        First-echo magnitude (arbitrary units); NaN counts as 0.
+    brain : ndarray of bool, shape (nx, ny, nz)
+        Brain mask on the same grid.
+
+    Returns
+    -------
+    float
+        Fraction in [0, 1]; 0 when the echo has no positive voxel, NaN when the brain mask
+        has no voxel on the grid.
+    """
+    if not brain.any():
+        return float("nan")
+    e = np.nan_to_num(echo1)
+    positive = e[e > 0]
+    if positive.size == 0:
+        return 0.0
+    return float(np.mean(e[brain] > 0.1 * np.percentile(positive, 99)))

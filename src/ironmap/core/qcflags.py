@@ -54,6 +54,13 @@ class QCFlag:
     message: str
 
     def as_dict(self) -> dict[str, Any]:
+        """The flag's fields as a plain dict (a row of the QC flag table).
+
+        Returns
+        -------
+        dict
+            ``participant_id``, ``rule``, ``item``, ``value``, ``threshold``, ``message``.
+        """
         return asdict(self)
 
 
@@ -66,7 +73,22 @@ def _measured(value: Any) -> bool:
 
 def registration_flags(participant_id: str, similarities: dict[str, float],
                        thr: QCThresholds) -> list[QCFlag]:
-    """Flags for registrations (``{"FLAIR": s, "MEGRE": s}``) below the similarity threshold."""
+    """Flags for registrations below the similarity threshold.
+
+    Parameters
+    ----------
+    participant_id : str
+        The participant (named in the flags).
+    similarities : dict of str to float
+        ``{"FLAIR": nmi, "MEGRE": nmi}`` (normalised mutual information, 1-2).
+    thr : QCThresholds
+        The limits of the rules.
+
+    Returns
+    -------
+    list of QCFlag
+        The flags raised (empty: pass).
+    """
     out = []
     for series, value in sorted(similarities.items()):
         if _measured(value) and float(value) < thr.min_registration_similarity:
@@ -78,7 +100,22 @@ def registration_flags(participant_id: str, similarities: dict[str, float],
 
 
 def snr_flags(participant_id: str, snr: float | None, thr: QCThresholds) -> list[QCFlag]:
-    """Flag a first-echo SNR below ``thr.min_snr``."""
+    """Flag a first-echo SNR below ``thr.min_snr``.
+
+    Parameters
+    ----------
+    participant_id : str
+        The participant (named in the flags).
+    snr : float or None
+        First-echo SNR (None: not measured, no flag).
+    thr : QCThresholds
+        The limits of the rules.
+
+    Returns
+    -------
+    list of QCFlag
+        The flags raised (empty: pass).
+    """
     if _measured(snr) and float(snr) < thr.min_snr:
         return [QCFlag(participant_id, "low_snr", "echo 1", float(snr), thr.min_snr,
                        f"first-echo SNR {float(snr):.1f} is below {thr.min_snr:g}")]
@@ -87,7 +124,24 @@ def snr_flags(participant_id: str, snr: float | None, thr: QCThresholds) -> list
 
 def flagged_voxel_flags(participant_id: str, brain_fraction: float | None,
                         region_fractions: dict[str, float], thr: QCThresholds) -> list[QCFlag]:
-    """Flags for many fit-flagged voxels in the brain or in a region's eroded mask."""
+    """Flags for many fit-flagged voxels in the brain or in a region's eroded mask.
+
+    Parameters
+    ----------
+    participant_id : str
+        The participant (named in the flags).
+    brain_fraction : float or None
+        Flagged fraction of head voxels (0-1).
+    region_fractions : dict of str to float
+        Region -> flagged fraction of its eroded voxels.
+    thr : QCThresholds
+        The limits of the rules.
+
+    Returns
+    -------
+    list of QCFlag
+        The flags raised (empty: pass).
+    """
     out = []
     if _measured(brain_fraction) and float(brain_fraction) > thr.max_flagged_fraction:
         out.append(QCFlag(participant_id, "flagged_voxels", "brain", float(brain_fraction),
@@ -106,8 +160,16 @@ def flagged_voxel_flags(participant_id: str, brain_fraction: float | None,
 def region_flagged_fractions(regions: pd.DataFrame) -> dict[str, float]:
     """Flagged fraction per bilateral region from a regional table.
 
-    ``regions`` has columns ``region``, ``hemisphere``, ``n_voxels_eroded`` and
-    ``n_voxels_flagged`` (voxel counts); the fraction is flagged / eroded (NaN when empty).
+    Parameters
+    ----------
+    regions : pandas.DataFrame
+        Columns ``region``, ``hemisphere``, ``n_voxels_eroded`` and ``n_voxels_flagged``
+        (voxel counts).
+
+    Returns
+    -------
+    dict of str to float
+        Region -> flagged / eroded (NaN when empty).
     """
     need = {"region", "n_voxels_eroded", "n_voxels_flagged"}
     if regions.empty or not need <= set(regions.columns):
@@ -161,8 +223,25 @@ def first_echo_snr(echo1: np.ndarray, head: np.ndarray | None = None,
 
 def small_region_flags(participant_id: str, regions: pd.DataFrame | None,
                        thr: QCThresholds) -> list[QCFlag]:
-    """One flag per regional-table row whose used voxels (``n_voxels``) are below
-    ``thr.min_region_voxels`` (item ``"<region> <hemisphere>"``)."""
+    """One flag per regional-table row with too few voxels.
+
+    Rows whose used voxels (``n_voxels``) are below ``thr.min_region_voxels`` (item
+    ``"<region> <hemisphere>"``).
+
+    Parameters
+    ----------
+    participant_id : str
+        The participant (named in the flags).
+    regions : pandas.DataFrame or None
+        The regional table.
+    thr : QCThresholds
+        The limits of the rules.
+
+    Returns
+    -------
+    list of QCFlag
+        The flags raised (empty: pass).
+    """
     from ironmap.core.rois import small_regions
 
     if regions is None:
@@ -179,8 +258,22 @@ def small_region_flags(participant_id: str, regions: pd.DataFrame | None,
 
 
 def segmentation_flags(participant_id: str, errors: dict[str, str]) -> list[QCFlag]:
-    """One flag per failed T1w step (``{"volumes": message, "deep_gm_labels": message}``): the
-    template registration or segmentation of the T1w failed, the step has no output."""
+    """One flag per failed T1w step.
+
+    The template registration or segmentation of the T1w failed; the step has no output.
+
+    Parameters
+    ----------
+    participant_id : str
+        The participant (named in the flags).
+    errors : dict of str to str
+        Step -> message, e.g. ``{"volumes": ..., "deep_gm_labels": ...}``.
+
+    Returns
+    -------
+    list of QCFlag
+        The flags raised (empty: pass).
+    """
     out = []
     for step, message in sorted(errors.items()):
         if step == "volumes" and "implausible" in message:  # ran, but refused by its checks
@@ -198,7 +291,32 @@ def evaluate(participant_id: str, *, similarities: dict[str, float] | None = Non
              segmentation_errors: dict[str, str] | None = None,
              thresholds: QCThresholds | None = None,
              regions: pd.DataFrame | None = None) -> list[QCFlag]:
-    """All flags of one participant (an empty list when everything passes)."""
+    """All flags of one participant.
+
+    Parameters
+    ----------
+    participant_id : str
+        The participant (named in the flags).
+    similarities : dict of str to float, optional
+        Registration NMI per series.
+    snr : float, optional
+        First-echo SNR.
+    brain_flagged_fraction : float, optional
+        Flagged fraction of head voxels.
+    region_fractions : dict of str to float, optional
+        Flagged fraction per region.
+    segmentation_errors : dict of str to str, optional
+        Failed T1w steps.
+    thresholds : QCThresholds, optional
+        Limits (defaults when None).
+    regions : pandas.DataFrame, optional
+        The regional table (small regions).
+
+    Returns
+    -------
+    list of QCFlag
+        The flags raised (empty: pass).
+    """
     thr = thresholds or QCThresholds()
     return (registration_flags(participant_id, similarities or {}, thr)
             + snr_flags(participant_id, snr, thr)

@@ -82,6 +82,20 @@ def split_hemisphere(label_name: str) -> tuple[str, str]:
 
     ``hemisphere`` is ``"left"``, ``"right"`` or ``"bilateral"`` (no token found).
 
+    Parameters
+    ----------
+    label_name : str
+        A label name.
+
+    Returns
+    -------
+    stem : str
+        The name without its hemisphere token.
+    hemisphere : str
+        ``left``, ``right`` or ``bilateral``.
+
+    Examples
+    --------
     >>> split_hemisphere("Left-Caudate")
     ('Caudate', 'left')
     >>> split_hemisphere("Red_Nucleus_R")
@@ -99,6 +113,20 @@ def split_hemisphere(label_name: str) -> tuple[str, str]:
 def canonical_region(label_name: str) -> tuple[str | None, str]:
     """Map a label name to ``(canonical region or None, hemisphere)``.
 
+    Parameters
+    ----------
+    label_name : str
+        A label name.
+
+    Returns
+    -------
+    region : str or None
+        Canonical region, None when the name names none.
+    hemisphere : str
+        ``left``, ``right`` or ``bilateral``.
+
+    Examples
+    --------
     >>> canonical_region("Left-Putamen-Anterior")
     ('putamen_anterior', 'left')
     >>> canonical_region("Right-Pallidum")
@@ -112,7 +140,20 @@ def canonical_region(label_name: str) -> tuple[str | None, str]:
 
 
 def region_label_name(region: str, hemisphere: str) -> str:
-    """FreeSurfer-style label name for a canonical region, e.g. ``Left-Putamen-Anterior``."""
+    """FreeSurfer-style label name for a canonical region.
+
+    Parameters
+    ----------
+    region : str
+        Canonical region.
+    hemisphere : str
+        ``left`` or ``right``.
+
+    Returns
+    -------
+    str
+        E.g. ``Left-Putamen-Anterior``.
+    """
     base = {
         "caudate": "Caudate",
         "putamen": "Putamen",

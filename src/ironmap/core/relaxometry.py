@@ -81,6 +81,18 @@ class EchoTimeError(ValueError):
 def check_echo_times(echo_times, n_echoes: int | None = None) -> np.ndarray:
     """Validate echo times in seconds; return them as float64.
 
+    Parameters
+    ----------
+    echo_times : array-like of shape (n_echoes,)
+        Echo times in s.
+    n_echoes : int, optional
+        Echoes in the data, when known.
+
+    Returns
+    -------
+    ndarray of float64, shape (n_echoes,)
+        The echo times.
+
     Raises
     ------
     EchoTimeError
@@ -237,7 +249,30 @@ def _prepare(method: str, te: np.ndarray, sigma, options: dict) -> tuple[Callabl
 # setup functions named by the estimator table: (te, sigma, options) -> (kernel, kwargs)
 
 def setup_two_point(te: np.ndarray, sigma, options: dict) -> tuple[Callable, dict]:
-    """Two-point closed form on ``echo_pair`` (default the first two echoes)."""
+    """Two-point closed form on ``echo_pair`` (default the first two echoes).
+
+    Parameters
+    ----------
+    te : ndarray of shape (n_echoes,)
+        Echo times in s, ascending.
+    sigma : float or None
+        Noise SD of the magnitude (signal units), for estimators that use it.
+    options : dict
+        The estimator's options (see :mod:`ironmap.core.estimators`).
+
+    Returns
+    -------
+    kernel : callable
+        ``kernel(rows, te, want_rmse=..., **kwargs) -> (r2star, s0, rmse, used)`` on rows of
+        shape (m, n_echoes).
+    kwargs : dict
+        Keyword arguments bound to the kernel.
+
+    Raises
+    ------
+    ValueError
+        When ``echo_pair`` does not name two echoes in ascending order.
+    """
     pair = tuple(options.get("echo_pair", (0, 1)))
     i, j = (p % te.size for p in pair)
     if i >= j:
@@ -246,17 +281,71 @@ def setup_two_point(te: np.ndarray, sigma, options: dict) -> tuple[Callable, dic
 
 
 def setup_loglinear(te: np.ndarray, sigma, options: dict) -> tuple[Callable, dict]:
-    """Ordinary least squares on ln S."""
+    """Ordinary least squares on ln S.
+
+    Parameters
+    ----------
+    te : ndarray of shape (n_echoes,)
+        Echo times in s, ascending.
+    sigma : float or None
+        Noise SD of the magnitude (signal units), for estimators that use it.
+    options : dict
+        The estimator's options (see :mod:`ironmap.core.estimators`).
+
+    Returns
+    -------
+    kernel : callable
+        ``kernel(rows, te, want_rmse=..., **kwargs) -> (r2star, s0, rmse, used)`` on rows of
+        shape (m, n_echoes).
+    kwargs : dict
+        Keyword arguments bound to the kernel.
+    """
     return _kernel_loglinear, {}
 
 
 def setup_wls(te: np.ndarray, sigma, options: dict) -> tuple[Callable, dict]:
-    """Least squares on ln S weighted by S^2."""
+    """Least squares on ln S weighted by S^2.
+
+    Parameters
+    ----------
+    te : ndarray of shape (n_echoes,)
+        Echo times in s, ascending.
+    sigma : float or None
+        Noise SD of the magnitude (signal units), for estimators that use it.
+    options : dict
+        The estimator's options (see :mod:`ironmap.core.estimators`).
+
+    Returns
+    -------
+    kernel : callable
+        ``kernel(rows, te, want_rmse=..., **kwargs) -> (r2star, s0, rmse, used)`` on rows of
+        shape (m, n_echoes).
+    kwargs : dict
+        Keyword arguments bound to the kernel.
+    """
     return _kernel_wls, {}
 
 
 def setup_nonlinear(te: np.ndarray, sigma, options: dict) -> tuple[Callable, dict]:
-    """Nonlinear least squares; with two echoes the closed form is the least-squares fit."""
+    """Nonlinear least squares; with two echoes the closed form is the least-squares fit.
+
+    Parameters
+    ----------
+    te : ndarray of shape (n_echoes,)
+        Echo times in s, ascending.
+    sigma : float or None
+        Noise SD of the magnitude (signal units), for estimators that use it.
+    options : dict
+        The estimator's options (see :mod:`ironmap.core.estimators`).
+
+    Returns
+    -------
+    kernel : callable
+        ``kernel(rows, te, want_rmse=..., **kwargs) -> (r2star, s0, rmse, used)`` on rows of
+        shape (m, n_echoes).
+    kwargs : dict
+        Keyword arguments bound to the kernel.
+    """
     if te.size == 2:  # two samples, two parameters: the least-squares fit is the closed form
         return _kernel_two_point, {"pair": (0, 1)}
     return kernel_nonlinear, {"max_iter": int(options.get("max_iter", 50)),
@@ -264,13 +353,49 @@ def setup_nonlinear(te: np.ndarray, sigma, options: dict) -> tuple[Callable, dic
 
 
 def setup_rician(te: np.ndarray, sigma, options: dict) -> tuple[Callable, dict]:
-    """Rician maximum likelihood with the noise level ``sigma``."""
+    """Rician maximum likelihood with the noise level ``sigma``.
+
+    Parameters
+    ----------
+    te : ndarray of shape (n_echoes,)
+        Echo times in s, ascending.
+    sigma : float or None
+        Noise SD of the magnitude (signal units), for estimators that use it.
+    options : dict
+        The estimator's options (see :mod:`ironmap.core.estimators`).
+
+    Returns
+    -------
+    kernel : callable
+        ``kernel(rows, te, want_rmse=..., **kwargs) -> (r2star, s0, rmse, used)`` on rows of
+        shape (m, n_echoes).
+    kwargs : dict
+        Keyword arguments bound to the kernel.
+    """
     return kernel_rician, {"max_iter": int(options.get("max_iter", 200)),
                            "tol": float(options.get("tol", 1e-9)), "sigma": sigma}
 
 
 def setup_arlo(te: np.ndarray, sigma, options: dict) -> tuple[Callable, dict]:
-    """ARLO on evenly spaced echoes (relative tolerance ``spacing_rtol``)."""
+    """ARLO on evenly spaced echoes (relative tolerance ``spacing_rtol``).
+
+    Parameters
+    ----------
+    te : ndarray of shape (n_echoes,)
+        Echo times in s, ascending.
+    sigma : float or None
+        Noise SD of the magnitude (signal units), for estimators that use it.
+    options : dict
+        The estimator's options (see :mod:`ironmap.core.estimators`).
+
+    Returns
+    -------
+    kernel : callable
+        ``kernel(rows, te, want_rmse=..., **kwargs) -> (r2star, s0, rmse, used)`` on rows of
+        shape (m, n_echoes).
+    kwargs : dict
+        Keyword arguments bound to the kernel.
+    """
     check_even_spacing(te, options.get("spacing_rtol", 1e-2))
     return kernel_arlo, {"simpson_exact": bool(options.get("simpson_exact", True))}
 
@@ -366,8 +491,9 @@ _BLAS_CONTROLLER: list = []
 
 
 def _one_blas_thread(kernel):
-    """Context that limits BLAS to one thread for kernels with tiny matrix products
-    (``kernel`` None: no BLAS is used, nothing to limit).
+    """Context that limits BLAS to one thread for kernels with tiny matrix products.
+
+    With ``kernel`` None no BLAS is used and nothing is limited.
 
     Multi-threaded BLAS only adds spinning threads to (chunk x n_echoes) @ (n_echoes x 2).
     """
@@ -387,8 +513,11 @@ def _one_blas_thread(kernel):
 
 
 def _dispatch(work, starts, kernel, n_jobs, several, fused=False):
-    """Run ``work`` over chunk starts: threads over chunks (numpy releases the GIL), or
-    threads inside the compiled loops (iterative fits) and fused kernels (closed forms)."""
+    """Run ``work`` over chunk starts.
+
+    Threads over chunks (numpy releases the GIL), or threads inside the compiled loops (iterative
+    fits) and fused kernels (closed forms).
+    """
     inside = kernel in _ITERATIVE and not fused
     if inside:
         fastfit.set_threads(n_jobs)
@@ -426,8 +555,11 @@ def _fit_rows(rows, te, kernel, kw, r2star_range, sigma, floor_snr, want_rmse):
 
 
 def _plan_flags(rows, r2, s0, used, nbad_blocks, r2star_range, kernel, sigma, floor_snr):
-    """Flagged voxels of a fused fit: the full validity test runs only on the blocks whose
-    kernel count says that some voxel may have failed."""
+    """Flagged voxels of a fused fit.
+
+    The full validity test runs only on the blocks whose kernel count says that some voxel may have
+    failed.
+    """
     first, last = rows[:, used[0]], rows[:, used[-1]]
     bad, bad_flags = np.empty(0, np.intp), np.empty(0, np.uint16)
     if np.any(nbad_blocks):
@@ -549,10 +681,40 @@ def _kernel_wls(rows, te, *, want_rmse):
 
 
 def fit_loglinear(echoes, echo_times, **kwargs) -> R2starFit:
-    """Ordinary least squares on ln S; see :func:`fit_r2star` for parameters."""
+    """Ordinary least squares on ln S.
+
+    Parameters
+    ----------
+    echoes : array-like of shape (..., n_echoes)
+        Magnitude signal, echoes last.
+    echo_times : array-like of shape (n_echoes,)
+        Echo times in s.
+    **kwargs
+        As for :func:`fit_r2star`.
+
+    Returns
+    -------
+    R2starFit
+        R2* (s^-1), S0, flags and RMSE maps.
+    """
     return fit_r2star(echoes, echo_times, "loglinear", **kwargs)
 
 
 def fit_two_point(echoes, echo_times, **kwargs) -> R2starFit:
-    """Closed-form two-echo R2*; see :func:`fit_r2star` for parameters."""
+    """Closed-form two-echo R2*.
+
+    Parameters
+    ----------
+    echoes : array-like of shape (..., n_echoes)
+        Magnitude signal, echoes last.
+    echo_times : array-like of shape (n_echoes,)
+        Echo times in s.
+    **kwargs
+        As for :func:`fit_r2star`.
+
+    Returns
+    -------
+    R2starFit
+        R2* (s^-1), S0, flags and RMSE maps.
+    """
     return fit_r2star(echoes, echo_times, "two_point", **kwargs)

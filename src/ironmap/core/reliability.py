@@ -81,7 +81,18 @@ def within_subject_sd(values, subjects) -> dict:
 
 
 def cohens_d(x, y) -> float:
-    """``(mean x - mean y) / pooled SD`` (sample variances); NaN dropped."""
+    """``(mean x - mean y) / pooled SD`` (sample variances); NaN dropped.
+
+    Parameters
+    ----------
+    x, y : array-like
+        The two samples.
+
+    Returns
+    -------
+    float
+        Cohen's d (NaN with fewer than two values in a sample).
+    """
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
     x, y = x[np.isfinite(x)], y[np.isfinite(y)]
@@ -92,7 +103,20 @@ def cohens_d(x, y) -> float:
 
 
 def roc_auc(scores, positive) -> float:
-    """Area under the ROC curve (Mann-Whitney form, ties counting 1/2)."""
+    """Area under the ROC curve (Mann-Whitney form, ties counting 1/2).
+
+    Parameters
+    ----------
+    scores : array-like of shape (n,)
+        Scores.
+    positive : array-like of bool, shape (n,)
+        Which are positives.
+
+    Returns
+    -------
+    float
+        AUC in [0, 1]; NaN without both classes.
+    """
     s = np.asarray(scores, dtype=float)
     pos = np.asarray(positive, dtype=bool)
     n1, n0 = int(pos.sum()), int((~pos).sum())

@@ -73,6 +73,20 @@ COLUMN_DESCRIPTIONS: dict[str, dict[str, str]] = {
 def region_key(label_name: str) -> tuple[str, str]:
     """``(region, hemisphere)`` of a label name; unknown stems in lower snake case.
 
+    Parameters
+    ----------
+    label_name : str
+        A label name.
+
+    Returns
+    -------
+    region : str
+        Canonical region or the stem in lower snake case.
+    hemisphere : str
+        ``left``, ``right`` or ``bilateral``.
+
+    Examples
+    --------
     >>> region_key("Left-Thalamus-Proper")
     ('thalamus_proper', 'left')
     >>> region_key("Right-Putamen-Anterior")
@@ -86,7 +100,20 @@ def region_key(label_name: str) -> tuple[str, str]:
 
 
 def erode(mask: np.ndarray, erosion_voxels: int = 1) -> np.ndarray:
-    """Binary erosion by ``erosion_voxels`` steps of :data:`EROSION_STRUCTURE` (0 = none)."""
+    """Binary erosion by ``erosion_voxels`` steps of :data:`EROSION_STRUCTURE`.
+
+    Parameters
+    ----------
+    mask : ndarray of bool, shape (X, Y, Z)
+        The mask (voxels outside the image count as outside).
+    erosion_voxels : int, optional
+        Steps (0: none).
+
+    Returns
+    -------
+    ndarray of bool, shape (X, Y, Z)
+        The eroded mask.
+    """
     mask = np.asarray(mask, dtype=bool)
     if erosion_voxels <= 0 or not mask.any():
         return mask.copy()
@@ -96,8 +123,10 @@ def erode(mask: np.ndarray, erosion_voxels: int = 1) -> np.ndarray:
 
 
 def erode_mm(mask: np.ndarray, distance_mm: float, voxel_sizes) -> np.ndarray:
-    """Erosion by a distance in mm: keep the voxels whose centre lies more than
-    ``distance_mm`` from the centre of every voxel outside the mask.
+    """Erosion by a distance in mm.
+
+    Keep the voxels whose centre lies more than ``distance_mm`` from the centre of every voxel
+    outside the mask.
 
     Voxels outside the image count as outside. On an isotropic grid of edge ``d`` mm,
     ``distance_mm = d`` gives exactly the one-step erosion of :func:`erode` (face neighbours
@@ -126,13 +155,109 @@ def erode_mm(mask: np.ndarray, distance_mm: float, voxel_sizes) -> np.ndarray:
 
 def erode_region(mask: np.ndarray, *, erosion_voxels: int = 1, erosion_mm: float | None = None,
                  voxel_sizes=None) -> np.ndarray:
-    """:func:`erode_mm` when ``erosion_mm`` is given (needs ``voxel_sizes``), else
-    :func:`erode` by ``erosion_voxels`` steps."""
+    """Erode by a distance in mm or by voxel steps.
+
+    :func:`erode_mm` when ``erosion_mm`` is given (needs ``voxel_sizes``), else :func:`erode` by
+    ``erosion_voxels`` steps.
+
+    Parameters
+    ----------
+    mask : ndarray of bool, shape (X, Y, Z)
+        The region.
+    erosion_voxels : int, optional
+        Voxel steps.
+    erosion_mm : float, optional
+        Distance in mm.
+    voxel_sizes : sequence of 3 float, optional
+        Voxel edges in mm.
+
+    Returns
+    -------
+    ndarray of bool, shape (X, Y, Z)
+        The eroded region.
+
+    Raises
+    ------
+    ValueError
+        For an erosion in mm without voxel sizes.
+    """
     if erosion_mm is None:
         return erode(mask, erosion_voxels)
     if voxel_sizes is None:
         raise ValueError("an erosion in mm needs the voxel sizes of the grid")
     return erode_mm(mask, erosion_mm, voxel_sizes)
+
+
+def erode_labels(labels: np.ndarray, erosion_voxels: int, erode) -> np.ndarray:
+    """Each label of a label image eroded on its own.
+
+    Works on each label's bounding box padded by ``erosion_voxels + 1`` voxels, which gives
+    the same result as eroding the whole image (voxels outside the image count as outside).
+
+    Parameters
+    ----------
+    labels : ndarray of int, shape (nx, ny, nz)
+        Label image (0 = background).
+    erosion_voxels : int
+        Erosion steps (voxels), also the padding of each bounding box.
+    erode : callable
+        ``erode(mask, erosion_voxels)``: binary mask -> eroded binary mask (e.g. :func:`erode`).
+
+    Returns
+    -------
+    ndarray of shape (nx, ny, nz)
+        The eroded labels, same dtype as ``labels``.
+    """
+    out = np.zeros_like(labels)
+    positive = np.where(labels > 0, labels, 0)
+    for index, box in enumerate(ndimage.find_objects(positive), start=1):
+        if box is None:
+            continue
+        pad = tuple(slice(max(b.start - erosion_voxels - 1, 0),
+                          min(b.stop + erosion_voxels + 1, n))
+                    for b, n in zip(box, labels.shape, strict=True))
+        view = out[pad]
+        view[erode(labels[pad] == index, erosion_voxels)] = index
+    return out
+
+
+def erosion_steps(distance_mm: float, voxel_sizes) -> int:
+    """Voxel steps that cover an erosion by ``distance_mm`` on a grid, plus one.
+
+    Parameters
+    ----------
+    distance_mm : float
+        Erosion distance in mm.
+    voxel_sizes : sequence of float
+        Voxel sizes in mm.
+
+    Returns
+    -------
+    int
+        ``ceil(distance_mm / smallest voxel size) + 1``: the padding of a bounding box that an
+        erosion by ``distance_mm`` cannot see past.
+    """
+    return int(np.ceil(distance_mm / float(np.min(voxel_sizes)))) + 1
+
+
+def restrict_labels(eroded: np.ndarray | None, labels: np.ndarray) -> np.ndarray | None:
+    """Labels of ``labels`` kept where ``eroded`` is non-zero.
+
+    Parameters
+    ----------
+    eroded : ndarray of shape (nx, ny, nz) or None
+        Eroded label image on the same grid (any non-zero value counts as kept).
+    labels : ndarray of int, shape (nx, ny, nz)
+        Final label image (e.g. after relabelling voxels that did not move).
+
+    Returns
+    -------
+    ndarray or None
+        ``labels`` where ``eroded > 0``, else 0, dtype of ``labels``; None for ``eroded`` None.
+    """
+    if eroded is None:
+        return None
+    return np.where(eroded > 0, labels, 0).astype(labels.dtype)
 
 
 def erode_label_image(labels: np.ndarray, label_names: dict[int, str], *,
@@ -175,6 +300,13 @@ def erode_label_image(labels: np.ndarray, label_names: dict[int, str], *,
 
 def small_regions(table: pd.DataFrame, min_voxels: int) -> dict[str, int]:
     """Rows of a regional table whose used voxels (``n_voxels``) are below ``min_voxels``.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        A regional table (``region``, ``hemisphere``, ``n_voxels``).
+    min_voxels : int
+        Least voxels.
 
     Returns
     -------

@@ -69,6 +69,7 @@ class MannWhitneyResult:
 
     @property
     def n(self) -> tuple[int, int]:
+        """Sample sizes ``(n_x, n_y)``."""
         return (self.n_x, self.n_y)
 
 
@@ -88,6 +89,7 @@ class TTestResult:
 
     @property
     def n(self) -> tuple[int, int]:
+        """Sample sizes ``(n_x, n_y)``."""
         return (self.n_x, self.n_y)
 
 
@@ -120,6 +122,7 @@ class CorrelationResult:
 
     @property
     def statistic(self) -> float:
+        """The correlation coefficient (same as ``r``)."""
         return self.r
 
 
@@ -202,7 +205,18 @@ def ttest(x, y, equal_var: bool = True, *, alternative: str = "two-sided") -> TT
 
 
 def shapiro(values) -> float:
-    """Shapiro-Wilk p-value of ``values`` (NaN dropped; NaN when fewer than 3 or constant)."""
+    """Shapiro-Wilk p-value.
+
+    Parameters
+    ----------
+    values : array-like
+        The sample (NaN dropped).
+
+    Returns
+    -------
+    float
+        p; NaN when fewer than 3 values or constant.
+    """
     v = _clean(values)
     if v.size < 3 or np.ptp(v) == 0:
         return float("nan")
@@ -210,7 +224,25 @@ def shapiro(values) -> float:
 
 
 def finite_pairs(x, y, names: tuple[str, str] = ("x", "y")) -> tuple[np.ndarray, np.ndarray]:
-    """``(x, y)`` as float arrays with every pair holding a NaN or Inf dropped."""
+    """``(x, y)`` as float arrays with every pair holding a NaN or Inf dropped.
+
+    Parameters
+    ----------
+    x, y : array-like of shape (n,)
+        Paired values.
+    names : tuple of str, optional
+        Names used in the error message.
+
+    Returns
+    -------
+    x, y : ndarray of shape (m,)
+        The complete pairs.
+
+    Raises
+    ------
+    ValueError
+        When ``x`` and ``y`` differ in length.
+    """
     xa = np.asarray(x, dtype=float).ravel()
     ya = np.asarray(y, dtype=float).ravel()
     if xa.shape != ya.shape:

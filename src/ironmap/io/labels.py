@@ -15,8 +15,27 @@ _LABEL = re.compile(r"[A-Za-z0-9]+")
 
 
 def bids_label(value: str, prefix: str) -> str:
-    """``sub-01``/``01`` -> ``01``; ValueError for labels that are not alphanumeric.
+    """The label of a BIDS entity value without its prefix, checked.
 
+    Parameters
+    ----------
+    value : str
+        ``sub-01`` or ``01``.
+    prefix : str
+        The entity (``"sub"``, ``"ses"``).
+
+    Returns
+    -------
+    str
+        The label (``01``).
+
+    Raises
+    ------
+    ValueError
+        For a label that is not letters and digits only.
+
+    Examples
+    --------
     >>> bids_label("sub-01", "sub")
     '01'
     """

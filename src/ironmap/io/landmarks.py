@@ -48,6 +48,17 @@ def _point(values, what: str) -> tuple[float, float, float]:
 def read_landmarks_table(path: str | Path) -> dict[str, Landmarks]:
     """Landmarks per participant (key ``sub-X`` or ``sub-X_ses-Y``) from a TSV.
 
+    Parameters
+    ----------
+    path : path-like
+        TSV with ``participant_id``, optional ``session_id``, ``landmark`` (AC or PC), ``x``,
+        ``y``, ``z`` (mm) and optional ``space``.
+
+    Returns
+    -------
+    dict of str to Landmarks
+        Participant label -> AC and PC in the named space, world mm.
+
     Raises
     ------
     InputError
@@ -90,8 +101,26 @@ def read_landmarks_table(path: str | Path) -> dict[str, Landmarks]:
 
 
 def sidecar_landmarks(t1w: Path, bids_root: Path) -> Landmarks | None:
-    """AC/PC from the T1w sidecar's ``AnatomicalLandmarkCoordinates`` (voxel indices), in T1w
-    world mm; None when the sidecar names neither."""
+    """AC/PC from the T1w sidecar's ``AnatomicalLandmarkCoordinates``, in T1w world mm.
+
+    Parameters
+    ----------
+    t1w : pathlib.Path
+        The T1w image (its sidecar and inherited metadata are read).
+    bids_root : pathlib.Path
+        The BIDS dataset root (for inherited sidecars).
+
+    Returns
+    -------
+    Landmarks or None
+        AC and PC in T1w world mm (the sidecar gives voxel indices); None when the sidecar
+        names neither point.
+
+    Raises
+    ------
+    InputError
+        When only one of AC and PC is given, or a point is not three numbers.
+    """
     coords = inherited_metadata(Path(t1w), Path(bids_root)).get("AnatomicalLandmarkCoordinates")
     if not isinstance(coords, dict) or not ({"AC", "PC"} & set(coords)):
         return None

@@ -27,12 +27,13 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from ironmap.io.atomic import write_json
+from ironmap.io.layout import output_path, relative_path
 
 log = logging.getLogger(__name__)
 
 __all__ = ["LOCK_NAME", "AlreadyRunningError", "output_lock", "lock_holder"]
 
-LOCK_NAME = ".ironmap.lock"
+LOCK_NAME = relative_path("lock")
 
 
 class AlreadyRunningError(RuntimeError):
@@ -40,11 +41,23 @@ class AlreadyRunningError(RuntimeError):
 
 
 def _info_path(output_dir: Path) -> Path:
-    return output_dir / f"{LOCK_NAME}.json"
+    return output_path(output_dir, "lock_info")
 
 
 def lock_holder(output_dir: str | os.PathLike) -> dict[str, Any]:
-    """The holder recorded beside the lock (``{}`` when none or unreadable)."""
+    """The holder recorded beside the lock of an OUTPUT_DIR.
+
+    Parameters
+    ----------
+    output_dir : path-like
+        OUTPUT_DIR.
+
+    Returns
+    -------
+    dict
+        ``pid``, ``host``, ``since`` and ``command`` of the run holding the lock; ``{}`` when
+        none is recorded or the record is unreadable.
+    """
     try:
         info = json.loads(_info_path(Path(output_dir)).read_text(encoding="utf-8"))
     except (OSError, ValueError):

@@ -20,7 +20,18 @@ _CHUNK = 1 << 20
 
 
 def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 hex digest of a file's bytes."""
+    """SHA-256 hex digest of a file's bytes.
+
+    Parameters
+    ----------
+    path : path-like
+        The file.
+
+    Returns
+    -------
+    str
+        64 hexadecimal characters.
+    """
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         while chunk := fh.read(_CHUNK):
@@ -29,7 +40,20 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 
 def hash_files(paths, root: str | os.PathLike | None = None) -> dict[str, str]:
-    """``{path (relative to root when inside it): sha256}`` for existing files, sorted."""
+    """SHA-256 of every existing file, by path.
+
+    Parameters
+    ----------
+    paths : iterable of path-like
+        Files; missing ones are left out.
+    root : path-like, optional
+        Paths inside it are given relative to it.
+
+    Returns
+    -------
+    dict of str to str
+        Path -> hex digest, sorted by path.
+    """
     out = {}
     for p in sorted({Path(p) for p in paths}):
         if not p.exists():
@@ -45,7 +69,18 @@ def hash_files(paths, root: str | os.PathLike | None = None) -> dict[str, str]:
 
 
 def read_manifest(path: str | os.PathLike) -> dict[str, Any] | None:
-    """The manifest at ``path``, or None when absent or unreadable."""
+    """A participant's manifest.
+
+    Parameters
+    ----------
+    path : path-like
+        ``logs/manifests/<label>.json``.
+
+    Returns
+    -------
+    dict or None
+        The manifest, or None when absent or unreadable.
+    """
     p = Path(path)
     if not p.exists():
         return None
@@ -56,13 +91,44 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any] | None:
 
 
 def write_manifest(path: str | os.PathLike, manifest: dict[str, Any]) -> Path:
-    """Write a manifest atomically."""
+    """Write a manifest atomically.
+
+    Parameters
+    ----------
+    path : path-like
+        ``logs/manifests/<label>.json``.
+    manifest : dict
+        Inputs, parameters and outputs (with their SHA-256), status and summary.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
     return write_json(path, manifest)
 
 
 def is_up_to_date(manifest: dict[str, Any] | None, inputs: dict[str, str],
                   parameters: dict[str, Any], output_root: str | os.PathLike) -> bool:
-    """True when ``manifest`` records these inputs and parameters and its outputs are intact."""
+    """Whether a participant's recorded results still hold.
+
+    Parameters
+    ----------
+    manifest : dict or None
+        The recorded manifest.
+    inputs : dict of str to str
+        SHA-256 of the participant's inputs now.
+    parameters : dict
+        The result parameters now.
+    output_root : path-like
+        OUTPUT_DIR, against which the recorded outputs are checked.
+
+    Returns
+    -------
+    bool
+        True when the manifest is ``ok``, records these inputs and parameters, and every
+        recorded output exists with its recorded SHA-256.
+    """
     if not manifest or manifest.get("status") != "ok":
         return False
     if manifest.get("inputs") != inputs or manifest.get("parameters") != parameters:

@@ -19,7 +19,18 @@ class ImageError(ValueError):
 
 
 def sidecar_path(image_path: str | os.PathLike) -> Path:
-    """``x.nii.gz`` / ``x.nii`` -> ``x.json``."""
+    """The JSON sidecar's path of an image.
+
+    Parameters
+    ----------
+    image_path : path-like
+        ``x.nii.gz`` or ``x.nii``.
+
+    Returns
+    -------
+    pathlib.Path
+        ``x.json``.
+    """
     p = Path(image_path)
     name = p.name
     for ext in (".nii.gz", ".nii"):
@@ -30,6 +41,16 @@ def sidecar_path(image_path: str | os.PathLike) -> Path:
 
 def load_image(path: str | os.PathLike) -> nib.Nifti1Image:
     """Load a NIfTI image and check that its data can be read completely.
+
+    Parameters
+    ----------
+    path : path-like
+        A ``.nii`` or ``.nii.gz`` file.
+
+    Returns
+    -------
+    nibabel.Nifti1Image
+        The image (NIfTI-2 images are accepted as well).
 
     Raises
     ------
@@ -56,13 +77,44 @@ def load_image(path: str | os.PathLike) -> nib.Nifti1Image:
 
 
 def load_array(path: str | os.PathLike, dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
-    """Return ``(data, affine)`` of a NIfTI file (scaling applied)."""
+    """Voxel data and affine of a NIfTI file (scaling applied).
+
+    Parameters
+    ----------
+    path : path-like
+        A ``.nii`` or ``.nii.gz`` file.
+    dtype : numpy dtype, optional
+        Type of the returned data (default float32).
+
+    Returns
+    -------
+    data : ndarray of shape (nx, ny, nz[, nt])
+        The scaled voxel values.
+    affine : ndarray of shape (4, 4)
+        Voxel -> world (RAS, mm) matrix.
+    """
     img = load_image(path)
     return np.asarray(img.get_fdata(dtype=np.float64), dtype=dtype), img.affine.copy()
 
 
 def read_sidecar(image_path: str | os.PathLike) -> dict[str, Any]:
-    """Read the JSON sidecar beside an image; empty dict when absent."""
+    """The JSON sidecar beside an image.
+
+    Parameters
+    ----------
+    image_path : path-like
+        The image.
+
+    Returns
+    -------
+    dict
+        The sidecar, ``{}`` when absent.
+
+    Raises
+    ------
+    InputError
+        Naming the sidecar, when it is not a JSON object.
+    """
     sc = sidecar_path(image_path)
     if not sc.exists():
         return {}
@@ -84,7 +136,28 @@ def save_image(
     Float data are written as float32 with NaN kept (NaN marks failed voxels, never 0);
     integer/bool data as the given or a fitting integer type. sform and qform both get code 1
     (scanner). The header is deterministic, so identical inputs give byte-identical files.
-    ``compresslevel`` (1-9) trades gzip speed for size.
+
+    Parameters
+    ----------
+    data : ndarray of shape (nx, ny, nz[, nt])
+        Voxel values.
+    affine : ndarray of shape (4, 4)
+        Voxel -> world (RAS, mm) matrix.
+    path : path-like
+        The ``.nii.gz`` (or ``.nii``) file.
+    dtype : numpy dtype, optional
+        Stored type (default: float32 for floats, uint8 for bool, else the array's).
+    sidecar : dict, optional
+        Written beside the image as ``<name>.json``.
+    zooms : tuple of float, optional
+        Header voxel sizes (mm; and the time step) when they differ from the affine's.
+    compresslevel : int, optional
+        gzip level 1-9: speed against size.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
     """
     arr = np.asarray(data)
     if dtype is None:

@@ -31,6 +31,20 @@ def output_dir_problem(output_dir: str | os.PathLike, bids_dir: str | os.PathLik
     Refused: OUTPUT_DIR equal to, inside or containing a ``--masks`` dataset; OUTPUT_DIR
     containing BIDS_DIR. (OUTPUT_DIR equal to BIDS_DIR or inside its raw tree is checked by the
     caller, which allows ``BIDS_DIR/derivatives/<name>``.)
+
+    Parameters
+    ----------
+    output_dir : path-like
+        OUTPUT_DIR.
+    bids_dir : path-like
+        BIDS_DIR.
+    masks : iterable of path-like, optional
+        The ``--masks`` derivative datasets.
+
+    Returns
+    -------
+    str or None
+        The reason, naming both folders; None when OUTPUT_DIR is usable.
     """
     out = Path(output_dir).resolve()
     raw = Path(bids_dir).resolve()

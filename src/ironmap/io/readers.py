@@ -32,7 +32,23 @@ class InputError(ValueError):
 
 
 def read_text(path: str | os.PathLike) -> str:
-    """Text of a file: UTF-8, else cp1252/Latin-1 with a warning naming file and line."""
+    """Text of a file: UTF-8, else cp1252/Latin-1 with a warning naming file and line.
+
+    Parameters
+    ----------
+    path : path-like
+        A text file (a UTF-8 byte-order mark is dropped).
+
+    Returns
+    -------
+    str
+        The decoded text.
+
+    Raises
+    ------
+    InputError
+        Naming the file, when it cannot be read.
+    """
     p = Path(path)
     try:
         raw = p.read_bytes()
@@ -54,7 +70,25 @@ def read_text(path: str | os.PathLike) -> str:
 
 
 def read_json_object(path: str | os.PathLike, what: str = "JSON sidecar") -> dict[str, Any]:
-    """A JSON file whose top level is an object; :class:`InputError` otherwise."""
+    """A JSON file whose top level is an object.
+
+    Parameters
+    ----------
+    path : path-like
+        The JSON file.
+    what : str, optional
+        What the file is, for the error message.
+
+    Returns
+    -------
+    dict
+        The parsed object.
+
+    Raises
+    ------
+    InputError
+        Naming the file (and line and column), when it is not valid JSON or not an object.
+    """
     p = Path(path)
     text = read_text(p)
     try:
@@ -74,6 +108,16 @@ def read_table_text(path: str | os.PathLike) -> str:
     """Text of a TSV whose rows all have the header's number of fields and balanced quotes.
 
     Blank lines are ignored.
+
+    Parameters
+    ----------
+    path : path-like
+        The TSV file.
+
+    Returns
+    -------
+    str
+        The text, ready for :func:`pandas.read_csv`.
 
     Raises
     ------

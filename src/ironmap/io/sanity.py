@@ -37,7 +37,20 @@ def _fmt_bytes(n: float) -> str:
 
 
 def claimed_bytes(header, itemsize: int | None = None) -> int:
-    """Bytes of the voxel data a header claims (``itemsize``: per voxel, default its dtype)."""
+    """Bytes of the voxel data a header claims.
+
+    Parameters
+    ----------
+    header : nibabel header
+        A NIfTI (or other nibabel) header.
+    itemsize : int, optional
+        Bytes per voxel (default: the header's data type).
+
+    Returns
+    -------
+    int
+        Product of the data shape times ``itemsize``.
+    """
     shape = tuple(int(s) for s in header.get_data_shape())
     size = int(np.prod(shape, dtype=np.int64)) if shape else 0
     return size * int(itemsize or header.get_data_dtype().itemsize)
@@ -79,7 +92,20 @@ def check_header(path: str | os.PathLike, img) -> None:
 
 
 def check_orientation(path: str | os.PathLike, img) -> None:
-    """Refuse an image without sform/qform, or whose affine is not finite and invertible."""
+    """Refuse an image without sform/qform, or whose affine is not finite and invertible.
+
+    Parameters
+    ----------
+    path : path-like
+        The file (named in the error).
+    img : nibabel image
+        Its loaded header and affine.
+
+    Raises
+    ------
+    HeaderError
+        Naming the file and what is wrong.
+    """
     p, header = Path(path), img.header
     if int(header["sform_code"]) == 0 and int(header["qform_code"]) == 0:
         raise HeaderError(f"{p}: no orientation (sform_code = qform_code = 0): the voxel-to-"
@@ -93,10 +119,30 @@ def check_orientation(path: str | os.PathLike, img) -> None:
 
 
 def check_memory(paths: Iterable[str | os.PathLike], ceiling_gb: float, what: str) -> float:
-    """Refuse images whose float32 data together exceed ``ceiling_gb`` (GiB); returns GiB.
+    """Refuse images whose float32 data together exceed ``ceiling_gb`` (GiB).
 
-    Reads headers only, each checked with :func:`check_header` first. ``what`` names the owner
-    (participant label) in the message.
+    Reads headers only, each checked with :func:`check_header` first.
+
+    Parameters
+    ----------
+    paths : iterable of path-like
+        The images of one participant.
+    ceiling_gb : float
+        Most GiB of float32 voxel data allowed.
+    what : str
+        The owner (participant label), named in the message.
+
+    Returns
+    -------
+    float
+        The GiB the images need as float32.
+
+    Raises
+    ------
+    HeaderError
+        Naming the file, when a header is unusable.
+    ValueError
+        Naming the largest file, when the images together need more than ``ceiling_gb``.
     """
     import nibabel as nib
 
@@ -121,7 +167,22 @@ def check_memory(paths: Iterable[str | os.PathLike], ceiling_gb: float, what: st
 
 
 def check_mask_values(data: np.ndarray, path: str | os.PathLike, what: str = "mask") -> None:
-    """Refuse a mask with negative values (a mask holds 0 = background, >0 = inside)."""
+    """Refuse a mask with negative values (a mask holds 0 = background, >0 = inside).
+
+    Parameters
+    ----------
+    data : ndarray
+        The mask's voxel values (NaN ignored).
+    path : path-like
+        The file (named in the error).
+    what : str, optional
+        What the mask is (named in the error).
+
+    Raises
+    ------
+    ValueError
+        Naming the file and the smallest value.
+    """
     finite = np.asarray(data)[np.isfinite(data)]
     if finite.size and float(finite.min()) < 0:
         raise ValueError(f"{path}: {what} has negative values (min {float(finite.min()):g}); a "

@@ -46,7 +46,20 @@ def _remove_orphans(root: Path, host: str) -> None:
 
 @contextlib.contextmanager
 def scratch_dir(parent: str | os.PathLike) -> Iterator[Path]:
-    """A private folder under ``parent/.ironmap-work``, removed when the block ends."""
+    """A private folder under ``parent/.ironmap-work``, removed when the block ends.
+
+    Folders left by runs on this host that died are removed first.
+
+    Parameters
+    ----------
+    parent : path-like
+        Where the scratch space lives (e.g. ``--work-dir`` or OUTPUT_DIR).
+
+    Yields
+    ------
+    pathlib.Path
+        A folder of this process only.
+    """
     root = Path(parent) / SCRATCH_NAME
     made_parent = not Path(parent).exists()
     root.mkdir(parents=True, exist_ok=True)

@@ -56,6 +56,7 @@ import pandas as pd
 
 from ironmap.core.agecorr import AGE_MODELS
 from ironmap.core.tables import GroupSettings
+from ironmap.io.layout import output_path
 from ironmap.io.readers import read_json_object, read_table_text
 from ironmap.io.tables import read_tsv
 
@@ -73,7 +74,27 @@ _KNOWN = {"columns", "groups", "agecorr", "stats"}
 
 
 def read_participants(bids_dir: str | os.PathLike) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """``participants.tsv`` (all columns as read) and its JSON dictionary (``{}`` if absent)."""
+    """``participants.tsv`` (all columns as read) and its JSON dictionary.
+
+    Parameters
+    ----------
+    bids_dir : path-like
+        BIDS_DIR.
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        One row per line, every column as strings (``n/a`` as missing).
+    dictionary : dict
+        ``participants.json`` (``{}`` when absent).
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``participants.tsv`` is absent (the group level needs group, age, sex, site).
+    InputError
+        Naming the file, for a ragged row or an unreadable dictionary.
+    """
     path = Path(bids_dir) / "participants.tsv"
     if not path.exists():
         raise FileNotFoundError(f"{path}: participants.tsv not found (needed for the group "
@@ -86,7 +107,25 @@ def read_participants(bids_dir: str | os.PathLike) -> tuple[pd.DataFrame, dict[s
 
 
 def read_study_config(path: str | os.PathLike | None) -> dict[str, Any]:
-    """Parse ``study.toml`` (``{}`` for None); unknown tables are refused by name."""
+    """Parse ``study.toml``; unknown tables are refused by name.
+
+    Parameters
+    ----------
+    path : path-like or None
+        The file, or None for no study configuration.
+
+    Returns
+    -------
+    dict
+        The parsed tables (``{}`` for None).
+
+    Raises
+    ------
+    FileNotFoundError
+        When the file does not exist.
+    ValueError
+        Naming the file, when it is not valid TOML or has an unknown table.
+    """
     if path is None:
         return {}
     p = Path(path)
@@ -109,6 +148,18 @@ _FALSE = {"false", "no", "off", "0", "none", "", "n/a", "null"}
 
 def parse_flag(value: Any, what: str = "setting") -> bool:
     """A yes/no setting from JSON/TOML/CLI: ``"none"``, ``"false"``, ``"off"`` are False.
+
+    Parameters
+    ----------
+    value : object
+        bool, number (NaN is off), string or None (off).
+    what : str, optional
+        The setting's name, for the error message.
+
+    Returns
+    -------
+    bool
+        The setting.
 
     Raises
     ------
@@ -164,6 +215,35 @@ def group_settings(study: dict[str, Any], *, control_label: str = "HC",
 
     Command-line values that differ from their defaults (``age_model``: that are given)
     override the file.
+
+    Parameters
+    ----------
+    study : dict
+        Parsed ``study.toml`` (:func:`read_study_config`).
+    control_label : str, optional
+        ``--control-label``.
+    group_column : str, optional
+        ``--group-column``.
+    reference_age : float, optional
+        ``--reference-age`` in years.
+    fdr : bool, optional
+        ``--fdr``.
+    per_site : bool, optional
+        ``--per-site-agecorr``.
+    age_model : str, optional
+        ``--age-model`` (one of :data:`ironmap.core.agecorr.AGE_MODELS`).
+
+    Returns
+    -------
+    settings : GroupSettings
+        The group level's settings.
+    columns : dict of str to str
+        Canonical name -> ``participants.tsv`` column.
+
+    Raises
+    ------
+    ValueError
+        Naming the ``study.toml`` table, for an unknown age model or a bad fixed curve.
     """
     columns = {**DEFAULT_COLUMNS, **study.get("columns", {})}
     if group_column != "group":
@@ -196,10 +276,31 @@ def group_settings(study: dict[str, Any], *, control_label: str = "HC",
     return settings, columns
 
 
-def read_group_table(group_dir: str | os.PathLike, name: str,
+def read_group_table(output_dir: str | os.PathLike, key: str,
                      required: bool = False) -> pd.DataFrame | None:
-    """``OUTPUT_DIR/group/<name>.tsv`` or None when absent and not ``required``."""
-    path = Path(group_dir) / f"{name}.tsv"
+    """A cohort table of OUTPUT_DIR, or None when it is absent and not ``required``.
+
+    Parameters
+    ----------
+    output_dir : path-like
+        OUTPUT_DIR.
+    key : str
+        Layout key of the table (``group_regional``, ``group_lesions``, ``group_volumes``,
+        ...; :data:`ironmap.io.layout.LAYOUT`).
+    required : bool, optional
+        Raise when the table is absent.
+
+    Returns
+    -------
+    pandas.DataFrame or None
+        The table as read (``n/a`` as missing).
+
+    Raises
+    ------
+    FileNotFoundError
+        When the table is absent and ``required``.
+    """
+    path = output_path(output_dir, key)
     if not path.exists():
         if required:
             raise FileNotFoundError(f"{path}: not found; run the participant level first")
@@ -210,8 +311,21 @@ def read_group_table(group_dir: str | os.PathLike, name: str,
 def read_sessions(bids_dir: str | os.PathLike) -> pd.DataFrame | None:
     """All ``sub-X/sub-X_sessions.tsv`` tables stacked, with ``participant_id`` added.
 
-    Returns None when no participant has a sessions file. Columns as read (``session_id``
-    required; ``age`` in years, ``site`` and ``acq_time`` are used when present).
+    Parameters
+    ----------
+    bids_dir : path-like
+        BIDS_DIR.
+
+    Returns
+    -------
+    pandas.DataFrame or None
+        Columns as read (``session_id`` required; ``age`` in years, ``site`` and ``acq_time``
+        are used when present), as strings; None when no participant has a sessions file.
+
+    Raises
+    ------
+    ValueError
+        Naming the file, when it has no ``session_id`` column.
     """
     root = Path(bids_dir)
     parts = []

@@ -15,7 +15,18 @@ from ironmap.io.readers import InputError, read_table_text
 
 
 def tsv_sidecar(path: str | os.PathLike) -> Path:
-    """``table.tsv`` -> ``table.json``."""
+    """The JSON data dictionary's path of a TSV.
+
+    Parameters
+    ----------
+    path : path-like
+        ``table.tsv``.
+
+    Returns
+    -------
+    pathlib.Path
+        ``table.json``.
+    """
     return Path(path).with_suffix(".json")
 
 
@@ -28,8 +39,22 @@ def write_tsv(
 ) -> Path:
     """Write ``df`` as a BIDS TSV (``n/a`` for missing) atomically, plus its JSON dictionary.
 
-    ``dictionary`` maps column names to ``{"Description": ..., "Units": ...}``; columns
-    without an entry get none (callers are expected to describe every column).
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The table (index not written).
+    path : path-like
+        The ``.tsv`` file.
+    dictionary : dict, optional
+        Column name -> ``{"Description": ..., "Units": ...}``, written as ``<name>.json``;
+        columns without an entry get none (callers are expected to describe every column).
+    float_format : str, optional
+        printf format of floats (default six significant digits).
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
     """
     buf = _io.StringIO()
     df.to_csv(buf, sep="\t", index=False, na_rep="n/a", float_format=float_format,
@@ -43,8 +68,22 @@ def write_tsv(
 def read_tsv(path: str | os.PathLike, **kwargs) -> pd.DataFrame:
     """Read a BIDS TSV (``n/a`` -> NaN); ids stay strings.
 
+    Parameters
+    ----------
+    path : path-like
+        The ``.tsv`` file.
+    **kwargs
+        Passed to :func:`pandas.read_csv`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The table; ``participant_id`` and ``session_id`` as strings.
+
     Raises
     ------
+    FileNotFoundError
+        When the file does not exist.
     InputError
         Naming the file (and line) when it is not a well-formed table.
     """
@@ -61,6 +100,17 @@ def read_tsv(path: str | os.PathLike, **kwargs) -> pd.DataFrame:
 
 
 def read_dictionary(path: str | os.PathLike) -> dict[str, Any]:
-    """Read the JSON data dictionary of a TSV (empty dict when absent)."""
+    """The JSON data dictionary of a TSV.
+
+    Parameters
+    ----------
+    path : path-like
+        The ``.tsv`` file.
+
+    Returns
+    -------
+    dict
+        Column name -> entry; ``{}`` when there is no sidecar.
+    """
     sc = tsv_sidecar(path)
     return json.loads(sc.read_text(encoding="utf-8")) if sc.exists() else {}

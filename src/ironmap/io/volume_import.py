@@ -87,11 +87,25 @@ _MEASURE = re.compile(r"^#\s*Measure\s+([^,]+),\s*([^,]+),\s*([^,]+),\s*([-+0-9.
 
 
 def read_aseg_measures(path: str | os.PathLike) -> tuple[dict[str, float], pd.DataFrame]:
-    """``aseg.stats`` -> (``{measure short name: value}``, structure table).
+    """Measures and structure table of a FreeSurfer ``aseg.stats`` file.
 
-    The measures are keyed by their second field (``BrainSegVol``, ``eTIV``, ...) with values
-    in the file's units (mm^3 for volumes); the table has the ``# ColHeaders`` columns
-    (``Index SegId NVoxels Volume_mm3 StructName ...``).
+    Parameters
+    ----------
+    path : path-like
+        ``aseg.stats``.
+
+    Returns
+    -------
+    measures : dict of str to float
+        Keyed by their second field (``BrainSegVol``, ``eTIV``, ...), values in the file's
+        units (mm^3 for volumes).
+    table : pandas.DataFrame
+        The ``# ColHeaders`` columns (``Index SegId NVoxels Volume_mm3 StructName ...``).
+
+    Raises
+    ------
+    VolumeImportError
+        Naming the file, when it is missing or unreadable.
     """
     p = Path(path)
     if not p.exists():
@@ -115,8 +129,19 @@ def read_aseg_measures(path: str | os.PathLike) -> tuple[dict[str, float], pd.Da
 
 
 def read_aseg_stats(path: str | os.PathLike) -> dict[str, float]:
-    """FreeSurfer / FastSurfer ``aseg.stats`` -> one volume row (cm³; mapping in
-    :data:`SOURCE_MAPPINGS` ``["aseg.stats"]``).
+    """FreeSurfer / FastSurfer ``aseg.stats`` -> one volume row (cm³).
+
+    The mapping is in :data:`SOURCE_MAPPINGS` ``["aseg.stats"]``.
+
+    Parameters
+    ----------
+    path : path-like
+        ``aseg.stats``.
+
+    Returns
+    -------
+    dict of str to float
+        The columns of :data:`ironmap.core.volumes.VOLUME_COLUMNS` in cm³ (NaN where absent).
 
     Raises
     ------
@@ -155,6 +180,21 @@ def read_synthseg_csv(path: str | os.PathLike) -> pd.DataFrame:
 
     Volumes in the CSV are mm³ (1 mm segmentation); mapping in
     :data:`SOURCE_MAPPINGS` ``["synthseg"]``.
+
+    Parameters
+    ----------
+    path : path-like
+        The CSV written by ``mri_synthseg --vol``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per image: ``subject`` and the volume columns in cm³.
+
+    Raises
+    ------
+    VolumeImportError
+        Naming the file, when it is missing or has none of the expected columns.
     """
     p = Path(path)
     if not p.exists():
@@ -199,12 +239,27 @@ _SIENAX_LINE = re.compile(r"^\s*(pgrey|vcsf|GREY|WHITE|BRAIN)\s+([-+0-9.eE]+)\s+
 
 
 def read_sienax_report(path: str | os.PathLike) -> dict[str, float]:
-    """FSL SIENAX ``report.sienax`` -> one volume row (mapping in
-    :data:`SOURCE_MAPPINGS` ``["sienax"]``).
+    """FSL SIENAX ``report.sienax`` -> one volume row.
 
-    The report's lines ``NAME normalised unnormalised`` (mm³) for ``pgrey``, ``vcsf``,
-    ``GREY``, ``WHITE``, ``BRAIN`` and ``VSCALING factor`` are read; raw volumes are the
-    unnormalised column, ``*_norm_cm3`` = raw x VSCALING (SIENAX's normalised column).
+    The mapping is in :data:`SOURCE_MAPPINGS` ``["sienax"]``. The report's lines
+    ``NAME normalised unnormalised`` (mm³) for ``pgrey``, ``vcsf``, ``GREY``, ``WHITE``,
+    ``BRAIN`` and ``VSCALING factor`` are read; raw volumes are the unnormalised column,
+    ``*_norm_cm3`` = raw x VSCALING (SIENAX's normalised column).
+
+    Parameters
+    ----------
+    path : path-like
+        ``report.sienax``.
+
+    Returns
+    -------
+    dict of str to float
+        The volume columns in cm³ and ``scaling_factor``.
+
+    Raises
+    ------
+    VolumeImportError
+        Naming the file, when it is missing or a needed line is absent.
     """
     p = Path(path)
     if not p.exists():
@@ -237,6 +292,16 @@ def read_first_labels(path: str | os.PathLike) -> dict[str, float]:
 
     Deep GM is the sum of :data:`FIRST_DEEP_GM_LABELS` (brainstem, label 16, excluded);
     per-structure volumes: :func:`first_structure_volumes`.
+
+    Parameters
+    ----------
+    path : path-like
+        The FIRST label image (``*_all_fast_firstseg.nii.gz``).
+
+    Returns
+    -------
+    dict of str to float
+        The volume columns; only ``deep_gm_cm3`` (cm³) is set.
     """
     vols = first_structure_volumes(path)
     deep = float(sum(v for k, v in vols.items() if k in FIRST_DEEP_GM_LABELS))
@@ -244,7 +309,23 @@ def read_first_labels(path: str | os.PathLike) -> dict[str, float]:
 
 
 def first_structure_volumes(path: str | os.PathLike) -> dict[int, float]:
-    """Volume (cm³) of every nonzero label of a FIRST (or any) label image."""
+    """Volume of every nonzero label of a FIRST (or any) label image.
+
+    Parameters
+    ----------
+    path : path-like
+        A 3-D integer label image.
+
+    Returns
+    -------
+    dict of int to float
+        Label -> volume in cm³ (voxel count x voxel volume).
+
+    Raises
+    ------
+    VolumeImportError
+        Naming the file, when it is not a 3-D integer label image.
+    """
     img = load_image(path)
     data = np.asarray(img.dataobj)
     if data.ndim != 3 or not np.array_equal(data, np.round(data)):
@@ -353,6 +434,16 @@ def combine_volume_rows(*rows: dict[str, float]) -> dict[str, float]:
     """First non-NaN value of every column over ``rows`` (e.g. SIENAX row, then FIRST row).
 
     ``*_norm_cm3`` are recomputed from the combined raw volumes and ``scaling_factor``.
+
+    Parameters
+    ----------
+    *rows : dict of str to float
+        Volume rows in order of preference.
+
+    Returns
+    -------
+    dict of str to float
+        One row with every column of :data:`ironmap.core.volumes.VOLUME_COLUMNS` (cm³).
     """
     merged: dict[str, float] = {}
     for col in VOLUME_COLUMNS:

@@ -38,10 +38,22 @@ class FigureDataError(ValueError):
 
 
 def new_figure(width: float, height: float, **margins: float) -> Figure:
-    """A pyplot-free figure with an Agg canvas, size in inches.
+    """A pyplot-free figure with an Agg canvas.
 
     No layout engine (constrained layout costs 3-4x the drawing time): ``margins`` are passed
     to ``Figure.subplots_adjust`` (fractions of the figure).
+
+    Parameters
+    ----------
+    width, height : float
+        Size in inches.
+    **margins : float
+        ``left``, ``right``, ``bottom``, ``top``, ``wspace``, ``hspace``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure (Agg canvas, no pyplot state).
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
@@ -60,7 +72,18 @@ MIN_FONT_PT = 9.0
 
 
 def display_width(fig: Figure) -> int:
-    """Width in CSS pixels at which ``fig``'s text has its nominal point size."""
+    """Width in CSS pixels at which ``fig``'s text has its nominal point size.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+        The figure.
+
+    Returns
+    -------
+    int
+        Width in CSS pixels (96 per inch).
+    """
     return int(round(fig.get_figwidth() * CSS_PX_PER_INCH))
 
 
@@ -69,6 +92,20 @@ def render_figure(fig: Figure, formats: Sequence[str] = ("png", "svg"),
     """Render ``fig`` to bytes per format (deterministic: no dates in the metadata).
 
     The PNG has 1.5 pixels per CSS pixel at :func:`display_width` (sharp on most screens).
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+        The figure.
+    formats : sequence of str, optional
+        ``png`` and/or ``svg``.
+    dpi : int, optional
+        PNG resolution (dots per inch).
+
+    Returns
+    -------
+    dict of str to bytes
+        Format -> file content.
     """
     import matplotlib
 
@@ -85,12 +122,34 @@ def render_figure(fig: Figure, formats: Sequence[str] = ("png", "svg"),
 
 
 def group_colors(groups: Sequence[str]) -> dict[str, str]:
-    """Stable colour per group label, in the given order."""
+    """Stable colour per group label, in the given order.
+
+    Parameters
+    ----------
+    groups : sequence of str
+        Group labels (controls first by convention).
+
+    Returns
+    -------
+    dict of str to str
+        Group -> hex colour (the palette repeats after its length).
+    """
     return {g: GROUP_COLORS[i % len(GROUP_COLORS)] for i, g in enumerate(groups)}
 
 
 def region_title(region: str) -> str:
-    """Human-readable region name (unknown names pass through)."""
+    """Human-readable region name (unknown names pass through).
+
+    Parameters
+    ----------
+    region : str
+        Canonical region (``globus_pallidus``).
+
+    Returns
+    -------
+    str
+        Its title (``globus pallidus``).
+    """
     return REGION_TITLES.get(region, region.replace("_", " "))
 
 
@@ -99,6 +158,20 @@ def region_title(region: str) -> str:
 # ---------------------------------------------------------------------------------------------
 
 def check_volume(name: str, arr: np.ndarray | None) -> np.ndarray:
+    """A 3-D image array for a figure, or a :class:`FigureDataError` naming what is wrong.
+
+    Parameters
+    ----------
+    name : str
+        What the image is (named in the error).
+    arr : ndarray or None
+        The image; 4-D arrays and missing images are refused.
+
+    Returns
+    -------
+    ndarray of shape (nx, ny, nz)
+        ``arr`` as an array.
+    """
     if arr is None:
         raise FigureDataError(f"{name}: image not available")
     arr = np.asarray(arr)
@@ -108,7 +181,20 @@ def check_volume(name: str, arr: np.ndarray | None) -> np.ndarray:
 
 
 def robust_range(arr: np.ndarray, low: float = 1.0, high: float = 99.0) -> tuple[float, float]:
-    """Percentile display range of the finite, non-zero voxels (0, 1 when there are none)."""
+    """Percentile display range of the finite, non-zero voxels.
+
+    Parameters
+    ----------
+    arr : ndarray
+        Image values.
+    low, high : float, optional
+        Percentiles (0-100).
+
+    Returns
+    -------
+    (float, float)
+        The two percentiles; (0, 1) when no voxel is finite and non-zero.
+    """
     vals = np.asarray(arr, dtype=float)
     vals = vals[np.isfinite(vals) & (vals != 0)]
     if vals.size == 0:
@@ -118,7 +204,20 @@ def robust_range(arr: np.ndarray, low: float = 1.0, high: float = 99.0) -> tuple
 
 
 def best_slice(mask: np.ndarray | None, shape: tuple[int, ...]) -> int:
-    """Axial slice holding most voxels of ``mask`` (the middle slice when there are none)."""
+    """Axial slice holding most voxels of ``mask``.
+
+    Parameters
+    ----------
+    mask : ndarray of bool, shape (nx, ny, nz), or None
+        The mask.
+    shape : tuple of int
+        The volume's shape.
+
+    Returns
+    -------
+    int
+        Slice index along z; the middle slice when the mask is None or empty.
+    """
     if mask is not None:
         counts = np.asarray(mask != 0).sum(axis=(0, 1))
         if counts.max() > 0:
@@ -127,7 +226,22 @@ def best_slice(mask: np.ndarray | None, shape: tuple[int, ...]) -> int:
 
 
 def spread_slices(mask: np.ndarray | None, shape: tuple[int, ...], n: int) -> list[int]:
-    """``n`` axial slices evenly spread over the extent of ``mask`` (or of the volume)."""
+    """``n`` axial slices evenly spread over the extent of ``mask`` (or of the volume).
+
+    Parameters
+    ----------
+    mask : ndarray of bool, shape (nx, ny, nz), or None
+        The mask.
+    shape : tuple of int
+        The volume's shape.
+    n : int
+        Number of slices.
+
+    Returns
+    -------
+    list of int
+        Slice indices along z, ascending (fewer when the extent is thinner than ``n``).
+    """
     zs = np.arange(shape[2])
     if mask is not None and np.any(mask):
         zs = np.flatnonzero(np.asarray(mask != 0).any(axis=(0, 1)))
@@ -137,7 +251,24 @@ def spread_slices(mask: np.ndarray | None, shape: tuple[int, ...], n: int) -> li
 
 
 def show_plane(ax, plane: np.ndarray, *, gid: str, **kwargs):
-    """Show an axial plane (x right, y up) without ticks."""
+    """Show an axial plane (x right, y up) without ticks.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+        The panel.
+    plane : ndarray of shape (nx, ny)
+        One axial slice (NaN and masked values not drawn).
+    gid : str
+        SVG id of the image layer.
+    **kwargs
+        Passed to ``imshow`` (``cmap``, ``vmin``, ``vmax``, ...).
+
+    Returns
+    -------
+    matplotlib.image.AxesImage
+        The drawn image.
+    """
     data = np.ma.masked_invalid(np.ma.asarray(plane, dtype=float))  # keeps overlay masks
     im = ax.imshow(data.T, origin="lower", interpolation="nearest", **kwargs)
     im.set_gid(gid)
@@ -147,7 +278,21 @@ def show_plane(ax, plane: np.ndarray, *, gid: str, **kwargs):
 
 
 def edge_map(image: np.ndarray, percentile: float = 92.0) -> np.ndarray:
-    """Binary edges of a 2-D image: Sobel gradient magnitude above a percentile of the head."""
+    """Binary edges of a 2-D image: Sobel gradient magnitude above a percentile.
+
+    Parameters
+    ----------
+    image : ndarray of shape (nx, ny)
+        One slice.
+    percentile : float, optional
+        Percentile (0-100) of the gradient magnitude over the non-zero pixels above which a
+        pixel is an edge.
+
+    Returns
+    -------
+    ndarray of bool, shape (nx, ny)
+        The edges.
+    """
     img = np.nan_to_num(np.asarray(image, dtype=float))
     mag = np.hypot(ndimage.sobel(img, 0), ndimage.sobel(img, 1))
     vals = mag[img > 0]
@@ -179,6 +324,15 @@ def subject_maps_figure(echo1: np.ndarray, echo2: np.ndarray, r2star: np.ndarray
         Display range in s^-1; default 0 to the 99th percentile.
     echo_times : sequence of float, optional
         Echo times in s, shown in the panel titles (in ms).
+    title : str, optional
+        Figure title.
+    label_names : dict of int to str, optional
+        Names for the legend.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure (Agg canvas, no pyplot state).
     """
     from ironmap.report.overlays import label_colors, label_legend, show_labels
 
@@ -215,7 +369,26 @@ def subject_maps_figure(echo1: np.ndarray, echo2: np.ndarray, r2star: np.ndarray
 def r2star_montage_figure(r2star: np.ndarray, *, mask: np.ndarray | None = None, n_slices: int = 8,
                           r2star_range: tuple[float, float] | None = None,
                           title: str = "") -> Figure:
-    """Montage of ``n_slices`` axial R2* slices (s^-1) spread over the mask's extent."""
+    """Montage of ``n_slices`` axial R2* slices spread over the mask's extent.
+
+    Parameters
+    ----------
+    r2star : ndarray of shape (nx, ny, nz)
+        R2* map in s^-1 (NaN: no value).
+    mask : ndarray of bool, shape (nx, ny, nz), optional
+        Brain or head mask (sets the slices and the colour range).
+    n_slices : int, optional
+        Panels.
+    r2star_range : (float, float), optional
+        Colour range in s^-1 (default: robust range inside the mask).
+    title : str, optional
+        Figure title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure (Agg canvas, no pyplot state).
+    """
     r2star = check_volume("R2* map", r2star)
     ks = spread_slices(mask, r2star.shape, n_slices)
     vmin, vmax = r2star_range or (0.0, robust_range(r2star, 1, 99)[1])
@@ -241,8 +414,30 @@ def r2star_montage_figure(r2star: np.ndarray, *, mask: np.ndarray | None = None,
 
 def grey_row(image: np.ndarray, ks: Sequence[int], name: str, panel_width: float,
               height: float, top: float) -> tuple[Figure, np.ndarray]:
-    """A figure with one panel per axial slice ``ks`` of ``image`` in grey (robust range);
-    layers ids ``image-{name}-{k}``."""
+    """A figure with one panel per axial slice ``ks`` of ``image`` in grey (robust range).
+
+    Layers ids ``image-{name}-{k}``.
+
+    Parameters
+    ----------
+    image : ndarray of shape (nx, ny, nz)
+        The image.
+    ks : sequence of int
+        Axial slice indices.
+    name : str
+        Part of the layers' SVG ids.
+    panel_width, height : float
+        Inches per panel and figure height.
+    top : float
+        Top margin (fraction of the figure).
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+        The figure.
+    axes : ndarray of Axes
+        One panel per slice.
+    """
     lo, hi = robust_range(image, 1, 99.5)
     fig = new_figure(panel_width * len(ks), height, left=0.01, right=0.99, bottom=0.02, top=top,
                      wspace=0.04)
@@ -256,8 +451,25 @@ def edge_overlay_figure(reference: np.ndarray, moving: np.ndarray, *, n_slices: 
                         title: str = "", mask: np.ndarray | None = None) -> Figure:
     """Edges of ``moving`` (resampled onto ``reference``'s grid) drawn over ``reference``.
 
-    Both arrays have shape (X, Y, Z) on the same grid; a good registration puts the edges on
-    the reference's tissue boundaries.
+    A good registration puts the edges on the reference's tissue boundaries.
+
+    Parameters
+    ----------
+    reference : ndarray of shape (nx, ny, nz)
+        The fixed image.
+    moving : ndarray of shape (nx, ny, nz)
+        The registered image on the same grid.
+    n_slices : int, optional
+        Panels.
+    title : str, optional
+        Figure title.
+    mask : ndarray of bool, shape (nx, ny, nz), optional
+        Head mask (sets the slices).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure (Agg canvas, no pyplot state).
     """
     reference = check_volume("reference image", reference)
     moving = check_volume("registered image", moving)
@@ -276,7 +488,24 @@ def edge_overlay_figure(reference: np.ndarray, moving: np.ndarray, *, n_slices: 
 
 
 def finish_grid(fig: Figure, unused, xlabel: str | None, ylabel: str) -> Figure:
-    """Hide the unused panels of a grid and label the figure's axes."""
+    """Hide the unused panels of a grid and label the figure's axes.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+        The figure.
+    unused : iterable of Axes
+        Panels without data.
+    xlabel : str or None
+        Common x label (None: none).
+    ylabel : str
+        Common y label.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure (Agg canvas, no pyplot state).
+    """
     for ax in unused:
         ax.set_axis_off()
     if xlabel:
@@ -294,7 +523,20 @@ def _jitter(n: int, seed: int, width: float = 0.12) -> np.ndarray:
 
 
 def significance_text(p: float | None, alpha: float = 0.05) -> str:
-    """``p = 0.012 *`` (``*`` below ``alpha``), ``p < 0.001 *``, or "" for no p."""
+    """Text of a p-value with its significance mark.
+
+    Parameters
+    ----------
+    p : float or None
+        The p-value.
+    alpha : float, optional
+        Significance level.
+
+    Returns
+    -------
+    str
+        ``p = 0.012 *`` (``*`` below ``alpha``), ``p < 0.001 *``, or "" for no p.
+    """
     if p is None or not np.isfinite(p):
         return ""
     star = " *" if p < alpha else ""
@@ -308,10 +550,30 @@ def group_distribution_figure(data: pd.DataFrame, region: str, groups: Sequence[
                               alpha: float = 0.05) -> Figure:
     """The seed's Figure 2: one region's values per group, box plot plus individual points.
 
-    ``data`` has columns ``group`` and ``value_column`` (one row per participant). Groups
-    without data are drawn as empty slots, named in the title. ``pvalues`` (group -> p of the
-    comparison with the controls, e.g. Mann-Whitney from Table 2) are written above the
-    groups, ``*`` marking p < ``alpha``.
+    Groups without data are drawn as empty slots, named in the title.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        One row per participant, columns ``group`` and ``value_column``.
+    region : str
+        Canonical region (title).
+    groups : sequence of str
+        Groups in drawing order.
+    value_column : str, optional
+        Column drawn (s^-1).
+    ylabel : str, optional
+        y-axis label.
+    pvalues : dict of str to float, optional
+        Group -> p of the comparison with the controls (e.g. Mann-Whitney from Table 2),
+        written above the groups.
+    alpha : float, optional
+        ``*`` marks p < ``alpha``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure (Agg canvas, no pyplot state).
     """
     data = data[np.isfinite(pd.to_numeric(data[value_column], errors="coerce"))]
     if data.empty:
@@ -397,9 +659,29 @@ def volume_correlation_figure(data: pd.DataFrame, region: str, *, control_label:
                               groups: Sequence[str] | None = None) -> Figure:
     """The seed's Figure 3: volume vs age-corrected R2*, (a) controls and (b) patients.
 
-    ``data``: one row per participant with ``group``, ``volume_column`` (cm^3) and
-    ``value_column`` (s^-1). Each panel has its regression line and Pearson r in the title;
-    patients are coloured by group (colours as in Figure 2, order ``groups``).
+    Each panel has its regression line and Pearson r in the title; patients are coloured by
+    group (colours as in Figure 2, order ``groups``).
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        One row per participant with ``group``, ``volume_column`` (cm^3) and ``value_column``
+        (s^-1).
+    region : str
+        Canonical region (title).
+    control_label : str, optional
+        The controls' group label.
+    volume_column, value_column : str, optional
+        Columns on x and y.
+    xlabel, ylabel : str, optional
+        Axis labels.
+    groups : sequence of str, optional
+        Patient groups in colour order.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure (Agg canvas, no pyplot state).
     """
     x = pd.to_numeric(data[volume_column], errors="coerce")
     y = pd.to_numeric(data[value_column], errors="coerce")
@@ -434,14 +716,39 @@ def volume_correlation_figure(data: pd.DataFrame, region: str, *, control_label:
 
 
 def saturation_curve(age: np.ndarray, a: float, b: float, c: float) -> np.ndarray:
-    """R2* = a·(1 − exp(−b·age)) + c (s^-1; age in years, b in 1/years)."""
+    """R2* = a·(1 − exp(−b·age)) + c.
+
+    Parameters
+    ----------
+    age : ndarray
+        Ages in years.
+    a, b, c : float
+        Amplitude (s^-1), rate (1/years) and offset (s^-1).
+
+    Returns
+    -------
+    ndarray
+        R2* in s^-1, shape of ``age``.
+    """
     return a * (1.0 - np.exp(-b * np.asarray(age, float))) + c
 
 
 def model_curve(row: pd.Series, age: np.ndarray) -> np.ndarray | None:
-    """R2* of an ``agefit.tsv`` row's model at ``age`` (None when it has no usable model).
+    """R2* of an ``agefit.tsv`` row's model at ``age``.
 
     ``model`` "saturation": a·(1 − exp(−b·age)) + c; "linear" (fallback): c + slope·age.
+
+    Parameters
+    ----------
+    row : pandas.Series
+        One ``agefit.tsv`` row.
+    age : ndarray
+        Ages in years.
+
+    Returns
+    -------
+    ndarray or None
+        R2* in s^-1, shape of ``age``; None when the row has no usable model.
     """
     def num(key: str) -> float:
         try:
@@ -463,12 +770,28 @@ def age_curves_figure(controls: pd.DataFrame, agefit: pd.DataFrame | None,
                       bands: dict | None = None) -> Figure:
     """Control R2* against age per region, the fitted age curve and the reference age.
 
-    ``controls``: long table with ``region``, ``age`` (years), ``r2star_mean`` (s^-1).
-    ``agefit``: one row per region with ``model`` and ``a``, ``b``, ``c`` or ``slope``
-    (missing regions: points only). ``bands``: region -> ``{"age", "low", "high"}``, the
-    pointwise 95 % bootstrap band of the curve (``stats.json`` → ``age_model.bands``); the
-    curve is drawn over the band's ages, dashed outside the controls' age range
+    The curve is drawn over the band's ages, dashed outside the controls' age range
     (extrapolation).
+
+    Parameters
+    ----------
+    controls : pandas.DataFrame
+        Long table with ``region``, ``age`` (years), ``r2star_mean`` (s^-1).
+    agefit : pandas.DataFrame or None
+        One row per region with ``model`` and ``a``, ``b``, ``c`` or ``slope`` (missing
+        regions: points only).
+    reference_age : float or None
+        Drawn as a vertical line (years).
+    regions : sequence of str
+        Panels, in order.
+    bands : dict, optional
+        Region -> ``{"age", "low", "high"}``, the pointwise 95 % bootstrap band of the curve
+        (``stats.json`` → ``age_model.bands``).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure (Agg canvas, no pyplot state).
     """
     if controls.empty:
         raise FigureDataError("no control R2* values with an age")
@@ -515,9 +838,19 @@ def age_curves_figure(controls: pd.DataFrame, agefit: pd.DataFrame | None,
 
 
 def site_figure(controls: pd.DataFrame, regions: Sequence[str]) -> Figure:
-    """Control R2* (s^-1) per site and region: points with the site mean as a bar.
+    """Control R2* per site and region: points with the site mean as a bar.
 
-    ``controls``: long table with ``region``, ``site``, ``r2star_mean``.
+    Parameters
+    ----------
+    controls : pandas.DataFrame
+        Long table with ``region``, ``site``, ``r2star_mean`` (s^-1).
+    regions : sequence of str
+        Panels, in order.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure (Agg canvas, no pyplot state).
     """
     if controls.empty or "site" not in controls:
         raise FigureDataError("no control R2* values with a site")

@@ -48,7 +48,13 @@ class Cell:
 
     @property
     def wrap(self) -> bool:
-        """Long text wraps instead of widening the table."""
+        """Whether long text wraps instead of widening the table.
+
+        Returns
+        -------
+        bool
+            True for cells whose text is longer than 48 characters.
+        """
         return len(self.text) > 48
 
 
@@ -78,7 +84,18 @@ class FigureView:
 
 
 def png_data_uri(png: bytes) -> str:
-    """``data:image/png;base64,...`` for an ``<img src>``."""
+    """``data:image/png;base64,...`` for an ``<img src>``.
+
+    Parameters
+    ----------
+    png : bytes
+        PNG file content.
+
+    Returns
+    -------
+    str
+        The data URI.
+    """
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
@@ -98,6 +115,18 @@ def format_number(value: float, column: str = "") -> str:
 
     p-values: 3 decimals (``<0.001`` below); counts: integers; |x| >= 100: 1 decimal; else 3
     significant digits (``21.1``, ``2.42``, ``-0.431``).
+
+    Parameters
+    ----------
+    value : float
+        The number.
+    column : str, optional
+        Its column name (tells p-values and counts apart).
+
+    Returns
+    -------
+    str
+        The shown text.
     """
     col = column.lower()
     v = float(value)
@@ -111,7 +140,22 @@ def format_number(value: float, column: str = "") -> str:
 
 
 def format_value(value: Any, column: str = "") -> tuple[str, bool]:
-    """Shown text of one TSV value and whether it is a number (``n/a`` for missing)."""
+    """Shown text of one TSV value and whether it is a number.
+
+    Parameters
+    ----------
+    value : object
+        A cell (number, string, None or NaN).
+    column : str, optional
+        Its column name (see :func:`format_number`).
+
+    Returns
+    -------
+    text : str
+        The shown text (``n/a`` for missing).
+    is_number : bool
+        Whether the value is numeric (right-aligned).
+    """
     if _is_missing(value):
         return "n/a", False
     if isinstance(value, bool):
@@ -142,7 +186,31 @@ def table_view(df: pd.DataFrame, *, id: str, caption: str,
                source: str = "", labels: Mapping[str, str] | None = None) -> TableView:
     """Render a TSV table: every listed column (default: all), mean/SD pairs as ``m (sd)``.
 
-    ``labels`` overrides header labels (keyed by column; for a pair, by its ``_mean`` column).
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The table.
+    id : str
+        HTML id of the table.
+    caption : str
+        Caption above it.
+    dictionary : mapping, optional
+        Column dictionary (descriptions as header tooltips, units in the header).
+    combine_mean_sd : bool, optional
+        Show ``<x>_mean`` and ``<x>_sd`` as one ``m (sd)`` column.
+    columns : sequence of str, optional
+        Columns shown, in order (default: all).
+    note : str, optional
+        Text under the table.
+    source : str, optional
+        The file the table comes from (shown under it).
+    labels : mapping, optional
+        Header labels by column (for a pair, by its ``_mean`` column).
+
+    Returns
+    -------
+    TableView
+        Header and rows ready for the template.
     """
     dictionary = dictionary or {}
     labels = labels or {}
@@ -172,7 +240,13 @@ def table_view(df: pd.DataFrame, *, id: str, caption: str,
 
 
 def environment() -> jinja2.Environment:
-    """The template environment (autoescape on for every template)."""
+    """The template environment (autoescape on for every template).
+
+    Returns
+    -------
+    jinja2.Environment
+        Loads ``report/templates``; undefined variables are errors.
+    """
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
                              autoescape=True, undefined=jinja2.StrictUndefined,
                              trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
@@ -190,5 +264,18 @@ def _cite(text: str) -> jinja2.utils.markupsafe.Markup:
 
 
 def render(template: str, **context: Any) -> str:
-    """Render one template of ``report/templates`` with ``context``."""
+    """Render one template of ``report/templates``.
+
+    Parameters
+    ----------
+    template : str
+        Template file name (``study.html``).
+    **context
+        Template variables.
+
+    Returns
+    -------
+    str
+        The HTML page.
+    """
     return environment().get_template(template).render(**context)

@@ -25,6 +25,13 @@ def lesion_qc_figure(flair: np.ndarray, mask: np.ndarray, *, n_slices: int = 4,
         Lesion mask on the same grid (non-zero = lesion).
     n_slices : int
         Slices spread over the lesions' extent (over the volume when there are none).
+    title : str, optional
+        Figure title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure (Agg canvas, no pyplot state).
     """
     flair = F.check_volume("FLAIR", flair)
     mask = np.asarray(mask) != 0
@@ -48,7 +55,22 @@ def lesion_qc_figure(flair: np.ndarray, mask: np.ndarray, *, n_slices: int = 4,
 
 
 def lesion_qc_caption(count: int | None, load_cm3: float | None, source: str | None) -> str:
-    """One line under the figure: how many lesions, how much, and who outlined them."""
+    """One line under the figure: how many lesions, how much, and who outlined them.
+
+    Parameters
+    ----------
+    count : int or None
+        Number of lesions.
+    load_cm3 : float or None
+        Lesion load in cm³.
+    source : str or None
+        Where the mask came from (``rater``, ``automatic``).
+
+    Returns
+    -------
+    str
+        The caption.
+    """
     if count is None or load_cm3 is None:
         return "No lesion mask."
     who = {"automatic": "automatic segmentation (ironmap lesions segment)",

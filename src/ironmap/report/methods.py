@@ -91,7 +91,13 @@ class Methods:
 
 
 def library_versions() -> dict[str, str]:
-    """Installed versions of ironmap and its main libraries ("not installed" otherwise)."""
+    """Installed versions of ironmap and its main libraries ("not installed" otherwise).
+
+    Returns
+    -------
+    dict of str to str
+        Package -> version.
+    """
     out = {}
     for label, dist in _PACKAGES:
         try:
@@ -110,7 +116,18 @@ def library_versions() -> dict[str, str]:
 # ---------------------------------------------------------------------------------------------
 
 def fdr_setting(value: Any) -> dict[str, Any]:
-    """``{"applied": bool, "method": str | None}`` from a setting (bool or method name)."""
+    """``{"applied": bool, "method": str | None}`` from a setting (bool or method name).
+
+    Parameters
+    ----------
+    value : object
+        ``--fdr`` or ``study.toml`` ``fdr``: bool or method name.
+
+    Returns
+    -------
+    dict
+        ``{"applied": bool, "method": str or None}``.
+    """
     if isinstance(value, Mapping):
         applied = parse_flag(value.get("applied"))
         return {"applied": applied, "method": value.get("method") if applied else None}
@@ -127,6 +144,16 @@ def source_kind(sources: Sequence[str] | None) -> str:
     A file (``file:``/``bids:`` URI or path) supplied with the data is a rater mask;
     ``atlas:NAME`` an atlas propagation; any other ``kind:detail`` entry names its kind;
     no ``Sources`` at all is ``unrecorded``.
+
+    Parameters
+    ----------
+    sources : sequence of str or None
+        The sidecar's ``Sources``.
+
+    Returns
+    -------
+    str
+        The kind.
     """
     items = [str(s) for s in (sources or []) if str(s).strip()]
     if not items:
@@ -234,6 +261,16 @@ def region_models(agefit: Any) -> dict[str, str]:
     The ``method`` column (the model the run used: auto, seed, prior, linear, fixed) wins over
     ``model`` (the curve's form); a region whose requested model could not be fitted (``model``
     none, ``method`` not none) is ``none``: not corrected.
+
+    Parameters
+    ----------
+    agefit : pandas.DataFrame or None
+        ``agefit.tsv``.
+
+    Returns
+    -------
+    dict of str to str
+        Region -> model (``none``: not corrected).
     """
     if agefit is None or not hasattr(agefit, "columns") or "model" not in agefit.columns:
         return {}
@@ -287,7 +324,18 @@ def _counts_text(counts: Mapping[str, int], names: Mapping[str, str]) -> str:
 
 
 def masks_sentence(rec: Mapping[str, Any]) -> str:
-    """Where the deep grey-matter masks came from (one sentence)."""
+    """Where the deep grey-matter masks came from (one sentence).
+
+    Parameters
+    ----------
+    rec : mapping
+        The methods record (:func:`methods_record`).
+
+    Returns
+    -------
+    str
+        The sentence.
+    """
     kind = str(rec.get("masks_source") or "none")
     atlas = rec.get("atlas")
     names = {"rater": "drawn by raters and supplied as a BIDS derivative dataset",
@@ -310,7 +358,18 @@ def masks_sentence(rec: Mapping[str, Any]) -> str:
 
 
 def lesions_sentence(rec: Mapping[str, Any]) -> str:
-    """Where the lesion masks came from, and the lesion load (one or two sentences)."""
+    """Where the lesion masks came from, and the lesion load (one or two sentences).
+
+    Parameters
+    ----------
+    rec : mapping
+        The methods record (:func:`methods_record`).
+
+    Returns
+    -------
+    str
+        One or two sentences.
+    """
     kind = str(rec.get("lesions_source") or "none")
     names = {"rater": "drawn by raters and supplied as a BIDS derivative dataset",
              "automatic": "segmented automatically from each participant's FLAIR image",
@@ -342,7 +401,18 @@ def _registration_paragraph(rec: Mapping[str, Any], versions: Mapping[str, str])
 
 
 def erosion_phrase(rec: Mapping[str, Any]) -> str:
-    """How the region masks were eroded (voxel steps or mm; R2* grid or native grid)."""
+    """How the region masks were eroded (voxel steps or mm; R2* grid or native grid).
+
+    Parameters
+    ----------
+    rec : mapping
+        The methods record (:func:`methods_record`).
+
+    Returns
+    -------
+    str
+        The phrase.
+    """
     where = ("on their native grid before transport to the R2* grid"
              if rec.get("erosion_space") == "native" else "on the R2* grid")
     mm = rec.get("erosion_mm")
@@ -362,7 +432,18 @@ _NOT_FITTED = "too few controls with a value, or controls all of one age"
 
 
 def age_model_sentences(rec: Mapping[str, Any]) -> list[str]:
-    """The age-model part of the methods: which model in which region, and the adjustment."""
+    """The age-model part of the methods: which model in which region, and the adjustment.
+
+    Parameters
+    ----------
+    rec : mapping
+        The methods record (:func:`methods_record`).
+
+    Returns
+    -------
+    list of str
+        The sentences.
+    """
     age = rec.get("age_model") or {}
     regions: Mapping[str, str] = age.get("regions") or {}
     ref = age.get("reference_age_years")
@@ -412,7 +493,18 @@ def age_model_sentences(rec: Mapping[str, Any]) -> list[str]:
 
 
 def fdr_sentence(rec: Mapping[str, Any]) -> str:
-    """Whether and how p-values were corrected across regions."""
+    """Whether and how p-values were corrected across regions.
+
+    Parameters
+    ----------
+    rec : mapping
+        The methods record (:func:`methods_record`).
+
+    Returns
+    -------
+    str
+        The sentence.
+    """
     fdr = fdr_setting(rec.get("fdr"))
     if not fdr["applied"]:
         return "No correction for multiple comparisons across regions was applied."
@@ -458,7 +550,20 @@ def _software_paragraph(versions: Mapping[str, str]) -> str:
 
 def methods_text(record: Mapping[str, Any],
                  versions: Mapping[str, str] | None = None) -> Methods:
-    """Methods paragraphs and references from a :func:`methods_record`."""
+    """Methods paragraphs and references from a :func:`methods_record`.
+
+    Parameters
+    ----------
+    record : mapping
+        The methods record.
+    versions : mapping, optional
+        Package -> version (default: the installed ones).
+
+    Returns
+    -------
+    ironmap.report.methods.Methods
+        Paragraphs, references, versions and the record.
+    """
     vers = dict(versions or library_versions())
     paragraphs = [_r2star_paragraph(record, vers.get("ironmap", "")),
                   _registration_paragraph(record, vers),
@@ -474,8 +579,31 @@ def build_methods(config: Mapping[str, Any], *, r2star_sidecar: Mapping[str, Any
                   agefit: Any = None, stats: Mapping[str, Any] | None = None,
                   versions: Mapping[str, str] | None = None,
                   sources: Mapping[str, Mapping[str, int]] | None = None) -> Methods:
-    """Methods text of a run: the record in ``stats.json`` when there is one, else one made
-    now from the configuration, an R2* sidecar and the age-model table (older outputs)."""
+    """Methods text of a run.
+
+    The record in ``stats.json`` when there is one, else one made now from the configuration, an
+    R2* sidecar and the age-model table (older outputs).
+
+    Parameters
+    ----------
+    config : mapping
+        The run's configuration.
+    r2star_sidecar : mapping, optional
+        Sidecar of an R2* map (estimator, echo times).
+    agefit : pandas.DataFrame, optional
+        ``agefit.tsv``.
+    stats : mapping, optional
+        ``stats.json`` (its ``methods`` record is used when present).
+    versions : mapping, optional
+        Package -> version.
+    sources : mapping, optional
+        Participants per kind of deep-GM and lesion mask.
+
+    Returns
+    -------
+    ironmap.report.methods.Methods
+        Paragraphs, references, versions and the record.
+    """
     st = dict(stats or {})
     record = st.get("methods")
     if not isinstance(record, Mapping):

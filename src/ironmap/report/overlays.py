@@ -29,8 +29,21 @@ LESION_COLOR = "#00e5ff"
 
 
 def label_colors(values: Sequence[int]) -> dict[int, str]:
-    """A distinct colour per label value (tab20 order: label pairs left/right get a dark and a
-    light shade of one hue; more than 20 labels repeat)."""
+    """A distinct colour per label value.
+
+    In tab20 order: label pairs left/right get a dark and a light shade of one hue; more than 20
+    labels repeat.
+
+    Parameters
+    ----------
+    values : sequence of int
+        Label values (0 ignored).
+
+    Returns
+    -------
+    dict of int to str
+        Label -> hex colour.
+    """
     from matplotlib import colormaps
     from matplotlib.colors import to_hex
 
@@ -52,7 +65,26 @@ def _label_cmap(colors: dict[int, str]):
 
 def show_labels(ax, plane: np.ndarray, colors: dict[int, str], *, gid: str,
                  alpha: float = 0.7):
-    """Draw a label plane; values not in ``colors`` are not drawn."""
+    """Draw a label plane; values not in ``colors`` are not drawn.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+        The panel.
+    plane : ndarray of int, shape (nx, ny)
+        One axial slice of labels.
+    colors : dict of int to str
+        Label -> colour.
+    gid : str
+        SVG id of the layer.
+    alpha : float, optional
+        Opacity.
+
+    Returns
+    -------
+    matplotlib.image.AxesImage
+        The drawn layer.
+    """
     cmap, norm = _label_cmap(colors)
     lab = np.asarray(plane)
     data = np.ma.masked_where(~np.isin(lab, list(colors)), lab.astype(float))
@@ -61,7 +93,21 @@ def show_labels(ax, plane: np.ndarray, colors: dict[int, str], *, gid: str,
 
 def label_legend(fig: Figure, colors: dict[int, str], names: dict[int, str] | None,
                  ncol: int = 4, y: float = 0.0) -> None:
-    """A legend of the drawn labels (colour patch + name) along the bottom of ``fig``."""
+    """A legend of the drawn labels (colour patch + name) along the bottom of ``fig``.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+        The figure.
+    colors : dict of int to str
+        Label -> colour.
+    names : dict of int to str, optional
+        Label -> name (the number when absent).
+    ncol : int, optional
+        Legend columns.
+    y : float, optional
+        Vertical position (fraction of the figure).
+    """
     from matplotlib.patches import Patch
 
     if not colors:
@@ -80,7 +126,30 @@ def regions_lesions_figure(r2star: np.ndarray, labels: np.ndarray | None,
                            r2star_range: tuple[float, float] | None = None,
                            label_names: dict[int, str] | None = None,
                            title: str = "") -> Figure:
-    """Region labels (one colour each, legend) and lesion outlines (cyan) on axial R2* slices."""
+    """Region labels (one colour each, legend) and lesion outlines (cyan) on axial R2* slices.
+
+    Parameters
+    ----------
+    r2star : ndarray of shape (nx, ny, nz)
+        R2* map in s^-1.
+    labels : ndarray of int, shape (nx, ny, nz), or None
+        Region labels on the R2* grid.
+    lesion : ndarray of bool, shape (nx, ny, nz), or None
+        Lesion mask on the R2* grid.
+    n_slices : int, optional
+        Panels.
+    r2star_range : (float, float), optional
+        Grey range in s^-1.
+    label_names : dict of int to str, optional
+        Names for the legend.
+    title : str, optional
+        Figure title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure (Agg canvas, no pyplot state).
+    """
     r2star = check_volume("R2* map", r2star)
     if labels is None and lesion is None:
         raise FigureDataError("neither region labels nor a lesion mask are available")
@@ -136,6 +205,15 @@ def region_histograms_figure(r2star: np.ndarray, labels: np.ndarray,
         Region labels (eroded), 0 = background.
     flags : ndarray of shape (X, Y, Z) of uint16, optional
         Fit flags; voxels with any of ``invalid_bits`` are left out (as in the regional mean).
+    label_names : dict of int to str, optional
+        Panel titles by label.
+    invalid_bits : int, optional
+        Flag bits that exclude a voxel.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure (Agg canvas, no pyplot state).
     """
     r2star = check_volume("R2* map", r2star)
     labels = check_volume("region labels", labels)
@@ -171,8 +249,23 @@ def flagged_voxels_figure(background: np.ndarray, flagged: np.ndarray,
                           *, n_slices: int = 4) -> Figure:
     """Voxels whose R2* fit was flagged invalid (red) on the first echo, with region outlines.
 
-    ``background``: first-echo magnitude (X, Y, Z); ``flagged``: bool (X, Y, Z); ``head``:
-    bool (X, Y, Z), only flagged voxels inside it are drawn and counted.
+    Parameters
+    ----------
+    background : ndarray of shape (nx, ny, nz)
+        First-echo magnitude.
+    flagged : ndarray of bool, shape (nx, ny, nz)
+        Flagged voxels.
+    head : ndarray of bool, shape (nx, ny, nz), optional
+        Only flagged voxels inside it are drawn and counted.
+    labels : ndarray of int, shape (nx, ny, nz), optional
+        Region labels drawn as outlines.
+    n_slices : int, optional
+        Panels.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure (Agg canvas, no pyplot state).
     """
     background = check_volume("GRE echo 1", background)
     flagged = np.asarray(check_volume("fit flags", flagged), bool)

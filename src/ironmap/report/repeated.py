@@ -11,31 +11,76 @@ from functools import partial
 import pandas as pd
 
 from ironmap.core.regions import REGIONS
+from ironmap.io.layout import relative_path
 from ironmap.report import figures as F
 from ironmap.report.html import TableView, table_view
 
 
 def longitudinal_view(table: pd.DataFrame, dictionary: dict) -> TableView:
-    """``longitudinal.tsv`` as a report table."""
+    """``longitudinal.tsv`` as a report table.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        ``group/longitudinal.tsv``.
+    dictionary : dict
+        Its column dictionary.
+
+    Returns
+    -------
+    TableView
+        The table for the template.
+    """
     cols = ["region", "group", "r2star_change_per_year", "ci_low", "ci_high", "pvalue",
             "n_participants", "n_scans", "model"]
     return table_view(table, id="longitudinal", columns=cols, dictionary=dictionary,
                       caption="Annual R2* change per region and group (s⁻¹/year; linear mixed "
                               "model, random intercept and slope per participant, site fixed; "
-                              "95 % CI)", source="group/longitudinal.tsv")
+                              "95 % CI)", source=relative_path("longitudinal"))
 
 
 def harmonisation_view(table: pd.DataFrame, dictionary: dict) -> TableView:
-    """``harmonisation.tsv`` as a report table."""
+    """``harmonisation.tsv`` as a report table.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        ``group/harmonisation.tsv``.
+    dictionary : dict
+        Its column dictionary.
+
+    Returns
+    -------
+    TableView
+        The table for the template.
+    """
     return table_view(table, id="harmonisation", dictionary=dictionary,
                       caption="Site effects before and after harmonisation: site "
                               "classification AUC and travelling-head reliability (ICC, "
-                              "within-subject SD in s⁻¹, CoV)", source="group/harmonisation.tsv")
+                              "within-subject SD in s⁻¹, CoV)",
+                      source=relative_path("harmonisation"))
 
 
 def longitudinal_jobs(scans: pd.DataFrame, rates: pd.DataFrame, groups: list[str],
                       value_column: str) -> list[F.FigureJob]:
-    """One spaghetti figure per region of ``rates`` (canonical order)."""
+    """One spaghetti figure per region of ``rates`` (canonical order).
+
+    Parameters
+    ----------
+    scans : pandas.DataFrame
+        Bilateral regional values per scan with ``years`` since the first scan.
+    rates : pandas.DataFrame
+        ``longitudinal.tsv``.
+    groups : list of str
+        Groups in colour order.
+    value_column : str
+        The analysed R2* column (s^-1).
+
+    Returns
+    -------
+    list of FigureJob
+        The figures to make.
+    """
     present = list(dict.fromkeys(rates["region"]))
     regions = [r for r in REGIONS if r in present] + [r for r in present if r not in REGIONS]
     return [F.FigureJob(
@@ -49,7 +94,20 @@ def longitudinal_jobs(scans: pd.DataFrame, rates: pd.DataFrame, groups: list[str
 
 
 def methods_text(harmonisation: pd.DataFrame | None, longitudinal: pd.DataFrame | None) -> str:
-    """Methods paragraph of the repeated-scans analyses that were run."""
+    """Methods paragraph of the repeated-scans analyses that were run.
+
+    Parameters
+    ----------
+    harmonisation : pandas.DataFrame or None
+        ``harmonisation.tsv`` (None: not run).
+    longitudinal : pandas.DataFrame or None
+        ``longitudinal.tsv`` (None: not run).
+
+    Returns
+    -------
+    str
+        The paragraph ("" when neither ran).
+    """
     parts = []
     stages = [] if harmonisation is None else [
         s for s in dict.fromkeys(harmonisation["stage"]) if s.startswith("after ")]

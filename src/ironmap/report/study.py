@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ironmap.core.regions import REGIONS
+from ironmap.io.layout import file_name, relative_path
 from ironmap.report import figures as F
 from ironmap.report.html import Cell, TableView, format_value, table_view
 
@@ -38,15 +39,30 @@ class StudyInputs:
 
     @property
     def control_label(self) -> str:
+        """The control group's label in ``participants.tsv`` (default ``HC``)."""
         return str(self.config.get("control_label", "HC"))
 
     @property
     def group_column(self) -> str:
+        """The ``participants.tsv`` column holding the group (default ``group``)."""
         return str(self.config.get("group_column", "group"))
 
 
 def table(inputs: StudyInputs, name: str) -> pd.DataFrame | None:
-    """A loaded table, or None."""
+    """A loaded cohort table.
+
+    Parameters
+    ----------
+    inputs : StudyInputs
+        The loaded study tables and ``stats.json``.
+    name : str
+        ``table1``, ``table2``, ``agefit``, ``lesions`` or ``volumes``.
+
+    Returns
+    -------
+    pandas.DataFrame or None
+        The table, or None when it was not found.
+    """
     entry = inputs.tables.get(name)
     return None if entry is None else entry[0]
 
@@ -54,8 +70,17 @@ def table(inputs: StudyInputs, name: str) -> pd.DataFrame | None:
 def cohort(inputs: StudyInputs) -> pd.DataFrame:
     """One row per participant(/session) and bilateral region.
 
-    Columns: ``participant_id``, ``session_id``, ``region``, ``r2star_mean``,
-    ``r2star_agecorr`` (NaN when absent), ``group``, ``age``, ``site``, ``cortical_gm_cm3``.
+    Parameters
+    ----------
+    inputs : StudyInputs
+        The loaded study tables and ``stats.json``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``participant_id``, ``session_id``, ``region``, ``r2star_mean`` (s^-1),
+        ``r2star_agecorr`` (s^-1, NaN when absent), ``group``, ``age`` (years), ``site``,
+        ``cortical_gm_cm3``.
     """
     reg = inputs.regional
     cols = ["participant_id", "session_id", "region", "r2star_mean", "r2star_agecorr", "group",
@@ -92,6 +117,16 @@ def volume_column(inputs: StudyInputs) -> str:
 
     From ``stats.json`` ``sources.volumes.cortical_gm_cm3`` (``group/volumes.tsv:COLUMN``);
     otherwise the group level's rule: the normalised volume when it has values.
+
+    Parameters
+    ----------
+    inputs : StudyInputs
+        The loaded study tables and ``stats.json``.
+
+    Returns
+    -------
+    str
+        The column name (cm³).
     """
     src = ((inputs.stats.get("sources") or {}).get("volumes") or {})
     named = src.get("cortical_gm_cm3") if isinstance(src, dict) else None
@@ -105,7 +140,20 @@ def volume_column(inputs: StudyInputs) -> str:
 
 
 def group_order(inputs: StudyInputs, data: pd.DataFrame) -> list[str]:
-    """Controls first, then the seed's phenotypes, then other labels (sorted)."""
+    """Groups in display order: controls first, then the seed's phenotypes, then other labels.
+
+    Parameters
+    ----------
+    inputs : StudyInputs
+        The loaded study tables and ``stats.json``.
+    data : pandas.DataFrame
+        The cohort table of :func:`cohort`.
+
+    Returns
+    -------
+    list of str
+        The groups present in ``data``.
+    """
     present = [str(g) for g in pd.unique(data["group"].dropna())]
     if inputs.participants is not None and inputs.group_column in inputs.participants:
         present += [str(g) for g in pd.unique(inputs.participants[inputs.group_column].dropna())]
@@ -115,7 +163,18 @@ def group_order(inputs: StudyInputs, data: pd.DataFrame) -> list[str]:
 
 
 def regions_present(data: pd.DataFrame) -> list[str]:
-    """Canonical regions first (Table 2 order), then any others found."""
+    """Regions in display order: canonical regions first (Table 2 order), then any others.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        The cohort table of :func:`cohort`.
+
+    Returns
+    -------
+    list of str
+        The regions present in ``data``.
+    """
     found = [str(r) for r in pd.unique(data["region"])]
     return [r for r in REGIONS if r in found] + sorted(set(found) - set(REGIONS))
 
@@ -127,7 +186,20 @@ def _value_column(data: pd.DataFrame) -> tuple[str, str]:
 
 
 def missing_items(inputs: StudyInputs, data: pd.DataFrame) -> list[str]:
-    """Sentences naming what the report cannot show and why."""
+    """Sentences naming what the report cannot show and why.
+
+    Parameters
+    ----------
+    inputs : StudyInputs
+        The loaded study tables and ``stats.json``.
+    data : pandas.DataFrame
+        The cohort table of :func:`cohort`.
+
+    Returns
+    -------
+    list of str
+        One sentence per missing table, column or figure input (loading problems first).
+    """
     out = list(inputs.problems)
     ctrl, gcol = inputs.control_label, inputs.group_column
     parts = inputs.participants
@@ -136,16 +208,17 @@ def missing_items(inputs: StudyInputs, data: pd.DataFrame) -> list[str]:
     elif gcol not in parts:
         out.append(f"participants.tsv has no '{gcol}' column: no group comparisons")
     if inputs.regional is None:
-        out.append("group/regional_r2star.tsv not found: run the participant level first")
+        out.append(f"{relative_path('group_regional')} not found: run the participant level "
+                   "first")
     elif not data.empty and data["r2star_agecorr"].isna().all():
-        out.append("regional_r2star.tsv has no r2star_agecorr values (group level not run or "
-                   "age model failed): figures show R2* without age correction")
+        out.append(f"{file_name('group_regional')} has no r2star_agecorr values (group level "
+                   "not run or age model failed): figures show R2* without age correction")
     for name, what in (("table1", "Table 1"), ("table2", "Table 2"), ("agefit", "age model")):
         if table(inputs, name) is None:
-            out.append(f"group/{name}.tsv not found: {what} is not shown")
+            out.append(f"{relative_path(name)} not found: {what} is not shown")
     if table(inputs, "volumes") is None:
-        out.append("group/volumes.tsv not found (participant level without --volumes): "
-                   "Figure 3 and volume correlations are not available")
+        out.append(f"{relative_path('group_volumes')} not found (participant level without "
+                   "--volumes): Figure 3 and volume correlations are not available")
     if not data.empty:
         groups = set(data["group"].astype(str))
         if ctrl not in groups:
@@ -168,7 +241,20 @@ def missing_items(inputs: StudyInputs, data: pd.DataFrame) -> list[str]:
 
 
 def significance(inputs: StudyInputs) -> tuple[float, bool]:
-    """(alpha, whether FDR q-values replace p-values) of the run, from ``stats.json``."""
+    """Significance level of the run and whether FDR q-values replace p-values.
+
+    Parameters
+    ----------
+    inputs : StudyInputs
+        The loaded study tables and ``stats.json``.
+
+    Returns
+    -------
+    alpha : float
+        From ``stats.json`` settings (default 0.05).
+    fdr : bool
+        Whether Benjamini-Hochberg q-values are shown instead of p-values.
+    """
     settings = inputs.stats.get("settings") or {}
     record = inputs.stats.get("methods") or {}
     fdr = (record.get("fdr") or {}).get("applied") if isinstance(record, dict) else None
@@ -182,7 +268,22 @@ def significance(inputs: StudyInputs) -> tuple[float, bool]:
 
 
 def group_pvalues(inputs: StudyInputs, region: str, groups: list[str]) -> dict[str, float]:
-    """Group -> p (q with FDR) of its Mann-Whitney comparison with the controls (Table 2)."""
+    """Group -> p (q with FDR) of its Mann-Whitney comparison with the controls (Table 2).
+
+    Parameters
+    ----------
+    inputs : StudyInputs
+        The loaded study tables and ``stats.json``.
+    region : str
+        Canonical region.
+    groups : list of str
+        Groups to look up.
+
+    Returns
+    -------
+    dict of str to float
+        The groups that have a value in Table 2.
+    """
     t2 = table(inputs, "table2")
     if t2 is None or "region" not in t2:
         return {}
@@ -230,7 +331,20 @@ def _fig3_job(data, region, ctrl, value_col, ylabel, groups, vcol) -> F.FigureJo
 
 
 def figure_jobs(inputs: StudyInputs, data: pd.DataFrame) -> dict[str, list[F.FigureJob]]:
-    """The study figures per report section (``fig2``, ``fig3``, ``agecurves``, ``sitefig``)."""
+    """The study figures per report section.
+
+    Parameters
+    ----------
+    inputs : StudyInputs
+        The loaded study tables and ``stats.json``.
+    data : pandas.DataFrame
+        The cohort table of :func:`cohort`.
+
+    Returns
+    -------
+    dict of str to list of FigureJob
+        Section (``fig2``, ``fig3``, ``agecurves``, ``sitefig``) -> figures to make.
+    """
     regions = regions_present(data) or list(REGIONS)
     groups = group_order(inputs, data)
     value_col, ylabel = _value_column(data) if not data.empty else ("r2star_mean", "R2* (1/s)")
@@ -267,7 +381,18 @@ def figure_jobs(inputs: StudyInputs, data: pd.DataFrame) -> dict[str, list[F.Fig
 
 
 def table1_views(inputs: StudyInputs) -> tuple[TableView | None, TableView | None]:
-    """Table 1 in the seed's layout (range (mean) and mean (SD) text columns) and in full."""
+    """Table 1 in the seed's layout (range (mean) and mean (SD) text columns) and in full.
+
+    Parameters
+    ----------
+    inputs : StudyInputs
+        The loaded study tables and ``stats.json``.
+
+    Returns
+    -------
+    main, full : TableView or None
+        The two views; None when Table 1 is absent (``full`` also without text columns).
+    """
     entry = inputs.tables.get("table1")
     if entry is None:
         return None, None
@@ -277,14 +402,14 @@ def table1_views(inputs: StudyInputs) -> tuple[TableView | None, TableView | Non
     labels = {c: T1_LABELS.get(c, c[:-5].replace("_", " ")) for c in text}
     view = table_view(df, id="table1", caption="Characteristics of participants per group",
                       dictionary=dictionary, columns=main if text else None, labels=labels,
-                      source="group/table1.tsv",
+                      source=relative_path("table1"),
                       note="Ranges with the mean in parentheses (age, disease duration, EDSS); "
                       "mean (SD) for lesion load and volumes, as in the seed study.")
     full = None
     if text:
         full = table_view(df, id="table1-full", caption="table1.tsv, all columns",
                           dictionary=dictionary, combine_mean_sd=False,
-                          source="group/table1.tsv")
+                          source=relative_path("table1"))
     return view, full
 
 
@@ -357,9 +482,30 @@ def _table2_row(rec: pd.Series, groups: list[str], control: str, alpha: float,
 
 def table2_main_view(df: pd.DataFrame, dictionary: dict, control: str, alpha: float = 0.05,
                      fdr: bool = False) -> TableView:
-    """Table 2 in the seed's layout: mean (SD) per group with the Mann-Whitney p against the
-    controls below it, volume correlations with their p, stepwise betas, model R and p;
-    significant values (p, or FDR q, below ``alpha``) bold with ``*``."""
+    """Table 2 in the seed's layout.
+
+    Mean (SD) per group with the Mann-Whitney p against the controls below it, volume correlations
+    with their p, stepwise betas, model R and p; significant values (p, or FDR q, below ``alpha``)
+    bold with ``*``.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        ``table2.tsv``.
+    dictionary : dict
+        Its column dictionary.
+    control : str
+        The controls' group label.
+    alpha : float, optional
+        Significance level.
+    fdr : bool, optional
+        Show q-values instead of p-values.
+
+    Returns
+    -------
+    TableView
+        The table for the template.
+    """
     groups = _table2_groups(df, control)
     header = [("region", "Region")]
     for g in groups:
@@ -377,12 +523,25 @@ def table2_main_view(df: pd.DataFrame, dictionary: dict, control: str, alpha: fl
             f"model's F-test p. Bold with * = below {alpha:g}, grey = not significant. Values "
             f"are rounded for display; the full table below has every column.")
     return TableView("table2", "Regional age-corrected R2* (s⁻¹), mean (SD) per group, and "
-                     "associations in patients", header, rows, note, "group/table2.tsv")
+                     "associations in patients", header, rows, note,
+                     relative_path("table2"))
 
 
 def table2_views(inputs: StudyInputs) -> tuple[TableView | None, TableView | None]:
-    """Table 2 in the seed's layout (:func:`table2_main_view`) and the full table (every
-    test, statistic and convention)."""
+    """Table 2 in the seed's layout and the full table.
+
+    The first as :func:`table2_main_view`, the second with every test, statistic and convention.
+
+    Parameters
+    ----------
+    inputs : StudyInputs
+        The loaded study tables and ``stats.json``.
+
+    Returns
+    -------
+    main, full : TableView or None
+        The two views; None when Table 2 is absent or empty.
+    """
     entry = inputs.tables.get("table2")
     if entry is None:
         return None, None
@@ -392,12 +551,24 @@ def table2_views(inputs: StudyInputs) -> tuple[TableView | None, TableView | Non
     alpha, fdr = significance(inputs)
     view = table2_main_view(df, dictionary or {}, inputs.control_label, alpha, fdr)
     full = table_view(df, id="table2-full", caption="table2.tsv, all columns",
-                      dictionary=dictionary, combine_mean_sd=False, source="group/table2.tsv")
+                      dictionary=dictionary, combine_mean_sd=False,
+                      source=relative_path("table2"))
     return view, full
 
 
 def agefit_view(inputs: StudyInputs) -> TableView | None:
-    """The pooled bilateral age model per region."""
+    """The pooled bilateral age model per region.
+
+    Parameters
+    ----------
+    inputs : StudyInputs
+        The loaded study tables and ``stats.json``.
+
+    Returns
+    -------
+    TableView or None
+        None when ``agefit.tsv`` is absent.
+    """
     fits = bilateral_fits(table(inputs, "agefit"))
     if fits is None:
         return None
@@ -405,11 +576,23 @@ def agefit_view(inputs: StudyInputs) -> TableView | None:
             "b_sd_ratio", "r2", "correction_sd_median", "n_extrapolated", "warning"]
     return table_view(fits, id="agefit", caption="Age model per region (controls, bilateral, "
                       "all sites)", dictionary=inputs.tables["agefit"][1],
-                      combine_mean_sd=False, columns=cols, source="group/agefit.tsv")
+                      combine_mean_sd=False, columns=cols,
+                      source=relative_path("agefit"))
 
 
 def bilateral_fits(agefit: pd.DataFrame | None) -> pd.DataFrame | None:
-    """Rows of ``agefit.tsv`` for bilateral regions pooled over sites."""
+    """Rows of ``agefit.tsv`` for bilateral regions pooled over sites.
+
+    Parameters
+    ----------
+    agefit : pandas.DataFrame or None
+        ``agefit.tsv``.
+
+    Returns
+    -------
+    pandas.DataFrame or None
+        The rows with ``hemisphere`` bilateral and ``site`` all (None for None).
+    """
     if agefit is None or agefit.empty:
         return None
     rows = agefit
@@ -422,7 +605,24 @@ def bilateral_fits(agefit: pd.DataFrame | None) -> pd.DataFrame | None:
 
 def summary_cards(inputs: StudyInputs, data: pd.DataFrame, n_flags: int,
                   n_failed: int) -> list[dict[str, Any]]:
-    """The numbers at the top of the page."""
+    """The numbers at the top of the page.
+
+    Parameters
+    ----------
+    inputs : StudyInputs
+        The loaded study tables and ``stats.json``.
+    data : pandas.DataFrame
+        The cohort table of :func:`cohort`.
+    n_flags : int
+        QC flags raised.
+    n_failed : int
+        Participants failed or excluded.
+
+    Returns
+    -------
+    list of dict
+        ``value``, ``label`` and ``kind`` (``ok``, ``warn``, ``bad`` or "") per card.
+    """
     n_sub = int(data["participant_id"].nunique()) if not data.empty else 0
     cards = [{"value": n_sub, "label": "participants with R2*", "kind": "ok" if n_sub else "bad"}]
     if not data.empty:

@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 
 from ironmap.core import qcflags
+from ironmap.io.dictionaries import QC_METRICS
+from ironmap.io.layout import file_name
 from ironmap.report import figures as F
 from ironmap.report import overlays as O
 from ironmap.report.html import TableView, table_view
@@ -53,7 +55,18 @@ class SubjectImages:
 
 
 def head_mask(echo1: np.ndarray | None) -> np.ndarray | None:
-    """Voxels of the head: first echo above 20 % of its 99th percentile."""
+    """Voxels of the head: first echo above 20 % of its 99th percentile.
+
+    Parameters
+    ----------
+    echo1 : ndarray of shape (nx, ny, nz) or None
+        First-echo magnitude.
+
+    Returns
+    -------
+    ndarray of bool, shape (nx, ny, nz), or None
+        None without an echo.
+    """
     if echo1 is None:
         return None
     e = np.nan_to_num(np.asarray(echo1, float))
@@ -62,7 +75,18 @@ def head_mask(echo1: np.ndarray | None) -> np.ndarray | None:
 
 
 def display_mask(echo1: np.ndarray | None) -> np.ndarray | None:
-    """Head mask for display: first echo above 10 % of its 99th percentile, holes filled."""
+    """Head mask for display: first echo above 10 % of its 99th percentile, holes filled.
+
+    Parameters
+    ----------
+    echo1 : ndarray of shape (nx, ny, nz) or None
+        First-echo magnitude.
+
+    Returns
+    -------
+    ndarray of bool, shape (nx, ny, nz), or None
+        None without an echo.
+    """
     from scipy import ndimage
 
     if echo1 is None:
@@ -77,7 +101,18 @@ def display_mask(echo1: np.ndarray | None) -> np.ndarray | None:
 
 
 def masked_r2star(img: SubjectImages) -> np.ndarray | None:
-    """R2* with the background (outside :func:`display_mask`) set to NaN, for display."""
+    """R2* with the background (outside :func:`display_mask`) set to NaN, for display.
+
+    Parameters
+    ----------
+    img : SubjectImages
+        The participant's arrays (closest RAS+).
+
+    Returns
+    -------
+    ndarray of shape (nx, ny, nz) or None
+        R2* in s^-1; None without an R2* map.
+    """
     mask = display_mask(img.echo1)
     if img.r2star is None or mask is None or mask.shape != img.r2star.shape:
         return img.r2star
@@ -85,7 +120,19 @@ def masked_r2star(img: SubjectImages) -> np.ndarray | None:
 
 
 def metrics(img: SubjectImages) -> dict[str, Any]:
-    """QC metrics: registration NMI per series, first-echo SNR, flagged fractions."""
+    """QC metrics: registration NMI per series, first-echo SNR, flagged fractions.
+
+    Parameters
+    ----------
+    img : SubjectImages
+        The participant's arrays (closest RAS+).
+
+    Returns
+    -------
+    dict
+        The columns of :data:`ironmap.io.dictionaries.QC_METRICS` (NaN when not measurable)
+        and per-region flagged fractions.
+    """
     from ironmap.core.qc import FLAGS_INVALID
 
     head = head_mask(img.echo1)
@@ -108,7 +155,22 @@ def metrics(img: SubjectImages) -> dict[str, Any]:
 
 def flags_for(img: SubjectImages, m: dict[str, Any],
               thresholds: qcflags.QCThresholds | None = None) -> list[qcflags.QCFlag]:
-    """The automatic QC flags of one participant."""
+    """The automatic QC flags of one participant.
+
+    Parameters
+    ----------
+    img : SubjectImages
+        The participant's arrays (closest RAS+).
+    m : dict
+        Its metrics (:func:`metrics`).
+    thresholds : QCThresholds, optional
+        Limits of the rules (defaults when None).
+
+    Returns
+    -------
+    list of QCFlag
+        The flags raised (empty: pass).
+    """
     return qcflags.evaluate(img.label, similarities=dict(img.similarity), snr=m["snr_echo1"],
                             brain_flagged_fraction=m["flagged_fraction_head"],
                             region_fractions=m["region_flagged_fraction"],
@@ -117,24 +179,25 @@ def flags_for(img: SubjectImages, m: dict[str, Any],
 
 
 def metrics_view(m: dict[str, Any]) -> TableView:
-    """The metrics as a one-row table."""
+    """The metrics as a one-row table.
+
+    Parameters
+    ----------
+    m : dict
+        The metrics (:func:`metrics`).
+
+    Returns
+    -------
+    TableView
+        One row, scalar metrics only.
+    """
     row = {k: v for k, v in m.items() if not isinstance(v, dict)}
     return table_view(pd.DataFrame([row]), id="metrics", caption="QC metrics",
                       combine_mean_sd=False, dictionary=METRIC_DICTIONARY)
 
 
-METRIC_DICTIONARY: dict[str, dict[str, str]] = {
-    "registration_nmi_flair": {"Description": "Normalised mutual information of FLAIR and T1w "
-                               "after registration (1 = independent, 2 = identical)"},
-    "registration_nmi_megre": {"Description": "Normalised mutual information of GRE echo 1 and "
-                               "T1w after registration"},
-    "snr_echo1": {"Description": "First-echo SNR: mean head signal / noise SD estimated from "
-                  "the background (Rayleigh)"},
-    "flagged_fraction_head": {"Description": "Fraction of head voxels whose R2* fit failed or "
-                              "was flagged invalid"},
-    "max_region_flagged_fraction": {"Description": "Largest fraction of a region's eroded "
-                                    "voxels excluded by the fit flags"},
-}
+#: column dictionary of the QC metrics (kept under its former name)
+METRIC_DICTIONARY = QC_METRICS
 
 
 #: display range of R2*: these percentiles of the brain voxels' R2*
@@ -149,6 +212,18 @@ def brain_voxels(img: SubjectImages) -> tuple[np.ndarray | None, str]:
 
     The brain mask on the R2* grid when there is one; otherwise the GRE signal mask eroded
     by :data:`SCALP_MM` (drops most of the scalp); in both cases only voxels with a valid R2*.
+
+    Parameters
+    ----------
+    img : SubjectImages
+        The participant's arrays (closest RAS+).
+
+    Returns
+    -------
+    mask : ndarray of bool, shape (nx, ny, nz), or None
+        The voxels (None without an R2* map).
+    source : str
+        Where they come from.
     """
     from scipy import ndimage
 
@@ -173,7 +248,20 @@ def brain_voxels(img: SubjectImages) -> tuple[np.ndarray | None, str]:
 
 
 def r2star_display_range(img: SubjectImages) -> tuple[float, float, str]:
-    """(low, high) in s^-1 and a sentence stating the range and the voxels it comes from."""
+    """The R2* colour range and a sentence stating it and the voxels it comes from.
+
+    Parameters
+    ----------
+    img : SubjectImages
+        The participant's arrays (closest RAS+).
+
+    Returns
+    -------
+    low, high : float
+        The range in s^-1 (:data:`DISPLAY_PERCENTILES` of :func:`brain_voxels`).
+    text : str
+        The sentence for the caption.
+    """
     mask, source = brain_voxels(img)
     if mask is None or not np.any(mask):
         return 0.0, 1.0, "R2* display range: no valid voxels"
@@ -191,7 +279,18 @@ def _ordinal(p: float) -> str:
 
 
 def flagged_mask(img: SubjectImages) -> np.ndarray | None:
-    """Voxels whose fit is flagged invalid (bool, R2* grid), or None without flags."""
+    """Voxels whose fit is flagged invalid.
+
+    Parameters
+    ----------
+    img : SubjectImages
+        The participant's arrays (closest RAS+).
+
+    Returns
+    -------
+    ndarray of bool, shape (nx, ny, nz), or None
+        On the R2* grid; None without a flags map.
+    """
     from ironmap.core.qc import FLAGS_INVALID
 
     if img.flags is None:
@@ -200,7 +299,18 @@ def flagged_mask(img: SubjectImages) -> np.ndarray | None:
 
 
 def figure_jobs(img: SubjectImages) -> list[tuple[str, F.FigureJob]]:
-    """(section, job) pairs of the participant page (sections: maps, registration, overlays)."""
+    """The figures of the participant page.
+
+    Parameters
+    ----------
+    img : SubjectImages
+        The participant's arrays (closest RAS+).
+
+    Returns
+    -------
+    list of (str, FigureJob)
+        Section (``maps``, ``registration``, ``overlays``) and figure, in page order.
+    """
     from ironmap.core.qc import FLAGS_INVALID
 
     p = img.label
@@ -257,7 +367,18 @@ def figure_jobs(img: SubjectImages) -> list[tuple[str, F.FigureJob]]:
 
 
 def viewer_view(img: SubjectImages) -> dict[str, Any] | None:
-    """The interactive viewer's payload, legend and stated range (None without an R2* map)."""
+    """The interactive viewer's payload, legend and stated range.
+
+    Parameters
+    ----------
+    img : SubjectImages
+        The participant's arrays (closest RAS+).
+
+    Returns
+    -------
+    dict or None
+        Quantised R2* planes and labels for the page's script; None without an R2* map.
+    """
     from ironmap.report.viewer import viewer_data
 
     if img.r2star is None:
@@ -279,17 +400,41 @@ def viewer_view(img: SubjectImages) -> dict[str, Any] | None:
 
 
 def regions_view(img: SubjectImages) -> TableView | None:
-    """The participant's regional table."""
+    """The participant's regional table.
+
+    Parameters
+    ----------
+    img : SubjectImages
+        The participant's arrays (closest RAS+).
+
+    Returns
+    -------
+    TableView or None
+        None without a regional table.
+    """
     if img.regions is None:
         return None
     return table_view(img.regions, id="regions", caption="Regional R2* (s⁻¹)",
-                      source=f"{img.label}_desc-regions_r2star.tsv")
+                      source=file_name("regions_table", img.participant_id,
+                                                    img.session_id))
 
 
 def lesions_view(img: SubjectImages) -> TableView | None:
-    """The participant's per-lesion table (first 50 rows)."""
+    """The participant's per-lesion table (first 50 rows).
+
+    Parameters
+    ----------
+    img : SubjectImages
+        The participant's arrays (closest RAS+).
+
+    Returns
+    -------
+    TableView or None
+        None without lesions.
+    """
     if img.lesions is None or img.lesions.empty:
         return None
     note = f"{len(img.lesions)} lesions; first 50 shown." if len(img.lesions) > 50 else ""
     return table_view(img.lesions.head(50), id="lesions", caption="Lesion R2*",
-                      source=f"{img.label}_desc-lesions_r2star.tsv", note=note)
+                      source=file_name("lesions_table", img.participant_id, img.session_id),
+                      note=note)

@@ -40,7 +40,20 @@ def _b64(arr: np.ndarray) -> str:
 
 
 def crop_box(mask: np.ndarray, margin: int = 2) -> tuple[slice, slice, slice]:
-    """Bounding box of ``mask`` (bool, 3-D) with ``margin`` voxels; the whole grid if empty."""
+    """Bounding box of ``mask`` with ``margin`` voxels.
+
+    Parameters
+    ----------
+    mask : ndarray of bool, shape (nx, ny, nz)
+        The voxels to keep.
+    margin : int, optional
+        Voxels added on every side (within the grid).
+
+    Returns
+    -------
+    tuple of slice
+        One slice per axis; the whole grid when the mask is empty.
+    """
     if not np.any(mask):
         return tuple(slice(0, n) for n in mask.shape)  # type: ignore[return-value]
     out = []
@@ -52,9 +65,23 @@ def crop_box(mask: np.ndarray, margin: int = 2) -> tuple[slice, slice, slice]:
 
 
 def quantise(r2star: np.ndarray, vmax: float) -> tuple[np.ndarray, float]:
-    """R2* (s^-1) -> uint8: 0 = no value, 1..255 = 0..``vmax`` (clipped); returns (codes, step).
+    """R2* -> uint8 codes: 0 = no value, 1..255 = 0..``vmax`` (clipped).
 
     ``value = (code - 1) * step``, ``step = vmax / 254`` s^-1.
+
+    Parameters
+    ----------
+    r2star : ndarray
+        R2* in s^-1 (NaN: no value).
+    vmax : float
+        Top of the coded range, s^-1.
+
+    Returns
+    -------
+    codes : ndarray of uint8
+        Shape of ``r2star``.
+    step : float
+        s^-1 per code.
     """
     step = float(vmax) / 254.0 if vmax > 0 else 1.0
     finite = np.isfinite(r2star)
@@ -88,6 +115,12 @@ def viewer_data(r2star: np.ndarray, *, head: np.ndarray | None = None,
         Label value -> colour (``#rrggbb``) and name (the legend).
     max_voxels : int
         Above this many voxels after cropping, every ``step``-th voxel is kept in-plane.
+
+    Returns
+    -------
+    ViewerData
+        The JSON payload for the script (zlib + base64 uint8 codes, legend, window), its
+        size in bytes, the cropped shape and the in-plane step.
     """
     r2 = np.asarray(r2star, float)
     keep = np.isfinite(r2) if head is None else np.asarray(head, bool) & np.isfinite(r2)
@@ -119,5 +152,11 @@ def viewer_data(r2star: np.ndarray, *, head: np.ndarray | None = None,
 
 
 def script() -> str:
-    """The viewer's JavaScript (inlined into the page)."""
+    """The viewer's JavaScript (inlined into the page).
+
+    Returns
+    -------
+    str
+        The content of ``report/static/viewer.js``.
+    """
     return SCRIPT.read_text(encoding="utf-8")

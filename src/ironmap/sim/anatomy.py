@@ -107,7 +107,18 @@ class Geometry:
 
 
 def geometry_to_dict(geom: Geometry) -> dict:
-    """JSON-ready description of a geometry (template mm)."""
+    """JSON-ready description of a geometry (template mm).
+
+    Parameters
+    ----------
+    geom : Geometry
+        One subject's phantom.
+
+    Returns
+    -------
+    dict
+        Plain lists and numbers (:func:`geometry_from_dict` reads it back).
+    """
     return {"head_scale": geom.head_scale, "csf_gap_mm": geom.csf_gap_mm,
             "cortex_mm": geom.cortex_mm, "ventricle_scale": geom.ventricle_scale,
             "fold_phase": [float(v) for v in geom.fold_phase],
@@ -115,7 +126,18 @@ def geometry_to_dict(geom: Geometry) -> dict:
 
 
 def geometry_from_dict(d: dict) -> Geometry:
-    """Inverse of :func:`geometry_to_dict`."""
+    """Inverse of :func:`geometry_to_dict`.
+
+    Parameters
+    ----------
+    d : dict
+        As written by :func:`geometry_to_dict`.
+
+    Returns
+    -------
+    Geometry
+        The phantom.
+    """
     return Geometry(float(d["head_scale"]), float(d["csf_gap_mm"]), float(d["cortex_mm"]),
                     float(d["ventricle_scale"]),
                     np.asarray(d["lesions"], dtype=float).reshape(-1, 6),
@@ -270,14 +292,31 @@ def _paint_deep_gm(labels: np.ndarray, p: np.ndarray) -> None:
 
 
 def putamen_anterior_fraction() -> float:
-    """Volume fraction of the putamen anterior to the AC plane (analytic, all subjects)."""
+    """Volume fraction of the putamen anterior to the AC plane (analytic, all subjects).
+
+    Returns
+    -------
+    float
+        Between 0 and 1.
+    """
     _, centre, semi = next(s for s in _DEEP_GM if s[0] == "putamen")
     u = centre[1] / semi[1]  # plane at y = 0 lies u semi-axes behind the centre
     return float(0.5 + 0.75 * u - 0.25 * u**3)
 
 
 def deep_gm_centres(head_scale: float = 1.0) -> dict[int, np.ndarray]:
-    """Centre (head mm) of each rater label, for placement checks."""
+    """Centre of each rater label, for placement checks.
+
+    Parameters
+    ----------
+    head_scale : float, optional
+        Isotropic scale of the head.
+
+    Returns
+    -------
+    dict of int to ndarray of shape (3,)
+        Rater label -> centre in head mm.
+    """
     out = {}
     for region, centre, _ in _DEEP_GM:
         if region == "putamen":
@@ -292,7 +331,18 @@ def deep_gm_centres(head_scale: float = 1.0) -> dict[int, np.ndarray]:
 
 
 def head_bounds(head_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """Lower and upper corner (head mm) of the box that holds the head."""
+    """Lower and upper corner of the box that holds the head.
+
+    Parameters
+    ----------
+    head_scale : float, optional
+        Isotropic scale of the head.
+
+    Returns
+    -------
+    low, high : ndarray of shape (3,)
+        Corners in head mm.
+    """
     lo, hi = [], []
     for centre, semi in (_IC_MAIN, _IC_FOSSA):
         c, a = np.asarray(centre), np.asarray(semi) + _SCALP_MM
@@ -302,7 +352,18 @@ def head_bounds(head_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
 
 
 def cerebral_wm_volume_template(geom: Geometry) -> tuple[float, float]:
-    """Approximate cerebral (cortex, inner) ellipsoid volumes in cm^3 for a geometry."""
+    """Approximate cerebral (cortex, inner) ellipsoid volumes for a geometry.
+
+    Parameters
+    ----------
+    geom : Geometry
+        One subject's phantom.
+
+    Returns
+    -------
+    outer, inner : float
+        Volumes in cm^3.
+    """
     a = np.asarray(_IC_MAIN[1]) - geom.csf_gap_mm
     outer = 4.0 / 3.0 * np.pi * float(np.prod(a)) / 1000.0
     inner = 4.0 / 3.0 * np.pi * float(np.prod(a - geom.cortex_mm)) / 1000.0
@@ -310,7 +371,22 @@ def cerebral_wm_volume_template(geom: Geometry) -> tuple[float, float]:
 
 
 def in_cerebral_wm(points: np.ndarray, geom: Geometry, margin_mm: float = 0.0) -> np.ndarray:
-    """True where points (template mm) are white matter with ``margin_mm`` clearance (approx.)."""
+    """True where points are white matter with ``margin_mm`` clearance (approximate).
+
+    Parameters
+    ----------
+    points : ndarray of shape (n, 3)
+        Template mm.
+    geom : Geometry
+        One subject's phantom.
+    margin_mm : float, optional
+        Least distance from other tissue (mm).
+
+    Returns
+    -------
+    ndarray of bool, shape (n,)
+        Whether each point lies in white matter.
+    """
     p = np.asarray(points, dtype=np.float32)
     c, a = _IC_MAIN
     inner = np.asarray(a) - geom.csf_gap_mm - geom.cortex_mm * (1 + _FOLD_AMPLITUDE) - margin_mm

@@ -110,15 +110,40 @@ VOLUME_CORRELATION = 0.5
 
 
 def age_curve(age, a: float, b: float, c: float):
-    """R2* (s^-1) of the exponential saturation model at ``age`` (years)."""
+    """R2* of the exponential saturation model ``a (1 - exp(-b age)) + c``.
+
+    Parameters
+    ----------
+    age : float or ndarray
+        Age in years.
+    a, b, c : float
+        Amplitude (s^-1), rate (1/years), offset (s^-1).
+
+    Returns
+    -------
+    float or ndarray
+        R2* in s^-1, shape of ``age``.
+    """
     return a * (1.0 - np.exp(-b * np.asarray(age, dtype=float))) + c
 
 
 def age_curves(putamen_anterior_fraction: float,
                reference_age: float = REFERENCE_AGE) -> pd.DataFrame:
-    """Age-curve parameters per region (``region, a, b, c``), the putamen as volume mix.
+    """Age-curve parameters per region, the putamen as volume mix.
 
     Both putamen parts share ``b``, so the composite is again an exponential saturation.
+
+    Parameters
+    ----------
+    putamen_anterior_fraction : float
+        Volume fraction of the anterior putamen (0-1).
+    reference_age : float, optional
+        Age (years) at which the curves meet the seed's control means.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``region, a, b, c`` (a, c in s^-1; b in 1/years).
     """
     rows = []
     for region in ATOMIC_REGIONS:
@@ -160,7 +185,18 @@ def _lognormal(rng, mean: float, sd: float, n: int):
 
 
 def round_edss(values) -> np.ndarray:
-    """EDSS on its scale: 0, 1.0, 1.5, ... 10 (0.5 steps; 0.5 itself does not exist)."""
+    """EDSS on its scale: 0, 1.0, 1.5, ... 10 (0.5 steps; 0.5 itself does not exist).
+
+    Parameters
+    ----------
+    values : array-like
+        Raw scores.
+
+    Returns
+    -------
+    ndarray
+        Rounded scores, shape of ``values``.
+    """
     v = np.clip(np.round(np.asarray(values, dtype=float) * 2) / 2, 0.0, 10.0)
     return np.where(v == 0.5, 1.0, v)
 
@@ -202,6 +238,22 @@ def draw_participants(counts: dict[str, int], n_sites: int,
     Returns a table with the ``participants.tsv`` columns plus private generator columns
     (``cortical_gm_norm_target``, ``wm_norm_target`` in cm^3, ``lesion_load_target`` in cm^3,
     ``head_scale``).
+
+    Parameters
+    ----------
+    counts : dict of str to int
+        Group -> participants.
+    n_sites : int
+        Number of sites.
+    rng : numpy.random.Generator
+        Random source (the draws are deterministic in its seed).
+    control_ages : str, optional
+        ``"random"`` or ``"span"`` (above).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per participant (see above).
     """
     if control_ages not in ("random", "span"):
         raise ValueError(f"control_ages must be 'random' or 'span', got {control_ages!r}")
@@ -220,7 +272,20 @@ def draw_participants(counts: dict[str, int], n_sites: int,
 
 
 def draw_sites(n_sites: int, rng: np.random.Generator) -> pd.DataFrame:
-    """Sites with manufacturer, multiplicative R2* bias (within a few %) and intensity scale."""
+    """Sites with manufacturer, multiplicative R2* bias (within a few %) and intensity scale.
+
+    Parameters
+    ----------
+    n_sites : int
+        Number of sites.
+    rng : numpy.random.Generator
+        Random source (the draws are deterministic in its seed).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per site: ``site``, ``manufacturer``, ``r2star_bias``, ``intensity_scale``.
+    """
     man = [MANUFACTURERS[i % len(MANUFACTURERS)] for i in range(n_sites)]
     bias = 1.0 + np.clip(rng.normal(0.0, 0.02, n_sites), -0.05, 0.05)
     scale = np.array([VENDOR_SCALE[m] for m in man]) * np.exp(rng.normal(0, 0.15, n_sites))
@@ -237,7 +302,20 @@ def _standardise(values: pd.Series, groups: pd.Series) -> np.ndarray:
 
 
 def draw_agecorr_r2star(participants: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
-    """Age-corrected, site-free R2* (s^-1) per participant (rows) and atomic region (columns)."""
+    """Age-corrected, site-free R2* per participant and atomic region.
+
+    Parameters
+    ----------
+    participants : pandas.DataFrame
+        :func:`draw_participants`.
+    rng : numpy.random.Generator
+        Random source (the draws are deterministic in its seed).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Participants (rows) x atomic regions (columns), s^-1.
+    """
     p = participants
     g = p["group"]
     cov = {"edss": _standardise(p["edss"], g), "duration": _standardise(p["disease_duration"], g),
@@ -262,7 +340,20 @@ def draw_agecorr_r2star(participants: pd.DataFrame, rng: np.random.Generator) ->
 
 
 def draw_lesion_r2star(participants: pd.DataFrame, rng: np.random.Generator) -> np.ndarray:
-    """Lesion R2* (s^-1, before site bias) per participant; NaN for controls."""
+    """Lesion R2* (before site bias) per participant.
+
+    Parameters
+    ----------
+    participants : pandas.DataFrame
+        :func:`draw_participants`.
+    rng : numpy.random.Generator
+        Random source (the draws are deterministic in its seed).
+
+    Returns
+    -------
+    ndarray of shape (n_participants,)
+        s^-1; NaN for controls.
+    """
     p = participants
     ms = (p["group"] != "HC").to_numpy()
     out = np.full(len(p), np.nan)

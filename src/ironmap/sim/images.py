@@ -43,7 +43,20 @@ class Protocol:
     noise: bool = True
 
     def grid(self, series: str) -> tuple[tuple[int, int, int], np.ndarray]:
-        """Shape and voxel -> scanner-world affine (RAS+, axis aligned) of a series."""
+        """Shape and voxel -> scanner-world affine of a series.
+
+        Parameters
+        ----------
+        series : str
+            ``MEGRE``, ``T1w`` or ``FLAIR``.
+
+        Returns
+        -------
+        shape : tuple of int
+            Grid shape.
+        affine : ndarray of shape (4, 4)
+            Voxel -> world mm (RAS+, axis aligned).
+        """
         vs = np.asarray(self.voxel_size[series], dtype=float)
         shape = tuple(int(np.ceil(f / v)) for f, v in zip(_FOV_MM[series], vs, strict=True))
         affine = np.diag([*vs, 1.0])
@@ -51,7 +64,18 @@ class Protocol:
         return shape, affine
 
     def subsamples(self, series: str) -> tuple[int, int, int]:
-        """Sub-samples per axis (about 1 mm spacing, 2-3) unless set explicitly."""
+        """Sub-samples per axis for the partial-volume integration of a series.
+
+        Parameters
+        ----------
+        series : str
+            ``MEGRE``, ``T1w`` or ``FLAIR``.
+
+        Returns
+        -------
+        tuple of int
+            Per axis: about 1 mm spacing (2-3) unless set explicitly.
+        """
         if series in self.supersample:
             return self.supersample[series]
         vs = self.voxel_size[series]
@@ -189,7 +213,20 @@ def lesion_outline(fraction: np.ndarray) -> np.ndarray:
 
 
 def tissue_volumes_cm3(pv: PartialVolume, voxel_mm3: float) -> dict[str, float]:
-    """Truth volumes (cm^3) of the phantom content of a grid (partial volume included)."""
+    """Truth volumes of the phantom content of a grid (partial volume included).
+
+    Parameters
+    ----------
+    pv : PartialVolume
+        Tissue content of the grid.
+    voxel_mm3 : float
+        Voxel volume in mm^3.
+
+    Returns
+    -------
+    dict of str to float
+        Tissue -> volume in cm^3.
+    """
     v = pv.volumes_mm3(voxel_mm3) / 1000.0
     deep = float(v[anatomy.THALAMUS] + v[DSEG_OFFSET + 1:N_LABELS].sum())
     cortex = float(v[anatomy.CORTEX])

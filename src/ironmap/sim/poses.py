@@ -10,7 +10,18 @@ TRANSLATION_SD_MM = 4.0
 
 
 def rotation_matrix(angles_deg) -> np.ndarray:
-    """3x3 rotation from angles (degrees) about x, y, z, applied in that order."""
+    """3x3 rotation from angles about x, y, z, applied in that order.
+
+    Parameters
+    ----------
+    angles_deg : sequence of 3 float
+        Degrees.
+
+    Returns
+    -------
+    ndarray of shape (3, 3)
+        The rotation.
+    """
     ax, ay, az = np.deg2rad(np.asarray(angles_deg, dtype=float))
     rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
     ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
@@ -19,7 +30,20 @@ def rotation_matrix(angles_deg) -> np.ndarray:
 
 
 def rigid_matrix(angles_deg, translation_mm) -> np.ndarray:
-    """4x4 rigid transform from rotation angles (degrees) and a translation (mm)."""
+    """4x4 rigid transform from rotation angles and a translation.
+
+    Parameters
+    ----------
+    angles_deg : sequence of 3 float
+        Degrees about x, y, z (:func:`rotation_matrix`).
+    translation_mm : sequence of 3 float
+        mm.
+
+    Returns
+    -------
+    ndarray of shape (4, 4)
+        The transform.
+    """
     m = np.eye(4)
     m[:3, :3] = rotation_matrix(angles_deg)
     m[:3, 3] = np.asarray(translation_mm, dtype=float)

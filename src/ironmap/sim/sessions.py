@@ -71,12 +71,38 @@ class SessionPlan:
 
 
 def age_slope(age, a: float, b: float):
-    """Slope (s^-1/year) of the age curve ``a (1 - exp(-b age)) + c`` at ``age`` (years)."""
+    """Slope of the age curve ``a (1 - exp(-b age)) + c`` at ``age``.
+
+    Parameters
+    ----------
+    age : float or ndarray
+        Years.
+    a, b : float
+        Amplitude (s^-1) and rate (1/years).
+
+    Returns
+    -------
+    float or ndarray
+        s^-1/year, shape of ``age``.
+    """
     return a * b * np.exp(-b * np.asarray(age, dtype=float))
 
 
 def draw_change_rates(plan: CohortPlan, rng: np.random.Generator) -> pd.DataFrame:
-    """Annual R2* change (s^-1/year) per participant (rows) and atomic region (columns)."""
+    """Annual R2* change per participant and atomic region.
+
+    Parameters
+    ----------
+    plan : CohortPlan
+        The drawn cohort (:func:`ironmap.sim.truth.plan_cohort`).
+    rng : numpy.random.Generator
+        Random source (the draws are deterministic in its seed).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Participants (rows) x atomic regions (columns), s^-1/year.
+    """
     p = plan.participants
     par = plan.agecurves.set_index("region")
     age = p["age"].to_numpy(dtype=float)
@@ -98,7 +124,24 @@ def _site_noise(sites: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
 
 def plan_longitudinal(plan: CohortPlan, n_sessions: int, interval_years: float,
                       seed: int) -> SessionPlan:
-    """Sessions ``ses-01``... ``interval_years`` apart (later ones jittered by +-10 %)."""
+    """Sessions ``ses-01``... ``interval_years`` apart (later ones jittered by +-10 %).
+
+    Parameters
+    ----------
+    plan : CohortPlan
+        The drawn cohort (:func:`ironmap.sim.truth.plan_cohort`).
+    n_sessions : int
+        Sessions per participant.
+    interval_years : float
+        Nominal years between sessions.
+    seed : int
+        Seed of the draws.
+
+    Returns
+    -------
+    SessionPlan
+        The design.
+    """
     if isinstance(n_sessions, bool) or not isinstance(n_sessions, int | np.integer) \
             or not 2 <= n_sessions <= 20:
         raise ValueError(f"sessions must be an integer 2-20, got {n_sessions!r}")
@@ -118,7 +161,22 @@ def plan_longitudinal(plan: CohortPlan, n_sessions: int, interval_years: float,
 
 
 def plan_travelling(plan: CohortPlan, site_bias: float, seed: int) -> SessionPlan:
-    """Every participant at every site (``ses-<site>``), biases spread over ``+-site_bias``."""
+    """Every participant at every site (``ses-<site>``), biases spread over ``+-site_bias``.
+
+    Parameters
+    ----------
+    plan : CohortPlan
+        The drawn cohort (:func:`ironmap.sim.truth.plan_cohort`).
+    site_bias : float
+        Largest relative R2* bias of a site (e.g. 0.04).
+    seed : int
+        Seed of the draws.
+
+    Returns
+    -------
+    SessionPlan
+        The design.
+    """
     if not np.isfinite(site_bias) or not 0 <= site_bias <= 0.3:
         raise ValueError(f"site bias must be a fraction 0-0.3, got {site_bias!r}")
     rng = np.random.default_rng([seed, 8])
@@ -135,7 +193,20 @@ def plan_travelling(plan: CohortPlan, site_bias: float, seed: int) -> SessionPla
 
 
 def session_r2star(plan: CohortPlan, splan: SessionPlan) -> pd.DataFrame:
-    """R2* before site bias (s^-1) per scan (rows as ``splan.sessions``) and atomic region."""
+    """R2* before site bias per scan and atomic region.
+
+    Parameters
+    ----------
+    plan : CohortPlan
+        The drawn cohort (:func:`ironmap.sim.truth.plan_cohort`).
+    splan : SessionPlan
+        The repeated-scan design.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Rows as ``splan.sessions``, atomic regions as columns, s^-1.
+    """
     s = splan.sessions
     base = plan.r2star_nosite.loc[s["participant_id"]].to_numpy()
     rate = splan.rates.loc[s["participant_id"]].to_numpy()
@@ -144,22 +215,51 @@ def session_r2star(plan: CohortPlan, splan: SessionPlan) -> pd.DataFrame:
 
 
 def with_putamen(df: pd.DataFrame, w: float) -> pd.DataFrame:
-    """Add the whole putamen as the volume mix of its parts."""
+    """Add the whole putamen as the volume mix of its parts.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        Atomic regions as columns.
+    w : float
+        Volume fraction of the anterior part.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``df`` with a ``putamen`` column.
+    """
     out = df.copy()
     out["putamen"] = w * df["putamen_anterior"] + (1 - w) * df["putamen_posterior"]
     return out
 
 
 def canonical_regions() -> list[str]:
-    """Region order of the truth tables (whole putamen after the caudate)."""
+    """Region order of the truth tables (whole putamen after the caudate).
+
+    Returns
+    -------
+    list of str
+        Canonical region names.
+    """
     return ["caudate", "putamen", *cohort.ATOMIC_REGIONS[1:]]
 
 
 def scan_truth(plan: CohortPlan, splan: SessionPlan) -> pd.DataFrame:
     """Per scan and canonical region: R2* the images carry (site bias in) and site-free R2*.
 
-    Columns ``participant_id, session_id, site, group, age, years, region, r2star_true,
-    r2star_nosite_true`` (s^-1).
+    Parameters
+    ----------
+    plan : CohortPlan
+        The drawn cohort (:func:`ironmap.sim.truth.plan_cohort`).
+    splan : SessionPlan
+        The repeated-scan design.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``participant_id, session_id, site, group, age, years, region, r2star_true,
+        r2star_nosite_true`` (s^-1).
     """
     s = splan.sessions
     nosite = with_putamen(session_r2star(plan, splan), plan.putamen_anterior_fraction)
@@ -178,8 +278,22 @@ def measured_regions(plan: CohortPlan, splan: SessionPlan, seed: int) -> pd.Data
     """A perfect participant level's regional table plus the site's measurement noise.
 
     ``r2star_mean = r2star_true + N(0, noise_sd[site])`` per scan and region (bilateral
-    rows only); columns as ``group/regional_r2star.tsv`` (``participant_id, session_id,
-    region, hemisphere, r2star_mean, n_voxels``).
+    rows only).
+
+    Parameters
+    ----------
+    plan : CohortPlan
+        The drawn cohort (:func:`ironmap.sim.truth.plan_cohort`).
+    splan : SessionPlan
+        The repeated-scan design.
+    seed : int
+        Seed of the noise.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns as ``group/regional_r2star.tsv`` (``participant_id, session_id, region,
+        hemisphere, r2star_mean, n_voxels``).
     """
     rng = np.random.default_rng([seed, 9])
     t = scan_truth(plan, splan)
@@ -192,7 +306,20 @@ def measured_regions(plan: CohortPlan, splan: SessionPlan, seed: int) -> pd.Data
 
 
 def rates_table(plan: CohortPlan, splan: SessionPlan) -> pd.DataFrame:
-    """``change_rates.tsv``: per participant and canonical region the annual change."""
+    """``change_rates.tsv``: per participant and canonical region the annual change.
+
+    Parameters
+    ----------
+    plan : CohortPlan
+        The drawn cohort (:func:`ironmap.sim.truth.plan_cohort`).
+    splan : SessionPlan
+        The repeated-scan design.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Long table, change in s^-1/year.
+    """
     rates = with_putamen(splan.rates, plan.putamen_anterior_fraction)[canonical_regions()]
     long = rates.stack().rename("r2star_change_per_year_true").reset_index()
     long.columns = ["participant_id", "region", "r2star_change_per_year_true"]
@@ -207,6 +334,18 @@ def group_rates_table(plan: CohortPlan, splan: SessionPlan) -> pd.DataFrame:
     The expectation over the participant deviation ``u`` (the age-curve slope averaged over
     the group's participants plus the group's MS change): what a mixed model's group slope
     estimates.
+
+    Parameters
+    ----------
+    plan : CohortPlan
+        The drawn cohort (:func:`ironmap.sim.truth.plan_cohort`).
+    splan : SessionPlan
+        The repeated-scan design.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per group and region, s^-1/year.
     """
     par = plan.agecurves.set_index("region")
     p = plan.participants
@@ -228,7 +367,23 @@ def session_geometry(base: Geometry, row: dict, years: float,
                      rng: np.random.Generator) -> tuple[Geometry, dict]:
     """The phantom ``years`` after baseline: atrophy, enlarged and new lesions.
 
-    Returns the geometry and counts ``{"new_lesions", "enlarged_lesions"}``.
+    Parameters
+    ----------
+    base : Geometry
+        The baseline phantom.
+    row : dict
+        The participant's generator columns.
+    years : float
+        Time since baseline.
+    rng : numpy.random.Generator
+        Random source (the draws are deterministic in its seed).
+
+    Returns
+    -------
+    geometry : Geometry
+        The later phantom.
+    counts : dict
+        ``{"new_lesions", "enlarged_lesions"}``.
     """
     loss = 1.0 - ATROPHY_PER_YEAR[row["group"]] * years
     gap, cortex = solve_atrophy(float(row["cortical_gm_norm_target"]) * loss,
@@ -260,6 +415,20 @@ def measured_scans(plan: CohortPlan, splan: SessionPlan, seed: int) -> pd.DataFr
 
     ``years`` is recomputed from the ages written to ``sessions.tsv`` (rounded to 0.01 year),
     as the group level does.
+
+    Parameters
+    ----------
+    plan : CohortPlan
+        The drawn cohort (:func:`ironmap.sim.truth.plan_cohort`).
+    splan : SessionPlan
+        The repeated-scan design.
+    seed : int
+        Seed of the noise.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per scan and region.
     """
     from ironmap.core.longitudinal import years_since_first
 

@@ -78,10 +78,27 @@ def spgr_signal(pd, t1_s, r2star, echo_times_s, tr_s: float, flip_deg: float) ->
 
 def gre_lut(region_r2star: dict[int, float], lesion_r2star: float, r2star_bias: float,
             echo_times_s, tr_s: float = 0.030, flip_deg: float = 15.0) -> np.ndarray:
-    """Per-label GRE signal (N_LABELS, n_echoes).
+    """Per-label GRE signal.
 
-    ``region_r2star`` maps rater label index (1..14) -> R2* (s^-1, before site bias);
-    ``r2star_bias`` multiplies every tissue's R2* (site effect).
+    Parameters
+    ----------
+    region_r2star : dict of int to float
+        Rater label index (1..14) -> R2* (s^-1, before site bias).
+    lesion_r2star : float
+        Lesion R2* (s^-1).
+    r2star_bias : float
+        Multiplies every tissue's R2* (site effect).
+    echo_times_s : array-like of shape (n_echoes,)
+        Echo times in s.
+    tr_s : float, optional
+        Repetition time in s.
+    flip_deg : float, optional
+        Flip angle in degrees.
+
+    Returns
+    -------
+    ndarray of shape (N_LABELS, n_echoes)
+        Magnitude signal (arbitrary units).
     """
     pd = np.zeros(N_LABELS)
     t1 = np.ones(N_LABELS)
@@ -97,7 +114,18 @@ def gre_lut(region_r2star: dict[int, float], lesion_r2star: float, r2star_bias: 
 
 
 def contrast_lut(kind: str) -> np.ndarray:
-    """Per-label relative intensity (N_LABELS,) of ``kind`` ``"T1w"`` or ``"FLAIR"``."""
+    """Per-label relative intensity of a structural image.
+
+    Parameters
+    ----------
+    kind : str
+        ``"T1w"`` or ``"FLAIR"``.
+
+    Returns
+    -------
+    ndarray of shape (N_LABELS,)
+        Relative intensity.
+    """
     table, nucleus = (_T1W, _NUCLEUS_T1W) if kind == "T1w" else (_FLAIR, _NUCLEUS_FLAIR)
     lut = np.zeros(N_LABELS)
     for lab, v in table.items():
@@ -111,7 +139,22 @@ def contrast_lut(kind: str) -> np.ndarray:
 
 
 def add_rician_noise(image: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
-    """Magnitude of ``image`` plus complex Gaussian noise of SD ``sigma`` per channel."""
+    """Magnitude of ``image`` plus complex Gaussian noise of SD ``sigma`` per channel.
+
+    Parameters
+    ----------
+    image : ndarray
+        Noise-free magnitude.
+    sigma : float
+        Noise SD per channel (units of ``image``).
+    rng : numpy.random.Generator
+        Random source (the draws are deterministic in its seed).
+
+    Returns
+    -------
+    ndarray
+        Rician-distributed magnitude, shape of ``image``.
+    """
     if sigma <= 0:
         return np.asarray(image, dtype=np.float64)
     re = image + sigma * rng.standard_normal(image.shape, dtype=np.float32)

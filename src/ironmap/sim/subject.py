@@ -61,7 +61,20 @@ def solve_atrophy(cortical_gm_cm3: float, wm_cm3: float) -> tuple[float, float]:
 
 
 def make_geometry(row, rng: np.random.Generator) -> Geometry:
-    """Geometry of one participant (a row with the generator columns of draw_participants)."""
+    """Geometry of one participant.
+
+    Parameters
+    ----------
+    row : mapping
+        A row with the generator columns of :func:`ironmap.sim.cohort.draw_participants`.
+    rng : numpy.random.Generator
+        Random source (the draws are deterministic in its seed).
+
+    Returns
+    -------
+    Geometry
+        The phantom (template frame).
+    """
     gap, cortex = solve_atrophy(float(row["cortical_gm_norm_target"]),
                                 float(row["wm_norm_target"]))
     vent = float(np.clip(1.0 + 0.006 * (731.8 - float(row["wm_norm_target"]))

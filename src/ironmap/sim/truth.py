@@ -52,6 +52,22 @@ def plan_cohort(counts: dict[str, int], n_sites: int, seed: int,
     """Draw participants, sites and regional/lesional truth (deterministic in ``seed``).
 
     ``control_ages``: see :func:`ironmap.sim.cohort.draw_participants`.
+
+    Parameters
+    ----------
+    counts : dict of str to int
+        Group -> participants.
+    n_sites : int
+        Number of sites.
+    seed : int
+        Seed of every draw.
+    control_ages : str, optional
+        ``"random"`` or ``"span"``.
+
+    Returns
+    -------
+    CohortPlan
+        Participants, sites, age curves and regional and lesion truth.
     """
     rng = np.random.default_rng([seed, 0])
     participants = cohort.draw_participants(counts, n_sites, rng, control_ages=control_ages)
@@ -78,7 +94,18 @@ def _with_putamen(df: pd.DataFrame, w: float) -> pd.DataFrame:
 
 
 def regions_table(plan: CohortPlan) -> pd.DataFrame:
-    """``regions.tsv``: R2* the images carry (site bias included) and age-corrected truth."""
+    """``regions.tsv``: R2* the images carry (site bias included) and age-corrected truth.
+
+    Parameters
+    ----------
+    plan : CohortPlan
+        The drawn cohort (:func:`ironmap.sim.truth.plan_cohort`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per participant, region and hemisphere; s^-1.
+    """
     bias = plan.participants["site"].map(plan.sites.set_index("site")["r2star_bias"]).to_numpy()
     w = plan.putamen_anterior_fraction
     img = _with_putamen(plan.r2star_nosite, w).mul(bias, axis=0)
@@ -97,7 +124,20 @@ def regions_table(plan: CohortPlan) -> pd.DataFrame:
 
 
 def table2(regions: pd.DataFrame, participants: pd.DataFrame) -> pd.DataFrame:
-    """Group mean and SD of bilateral age-corrected R2* per region (what a perfect run reports)."""
+    """Group mean and SD of bilateral age-corrected R2* per region (what a perfect run reports).
+
+    Parameters
+    ----------
+    regions : pandas.DataFrame
+        :func:`regions_table`.
+    participants : pandas.DataFrame
+        ``participant_id`` and ``group``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per region; ``<group>_mean`` and ``<group>_sd`` in s^-1.
+    """
     bil = regions[regions["hemisphere"] == "bilateral"].merge(
         participants[["participant_id", "group"]], on="participant_id")
     out = pd.DataFrame({"region": list(dict.fromkeys(bil["region"]))}).set_index("region")
@@ -112,7 +152,20 @@ def table2(regions: pd.DataFrame, participants: pd.DataFrame) -> pd.DataFrame:
 
 
 def lesions_table(plan: CohortPlan, results: list[dict]) -> pd.DataFrame:
-    """``lesions.tsv``: lesion count, volume in the phantom and R2* the images carry."""
+    """``lesions.tsv``: lesion count, volume in the phantom and R2* the images carry.
+
+    Parameters
+    ----------
+    plan : CohortPlan
+        The drawn cohort (:func:`ironmap.sim.truth.plan_cohort`).
+    results : list of dict
+        Per-participant results of the image simulation.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per participant (cm^3, s^-1).
+    """
     bias = plan.participants["site"].map(plan.sites.set_index("site")["r2star_bias"]).to_numpy()
     rows = []
     for i, res in enumerate(results):
@@ -125,7 +178,18 @@ def lesions_table(plan: CohortPlan, results: list[dict]) -> pd.DataFrame:
 
 
 def volumes_table(results: list[dict]) -> pd.DataFrame:
-    """``volumes.tsv``: tissue volumes of the phantom (cm^3) and the head scale."""
+    """``volumes.tsv``: tissue volumes of the phantom and the head scale.
+
+    Parameters
+    ----------
+    results : list of dict
+        Per-participant results of the image simulation.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per participant, volumes in cm^3.
+    """
     cols = ["gm_cm3", "cortical_gm_cm3", "deep_gm_cm3", "wm_cm3", "csf_cm3", "brain_cm3",
             "icv_cm3"]
     rows = [{"participant_id": r["participant_id"], **{c: r["volumes"][c] for c in cols},
@@ -137,7 +201,18 @@ def volumes_table(results: list[dict]) -> pd.DataFrame:
 
 
 def poses_table(results: list[dict]) -> pd.DataFrame:
-    """``poses.tsv``: per series the 4x4 scanner-world -> head matrix (m00..m33)."""
+    """``poses.tsv``: per series the 4x4 scanner-world -> head matrix.
+
+    Parameters
+    ----------
+    results : list of dict
+        Per-participant results of the image simulation.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per participant and series, entries ``m00``..``m33``.
+    """
     rows = []
     for r in results:
         for series in SERIES_ORDER:
@@ -148,7 +223,18 @@ def poses_table(results: list[dict]) -> pd.DataFrame:
 
 
 def landmarks_table(results: list[dict]) -> pd.DataFrame:
-    """``landmarks.tsv``: AC and PC in T1w world mm."""
+    """``landmarks.tsv``: AC and PC in T1w world mm.
+
+    Parameters
+    ----------
+    results : list of dict
+        Per-participant results of the image simulation.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``participant_id, landmark, x, y, z`` (mm).
+    """
     rows = []
     for r in results:
         head_to_world = np.linalg.inv(np.asarray(r["poses"]["T1w"]))

@@ -47,19 +47,47 @@ class PartialVolume:
         return out.reshape(self.labels.shape + lut.shape[1:])
 
     def fraction(self, label_codes) -> np.ndarray:
-        """Volume fraction (X, Y, Z) of the union of ``label_codes``."""
+        """Volume fraction of the union of ``label_codes``.
+
+        Parameters
+        ----------
+        label_codes : iterable of int
+            Labels.
+
+        Returns
+        -------
+        ndarray of shape (X, Y, Z)
+            Fractions 0-1.
+        """
         lut = np.zeros(N_LABELS)
         lut[list(np.atleast_1d(label_codes))] = 1.0
         return self.apply(lut)
 
     def majority(self) -> np.ndarray:
-        """Label with the largest volume fraction in each voxel, shape (X, Y, Z), uint8."""
+        """Label with the largest volume fraction in each voxel.
+
+        Returns
+        -------
+        ndarray of uint8, shape (X, Y, Z)
+            The labels.
+        """
         out = self.labels.reshape(-1).copy()
         out[self.edge] = np.argmax(self.fractions, axis=1).astype(np.uint8)
         return out.reshape(self.labels.shape)
 
     def volumes_mm3(self, voxel_volume_mm3: float) -> np.ndarray:
-        """Volume of each label (N_LABELS,) in mm^3."""
+        """Volume of each label.
+
+        Parameters
+        ----------
+        voxel_volume_mm3 : float
+            Voxel volume in mm^3.
+
+        Returns
+        -------
+        ndarray of shape (N_LABELS,)
+            mm^3.
+        """
         counts = np.bincount(self.labels.reshape(-1), minlength=N_LABELS).astype(np.float64)
         counts -= np.bincount(self.labels.reshape(-1)[self.edge], minlength=N_LABELS)
         counts += self.fractions.sum(axis=0, dtype=np.float64)
@@ -67,10 +95,23 @@ class PartialVolume:
 
 
 def voxel_points(shape, vox_to_head: np.ndarray, index=None, offsets=None) -> np.ndarray:
-    """Head coordinates (N, 3) float32 of voxel centres (or sub-voxel points).
+    """Head coordinates of voxel centres (or sub-voxel points).
 
-    ``index``: flat voxel indices (all voxels when None); ``offsets``: (k, 3) sub-voxel offsets
-    in voxel units, giving N = n_voxels * k points (voxel-major).
+    Parameters
+    ----------
+    shape : tuple of int
+        Grid shape.
+    vox_to_head : ndarray of shape (4, 4)
+        Voxel -> head mm.
+    index : ndarray of int, optional
+        Flat voxel indices (all voxels when None).
+    offsets : ndarray of shape (k, 3), optional
+        Sub-voxel offsets in voxel units, giving N = n_voxels * k points (voxel-major).
+
+    Returns
+    -------
+    ndarray of float32, shape (N, 3)
+        Head mm.
     """
     if index is None:
         ijk = np.indices(shape, dtype=np.float32).reshape(3, -1).T
@@ -85,7 +126,18 @@ def voxel_points(shape, vox_to_head: np.ndarray, index=None, offsets=None) -> np
 
 
 def subvoxel_offsets(n) -> np.ndarray:
-    """Regular sub-voxel offsets (prod(n), 3) in voxel units for ``n`` samples per axis."""
+    """Regular sub-voxel offsets for ``n`` samples per axis.
+
+    Parameters
+    ----------
+    n : sequence of 3 int
+        Samples per axis.
+
+    Returns
+    -------
+    ndarray of shape (prod(n), 3)
+        Offsets in voxel units.
+    """
     axes = [(np.arange(k) + 0.5) / k - 0.5 for k in n]
     grid = np.meshgrid(*axes, indexing="ij")
     return np.stack([g.reshape(-1) for g in grid], axis=1)
@@ -122,7 +174,22 @@ def _labels_on_index_grid(geom: Geometry, axes, vox_to_head: np.ndarray) -> np.n
 
 
 def centre_labels(geom: Geometry, shape, vox_to_head: np.ndarray) -> np.ndarray:
-    """Labels at all voxel centres, shape ``shape`` (uint8)."""
+    """Labels at all voxel centres.
+
+    Parameters
+    ----------
+    geom : Geometry
+        The phantom.
+    shape : tuple of int
+        Grid shape.
+    vox_to_head : ndarray of shape (4, 4)
+        Voxel -> head mm.
+
+    Returns
+    -------
+    ndarray of uint8, shape ``shape``
+        Labels.
+    """
     return _labels_on_index_grid(geom, [np.arange(n) for n in shape], vox_to_head)
 
 

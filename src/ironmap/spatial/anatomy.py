@@ -48,12 +48,36 @@ class AtlasSpecError(ValueError):
 
 
 def output_index(region: str, hemisphere: str) -> int:
-    """Output label index of ``(region, hemisphere)`` (``left``/``right``)."""
+    """Output label index of ``(region, hemisphere)``.
+
+    Parameters
+    ----------
+    region : str
+        Canonical region.
+    hemisphere : str
+        ``left`` or ``right``.
+
+    Returns
+    -------
+    int
+        The label value in the written deep-GM label image.
+    """
     return 2 * AUTO_REGIONS.index(region) + (1 if hemisphere == "left" else 2)
 
 
 def output_name(index: int) -> str:
-    """FreeSurfer-style name of an output index (``Left-Caudate``, ``Right-Thalamus``)."""
+    """FreeSurfer-style name of an output index.
+
+    Parameters
+    ----------
+    index : int
+        A label value of the written image.
+
+    Returns
+    -------
+    str
+        E.g. ``Left-Caudate``, ``Right-Thalamus``.
+    """
     if index == NAWM_INDEX:
         return NAWM_NAME
     region = AUTO_REGIONS[(index - 1) // 2]
@@ -109,6 +133,18 @@ def _rows_for(atlas, label_map) -> list[tuple[int, str, str, int]]:
 def relabel_atlas(atlas, label_map) -> RelabelledAtlas:
     """Atlas labels -> output indices in the atlas's own space (bilateral labels split at x=0).
 
+    Parameters
+    ----------
+    atlas : Atlas
+        An atlas (:func:`ironmap.io.atlas.read_atlas`).
+    label_map : pandas.DataFrame
+        Label-name -> region table (:func:`ironmap.io.atlas.read_label_map`).
+
+    Returns
+    -------
+    RelabelledAtlas
+        The relabelled image and each output label's priority.
+
     Raises
     ------
     AtlasSpecError
@@ -143,7 +179,18 @@ def relabel_atlas(atlas, label_map) -> RelabelledAtlas:
 
 
 def choose_sources(atlases: list[RelabelledAtlas]) -> dict[int, int]:
-    """Output index -> position of the atlas that provides it (lowest priority, then order)."""
+    """Output index -> position of the atlas that provides it (lowest priority, then order).
+
+    Parameters
+    ----------
+    atlases : list of RelabelledAtlas
+        The atlases, in the order given.
+
+    Returns
+    -------
+    dict of int to int
+        Output index -> position in ``atlases``.
+    """
     best: dict[int, tuple[int, int]] = {}
     for pos, atlas in enumerate(atlases):
         for index, prio in atlas.priority.items():
@@ -155,6 +202,22 @@ def choose_sources(atlases: list[RelabelledAtlas]) -> dict[int, int]:
 def check_on_template(atlas: RelabelledAtlas, brain: nib.Nifti1Image,
                       min_fraction: float = 0.9, margin_mm: float = 4.0) -> float:
     """Fraction of the atlas's labelled voxels inside the template brain (+ ``margin_mm``).
+
+    Parameters
+    ----------
+    atlas : RelabelledAtlas
+        The atlas in its space.
+    brain : nibabel.Nifti1Image
+        The template's brain mask.
+    min_fraction : float, optional
+        Least fraction accepted.
+    margin_mm : float, optional
+        Widening of the brain mask (mm).
+
+    Returns
+    -------
+    float
+        The fraction (0-1).
 
     Raises
     ------
@@ -221,17 +284,50 @@ def warp_atlases(reference, atlases: list[RelabelledAtlas], transforms: dict[int
 
 
 def atlas_order_key(index: int, source: dict[int, int], atlases) -> tuple[int, int, int]:
-    """Painting order: priority of the providing atlas, its position, then the index."""
+    """Painting order of an output label: priority of the providing atlas, its position, the index.
+
+    Parameters
+    ----------
+    index : int
+        Output label.
+    source : dict of int to int
+        Output index -> atlas position (:func:`choose_sources`).
+    atlases : list of RelabelledAtlas
+        The atlases.
+
+    Returns
+    -------
+    tuple of int
+        The sort key.
+    """
     pos = source[index]
     return atlases[pos].priority[index], pos, index
 
 
 def white_matter_reference(reference, wm_probability: nib.Nifti1Image, transforms: list[str],
                            deep: np.ndarray, threshold: float = WM_PROBABILITY) -> np.ndarray:
-    """NAWM candidate mask on the reference grid (bool; lesions are removed later).
+    """NAWM candidate mask on the reference grid (lesions are removed later).
 
     The template WM probability is carried linearly; voxels >= ``threshold`` that are not a
     deep-GM/thalamus label or its 26-neighbour rim are kept.
+
+    Parameters
+    ----------
+    reference : nibabel.Nifti1Image
+        The grid of the result.
+    wm_probability : nibabel.Nifti1Image
+        Template WM probability (0-1).
+    transforms : list of str
+        ANTs transforms template -> reference.
+    deep : ndarray of int, shape of ``reference``
+        Deep-GM labels on the reference grid.
+    threshold : float, optional
+        Least WM probability.
+
+    Returns
+    -------
+    ndarray of bool, shape of ``reference``
+        The candidate normal-appearing white matter.
     """
     import ants
 
@@ -257,6 +353,18 @@ def head_top_translation(reference: nib.Nifti1Image, brain: nib.Nifti1Image
     along world z, the brain centre is placed below the vertex by the template's own
     top-of-brain-to-centre distance plus :data:`SCALP_MM`, and in x/y at the centroid of the
     top 100 mm of the head. Returns None (keep the centre of mass) otherwise.
+
+    Parameters
+    ----------
+    reference : nibabel.Nifti1Image
+        The subject's head image (fixed).
+    brain : nibabel.Nifti1Image
+        The template's brain mask (moving).
+
+    Returns
+    -------
+    ndarray of shape (3,) or None
+        Reference point -> template point, RAS mm; None to keep ANTs' centre-of-mass start.
     """
     data = np.nan_to_num(np.asarray(reference.get_fdata(dtype=np.float32)))
     positive = data[data > 0]

@@ -82,6 +82,11 @@ def register_syn(subject, template, *, label: str = "T1w", iterations=SYN_ITERAT
         Start (RAS mm, subject point -> template point) instead of ANTs' centre-of-mass
         alignment (see :func:`ironmap.spatial.anatomy.head_top_translation`).
 
+    Returns
+    -------
+    NonlinearFit
+        Forward and inverse ANTs transforms (files in ``workdir``) and the similarity.
+
     Raises
     ------
     SegmentationError
@@ -131,11 +136,13 @@ def _grow(mask, mm: float):
 
 
 def _register_brain(subject, template, brain, iterations, prefix, init, affine_prefix):
-    """Brain-only template onto a head: the affine metric is taken inside the template brain
-    + :data:`AFFINE_MARGIN_MM`; SyN then matches the template to the subject multiplied by
-    the affine-carried brain + :data:`SYN_MARGIN_MM` (a rough skull strip), starting from
-    that affine. Returns the SyN stage's ANTs result (transforms include the affine) and the
-    skull-stripped subject."""
+    """Brain-only template onto a head.
+
+    The affine metric is taken inside the template brain + :data:`AFFINE_MARGIN_MM`; SyN then
+    matches the template to the subject multiplied by the affine-carried brain +
+    :data:`SYN_MARGIN_MM` (a rough skull strip), starting from that affine. Returns the SyN stage's
+    ANTs result (transforms include the affine) and the skull-stripped subject.
+    """
     import ants
 
     aff = ants.registration(fixed=subject, moving=template, type_of_transform="Affine",
@@ -152,10 +159,26 @@ def _register_brain(subject, template, brain, iterations, prefix, init, affine_p
 
 
 def atlas_region(name: str, index: int | None = None) -> tuple[str | None, str]:
-    """Atlas label name -> ``(canonical region or None, hemisphere)``.
+    """Atlas label name -> canonical region and hemisphere.
 
     A trailing ``_<index>`` (AAL3: ``Caudate_L_75``) is ignored.
 
+    Parameters
+    ----------
+    name : str
+        The label name as shipped.
+    index : int, optional
+        Its index (to recognise the ``_<index>`` suffix).
+
+    Returns
+    -------
+    region : str or None
+        Canonical region, None when the name names none.
+    hemisphere : str
+        ``left``, ``right`` or ``bilateral``.
+
+    Examples
+    --------
     >>> atlas_region("SN_pc_L_161", 161)
     ('substantia_nigra', 'left')
     >>> atlas_region("Right_Dentate")
@@ -172,10 +195,22 @@ def atlas_region(name: str, index: int | None = None) -> tuple[str | None, str]:
 
 
 def deep_gm_relabel(names: dict[int, str]) -> tuple[dict[int, int], dict[int, str]]:
-    """Atlas labels of deep-GM regions -> (``{atlas index: output index}``, output names).
+    """Atlas labels of deep-GM regions -> output indices and names.
 
     Labels naming the same region and hemisphere are merged under the smallest atlas index;
     output names are FreeSurfer-style (``Left-Caudate``, ``Right-Substantia-Nigra``).
+
+    Parameters
+    ----------
+    names : dict of int to str
+        Atlas index -> label name.
+
+    Returns
+    -------
+    mapping : dict of int to int
+        Atlas index -> output index (labels of no deep-GM region left out).
+    names : dict of int to str
+        Output index -> name.
     """
     groups: dict[tuple[str, str], list[int]] = {}
     for index in sorted(names):
@@ -284,6 +319,20 @@ def fit_template(t1w_img: nib.Nifti1Image, template: nib.Nifti1Image, *, label: 
     The fit's transform files live in ``workdir``; reuse it for :func:`atlas_labels` and
     :func:`locate_acpc` while that folder exists. ``template_mask`` (on the template grid)
     restricts the metric to it in every stage (see :func:`register_syn`).
+
+    Parameters
+    ----------
+    t1w_img : nibabel.Nifti1Image
+        The subject's T1w (fixed).
+    template : nibabel.Nifti1Image
+        The template (moving).
+    label, iterations, seed, workdir, template_mask, initial_translation
+        As for :func:`register_syn`.
+
+    Returns
+    -------
+    NonlinearFit
+        The fit.
     """
     data = np.nan_to_num(t1w_img.get_fdata(dtype=np.float32))
     mask = None if template_mask is None else to_ants(
@@ -301,7 +350,20 @@ MNI152_PC_MM: tuple[float, float, float] = (0.0, -27.0, -3.0)
 
 
 def template_points_to_subject(fit: NonlinearFit, points_mm) -> np.ndarray:
-    """Template world points (mm, RAS+, shape (N, 3)) -> subject world mm through ``fit``."""
+    """Template world points -> subject world points through a SyN fit.
+
+    Parameters
+    ----------
+    fit : NonlinearFit
+        The fit (its transform files must still exist).
+    points_mm : array-like of shape (n, 3)
+        Template world points, mm, RAS+.
+
+    Returns
+    -------
+    ndarray of shape (n, 3)
+        Subject world points, mm, RAS+.
+    """
     import ants
     import pandas as pd
 
@@ -320,6 +382,26 @@ def locate_acpc(t1w_img: nib.Nifti1Image, template: nib.Nifti1Image, *,
 
     ``template`` must be in the space of ``ac_mm``/``pc_mm`` (defaults: FSL MNI152). The
     result feeds :func:`ironmap.core.acpc.split_putamen` when no landmarks are given.
+
+    Parameters
+    ----------
+    t1w_img : nibabel.Nifti1Image
+        The subject's T1w.
+    template : nibabel.Nifti1Image
+        The template T1.
+    ac_mm, pc_mm : array-like of 3 float
+        AC and PC in template world mm.
+    label : str, optional
+        The participant, named in messages.
+    fit : NonlinearFit, optional
+        An existing fit (otherwise one is made).
+    iterations, seed, workdir
+        As for :func:`register_syn`.
+
+    Returns
+    -------
+    ac, pc : ndarray of shape (3,)
+        Subject world mm, RAS+.
     """
     if fit is None:
         with tempfile.TemporaryDirectory(prefix="ironmap-acpc-") as tmp:

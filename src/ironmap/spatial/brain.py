@@ -26,6 +26,13 @@ def brain_mask(gm: np.ndarray, wm: np.ndarray, csf: np.ndarray, voxel_sizes,
         Tissue fractions (0-1, 0 outside the brain).
     voxel_sizes : sequence of 3 float
         Voxel edge lengths in mm.
+    closing_mm : float, optional
+        Size of the morphological closing (mm; rounded to voxel steps).
+
+    Returns
+    -------
+    ndarray of bool, shape (X, Y, Z)
+        The brain mask.
     """
     mask = (np.nan_to_num(gm) + np.nan_to_num(wm) + np.nan_to_num(csf)) >= 0.5
     if not mask.any():
@@ -45,9 +52,23 @@ def brain_mask(gm: np.ndarray, wm: np.ndarray, csf: np.ndarray, voxel_sizes,
 
 def mask_on_grid(mask: np.ndarray, affine: np.ndarray, target: nib.Nifti1Image,
                  world_to_source: np.ndarray | None = None) -> np.ndarray:
-    """A binary mask (on ``affine``'s grid) carried onto ``target``'s grid (nearest voxel).
+    """A binary mask carried onto ``target``'s grid (nearest voxel).
 
-    ``world_to_source`` maps target world mm to the mask's world mm (identity when None).
+    Parameters
+    ----------
+    mask : ndarray of bool, shape (X, Y, Z)
+        The mask on ``affine``'s grid.
+    affine : ndarray of shape (4, 4)
+        Its voxel -> world matrix (mm, RAS+).
+    target : nibabel.Nifti1Image
+        The grid of the result.
+    world_to_source : ndarray of shape (4, 4), optional
+        Target world mm -> mask world mm (identity when None).
+
+    Returns
+    -------
+    ndarray of bool
+        The mask on the target grid (shape of ``target``).
     """
     from ironmap.spatial.grid import resample_labels
 

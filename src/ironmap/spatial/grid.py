@@ -25,6 +25,11 @@ def same_grid(img_a, img_b, atol: float = 1e-3) -> bool:
         Only ``.shape`` and ``.affine`` are read.
     atol : float
         Absolute tolerance on affine entries (mm for the translation column).
+
+    Returns
+    -------
+    bool
+        True when shapes are equal and affines agree within ``atol``.
     """
     shape_a, shape_b = tuple(img_a.shape[:3]), tuple(img_b.shape[:3])
     if shape_a != shape_b:
@@ -149,5 +154,16 @@ def resample_image(img, target_img, world_to_source=None, order: int = 1) -> np.
 
 
 def voxel_sizes(affine: np.ndarray) -> np.ndarray:
-    """Voxel edge lengths in mm, shape (3,), from a 4x4 affine (column norms)."""
+    """Voxel edge lengths from a 4x4 affine (column norms).
+
+    Parameters
+    ----------
+    affine : ndarray of shape (4, 4)
+        Voxel -> world matrix.
+
+    Returns
+    -------
+    ndarray of shape (3,)
+        Edge lengths in mm.
+    """
     return np.sqrt((np.asarray(affine, dtype=float)[:3, :3] ** 2).sum(axis=0))

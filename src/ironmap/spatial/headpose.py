@@ -41,8 +41,10 @@ MARGIN_MM = 20.0
 
 @dataclass(frozen=True)
 class InitialPose:
-    """Translation that carries subject world mm (RAS) to template world mm, and the metric
-    mask on the subject grid (bool, shape of the subject image)."""
+    """Translation from subject world mm (RAS) to template world mm, and the metric mask.
+
+    The mask is on the subject grid (bool, shape of the subject image).
+    """
 
     translation: np.ndarray  # (3,) mm, RAS: template point = subject point + translation
     mask: np.ndarray
@@ -55,7 +57,18 @@ def _world(affine: np.ndarray, ijk: np.ndarray) -> np.ndarray:
 
 
 def head_mask(data: np.ndarray) -> np.ndarray:
-    """Voxels of the head (step 1 of the module notes), bool of the shape of ``data``."""
+    """Voxels of the head (step 1 of the module notes).
+
+    Parameters
+    ----------
+    data : ndarray of shape (X, Y, Z)
+        T1w intensities.
+
+    Returns
+    -------
+    ndarray of bool, shape (X, Y, Z)
+        The head.
+    """
     data = np.nan_to_num(np.asarray(data, dtype=np.float32))
     positive = data[data > 0]
     if positive.size == 0:
@@ -70,9 +83,25 @@ def head_mask(data: np.ndarray) -> np.ndarray:
 
 
 def is_skull_stripped(data: np.ndarray, head: np.ndarray, voxel_cm3: float) -> bool:
-    """At least a third of the image exactly 0, less than 2,200 cm³ of head, and no bright
-    shell: the outer voxel layer of the head is darker than its interior (median), whereas
-    the scalp of a T1w head (fat) is brighter."""
+    """At least a third of the image exactly 0, less than 2,200 cm³ of head, and no bright shell.
+
+    The outer voxel layer of the head is darker than its interior (median), whereas the scalp of a
+    T1w head (fat) is brighter.
+
+    Parameters
+    ----------
+    data : ndarray of shape (X, Y, Z)
+        T1w intensities.
+    head : ndarray of bool, shape (X, Y, Z)
+        Its head mask (:func:`head_mask`).
+    voxel_cm3 : float
+        Volume of one voxel in cm³.
+
+    Returns
+    -------
+    bool
+        Whether the image holds a brain without scalp.
+    """
     zeros = float(np.mean(np.asarray(data) == 0))
     if zeros < 1 / 3 or float(head.sum()) * voxel_cm3 >= 2200.0:
         return False
@@ -131,8 +160,22 @@ def initial_pose(t1w: nib.Nifti1Image, template_mask: np.ndarray, template_affin
 
 
 def write_ants_translation(translation_ras: np.ndarray, path: str | Path) -> str:
-    """Write the translation as an ANTs affine transform file (fixed = subject, moving =
-    template; ANTs maps fixed LPS points to moving LPS points). Returns the path."""
+    """Write the translation as an ANTs affine transform file; return its path.
+
+    Fixed = subject, moving = template; ANTs maps fixed LPS points to moving LPS points.
+
+    Parameters
+    ----------
+    translation_ras : ndarray of shape (3,)
+        Subject point -> template point, RAS mm.
+    path : path-like
+        The ``.mat`` file to write.
+
+    Returns
+    -------
+    str
+        ``path``.
+    """
     import ants
 
     t = np.asarray(translation_ras, dtype=float) * np.array([-1.0, -1.0, 1.0])  # RAS -> LPS

@@ -37,13 +37,39 @@ class FlairPriors:
 
 
 def is_skull_stripped(data: np.ndarray) -> bool:
-    """More than 20 % of the voxels exactly 0 (background removed)."""
+    """More than 20 % of the voxels exactly 0 (background removed).
+
+    Parameters
+    ----------
+    data : ndarray
+        Image intensities.
+
+    Returns
+    -------
+    bool
+        Whether the background was removed.
+    """
     return bool(np.mean(np.nan_to_num(data) == 0) > 0.2)
 
 
 def t1w_on_flair(t1w: nib.Nifti1Image, flair: nib.Nifti1Image) -> tuple[np.ndarray, np.ndarray]:
-    """T1w intensities on the FLAIR grid (rigid ANTs fit unless the grids already match) and
-    the 4x4 matrix FLAIR world mm -> T1w world mm."""
+    """T1w intensities on the FLAIR grid and the FLAIR -> T1w world matrix.
+
+    A rigid ANTs fit unless the grids already match; the 4x4 matrix maps FLAIR world mm to T1w
+    world mm.
+
+    Parameters
+    ----------
+    t1w, flair : nibabel.Nifti1Image
+        The two images.
+
+    Returns
+    -------
+    t1w_on_flair : ndarray of shape of ``flair``
+        Resampled T1w intensities.
+    matrix : ndarray of shape (4, 4)
+        FLAIR world mm -> T1w world mm.
+    """
     from ironmap.spatial.grid import resample_image, same_grid
     from ironmap.spatial.registration import register
 
@@ -55,7 +81,22 @@ def t1w_on_flair(t1w: nib.Nifti1Image, flair: nib.Nifti1Image) -> tuple[np.ndarr
 
 def t1w_brain_on_flair(t1w: nib.Nifti1Image, flair: nib.Nifti1Image, matrix: np.ndarray,
                        label: str) -> np.ndarray:
-    """Brain mask of a T1w head image (template + Atropos, scalp removed) on the FLAIR grid."""
+    """Brain mask of a T1w head image (template + Atropos, scalp removed) on the FLAIR grid.
+
+    Parameters
+    ----------
+    t1w, flair : nibabel.Nifti1Image
+        The two images.
+    matrix : ndarray of shape (4, 4)
+        FLAIR world mm -> T1w world mm (:func:`t1w_on_flair`).
+    label : str
+        The participant, named in messages.
+
+    Returns
+    -------
+    ndarray of bool, shape of ``flair``
+        The brain.
+    """
     from ironmap.spatial.grid import resample_labels
     from ironmap.spatial.segmentation import segment_tissues
 
@@ -76,6 +117,12 @@ def flair_priors(flair: nib.Nifti1Image, t1w: nib.Nifti1Image | None = None, *,
     erode_mm : float
         The brain mask is eroded by this much (removes the bright rim left by skull stripping
         or the template mask edge).
+
+    Returns
+    -------
+    FlairPriors
+        Brain mask, GM/WM/CSF prior fractions and the T1w on the FLAIR grid, whether the FLAIR
+        is skull-stripped, and the registration's similarity.
 
     Raises
     ------

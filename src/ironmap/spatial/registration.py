@@ -94,7 +94,18 @@ def _import_ants():
 
 
 def ras_to_lps(matrix: np.ndarray) -> np.ndarray:
-    """Convert a 4x4 world-to-world matrix between RAS+ and LPS+ (the operation is symmetric)."""
+    """Convert a 4x4 world-to-world matrix between RAS+ and LPS+ (the operation is symmetric).
+
+    Parameters
+    ----------
+    matrix : ndarray of shape (4, 4)
+        World mm -> world mm.
+
+    Returns
+    -------
+    ndarray of shape (4, 4)
+        The same map in the other convention.
+    """
     return LPS_FLIP @ np.asarray(matrix, dtype=float) @ LPS_FLIP
 
 
@@ -107,6 +118,16 @@ def ants_random_seed(seed: int):
 
     Without a seed, ANTs jitters its metric sampling from the clock, so two runs of the same
     registration differ.
+
+    Parameters
+    ----------
+    seed : int
+        The seed passed to ANTs.
+
+    Yields
+    ------
+    None
+        ANTs calls in the block are seeded.
     """
     import ants.config as ants_config
 
@@ -119,9 +140,23 @@ def ants_random_seed(seed: int):
 
 
 def to_ants(img, data=None, *, ants=None):
-    """nibabel image (or ``data`` on its grid) -> ANTsImage (float32), affine RAS -> LPS.
+    """A nibabel image (or ``data`` on its grid) -> ANTsImage (float32), affine RAS -> LPS.
 
     NaN and Inf become 0.
+
+    Parameters
+    ----------
+    img : nibabel.Nifti1Image
+        The image (its grid).
+    data : ndarray, optional
+        Voxel values on that grid instead of the image's.
+    ants : module, optional
+        The imported ``ants`` module (imported here when None).
+
+    Returns
+    -------
+    ANTsImage
+        3-D float32 image with origin, spacing and direction from the affine.
 
     Raises
     ------
@@ -153,7 +188,18 @@ def downsample(img, working_voxel_mm: float | None):
 
     Voxel centres stay in place in world mm (the new affine is the old one scaled by the
     factors and shifted to block centres); incomplete blocks at the far edges are dropped.
-    ``None`` or 0 returns the image unchanged.
+
+    Parameters
+    ----------
+    img : nibabel.Nifti1Image
+        3-D image.
+    working_voxel_mm : float or None
+        Target voxel size in mm; None or 0 returns the image unchanged.
+
+    Returns
+    -------
+    nibabel.Nifti1Image
+        The averaged image (float32).
     """
     if not working_voxel_mm:
         return img
@@ -299,7 +345,22 @@ def normalized_mutual_information(fixed, moving, matrix=None, bins: int = 32) ->
     """NMI = (H(F) + H(M)) / H(F, M) of ``fixed`` and ``moving`` pulled onto the fixed grid.
 
     Computed over fixed voxels inside the moving field of view where either image is above
-    its 1st-percentile intensity (excludes empty background). Range 1 (independent) to 2.
+    its 1st-percentile intensity (excludes empty background).
+
+    Parameters
+    ----------
+    fixed, moving : nibabel.Nifti1Image
+        The two images.
+    matrix : ndarray of shape (4, 4), optional
+        Fixed world mm -> moving world mm (identity when None).
+    bins : int, optional
+        Histogram bins per image.
+
+    Returns
+    -------
+    float
+        From 1 (independent) to 2 (identical); NaN with fewer than 10 usable voxels or a
+        constant image.
     """
     f = np.asarray(np.asanyarray(fixed.dataobj), dtype=np.float64).reshape(fixed.shape[:3])
     m = resample_image(moving, fixed, matrix, order=1)
@@ -330,6 +391,11 @@ def displacement_error(matrix, reference, points_mm) -> tuple[float, float]:
         World-to-world matrices (estimated, true).
     points_mm : ndarray of shape (n, 3)
         World points (e.g. brain voxel centres of the fixed image), mm.
+
+    Returns
+    -------
+    mean, max : float
+        Distances in mm.
     """
     pts = np.c_[np.asarray(points_mm, dtype=float), np.ones(len(points_mm))]
     diff = (pts @ np.asarray(matrix, float).T - pts @ np.asarray(reference, float).T)[:, :3]
@@ -358,7 +424,18 @@ def _matrix_of(reg) -> np.ndarray:
 
 
 def format_itk_text(matrix: np.ndarray) -> str:
-    """ITK text (``#Insight Transform File V1.0``) of a RAS fixed-to-moving 4x4 matrix."""
+    """ITK text (``#Insight Transform File V1.0``) of a RAS fixed-to-moving 4x4 matrix.
+
+    Parameters
+    ----------
+    matrix : ndarray of shape (4, 4)
+        Fixed world mm -> moving world mm, RAS+.
+
+    Returns
+    -------
+    str
+        One ``AffineTransform_double_3_3`` (LPS, as ITK stores it).
+    """
     lps = ras_to_lps(_matrix_of(matrix))
     params = list(lps[:3, :3].ravel()) + list(lps[:3, 3])
     return (
@@ -370,7 +447,25 @@ def format_itk_text(matrix: np.ndarray) -> str:
 
 
 def parse_itk_text(text: str, source: str = "transform") -> np.ndarray:
-    """RAS fixed-to-moving 4x4 matrix from ITK text holding one affine transform."""
+    """RAS fixed-to-moving 4x4 matrix from ITK text holding one affine transform.
+
+    Parameters
+    ----------
+    text : str
+        The file's text.
+    source : str, optional
+        What it is, named in errors.
+
+    Returns
+    -------
+    ndarray of shape (4, 4)
+        Fixed world mm -> moving world mm, RAS+.
+
+    Raises
+    ------
+    ValueError
+        Naming ``source``, when the text holds no single affine transform.
+    """
     params = fixed = None
     kinds = []
     for line in text.splitlines():
@@ -399,6 +494,11 @@ def save_transform(reg, path) -> Path:
     reg : Registration or ndarray of shape (4, 4)
         RAS fixed-to-moving matrix.
     path : path-like
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
     """
     p = Path(path)
     matrix = _matrix_of(reg)
@@ -429,8 +529,16 @@ def save_transform(reg, path) -> Path:
 def load_transform(path) -> Registration:
     """Read an ITK affine transform file (``.txt`` text or ``.mat``) as a :class:`Registration`.
 
-    ``.matrix`` is RAS fixed-to-moving; ``similarity`` is NaN. ``np.asarray(result)`` also
-    gives the matrix.
+    Parameters
+    ----------
+    path : path-like
+        The transform file.
+
+    Returns
+    -------
+    Registration
+        ``.matrix`` is RAS fixed-to-moving; ``similarity`` is NaN. ``np.asarray(result)``
+        also gives the matrix.
     """
     p = Path(path)
     if not p.exists():

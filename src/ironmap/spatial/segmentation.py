@@ -47,7 +47,18 @@ _LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
 def ants_affine(aimg) -> np.ndarray:
-    """RAS+ voxel->world affine of an ANTsImage."""
+    """RAS+ voxel->world affine of an ANTsImage.
+
+    Parameters
+    ----------
+    aimg : ANTsImage
+        3-D image.
+
+    Returns
+    -------
+    ndarray of shape (4, 4)
+        Voxel -> world mm, RAS+.
+    """
     lps = np.eye(4)
     lps[:3, :3] = np.asarray(aimg.direction) * np.asarray(aimg.spacing)
     lps[:3, 3] = aimg.origin
@@ -57,8 +68,11 @@ def ants_affine(aimg) -> np.ndarray:
 # --------------------------------------------------------------------------- template
 @dataclass(frozen=True)
 class Template:
-    """Tissue template on one grid: T1 and GM/WM/CSF priors (fractions), brain mask,
-    deep-GM region (1 around the basal ganglia, thalami, brainstem; 0 elsewhere)."""
+    """Tissue template on one grid.
+
+    T1 and GM/WM/CSF priors (fractions), brain mask, deep-GM region (1 around the basal ganglia,
+    thalami, brainstem; 0 elsewhere).
+    """
 
     t1: nib.Nifti1Image
     gm: np.ndarray
@@ -70,7 +84,18 @@ class Template:
 
 @functools.lru_cache(maxsize=4)
 def load_template(resolution_mm: int = 2) -> Template:
-    """nilearn's bundled ICBM152 2009a template resampled to ``resolution_mm`` (1, 2 or 3)."""
+    """Nilearn's bundled ICBM152 2009a template resampled to ``resolution_mm``.
+
+    Parameters
+    ----------
+    resolution_mm : int, optional
+        1, 2 or 3.
+
+    Returns
+    -------
+    Template
+        T1, GM/WM/CSF priors, brain mask and deep-GM region on one grid.
+    """
     from nilearn import datasets
 
     res = None if int(resolution_mm) == 1 else int(resolution_mm)
@@ -87,15 +112,40 @@ def load_template(resolution_mm: int = 2) -> Template:
 
 
 def template_brain_cm3(tpl: Template) -> float:
-    """Brain volume of a template: its GM + WM prior fractions summed, cm³."""
+    """Brain volume of a template: its GM + WM prior fractions summed.
+
+    Parameters
+    ----------
+    tpl : Template
+        The template.
+
+    Returns
+    -------
+    float
+        cm³.
+    """
     vox = float(np.prod(np.linalg.norm(tpl.t1.affine[:3, :3], axis=0))) / 1000.0
     return float((tpl.gm.sum() + tpl.wm.sum()) * vox)
 
 
 def deep_region(affine: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Deep grey-matter region of MNI space: an ellipsoid around the basal ganglia and thalami
-    (centre (0, -8, 4) mm, semi-axes 30 x 34 x 20 mm) plus the brainstem and cerebellar-nuclei
-    box; 1 inside, 0 outside (float)."""
+    """Deep grey-matter region of MNI space.
+
+    An ellipsoid around the basal ganglia and thalami (centre (0, -8, 4) mm, semi-axes 30 x 34 x 20
+    mm) plus the brainstem and cerebellar-nuclei box.
+
+    Parameters
+    ----------
+    affine : ndarray of shape (4, 4)
+        Voxel -> MNI world mm.
+    shape : tuple of int
+        Grid shape.
+
+    Returns
+    -------
+    ndarray of float, shape ``shape``
+        1 inside, 0 outside.
+    """
     ijk = np.indices(shape[:3]).reshape(3, -1)
     xyz = (affine[:3, :3] @ ijk + affine[:3, 3:4]).reshape((3, *shape[:3]))
     x, y, z = xyz
@@ -115,7 +165,18 @@ class TemplateFit:
 
 
 def read_ants_affine(path: str) -> np.ndarray:
-    """4x4 RAS+ point transform (fixed world -> moving world) of an ANTs/ITK .mat file."""
+    """4x4 RAS+ point transform (fixed world -> moving world) of an ANTs/ITK .mat file.
+
+    Parameters
+    ----------
+    path : str
+        The ``.mat`` file.
+
+    Returns
+    -------
+    ndarray of shape (4, 4)
+        Fixed world mm -> moving world mm, RAS+.
+    """
     import ants
 
     tx = ants.read_transform(path)
@@ -149,6 +210,29 @@ def register_template(subject, template_t1, *, nonlinear: bool = False, label: s
     ``initial_transform`` (an ANTs transform file), ``mask`` (subject grid) and
     ``moving_mask`` (template grid) are passed to ANTs; the masks restrict the metric in
     every stage.
+
+    Parameters
+    ----------
+    subject, template_t1 : ANTsImage
+        Fixed and moving images.
+    nonlinear : bool, optional
+        Add a SyN stage after the affine one.
+    label : str, optional
+        The participant, named in messages.
+    workdir : str, optional
+        Folder for ANTs' transform files.
+    seed : int, optional
+        ANTs random seed.
+    initial_transform : str, optional
+        ANTs transform file to start from.
+    mask, moving_mask : ANTsImage, optional
+        Metric masks on the subject and template grids.
+
+    Returns
+    -------
+    TemplateFit
+        Subject world mm -> template world mm matrix (4x4, RAS+), similarity and the ANTs
+        forward transforms.
 
     Raises
     ------
@@ -189,6 +273,20 @@ def check_warped_similarity(fixed, warped, what: str, label: str) -> float:
 
     Taken over the voxels where the warped template has signal (> 5 % of its maximum).
 
+    Parameters
+    ----------
+    fixed, warped : ANTsImage
+        Subject and registered template on the subject grid.
+    what : str
+        The registration, named in the error.
+    label : str
+        The participant, named in the error.
+
+    Returns
+    -------
+    float
+        Pearson correlation.
+
     Raises
     ------
     SegmentationError
@@ -212,6 +310,22 @@ def check_brain_similarity(fixed, warped, brain: np.ndarray, what: str, label: s
     Taken over the voxels more than ``depth_mm`` inside the registered brain mask ``brain``
     (subject grid): the brain's edge, where scalp, dura and a slightly misplaced mask dominate,
     is left out.
+
+    Parameters
+    ----------
+    fixed, warped : ANTsImage
+        Subject and registered template on the subject grid.
+    brain : ndarray of bool
+        Registered brain mask on the subject grid.
+    what, label : str
+        The registration and the participant, named in the error.
+    depth_mm : float, optional
+        Depth below the mask's edge (mm).
+
+    Returns
+    -------
+    float
+        Pearson correlation.
 
     Raises
     ------
@@ -281,6 +395,12 @@ def segment_tissues(t1w: nib.Nifti1Image, *, label: str = "T1w", template_mm: in
         N4 bias-field correction inside the brain and its margin before the classification
         (off by default; see docs/volumes.md).
 
+    Returns
+    -------
+    TissueSegmentation
+        GM, WM, CSF and deep-GM fractions on the T1w grid (0-1), voxel sizes (mm), the
+        subject-to-template matrix and the registration's similarity.
+
     Raises
     ------
     SegmentationError
@@ -339,8 +459,10 @@ def segment_tissues(t1w: nib.Nifti1Image, *, label: str = "T1w", template_mm: in
 
 
 def _n4(t1w, data: np.ndarray, mask: np.ndarray, workdir: str) -> np.ndarray:
-    """N4 bias-field correction (ANTs) estimated inside ``mask`` (the brain and its margin);
-    the image outside the mask is left as it is."""
+    """N4 bias-field correction (ANTs) estimated inside ``mask`` (the brain and its margin).
+
+    The image outside the mask is left as it is.
+    """
     import ants
 
     with _tempdir(workdir):
@@ -385,9 +507,12 @@ def _classify(t1w, data: np.ndarray, inner: np.ndarray, mask: np.ndarray,
 
 def _fit_brain_template(t1w, subject, tpl: Template, *, nonlinear: bool, label: str,
                         workdir: str) -> TemplateFit:
-    """The brain-only template onto a T1w with or without scalp: started at the brain's
-    place found from the top of the head, the metric restricted to the template brain (plus
-    4 mm) and to the subject's voxels near it (:mod:`ironmap.spatial.headpose`)."""
+    """The brain-only template onto a T1w with or without scalp.
+
+    Started at the brain's place found from the top of the head, the metric restricted to the
+    template brain (plus 4 mm) and to the subject's voxels near it
+    (:mod:`ironmap.spatial.headpose`).
+    """
     from ironmap.spatial.headpose import initial_pose, write_ants_translation
 
     t1w, subject = _registration_grid(t1w, subject)
@@ -405,9 +530,11 @@ def _fit_brain_template(t1w, subject, tpl: Template, *, nonlinear: bool, label: 
 
 
 def _registration_grid(t1w, subject, spacing_mm: float = 2.0):
-    """The T1w on a grid of at least ``spacing_mm`` for the template registration (nibabel
-    and ANTs images): finer voxels cost time and memory without helping a fit to a 2 mm
-    template; the transforms are in world mm and apply to the full-resolution grid."""
+    """The T1w on a grid of at least ``spacing_mm`` for the template registration.
+
+    As nibabel and ANTs images: finer voxels cost time and memory without helping a fit to a 2 mm
+    template; the transforms are in world mm and apply to the full-resolution grid.
+    """
     import ants
 
     if float(np.min(np.asarray(subject.spacing))) >= 0.75 * spacing_mm:
@@ -452,6 +579,22 @@ def atlas_labels(t1w_img: nib.Nifti1Image, atlas, **options) -> tuple[np.ndarray
 
     See :func:`ironmap.spatial.atlas.atlas_labels` (``atlas``: an
     :class:`ironmap.io.atlas.Atlas` from :func:`ironmap.io.atlas.read_atlas`).
+
+    Parameters
+    ----------
+    t1w_img : nibabel.Nifti1Image
+        The subject's T1w.
+    atlas : Atlas
+        The atlas.
+    **options
+        As for :func:`ironmap.spatial.atlas.atlas_labels`.
+
+    Returns
+    -------
+    labels : ndarray of int32, shape of ``t1w_img``
+        Label indices (0 = background).
+    names : dict of int to str
+        Index -> name.
     """
     from ironmap.spatial.atlas import atlas_labels as _atlas_labels
 

@@ -44,7 +44,18 @@ TEMPLATE_NAME = "ICBM152 2009a symmetric (nilearn, 2 mm)"
 
 
 def atlas_folders(cfg: RunConfig) -> list[Path]:
-    """The atlas folders of this run: ``--atlas``, else the packaged default, else none."""
+    """The atlas folders of this run: ``--atlas``, else the packaged default, else none.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run's configuration.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The folders.
+    """
     given = cfg.atlas
     if given:
         return [Path(p) for p in (given if isinstance(given, tuple | list) else (given,))]
@@ -60,7 +71,18 @@ def atlas_folders(cfg: RunConfig) -> list[Path]:
 
 
 def enabled(cfg: RunConfig) -> bool:
-    """True when a participant without rater deep-GM labels gets automatic labels."""
+    """Whether a participant without rater deep-GM labels gets automatic labels.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run's configuration.
+
+    Returns
+    -------
+    bool
+        True when automatic anatomy is on and atlases are available.
+    """
     return bool(cfg.atlas) or bool(getattr(cfg, "auto_anatomy", True))
 
 
@@ -93,12 +115,34 @@ def _head(template: nib.Nifti1Image) -> nib.Nifti1Image:
 
 
 def load_atlases(cfg: RunConfig):
-    """The run's atlases, relabelled and checked (cached per run); see :func:`check_atlases`."""
+    """The run's atlases, relabelled and checked (cached per run); see :func:`check_atlases`.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run's configuration.
+
+    Returns
+    -------
+    list of RelabelledAtlas
+        The atlases in their own spaces with output label indices.
+    """
     return _load(tuple(str(Path(f).resolve()) for f in atlas_folders(cfg)))
 
 
 def check_atlases(cfg: RunConfig) -> str | None:
-    """Start-up check of the atlases (before any participant): error message or None."""
+    """Start-up check of the atlases (before any participant).
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run's configuration.
+
+    Returns
+    -------
+    str or None
+        The error message naming the atlas, or None when they load.
+    """
     from ironmap.spatial.anatomy import AtlasSpecError
 
     if not enabled(cfg):
@@ -113,7 +157,20 @@ def check_atlases(cfg: RunConfig) -> str | None:
 
 
 def masks_source(cfg: RunConfig, dseg) -> str:
-    """``rater`` (``--masks`` deep-GM labels), ``automatic`` (atlases) or ``none``."""
+    """Where a participant's deep-GM labels come from.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run's configuration.
+    dseg : MaskFile or None
+        The participant's rater label map.
+
+    Returns
+    -------
+    str
+        ``rater`` (``--masks`` deep-GM labels), ``automatic`` (atlases) or ``none``.
+    """
     if dseg is not None:
         return "rater"
     return "automatic" if enabled(cfg) else "none"
@@ -129,6 +186,28 @@ def labels_on_grid(subject, cfg: RunConfig, images, r2img, xfm, landmarks, lesio
     ``landmarks`` (explicit AC/PC or None) are completed from the template registration
     when a whole putamen must be split; ``lesion`` is the participant's chosen lesion mask
     ``(MaskFile, space)`` or None.
+
+    Parameters
+    ----------
+    subject : SubjectInputs
+        The participant.
+    cfg : RunConfig
+        The run's configuration.
+    images : Images
+        The participant's loaded images.
+    r2img : nibabel.Nifti1Image
+        The R2* map (its grid).
+    xfm : dict of str to ndarray of shape (4, 4)
+        T1w world mm -> world mm of each series.
+    landmarks : Landmarks or None
+        Explicit AC/PC.
+    lesion : tuple, optional
+        The chosen lesion mask ``(MaskFile, space)``.
+
+    Returns
+    -------
+    tuple
+        ``(labels, names, landmarks, provenance, eroded)`` as described above.
     """
     from ironmap.io.landmarks import Landmarks
     from ironmap.spatial.atlas import locate_acpc
@@ -175,6 +254,26 @@ def label_reference(reference: nib.Nifti1Image, atlases, workdir: str, label: st
     nilearn's ICBM152 2009a template (2 mm, brain only) is registered with its brain mask
     (affine metric inside it + 10 mm, SyN on the reference skull-stripped by the affine-carried
     mask + 4 mm), the reference block-averaged to :data:`REGISTRATION_MM`.
+
+    Parameters
+    ----------
+    reference : nibabel.Nifti1Image
+        The anatomical reference (T1w, or the first GRE echo).
+    atlases : list of RelabelledAtlas
+        The run's atlases.
+    workdir : str
+        Folder for ANTs' files.
+    label : str
+        The participant, named in messages.
+
+    Returns
+    -------
+    labels : ndarray of int, shape of ``reference``
+        Deep-GM labels.
+    names : dict of int to str
+        Label -> name.
+    fit : NonlinearFit
+        The template registration.
     """
     from ironmap.spatial.anatomy import automatic_labels
     from ironmap.spatial.segmentation import load_template
@@ -218,7 +317,21 @@ def _remove_lesions(labels: np.ndarray, r2img, xfm, lesion) -> int:
 
 
 def summary_entry(table_path: Path, source: str) -> dict[str, Any]:
-    """Participant-summary entry: the masks source and the seed regions without voxels."""
+    """Participant-summary entry: the masks source and the seed regions without voxels.
+
+    Parameters
+    ----------
+    table_path : pathlib.Path
+        The participant's regional table.
+    source : str
+        :func:`masks_source`.
+
+    Returns
+    -------
+    dict
+        ``masks_source`` and, for automatic labels, ``anatomy_missing_regions`` and
+        ``anatomy_empty_regions``.
+    """
     from ironmap.io.tables import read_tsv
     from ironmap.spatial.anatomy import SEED_REGIONS
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from ironmap.core.qc import gre_coverage
 from ironmap.io.bids import InputError
 from ironmap.io.nifti import save_image
 from ironmap.io.outputs import derivative_path
@@ -43,6 +44,25 @@ def t1w_anatomy(subject, cfg, images, r2img, xfm, stage, summary: dict[str, Any]
     """Segment the T1w once; write the brain mask and (``cfg.volumes``) the volume table.
 
     Results go into ``summary`` (``brain``, ``volumes``), failures into ``failed``.
+
+    Parameters
+    ----------
+    subject : SubjectInputs
+        The participant.
+    cfg : RunConfig
+        The run's configuration.
+    images : Images
+        The participant's loaded images.
+    r2img : nibabel.Nifti1Image
+        The R2* map (its grid).
+    xfm : dict of str to ndarray of shape (4, 4)
+        T1w world mm -> world mm of each series.
+    stage : pathlib.Path
+        The participant's staging folder.
+    summary : dict
+        The participant's summary (changed in place).
+    failed : dict of str to str
+        Failed steps -> message (changed in place).
     """
     from ironmap.workflows.subject import _tolerate_segmentation
     from ironmap.workflows.volumes import segment_t1w, subject_volumes
@@ -70,6 +90,19 @@ def t1w_anatomy(subject, cfg, images, r2img, xfm, stage, summary: dict[str, Any]
 
 def write_brain_mask(subject, cfg, images, r2img, xfm, stage, seg) -> dict[str, Any]:
     """Write the brain mask on the T1w and R2* grids; returns its summary.
+
+    Parameters
+    ----------
+    subject, cfg, images, r2img, xfm, stage
+        As for :func:`t1w_anatomy`.
+    seg : TissueSegmentation
+        The T1w segmentation.
+
+    Returns
+    -------
+    dict
+        ``brain_cm3``, ``n_voxels_r2star``, ``gre_coverage`` (0-1) and
+        ``r2star_percentiles_1_50_99`` (s^-1).
 
     Raises
     ------
@@ -104,16 +137,4 @@ def write_brain_mask(subject, cfg, images, r2img, xfm, stage, seg) -> dict[str, 
              subject.label, t1_cm3, int(on_r2.sum()), coverage)
     return {"brain_cm3": t1_cm3, "n_voxels_r2star": int(on_r2.sum()),
             "gre_coverage": float(coverage), "r2star_percentiles_1_50_99": pct}
-
-
-def gre_coverage(echo1: np.ndarray, brain: np.ndarray) -> float:
-    """Fraction of ``brain`` voxels where the first echo exceeds 10 % of its 99th percentile
-    (NaN when the brain mask has no voxel on the GRE grid)."""
-    if not brain.any():
-        return float("nan")
-    e = np.nan_to_num(echo1)
-    positive = e[e > 0]
-    if positive.size == 0:
-        return 0.0
-    return float(np.mean(e[brain] > 0.1 * np.percentile(positive, 99)))
 

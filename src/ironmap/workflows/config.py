@@ -59,7 +59,13 @@ class RunConfig:
     brain_mask: bool = False  # desc-brain_mask on the R2* grid (always with --volumes)
 
     def to_json(self) -> dict[str, Any]:
-        """JSON-ready dict (paths as strings)."""
+        """JSON-ready dict (paths as strings).
+
+        Returns
+        -------
+        dict
+            Field -> JSON value.
+        """
         out = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
@@ -71,4 +77,11 @@ class RunConfig:
         return out
 
     def dumps(self) -> str:
+        """The configuration as indented JSON with sorted keys (as written to ``logs/``).
+
+        Returns
+        -------
+        str
+            The JSON text.
+        """
         return json.dumps(self.to_json(), indent=2, sort_keys=True)

@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 
 from ironmap.io.atomic import OutputExistsError
+from ironmap.io.layout import output_path
 from ironmap.io.tables import write_tsv
 from ironmap.workflows.config import RunConfig
 
@@ -138,6 +139,11 @@ def run_demo(out_dir, *, subjects_per_group: int | dict[str, int] | None = None,
     preset : str
         Simulation preset (``demo``: the seed's 1x1x2 mm GRE and 1x1x3 mm FLAIR with a 2 mm
         T1w, so that the small nuclei keep voxels after erosion; ``fast``: coarser).
+
+    Returns
+    -------
+    pathlib.Path
+        ``OUT_DIR/ironmap/report.html``.
     """
     return run_demo_stages(out_dir, subjects_per_group=subjects_per_group, nprocs=nprocs,
                            sites=sites, seed=seed, overwrite=overwrite, volumes=volumes,
@@ -148,7 +154,18 @@ def run_demo_stages(out_dir, *, subjects_per_group: int | dict[str, int] | None 
                     nprocs: int = 1, sites: int = 2, seed: int = 0, overwrite: bool = False,
                     volumes: bool | None = False, progress: bool | None = None,
                     preset: str = "demo") -> DemoResult:
-    """:func:`run_demo` returning the stage timings and exit codes as well."""
+    """:func:`run_demo` returning the stage timings and exit codes as well.
+
+    Parameters
+    ----------
+    out_dir, subjects_per_group, nprocs, sites, seed, overwrite, volumes, progress, preset
+        As for :func:`run_demo`.
+
+    Returns
+    -------
+    DemoResult
+        Output folder, report path, seconds and CPU seconds per stage, exit codes.
+    """
     out = Path(out_dir).resolve()
     if subjects_per_group is None:
         subjects_per_group = dict(DEMO_COUNTS)
@@ -159,7 +176,7 @@ def run_demo_stages(out_dir, *, subjects_per_group: int | dict[str, int] | None 
     _check_out_dir(out, overwrite)
     out.mkdir(parents=True, exist_ok=True)
     use_volumes = _volumes_available() if volumes is None else bool(volumes)
-    result = DemoResult(out, out / "ironmap" / "report.html")
+    result = DemoResult(out, output_path(out / "ironmap", "report"))
     steps = _steps(out, subjects_per_group, nprocs, sites, seed, overwrite, use_volumes, result,
                    preset)
     with _Progress(progress) as bar:

@@ -36,8 +36,19 @@ MIN_REGION_VOXELS = 10
 
 
 def erosion_settings(cfg: RunConfig) -> dict[str, Any]:
-    """``erosion_voxels``, ``erosion_mm`` (None = voxel steps), ``erosion_space`` and
-    ``min_region_voxels`` of a run (defaults where the config predates them)."""
+    """The erosion settings of a run.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run's configuration.
+
+    Returns
+    -------
+    dict
+        ``erosion_voxels``, ``erosion_mm`` (None = voxel steps), ``erosion_space`` and
+        ``min_region_voxels`` (defaults where the config predates them).
+    """
     space = str(getattr(cfg, "erosion_space", "r2star") or "r2star")
     if space not in EROSION_SPACES:
         raise ValueError(f"erosion space {space!r} is not one of {', '.join(EROSION_SPACES)}")
@@ -50,7 +61,22 @@ def erosion_settings(cfg: RunConfig) -> dict[str, Any]:
 
 def native_eroded(src: nib.Nifti1Image, names: dict[int, str], cfg: RunConfig
                   ) -> nib.Nifti1Image | None:
-    """Labels eroded on their own grid (``erosion_space = "native"``), else None."""
+    """Labels eroded on their own grid (``erosion_space = "native"``).
+
+    Parameters
+    ----------
+    src : nibabel.Nifti1Image
+        The label image on its native grid.
+    names : dict of int to str
+        Label -> name.
+    cfg : RunConfig
+        The run's configuration.
+
+    Returns
+    -------
+    nibabel.Nifti1Image or None
+        The eroded labels on the native grid; None unless the erosion space is native.
+    """
     from ironmap.core.rois import erode_label_image
     from ironmap.spatial.grid import voxel_sizes
 
@@ -66,15 +92,42 @@ def native_eroded(src: nib.Nifti1Image, names: dict[int, str], cfg: RunConfig
 
 
 def restrict(eroded_on_grid: np.ndarray | None, labels: np.ndarray) -> np.ndarray | None:
-    """Natively eroded labels on the R2* grid with the final label indices of ``labels``
-    (after the putamen split, which relabels voxels but never moves them)."""
-    if eroded_on_grid is None:
-        return None
-    return np.where(eroded_on_grid > 0, labels, 0).astype(labels.dtype)
+    """Natively eroded labels on the R2* grid with the final label indices of ``labels``.
+
+    After the putamen split, which relabels voxels but never moves them.
+
+    Parameters
+    ----------
+    eroded_on_grid : ndarray of shape (X, Y, Z) or None
+        Natively eroded labels carried to the R2* grid.
+    labels : ndarray of int, shape (X, Y, Z)
+        The final labels.
+
+    Returns
+    -------
+    ndarray or None
+        :func:`ironmap.core.rois.restrict_labels`.
+    """
+    from ironmap.core.rois import restrict_labels
+
+    return restrict_labels(eroded_on_grid, labels)
 
 
 def stats_options(cfg: RunConfig, eroded: np.ndarray | None) -> dict[str, Any]:
-    """Keyword arguments of :func:`ironmap.core.rois.regional_stats` for this run."""
+    """Keyword arguments of :func:`ironmap.core.rois.regional_stats` for this run.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run's configuration.
+    eroded : ndarray or None
+        Natively eroded labels on the R2* grid.
+
+    Returns
+    -------
+    dict
+        ``eroded_labels``, or ``erosion_voxels`` and ``erosion_mm``.
+    """
     s = erosion_settings(cfg)
     if eroded is not None:
         return {"eroded_labels": eroded}
@@ -83,9 +136,29 @@ def stats_options(cfg: RunConfig, eroded: np.ndarray | None) -> dict[str, Any]:
 
 def eroded_label_image(labels: np.ndarray, eroded: np.ndarray | None, affine: np.ndarray,
                        cfg: RunConfig, erode_labels) -> np.ndarray:
-    """The eroded label image that is written (R2* grid): natively eroded labels, or each
-    label of ``labels`` eroded on the R2* grid (``erode_labels(labels, steps, erode)``)."""
-    from ironmap.core.rois import erode, erode_mm
+    """The eroded label image that is written (R2* grid).
+
+    Natively eroded labels, or each label of ``labels`` eroded on the R2* grid.
+
+    Parameters
+    ----------
+    labels : ndarray of int, shape (X, Y, Z)
+        Labels on the R2* grid.
+    eroded : ndarray or None
+        Natively eroded labels (returned as they are when given).
+    affine : ndarray of shape (4, 4)
+        The R2* grid's voxel -> world matrix.
+    cfg : RunConfig
+        The run's configuration.
+    erode_labels : callable
+        ``erode_labels(labels, steps, erode)`` (:func:`ironmap.core.rois.erode_labels`).
+
+    Returns
+    -------
+    ndarray of int, shape (X, Y, Z)
+        The eroded labels.
+    """
+    from ironmap.core.rois import erode, erode_mm, erosion_steps
     from ironmap.spatial.grid import voxel_sizes
 
     if eroded is not None:
@@ -94,13 +167,24 @@ def eroded_label_image(labels: np.ndarray, eroded: np.ndarray | None, affine: np
     if s["erosion_mm"] is None:
         return erode_labels(labels, s["erosion_voxels"], erode)
     sizes = voxel_sizes(affine)
-    steps = int(np.ceil(s["erosion_mm"] / float(np.min(sizes)))) + 1
+    steps = erosion_steps(s["erosion_mm"], sizes)
     return erode_labels(labels, steps, lambda mask, _steps: erode_mm(mask, s["erosion_mm"],
                                                                       sizes))
 
 
 def erosion_sidecar(cfg: RunConfig) -> dict[str, Any]:
-    """Sidecar entries that say how the written eroded labels were made."""
+    """Sidecar entries that say how the written eroded labels were made.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run's configuration.
+
+    Returns
+    -------
+    dict
+        ``ErosionSpace``, ``MinRegionVoxels`` and the erosion size and structure.
+    """
     s = erosion_settings(cfg)
     out: dict[str, Any] = {"ErosionSpace": "native label grid, before transport to the R2* grid"
                            if s["erosion_space"] == "native" else "R2* grid",
@@ -116,7 +200,22 @@ def erosion_sidecar(cfg: RunConfig) -> dict[str, Any]:
 
 
 def check_region_sizes(table: pd.DataFrame, cfg: RunConfig, label: str) -> dict[str, int]:
-    """Warn about regions left with fewer than ``min_region_voxels`` voxels; returns them."""
+    """Warn about regions left with fewer than ``min_region_voxels`` voxels.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        The regional table.
+    cfg : RunConfig
+        The run's configuration.
+    label : str
+        The participant, named in the warnings.
+
+    Returns
+    -------
+    dict of str to int
+        ``"<region> <hemisphere>"`` -> voxels used.
+    """
     from ironmap.core.rois import small_regions
 
     minimum = erosion_settings(cfg)["min_region_voxels"]

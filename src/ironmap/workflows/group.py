@@ -32,8 +32,10 @@ from ironmap.core.tables import (
     table1,
     table2_region,
 )
+from ironmap.io import dictionaries as dicts
 from ironmap.io import study as study_io
 from ironmap.io.atomic import write_json
+from ironmap.io.layout import column_dictionary, file_name, output_path, relative_path
 from ironmap.io.tables import read_dictionary, write_tsv
 from ironmap.workflows import group_dicts
 from ironmap.workflows.config import RunConfig
@@ -95,25 +97,27 @@ def _volume_columns(vol: pd.DataFrame) -> dict[str, str]:
     return out
 
 
-def _attach_measures(subjects, parts, group_dir, cfg, notes) -> tuple[pd.DataFrame, dict]:
+def _attach_measures(subjects, parts, cfg, notes) -> tuple[pd.DataFrame, dict]:
     """Join lesion load, lesion R2* and brain volumes to the subject table."""
     sources: dict = {}
-    lesions = study_io.read_group_table(group_dir, "lesions")
+    lesions = study_io.read_group_table(cfg.output_dir, "group_lesions")
     if lesions is not None:
-        les = _one_session(lesions, cfg, "lesions.tsv", notes)
+        les = _one_session(lesions, cfg, file_name("group_lesions"), notes)
         les = les.rename(columns={"lesion_r2star_mean": "lesion_r2star"})
         keep = [c for c in ("lesion_load_cm3", "lesion_r2star") if c in les]
         subjects = subjects.merge(les[["participant_id", *keep]], on="participant_id",
                                   how="left")
-        sources["lesions"] = "group/lesions.tsv (lesion_load_cm3, lesion_r2star_mean)"
-    volumes = study_io.read_group_table(group_dir, "volumes")
+        sources["lesions"] = (f"{relative_path('group_lesions')} (lesion_load_cm3, "
+                              "lesion_r2star_mean)")
+    volumes = study_io.read_group_table(cfg.output_dir, "group_volumes")
     vcols = _volume_columns(volumes) if volumes is not None else {}
     if vcols:
-        vol = _one_session(volumes, cfg, "volumes.tsv", notes)
+        vol = _one_session(volumes, cfg, file_name("group_volumes"), notes)
         vol = vol[["participant_id", *vcols.values()]].rename(
             columns={v: k for k, v in vcols.items()})
         subjects = subjects.merge(vol, on="participant_id", how="left")
-        sources["volumes"] = {k: f"group/volumes.tsv:{v}" for k, v in vcols.items()}
+        sources["volumes"] = {k: f"{relative_path('group_volumes')}:{v}"
+                              for k, v in vcols.items()}
     else:
         for canon in ("cortical_gm", "wm"):
             col = parts["columns"].get(canon)
@@ -172,13 +176,12 @@ def _read_inputs(cfg, settings, columns, notes):
                                              settings.phenotypes)
     for issue in issues:
         log.warning("participants.tsv: %s", issue.message())
-    group_dir = Path(cfg.output_dir) / "group"
-    regional = study_io.read_group_table(group_dir, "regional_r2star", required=True)
+    regional = study_io.read_group_table(cfg.output_dir, "group_regional", required=True)
     if settings.value_column not in regional.columns:
-        raise GroupInputError(f"{group_dir / 'regional_r2star.tsv'}: no column "
+        raise GroupInputError(f"{output_path(cfg.output_dir, 'group_regional')}: no column "
                               f"{settings.value_column!r}")
     regional_all = regional.copy()
-    regional = _one_session(regional, cfg, "regional_r2star.tsv", notes)
+    regional = _one_session(regional, cfg, file_name("group_regional"), notes)
     unknown = sorted(set(regional["participant_id"]) - set(subjects["participant_id"]))
     excluded = {i.participant_id for i in issues if i.action == "excluded"}
     dropped = [pid for pid in unknown if pid not in excluded]
@@ -195,7 +198,7 @@ def _read_inputs(cfg, settings, columns, notes):
                      f"R2* values: {', '.join(without[:10])}{' ...' if len(without) > 10 else ''}")
     subjects, sources = _attach_measures(
         subjects[subjects["participant_id"].isin(regional["participant_id"])],
-        {"columns": columns, "participants": raw}, group_dir, cfg, notes)
+        {"columns": columns, "participants": raw}, cfg, notes)
     return subjects.reset_index(drop=True), regional, regional_all, issues, sources, meta
 
 
@@ -209,37 +212,47 @@ def _reference_age(subjects, settings) -> float:
     return float(ages.mean())
 
 
-def _write_regional(regional_all, regional, ages, group_dir) -> None:
+def _write_regional(regional_all, regional, ages, output_dir) -> None:
     out = regional_all.drop(columns=["r2star_agecorr", "r2star_agecorr_sd"], errors="ignore")
     key = ["participant_id", "session_id"] if "session_id" in out else ["participant_id"]
     adj = regional.assign(r2star_agecorr=ages.adjusted, r2star_agecorr_sd=ages.sd)[
         [*key, "region", "hemisphere", "r2star_agecorr", "r2star_agecorr_sd"]]
     out = out.assign(participant_id=out["participant_id"].map(normalise_id))
     out = out.merge(adj, on=[*key, "region", "hemisphere"], how="left")
-    path = group_dir / "regional_r2star.tsv"
+    path = output_path(output_dir, "group_regional")
     dictionary = read_dictionary(path) or {}
-    dictionary["r2star_agecorr"] = group_dicts.AGECORR_COLUMN
-    dictionary["r2star_agecorr_sd"] = group_dicts.AGECORR_SD_COLUMN
+    dictionary["r2star_agecorr"] = dicts.AGECORR_COLUMN
+    dictionary["r2star_agecorr_sd"] = dicts.AGECORR_SD_COLUMN
     if HARMONISED_COLUMN in out:
         dictionary[HARMONISED_COLUMN] = HARMONISED_DICTIONARY
     write_tsv(out, path, dictionary)
 
 
 def run_group_level(cfg: RunConfig) -> int:
-    """Run the group level; returns 0 (ok) or 2 (unusable input, message logged)."""
+    """Run the group level; returns 0 (ok) or 2 (unusable input, message logged).
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run's configuration.
+
+    Returns
+    -------
+    int
+        Exit code.
+    """
     try:
         settings, columns = _load_settings(cfg)
         notes: list[str] = []
         subjects, regional, regional_all, issues, sources, meta = _read_inputs(
             cfg, settings, columns, notes)
         regional_all, regional, settings = run_repeated_measures(
-            cfg, settings, subjects, regional_all, regional, Path(cfg.output_dir) / "group",
-            notes)
+            cfg, settings, subjects, regional_all, regional, Path(cfg.output_dir), notes)
         ref_age = _reference_age(subjects, settings)
     except (FileNotFoundError, KeyError, ValueError) as exc:
         log.error("group level: %s", exc)
         return 2
-    group_dir = Path(cfg.output_dir) / "group"
+    out = cfg.output_dir
     log.info("group level: %d participants (%d controls), reference age %.1f y",
              len(subjects), int(subjects["is_control"].sum()), ref_age)
     ages = age_correct_all(regional, subjects, settings, ref_age, notes)
@@ -250,19 +263,19 @@ def run_group_level(cfg: RunConfig) -> int:
     t1 = table1(subjects, settings)
     t2, records, multicenter = _table2(regional, subjects, settings)
     lesions, lesion_records = lesion_analysis(subjects, settings)
-    _write_regional(regional_all, regional, ages, group_dir)
-    write_tsv(t1, group_dir / "table1.tsv", group_dicts.table1_dictionary(t1))
-    write_tsv(t2, group_dir / "table2.tsv", group_dicts.table2_dictionary(t2, settings))
-    write_tsv(fits, group_dir / "agefit.tsv", group_dicts.agefit_dictionary(fits))
+    _write_regional(regional_all, regional, ages, out)
+    write_tsv(t1, output_path(out, "table1"), column_dictionary("table1", t1))
+    write_tsv(t2, output_path(out, "table2"), column_dictionary("table2", t2, settings))
+    write_tsv(fits, output_path(out, "agefit"), column_dictionary("agefit", fits))
     doc = group_dicts.stats_document(
         settings=settings, reference_age=ref_age, subjects=subjects, sources=sources,
         records=records + lesion_records, lesions=lesions, multicenter=multicenter,
         exclusions=_exclusions(issues, notes), fits=fits, participants_meta=meta)
     doc["age_model"] = clean_json({**model_summary(fits, settings), "bands": ages.bands})
     doc["methods"] = _methods_record(cfg, doc, fits, ref_age)
-    write_json(group_dir / "stats.json", doc)
+    write_json(output_path(out, "stats"), doc)
     log.info("group level: wrote %s", ", ".join(
-        ["table1.tsv", "table2.tsv", "agefit.tsv", "stats.json", "regional_r2star.tsv"]))
+        relative_path(k) for k in ("table1", "table2", "agefit", "stats", "group_regional")))
     if cfg.report:
         _report(cfg)
     return 0

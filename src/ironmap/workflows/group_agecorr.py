@@ -35,9 +35,11 @@ MODEL_TEXT = {
 
 
 class AgeCorrection:
-    """Result of :func:`age_correct_all` (``adjusted``, ``sd``: Series on the regional index;
-    ``fits``: the ``agefit.tsv`` rows; ``bands``: region -> bootstrap band of the bilateral
-    pooled curve)."""
+    """Result of :func:`age_correct_all`.
+
+    ``adjusted``, ``sd``: Series on the regional index; ``fits``: the ``agefit.tsv`` rows;
+    ``bands``: region -> bootstrap band of the bilateral pooled curve.
+    """
 
     def __init__(self, adjusted: pd.Series, sd: pd.Series, fits: pd.DataFrame, bands: dict):
         self.adjusted, self.sd, self.fits, self.bands = adjusted, sd, fits, bands
@@ -55,8 +57,10 @@ def _row(region, hemi, site, fit: agecorr.AgeFit, res, n_boot: int) -> dict:
 
 def _pool_priors(groups: dict, values: pd.Series, merged: pd.DataFrame,
                  settings: GroupSettings, notes: list[str]) -> dict:
-    """Per hemisphere, the regions' pooled prior (:func:`ironmap.core.agepool.pool_prior`)
-    from the controls of every region without a fixed curve (4 or more, two or more ages)."""
+    """Per hemisphere, the regions' pooled prior (:func:`ironmap.core.agepool.pool_prior`).
+
+    Pooled from the controls of every region without a fixed curve (4 or more, two or more ages).
+    """
     by_hemi: dict[str, list] = {}
     for (region, hemi), idx in groups.items():
         if region in settings.fixed_curves:
@@ -85,7 +89,27 @@ def _pool_priors(groups: dict, values: pd.Series, merged: pd.DataFrame,
 
 def age_correct_all(regional: pd.DataFrame, subjects: pd.DataFrame, settings: GroupSettings,
                     ref_age: float, notes: list[str]) -> AgeCorrection:
-    """Fit and apply the age model per region and hemisphere (messages appended to ``notes``)."""
+    """Fit and apply the age model per region and hemisphere.
+
+    Parameters
+    ----------
+    regional : pandas.DataFrame
+        One session per participant, long table with the analysed R2* column (s^-1).
+    subjects : pandas.DataFrame
+        One row per participant (``age`` in years, ``is_control``, ``site``).
+    settings : GroupSettings
+        The group settings (model, bootstrap, per-site).
+    ref_age : float
+        Reference age in years.
+    notes : list of str
+        Messages are appended here.
+
+    Returns
+    -------
+    AgeCorrection
+        Adjusted values and their bootstrap SD (s^-1, on ``regional``'s index), the fits and
+        the bands.
+    """
     info = subjects.set_index("participant_id")
     merged = regional[["participant_id"]].join(info[["age", "is_control", "site"]],
                                                on="participant_id")
@@ -123,8 +147,24 @@ def age_correct_all(regional: pd.DataFrame, subjects: pd.DataFrame, settings: Gr
 
 
 def model_summary(fits: pd.DataFrame, settings: GroupSettings) -> dict:
-    """``stats.json`` → ``age_model``: requested model, the model used per region (bilateral,
-    pooled), and a description of each model used (read by the methods text)."""
+    """``stats.json`` → ``age_model``.
+
+    Requested model, the model used per region (bilateral, pooled), and a description of each model
+    used (read by the methods text).
+
+    Parameters
+    ----------
+    fits : pandas.DataFrame
+        ``agefit.tsv``.
+    settings : GroupSettings
+        The group settings.
+
+    Returns
+    -------
+    dict
+        ``requested``, ``per_region`` (region -> model used), the prior on ``b``, the
+        bootstrap settings and ``descriptions``.
+    """
     b_med, b_sd = float(np.exp(agecorr.B_PRIOR[0])), agecorr.B_PRIOR[1]
     used: dict[str, str] = {}
     if not fits.empty and "method" in fits:

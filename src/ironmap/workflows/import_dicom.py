@@ -59,7 +59,25 @@ class ImportResult:
 
 
 def bids_label(value: str, prefix: str) -> str:
-    """``sub-01``/``01`` -> ``01``; refuses labels that are not alphanumeric."""
+    """The label of a BIDS entity value without its prefix, checked.
+
+    Parameters
+    ----------
+    value : str
+        ``sub-01`` or ``01``.
+    prefix : str
+        The entity (``"sub"``, ``"ses"``).
+
+    Returns
+    -------
+    str
+        ``01``.
+
+    Raises
+    ------
+    ironmap.io.dicom.DicomImportError
+        For a label that is not letters and digits only.
+    """
     try:
         return labels.bids_label(value, prefix)
     except ValueError as exc:
@@ -96,6 +114,11 @@ def import_dicom(dicom_dir: str | os.PathLike, bids_dir: str | os.PathLike,
     group, age, sex : optional
         ``participants.tsv`` values given by the user (``group``: the diagnosis column the
         group level reads; ``age`` in years and ``sex`` M/F/O replace the header values).
+
+    Returns
+    -------
+    ImportResult
+        The files written, the protocol rows, warnings and the import log.
 
     Raises
     ------
@@ -136,7 +159,24 @@ def import_dicom(dicom_dir: str | os.PathLike, bids_dir: str | os.PathLike,
 
 def plan_acquisitions(converted: list[dicom.ConvertedImage], headers: list[dicom.SeriesHeader],
                       series_map: list[tuple[str, str]], notes: list[str]) -> list[Acquisition]:
-    """Group converted images by series, recognise them, pair phase with magnitude."""
+    """Group converted images by series, recognise them, pair phase with magnitude.
+
+    Parameters
+    ----------
+    converted : list of ConvertedImage
+        Images written by dcm2niix.
+    headers : list of SeriesHeader
+        The DICOM series.
+    series_map : list of (str, str)
+        ``--map`` rows.
+    notes : list of str
+        Skipped series are noted here.
+
+    Returns
+    -------
+    list of Acquisition
+        The acquisitions to write.
+    """
     by_number = {h.number: h for h in headers}
     groups: dict[int, list[dicom.ConvertedImage]] = {}
     for img in converted:
@@ -198,6 +238,20 @@ def _number_runs(found: list[Acquisition]) -> None:
 def verify_acquisitions(acquisitions: list[Acquisition], headers: list[dicom.SeriesHeader],
                         notes: list[str]) -> dict[int, dict[str, Any]]:
     """Check every MEGRE acquisition; returns per-acquisition info (voxel size, ...).
+
+    Parameters
+    ----------
+    acquisitions : list of Acquisition
+        What is imported.
+    headers : list of SeriesHeader
+        The DICOM series.
+    notes : list of str
+        Notes are appended here.
+
+    Returns
+    -------
+    dict of int to dict
+        Acquisition position -> ``{"zooms": voxel size in mm (None without images)}``.
 
     Raises
     ------
@@ -263,7 +317,26 @@ def _check_phase(acq: Acquisition, infos: list[dict[str, Any]]) -> list[str]:
 
 def output_name(pid: str, ses: str | None, acq: Acquisition, echo: int | None,
                 part: str | None) -> str:
-    """BIDS file name (without extension) of one image of an acquisition."""
+    """BIDS file name (without extension) of one image of an acquisition.
+
+    Parameters
+    ----------
+    pid : str
+        Participant label (without ``sub-``).
+    ses : str or None
+        Session label.
+    acq : Acquisition
+        The acquisition.
+    echo : int or None
+        Echo number (MEGRE).
+    part : str or None
+        ``mag`` or ``phase``.
+
+    Returns
+    -------
+    str
+        E.g. ``sub-01_echo-2_part-mag_MEGRE``.
+    """
     entities = [f"sub-{pid}"]
     if ses:
         entities.append(f"ses-{ses}")
@@ -278,8 +351,27 @@ def output_name(pid: str, ses: str | None, acq: Acquisition, echo: int | None,
 
 def participant_values(group: str | None, age: float | None, sex: str | None
                        ) -> dict[str, str]:
-    """User-given ``participants.tsv`` values, checked (``group`` letters, digits, - and _;
-    ``age`` 0-120 years; ``sex`` M, F or O)."""
+    """User-given ``participants.tsv`` values, checked.
+
+    Parameters
+    ----------
+    group : str or None
+        Letters, digits, - and _.
+    age : float or None
+        Years, 0-120.
+    sex : str or None
+        M, F or O.
+
+    Returns
+    -------
+    dict of str to str
+        The given values as text.
+
+    Raises
+    ------
+    ironmap.io.dicom.DicomImportError
+        Naming the bad value.
+    """
     out: dict[str, str] = {}
     if group is not None:
         if not re.fullmatch(r"[A-Za-z0-9_\-]+", str(group)):
@@ -298,7 +390,20 @@ def participant_values(group: str | None, age: float | None, sex: str | None
 
 
 def anatomy_warnings(pid: str, acquisitions: list[Acquisition]) -> list[str]:
-    """Warnings for a participant imported without a T1w or without a FLAIR."""
+    """Warnings for a participant imported without a T1w or without a FLAIR.
+
+    Parameters
+    ----------
+    pid : str
+        Participant label.
+    acquisitions : list of Acquisition
+        What is imported.
+
+    Returns
+    -------
+    list of str
+        The warnings.
+    """
     found = {a.suffix for a in acquisitions}
     out = []
     if "T1w" not in found:
@@ -363,7 +468,24 @@ def _stage_protocols(bids_dir: Path, staging: Path, rows: list[dict[str, Any]]) 
 
 def participant_row(pid: str, site: str | None, headers: list[dicom.SeriesHeader],
                     acquisitions: list[Acquisition]) -> dict[str, str]:
-    """``participants.tsv`` row: id, age in whole years, sex, site (``n/a`` when unknown)."""
+    """``participants.tsv`` row: id, age in whole years, sex, site (``n/a`` when unknown).
+
+    Parameters
+    ----------
+    pid : str
+        Participant label.
+    site : str or None
+        ``--site``.
+    headers : list of SeriesHeader
+        The DICOM series (age and sex from their headers).
+    acquisitions : list of Acquisition
+        What is imported.
+
+    Returns
+    -------
+    dict of str to str
+        The row.
+    """
     labels = [a.label for a in acquisitions]
     header = ([h for h in headers if h.label in labels] or headers)[0].header
     age = deid.age_in_years(header.get("PatientAge"), header.get("PatientBirthDate"),
@@ -410,7 +532,18 @@ def _protocol_rows(pid, ses, site, acquisitions, checked) -> list[dict[str, Any]
 
 
 def load_protocols(bids_dir: str | os.PathLike) -> pd.DataFrame:
-    """The per-acquisition protocol table of a dataset (empty when none was written)."""
+    """The per-acquisition protocol table of a dataset.
+
+    Parameters
+    ----------
+    bids_dir : path-like
+        The BIDS dataset.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``code/ironmap-import/protocols.tsv``; empty when none was written.
+    """
     path = Path(bids_dir) / IMPORT_CODE_DIR / "protocols.tsv"
     return read_tsv(path) if path.exists() else pd.DataFrame(
         columns=list(protocol.PROTOCOL_COLUMNS))

@@ -29,7 +29,20 @@ LESION_SOURCE = {"Description": "Where the lesion mask came from: rater (derivat
 
 
 def is_control(subject: SubjectInputs, cfg) -> bool:
-    """True when ``participants.tsv`` puts the participant in the control group."""
+    """True when ``participants.tsv`` puts the participant in the control group.
+
+    Parameters
+    ----------
+    subject : SubjectInputs
+        The participant.
+    cfg : RunConfig
+        The run's configuration.
+
+    Returns
+    -------
+    bool
+        Whether the participant is a control (False when unknown).
+    """
     from ironmap.io.study import read_participants
 
     try:
@@ -73,8 +86,22 @@ def choose_lesion_mask(subject: SubjectInputs, cfg, images, stage: Path, chosen)
 
 
 def auto_mask(subject: SubjectInputs, images, stage: Path) -> Path | None:
-    """Segment the participant's FLAIR (with its T1w) and write mask + probability into
-    ``stage``; None (logged) when the segmentation refuses the images."""
+    """Segment the participant's FLAIR (with its T1w) and write mask + probability into ``stage``.
+
+    Parameters
+    ----------
+    subject : SubjectInputs
+        The participant.
+    images : Images
+        The loaded images.
+    stage : pathlib.Path
+        The participant's staging folder.
+
+    Returns
+    -------
+    pathlib.Path or None
+        The mask; None (logged) when the segmentation refuses the images.
+    """
     from ironmap.workflows.lesionseg import LesionSegError, segment_images
 
     pid, sid = subject.participant_id, subject.session_id
@@ -99,8 +126,21 @@ def auto_mask(subject: SubjectInputs, images, stage: Path) -> Path | None:
 
 
 def lesion_qc_job(output_dir: Path, inputs: SubjectInputs):
-    """Participant-page figure job: the automatic lesion mask over the FLAIR, with lesion
-    count and load in the caption; None when the participant has no automatic mask."""
+    """Participant-page figure job: the automatic lesion mask over the FLAIR.
+
+    Parameters
+    ----------
+    output_dir : pathlib.Path
+        OUTPUT_DIR.
+    inputs : SubjectInputs
+        The participant.
+
+    Returns
+    -------
+    FigureJob or None
+        With lesion count and load in the caption; None when the participant has no automatic
+        mask.
+    """
     from functools import partial
 
     import nibabel as nib

@@ -23,7 +23,23 @@ class SeedError(ValueError):
 
 
 def read_seeds(path) -> np.ndarray:
-    """Seed table (TSV with columns ``x``, ``y``, ``z`` in world mm, RAS+) -> (n, 3) array."""
+    """Seed table (TSV with columns ``x``, ``y``, ``z`` in world mm, RAS+).
+
+    Parameters
+    ----------
+    path : path-like
+        The TSV.
+
+    Returns
+    -------
+    ndarray of shape (n, 3)
+        World mm.
+
+    Raises
+    ------
+    SeedError
+        Naming the file, for missing columns, no rows or non-numeric coordinates.
+    """
     df = read_tsv(path)
     missing = {"x", "y", "z"} - set(df.columns)
     if missing:
@@ -36,7 +52,20 @@ def read_seeds(path) -> np.ndarray:
 
 
 def world_to_voxel(xyz_mm: np.ndarray, affine: np.ndarray) -> np.ndarray:
-    """World mm (n, 3) -> voxel indices (n, 3) float."""
+    """World mm -> voxel indices.
+
+    Parameters
+    ----------
+    xyz_mm : ndarray of shape (n, 3)
+        World mm.
+    affine : ndarray of shape (4, 4)
+        Voxel -> world matrix.
+
+    Returns
+    -------
+    ndarray of shape (n, 3)
+        Voxel indices (float).
+    """
     xyz = np.c_[np.asarray(xyz_mm, float), np.ones(len(xyz_mm))]
     return (np.linalg.inv(affine) @ xyz.T).T[:, :3]
 
@@ -44,6 +73,21 @@ def world_to_voxel(xyz_mm: np.ndarray, affine: np.ndarray) -> np.ndarray:
 def grow_from_file(flair_path, out_path, *, seeds_path=None, propose: bool = False,
                    brain_mask_path=None, overwrite: bool = False) -> pd.DataFrame:
     """Outline lesions on a FLAIR and write a BIDS lesion mask (+ JSON sidecar).
+
+    Parameters
+    ----------
+    flair_path : path-like
+        The FLAIR.
+    out_path : path-like
+        The lesion mask to write.
+    seeds_path : path-like, optional
+        Seed table (:func:`read_seeds`).
+    propose : bool, optional
+        Propose seeds automatically.
+    brain_mask_path : path-like, optional
+        Brain mask on the FLAIR grid.
+    overwrite : bool, optional
+        Replace an existing mask.
 
     Returns
     -------

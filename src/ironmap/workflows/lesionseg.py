@@ -50,6 +50,19 @@ def segment_images(flair: nib.Nifti1Image, t1w: nib.Nifti1Image | None = None, *
                    threshold: float = 0.5) -> tuple[LesionSegmentation, dict]:
     """Segment lesions on a FLAIR image (nibabel), optionally guided by a T1w.
 
+    Parameters
+    ----------
+    flair : nibabel.Nifti1Image
+        The FLAIR.
+    t1w : nibabel.Nifti1Image, optional
+        The T1w (registration and grey-matter guidance).
+    label : str, optional
+        Named in messages.
+    params : LesionSegParams, optional
+        Segmentation parameters (defaults when None).
+    threshold : float, optional
+        Probability above which a voxel is lesion.
+
     Returns
     -------
     (LesionSegmentation, dict)
@@ -95,8 +108,31 @@ def segment_images(flair: nib.Nifti1Image, t1w: nib.Nifti1Image | None = None, *
 def segment_from_file(flair_path, out_path, *, t1w_path=None, threshold: float = 0.5,
                       probability_path=None, overwrite: bool = False,
                       params: LesionSegParams | None = None) -> LesionSegmentation:
-    """``ironmap lesions segment``: write a BIDS ``_label-lesion_mask`` (+ JSON) and optionally
-    the probability map. Nothing is written when any check fails."""
+    """``ironmap lesions segment``.
+
+    Write a BIDS ``_label-lesion_mask`` (+ JSON) and optionally the probability map. Nothing is
+    written when any check fails.
+
+    Parameters
+    ----------
+    flair_path, out_path : path-like
+        The FLAIR and the mask to write.
+    t1w_path : path-like, optional
+        The T1w.
+    threshold : float, optional
+        Probability threshold.
+    probability_path : path-like, optional
+        Where to write the probability map.
+    overwrite : bool, optional
+        Replace existing files.
+    params : LesionSegParams, optional
+        Segmentation parameters.
+
+    Returns
+    -------
+    LesionSegmentation
+        Mask and probability on the FLAIR grid.
+    """
     out_path = check_writable(out_path, overwrite)
     if probability_path is not None:
         probability_path = check_writable(probability_path, overwrite)

@@ -20,11 +20,12 @@ from typing import Any
 
 from ironmap.core.qcflags import QCFlag, QCThresholds
 from ironmap.io.atomic import write_text
+from ironmap.io.layout import file_name
 from ironmap.io.outputs import derivative_path, subject_dir
 
 log = logging.getLogger(__name__)
 
-KEY_FILE = "page-key.json"
+KEY_FILE = file_name("page_key")
 
 
 def _code_files() -> list[Path]:
@@ -46,8 +47,26 @@ def _stat_line(path: Path) -> str:
 
 def page_key(output_dir: Path, subject, info: dict[str, str],
              thresholds: QCThresholds) -> str:
-    """Key of everything the page of ``subject`` (a :class:`~ironmap.io.bids.SubjectInputs`)
-    is made from (see the module docstring)."""
+    """Key of everything the page of ``subject`` is made from.
+
+    ``subject`` is a :class:`~ironmap.io.bids.SubjectInputs`; see the module docstring.
+
+    Parameters
+    ----------
+    output_dir : pathlib.Path
+        OUTPUT_DIR.
+    subject : SubjectInputs
+        The participant.
+    info : dict of str to str
+        The page's ``participants.tsv`` fields.
+    thresholds : QCThresholds
+        The QC limits.
+
+    Returns
+    -------
+    str
+        SHA-256 hex digest.
+    """
     from ironmap import __version__
 
     sub = subject_dir(output_dir, subject.participant_id, subject.session_id)
@@ -64,7 +83,22 @@ def page_key(output_dir: Path, subject, info: dict[str, str],
 
 
 def load(fig_dir: Path, page: Path, key: str) -> dict[str, Any] | None:
-    """The stored ``{"row", "flags"}`` of a page whose key matches and whose files exist."""
+    """The stored QC row and flags of a page whose key matches and whose files exist.
+
+    Parameters
+    ----------
+    fig_dir : pathlib.Path
+        The participant's figure folder.
+    page : pathlib.Path
+        The participant's page.
+    key : str
+        The key now (:func:`page_key`).
+
+    Returns
+    -------
+    dict or None
+        ``{"row", "flags"}``; None when the page must be made again.
+    """
     try:
         doc = json.loads((fig_dir / KEY_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -81,8 +115,21 @@ def load(fig_dir: Path, page: Path, key: str) -> dict[str, Any] | None:
 
 
 def store(fig_dir: Path, page: Path, key: str, result: dict[str, Any]) -> None:
-    """Record the key, qc.tsv row and flags of a page just written (figures it lists: the
-    files under ``fig_dir``, relative to the page's folder)."""
+    """Record the key, qc.tsv row and flags of a page just written.
+
+    The figures it lists are the files under ``fig_dir``, relative to the page's folder.
+
+    Parameters
+    ----------
+    fig_dir : pathlib.Path
+        The participant's figure folder.
+    page : pathlib.Path
+        The page just written.
+    key : str
+        Its key.
+    result : dict
+        ``{"row", "flags"}``.
+    """
     files = sorted(str(p.relative_to(page.parent)) for p in fig_dir.rglob("*")
                    if p.is_file() and p.name != KEY_FILE)
     doc = {"key": key, "page": page.name, "files": files, "row": result["row"],
@@ -94,5 +141,5 @@ def store(fig_dir: Path, page: Path, key: str, result: dict[str, Any]) -> None:
 
 
 def _plain(obj: Any) -> Any:
-    """numpy scalars as Python numbers; anything else as its text."""
+    """Numpy scalars as Python numbers; anything else as its text."""
     return obj.item() if hasattr(obj, "item") else str(obj)

@@ -27,8 +27,10 @@ from typing import Any
 
 import pandas as pd
 
+from ironmap.io import dictionaries as dicts
 from ironmap.io.atomic import write_text
 from ironmap.io.bids import InputError, SubjectInputs, discover
+from ironmap.io.layout import column_dictionary, output_path, relative_path
 from ironmap.io.manifest import hash_files, is_up_to_date, read_manifest, write_manifest
 from ironmap.io.nifti import sidecar_path
 from ironmap.io.outputs import derivative_path, write_dataset_description
@@ -38,33 +40,12 @@ from ironmap.workflows.config import RunConfig
 log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_USAGE, EXIT_PARTIAL = 0, 2, 3
-STAGING = ".ironmap-staging"
+STAGING = relative_path("staging")
 
 #: parameters that change a participant's results (part of its manifest)
 RESULT_PARAMETERS = ("method", "registration", "erosion_voxels", "write_t2star", "volumes",
                      "atlas", "putamen_split", "auto_anatomy", "lesions", "lesions_controls",
                      "erosion_mm", "erosion_space", "min_region_voxels", "brain_mask")
-
-GROUP_DICTIONARIES: dict[str, dict[str, dict[str, str]]] = {
-    "ids": {
-        "participant_id": {"Description": "Participant label (sub-...)"},
-        "session_id": {"Description": "Session label (ses-...), n/a without sessions"},
-    },
-    "lesions": {
-        "lesion_load_cm3": {"Description": "T2 lesion load: lesion area per FLAIR slice x "
-                            "slice thickness, summed (lesion voxels x voxel volume on the "
-                            "FLAIR grid)", "Units": "cm3"},
-        "lesion_count": {"Description": "Number of connected lesions on the R2* grid"},
-        "lesion_r2star_mean": {"Description": "Mean R2* over all valid lesion voxels",
-                               "Units": "1/s"},
-        "lesion_r2star_median": {"Description": "Median R2* over all valid lesion voxels",
-                                 "Units": "1/s"},
-        "n_voxels": {"Description": "Lesion voxels with a valid R2* on the R2* grid"},
-        "lesion_source": {"Description": "Where the lesion mask came from: rater (derivative "
-                          "mask) or automatic (ironmap lesions segment)"},
-    },
-}
-
 
 @dataclass(frozen=True)
 class SubjectTask:
@@ -80,12 +61,38 @@ class SubjectTask:
 # ------------------------------------------------------------------------------------------
 
 def manifest_path(output_dir: Path, subject: SubjectInputs) -> Path:
-    """``OUTPUT_DIR/logs/manifests/<label>.json``."""
-    return Path(output_dir) / "logs" / "manifests" / f"{subject.label}.json"
+    """``OUTPUT_DIR/logs/manifests/<label>.json``.
+
+    Parameters
+    ----------
+    output_dir : pathlib.Path
+        OUTPUT_DIR.
+    subject : SubjectInputs
+        The participant.
+
+    Returns
+    -------
+    pathlib.Path
+        The manifest's path.
+    """
+    return output_path(output_dir, "manifest", subject.participant_id, subject.session_id)
 
 
 def subject_inputs_hash(subject: SubjectInputs, cfg: RunConfig) -> dict[str, str]:
-    """SHA-256 of every file the participant's results depend on (images, sidecars, tsv)."""
+    """SHA-256 of every file the participant's results depend on (images, sidecars, tsv).
+
+    Parameters
+    ----------
+    subject : SubjectInputs
+        The participant.
+    cfg : RunConfig
+        The run's configuration.
+
+    Returns
+    -------
+    dict of str to str
+        Path relative to BIDS_DIR (when inside it) -> SHA-256.
+    """
     files = []
     for p in subject.input_files():
         files += [p, sidecar_path(p)]
@@ -100,7 +107,18 @@ def subject_inputs_hash(subject: SubjectInputs, cfg: RunConfig) -> dict[str, str
 
 
 def subject_parameters(cfg: RunConfig) -> dict[str, Any]:
-    """The parameters recorded in (and compared against) a participant's manifest."""
+    """The parameters recorded in (and compared against) a participant's manifest.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run's configuration.
+
+    Returns
+    -------
+    dict
+        :data:`RESULT_PARAMETERS`, the registration options and the version.
+    """
     from ironmap import __version__
 
     params = {name: getattr(cfg, name) for name in RESULT_PARAMETERS}
@@ -114,7 +132,19 @@ def subject_parameters(cfg: RunConfig) -> dict[str, Any]:
 
 
 def process_subject(task: SubjectTask) -> dict[str, Any]:
-    """Process one participant; never raises (a failure is returned as a record)."""
+    """Process one participant; never raises (a failure is returned as a record).
+
+    Parameters
+    ----------
+    task : SubjectTask
+        The participant, the configuration and the run id.
+
+    Returns
+    -------
+    dict
+        ``participant_id``, ``session_id``, ``label``, ``status`` (ok, skipped, failed) and
+        ``summary`` or ``error``.
+    """
     from ironmap.parallel import pin_threads
 
     pin_threads()
@@ -166,7 +196,7 @@ def _describe(exc: BaseException) -> str:
 
 
 def _subject_log(output_dir: Path, subject: SubjectInputs) -> logging.Handler:
-    path = output_dir / "logs" / f"{subject.label}.log"
+    path = output_path(output_dir, "subject_log", subject.participant_id, subject.session_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path, mode="w", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
@@ -191,7 +221,18 @@ def _close_log(handler: logging.Handler) -> None:
 # ------------------------------------------------------------------------------------------
 
 def check_output_dir(cfg: RunConfig) -> str | None:
-    """Error message when OUTPUT_DIR is BIDS_DIR or inside its raw tree, else None."""
+    """Error message when OUTPUT_DIR is BIDS_DIR or inside its raw tree, else None.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run's configuration.
+
+    Returns
+    -------
+    str or None
+        The message, or None.
+    """
     out, raw = Path(cfg.output_dir).resolve(), Path(cfg.bids_dir).resolve()
     if out == raw:
         return "OUTPUT_DIR must differ from BIDS_DIR"
@@ -204,7 +245,18 @@ def check_output_dir(cfg: RunConfig) -> str | None:
 
 
 def run_participant_level(cfg: RunConfig) -> int:
-    """Run the participant level; returns 0 (all ok), 3 (some failed) or 2 (usage error)."""
+    """Run the participant level; returns 0 (all ok), 3 (some failed) or 2 (usage error).
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run's configuration.
+
+    Returns
+    -------
+    int
+        Exit code.
+    """
     problem = check_output_dir(cfg)
     if problem:
         log.error(problem)
@@ -249,7 +301,20 @@ def _check_anatomy(cfg: RunConfig, subjects: list[SubjectInputs]) -> str | None:
 
 
 def run_tasks_for(tasks: list[SubjectTask], cfg: RunConfig) -> list[Any]:
-    """Dispatch the participants to the configured executor."""
+    """Dispatch the participants to the configured executor.
+
+    Parameters
+    ----------
+    tasks : list of SubjectTask
+        One per participant.
+    cfg : RunConfig
+        The run's configuration.
+
+    Returns
+    -------
+    list
+        One record (or exception) per task, in order.
+    """
     from ironmap.parallel import run_tasks
 
     return run_tasks(process_subject, tasks, labels=[t.subject.label for t in tasks],
@@ -257,12 +322,12 @@ def run_tasks_for(tasks: list[SubjectTask], cfg: RunConfig) -> list[Any]:
 
 
 def _start_run(cfg: RunConfig, out: Path) -> None:
-    (out / "logs").mkdir(parents=True, exist_ok=True)
+    output_path(out, "logs_dir").mkdir(parents=True, exist_ok=True)
     write_dataset_description(out, source_datasets=[f"file://{cfg.bids_dir}"])
     stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     text = cfg.dumps() + "\n"
-    write_text(out / "logs" / f"config-participant-{stamp}-{os.getpid()}.json", text)
-    write_text(out / "logs" / "config-participant.json", text)
+    write_text(output_path(out, "config_participant_run", stamp=f"{stamp}-{os.getpid()}"), text)
+    write_text(output_path(out, "config_participant"), text)
 
 
 def _as_record(result: Any, subject: SubjectInputs) -> dict[str, Any]:
@@ -279,9 +344,21 @@ def earlier_results(output_dir: Path, exclude: set[str]) -> list[dict[str, Any]]
 
     So that runs over subsets of the participants (``--participant-label`` batches) add up to
     complete cohort tables.
+
+    Parameters
+    ----------
+    output_dir : pathlib.Path
+        OUTPUT_DIR.
+    exclude : set of str
+        Labels processed by this run.
+
+    Returns
+    -------
+    list of dict
+        Records with status ``skipped`` and the manifest's summary.
     """
     records = []
-    for path in sorted((Path(output_dir) / "logs" / "manifests").glob("sub-*.json")):
+    for path in sorted(output_path(output_dir, "manifests_dir").glob("sub-*.json")):
         if path.stem in exclude:
             continue
         manifest = read_manifest(path)
@@ -296,14 +373,33 @@ def _ids(record: dict[str, Any]) -> dict[str, str | None]:
     return {"participant_id": record["participant_id"], "session_id": record["session_id"]}
 
 
-def write_group_tables(cfg: RunConfig, records: list[dict[str, Any]]) -> list[Path]:
-    """Cohort tables from the participants that are ok or up to date (sorted by id)."""
-    out = Path(cfg.output_dir)
+def assemble_cohort_tables(output_dir: Path, records: list[dict[str, Any]],
+                           volumes: bool = False) -> dict[str, pd.DataFrame]:
+    """The cohort tables assembled from the participants' files and manifest summaries.
+
+    Parameters
+    ----------
+    output_dir : path-like
+        OUTPUT_DIR holding the participants' ``desc-regions_r2star.tsv`` tables.
+    records : list of dict
+        One record per participant (``participant_id``, ``session_id``, ``status``,
+        ``summary``); only those ``ok`` or up to date (``skipped``) are used, sorted by id.
+    volumes : bool, optional
+        Whether to assemble the tissue volumes (``--volumes``).
+
+    Returns
+    -------
+    dict of str to pandas.DataFrame
+        Layout key (``group_regional``, ``group_lesions``, ``group_volumes``) -> table with
+        ``participant_id`` and ``session_id`` first; a table without rows is left out.
+        R2* in s^-1, volumes in cm3.
+    """
     done = sorted((r for r in records if r["status"] in ("ok", "skipped")),
                   key=lambda r: (r["participant_id"], r["session_id"] or ""))
-    regions, lesions, volumes = [], [], []
+    regions, lesions, vols = [], [], []
     for r in done:
-        path = derivative_path(out, "regions_table", r["participant_id"], r["session_id"])
+        path = derivative_path(output_dir, "regions_table", r["participant_id"],
+                               r["session_id"])
         if path.exists():
             table = read_tsv(path)
             table.insert(0, "session_id", r["session_id"])
@@ -311,30 +407,40 @@ def write_group_tables(cfg: RunConfig, records: list[dict[str, Any]]) -> list[Pa
             regions.append(table)
         summary = r.get("summary") or {}
         lesions.append({**_ids(r), **(summary.get("lesions") or {})})
-        if cfg.volumes and summary.get("volumes"):
-            volumes.append({**_ids(r), **summary["volumes"]})
-    group = out / "group"
-    written = []
+        if volumes and summary.get("volumes"):
+            vols.append({**_ids(r), **summary["volumes"]})
+    tables = {}
     if regions:
-        from ironmap.core.rois import COLUMN_DESCRIPTIONS
-
-        table = pd.concat(regions, ignore_index=True)
-        dictionary = {**GROUP_DICTIONARIES["ids"],
-                      **{c: COLUMN_DESCRIPTIONS.get(c, {"Description": c})
-                         for c in table.columns[2:]}}
-        written.append(write_tsv(table, group / "regional_r2star.tsv", dictionary))
+        tables["group_regional"] = pd.concat(regions, ignore_index=True)
     if lesions:
-        columns = ["participant_id", "session_id", *GROUP_DICTIONARIES["lesions"]]
-        table = pd.DataFrame(lesions).reindex(columns=columns)
-        written.append(write_tsv(table, group / "lesions.tsv",
-                                 {**GROUP_DICTIONARIES["ids"], **GROUP_DICTIONARIES["lesions"]}))
-    if volumes:
-        table = pd.DataFrame(volumes)
-        dictionary = {**GROUP_DICTIONARIES["ids"],
-                      **{c: {"Description": c.replace("_", " "), "Units": "cm3"}
-                         if c.endswith("_cm3") else {"Description": c.replace("_", " ")}
-                         for c in table.columns[2:]}}
-        written.append(write_tsv(table, group / "volumes.tsv", dictionary))
+        columns = ["participant_id", "session_id", *dicts.LESION_SUMMARY]
+        tables["group_lesions"] = pd.DataFrame(lesions).reindex(columns=columns)
+    if vols:
+        tables["group_volumes"] = pd.DataFrame(vols)
+    return tables
+
+
+def write_group_tables(cfg: RunConfig, records: list[dict[str, Any]]) -> list[Path]:
+    """Write the cohort tables of the participants that are ok or up to date.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run (``output_dir``, ``volumes``).
+    records : list of dict
+        One record per participant (see :func:`assemble_cohort_tables`).
+
+    Returns
+    -------
+    list of pathlib.Path
+        The tables written (``group/regional_r2star.tsv``, ``lesions.tsv``, ``volumes.tsv``),
+        each with its JSON column dictionary.
+    """
+    out = Path(cfg.output_dir)
+    written = []
+    for key, table in assemble_cohort_tables(out, records, cfg.volumes).items():
+        written.append(write_tsv(table, output_path(out, key),
+                                 column_dictionary(key, table.columns[2:])))
     return written
 
 
@@ -343,11 +449,23 @@ def write_failures(out: Path, records: list[dict[str, Any]]) -> list[dict[str, A
 
     Failures recorded by earlier runs for participants this run did not process are kept, so
     a run over other participants never hides them.
+
+    Parameters
+    ----------
+    out : pathlib.Path
+        OUTPUT_DIR.
+    records : list of dict
+        This run's records.
+
+    Returns
+    -------
+    list of dict
+        The failed records.
     """
     failed = [r for r in records if r["status"] == "failed"]
     table = pd.DataFrame([{**_ids(r), "error": r["error"]} for r in failed],
                          columns=["participant_id", "session_id", "error"])
-    path = out / "logs" / "failures.tsv"
+    path = output_path(out, "failures")
     if path.exists():
         earlier = read_tsv(path)
         labels = earlier["participant_id"] + earlier["session_id"].map(
@@ -355,9 +473,7 @@ def write_failures(out: Path, records: list[dict[str, Any]]) -> list[dict[str, A
         earlier = earlier[~labels.isin({r["label"] for r in records})]
         if len(earlier):
             table = pd.concat([earlier, table], ignore_index=True)
-    write_tsv(table, path, {
-        **GROUP_DICTIONARIES["ids"],
-        "error": {"Description": "Why the participant failed (see logs/<participant>.log)"}})
+    write_tsv(table, path, column_dictionary("failures"))
     return failed
 
 

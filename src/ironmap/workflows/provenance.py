@@ -14,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from ironmap.io.layout import output_path
 from ironmap.io.outputs import OUTPUTS
 from ironmap.report.methods import methods_record, source_kind
 from ironmap.workflows.config import RunConfig
@@ -28,9 +29,21 @@ PARTICIPANT_KEYS = ("method", "registration", "erosion_voxels", "volumes", "atla
 
 
 def run_config(cfg: RunConfig) -> dict[str, Any]:
-    """This run's configuration, with the participant level's settings where recorded."""
+    """The run's configuration, with the participant level's settings where recorded.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run's configuration.
+
+    Returns
+    -------
+    dict
+        :meth:`RunConfig.to_json` with :data:`PARTICIPANT_KEYS` from
+        ``logs/config-participant.json``.
+    """
     out = cfg.to_json()
-    part = Path(cfg.output_dir) / "logs" / "config-participant.json"
+    part = output_path(cfg.output_dir, "config_participant")
     if part.exists():
         try:
             recorded = json.loads(part.read_text(encoding="utf-8"))
@@ -60,7 +73,18 @@ def _sidecar(path: Path) -> dict[str, Any]:
 
 
 def first_r2star_sidecar(output_dir: Path) -> dict[str, Any]:
-    """Sidecar of the first readable R2* map (estimator and echo times), or {}."""
+    """Sidecar of the first readable R2* map (estimator and echo times).
+
+    Parameters
+    ----------
+    output_dir : pathlib.Path
+        OUTPUT_DIR.
+
+    Returns
+    -------
+    dict
+        The sidecar, or ``{}``.
+    """
     for path in _files(output_dir, "r2starmap"):
         sc = _sidecar(path)
         if sc:
@@ -70,7 +94,7 @@ def first_r2star_sidecar(output_dir: Path) -> dict[str, Any]:
 
 def _manifest_summaries(output_dir: Path) -> dict[str, dict[str, Any]]:
     out = {}
-    for path in sorted((Path(output_dir) / "logs" / "manifests").glob("*.json")):
+    for path in sorted(output_path(output_dir, "manifests_dir").glob("*.json")):
         try:
             out[path.stem] = json.loads(path.read_text(encoding="utf-8")).get("summary") or {}
         except (OSError, json.JSONDecodeError, AttributeError):
@@ -85,6 +109,16 @@ def mask_sources(output_dir: Path) -> dict[str, dict[str, int]]:
     ``lesions_source``); otherwise it is read from the mask's sidecar ``Sources``
     (:func:`ironmap.report.methods.source_kind`). Participants without a mask are not
     counted.
+
+    Parameters
+    ----------
+    output_dir : pathlib.Path
+        OUTPUT_DIR.
+
+    Returns
+    -------
+    dict
+        ``{"masks": {kind: n}, "lesions": {kind: n}}``.
     """
     summaries = _manifest_summaries(output_dir)
     out: dict[str, dict[str, int]] = {}
@@ -102,7 +136,26 @@ def mask_sources(output_dir: Path) -> dict[str, dict[str, int]]:
 def methods_record_for_run(cfg: RunConfig, *, settings: dict[str, Any] | None = None,
                            agefit=None, reference_age: float | None = None,
                            volume_sources: dict[str, str] | None = None) -> dict[str, Any]:
-    """The methods record of the run in ``cfg.output_dir`` (see ``docs/report.md``)."""
+    """The methods record of the run in ``cfg.output_dir`` (see ``docs/report.md``).
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run's configuration.
+    settings : dict, optional
+        The group settings as recorded in ``stats.json``.
+    agefit : pandas.DataFrame, optional
+        ``agefit.tsv``.
+    reference_age : float, optional
+        Years.
+    volume_sources : dict of str to str, optional
+        Where the volumes came from.
+
+    Returns
+    -------
+    dict
+        The record the methods text is written from.
+    """
     out = Path(cfg.output_dir)
     return methods_record(run_config(cfg), r2star_sidecar=first_r2star_sidecar(out),
                           agefit=agefit, settings=settings, reference_age=reference_age,

@@ -39,7 +39,20 @@ ICBM2009A_PC_MM: tuple[float, float, float] = (-0.6, -26.8, -2.7)
 
 
 def explicit_landmarks(subject: SubjectInputs, cfg: RunConfig) -> Landmarks | None:
-    """AC/PC from ``--landmarks`` or the T1w sidecar, or None."""
+    """AC/PC from ``--landmarks`` or the T1w sidecar.
+
+    Parameters
+    ----------
+    subject : SubjectInputs
+        The participant.
+    cfg : RunConfig
+        The run's configuration.
+
+    Returns
+    -------
+    Landmarks or None
+        None when neither gives them.
+    """
     if cfg.landmarks is not None:
         table = read_landmarks_table(cfg.landmarks)
         found = table.get(subject.label) or table.get(subject.participant_id)
@@ -51,12 +64,40 @@ def explicit_landmarks(subject: SubjectInputs, cfg: RunConfig) -> Landmarks | No
 
 
 def needs_split(names: dict[int, str], cfg: RunConfig) -> bool:
-    """True when some label names a whole putamen and the split is switched on."""
+    """True when some label names a whole putamen and the split is switched on.
+
+    Parameters
+    ----------
+    names : dict of int to str
+        Label -> name.
+    cfg : RunConfig
+        The run's configuration.
+
+    Returns
+    -------
+    bool
+        Whether to split.
+    """
     return bool(cfg.putamen_split and whole_putamen_labels(names))
 
 
 def template_landmarks(t1w: nib.Nifti1Image, label: str, work_dir=None) -> Landmarks:
-    """AC/PC of a T1w through an ANTs SyN of the bundled ICBM152 2009a template."""
+    """AC/PC of a T1w through an ANTs SyN of the bundled ICBM152 2009a template.
+
+    Parameters
+    ----------
+    t1w : nibabel.Nifti1Image
+        The T1w.
+    label : str
+        The participant, named in messages.
+    work_dir : path-like, optional
+        Scratch folder.
+
+    Returns
+    -------
+    Landmarks
+        AC and PC in T1w world mm.
+    """
     from ironmap.spatial.atlas import fit_template, locate_acpc
     from ironmap.spatial.segmentation import load_template
 
@@ -78,6 +119,30 @@ def split_on_grid(labels: np.ndarray, names: dict[int, str], voxel_to_t1w: np.nd
 
     ``voxel_to_t1w``: voxel -> T1w world mm of ``labels``; ``xfm[space]`` maps T1w world mm
     to the world mm of the series the landmarks are given in.
+
+    Parameters
+    ----------
+    labels : ndarray of int, shape (X, Y, Z)
+        The label image.
+    names : dict of int to str
+        Label -> name.
+    voxel_to_t1w : ndarray of shape (4, 4)
+        Voxel of ``labels`` -> T1w world mm.
+    xfm : dict of str to ndarray of shape (4, 4)
+        T1w world mm -> world mm of each series.
+    landmarks : Landmarks
+        AC and PC.
+    label : str
+        The participant, named in messages.
+
+    Returns
+    -------
+    labels : ndarray of int, shape (X, Y, Z)
+        With anterior and posterior putamen labels.
+    names : dict of int to str
+        Label -> name.
+    provenance : dict
+        Landmarks and their source for the sidecar.
     """
     if landmarks.space not in xfm:
         raise InputError(f"{label}: AC/PC ({landmarks.source}) are given in {landmarks.space} "

@@ -145,7 +145,22 @@ def fit_images(echo_images, echo_times, method: str = "auto", mask_image=None,
 
 def r2star_sidecar(fit: R2starFit, extra: dict[str, Any] | None = None,
                    units: str = "1/s") -> dict[str, Any]:
-    """JSON sidecar of an R2* (or derived) map: units, estimator, echo times, provenance."""
+    """JSON sidecar of an R2* (or derived) map: units, estimator, echo times, provenance.
+
+    Parameters
+    ----------
+    fit : R2starFit
+        The fit.
+    extra : dict, optional
+        Further keys.
+    units : str, optional
+        Units of the map.
+
+    Returns
+    -------
+    dict
+        The sidecar.
+    """
     from ironmap import __version__
     from ironmap.io.outputs import command_line
 
@@ -225,6 +240,16 @@ def output_paths(out: str | os.PathLike) -> dict[str, Path]:
     ``OUT`` is the R2* map (``..._R2starmap.nii.gz``) or a prefix to which ``_R2starmap.nii.gz``
     is added; the other maps share its stem (``_S0map``, ``_desc-fitflags_mask``,
     ``_desc-rmse_R2starmap``, ``_T2starmap``).
+
+    Parameters
+    ----------
+    out : path-like
+        ``-o OUT``.
+
+    Returns
+    -------
+    dict of str to pathlib.Path
+        ``r2star``, ``s0``, ``flags``, ``rmse``, ``t2star`` -> path.
     """
     from ironmap.io.outputs import OUTPUTS
 
@@ -245,6 +270,27 @@ def resolve_echo_times(echo_paths: Sequence, te=None, te_unit: str | None = None
 
     Values given without a unit that look like milliseconds (any > 0.5) are converted with a
     warning; with ``te_unit="s"`` they are refused. Sidecar values must be in seconds (BIDS).
+
+    Parameters
+    ----------
+    echo_paths : sequence of path-like
+        The echo images.
+    te : sequence of float, optional
+        Echo times given on the command line.
+    te_unit : str, optional
+        ``s`` or ``ms``.
+    n_echoes : int, optional
+        Echoes in the data.
+
+    Returns
+    -------
+    list of float
+        Echo times in s.
+
+    Raises
+    ------
+    ValueError
+        Naming the file or values, for missing or implausible echo times.
     """
     from ironmap.io.nifti import read_sidecar
     from ironmap.units import looks_like_milliseconds, ms_to_s
@@ -281,6 +327,30 @@ def run_r2star(echo_paths: Sequence, out, *, method: str = "auto", te=None,
 
     ``echo_select`` in ``fit_opts`` (1-based echo numbers) fits a subset of the echoes; the
     sidecar then lists the selected echoes' times and numbers.
+
+    Parameters
+    ----------
+    echo_paths : sequence of path-like
+        One 3-D image per echo, or one 4-D image.
+    out : path-like
+        ``-o OUT`` (:func:`output_paths`).
+    method : str, optional
+        Estimator name or ``auto``.
+    te, te_unit
+        As for :func:`resolve_echo_times`.
+    mask_path : path-like, optional
+        Voxels to fit.
+    t2star : bool, optional
+        Also write T2* (s).
+    overwrite : bool, optional
+        Replace existing maps.
+    **fit_opts
+        Estimator options.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The written images.
     """
     from ironmap.io.atomic import check_writable
     from ironmap.io.nifti import load_image

@@ -31,59 +31,17 @@ from ironmap.core import reliability
 from ironmap.core.cohort import normalise_id
 from ironmap.core.harmonise import HARMONISERS, harmonise
 from ironmap.core.longitudinal import change_rate_table, years_since_first
+from ironmap.io import dictionaries as dicts
 from ironmap.io import study as study_io
+from ironmap.io.layout import column_dictionary, output_path
 from ironmap.io.tables import write_tsv
 
 log = logging.getLogger(__name__)
 
-HARMONISED_COLUMN = "r2star_harmonised"
-_R2 = "1/s"
-
-
-def _e(desc: str, units: str | None = None) -> dict:
-    return {"Description": desc, **({"Units": units} if units else {})}
-
-
-DICTIONARIES = {
-    "sessions": {"participant_id": _e("Participant"), "session_id": _e("Session (n/a without)"),
-                 "site": _e("Site of the scan"), "group": _e("Diagnostic group"),
-                 "age": _e("Age at the scan", "years"),
-                 "years": _e("Time since the participant's first scan", "years")},
-    "harmonisation": {
-        "stage": _e("before (analysed R2*) or after harmonisation (method named)"),
-        "region": _e("Canonical region, or 'all regions' for the site classification"),
-        "hemisphere": _e("left, right, bilateral; n/a for the site classification"),
-        "n_participants": _e("Participants measured at every site (ICC) or scans (AUC row)"),
-        "n_sites": _e("Sites"),
-        "icc2_1": _e("ICC(2,1): two-way random effects, absolute agreement, single "
-                     "measurement (Shrout & Fleiss 1979); site differences count as error"),
-        "icc3_1": _e("ICC(3,1): two-way mixed effects, consistency, single measurement"),
-        "within_subject_sd": _e("sqrt of the mean within-participant variance across sites",
-                                _R2),
-        "cov": _e("Within-subject SD / grand mean (fraction)"),
-        "site_auc": _e("Cross-validated macro one-vs-rest ROC AUC of telling the site from "
-                       "the regional R2* (LDA, participants held out; 0.5 = no site signal)"),
-        "site_auc_centred": _e("The same after subtracting each participant's mean over their "
-                               "scans (travelling heads only)"),
-    },
-    "longitudinal": {
-        "region": _e("Canonical region"), "hemisphere": _e("Hemisphere (bilateral)"),
-        "group": _e("Diagnostic group"),
-        "r2star_change_per_year": _e("Annual R2* change of the group (mixed-model slope)",
-                                     "1/s/year"),
-        "ci_low": _e("Lower bound of the 95 % confidence interval", "1/s/year"),
-        "ci_high": _e("Upper bound of the 95 % confidence interval", "1/s/year"),
-        "se": _e("Standard error of the slope", "1/s/year"),
-        "pvalue": _e("Wald test of no change"),
-        "n_participants": _e("Participants of the group in the model"),
-        "n_scans": _e("Scans of the group in the model"),
-        "model": _e("random intercept + slope per participant, or random intercept only "
-                    "(fallback when the slope model does not converge)"),
-        "converged": _e("Whether the optimiser converged"),
-    },
-}
-HARMONISED_DICTIONARY = _e("R2* harmonised across sites (ComBat; group and age protected); "
-                           "see harmonisation.tsv", _R2)
+#: column dictionaries of the tables written here (kept under their former names)
+DICTIONARIES = dicts.REPEATED
+HARMONISED_COLUMN = dicts.HARMONISED_COLUMN
+HARMONISED_DICTIONARY = dicts.HARMONISED
 
 
 def _session_key(values: pd.Series) -> pd.Series:
@@ -93,7 +51,24 @@ def _session_key(values: pd.Series) -> pd.Series:
 
 def scan_table(bids_dir, regional: pd.DataFrame, subjects: pd.DataFrame,
                notes: list[str]) -> pd.DataFrame:
-    """One row per scan: ``participant_id, session_id, site, group, age, years``."""
+    """One row per scan: ``participant_id, session_id, site, group, age, years``.
+
+    Parameters
+    ----------
+    bids_dir : path-like
+        BIDS_DIR (sessions files).
+    regional : pandas.DataFrame
+        The cohort regional table.
+    subjects : pandas.DataFrame
+        One row per participant.
+    notes : list of str
+        Notes are appended here.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per scan; ``age`` and ``years`` in years.
+    """
     scans = regional[["participant_id", "session_id"]].copy() if "session_id" in regional \
         else regional[["participant_id"]].assign(session_id=np.nan)
     scans["participant_id"] = scans["participant_id"].map(normalise_id)
@@ -151,7 +126,22 @@ def _long(wide: pd.DataFrame, scans: pd.DataFrame, name: str) -> pd.DataFrame:
 
 
 def site_effects(wide: pd.DataFrame, scans: pd.DataFrame, stage: str) -> pd.DataFrame:
-    """Rows of ``harmonisation.tsv`` for one stage (AUC row + per-region reliability)."""
+    """Rows of ``harmonisation.tsv`` for one stage (AUC row + per-region reliability).
+
+    Parameters
+    ----------
+    wide : pandas.DataFrame
+        Scans x region/hemisphere R2* (s^-1).
+    scans : pandas.DataFrame
+        :func:`scan_table`.
+    stage : str
+        ``before`` or ``after <method>``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The rows, columns of the harmonisation dictionary.
+    """
     bil = [c for c in wide.columns if c.endswith("|bilateral")] or list(wide.columns)
     x = wide[bil].to_numpy(dtype=float)
     keep = np.isfinite(x).all(axis=1) & scans["site"].notna().to_numpy()
@@ -195,10 +185,32 @@ def _harmonise(regional, regional_one, scans, wide, method, value, notes):
 
 
 def run_repeated_measures(cfg, settings, subjects: pd.DataFrame, regional_all: pd.DataFrame,
-                          regional: pd.DataFrame, group_dir: Path, notes: list[str]):
+                          regional: pd.DataFrame, output_dir: Path, notes: list[str]):
     """Steps 1-4 (module docstring); returns ``(regional_all, regional, settings)``.
 
     ``settings.value_column`` becomes ``r2star_harmonised`` when harmonising.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run's configuration (``harmonise``).
+    settings : GroupSettings
+        The group settings.
+    subjects : pandas.DataFrame
+        One row per participant.
+    regional_all : pandas.DataFrame
+        Every scan's regional values.
+    regional : pandas.DataFrame
+        One session per participant.
+    output_dir : pathlib.Path
+        OUTPUT_DIR.
+    notes : list of str
+        Notes are appended here.
+
+    Returns
+    -------
+    tuple
+        ``(regional_all, regional, settings)``.
     """
     method = getattr(cfg, "harmonise", "none") or "none"
     if method != "none" and method not in HARMONISERS:
@@ -211,7 +223,7 @@ def run_repeated_measures(cfg, settings, subjects: pd.DataFrame, regional_all: p
     value = settings.value_column
     if method == "none" and not scans["participant_id"].duplicated().any():
         return regional_all, regional, settings
-    write_tsv(scans, group_dir / "sessions.tsv", DICTIONARIES["sessions"])
+    write_tsv(scans, output_path(output_dir, "sessions"), column_dictionary("sessions"))
     wide = _wide(regional_all, scans, value)
     effects = [site_effects(wide, scans, "before")]
     if method != "none":
@@ -222,14 +234,14 @@ def run_repeated_measures(cfg, settings, subjects: pd.DataFrame, regional_all: p
         value = HARMONISED_COLUMN
         log.info("group level: R2* harmonised across %d sites (%s)", scans["site"].nunique(),
                  method)
-    write_tsv(pd.concat(effects, ignore_index=True), group_dir / "harmonisation.tsv",
-              DICTIONARIES["harmonisation"])
+    write_tsv(pd.concat(effects, ignore_index=True), output_path(output_dir, "harmonisation"),
+              column_dictionary("harmonisation"))
     if (scans.groupby("participant_id")["years"].nunique() >= 2).sum() >= 2:
-        _longitudinal(regional_all, scans, value, group_dir, notes)
+        _longitudinal(regional_all, scans, value, output_dir, notes)
     return regional_all, regional, settings
 
 
-def _longitudinal(regional_all, scans, value, group_dir, notes) -> None:
+def _longitudinal(regional_all, scans, value, output_dir, notes) -> None:
     long = regional_all.assign(participant_id=regional_all["participant_id"].map(normalise_id),
                                session_id=_session_key(regional_all["session_id"]))
     long = long[long["hemisphere"] == "bilateral"]
@@ -241,43 +253,55 @@ def _longitudinal(regional_all, scans, value, group_dir, notes) -> None:
     if not table["converged"].all():
         notes.append("longitudinal: the mixed model did not converge for "
                      f"{int((~table['converged']).sum())} region/group row(s)")
-    write_tsv(table, group_dir / "longitudinal.tsv", DICTIONARIES["longitudinal"])
+    write_tsv(table, output_path(output_dir, "longitudinal"), column_dictionary("longitudinal"))
     log.info("group level: annual R2* change of %d region(s) x %d group(s) -> "
              "longitudinal.tsv", table["region"].nunique(), table["group"].nunique())
 
 
 def report_context(output_dir) -> dict | None:
-    """Template context of the study report's repeated-scans block (None without results).
+    """Template context of the study report's repeated-scans block.
 
     Failures are logged and give None: the report never fails on this block.
+
+    Parameters
+    ----------
+    output_dir : path-like
+        OUTPUT_DIR.
+
+    Returns
+    -------
+    dict or None
+        Tables, figures and methods text; None without results.
     """
     from ironmap.io.tables import read_dictionary, read_tsv
     from ironmap.report import repeated as view
     from ironmap.workflows.report import realise
 
-    group = Path(output_dir) / "group"
+    path = {k: output_path(output_dir, k) for k in ("harmonisation", "longitudinal",
+                                                    "group_regional", "sessions")}
     try:
         ctx: dict = {}
         harm = rates = None
-        if (group / "harmonisation.tsv").exists():
-            harm = read_tsv(group / "harmonisation.tsv")
+        if path["harmonisation"].exists():
+            harm = read_tsv(path["harmonisation"])
             ctx["harmonisation"] = view.harmonisation_view(
-                harm, read_dictionary(group / "harmonisation.tsv"))
-        if (group / "longitudinal.tsv").exists():
-            rates = read_tsv(group / "longitudinal.tsv")
+                harm, read_dictionary(path["harmonisation"]))
+        if path["longitudinal"].exists():
+            rates = read_tsv(path["longitudinal"])
             ctx["longitudinal"] = view.longitudinal_view(
-                rates, read_dictionary(group / "longitudinal.tsv"))
-            regional = read_tsv(group / "regional_r2star.tsv")
+                rates, read_dictionary(path["longitudinal"]))
+            regional = read_tsv(path["group_regional"])
             value = HARMONISED_COLUMN if HARMONISED_COLUMN in regional and \
                 regional[HARMONISED_COLUMN].notna().any() else "r2star_mean"
             scans = regional[regional["hemisphere"] == "bilateral"].assign(
                 session_id=lambda d: _session_key(d["session_id"]))
-            scans = scans.merge(read_tsv(group / "sessions.tsv").assign(
+            scans = scans.merge(read_tsv(path["sessions"]).assign(
                 session_id=lambda d: _session_key(d["session_id"])),
                 on=["participant_id", "session_id"])
             groups = list(dict.fromkeys(rates["group"]))
             jobs = view.longitudinal_jobs(scans, rates, groups, value)
-            ctx["figures"] = [realise(j, group / "figures", Path(output_dir)) for j in jobs]
+            ctx["figures"] = [realise(j, output_path(output_dir, "group_figures"),
+                                      Path(output_dir)) for j in jobs]
         if ctx:
             ctx["methods"] = view.methods_text(harm, rates)
         return ctx or None

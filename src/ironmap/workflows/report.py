@@ -23,6 +23,7 @@ from markupsafe import Markup
 
 from ironmap.core import qcflags
 from ironmap.io.atomic import write_bytes, write_text
+from ironmap.io.layout import column_dictionary, output_path, relative_path
 from ironmap.io.outputs import derivative_path, subject_prefix
 from ironmap.io.tables import read_dictionary, read_tsv, write_tsv
 from ironmap.report import html, study
@@ -35,15 +36,12 @@ from ironmap.workflows.provenance import first_r2star_sidecar, mask_sources, run
 
 log = logging.getLogger(__name__)
 
-GROUP_TABLES = ("table1", "table2", "agefit", "lesions", "volumes")
+#: cohort tables the report reads: layout key -> name in ``StudyInputs.tables``
+GROUP_TABLES = {"table1": "table1", "table2": "table2", "agefit": "agefit",
+                "group_lesions": "lesions", "group_volumes": "volumes"}
 
-QC_DICTIONARY: dict[str, dict[str, str]] = {
-    "participant_id": {"Description": "Participant"},
-    "session_id": {"Description": "Session (n/a without sessions)"},
-    **subj.METRIC_DICTIONARY,
-    "n_flags": {"Description": "Number of automatic QC flags raised"},
-    "flags": {"Description": "Raised flags as rule:item, separated by '; ' (empty = pass)"},
-}
+#: column dictionary of ``group/qc.tsv`` (kept under its former name)
+QC_DICTIONARY = column_dictionary("qc_table")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -71,19 +69,30 @@ def _read_json(path: Path, problems: list[str]) -> dict[str, Any]:
 
 
 def load_study(cfg: RunConfig) -> study.StudyInputs:
-    """Read the cohort tables, ``stats.json``, participants and failures."""
+    """Read the cohort tables, ``stats.json``, participants and failures.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run's configuration.
+
+    Returns
+    -------
+    StudyInputs
+        The tables (missing ones absent, unreadable ones listed in ``problems``).
+    """
     out = Path(cfg.output_dir)
     problems: list[str] = []
     inputs = study.StudyInputs(output_dir=out, config=run_config(cfg), problems=problems)
     inputs.participants = _read_optional(Path(cfg.bids_dir) / "participants.tsv", problems)
-    inputs.regional = _read_optional(out / "group" / "regional_r2star.tsv", problems)
-    for name in GROUP_TABLES:
-        path = out / "group" / f"{name}.tsv"
+    inputs.regional = _read_optional(output_path(out, "group_regional"), problems)
+    for key, name in GROUP_TABLES.items():
+        path = output_path(out, key)
         df = _read_optional(path, problems)
         if df is not None:
             inputs.tables[name] = (df, read_dictionary(path))
-    inputs.stats = _read_json(out / "group" / "stats.json", problems)
-    inputs.failures = _read_optional(out / "logs" / "failures.tsv", problems)
+    inputs.stats = _read_json(output_path(out, "stats"), problems)
+    inputs.failures = _read_optional(output_path(out, "failures"), problems)
     return inputs
 
 
@@ -161,7 +170,21 @@ def _brain_mask(out: Path, pid: str, sid: str | None, ref) -> np.ndarray | None:
 
 
 def load_subject(cfg: RunConfig, inputs) -> subj.SubjectImages:
-    """Arrays of one participant (``inputs``: :class:`ironmap.io.bids.SubjectInputs`)."""
+    """Arrays of one participant, closest RAS+.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run's configuration.
+    inputs : SubjectInputs
+        The participant.
+
+    Returns
+    -------
+    SubjectImages
+        Maps, echoes, labels, masks, the T1w with the other series resampled onto it, tables
+        and registration similarities; what is missing is listed in ``problems``.
+    """
     out = Path(cfg.output_dir)
     pid, sid = inputs.participant_id, inputs.session_id
     s = subj.SubjectImages(label=inputs.label, participant_id=pid, session_id=sid)
@@ -198,7 +221,7 @@ def load_subject(cfg: RunConfig, inputs) -> subj.SubjectImages:
             setattr(s, attr, _canonical(arr, t1w.affine))
     for name, attr in (("regions_table", "regions"), ("lesions_table", "lesions")):
         setattr(s, attr, _read_optional(derivative_path(out, name, pid, sid), p))
-    manifest = _read_json(out / "logs" / "manifests" / f"{inputs.label}.json", p)
+    manifest = _read_json(output_path(out, "manifest", pid, sid), p)
     summary = manifest.get("summary") or {}
     nmi = summary.get("registration_nmi") or {}
     s.similarity = {k: float(v) for k, v in nmi.items() if v is not None}
@@ -211,7 +234,22 @@ def load_subject(cfg: RunConfig, inputs) -> subj.SubjectImages:
 # ---------------------------------------------------------------------------------------------
 
 def realise(job: FigureJob, fig_dir: Path, rel_to: Path) -> html.FigureView:
-    """Build, render and write one figure (PNG + SVG); errors become the view's message."""
+    """Build, render and write one figure (PNG + SVG); errors become the view's message.
+
+    Parameters
+    ----------
+    job : FigureJob
+        The figure.
+    fig_dir : pathlib.Path
+        Where its files go.
+    rel_to : pathlib.Path
+        Folder the page links are relative to.
+
+    Returns
+    -------
+    FigureView
+        Title, caption, files and the inlined PNG, or the error.
+    """
     view = html.FigureView(job.id, job.title, job.caption)
     try:
         fig = job.build()
@@ -230,7 +268,26 @@ def realise(job: FigureJob, fig_dir: Path, rel_to: Path) -> html.FigureView:
 
 def write_subject_page(cfg: RunConfig, inputs, info: dict[str, str],
                        thresholds: qcflags.QCThresholds) -> tuple[Path, dict[str, Any]]:
-    """Write ``sub-X.html`` and its figures; returns the page and its qc.tsv row."""
+    """Write ``sub-X.html`` and its figures.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run's configuration.
+    inputs : SubjectInputs
+        The participant.
+    info : dict of str to str
+        Its ``participants.tsv`` fields.
+    thresholds : QCThresholds
+        The QC limits.
+
+    Returns
+    -------
+    page : pathlib.Path
+        The page.
+    result : dict
+        ``row`` (its ``qc.tsv`` row) and ``flags``.
+    """
     from ironmap import __version__
 
     out = Path(cfg.output_dir)
@@ -253,7 +310,7 @@ def write_subject_page(cfg: RunConfig, inputs, info: dict[str, str],
         log.warning("%s: viewer not made: %s", s.label, exc, exc_info=True)
         s.problems.append(f"interactive viewer: {exc}")
         viewer = None
-    page = out / f"{subject_prefix(s.participant_id, s.session_id)}.html"
+    page = output_path(out, "subject_page", s.participant_id, s.session_id)
     text = html.render("subject.html", version=__version__, label=s.label,
                        info=list(info.items()), missing=s.problems, flags=flags,
                        metrics=subj.metrics_view(m), maps=sections["maps"],
@@ -299,7 +356,26 @@ def _failed_ids(inputs: study.StudyInputs) -> dict[str, str]:
 
 def subject_pages(cfg: RunConfig, inputs: study.StudyInputs,
                   thresholds: qcflags.QCThresholds) -> tuple[list[dict], list, list[Path]]:
-    """All participant pages: (rows for the subject list, flags, written pages)."""
+    """All participant pages.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run's configuration.
+    inputs : StudyInputs
+        The loaded study tables.
+    thresholds : QCThresholds
+        The QC limits.
+
+    Returns
+    -------
+    listing : list of dict
+        One entry per participant for the subject list.
+    flags : list of QCFlag
+        Every flag raised.
+    pages : list of pathlib.Path
+        The pages written or reused.
+    """
     failed = _failed_ids(inputs)
     listing, all_flags, pages, qc_rows = [], [], [], []
     subjects = list(_subjects(cfg))
@@ -317,8 +393,10 @@ def subject_pages(cfg: RunConfig, inputs: study.StudyInputs,
 
 def _entries(cfg: RunConfig, inputs: study.StudyInputs, subjects: list, failed: dict[str, str],
              thresholds: qcflags.QCThresholds) -> list[dict[str, Any]]:
-    """The entries of all participants in order, their pages made in ``cfg.nprocs``
-    processes (serially for 1), with progress and an estimate of the time left."""
+    """The entries of all participants in order, their pages made in ``cfg.nprocs`` processes.
+
+    Serially for 1, with progress and an estimate of the time left.
+    """
     import functools
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -344,8 +422,11 @@ def _entries(cfg: RunConfig, inputs: study.StudyInputs, subjects: list, failed: 
 
 def _subject_entry(cfg: RunConfig, inputs: study.StudyInputs, s, *, failed: dict[str, str],
                    thresholds: qcflags.QCThresholds) -> dict[str, Any]:
-    """The subject-list entry of one participant; its page is written, or reused when
-    nothing it is made from has changed (:mod:`ironmap.workflows.pagecache`)."""
+    """The subject-list entry of one participant.
+
+    Its page is written, or reused when nothing it is made from has changed
+    (:mod:`ironmap.workflows.pagecache`).
+    """
     from ironmap.workflows import pagecache
 
     info = _participant_info(inputs, s.participant_id)
@@ -356,7 +437,7 @@ def _subject_entry(cfg: RunConfig, inputs: study.StudyInputs, s, *, failed: dict
         entry["status"] = "failed" if s.label in failed else "not processed"
         return entry
     out = Path(cfg.output_dir)
-    page = out / f"{subject_prefix(s.participant_id, s.session_id)}.html"
+    page = output_path(out, "subject_page", s.participant_id, s.session_id)
     fig_dir = derivative_path(out, "figure_dir", s.participant_id, s.session_id)
     key = pagecache.page_key(out, s, info, thresholds)
     res = pagecache.load(fig_dir, page, key)
@@ -376,10 +457,23 @@ def _subject_entry(cfg: RunConfig, inputs: study.StudyInputs, s, *, failed: dict
 
 
 def write_qc_table(out: Path, rows: list[dict[str, Any]]) -> Path:
-    """``group/qc.tsv``: one row per participant page with metrics and raised flags."""
+    """``group/qc.tsv``: one row per participant page with metrics and raised flags.
+
+    Parameters
+    ----------
+    out : pathlib.Path
+        OUTPUT_DIR.
+    rows : list of dict
+        The pages' rows.
+
+    Returns
+    -------
+    pathlib.Path
+        The table written (with its JSON dictionary).
+    """
     columns = list(QC_DICTIONARY)
     table = pd.DataFrame(rows).reindex(columns=columns)
-    return write_tsv(table, out / "group" / "qc.tsv", QC_DICTIONARY)
+    return write_tsv(table, output_path(out, "qc_table"), QC_DICTIONARY)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -387,7 +481,20 @@ def write_qc_table(out: Path, rows: list[dict[str, Any]]) -> Path:
 # ---------------------------------------------------------------------------------------------
 
 def excluded_rows(inputs: study.StudyInputs, listing: list[dict]) -> list[dict[str, str]]:
-    """Failed (logs/failures.tsv), unprocessed and group-level excluded participants."""
+    """Failed (logs/failures.tsv), unprocessed and group-level excluded participants.
+
+    Parameters
+    ----------
+    inputs : StudyInputs
+        The loaded study tables.
+    listing : list of dict
+        The subject list.
+
+    Returns
+    -------
+    list of dict
+        ``participant``, ``stage``, ``reason``.
+    """
     rows = [{"participant": k, "stage": "participant level", "reason": v}
             for k, v in _failed_ids(inputs).items()]
     seen = {r["participant"] for r in rows}
@@ -405,7 +512,18 @@ def excluded_rows(inputs: study.StudyInputs, listing: list[dict]) -> list[dict[s
 
 
 def group_notes(inputs: study.StudyInputs) -> list[str]:
-    """Group-level issues (values ignored) and notes (fallbacks, skipped regions)."""
+    """Group-level issues (values ignored) and notes (fallbacks, skipped regions).
+
+    Parameters
+    ----------
+    inputs : StudyInputs
+        The loaded study tables.
+
+    Returns
+    -------
+    list of str
+        From ``stats.json`` ``exclusions``.
+    """
     excl = inputs.stats.get("exclusions") or {}
     if not isinstance(excl, dict):
         return []
@@ -413,7 +531,18 @@ def group_notes(inputs: study.StudyInputs) -> list[str]:
 
 
 def lesion_stats_view(stats: dict[str, Any]) -> html.TableView | None:
-    """Lesion R2* correlations and regression from ``stats.json``."""
+    """Lesion R2* correlations and regression from ``stats.json``.
+
+    Parameters
+    ----------
+    stats : dict
+        ``stats.json``.
+
+    Returns
+    -------
+    TableView or None
+        None without lesion correlations.
+    """
     les = stats.get("lesions") or {}
     corr = les.get("correlations") if isinstance(les, dict) else None
     if not corr:
@@ -432,11 +561,22 @@ def lesion_stats_view(stats: dict[str, Any]) -> html.TableView | None:
                 + (f"; {betas}" if betas else "") + ".")
     return html.table_view(pd.DataFrame(rows), id="lesion-stats", combine_mean_sd=False,
                            caption=f"Correlations of {les.get('value', 'lesion R2*')} in "
-                           "patients", note=note, source="group/stats.json")
+                           "patients", note=note, source=relative_path("stats"))
 
 
 def multicenter_view(inputs: study.StudyInputs) -> html.TableView | None:
-    """Inter-site CV of control R2* and site-model group effects per region (Table 2)."""
+    """Inter-site CV of control R2* and site-model group effects per region (Table 2).
+
+    Parameters
+    ----------
+    inputs : StudyInputs
+        The loaded study tables.
+
+    Returns
+    -------
+    TableView or None
+        None without Table 2 or its multicenter columns.
+    """
     t2 = study.table(inputs, "table2")
     if t2 is None or t2.empty:
         return None
@@ -446,7 +586,7 @@ def multicenter_view(inputs: study.StudyInputs) -> html.TableView | None:
     if len(cols) == 1:
         return None
     return html.table_view(t2, id="multicenter-table", columns=cols, combine_mean_sd=False,
-                           dictionary=inputs.tables["table2"][1], source="group/table2.tsv",
+                           dictionary=inputs.tables["table2"][1], source=relative_path("table2"),
                            labels={"title": "region"},
                            caption="Inter-site coefficient of variation of control R2* and "
                            "group effects with site as a random intercept (mixed model)")
@@ -474,7 +614,7 @@ def _lesion_summary(inputs: study.StudyInputs) -> html.TableView | None:
         rows.append(row)
     return html.table_view(pd.DataFrame(rows), id="lesions", caption="Lesions per group "
                            "(T2 lesion load in cm³, lesion R2* in s⁻¹), mean (SD)",
-                           source="group/lesions.tsv (summarised)",
+                           source=f"{relative_path('group_lesions')} (summarised)",
                            labels={"lesion_load_cm3_mean": "T2 lesion load (cm³)",
                                    "lesion_count_mean": "lesion count",
                                    "lesion_r2star_mean_mean": "lesion R2* (s⁻¹)"})
@@ -485,17 +625,36 @@ def _qc_flag_view(flags: list) -> html.TableView | None:
         return None
     df = pd.DataFrame([f.as_dict() for f in flags])
     return html.table_view(df, id="qc-flags", caption="Automatic QC flags",
-                           combine_mean_sd=False, source="group/qc.tsv")
+                           combine_mean_sd=False, source=relative_path("qc_table"))
 
 
 def _fig_views(jobs: dict[str, list[FigureJob]], out: Path) -> dict[str, list]:
-    fig_dir = out / "group" / "figures"
+    fig_dir = output_path(out, "group_figures")
     return {k: [realise(j, fig_dir, out) for j in v] for k, v in jobs.items()}
 
 
 def study_page(cfg: RunConfig, inputs: study.StudyInputs, listing: list[dict], flags: list,
                thresholds: qcflags.QCThresholds) -> Path:
-    """Write ``report.html``."""
+    """Write ``report.html``.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run's configuration.
+    inputs : StudyInputs
+        The loaded study tables.
+    listing : list of dict
+        The subject list.
+    flags : list of QCFlag
+        Every flag raised.
+    thresholds : QCThresholds
+        The QC limits.
+
+    Returns
+    -------
+    pathlib.Path
+        The page.
+    """
     from ironmap import __version__
     from ironmap.io.outputs import command_line
     from ironmap.workflows.repeated import report_context
@@ -516,17 +675,18 @@ def study_page(cfg: RunConfig, inputs: study.StudyInputs, listing: list[dict], f
         summary=study.summary_cards(inputs, data, len(flags), len(excluded)),
         missing=study.missing_items(inputs, data), report_errors=errors,
         table1=t1, table1_full=t1_full,
-        table1_missing="group/table1.tsv not found (run the group level)",
+        table1_missing=f"{relative_path('table1')} not found (run the group level)",
         table2=t2, table2_full=t2_full,
-        table2_missing="group/table2.tsv not found (run the group level)",
+        table2_missing=f"{relative_path('table2')} not found (run the group level)",
         agefit=study.agefit_view(inputs), notes=group_notes(inputs),
-        lesions=_lesion_summary(inputs), lesions_missing="group/lesions.tsv not found",
+        lesions=_lesion_summary(inputs),
+        lesions_missing=f"{relative_path('group_lesions')} not found",
         lesion_stats=lesion_stats_view(inputs.stats), sites=multicenter_view(inputs),
         sitefig=figs["sitefig"], fig2=figs["fig2"], fig3=figs["fig3"],
         agecurves=figs["agecurves"], qc_flags=_qc_flag_view(flags),
         qc_rules=_rules_text(thresholds), subjects=listing, excluded=excluded,
         methods=methods, repeated=report_context(out))
-    return write_text(out / "report.html", text)
+    return write_text(output_path(out, "report"), text)
 
 
 def _rules_text(t: qcflags.QCThresholds) -> str:
@@ -542,6 +702,18 @@ def write_reports(cfg: RunConfig, thresholds: qcflags.QCThresholds | None = None
 
     Individual figure or page failures are logged and shown in the pages; this function
     raises only when the output folder itself cannot be written.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run's configuration.
+    thresholds : QCThresholds, optional
+        The QC limits (defaults from the run).
+
+    Returns
+    -------
+    list of pathlib.Path
+        ``report.html``, then the participant pages.
     """
     t0 = time.monotonic()
     inputs = load_study(cfg)

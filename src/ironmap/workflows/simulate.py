@@ -45,7 +45,18 @@ class SimulatedCohort:
 
 
 def group_counts(subjects_per_group) -> dict[str, int]:
-    """``int`` (same count for every group) or ``{group: count}`` -> ``{group: count}``."""
+    """Participants per group.
+
+    Parameters
+    ----------
+    subjects_per_group : int or dict of str to int
+        The same count for every group, or ``{group: count}``.
+
+    Returns
+    -------
+    dict of str to int
+        ``{group: count}``.
+    """
     if isinstance(subjects_per_group, dict):
         counts = {str(g): subjects_per_group[g] for g in subjects_per_group}
     else:
@@ -63,7 +74,32 @@ def group_counts(subjects_per_group) -> dict[str, int]:
 
 
 def make_protocol(preset: str, echoes: int, voxel_size, echo_times_s, noise: bool) -> Protocol:
-    """Validated protocol; raises ValueError naming the bad setting."""
+    """Validated acquisition protocol of a simulation.
+
+    Parameters
+    ----------
+    preset : str
+        ``demo`` or ``fast``.
+    echoes : int
+        Number of GRE echoes (2-16), evenly spread over the seed's echo range; ignored when
+        ``echo_times_s`` is given.
+    voxel_size : dict, sequence of float or None
+        Series -> voxel size (mm), or the GRE voxel size, overriding the preset.
+    echo_times_s : sequence of float or None
+        Echo times in s, overriding the preset.
+    noise : bool
+        Add Rician noise.
+
+    Returns
+    -------
+    Protocol
+        The protocol.
+
+    Raises
+    ------
+    ValueError
+        Naming the bad setting.
+    """
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; expected one of {', '.join(PRESETS)}")
     sizes = dict(PRESETS[preset])
@@ -116,6 +152,18 @@ def prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
 
     ``bids/`` and ``truth/`` are removed only when ``out_dir`` holds the :data:`MARKER` that an
     earlier ``ironmap simulate`` left there; a folder without it is never cleared.
+
+    Parameters
+    ----------
+    out_dir : pathlib.Path
+        The simulation's folder.
+    overwrite : bool
+        Replace an earlier simulation.
+
+    Raises
+    ------
+    OutputExistsError
+        When the folder holds files and ``overwrite`` is false, or holds no marker.
     """
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputExistsError(f"{out_dir}: exists and is not a folder")
@@ -226,8 +274,10 @@ def simulate_cohort(out_dir, *, subjects_per_group=4, sites: int = 2, echoes: in
 
 
 def _run_subjects(jobs: list[tuple], nprocs: int) -> list[dict]:
-    """Simulate subjects serially or in ``nprocs`` processes (results in job order), with
-    progress and an estimate of the time left (a bar on a terminal, else log lines)."""
+    """Simulate subjects serially or in ``nprocs`` processes (results in job order).
+
+    With progress and an estimate of the time left (a bar on a terminal, else log lines).
+    """
     from concurrent.futures import as_completed
 
     from ironmap.parallel import Progress
@@ -327,7 +377,21 @@ def _write_masks(bids: Path, sub: str, imgs, ses: str | None = None) -> None:
 
 def write_truth(truth_dir: Path, plan, results: list[dict], protocol: Protocol,
                 settings: dict) -> None:
-    """Write the truth tables and ``truth.json`` (docs/file-formats.md)."""
+    """Write the truth tables and ``truth.json`` (docs/file-formats.md).
+
+    Parameters
+    ----------
+    truth_dir : pathlib.Path
+        Where the tables go.
+    plan : CohortPlan
+        The drawn cohort.
+    results : list of dict
+        Per-participant results of the image simulation.
+    protocol : Protocol
+        The acquisition protocol.
+    settings : dict
+        The simulation's settings (recorded in ``truth.json``).
+    """
     t = truth_tables
     regions = t.regions_table(plan)
     d = t.DICTIONARIES
@@ -364,7 +428,13 @@ def write_truth(truth_dir: Path, plan, results: list[dict], protocol: Protocol,
 
 
 def dseg_table() -> pd.DataFrame:
-    """``index``/``name`` of the rater labels (docs/file-formats.md)."""
+    """``index``/``name`` of the rater labels (docs/file-formats.md).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per rater label.
+    """
     return pd.DataFrame({"index": list(anatomy.DSEG_LABELS),
                          "name": list(anatomy.DSEG_LABELS.values())})
 

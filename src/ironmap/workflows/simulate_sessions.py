@@ -74,7 +74,40 @@ def simulate_repeated(out: Path, *, overwrite: bool, counts: dict, n_sites: int,
                       preset: str, seed: int, nprocs: int, n_sessions: int | None,
                       interval_years: float, travelling_heads: bool,
                       site_bias: float) -> base.SimulatedCohort:
-    """Simulate and write a repeated-scan cohort (called by ``simulate_cohort``)."""
+    """Simulate and write a repeated-scan cohort (called by ``simulate_cohort``).
+
+    Parameters
+    ----------
+    out : pathlib.Path
+        The simulation's folder.
+    overwrite : bool
+        Replace an earlier simulation.
+    counts : dict of str to int
+        Participants per group.
+    n_sites : int
+        Sites.
+    protocol : Protocol
+        The acquisition protocol.
+    preset : str
+        The resolution preset.
+    seed : int
+        Seed of every draw.
+    nprocs : int
+        Scans simulated in parallel.
+    n_sessions : int or None
+        Sessions per participant (longitudinal design).
+    interval_years : float
+        Years between sessions.
+    travelling_heads : bool
+        Every participant at every site instead.
+    site_bias : float
+        Largest relative R2* bias of a site.
+
+    Returns
+    -------
+    SimulatedCohort
+        Paths of the BIDS, mask and truth folders.
+    """
     t0 = time.perf_counter()
     plan = truth_tables.plan_cohort(counts, n_sites, seed)
     if travelling_heads:

@@ -34,7 +34,9 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from ironmap.core.rois import erode_labels
 from ironmap.io.bids import InputError, MaskFile, SubjectInputs, resolve_mask_space
+from ironmap.io.layout import describe_columns
 from ironmap.io.nifti import load_image, save_image
 from ironmap.io.outputs import derivative_path, subject_dir
 from ironmap.io.sanity import check_mask_values, check_memory
@@ -75,7 +77,23 @@ def _check_values(img: nib.Nifti1Image, path: Path) -> np.ndarray:
 
 
 def load_images(subject: SubjectInputs) -> Images:
-    """Load and check every image of a participant (see module notes, step 1)."""
+    """Load and check every image of a participant (see module notes, step 1).
+
+    Parameters
+    ----------
+    subject : SubjectInputs
+        The participant.
+
+    Returns
+    -------
+    Images
+        Echoes, echo times (s), T1w (or the first echo), FLAIR.
+
+    Raises
+    ------
+    InputError
+        Naming the file, for an unusable image.
+    """
     echoes = []
     for e in subject.echoes:
         img = load_image(e.path)
@@ -105,7 +123,24 @@ def load_images(subject: SubjectInputs) -> Images:
 
 def check_echo_order(echoes, echo_times, subject: SubjectInputs, tolerance: float = 0.02
                      ) -> None:
-    """Refuse echoes whose head signal rises with ``EchoTime`` (swapped files or times)."""
+    """Refuse echoes whose head signal rises with ``EchoTime`` (swapped files or times).
+
+    Parameters
+    ----------
+    echoes : list of nibabel.Nifti1Image
+        The echoes in ``EchoTime`` order.
+    echo_times : ndarray of shape (n_echoes,)
+        Echo times in s.
+    subject : SubjectInputs
+        The participant.
+    tolerance : float, optional
+        Relative rise of the median head signal tolerated.
+
+    Raises
+    ------
+    InputError
+        Naming both files.
+    """
     stack = [np.nan_to_num(img.get_fdata(dtype=np.float32)) for img in echoes]
     head = stack[0] > 0.1 * np.percentile(np.maximum.reduce(stack), 99)
     medians = [float(np.median(s[head])) for s in stack]
@@ -123,7 +158,26 @@ def check_echo_order(echoes, echo_times, subject: SubjectInputs, tolerance: floa
 # ------------------------------------------------------------------------------------------
 
 def fit_and_write(images: Images, subject: SubjectInputs, cfg: RunConfig, stage: Path):
-    """Step 2: R2* fit on the MEGRE grid; returns ``(fit, r2star image)``."""
+    """Step 2: R2* fit on the MEGRE grid; returns ``(fit, r2star image)``.
+
+    Parameters
+    ----------
+    images : Images
+        The loaded images.
+    subject : SubjectInputs
+        The participant.
+    cfg : RunConfig
+        The run's configuration.
+    stage : pathlib.Path
+        The participant's staging folder (laid out like OUTPUT_DIR).
+
+    Returns
+    -------
+    fit : R2starFit
+        The fit (R2* in s^-1).
+    r2img : nibabel.Nifti1Image
+        The R2* map.
+    """
     from ironmap.workflows.r2star import fit_images, write_r2star_outputs
 
     # one fit per worker process when participants run in parallel; else all usable cores
@@ -146,7 +200,20 @@ def fit_and_write(images: Images, subject: SubjectInputs, cfg: RunConfig, stage:
 
 
 def source_uri(path: Path, cfg: RunConfig) -> str:
-    """BIDS URI of an input (``bids:raw:...`` or ``bids:<mask dataset>:...``), no absolute path."""
+    """BIDS URI of an input (``bids:raw:...`` or ``bids:<mask dataset>:...``), no absolute path.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        An input file.
+    cfg : RunConfig
+        The run's configuration.
+
+    Returns
+    -------
+    str
+        The URI.
+    """
     path = Path(path)
     for name, root in [("raw", Path(cfg.bids_dir)), *((Path(m).name, Path(m)) for m in cfg.masks)]:
         if root in path.parents:
@@ -165,6 +232,24 @@ def register_series(images: Images, subject: SubjectInputs, cfg: RunConfig, stag
 
     Returns ``xfm``: series -> 4x4 matrix mapping T1w world mm to that series' world mm, and
     the registrations' similarity (normalised mutual information).
+
+    Parameters
+    ----------
+    images : Images
+        The loaded images.
+    subject : SubjectInputs
+        The participant.
+    cfg : RunConfig
+        The run's configuration.
+    stage : pathlib.Path
+        The participant's staging folder (laid out like OUTPUT_DIR).
+
+    Returns
+    -------
+    xfm : dict of str to ndarray of shape (4, 4)
+        T1w world mm -> world mm of each series.
+    similarity : dict of str to float
+        Normalised mutual information per series (1-2).
     """
     from ironmap.spatial.registration import (
         WORKING_VOXEL_MM,
@@ -203,6 +288,19 @@ def registration_options(t1w: nib.Nifti1Image, cfg: RunConfig) -> dict[str, Any]
     full-resolution level, which costs most of the time. ``RunConfig.extra
     ["registration_options"]`` overrides any keyword of
     :func:`ironmap.spatial.registration.register`.
+
+    Parameters
+    ----------
+    t1w : nibabel.Nifti1Image
+        The T1w (its voxel size sets the schedule).
+    cfg : RunConfig
+        The run's configuration.
+
+    Returns
+    -------
+    dict
+        ``shrink_factors``, ``smoothing_sigmas`` (voxels), ``iterations``, with the run's
+        overrides.
     """
     from ironmap.spatial.grid import voxel_sizes
 
@@ -217,7 +315,20 @@ def registration_options(t1w: nib.Nifti1Image, cfg: RunConfig) -> dict[str, Any]
 
 
 def world_to_source(xfm: dict[str, np.ndarray], target: str, source: str) -> np.ndarray:
-    """One matrix mapping ``target`` series world mm -> ``source`` series world mm via T1w."""
+    """One matrix mapping ``target`` series world mm -> ``source`` series world mm via T1w.
+
+    Parameters
+    ----------
+    xfm : dict of str to ndarray of shape (4, 4)
+        T1w world mm -> world mm of each series.
+    target, source : str
+        Series names.
+
+    Returns
+    -------
+    ndarray of shape (4, 4)
+        ``target`` world mm -> ``source`` world mm.
+    """
     return xfm[source] @ np.linalg.inv(xfm[target])
 
 
@@ -231,7 +342,25 @@ def _pick(masks: tuple[MaskFile, ...], what: str, label: str) -> MaskFile | None
 
 
 def label_names(mask: MaskFile, data: np.ndarray) -> dict[int, str]:
-    """Label index -> name from ``dseg.tsv``, else FreeSurfer ``aseg`` numbers."""
+    """Label index -> name from ``dseg.tsv``, else FreeSurfer ``aseg`` numbers.
+
+    Parameters
+    ----------
+    mask : MaskFile
+        The label map.
+    data : ndarray
+        Its voxel values.
+
+    Returns
+    -------
+    dict of int to str
+        Label index -> name.
+
+    Raises
+    ------
+    InputError
+        Naming the file, when labels have no names.
+    """
     from ironmap.core.regions import ASEG_LABELS
 
     if mask.labels:
@@ -246,7 +375,18 @@ def label_names(mask: MaskFile, data: np.ndarray) -> dict[int, str]:
 
 
 def choose_masks(subject: SubjectInputs) -> dict[str, tuple[MaskFile, str] | None]:
-    """The deep-GM label map and lesion mask to use, each with its space (checked early)."""
+    """The deep-GM label map and lesion mask to use, each with its space (checked early).
+
+    Parameters
+    ----------
+    subject : SubjectInputs
+        The participant.
+
+    Returns
+    -------
+    dict
+        ``dseg`` and ``lesion`` -> ``(MaskFile, space)`` or None.
+    """
     chosen: dict[str, tuple[MaskFile, str] | None] = {}
     for key, masks, what in (("dseg", subject.dsegs, "deep-GM label"),
                              ("lesion", subject.lesion_masks, "lesion mask")):
@@ -258,9 +398,38 @@ def choose_masks(subject: SubjectInputs) -> dict[str, tuple[MaskFile, str] | Non
 
 
 def regional(subject, cfg, images, fit, r2img, xfm, stage, chosen, lesion=None) -> int:
-    """Step 4: deep-GM labels onto the R2* grid (rater masks, else automatic anatomy; whole
-    putamen split at the AC plane), erosion, regional table. Returns rows."""
-    from ironmap.core.rois import COLUMN_DESCRIPTIONS, regional_stats
+    """Step 4: deep-GM labels, erosion and the regional table; return its rows.
+
+    Labels onto the R2* grid come from rater masks, else automatic anatomy; a whole putamen is
+    split at the AC plane.
+
+    Parameters
+    ----------
+    subject : SubjectInputs
+        The participant.
+    cfg : RunConfig
+        The run's configuration.
+    images : Images
+        The loaded images (:func:`load_images`).
+    fit : R2starFit
+        The R2* fit.
+    r2img : nibabel.Nifti1Image
+        The R2* map (its grid).
+    xfm : dict of str to ndarray of shape (4, 4)
+        T1w world mm -> world mm of each series.
+    stage : pathlib.Path
+        The participant's staging folder (laid out like OUTPUT_DIR).
+    chosen : tuple or None
+        The chosen mask ``(MaskFile, space)`` (:func:`choose_masks`).
+    lesion : tuple, optional
+        The chosen lesion mask.
+
+    Returns
+    -------
+    int
+        Rows of the regional table (0 without labels).
+    """
+    from ironmap.core.rois import regional_stats
     from ironmap.spatial.grid import resample_labels, voxel_sizes
     from ironmap.workflows import anatomy, erosion, putamen
 
@@ -298,7 +467,7 @@ def regional(subject, cfg, images, fit, r2img, xfm, stage, chosen, lesion=None) 
                            voxel_sizes=voxel_sizes(r2img.affine),
                            **erosion.stats_options(cfg, eroded))
     erosion.check_region_sizes(table, cfg, subject.label)
-    dictionary = {c: COLUMN_DESCRIPTIONS.get(c, {"Description": c}) for c in table.columns}
+    dictionary = describe_columns("regions_table", table.columns)
     write_tsv(table, derivative_path(stage, "regions_table", pid, sid), dictionary)
     labels = labels.astype(np.int16)
     save_image(labels, r2img.affine, derivative_path(stage, "dseg_r2star", pid, sid),
@@ -312,30 +481,34 @@ def regional(subject, cfg, images, fit, r2img, xfm, stage, chosen, lesion=None) 
     return len(table)
 
 
-def erode_labels(labels: np.ndarray, erosion_voxels: int, erode) -> np.ndarray:
-    """Each label eroded on its own (``erode``: binary mask -> eroded mask), label image out.
-
-    Works on each label's bounding box padded by ``erosion_voxels + 1`` voxels, which gives
-    the same result as eroding the whole image (voxels outside the image count as outside).
-    """
-    from scipy import ndimage
-
-    out = np.zeros_like(labels)
-    positive = np.where(labels > 0, labels, 0)
-    for index, box in enumerate(ndimage.find_objects(positive), start=1):
-        if box is None:
-            continue
-        pad = tuple(slice(max(b.start - erosion_voxels - 1, 0),
-                          min(b.stop + erosion_voxels + 1, n))
-                    for b, n in zip(box, labels.shape, strict=True))
-        view = out[pad]
-        view[erode(labels[pad] == index, erosion_voxels)] = index
-    return out
-
-
 def lesions(subject, cfg, images, fit, r2img, xfm, stage, chosen) -> dict[str, Any]:
-    """Step 5: lesion R2* (R2* grid) and T2 lesion load (FLAIR grid). Returns summary row."""
-    from ironmap.core.lesions import COLUMN_DESCRIPTIONS, lesion_stats
+    """Step 5: lesion R2* (R2* grid) and T2 lesion load (FLAIR grid). Returns summary row.
+
+    Parameters
+    ----------
+    subject : SubjectInputs
+        The participant.
+    cfg : RunConfig
+        The run's configuration.
+    images : Images
+        The loaded images (:func:`load_images`).
+    fit : R2starFit
+        The R2* fit.
+    r2img : nibabel.Nifti1Image
+        The R2* map (its grid).
+    xfm : dict of str to ndarray of shape (4, 4)
+        T1w world mm -> world mm of each series.
+    stage : pathlib.Path
+        The participant's staging folder (laid out like OUTPUT_DIR).
+    chosen : tuple or None
+        The chosen mask ``(MaskFile, space)`` (:func:`choose_masks`).
+
+    Returns
+    -------
+    dict
+        :data:`LESION_COLUMNS` (None without a mask; cm3, s^-1).
+    """
+    from ironmap.core.lesions import lesion_stats
     from ironmap.spatial.grid import resample_labels, same_grid, voxel_sizes
 
     pid, sid = subject.participant_id, subject.session_id
@@ -359,7 +532,7 @@ def lesions(subject, cfg, images, fit, r2img, xfm, stage, chosen) -> dict[str, A
                derivative_path(stage, "lesion_r2star", pid, sid),
                sidecar={"Type": "Lesion", "SpatialReference": _r2star_reference(subject),
                         "Sources": [source_uri(mask.path, cfg)]})
-    dictionary = {c: COLUMN_DESCRIPTIONS.get(c, {"Description": c}) for c in per_lesion.columns}
+    dictionary = describe_columns("lesions_table", per_lesion.columns)
     write_tsv(per_lesion, derivative_path(stage, "lesions_table", pid, sid), dictionary)
     row = {}
     for key in LESION_COLUMNS:
@@ -372,7 +545,22 @@ def lesions(subject, cfg, images, fit, r2img, xfm, stage, chosen) -> dict[str, A
 
 
 def analyse(subject: SubjectInputs, cfg: RunConfig, stage: Path) -> dict[str, Any]:
-    """Run steps 1-6 into ``stage``; returns the participant's summary (lesions, volumes, QC)."""
+    """Run steps 1-6 into ``stage``; returns the participant's summary (lesions, volumes, QC).
+
+    Parameters
+    ----------
+    subject : SubjectInputs
+        The participant.
+    cfg : RunConfig
+        The run's configuration.
+    stage : pathlib.Path
+        The participant's staging folder (laid out like OUTPUT_DIR).
+
+    Returns
+    -------
+    dict
+        The participant's summary (recorded in its manifest).
+    """
     if subject.problems:
         raise InputError("; ".join(subject.problems))
     if subject.flair is None and subject.lesion_masks:
@@ -420,9 +608,10 @@ def analyse(subject: SubjectInputs, cfg: RunConfig, stage: Path) -> dict[str, An
 
 
 def _tolerate_segmentation(step: str, failed: dict[str, str], subject: SubjectInputs, run):
-    """``run()``, or None when it raises a segmentation/registration failure of this
-    participant: the other outputs are kept, the failure goes into ``failed`` (a QC flag
-    in ``group/qc.tsv``)."""
+    """``run()``, or None when it raises a segmentation/registration failure of this participant.
+
+    The other outputs are kept, the failure goes into ``failed`` (a QC flag in ``group/qc.tsv``).
+    """
     from ironmap.spatial.segmentation import SegmentationError
 
     try:
@@ -435,7 +624,22 @@ def _tolerate_segmentation(step: str, failed: dict[str, str], subject: SubjectIn
 
 
 def commit(stage: Path, output_dir: Path, subject: SubjectInputs) -> list[Path]:
-    """Move every staged file into ``output_dir`` (atomic rename per file); returns them."""
+    """Move every staged file into ``output_dir`` (atomic rename per file); returns them.
+
+    Parameters
+    ----------
+    stage : pathlib.Path
+        The staging folder.
+    output_dir : pathlib.Path
+        OUTPUT_DIR.
+    subject : SubjectInputs
+        The participant.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files in OUTPUT_DIR.
+    """
     moved = []
     src_root = subject_dir(stage, subject.participant_id, subject.session_id)
     dst_root = subject_dir(output_dir, subject.participant_id, subject.session_id)

@@ -12,11 +12,11 @@ import numpy as np
 import pandas as pd
 
 from ironmap.core.volumes import (
-    VOLUME_DICTIONARY,
     implausible_volumes,
     normalise_volumes,
     tissue_volumes,
 )
+from ironmap.io.layout import column_dictionary
 from ironmap.io.nifti import load_image
 from ironmap.io.outputs import derivative_path, subject_prefix
 from ironmap.io.tables import write_tsv
@@ -37,13 +37,7 @@ TABLE_COLUMNS: tuple[str, ...] = (
 )
 
 #: Data dictionary of the table (the volume columns and the plausibility verdict).
-TABLE_DICTIONARY: dict[str, dict[str, str]] = {
-    **VOLUME_DICTIONARY,
-    "volumes_valid": {"Description": "true when every checked value lies in its plausible "
-                      "adult range (ironmap.core.volumes.PLAUSIBLE_RANGES); false values are "
-                      "left out of group/volumes.tsv and raise the QC flag volumes:implausible"},
-    "volumes_qc": {"Description": "the values outside their plausible range, or 'ok'"},
-}
+TABLE_DICTIONARY: dict[str, dict[str, str]] = column_dictionary("volumes_table")
 
 METHODS = ("Tissue volumes were measured on the T1w image: the ICBM 2009a template (nilearn) was "
            "registered to the T1w (ANTs, affine then SyN); inside its brain mask widened by 6 mm, "
@@ -55,8 +49,27 @@ METHODS = ("Tissue volumes were measured on the T1w image: the ICBM 2009a templa
 
 
 def segment_t1w(t1w_path, label: str, *, work_dir=None, template_mm: int = 2):
-    """:func:`ironmap.spatial.segmentation.segment_tissues` of a T1w file, its ANTs scratch
-    files in a temporary folder (under ``work_dir``) that is removed afterwards."""
+    """:func:`ironmap.spatial.segmentation.segment_tissues` of a T1w file.
+
+    Its ANTs scratch files go to a temporary folder (under ``work_dir``) that is removed
+    afterwards.
+
+    Parameters
+    ----------
+    t1w_path : path-like
+        The T1w.
+    label : str
+        The participant, named in messages.
+    work_dir : path-like, optional
+        Parent of the scratch folder.
+    template_mm : int, optional
+        Template resolution (mm).
+
+    Returns
+    -------
+    TissueSegmentation
+        The segmentation.
+    """
     os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "1")
     from ironmap.spatial.segmentation import segment_tissues
 
