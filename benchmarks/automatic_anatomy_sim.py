@@ -12,7 +12,10 @@
 3. per participant and region: regional mean R2* of both runs (both hemispheres pooled, the
    seed's one-voxel erosion on the R2* grid), their relative difference, and the Dice of the
    two label images on the R2* grid (before erosion); then per region the median over
-   participants of |difference| and of Dice, written to ``DIR/summary.tsv``.
+   participants of |difference| and of Dice, written to ``DIR/summary.tsv``;
+4. ``--oracle``: both label sets against the simulator's true labels at the GRE voxel centres
+   (Dice, and mean R2* with one uniform erosion, and without erosion), to tell registration
+   error from the rater masks' own discretisation (``DIR/oracle.tsv``).
 
 A rerun reuses what ``DIR`` already holds (cohort, finished participant levels).
 """
@@ -98,6 +101,83 @@ def compare(auto: Path, rater: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def true_labels_on_gre(sim: Path, sub: str, atlas_dirs=()) -> tuple[np.ndarray, np.ndarray]:
+    """The simulator's own labels at the GRE voxel centres (no rater, no registration).
+
+    Returns ``(labels, affine)``: rater label indices (``anatomy.DSEG_LABELS``) on the MEGRE
+    grid, from the participant's known map (``truth/geometry.json``, ``truth/poses.tsv``).
+    """
+    import json
+
+    from ironmap.sim import anatomy
+    from ironmap.sim.template import TemplateGeometry
+    from ironmap.sim.voxelize import centre_labels
+    from ironmap.workflows.simulate_template import load_template_anatomy
+
+    g = json.loads((sim / "truth" / "geometry.json").read_text())[sub]
+    geom = TemplateGeometry(load_template_anatomy(tuple(atlas_dirs)), g["head_scale"],
+                            np.asarray(g["axis_scale"]), np.asarray(g["warp_amplitude_mm"]),
+                            np.asarray(g["warp_phase"]), np.asarray(g["lesions"]))
+    poses = pd.read_csv(sim / "truth" / "poses.tsv", sep="\t")
+    row = poses[(poses.participant_id == sub) & (poses.series == "MEGRE")].iloc[0]
+    pose = row[[f"m{i}{j}" for i in range(4) for j in range(4)]].to_numpy(float).reshape(4, 4)
+    echo = nib.load(sim / "bids" / sub / "anat" / f"{sub}_echo-1_part-mag_MEGRE.nii.gz")
+    lab = centre_labels(geom, echo.shape, pose @ echo.affine).astype(np.int16)
+    return np.where(lab > anatomy.DSEG_OFFSET, lab - anatomy.DSEG_OFFSET, 0), echo.affine
+
+
+def centroid_shift(a: np.ndarray, b: np.ndarray, affine: np.ndarray) -> float:
+    """Distance (mm) between the centroids of two masks on one grid (NaN if one is empty)."""
+    if not a.any() or not b.any():
+        return float("nan")
+    ca, cb = (affine[:3, :3] @ np.argwhere(m).mean(axis=0) for m in (a, b))
+    return float(np.linalg.norm(ca - cb))
+
+
+def oracle(folder: Path, atlas_dirs=()) -> pd.DataFrame:
+    """Both label sets against the simulator's true labels on the GRE grid.
+
+    Per participant and region: Dice of the automatic and of the rater labels with the true
+    labels, and the mean R2* (the participant level's own map, one-voxel erosion with the
+    six-neighbour structure, unflagged finite voxels) over each of the three label sets.
+    """
+    from scipy import ndimage
+
+    from ironmap.io.outputs import derivative_path
+    from ironmap.io.tables import read_tsv
+    from ironmap.sim import anatomy
+
+    rows = []
+    structure = ndimage.generate_binary_structure(3, 1)
+    for sub in sorted(p.name for p in (folder / "auto").glob("sub-*") if p.is_dir()):
+        truth, affine = true_labels_on_gre(folder / "sim", sub, atlas_dirs)
+        r2 = np.asarray(nib.load(derivative_path(folder / "rater", "r2starmap", sub)).dataobj,
+                        dtype=float)
+        sets = {}
+        for name in ("auto", "rater"):
+            out = folder / name
+            sets[name] = (np.asarray(nib.load(derivative_path(out, "dseg_r2star", sub)).dataobj),
+                          read_tsv(derivative_path(out, "dseg_labels", sub)))
+        for region in REGIONS:
+            parts = [r for r in anatomy.DSEG_REGIONS if r.startswith(region)]
+            true = np.isin(truth, [i for r in parts for i in anatomy.DSEG_REGIONS[r]])
+            masks = {"true": true, **{k: region_mask(lab, names, region)
+                                      for k, (lab, names) in sets.items()}}
+            row = {"participant": sub, "region": region}
+            for k, m in masks.items():
+                core = ndimage.binary_erosion(m, structure) & np.isfinite(r2)
+                row[f"{k}_r2star"] = float(np.mean(r2[core])) if core.any() else float("nan")
+                row[f"{k}_voxels"] = int(core.sum())
+                whole = m & np.isfinite(r2)  # no erosion (partial volume included)
+                row[f"{k}_r2star_noerosion"] = (float(np.mean(r2[whole])) if whole.any()
+                                                else float("nan"))
+            row["auto_shift_mm"] = centroid_shift(masks["auto"], true, affine)
+            row["auto_dice_true"] = dice(masks["auto"], true)
+            row["rater_dice_true"] = dice(masks["rater"], true)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def summarise(table: pd.DataFrame) -> pd.DataFrame:
     """Per region: median |difference| (%), median signed difference, median Dice, goal."""
     g = table.groupby("region", sort=False)
@@ -121,6 +201,10 @@ def main() -> None:
     ap.add_argument("--rrms", type=int, default=3)
     ap.add_argument("--preset", default="demo")
     ap.add_argument("--anatomy-atlas", nargs="+", default=None)
+    ap.add_argument("--nprocs", type=int, default=1,
+                    help="participants simulated and processed in parallel")
+    ap.add_argument("--oracle", action="store_true",
+                    help="also compare both label sets with the simulator's true labels")
     ap.add_argument("--level-args", nargs=argparse.REMAINDER, default=[],
                     help="extra options for both participant levels")
     args = ap.parse_args()
@@ -130,13 +214,13 @@ def main() -> None:
     if not bids.is_dir():
         simulate_cohort(folder / "sim", subjects_per_group={"HC": args.hc, "RRMS": args.rrms},
                         sites=2, preset=args.preset, seed=args.seed, anatomy="template",
-                        anatomy_atlas=args.anatomy_atlas, overwrite=True)
+                        anatomy_atlas=args.anatomy_atlas, overwrite=True, nprocs=args.nprocs)
         print(f"simulated in {time.monotonic() - t0:.0f} s", flush=True)
     for name, masks in (("rater", bids / "derivatives" / "raters"), ("auto", None)):
         out = folder / name
         if not (out / "logs").is_dir() or not any(out.glob("sub-*")):
             t1 = time.monotonic()
-            code = run_level(bids, out, masks, args.level_args)
+            code = run_level(bids, out, masks, ["--nprocs", str(args.nprocs), *args.level_args])
             print(f"participant level {name}: exit {code}, wall {time.monotonic() - t1:.0f} s",
                   flush=True)
     table = compare(folder / "auto", folder / "rater")
@@ -146,6 +230,19 @@ def main() -> None:
     with pd.option_context("display.width", 160):
         print(table.round(3).to_string())
         print(summary.round(3).to_string())
+    if args.oracle:
+        table = oracle(folder, tuple(args.anatomy_atlas or ()))
+        table.to_csv(folder / "oracle.tsv", sep="\t", index=False)
+        for k in ("auto", "rater"):
+            table[f"{k}_vs_true_pct"] = 100 * (table[f"{k}_r2star"] / table["true_r2star"] - 1)
+        table["auto_vs_rater_noerosion_pct"] = 100 * (
+            table["auto_r2star_noerosion"] / table["rater_r2star_noerosion"] - 1)
+        with pd.option_context("display.width", 200):
+            print(table.round(3).to_string())
+            print(table.groupby("region", sort=False)[
+                ["auto_vs_true_pct", "rater_vs_true_pct", "auto_dice_true",
+                 "rater_dice_true", "auto_shift_mm", "auto_vs_rater_noerosion_pct"]].agg(
+                lambda v: v.median()).round(3).to_string())
     r = resource.getrusage(resource.RUSAGE_SELF)
     print(f"total wall {time.monotonic() - t0:.0f} s, CPU {r.ru_utime + r.ru_stime:.0f} s, "
           f"load {os.getloadavg()}")
