@@ -8,9 +8,6 @@ on a small coarse cohort.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import nibabel as nib
 import numpy as np
 import pandas as pd
@@ -111,17 +108,43 @@ def test_simulated_gre_carries_each_regions_true_r2star(tmp_path):
 
 
 @pytest.mark.slow
-def test_automatic_route_agrees_with_rater_masks_on_template_heads(tmp_path):
-    """Real ANTs registration: automatic labels vs the warped-atlas rater masks (coarse)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    from automatic_anatomy_sim import compare, run_level
+@pytest.mark.timeout(1800)  # about 1 CPU-min; minutes of wall time on a loaded machine
+def test_automatic_labels_recover_the_known_deformation(tmp_path):
+    """Real ANTs registration: the automatic route's labels on a template-built head's T1w
+    against the simulator's true labels at the T1w voxel centres (coarse 2 mm T1w)."""
+    import json
+    import tempfile
+
+    from ironmap.io.atlas import find_atlases, read_label_map
+    from ironmap.sim.voxelize import centre_labels
+    from ironmap.spatial.anatomy import AUTO_REGIONS, relabel_atlas
+    from ironmap.workflows.anatomy import label_reference
 
     out = simulate_cohort(tmp_path / "sim", subjects_per_group={"HC": 1}, sites=1,
                           preset="fast", seed=7, anatomy="template")
-    assert run_level(out.bids_dir, tmp_path / "rater", out.masks_dir) == 0
-    assert run_level(out.bids_dir, tmp_path / "auto", None) == 0
-    table = compare(tmp_path / "auto", tmp_path / "rater").set_index("region")
-    for region in ("caudate", "putamen", "globus_pallidus"):
-        assert table.loc[region, "dice"] >= 0.6, region
-        assert abs(table.loc[region, "rel_diff_pct"]) <= 6.0, region
-    assert table.loc["dentate_nucleus", "dice"] >= 0.4
+    g = json.loads((out.truth_dir / "geometry.json").read_text())["sub-001"]
+    geom = TemplateGeometry(load_template_anatomy(), g["head_scale"],
+                            np.asarray(g["axis_scale"]), np.asarray(g["warp_amplitude_mm"]),
+                            np.asarray(g["warp_phase"]), np.asarray(g["lesions"]))
+    poses = pd.read_csv(out.truth_dir / "poses.tsv", sep="\t").set_index("series")
+    pose = poses.loc["T1w", [f"m{i}{j}" for i in range(4) for j in range(4)]].to_numpy(
+        float).reshape(4, 4)
+    t1w = nib.load(out.bids_dir / "sub-001" / "anat" / "sub-001_T1w.nii.gz")
+    t1w = nib.Nifti1Image(t1w.get_fdata(dtype=np.float32), t1w.affine)
+    true = centre_labels(geom, t1w.shape, pose @ t1w.affine)
+    atlases = [relabel_atlas(a, read_label_map()) for a in find_atlases(packaged_atlas_folder())]
+    with tempfile.TemporaryDirectory(dir=tmp_path) as tmp:
+        labels, _, fit = label_reference(t1w, atlases, tmp, "sub-001")
+    assert fit is not None and fit.similarity > 0.5
+    dice = {}
+    for k, region in enumerate(AUTO_REGIONS[:6]):
+        parts = [r for r in anatomy.DSEG_REGIONS if r.startswith(region)]
+        t = np.isin(true, [anatomy.DSEG_OFFSET + i for r in parts
+                           for i in anatomy.DSEG_REGIONS[r]])
+        a = np.isin(labels, [2 * k + 1, 2 * k + 2])
+        dice[region] = 2 * (t & a).sum() / (t.sum() + a.sum())
+    # measured on other seeds (docs/anatomy.md): 0.78-0.83 for the basal ganglia, dentate
+    # 0.45 -- the bounds guard against regressions of registration and label transport
+    assert dice["caudate"] >= 0.7 and dice["putamen"] >= 0.7, dice
+    assert dice["globus_pallidus"] >= 0.6, dice
+    assert min(dice["substantia_nigra"], dice["red_nucleus"], dice["dentate_nucleus"]) >= 0.2
