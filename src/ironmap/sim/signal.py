@@ -113,13 +113,18 @@ def gre_lut(region_r2star: dict[int, float], lesion_r2star: float, r2star_bias: 
     return spgr_signal(pd, t1, r2 * r2star_bias, echo_times_s, tr_s, flip_deg)
 
 
-def contrast_lut(kind: str) -> np.ndarray:
+def contrast_lut(kind: str, nuclei_from_t1: bool = False) -> np.ndarray:
     """Per-label relative intensity of a structural image.
 
     Parameters
     ----------
     kind : str
         ``"T1w"`` or ``"FLAIR"``.
+    nuclei_from_t1 : bool, optional
+        On the T1w, give each deep nucleus and the thalamus the intensity of its T1
+        (:data:`NUCLEI`, :data:`TISSUE`) interpolated between white matter and cortex
+        (:func:`t1w_from_t1`), so the pallidum (short T1, iron and myelin) is brighter than the
+        putamen and the caudate darker, as on MPRAGE; otherwise one intensity for every nucleus.
 
     Returns
     -------
@@ -131,11 +136,37 @@ def contrast_lut(kind: str) -> np.ndarray:
     for lab, v in table.items():
         lut[lab] = v
     lut[DSEG_OFFSET + 1:] = nucleus
+    if kind == "T1w" and nuclei_from_t1:
+        lut[THALAMUS] = t1w_from_t1(TISSUE[THALAMUS][1])
+        for region, pair in DSEG_REGIONS.items():
+            for idx in pair:
+                lut[DSEG_OFFSET + idx] = t1w_from_t1(NUCLEI[region][1])
     if kind == "FLAIR":  # iron-rich nuclei are darker on T2-weighted FLAIR
         for region in ("globus_pallidus", "substantia_nigra", "red_nucleus", "dentate_nucleus"):
             for idx in DSEG_REGIONS[region]:
                 lut[DSEG_OFFSET + idx] = 0.42
     return lut
+
+
+def t1w_from_t1(t1_s: float) -> float:
+    """Relative T1w intensity of a grey-matter tissue with T1 ``t1_s`` (s).
+
+    Linear in T1 between white matter (T1 0.85 s, intensity 1.0) and cortex (1.35 s, 0.58).
+
+    Parameters
+    ----------
+    t1_s : float
+        Longitudinal relaxation time (s).
+
+    Returns
+    -------
+    float
+        Relative T1w intensity (white matter 1.0).
+    """
+    _, t1_wm, _ = TISSUE[WM]
+    _, t1_gm, _ = TISSUE[CORTEX]
+    frac = (t1_s - t1_wm) / (t1_gm - t1_wm)
+    return float(_T1W[WM] + frac * (_T1W[CORTEX] - _T1W[WM]))
 
 
 def add_rician_noise(image: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:

@@ -48,7 +48,8 @@ class CohortPlan:
 
 
 def plan_cohort(counts: dict[str, int], n_sites: int, seed: int,
-                control_ages: str = "random") -> CohortPlan:
+                control_ages: str = "random",
+                putamen_anterior_fraction: float | None = None) -> CohortPlan:
     """Draw participants, sites and regional/lesional truth (deterministic in ``seed``).
 
     ``control_ages``: see :func:`ironmap.sim.cohort.draw_participants`.
@@ -63,6 +64,9 @@ def plan_cohort(counts: dict[str, int], n_sites: int, seed: int,
         Seed of every draw.
     control_ages : str, optional
         ``"random"`` or ``"span"``.
+    putamen_anterior_fraction : float, optional
+        Volume share of the putamen anterior to the AC (default: the analytic phantom's),
+        which weights the whole putamen's truth.
 
     Returns
     -------
@@ -74,7 +78,8 @@ def plan_cohort(counts: dict[str, int], n_sites: int, seed: int,
     sites = cohort.draw_sites(n_sites, rng)
     agecorr = cohort.draw_agecorr_r2star(participants, rng)
     lesion = cohort.draw_lesion_r2star(participants, rng)
-    w = anatomy.putamen_anterior_fraction()
+    w = (anatomy.putamen_anterior_fraction() if putamen_anterior_fraction is None
+         else float(putamen_anterior_fraction))
     curves = cohort.age_curves(w)
     par = curves.set_index("region")
     age = participants["age"].to_numpy(dtype=float)
@@ -238,8 +243,11 @@ def landmarks_table(results: list[dict]) -> pd.DataFrame:
     rows = []
     for r in results:
         head_to_world = np.linalg.inv(np.asarray(r["poses"]["T1w"]))
+        given = r.get("landmarks_head")  # template-built heads: AC/PC in head mm
         for name, point in (("AC", (0.0, 0.0, 0.0)), ("PC", anatomy.PC_TEMPLATE)):
-            p = head_to_world @ np.append(np.asarray(point) * r["head_scale"], 1.0)
+            head = (np.asarray(point) * r["head_scale"] if given is None
+                    else np.asarray(given[name], dtype=float))
+            p = head_to_world @ np.append(head, 1.0)
             rows.append({"participant_id": r["participant_id"], "landmark": name,
                          "x": p[0], "y": p[1], "z": p[2]})
     return pd.DataFrame(rows)

@@ -94,6 +94,16 @@ class PartialVolume:
         return counts * voxel_volume_mm3
 
 
+def _labels_at(points: np.ndarray, geom) -> np.ndarray:
+    """Labels at head points.
+
+    The geometry's own ``label_points`` method (template-built heads,
+    :mod:`ironmap.sim.template`) or the analytic phantom's.
+    """
+    own = getattr(geom, "label_points", None)
+    return own(points) if own is not None else label_points(points, geom)
+
+
 def voxel_points(shape, vox_to_head: np.ndarray, index=None, offsets=None) -> np.ndarray:
     """Head coordinates of voxel centres (or sub-voxel points).
 
@@ -157,7 +167,7 @@ def _boundary_voxels(labels: np.ndarray) -> np.ndarray:
     return np.flatnonzero(edge)
 
 
-def _labels_on_index_grid(geom: Geometry, axes, vox_to_head: np.ndarray) -> np.ndarray:
+def _labels_on_index_grid(geom, axes, vox_to_head: np.ndarray) -> np.ndarray:
     """Labels at the voxel centres of the product grid of the index arrays ``axes``."""
     m = np.asarray(vox_to_head, dtype=np.float32)
     ii, jj, kk = (np.asarray(a, dtype=np.float32) for a in axes)
@@ -169,7 +179,8 @@ def _labels_on_index_grid(geom: Geometry, axes, vox_to_head: np.ndarray) -> np.n
         for c in range(3):
             pts[..., c] = ((m[c, 0] * i + m[c, 3]) + m[c, 1] * jj[None, :, None]
                            + m[c, 2] * kk[None, None, :])
-        out[start:start + slab] = label_points(pts.reshape(-1, 3), geom).reshape(pts.shape[:3])
+        flat = _labels_at(pts.reshape(-1, 3), geom)
+        out[start:start + slab] = flat.reshape(pts.shape[:3])
     return out
 
 
@@ -199,8 +210,8 @@ def voxelize(geom: Geometry, shape, affine: np.ndarray, world_to_head: np.ndarra
 
     Parameters
     ----------
-    geom : Geometry
-        The subject's phantom.
+    geom : Geometry or ironmap.sim.template.TemplateGeometry
+        The subject's phantom, or a template-built head.
     shape : tuple of 3 int
         Grid shape.
     affine : ndarray of shape (4, 4)
@@ -224,7 +235,7 @@ def voxelize(geom: Geometry, shape, affine: np.ndarray, world_to_head: np.ndarra
     per_chunk = max(1, _CHUNK_POINTS // k)
     for start in range(0, edge.size, per_chunk):
         sel = edge[start:start + per_chunk]
-        sub = label_points(voxel_points(shape, vox_to_head, sel, offsets), geom)
+        sub = _labels_at(voxel_points(shape, vox_to_head, sel, offsets), geom)
         flat = np.repeat(np.arange(sel.size) * N_LABELS, k) + sub
         counts = np.bincount(flat, minlength=sel.size * N_LABELS)
         fractions[start:start + sel.size] = counts.reshape(sel.size, N_LABELS) / np.float32(k)

