@@ -227,8 +227,9 @@ def segment_lesions(
 
 def grey_like(flair: np.ndarray, t1w: np.ndarray, brain: np.ndarray,
               priors: dict[str, np.ndarray], gm_z: float) -> np.ndarray:
-    """Voxels that look like normal grey matter: T1w in the middle of three k-means classes
-    (:func:`kmeans_1d` over the brain), and FLAIR below GM median + ``gm_z`` GM sigmas (lower-half
+    """Voxels that look like normal grey matter: T1w between the CSF centre and the GM/WM
+    boundary of three k-means classes (:func:`kmeans_1d` over the brain; cortex in partial
+    volume with CSF included), and FLAIR below GM median + ``gm_z`` GM sigmas (lower-half
     robust sigma over template GM >= 0.8 that is also T1w grey-like).
 
     Returns
@@ -237,12 +238,14 @@ def grey_like(flair: np.ndarray, t1w: np.ndarray, brain: np.ndarray,
         Bool mask of the shape of ``flair``, and the GM FLAIR reference.
     """
     csf_c, gm_c, wm_c = kmeans_1d(t1w[brain], 3)
-    t1_gm = brain & (t1w > 0.5 * (csf_c + gm_c)) & (t1w < 0.5 * (gm_c + wm_c))
-    ref = t1_gm & (priors["gm"] >= 0.8)
+    below_wm = brain & (t1w < 0.5 * (gm_c + wm_c))
+    ref = below_wm & (t1w > 0.5 * (csf_c + gm_c)) & (priors["gm"] >= 0.8)
     if ref.sum() < 100:
         return np.zeros(flair.shape, dtype=bool), -np.inf, 0.0
     q25, med = np.percentile(flair[ref], [25, 50])
     sigma = max((med - q25) / 0.6745, 1e-6)
+    # cortex in partial volume with CSF is darker than the GM class on T1w but still not WM
+    t1_gm = below_wm & (t1w > csf_c)
     return t1_gm & (flair < med + gm_z * sigma), float(med), float(sigma)
 
 
