@@ -209,7 +209,7 @@ def segment_lesions(
     core_floor = -np.inf
     if t1w is not None:
         like, gm_med, gm_sigma = grey_like(img, np.asarray(t1w, dtype=np.float64), brain,
-                                           priors, p.gm_z)
+                                           p.gm_z)
         allowed &= ~like
         core_floor = gm_med + p.gm_core_z * gm_sigma
     prob = np.where(allowed, 1.0 / (1.0 + np.exp(-p.slope * (np.nan_to_num(z) - p.z_low))), 0.0)
@@ -226,25 +226,35 @@ def segment_lesions(
 
 
 def grey_like(flair: np.ndarray, t1w: np.ndarray, brain: np.ndarray,
-              priors: dict[str, np.ndarray], gm_z: float) -> np.ndarray:
-    """Voxels that look like normal grey matter: T1w between the CSF centre and the GM/WM
-    boundary of three k-means classes (:func:`kmeans_1d` over the brain; cortex in partial
-    volume with CSF included), and FLAIR below GM median + ``gm_z`` GM sigmas (lower-half
-    robust sigma over template GM >= 0.8 that is also T1w grey-like).
+              gm_z: float) -> tuple[np.ndarray, float, float]:
+    """Voxels that look like normal grey matter on T1w and FLAIR.
+
+    T1w between the CSF centre and the GM/WM boundary of three k-means classes
+    (:func:`kmeans_1d` over the brain; cortex in partial volume with CSF included), and FLAIR
+    below GM median + ``gm_z`` GM sigmas. The GM FLAIR reference (median, lower-half robust
+    sigma) is taken where the T1w is in the middle class, without the template's GM prior: a
+    template that fits the cortex poorly would otherwise mix white matter into it.
+
+    Parameters
+    ----------
+    flair, t1w : ndarray of shape (X, Y, Z)
+        FLAIR and T1w on one grid.
+    brain : ndarray of bool, shape (X, Y, Z)
+    gm_z : float
+        FLAIR above the GM median + ``gm_z`` GM sigmas is not normal grey matter.
 
     Returns
     -------
-    (mask, gm_median, gm_sigma)
-        Bool mask of the shape of ``flair``, and the GM FLAIR reference.
+    (mask, gm_median, gm_sigma) : (ndarray of bool, float, float)
+        Grey-matter-like voxels, and the GM FLAIR reference (image units).
     """
     csf_c, gm_c, wm_c = kmeans_1d(t1w[brain], 3)
     below_wm = brain & (t1w < 0.5 * (gm_c + wm_c))
-    ref = below_wm & (t1w > 0.5 * (csf_c + gm_c)) & (priors["gm"] >= 0.8)
+    ref = below_wm & (t1w > 0.5 * (csf_c + gm_c))
     if ref.sum() < 100:
         return np.zeros(flair.shape, dtype=bool), -np.inf, 0.0
     q25, med = np.percentile(flair[ref], [25, 50])
     sigma = max((med - q25) / 0.6745, 1e-6)
-    # cortex in partial volume with CSF is darker than the GM class on T1w but still not WM
     t1_gm = below_wm & (t1w > csf_c)
     return t1_gm & (flair < med + gm_z * sigma), float(med), float(sigma)
 
