@@ -25,6 +25,7 @@ OUTPUTS: dict[str, tuple[str, str]] = {
     "lesion_r2star": ("anat", "space-R2starmap_label-lesion_mask.nii.gz"),
     "lesion_auto": ("anat", "space-FLAIR_desc-auto_label-lesion_mask.nii.gz"),
     "lesion_auto_prob": ("anat", "space-FLAIR_desc-auto_label-lesion_probseg.nii.gz"),
+    "lesion_auto_core": ("anat", "space-FLAIR_desc-autocore_label-lesion_mask.nii.gz"),
     "xfm_flair_to_t1w": ("anat", "from-FLAIR_to-T1w_mode-image_xfm.mat"),
     "xfm_megre_to_t1w": ("anat", "from-MEGRE_to-T1w_mode-image_xfm.mat"),
     "regions_table": ("anat", "desc-regions_r2star.tsv"),
