@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -66,5 +67,12 @@ def test_participant_auto_lesions(sim_cohort, tmp_path):
                       .read_text())
     assert side["LesionSource"] == "automatic" and side["UsedT1w"] is True
     assert (anat / "sub-001_space-FLAIR_desc-auto_label-lesion_probseg.nii.gz").exists()
+    import nibabel as nib
+
+    full = np.asarray(nib.load(anat / "sub-001_space-FLAIR_desc-auto_label-lesion_mask.nii.gz")
+                      .dataobj) > 0
+    core = np.asarray(nib.load(anat / "sub-001_space-FLAIR_desc-autocore_label-lesion_mask"
+                               ".nii.gz").dataobj) > 0
+    assert core.any() and not np.any(core & ~full) and core.sum() < full.sum()
     dictionary = json.loads((out / "group" / "lesions.json").read_text())
     assert "lesion_source" in dictionary

@@ -14,6 +14,7 @@ from ironmap.core.lesionseg import (
     ContrastError,
     LesionSegParams,
     check_flair_contrast,
+    lesion_cores,
     lesion_detection,
     segment_lesions,
 )
@@ -167,3 +168,37 @@ def test_lesion_qc_figure_and_caption(rng):
     assert lesion_qc_caption(3, 1.234, "automatic").startswith("3 lesions, T2 lesion load 1.23")
     assert "automatic" in lesion_qc_caption(3, 1.2, "automatic")
     assert lesion_qc_caption(None, None, None) == "No lesion mask."
+
+
+def test_lesion_cores_drop_the_partial_volume_rim(rng):
+    """A blurred lesion on a grid: the automatic outline takes in rim voxels that are mostly
+    white matter; the cores keep the voxels that are at least half lesion."""
+    shape = (40, 40, 40)
+    idx = np.indices(shape).astype(float)
+    d = np.sqrt(((idx - 20.0) ** 2).sum(0))
+    fraction = np.clip(6.0 - d, 0.0, 1.0)  # lesion content: 1 inside r=5, 0 beyond r=6
+    fraction = ndimage.gaussian_filter(fraction, 1.0)
+    img = 100.0 + 60.0 * fraction + rng.normal(0, 1.0, shape)
+    wide = fraction > 0.1  # an outline that runs far into the rim
+    half = fraction >= 0.5  # what a rater keeps
+    core = lesion_cores(img, wide, 100.0)
+    assert core.sum() < wide.sum()
+    assert not np.any(core & ~wide)
+    assert lesion_detection(core, half)["dice"] > 0.9
+    # two lesions: each keeps at least its brightest voxel
+    two = np.zeros(shape, bool)
+    two[2, 2, 2] = True
+    assert lesion_cores(img, wide | two, 100.0)[2, 2, 2]
+    assert not lesion_cores(img, np.zeros(shape, bool), 100.0).any()
+
+
+def test_r2star_mask_path_prefers_cores(tmp_path):
+    from ironmap.workflows.lesionauto import r2star_mask_path
+
+    auto = tmp_path / "sub-01_space-FLAIR_desc-auto_label-lesion_mask.nii.gz"
+    rater = tmp_path / "sub-01_label-lesion_mask.nii.gz"
+    assert r2star_mask_path(auto) == auto  # no cores written: the mask itself
+    core = tmp_path / "sub-01_space-FLAIR_desc-autocore_label-lesion_mask.nii.gz"
+    core.write_bytes(b"")
+    assert r2star_mask_path(auto) == core
+    assert r2star_mask_path(rater) == rater

@@ -79,6 +79,9 @@ class LesionSegmentation:
         NAWM FLAIR reference (image units).
     load_cm3 : float
         Lesion volume (voxels x voxel volume) in cm^3.
+    core : ndarray of bool or None
+        Lesion voxels at least halfway in FLAIR between NAWM and their lesion's bright end
+        (:func:`lesion_cores`): the mask for lesion R2*, free of partial-volume rim voxels.
     """
 
     mask: np.ndarray
@@ -88,6 +91,7 @@ class LesionSegmentation:
     nawm_median: float
     nawm_sigma: float
     load_cm3: float
+    core: np.ndarray | None = None
 
 
 def class_medians(image: np.ndarray, brain: np.ndarray, priors: dict[str, np.ndarray],
@@ -231,7 +235,7 @@ def segment_lesions(
     core_floor = -np.inf
     if t1w is not None:
         like, gm_med, gm_sigma = grey_like(img, np.asarray(t1w, dtype=np.float64), brain,
-                                           priors, p.gm_z)
+                                           p.gm_z)
         allowed &= ~like
         core_floor = gm_med + p.gm_core_z * gm_sigma
     prob = np.where(allowed, 1.0 / (1.0 + np.exp(-p.slope * (np.nan_to_num(z) - p.z_low))), 0.0)
@@ -244,40 +248,83 @@ def segment_lesions(
     vox_mm3 = float(np.prod(np.asarray(voxel_sizes_mm, dtype=float)[:3]))
     return LesionSegmentation(mask=mask, probability=prob.astype(np.float32),
                               zscore=z.astype(np.float32), n_lesions=int(n), nawm_median=med,
-                              nawm_sigma=sigma, load_cm3=float(mask.sum()) * vox_mm3 / 1000.0)
+                              nawm_sigma=sigma, load_cm3=float(mask.sum()) * vox_mm3 / 1000.0,
+                              core=lesion_cores(img, mask, med))
+
+
+def lesion_cores(flair: np.ndarray, mask: np.ndarray, reference: float,
+                 fraction: float = 0.5, percentile: float = 90.0) -> np.ndarray:
+    """Voxels of each lesion at least ``fraction`` of the way from NAWM to its bright end.
+
+    A rater outlines a lesion where a voxel is more lesion than white matter; the automatic
+    outline runs down to a low z-score and takes in partial-volume rim voxels, whose R2* is
+    mostly that of the surrounding white matter. Per 26-connected lesion of ``mask`` the bright
+    end is the ``percentile`` of its FLAIR; voxels at or above ``reference + fraction *
+    (bright end - reference)`` are kept (at least the brightest voxel of each lesion).
+
+    Parameters
+    ----------
+    flair : ndarray of shape (X, Y, Z)
+        FLAIR intensities (image units).
+    mask : ndarray of bool, shape (X, Y, Z)
+        Lesion mask.
+    reference : float
+        NAWM FLAIR median (image units).
+    fraction, percentile : float
+        Halfway (0.5) by default; the lesion's 90th FLAIR percentile as its bright end.
+
+    Returns
+    -------
+    ndarray of bool, shape (X, Y, Z)
+        The lesion cores (a subset of ``mask``).
+    """
+    mask = np.asarray(mask, dtype=bool)
+    lab, n = ndimage.label(mask, _STRUCT26)
+    if n == 0:
+        return np.zeros(mask.shape, dtype=bool)
+    idx = np.arange(1, n + 1)
+    values = np.asarray(flair, dtype=np.float64)
+    boxes = ndimage.find_objects(lab)
+    bright = np.array([np.percentile(values[box][lab[box] == i], percentile)
+                       for i, box in zip(idx, boxes, strict=True)])
+    top = np.asarray(ndimage.maximum(values, lab, idx), dtype=np.float64)
+    level = reference + fraction * (bright - reference)
+    level = np.minimum(level, top)  # the brightest voxel always stays
+    cut = np.concatenate([[np.inf], level])
+    return mask & (values >= cut[lab])
 
 
 def grey_like(flair: np.ndarray, t1w: np.ndarray, brain: np.ndarray,
-              priors: dict[str, np.ndarray], gm_z: float) -> np.ndarray:
-    """Voxels that look like normal grey matter.
+              gm_z: float) -> tuple[np.ndarray, float, float]:
+    """Voxels that look like normal grey matter on T1w and FLAIR.
 
-    T1w in the middle of three k-means classes (:func:`kmeans_1d` over the brain), and FLAIR below
-    GM median + ``gm_z`` GM sigmas (lower-half robust sigma over template GM >= 0.8 that is also
-    T1w grey-like).
+    T1w between the CSF centre and the GM/WM boundary of three k-means classes
+    (:func:`kmeans_1d` over the brain; cortex in partial volume with CSF included), and FLAIR
+    below GM median + ``gm_z`` GM sigmas. The GM FLAIR reference (median, lower-half robust
+    sigma) is taken where the T1w is in the middle class, without the template's GM prior: a
+    template that fits the cortex poorly would otherwise mix white matter into it.
 
     Parameters
     ----------
     flair, t1w : ndarray of shape (X, Y, Z)
-        The images on one grid.
+        FLAIR and T1w on one grid.
     brain : ndarray of bool, shape (X, Y, Z)
-        Brain mask.
-    priors : dict of str to ndarray of shape (X, Y, Z)
-        Tissue fractions.
     gm_z : float
-        GM sigmas above the GM median still counted as grey.
+        FLAIR above the GM median + ``gm_z`` GM sigmas is not normal grey matter.
 
     Returns
     -------
-    (mask, gm_median, gm_sigma)
-        Bool mask of the shape of ``flair``, and the GM FLAIR reference.
+    (mask, gm_median, gm_sigma) : (ndarray of bool, float, float)
+        Grey-matter-like voxels, and the GM FLAIR reference (image units).
     """
     csf_c, gm_c, wm_c = kmeans_1d(t1w[brain], 3)
-    t1_gm = brain & (t1w > 0.5 * (csf_c + gm_c)) & (t1w < 0.5 * (gm_c + wm_c))
-    ref = t1_gm & (priors["gm"] >= 0.8)
+    below_wm = brain & (t1w < 0.5 * (gm_c + wm_c))
+    ref = below_wm & (t1w > 0.5 * (csf_c + gm_c))
     if ref.sum() < 100:
         return np.zeros(flair.shape, dtype=bool), -np.inf, 0.0
     q25, med = np.percentile(flair[ref], [25, 50])
     sigma = max((med - q25) / 0.6745, 1e-6)
+    t1_gm = below_wm & (t1w > csf_c)
     return t1_gm & (flair < med + gm_z * sigma), float(med), float(sigma)
 
 

@@ -92,6 +92,9 @@ _OUTPUTS: tuple[Output, ...] = (
           "mask on the FLAIR grid"),
     _anat("lesion_auto_prob", "space-FLAIR_desc-auto_label-lesion_probseg.nii.gz",
           "Automatic lesion probability on the FLAIR grid"),
+    _anat("lesion_auto_core", "space-FLAIR_desc-autocore_label-lesion_mask.nii.gz",
+          "Cores of the automatic lesions on the FLAIR grid (voxels at least halfway in FLAIR "
+          "from normal white matter to the lesion's bright end); lesion R2* is measured on them"),
     _anat("xfm_flair_to_t1w", "from-FLAIR_to-T1w_mode-image_xfm.mat", "FLAIR -> T1w "
           "transform of the registration (ITK binary .mat)"),
     _anat("xfm_megre_to_t1w", "from-MEGRE_to-T1w_mode-image_xfm.mat", "GRE -> T1w "

@@ -378,8 +378,13 @@ def lesions_sentence(rec: Mapping[str, Any]) -> str:
         return "No lesion masks were available; lesion R2* and lesion load were not measured."
     head = (_counts_text(rec.get("lesions_sources") or {}, names) if kind == "mixed"
             else names.get(kind, f"from source {kind!r}"))
-    return (f"T2 lesion masks were {head}; T2 lesion load was computed as lesion area times "
+    text = (f"T2 lesion masks were {head}; T2 lesion load was computed as lesion area times "
             f"slice thickness on the FLAIR grid (cm³).")
+    if kind in ("automatic", "mixed"):
+        text += (" Lesion R2* of automatic masks was measured on the lesion cores (voxels at "
+                 "least halfway in FLAIR intensity from normal-appearing white matter to the "
+                 "lesion's bright end), leaving out the partial-volume rim.")
+    return text
 
 
 def _registration_paragraph(rec: Mapping[str, Any], versions: Mapping[str, str]) -> str:

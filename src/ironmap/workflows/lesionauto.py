@@ -120,9 +120,37 @@ def auto_mask(subject: SubjectInputs, images, stage: Path) -> Path | None:
     save_image(seg.probability, images.flair.affine,
                derivative_path(stage, "lesion_auto_prob", pid, sid),
                sidecar={"Description": "automatic lesion probability (0-1)", **info})
+    core = seg.mask if seg.core is None else seg.core
+    save_image(core.astype(np.uint8), images.flair.affine,
+               derivative_path(stage, "lesion_auto_core", pid, sid),
+               sidecar={**side, "Description": "cores of the automatic lesions (at least halfway "
+                        "in FLAIR from NAWM to the lesion's 90th percentile): lesion R2* mask"})
     out = derivative_path(stage, "lesion_auto", pid, sid)
     save_image(seg.mask.astype(np.uint8), images.flair.affine, out, sidecar=side)
     return out
+
+
+def r2star_mask_path(mask_path: Path) -> Path:
+    """The mask to measure lesion R2* with.
+
+    The cores beside an automatic mask (rim voxels left out, see
+    :func:`ironmap.core.lesionseg.lesion_cores`), else ``mask_path`` itself.
+
+    Parameters
+    ----------
+    mask_path : Path
+        The lesion mask measured (rater or automatic).
+
+    Returns
+    -------
+    Path
+        The file whose voxels give lesion R2*.
+    """
+    name = Path(mask_path).name
+    if "_desc-auto_label-lesion_mask" not in name:
+        return Path(mask_path)
+    core = Path(mask_path).with_name(name.replace("_desc-auto_", "_desc-autocore_"))
+    return core if core.exists() else Path(mask_path)
 
 
 def lesion_qc_job(output_dir: Path, inputs: SubjectInputs):

@@ -524,7 +524,12 @@ def lesions(subject, cfg, images, fit, r2img, xfm, stage, chosen) -> dict[str, A
     else:
         on_flair = resample_labels(binary, images.flair,
                                    world_to_source(xfm, "FLAIR", space)) > 0
-    on_r2 = resample_labels(binary, r2img, world_to_source(xfm, "MEGRE", space)) > 0
+    from ironmap.workflows.lesionauto import r2star_mask_path
+
+    r2_src = load_image(r2star_mask_path(mask.path))  # automatic: lesion cores, no rim
+    r2_binary = nib.Nifti1Image((np.nan_to_num(np.asarray(r2_src.dataobj)) > 0).astype(np.uint8),
+                                r2_src.affine)
+    on_r2 = resample_labels(r2_binary, r2img, world_to_source(xfm, "MEGRE", space)) > 0
     summary, per_lesion = lesion_stats(
         fit.r2star, on_r2, flags=fit.flags, voxel_sizes=voxel_sizes(r2img.affine),
         mask_flair=on_flair, flair_voxel_sizes=voxel_sizes(images.flair.affine))
