@@ -35,6 +35,7 @@ import json
 import os
 import re
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -139,6 +140,10 @@ def samseg(args, inputs: list[Path], out: Path, extra: list[str]) -> dict:
         python = interpreter(args.samseg)
         if not has_tensorflow(python):
             cmd = [python, "-c", STUB]
+    if args.reuse_affine and (out / "template.lta").exists():
+        earlier = out / "affine_of_interrupted_run.lta"
+        shutil.copyfile(out / "template.lta", earlier)
+        extra = [*extra, "--reg", str(earlier)]
     if args.fit_spacing:
         options = out / "options.json"
         level2 = {"targetDownsampledVoxelSpacing": args.fit_spacing}
@@ -260,6 +265,9 @@ def main(argv=None) -> int:
                     help="voxel spacing of SAMSEG's second (finest) model-fitting level "
                     "(SAMSEG's default 1 mm); the final segmentation stays on the input grid")
     ap.add_argument("--reuse", action="store_true", help="score finished runs in --work")
+    ap.add_argument("--reuse-affine", action="store_true",
+                    help="start from the affine (template.lta) an interrupted SAMSEG run left "
+                    "in the same folder (SAMSEG's --reg); its CPU time is not counted")
     ap.add_argument("--shape-model", action="store_true",
                     help="use SAMSEG's lesion shape model (needs TensorFlow with SAMSEG)")
     ap.add_argument("--no-ironmap", dest="ironmap", action="store_false",
