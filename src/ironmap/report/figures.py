@@ -109,8 +109,10 @@ def check_volume(name: str, arr: np.ndarray | None) -> np.ndarray:
 
 def robust_range(arr: np.ndarray, low: float = 1.0, high: float = 99.0) -> tuple[float, float]:
     """Percentile display range of the finite, non-zero voxels (0, 1 when there are none)."""
-    vals = np.asarray(arr, dtype=float)
-    vals = vals[np.isfinite(vals) & (vals != 0)]
+    arr = np.asarray(arr)
+    if not np.issubdtype(arr.dtype, np.floating):
+        arr = arr.astype(float)
+    vals = arr[np.isfinite(arr) & (arr != 0)].astype(float)  # select first, then convert
     if vals.size == 0:
         return 0.0, 1.0
     lo, hi = np.percentile(vals, [low, high])
@@ -131,6 +133,25 @@ def spread_slices(mask: np.ndarray | None, shape: tuple[int, ...], n: int) -> li
     zs = np.arange(shape[2])
     if mask is not None and np.any(mask):
         zs = np.flatnonzero(np.asarray(mask != 0).any(axis=(0, 1)))
+    return spread_over(zs, n)
+
+
+def spread_over(zs: Sequence[int] | np.ndarray, n: int) -> list[int]:
+    """``n`` slice indices evenly spread from ``min(zs)`` to ``max(zs)`` (the extent).
+
+    Parameters
+    ----------
+    zs : sequence of int
+        Indices of the slices that hold something (not empty).
+    n : int
+        Number of slices wanted (fewer when the extent is shorter).
+
+    Returns
+    -------
+    list of int
+        Sorted, distinct slice indices.
+    """
+    zs = np.asarray(zs)
     lo, hi = int(zs.min()), int(zs.max())
     picks = np.linspace(lo, hi, n + 2)[1:-1] if hi - lo >= n else np.linspace(lo, hi, n)
     return sorted({int(round(z)) for z in picks})
@@ -141,8 +162,7 @@ def show_plane(ax, plane: np.ndarray, *, gid: str, **kwargs):
     data = np.ma.masked_invalid(np.ma.asarray(plane, dtype=float))  # keeps overlay masks
     im = ax.imshow(data.T, origin="lower", interpolation="nearest", **kwargs)
     im.set_gid(gid)
-    ax.set_xticks([])
-    ax.set_yticks([])
+    ax.set_axis_off()  # no ticks or frame (drawing them costs more than the image)
     return im
 
 
@@ -240,10 +260,11 @@ def r2star_montage_figure(r2star: np.ndarray, *, mask: np.ndarray | None = None,
 
 
 def grey_row(image: np.ndarray, ks: Sequence[int], name: str, panel_width: float,
-              height: float, top: float) -> tuple[Figure, np.ndarray]:
-    """A figure with one panel per axial slice ``ks`` of ``image`` in grey (robust range);
-    layers ids ``image-{name}-{k}``."""
-    lo, hi = robust_range(image, 1, 99.5)
+              height: float, top: float,
+              display_range: tuple[float, float] | None = None) -> tuple[Figure, np.ndarray]:
+    """A figure with one panel per axial slice ``ks`` of ``image`` in grey (``display_range``,
+    default the robust range of ``image``); layers ids ``image-{name}-{k}``."""
+    lo, hi = display_range or robust_range(image, 1, 99.5)
     fig = new_figure(panel_width * len(ks), height, left=0.01, right=0.99, bottom=0.02, top=top,
                      wspace=0.04)
     axes = np.atleast_1d(fig.subplots(1, len(ks)))
@@ -253,18 +274,24 @@ def grey_row(image: np.ndarray, ks: Sequence[int], name: str, panel_width: float
 
 
 def edge_overlay_figure(reference: np.ndarray, moving: np.ndarray, *, n_slices: int = 3,
-                        title: str = "", mask: np.ndarray | None = None) -> Figure:
+                        title: str = "", mask: np.ndarray | None = None,
+                        slices: Sequence[int] | None = None,
+                        display_range: tuple[float, float] | None = None) -> Figure:
     """Edges of ``moving`` (resampled onto ``reference``'s grid) drawn over ``reference``.
 
     Both arrays have shape (X, Y, Z) on the same grid; a good registration puts the edges on
-    the reference's tissue boundaries.
+    the reference's tissue boundaries. ``slices`` (axial indices) overrides the default
+    choice of ``n_slices`` spread over ``mask`` (or over ``moving > 0``); only those planes
+    of ``moving`` are read. ``display_range`` (grey levels of ``reference``) defaults to its
+    robust range.
     """
     reference = check_volume("reference image", reference)
     moving = check_volume("registered image", moving)
     if reference.shape != moving.shape:
         raise FigureDataError(f"grids differ: {reference.shape} vs {moving.shape}")
-    ks = spread_slices(mask if mask is not None else moving > 0, reference.shape, n_slices)
-    fig, axes = grey_row(reference, ks, "reference", 3.4, 3.6, 0.84)
+    ks = list(slices) if slices else spread_slices(mask if mask is not None else moving > 0,
+                                                   reference.shape, n_slices)
+    fig, axes = grey_row(reference, ks, "reference", 3.4, 3.6, 0.84, display_range)
     for ax, k in zip(axes, ks, strict=True):
         edges = np.ma.masked_equal(edge_map(moving[:, :, k]).astype(float), 0)
         show_plane(ax, edges, gid=f"image-edges-{k}", cmap=ListedColormap([EDGE_COLOR]), vmin=0,
