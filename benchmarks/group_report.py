@@ -19,7 +19,7 @@ Usage::
     python benchmarks/group_report.py --work /tmp/ironmap-groupreport [--nprocs 2]
         [--subjects 178] [--base 4] [--profile FILE]
 
-The base participants cost about a minute of CPU once; later calls with the same ``--work``
+The base participants cost about 90 CPU-s once; later calls with the same ``--work``
 reuse them (``--fresh`` makes them again).
 """
 
