@@ -104,7 +104,11 @@ def main(argv=None) -> int:
     result = {"preset": args.preset, "cpu_count": os.cpu_count(),
               "load_average_start": os.getloadavg(), "per_subject": per_subject(bids, args.work)}
     if not args.no_throughput:
-        result["throughput"] = [throughput(bids, args.work, n) for n in (1, 2)]
+        result["throughput"] = rows = [throughput(bids, args.work, n) for n in (1, 2)]
+        result["speedup_2_vs_1"] = round(rows[1]["subjects_per_hour"]
+                                         / rows[0]["subjects_per_hour"], 2)
+        print(f"2 workers give {result['speedup_2_vs_1']}x the throughput of 1 "
+              "(goal >= 1.7 on an idle 2-core machine)")
     result["load_average_end"] = os.getloadavg()
     (args.work / "participant-benchmark.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))

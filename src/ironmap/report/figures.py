@@ -195,8 +195,10 @@ def robust_range(arr: np.ndarray, low: float = 1.0, high: float = 99.0) -> tuple
     (float, float)
         The two percentiles; (0, 1) when no voxel is finite and non-zero.
     """
-    vals = np.asarray(arr, dtype=float)
-    vals = vals[np.isfinite(vals) & (vals != 0)]
+    arr = np.asarray(arr)
+    if not np.issubdtype(arr.dtype, np.floating):
+        arr = arr.astype(float)
+    vals = arr[np.isfinite(arr) & (arr != 0)].astype(float)  # select first, then convert
     if vals.size == 0:
         return 0.0, 1.0
     lo, hi = np.percentile(vals, [low, high])
@@ -245,6 +247,25 @@ def spread_slices(mask: np.ndarray | None, shape: tuple[int, ...], n: int) -> li
     zs = np.arange(shape[2])
     if mask is not None and np.any(mask):
         zs = np.flatnonzero(np.asarray(mask != 0).any(axis=(0, 1)))
+    return spread_over(zs, n)
+
+
+def spread_over(zs: Sequence[int] | np.ndarray, n: int) -> list[int]:
+    """``n`` slice indices evenly spread from ``min(zs)`` to ``max(zs)`` (the extent).
+
+    Parameters
+    ----------
+    zs : sequence of int
+        Indices of the slices that hold something (not empty).
+    n : int
+        Number of slices wanted (fewer when the extent is shorter).
+
+    Returns
+    -------
+    list of int
+        Sorted, distinct slice indices.
+    """
+    zs = np.asarray(zs)
     lo, hi = int(zs.min()), int(zs.max())
     picks = np.linspace(lo, hi, n + 2)[1:-1] if hi - lo >= n else np.linspace(lo, hi, n)
     return sorted({int(round(z)) for z in picks})
@@ -272,8 +293,7 @@ def show_plane(ax, plane: np.ndarray, *, gid: str, **kwargs):
     data = np.ma.masked_invalid(np.ma.asarray(plane, dtype=float))  # keeps overlay masks
     im = ax.imshow(data.T, origin="lower", interpolation="nearest", **kwargs)
     im.set_gid(gid)
-    ax.set_xticks([])
-    ax.set_yticks([])
+    ax.set_axis_off()  # no ticks or frame (drawing them costs more than the image)
     return im
 
 
@@ -327,12 +347,12 @@ def subject_maps_figure(echo1: np.ndarray, echo2: np.ndarray, r2star: np.ndarray
     title : str, optional
         Figure title.
     label_names : dict of int to str, optional
-        Names for the legend.
+        Region names of the labels (legend).
 
     Returns
     -------
     matplotlib.figure.Figure
-        The figure (Agg canvas, no pyplot state).
+        The four-panel figure.
     """
     from ironmap.report.overlays import label_colors, label_legend, show_labels
 
@@ -413,7 +433,8 @@ def r2star_montage_figure(r2star: np.ndarray, *, mask: np.ndarray | None = None,
 
 
 def grey_row(image: np.ndarray, ks: Sequence[int], name: str, panel_width: float,
-              height: float, top: float) -> tuple[Figure, np.ndarray]:
+              height: float, top: float,
+              display_range: tuple[float, float] | None = None) -> tuple[Figure, np.ndarray]:
     """A figure with one panel per axial slice ``ks`` of ``image`` in grey (robust range).
 
     Layers ids ``image-{name}-{k}``.
@@ -430,6 +451,8 @@ def grey_row(image: np.ndarray, ks: Sequence[int], name: str, panel_width: float
         Inches per panel and figure height.
     top : float
         Top margin (fraction of the figure).
+    display_range : (float, float), optional
+        Grey levels; default the robust range of ``image``.
 
     Returns
     -------
@@ -438,7 +461,7 @@ def grey_row(image: np.ndarray, ks: Sequence[int], name: str, panel_width: float
     axes : ndarray of Axes
         One panel per slice.
     """
-    lo, hi = robust_range(image, 1, 99.5)
+    lo, hi = display_range or robust_range(image, 1, 99.5)
     fig = new_figure(panel_width * len(ks), height, left=0.01, right=0.99, bottom=0.02, top=top,
                      wspace=0.04)
     axes = np.atleast_1d(fig.subplots(1, len(ks)))
@@ -448,7 +471,9 @@ def grey_row(image: np.ndarray, ks: Sequence[int], name: str, panel_width: float
 
 
 def edge_overlay_figure(reference: np.ndarray, moving: np.ndarray, *, n_slices: int = 3,
-                        title: str = "", mask: np.ndarray | None = None) -> Figure:
+                        title: str = "", mask: np.ndarray | None = None,
+                        slices: Sequence[int] | None = None,
+                        display_range: tuple[float, float] | None = None) -> Figure:
     """Edges of ``moving`` (resampled onto ``reference``'s grid) drawn over ``reference``.
 
     A good registration puts the edges on the reference's tissue boundaries.
@@ -465,6 +490,11 @@ def edge_overlay_figure(reference: np.ndarray, moving: np.ndarray, *, n_slices: 
         Figure title.
     mask : ndarray of bool, shape (nx, ny, nz), optional
         Head mask (sets the slices).
+    slices : sequence of int, optional
+        Axial indices; overrides the default choice of ``n_slices`` spread over ``mask`` (or
+        over ``moving > 0``); only those planes of ``moving`` are read.
+    display_range : (float, float), optional
+        Grey levels of ``reference``; default its robust range.
 
     Returns
     -------
@@ -475,8 +505,9 @@ def edge_overlay_figure(reference: np.ndarray, moving: np.ndarray, *, n_slices: 
     moving = check_volume("registered image", moving)
     if reference.shape != moving.shape:
         raise FigureDataError(f"grids differ: {reference.shape} vs {moving.shape}")
-    ks = spread_slices(mask if mask is not None else moving > 0, reference.shape, n_slices)
-    fig, axes = grey_row(reference, ks, "reference", 3.4, 3.6, 0.84)
+    ks = list(slices) if slices else spread_slices(mask if mask is not None else moving > 0,
+                                                   reference.shape, n_slices)
+    fig, axes = grey_row(reference, ks, "reference", 3.4, 3.6, 0.84, display_range)
     for ax, k in zip(axes, ks, strict=True):
         edges = np.ma.masked_equal(edge_map(moving[:, :, k]).astype(float), 0)
         show_plane(ax, edges, gid=f"image-edges-{k}", cmap=ListedColormap([EDGE_COLOR]), vmin=0,

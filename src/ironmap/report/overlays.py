@@ -234,8 +234,9 @@ def region_histograms_figure(r2star: np.ndarray, labels: np.ndarray,
         name = (label_names or {}).get(v, f"label {v}")
         ax.set_gid(f"hist-{v}")
         if vals.size:
-            ax.hist(vals, bins=min(30, max(5, vals.size // 4)), color=colors[v],
-                    edgecolor="white", linewidth=0.3)
+            # one filled step outline per panel: far cheaper to draw than a bar per bin
+            counts, edges = np.histogram(vals, bins=min(30, max(5, vals.size // 4)))
+            ax.stairs(counts, edges, fill=True, color=colors[v])
             ax.axvline(float(np.mean(vals)), color="black", lw=1.2)
             ax.set_title(f"{name}\nmean {np.mean(vals):.1f}, n = {vals.size}", fontsize=9)
         else:

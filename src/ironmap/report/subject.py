@@ -14,8 +14,6 @@ import numpy as np
 import pandas as pd
 
 from ironmap.core import qcflags
-from ironmap.io.dictionaries import QC_METRICS
-from ironmap.io.layout import file_name
 from ironmap.report import figures as F
 from ironmap.report import overlays as O
 from ironmap.report.html import TableView, table_view
@@ -44,6 +42,8 @@ class SubjectImages:
     t1w: np.ndarray | None = None
     flair_on_t1w: np.ndarray | None = None
     megre_on_t1w: np.ndarray | None = None
+    #: axial T1w slices of ``flair_on_t1w`` / ``megre_on_t1w`` to show (only those are filled)
+    t1w_slices: dict[str, list[int]] = field(default_factory=dict)
     regions: pd.DataFrame | None = None  # the participant's regional table
     lesions: pd.DataFrame | None = None  # per-lesion table
     brain: np.ndarray | None = None  # brain mask on the R2* grid (desc-brain_mask), if any
@@ -52,6 +52,30 @@ class SubjectImages:
     similarity: dict[str, float] = field(default_factory=dict)  # series -> NMI
     segmentation_errors: dict[str, str] = field(default_factory=dict)  # T1w step -> message
     problems: list[str] = field(default_factory=list)
+    #: masks and ranges derived from the arrays, computed once (see :func:`derived`)
+    cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+
+def derived(img: SubjectImages, name: str, make):
+    """A value derived from a participant's arrays, computed once and kept in ``img.cache``.
+
+    Parameters
+    ----------
+    img : SubjectImages
+        The participant; its arrays must not change after the first call for ``name``.
+    name : str
+        Key of the value (e.g. ``"head"``, ``"display"``, ``"range"``).
+    make : callable
+        ``() -> value``, called only when ``name`` is not cached yet.
+
+    Returns
+    -------
+    object
+        The cached value.
+    """
+    if name not in img.cache:
+        img.cache[name] = make()
+    return img.cache[name]
 
 
 def head_mask(echo1: np.ndarray | None) -> np.ndarray | None:
@@ -113,7 +137,7 @@ def masked_r2star(img: SubjectImages) -> np.ndarray | None:
     ndarray of shape (nx, ny, nz) or None
         R2* in s^-1; None without an R2* map.
     """
-    mask = display_mask(img.echo1)
+    mask = derived(img, "display", lambda: display_mask(img.echo1))
     if img.r2star is None or mask is None or mask.shape != img.r2star.shape:
         return img.r2star
     return np.where(mask, img.r2star, np.nan)
@@ -135,7 +159,7 @@ def metrics(img: SubjectImages) -> dict[str, Any]:
     """
     from ironmap.core.qc import FLAGS_INVALID
 
-    head = head_mask(img.echo1)
+    head = derived(img, "head", lambda: head_mask(img.echo1))
     out: dict[str, Any] = {
         "registration_nmi_flair": img.similarity.get("FLAIR", np.nan),
         "registration_nmi_megre": img.similarity.get("MEGRE", np.nan),
@@ -196,8 +220,18 @@ def metrics_view(m: dict[str, Any]) -> TableView:
                       combine_mean_sd=False, dictionary=METRIC_DICTIONARY)
 
 
-#: column dictionary of the QC metrics (kept under its former name)
-METRIC_DICTIONARY = QC_METRICS
+METRIC_DICTIONARY: dict[str, dict[str, str]] = {
+    "registration_nmi_flair": {"Description": "Normalised mutual information of FLAIR and T1w "
+                               "after registration (1 = independent, 2 = identical)"},
+    "registration_nmi_megre": {"Description": "Normalised mutual information of GRE echo 1 and "
+                               "T1w after registration"},
+    "snr_echo1": {"Description": "First-echo SNR: mean head signal / noise SD estimated from "
+                  "the background (Rayleigh)"},
+    "flagged_fraction_head": {"Description": "Fraction of head voxels whose R2* fit failed or "
+                              "was flagged invalid"},
+    "max_region_flagged_fraction": {"Description": "Largest fraction of a region's eroded "
+                                    "voxels excluded by the fit flags"},
+}
 
 
 #: display range of R2*: these percentiles of the brain voxels' R2*
@@ -236,7 +270,7 @@ def brain_voxels(img: SubjectImages) -> tuple[np.ndarray | None, str]:
         valid &= (np.asarray(img.flags, np.uint16) & FLAGS_INVALID) == 0
     if img.brain is not None and img.brain.shape == valid.shape and np.any(img.brain):
         return valid & (np.asarray(img.brain) > 0), "brain mask (desc-brain_mask)"
-    head = display_mask(img.echo1)
+    head = derived(img, "display", lambda: display_mask(img.echo1))
     if head is not None and head.shape == valid.shape:
         n = max(1, int(round(SCALP_MM / max(min(img.voxel_sizes[:2]), 1e-3))))
         plane = np.zeros((3, 3, 3), bool)
@@ -262,6 +296,10 @@ def r2star_display_range(img: SubjectImages) -> tuple[float, float, str]:
     text : str
         The sentence for the caption.
     """
+    return derived(img, "range", lambda: _display_range(img))
+
+
+def _display_range(img: SubjectImages) -> tuple[float, float, str]:
     mask, source = brain_voxels(img)
     if mask is None or not np.any(mask):
         return 0.0, 1.0, "R2* display range: no valid voxels"
@@ -317,6 +355,8 @@ def figure_jobs(img: SubjectImages) -> list[tuple[str, F.FigureJob]]:
     lo, hi, range_text = r2star_display_range(img)
     rng = (lo, hi)
     r2 = masked_r2star(img)
+    head = derived(img, "head", lambda: head_mask(img.echo1))
+    t1w_range = None if img.t1w is None else F.robust_range(img.t1w, 1, 99.5)
     names = img.label_names or None
     jobs = [
         ("maps", F.FigureJob(
@@ -329,16 +369,18 @@ def figure_jobs(img: SubjectImages) -> list[tuple[str, F.FigureJob]]:
         ("maps", F.FigureJob(
             "montage", "R2* montage", "Axial R2* slices (s⁻¹) across the head. " + range_text,
             f"{p}_desc-montage_R2starmap",
-            partial(F.r2star_montage_figure, r2, mask=head_mask(img.echo1),
+            partial(F.r2star_montage_figure, r2, mask=head,
                     r2star_range=rng))),
         ("registration", F.FigureJob(
             "flair-t1w", "FLAIR registered to T1w", "FLAIR edges (orange) over the T1w image.",
             f"{p}_desc-flairedges_T1w",
-            partial(F.edge_overlay_figure, img.t1w, img.flair_on_t1w))),
+            partial(F.edge_overlay_figure, img.t1w, img.flair_on_t1w,
+                    slices=img.t1w_slices.get("flair_on_t1w"), display_range=t1w_range))),
         ("registration", F.FigureJob(
             "megre-t1w", "GRE (echo 1) registered to T1w",
             "GRE echo-1 edges (orange) over the T1w.", f"{p}_desc-megreedges_T1w",
-            partial(F.edge_overlay_figure, img.t1w, img.megre_on_t1w))),
+            partial(F.edge_overlay_figure, img.t1w, img.megre_on_t1w,
+                    slices=img.t1w_slices.get("megre_on_t1w"), display_range=t1w_range))),
         ("overlays", F.FigureJob(
             "regions", "Regions and lesions on R2*",
             "Deep grey-matter labels (one colour each, before erosion; the legend lists the "
@@ -361,7 +403,7 @@ def figure_jobs(img: SubjectImages) -> list[tuple[str, F.FigureJob]]:
             "Voxels whose R2* fit failed or was flagged invalid (red) inside the head, on the "
             "first echo, with the region outlines (green); slices with the most flagged voxels "
             "are shown.", f"{p}_desc-flags_R2starmap",
-            partial(O.flagged_voxels_figure, img.echo1, flagged, head_mask(img.echo1),
+            partial(O.flagged_voxels_figure, img.echo1, flagged, head,
                     img.labels))))
     return jobs
 
@@ -384,7 +426,7 @@ def viewer_view(img: SubjectImages) -> dict[str, Any] | None:
     if img.r2star is None:
         return None
     lo, hi, range_text = r2star_display_range(img)
-    head = display_mask(img.echo1)
+    head = derived(img, "display", lambda: display_mask(img.echo1))
     if head is not None and head.shape != img.r2star.shape:
         head = None
     colors = O.label_colors(np.unique(img.labels)) if img.labels is not None else {}
@@ -415,8 +457,7 @@ def regions_view(img: SubjectImages) -> TableView | None:
     if img.regions is None:
         return None
     return table_view(img.regions, id="regions", caption="Regional R2* (s⁻¹)",
-                      source=file_name("regions_table", img.participant_id,
-                                                    img.session_id))
+                      source=f"{img.label}_desc-regions_r2star.tsv")
 
 
 def lesions_view(img: SubjectImages) -> TableView | None:
@@ -436,5 +477,4 @@ def lesions_view(img: SubjectImages) -> TableView | None:
         return None
     note = f"{len(img.lesions)} lesions; first 50 shown." if len(img.lesions) > 50 else ""
     return table_view(img.lesions.head(50), id="lesions", caption="Lesion R2*",
-                      source=file_name("lesions_table", img.participant_id, img.session_id),
-                      note=note)
+                      source=f"{img.label}_desc-lesions_r2star.tsv", note=note)

@@ -153,6 +153,77 @@ def resample_image(img, target_img, world_to_source=None, order: int = 1) -> np.
     return out
 
 
+def resample_planes(img, target_img, planes, world_to_source=None,
+                    order: int = 1) -> np.ndarray:
+    """Interpolate an intensity image onto some axial planes of a target grid.
+
+    The same values as :func:`resample_image` at those planes, without computing the rest
+    of the target grid (for figures that show a few slices).
+
+    Parameters
+    ----------
+    img : nibabel image, 3D
+        Source intensities.
+    target_img : nibabel image
+        Defines the output grid (``shape[:3]`` and ``affine``).
+    planes : sequence of int
+        Indices along the target's third voxel axis.
+    world_to_source : ndarray of shape (4, 4), optional
+        TARGET world mm -> SOURCE world mm (RAS+); identity when ``None``.
+    order : int
+        Spline order for :func:`scipy.ndimage.map_coordinates`.
+
+    Returns
+    -------
+    ndarray of shape (X, Y, len(planes)), float64
+        NaN where a target voxel falls outside the source field of view.
+    """
+    data = np.asarray(_data3d(img, "image"), dtype=np.float64)
+    shape, t_aff = _target_grid(target_img)
+    vox_map = _voxel_map(shape, t_aff, img.affine, world_to_source)
+    out = np.empty((shape[0], shape[1], len(planes)), dtype=np.float64)
+    hi = np.array(data.shape, dtype=float)[:, None] - 0.5
+    for i, k in enumerate(planes):
+        coords = _source_coords(vox_map, shape, slice(int(k), int(k) + 1)).reshape(3, -1)
+        vals = ndimage.map_coordinates(data, coords, order=order, mode="nearest")
+        vals[np.any((coords < -0.5) | (coords > hi), axis=0)] = np.nan
+        out[:, :, i] = vals.reshape(shape[0], shape[1])
+    return out
+
+
+def planes_holding(img, target_img, world_to_source=None, stride: int = 2) -> np.ndarray:
+    """Target axial planes (sorted indices) onto which non-zero source voxels map.
+
+    Every ``stride``-th source voxel along each axis is mapped (nearest plane), so thin
+    structures may be missed at their edges; meant for choosing slices to show.
+
+    Parameters
+    ----------
+    img : nibabel image, 3D
+        Source image; voxels above 0 (finite) count.
+    target_img : nibabel image
+        Defines the target grid.
+    world_to_source : ndarray of shape (4, 4), optional
+        TARGET world mm -> SOURCE world mm (RAS+); identity when ``None``.
+    stride : int
+        Source subsampling step.
+
+    Returns
+    -------
+    ndarray of int, shape (n,)
+        Plane indices in ``[0, Z)``; empty when the source has no voxel above 0 on the grid.
+    """
+    data = np.asarray(_data3d(img, "image"))[::stride, ::stride, ::stride]
+    idx = np.argwhere(np.nan_to_num(data) > 0).T * stride
+    shape, t_aff = _target_grid(target_img)
+    if idx.size == 0:
+        return np.zeros(0, int)
+    src_to_tgt = np.linalg.inv(_voxel_map(shape, t_aff, img.affine, world_to_source))
+    tgt = np.floor(src_to_tgt[:3, :3] @ idx + src_to_tgt[:3, 3, None] + 0.5).astype(np.int64)
+    inside = np.all((tgt >= 0) & (tgt < np.array(shape)[:, None]), axis=0)
+    return np.unique(tgt[2, inside])
+
+
 def voxel_sizes(affine: np.ndarray) -> np.ndarray:
     """Voxel edge lengths from a 4x4 affine (column norms).
 

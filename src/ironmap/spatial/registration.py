@@ -24,6 +24,7 @@ import contextlib
 import logging
 import os
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,9 +86,29 @@ class Registration:
         return np.linalg.inv(self.matrix)
 
 
+#: ANTsPy sub-packages ironmap does not use; ``import ants`` imports them all, and with them
+#: matplotlib.pyplot, statsmodels and scikit-learn (about 1.2 CPU-s per process)
+_UNUSED_ANTS = ("ants.plotting", "ants.learn", "ants.contrib", "ants.deeplearn")
+
+
 def _import_ants():
-    """Import ANTsPy lazily, with a single ITK thread unless the caller chose otherwise."""
+    """Import ANTsPy lazily, with a single ITK thread unless the caller chose otherwise.
+
+    The first import skips :data:`_UNUSED_ANTS` (empty placeholders while ``ants`` loads,
+    removed afterwards, so ``import ants.plotting`` still works later, on demand).
+    """
     os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "1")
+    if "ants" not in sys.modules:
+        import types
+
+        placeholders = {n: types.ModuleType(n) for n in _UNUSED_ANTS if n not in sys.modules}
+        sys.modules.update(placeholders)
+        try:
+            import ants  # noqa: F401
+        finally:
+            for name, module in placeholders.items():
+                if sys.modules.get(name) is module:
+                    del sys.modules[name]
     import ants
 
     return ants

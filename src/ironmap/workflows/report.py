@@ -128,22 +128,34 @@ def _array(img) -> np.ndarray | None:
     return data[..., 0] if data.ndim == 4 else data
 
 
-def _on_t1w(img, t1w, xfm_path: Path, problems: list[str], what: str):
-    """Resample ``img`` onto the T1w grid through its saved transform (T1w world -> img)."""
-    if img is None or t1w is None:
-        return None
+def _slices_on_t1w(img, t1w_can, xfm_path: Path, problems: list[str], what: str,
+                   n_slices: int = 3) -> tuple[np.ndarray | None, list[int]]:
+    """The axial planes of ``img`` that its registration figure shows, on the T1w grid.
+
+    ``t1w_can`` is the T1w in closest-RAS axis order. The planes are ``n_slices`` spread over
+    the T1w slices that ``img`` covers; only they are resampled (linear, through the saved
+    transform). Returns a T1w-shaped float32 array, NaN outside those planes, and the planes.
+    """
+    if img is None or t1w_can is None:
+        return None, []
     if not xfm_path.exists():
         problems.append(f"{what}: transform {xfm_path.name} not found")
-        return None
+        return None, []
     try:
-        from ironmap.spatial.grid import resample_image
+        from ironmap.report.figures import spread_over
+        from ironmap.spatial.grid import planes_holding, resample_planes
         from ironmap.spatial.registration import load_transform
 
         matrix = np.asarray(load_transform(xfm_path).matrix, float)
-        return resample_image(img, t1w, matrix, order=1)
+        shape = t1w_can.shape[:3]
+        zs = planes_holding(img, t1w_can, matrix)
+        ks = spread_over(zs if zs.size else np.arange(shape[2]), n_slices)
+        out = np.full(shape, np.nan, np.float32)
+        out[:, :, ks] = resample_planes(img, t1w_can, ks, matrix, order=1)
+        return out, ks
     except Exception as exc:
         problems.append(f"{what}: resampling failed ({exc})")
-        return None
+        return None, []
 
 
 def _canonical_zooms(img) -> tuple[float, float, float]:
@@ -214,11 +226,16 @@ def load_subject(cfg: RunConfig, inputs) -> subj.SubjectImages:
             s.label_names = {int(i): str(n) for i, n in zip(names["index"], names["name"],
                                                            strict=True)}
     if t1w is not None:
-        s.t1w = _canonical(_array(t1w), t1w.affine)
+        import nibabel as nib
+
+        t1w_can = nib.as_closest_canonical(t1w)
+        s.t1w = _array(t1w_can)
         for img, name, attr in ((flair, "xfm_flair_to_t1w", "flair_on_t1w"),
                                 (e1, "xfm_megre_to_t1w", "megre_on_t1w")):
-            arr = _on_t1w(img, t1w, derivative_path(out, name, pid, sid), p, attr)
-            setattr(s, attr, _canonical(arr, t1w.affine))
+            arr, ks = _slices_on_t1w(img, t1w_can, derivative_path(out, name, pid, sid), p,
+                                     attr)
+            setattr(s, attr, arr)
+            s.t1w_slices[attr] = ks
     for name, attr in (("regions_table", "regions"), ("lesions_table", "lesions")):
         setattr(s, attr, _read_optional(derivative_path(out, name, pid, sid), p))
     manifest = _read_json(output_path(out, "manifest", pid, sid), p)
