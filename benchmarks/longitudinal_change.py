@@ -4,9 +4,11 @@
 the later session's images are moved by a known rigid motion (their affines changed: the same
 voxels at another place in the scanner), then
 :func:`ironmap.spatial.withinsubject.within_subject_change` registers the later session onto
-the first and measures new/enlarging lesions and brain volume change. Truth: the simulator's
-rater lesion masks (new/enlarged = lesional at the later session, not at the first) and its
-brain (GM + WM) volumes (``truth/volumes.tsv``).
+the first and measures new/enlarging lesions and brain volume change. Truth: both sessions'
+phantoms evaluated at the first FLAIR's voxel centres through its pose (``truth/poses.tsv``,
+``truth/geometry.json``; new/enlarged = lesion at the later session, not at the first), the
+known map between the sessions (each scan has its own head pose, composed with the extra
+motion) and the brain (GM + WM) volumes (``truth/volumes.tsv``).
 
 Usage::
 
@@ -29,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from ironmap.core.lesionchange import change_overlap, percent_volume_change
+from ironmap.sim.change import new_lesion_truth, pose_matrix
 from ironmap.sim.poses import rigid_matrix
 from ironmap.spatial.grid import resample_labels, voxel_sizes
 from ironmap.spatial.registration import displacement_error
@@ -65,16 +68,18 @@ def evaluate(root: Path, pid: str, jacobian: bool = True) -> dict:
     t0 = time.perf_counter()
     res = within_subject_change(sessions["ses-01"], sessions["ses-02"], jacobian=jacobian)
     seconds = time.perf_counter() - t0
-    raters = root / "bids" / "derivatives" / "raters" / pid
-    masks = [nib.load(raters / s / "anat" / f"{pid}_{s}_label-lesion_mask.nii.gz").get_fdata()
-             > 0 for s in ("ses-01", "ses-02")]
+    poses = pd.read_csv(root / "truth" / "poses.tsv", sep="\t")
+    geometry = json.loads((root / "truth" / "geometry.json").read_text())
+    w1, w2 = (pose_matrix(poses, pid, s) for s in ("ses-01", "ses-02"))
+    true_matrix = MOTION @ np.linalg.inv(w2) @ w1  # first FLAIR world -> moved later world
     flair1 = sessions["ses-01"].flair
-    truth = masks[1] & ~masks[0]  # both on the unmoved FLAIR grid
+    truth = new_lesion_truth(geometry[f"{pid}_ses-01"], geometry[f"{pid}_ses-02"],
+                             flair1.shape, flair1.affine, w1)
     found = resample_labels(nib.Nifti1Image(res.lesions.mask.astype(np.uint8), res.grid.affine),
                             flair1, np.linalg.inv(res.mid_to_first)) > 0
     brain1 = flair1.get_fdata() > 0
     pts = (flair1.affine @ np.c_[np.argwhere(brain1), np.ones(int(brain1.sum()))].T)[:3].T
-    err_mean, err_max = displacement_error(res.later_to_first, MOTION, pts)
+    err_mean, err_max = displacement_error(res.later_to_first, true_matrix, pts)
     vols = pd.read_csv(root / "truth" / "volumes.tsv", sep="\t")
     v = vols[vols.participant_id == pid].set_index("session_id")
     true_brain = [float(v.loc[s, "gm_cm3"] + v.loc[s, "wm_cm3"]) for s in ("ses-01", "ses-02")]
@@ -92,6 +97,7 @@ def evaluate(root: Path, pid: str, jacobian: bool = True) -> dict:
             "brain_change_percent": s.get("brain_change_percent"),
             "jacobian_pbvc_percent": s.get("jacobian_pbvc_percent"),
             "true_brain_change_percent": round(percent_volume_change(*true_brain), 3),
+            "segmentation_error": s.get("segmentation_error", ""),
             "seconds": round(seconds, 1)}
 
 

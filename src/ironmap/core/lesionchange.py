@@ -46,6 +46,10 @@ class ChangeParams:
         Candidate voxels lie at least this far inside the brain mask (mm).
     min_mm3 : float
         Smallest new/enlarging lesion component (mm^3).
+    wm_margin_mm : float
+        With a white-matter mask of the first session, candidate voxels lie within this
+        distance of it (mm): new lesions appear in, and enlarging ones grow into, what was
+        white matter at the first session.
     """
 
     diff_z: float = 3.0
@@ -53,6 +57,7 @@ class ChangeParams:
     hyper_z: float = 2.0
     edge_mm: float = 3.0
     min_mm3: float = 20.0
+    wm_margin_mm: float = 2.0
 
     def as_dict(self) -> dict[str, float]:
         """The thresholds as a plain dict (for sidecars)."""
@@ -150,8 +155,10 @@ def lesion_change(earlier: np.ndarray, later: np.ndarray, brain: np.ndarray,
     voxel_mm : sequence of 3 float
         Voxel edge lengths, mm.
     wm : ndarray of bool, shape (X, Y, Z), optional
-        White matter, the reference for the later FLAIR's hyperintensity z-score; the brain
-        voxels between the 25th and 75th FLAIR percentile when absent.
+        White matter of the first session: the reference for the later FLAIR's
+        hyperintensity z-score, and candidates lie within ``params.wm_margin_mm`` of it.
+        Without it, the reference is the brain voxels between the 25th and 75th FLAIR
+        percentile and candidates may lie anywhere in the brain.
     params : ChangeParams, optional
 
     Returns
@@ -168,13 +175,16 @@ def lesion_change(earlier: np.ndarray, later: np.ndarray, brain: np.ndarray,
     diff = np.where(valid, later_n - np.nan_to_num(earlier), 0.0)
     med, sigma = robust_location_scale(diff[valid])
     z = np.where(valid, (diff - med) / sigma, 0.0).astype(np.float32)
+    region = valid
     if wm is None or not (wm & valid).any():
         lo, hi = np.percentile(later_n[valid], [25, 75])
         wm = valid & (later_n >= lo) & (later_n <= hi)
+    else:
+        region = valid & (ndimage.distance_transform_edt(~wm, sampling=vox) <= p.wm_margin_mm)
     wm_med, wm_sigma = robust_location_scale(later_n[wm & valid])
     hyper = later_n >= wm_med + p.hyper_z * wm_sigma
     depth = ndimage.distance_transform_edt(np.pad(valid, 1), sampling=vox)[1:-1, 1:-1, 1:-1]
-    candidate = valid & (depth >= p.edge_mm) & hyper & (z >= p.diff_z)
+    candidate = region & (depth >= p.edge_mm) & hyper & (z >= p.diff_z)
     mask = keep_cores(candidate, z >= p.core_z, vox, p.min_mm3)
     n = int(ndimage.label(mask, structure=np.ones((3, 3, 3)))[1])
     return LesionChange(mask=mask, diff_z=z, n_lesions=n,

@@ -183,7 +183,7 @@ def _to_grid(mask: np.ndarray, affine: np.ndarray, target: nib.Nifti1Image,
 
 def jacobian_change(first_t1: nib.Nifti1Image, later_t1: nib.Nifti1Image,
                     first_to_later: np.ndarray, brain: np.ndarray, fractions: np.ndarray,
-                    workdir: str, seed: int = 1) -> float:
+                    workdir: str, seed: int = 1, iterations=(40, 20, 10)) -> float:
     """Jacobian-based per cent brain volume change of the later T1w against the first.
 
     Both T1w are block-averaged to about 2 mm; the later one is registered onto the first
@@ -200,6 +200,8 @@ def jacobian_change(first_t1: nib.Nifti1Image, later_t1: nib.Nifti1Image,
         The first session's brain mask (bool) and GM + WM fractions.
     workdir : str
     seed : int
+    iterations : sequence of int
+        SyN iterations per level (coarse to fine, shrink factors 4, 2, 1 at the 2 mm grid).
 
     Returns
     -------
@@ -222,6 +224,7 @@ def jacobian_change(first_t1: nib.Nifti1Image, later_t1: nib.Nifti1Image,
                                 type_of_transform="SyNOnly", initial_transform=init,
                                 mask=to_ants(small1, near.astype(np.float32)),
                                 syn_metric="CC", syn_sampling=2,
+                                reg_iterations=tuple(iterations),
                                 outprefix=str(Path(workdir) / "syn_"), verbose=False)
     warp = next(t for t in reg["fwdtransforms"] if t.endswith("Warp.nii.gz"))
     jac = ants.create_jacobian_determinant_image(to_ants(small1), warp, do_log=False)
