@@ -177,16 +177,54 @@ def lesion_change(src: Path, sessions: dict) -> dict:
             "voxel_dice_with_consensus": round(float(dice), 3)}
 
 
+def within_subject(src: Path, jacobian: bool = True) -> dict:
+    """The ``--longitudinal-template`` route: study 2 registered onto study 1 (rigid,
+    mid-space), lesion change by FLAIR subtraction, brain volume change from both T1w
+    segmentations and the Jacobian; compared with the database's transforms and consensus."""
+    from ironmap.core.lesionchange import change_overlap
+    from ironmap.spatial.registration import displacement_error
+    from ironmap.spatial.withinsubject import SessionImages, within_subject_change
+
+    ses = [SessionImages(f"ses-{k}", nib.load(src / f"study{k}_FLAIR.nii.gz"),
+                         nib.load(src / f"study{k}_T1W.nii.gz")) for k in (1, 2)]
+    t0 = time.perf_counter()
+    res = within_subject_change(ses[0], ses[1], jacobian=jacobian)
+    seconds = time.perf_counter() - t0
+    # the database's FLAIR -> common transforms: common world -> study k FLAIR world
+    common_to = [parse_itk_text((src / f"study{k}_FLAIR_to_common_space.txt").read_text())
+                 for k in (1, 2)]
+    reference = common_to[1] @ np.linalg.inv(common_to[0])  # study 1 -> study 2 world
+    ijk = np.argwhere(res.brain)
+    pts = (res.mid_to_first @ res.grid.affine @ np.c_[ijk, np.ones(len(ijk))].T)[:3].T
+    err_mean, err_max = displacement_error(res.later_to_first, reference, pts)
+    gt = nib.load(src / "gt.nii.gz")
+    mask = nib.Nifti1Image(res.lesions.mask.astype(np.uint8), res.grid.affine)
+    found = resample_labels(mask, gt, np.linalg.inv(res.mid_to_first) @ common_to[0]) > 0
+    overlap = change_overlap(found, gt.get_fdata() > 0,
+                             np.sqrt((gt.affine[:3, :3] ** 2).sum(axis=0)))
+    return {**res.summary, "seconds": round(seconds, 1),
+            "registration_vs_database_mm": {"mean": round(err_mean, 2),
+                                            "max": round(err_max, 2)},
+            "lesion_change_vs_consensus": {k: round(v, 3) if isinstance(v, float) else v
+                                           for k, v in overlap.items()}}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=None, help="keep the work folder here")
     ap.add_argument("--no-volumes", action="store_true", help="skip the T1w volume step")
     ap.add_argument("--lesions", choices=["segment", "grow"], default="segment",
                     help="automatic segmentation (default) or seedless growing")
+    ap.add_argument("--within-subject", action="store_true",
+                    help="only the within-subject route (--longitudinal-template)")
+    ap.add_argument("--no-jacobian", action="store_true", help="skip the Jacobian (SyN)")
     args = ap.parse_args()
     src = data_dir()
     if not src.is_dir():
         print(json.dumps({"skipped": f"{src} is absent"}))
+        return 0
+    if args.within_subject:
+        print(json.dumps(within_subject(src, not args.no_jacobian), indent=2))
         return 0
     work = args.out or Path(tempfile.mkdtemp(prefix="ironmap-long-"))
     work.mkdir(parents=True, exist_ok=True)

@@ -92,6 +92,9 @@ def check_consistent(record: dict, text: str) -> None:  # noqa: C901 - one check
     assert ("T2 lesion load was computed" in text) == (les != "none")
     assert ("segmented automatically from each participant's FLAIR" in text) == (
         les == "automatic")
+    assert ("measured on the lesion cores" in text) == (les in ("automatic", "mixed"))
+    assert ("registered rigidly to the first" in text) == bool(
+        record.get("longitudinal_template"))
     # age model per region
     age = record["age_model"]
     models = age["regions"]
@@ -157,6 +160,7 @@ FLIPS = [
     ("mixed_model", False),
     ("volumes", False),
     ("volumes_normalised", True),
+    ("longitudinal_template", True),
     ("alpha", 0.01),
 ]
 

@@ -90,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "patients with a FLAIR (auto, default); rater masks only (masks); none")
     g.add_argument("--lesions-controls", action="store_true",
                    help="with --lesions auto, also segment lesions in controls")
+    g.add_argument("--longitudinal-template", action="store_true",
+                   help="register each participant's later sessions onto the first (rigid, "
+                        "mid-space) and report new/enlarging lesions and brain volume change "
+                        "(group/longitudinal_change.tsv; docs/longitudinal.md)")
     g.add_argument("--nprocs", type=int, default=1,
                    help="participants processed in parallel on this machine (Dask LocalCluster)")
     g.add_argument("--dask-scheduler", default=None,
@@ -174,6 +178,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         erosion_space=args.erosion_space,
         min_region_voxels=args.min_region_voxels,
         brain_mask=args.brain_mask,
+        longitudinal_template=args.longitudinal_template,
     )
 
 

@@ -219,6 +219,7 @@ def methods_record(config: Mapping[str, Any], *, r2star_sidecar: Mapping[str, An
         "lesions_source": _dominant(src.get("lesions")),
         "lesions_sources": src.get("lesions", {}),
         "volumes": bool(config.get("volumes", False)) or bool(volume_sources),
+        "longitudinal_template": bool(config.get("longitudinal_template", False)),
         "volumes_normalised": any("_norm_" in str(v) for v in (volume_sources or {}).values()),
         "age_model": {
             "requested": st.get("age_model"),
@@ -402,7 +403,15 @@ def _registration_paragraph(rec: Mapping[str, Any], versions: Mapping[str, str])
         if _is_number(minimum) and int(minimum) > 0:
             text += (f" A region left with fewer than {_plural(int(minimum), 'voxel')} after "
                      "erosion was flagged in the quality control.")
-    return text + " " + lesions_sentence(rec)
+    text += " " + lesions_sentence(rec)
+    if rec.get("longitudinal_template"):
+        text += (" For participants with several sessions, each later session's FLAIR was "
+                 "registered rigidly to the first (ANTs) and both were resampled into a halfway "
+                 "space; new and enlarging lesions were taken from the difference of the "
+                 "intensity-matched FLAIRs inside the first session's white matter, and brain "
+                 "volume change from the Jacobian of a nonlinear registration between the "
+                 "sessions' T1w images.")
+    return text
 
 
 def erosion_phrase(rec: Mapping[str, Any]) -> str:

@@ -36,20 +36,37 @@ class FlairPriors:
     similarity: float
 
 
-def is_skull_stripped(data: np.ndarray) -> bool:
-    """More than 20 % of the voxels exactly 0 (background removed).
+def is_skull_stripped(data: np.ndarray, affine: np.ndarray | None = None) -> bool:
+    """Whether an image holds a brain only (background removed), not a head.
+
+    More than 20 % of the voxels exactly 0 and, when ``affine`` is given, also the T1w test of
+    :func:`ironmap.spatial.headpose.is_skull_stripped` (less than 2,200 cm³ of head, outer
+    layer darker than the interior). Raw scanner images often have an exactly-zero
+    background around the head (a 2D FLAIR with 60 % zeros), so the zeros alone do not
+    tell a stripped brain from a head.
 
     Parameters
     ----------
-    data : ndarray
+    data : ndarray of shape (X, Y, Z)
         Image intensities.
+    affine : ndarray of shape (4, 4), optional
+        Voxel -> world (mm) affine, for the head volume.
 
     Returns
     -------
     bool
         Whether the background was removed.
     """
-    return bool(np.mean(np.nan_to_num(data) == 0) > 0.2)
+    data = np.nan_to_num(data)
+    if not np.mean(data == 0) > 0.2:
+        return False
+    if affine is None:
+        return True
+    from ironmap.spatial.headpose import head_mask
+    from ironmap.spatial.headpose import is_skull_stripped as stripped_head
+
+    voxel_cm3 = float(np.prod(np.linalg.norm(np.asarray(affine)[:3, :3], axis=0))) / 1000.0
+    return stripped_head(data, head_mask(data), voxel_cm3)
 
 
 def t1w_on_flair(t1w: nib.Nifti1Image, flair: nib.Nifti1Image) -> tuple[np.ndarray, np.ndarray]:
@@ -134,7 +151,7 @@ def flair_priors(flair: nib.Nifti1Image, t1w: nib.Nifti1Image | None = None, *,
     from ironmap.spatial.segmentation import check_warped_similarity, load_template
 
     data = np.nan_to_num(np.asarray(flair.get_fdata(dtype=np.float32)))
-    stripped = is_skull_stripped(data)
+    stripped = is_skull_stripped(data, flair.affine)
     t1_data, head_brain = None, None
     if t1w is not None:
         t1_data, matrix = t1w_on_flair(t1w, flair)

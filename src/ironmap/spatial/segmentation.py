@@ -486,6 +486,7 @@ def _classify(t1w, data: np.ndarray, inner: np.ndarray, mask: np.ndarray,
     """
     import ants
 
+    inner = inner & ~_bright_outliers(data, inner)
     lo, hi = np.percentile(data[inner], [0.5, 99.5]) if inner.any() else (0.0, 0.0)
     subject = to_ants(t1w, np.clip(data, lo, hi))
     with _tempdir(workdir):  # Atropos writes its posteriors to the default temp folder
@@ -503,6 +504,19 @@ def _classify(t1w, data: np.ndarray, inner: np.ndarray, mask: np.ndarray,
     nearest[values > mu[2] + (mu[2] - mu[1])] = 0
     hard[margin] = nearest
     return hard
+
+
+def _bright_outliers(data: np.ndarray, inner: np.ndarray) -> np.ndarray:
+    """Voxels of ``inner`` brighter than Tukey's outer fence of its intensities (Q3 + 3 IQR).
+
+    On a T1w no brain tissue is that bright, but fat (orbits, scalp caught by the template
+    mask) and contrast-enhanced vessels and dura are. Left out of the k-means, they are
+    classified as margin voxels (non-brain when brighter than WM by more than the GM-WM gap).
+    """
+    if not inner.any():
+        return np.zeros(data.shape, dtype=bool)
+    q1, q3 = np.percentile(data[inner], [25, 75])
+    return inner & (data > q3 + 3.0 * (q3 - q1))
 
 
 def _fit_brain_template(t1w, subject, tpl: Template, *, nonlinear: bool, label: str,

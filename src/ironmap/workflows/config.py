@@ -57,6 +57,8 @@ class RunConfig:
     min_region_voxels: int = 10  # fewer voxels left: QC flag small_region
     # brain extraction of the T1w (ironmap.workflows.brain) --------------------------------
     brain_mask: bool = False  # desc-brain_mask on the R2* grid (always with --volumes)
+    # sessions registered to each other (ironmap.workflows.withinsubject) -------------------
+    longitudinal_template: bool = False  # lesion and volume change between sessions
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict (paths as strings).

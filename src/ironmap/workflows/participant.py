@@ -282,6 +282,10 @@ def run_participant_level(cfg: RunConfig) -> int:
     results = run_tasks_for(tasks, cfg)
     results = [_as_record(r, s) for r, s in zip(results, subjects, strict=True)]
     write_group_tables(cfg, results + earlier_results(out, {r["label"] for r in results}))
+    if cfg.longitudinal_template:  # sessions registered to each other (FLAIR, T1w)
+        from ironmap.workflows.withinsubject import run_within_subject
+
+        run_within_subject(cfg, subjects)
     failed = write_failures(out, results)
     for folder in (out / STAGING / run_id, out / STAGING):
         try:  # each participant removed its own staging folder; other runs may use theirs

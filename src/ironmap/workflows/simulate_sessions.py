@@ -184,7 +184,8 @@ def _simulate_scan(job) -> dict:
         np.prod(protocol.voxel_size["FLAIR"])) / 1000.0
     return {"participant_id": row["participant_id"], "session_id": ses, "years": years,
             "volumes": vols, "lesion_count": int(len(geom.lesions)), **change,
-            "head_scale": geom.head_scale, "geometry": anatomy.geometry_to_dict(geom)}
+            "head_scale": geom.head_scale, "geometry": anatomy.geometry_to_dict(geom),
+            "poses": series_poses}
 
 
 def _write_truth(truth_dir: Path, plan, splan, results: list[dict], protocol,
@@ -213,6 +214,13 @@ def _write_truth(truth_dir: Path, plan, splan, results: list[dict], protocol,
               {"session_id": _d("Session"), **truth_tables.DICTIONARIES["volumes"]})
     write_json(truth_dir / "geometry.json",
                {f"{r['participant_id']}_{r['session_id']}": r["geometry"] for r in results})
+    poses_df = truth_tables.poses_table(results)  # each scan's series at its own head pose
+    poses_df.insert(1, "session_id", [r["session_id"] for r in results
+                                      for _ in truth_tables.SERIES_ORDER])
+    write_tsv(poses_df, truth_dir / "poses.tsv",
+              {"session_id": _d("Session"), "series": _d("MEGRE, T1w or FLAIR"),
+               **{c: _d("Scanner world mm -> head mm matrix element")
+                  for c in poses_df.columns[3:]}}, float_format="%.10g")
     write_json(truth_dir / "truth.json", {
         "GeneratedBy": {"Name": "ironmap simulate", "Version": __version__},
         "reference_age": plan.reference_age, **settings,
