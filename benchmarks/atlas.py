@@ -26,7 +26,7 @@ from scipy import ndimage  # noqa: E402
 from ironmap.core.regions import canonical_region  # noqa: E402
 from ironmap.io.atlas import read_atlas  # noqa: E402
 from ironmap.sim import anatomy  # noqa: E402
-from ironmap.spatial.segmentation import atlas_labels  # noqa: E402
+from ironmap.spatial.atlas import atlas_labels  # noqa: E402
 from ironmap.workflows.simulate import simulate_cohort  # noqa: E402
 
 

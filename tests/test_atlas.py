@@ -21,12 +21,13 @@ from ironmap.io.atlas import AtlasError, read_atlas, read_label_table
 from ironmap.spatial.atlas import (
     MNI152_AC_MM,
     MNI152_PC_MM,
+    atlas_labels,
     atlas_region,
     deep_gm_relabel,
     locate_acpc,
     register_syn,
 )
-from ironmap.spatial.segmentation import SegmentationError, atlas_labels, to_ants
+from ironmap.spatial.segmentation import SegmentationError, to_ants
 
 os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "1")
 

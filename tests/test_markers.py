@@ -1,7 +1,9 @@
 """Test tiers: every test that reads ../shared/data carries the ``realdata`` marker.
 
 ``pytest -m "not realdata"`` must then run nothing that skips for want of the real data, and
-``pytest -m realdata`` everything that needs it. The check reads the test modules' syntax
+``pytest -m realdata`` everything that needs it. Test modules may sit in tier folders
+(``tests/unit``, ``tests/integration``, ``tests/realdata``); every test in a ``realdata``
+folder carries the marker. The check reads the test modules' syntax
 trees: a test reads the real data when its body, or a fixture it requests (transitively,
 within its module), calls ``require_shared`` or requests the ``shared_data`` fixture.
 """
@@ -11,7 +13,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-TESTS = Path(__file__).resolve().parent
+# the folder of conftest.py, wherever this module sits below it
+TESTS = next(p for p in Path(__file__).resolve().parents if (p / "conftest.py").is_file())
 READERS = {"require_shared", "shared_data"}
 
 
@@ -43,10 +46,12 @@ def _unmarked_readers(path: Path) -> list[str]:
             if name not in reads and {a.arg for a in f.args.args} & reads:
                 reads.add(name)
                 changed = True
+    if path.parent.name == "realdata":  # a module in the realdata folder: every test
+        reads = set(funcs)
     return [f"{path.name}::{name}" for name in sorted(reads) if name.startswith("test_")
             and "realdata" not in module_marks | _marks(funcs[name].decorator_list)]
 
 
 def test_tests_reading_shared_data_are_marked_realdata():
-    missing = [m for p in sorted(TESTS.glob("test_*.py")) for m in _unmarked_readers(p)]
+    missing = [m for p in sorted(TESTS.rglob("test_*.py")) for m in _unmarked_readers(p)]
     assert not missing, f"add @pytest.mark.realdata to: {missing}"

@@ -1,4 +1,4 @@
-"""Brain extraction, GM/WM/CSF segmentation and atlas-based deep-GM labels (ANTs).
+"""Brain extraction and GM/WM/CSF segmentation of a T1w (ANTs).
 
 nilearn's bundled ICBM152 2009a template (no download) is registered to the T1w (affine, then
 SyN); its brain mask (plus a margin, minus bright non-brain tissue found by connectivity)
@@ -6,8 +6,8 @@ delimits a three-class k-means Atropos segmentation (CSF, GM, WM) whose partial 
 borders is unmixed linearly (:func:`ironmap.core.volumes.partial_volume_fractions`). A
 template-space region marks deep grey matter. The affine stage gives the SIENAX-style head-size
 scaling factor.
-Atlas-based deep-GM labels (:func:`atlas_labels`, ANTs SyN) live in
-:mod:`ironmap.spatial.atlas`.
+Atlas-based deep-GM labels (ANTs SyN) live in :mod:`ironmap.spatial.atlas`, which imports
+this module (never the other way round).
 
 ``ants`` and ``nilearn`` are imported inside the functions (slow imports). Set
 ``ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS`` before the first call to cap ANTs threads.
@@ -586,30 +586,3 @@ def _check_tissue_order(means: np.ndarray, label: str) -> None:
         raise SegmentationError(f"{label}: tissue intensities CSF/GM/WM = "
                                 f"{means[0]:.3g}/{means[1]:.3g}/{means[2]:.3g} are not ordered "
                                 "as in a T1w image")
-
-
-def atlas_labels(t1w_img: nib.Nifti1Image, atlas, **options) -> tuple[np.ndarray, dict[int, str]]:
-    """Deep-GM labels on the T1w grid from an atlas (ANTs SyN + ``genericLabel`` warping).
-
-    See :func:`ironmap.spatial.atlas.atlas_labels` (``atlas``: an
-    :class:`ironmap.io.atlas.Atlas` from :func:`ironmap.io.atlas.read_atlas`).
-
-    Parameters
-    ----------
-    t1w_img : nibabel.Nifti1Image
-        The subject's T1w.
-    atlas : Atlas
-        The atlas.
-    **options
-        As for :func:`ironmap.spatial.atlas.atlas_labels`.
-
-    Returns
-    -------
-    labels : ndarray of int32, shape of ``t1w_img``
-        Label indices (0 = background).
-    names : dict of int to str
-        Index -> name.
-    """
-    from ironmap.spatial.atlas import atlas_labels as _atlas_labels
-
-    return _atlas_labels(t1w_img, atlas, **options)
