@@ -30,8 +30,11 @@ def test_import_contracts_are_kept():
 
 
 def test_core_imports_no_io_libraries():
-    code = ("import sys, ironmap.core.relaxometry, ironmap.core.stats, ironmap.core.rois; "
-            "bad = [m for m in ('nibabel', 'matplotlib', 'jinja2', 'ants') if m in sys.modules];"
+    code = ("import sys\n"
+            "import ironmap.core.relaxometry\n"
+            "import ironmap.core.stats\n"
+            "import ironmap.core.rois\n"
+            "bad = [m for m in ('nibabel', 'matplotlib', 'jinja2', 'ants') if m in sys.modules]\n"
             "print(','.join(bad))")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, check=True)
