@@ -5,8 +5,8 @@ sites and regional truth at the seed's ages, the same draw as ``ironmap simulate
 images: the bilateral regional R2* of each participant is the value the images carry (age curve
 and site bias included, ``regions.tsv`` ``r2star_true``) plus Gaussian measurement noise
 (``--noise``, SD in s^-1). Each age model is fitted on the controls and applied to everyone
-(:func:`ironmap.core.agecorr.correct_region`, reference age 32 y, as ``ironmap group``). The
-truth of each participant is the same noisy value corrected with the true curve,
+(:func:`ironmap.core.group.age_correction.correct_region`, reference age 32 y, as ``ironmap
+group``). The truth of each participant is the same noisy value corrected with the true curve,
 ``y - f_true(age) + f_true(32)``, so the error of a group mean is the error of the fitted curve
 alone.
 
@@ -31,7 +31,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from ironmap.core import agecorr, agemodel, agepool
+from ironmap.core.group import age_correction, age_fits, age_pooling
 from ironmap.sim import cohort, truth
 
 SIZES = {24: ({"HC": 24, "RRMS": 24, "SPMS": 6, "PPMS": 6}, 3),
@@ -45,7 +45,7 @@ def _group_mean_se(age, y, hc, groups, method) -> dict:
     """Bootstrap SE of each group's mean correction f(ref) - f(age) (``ironmap group``'s
     resampling of the controls, seed 0)."""
     evals = np.r_[age, REFERENCE_AGE]
-    curves = agemodel.bootstrap_curves(age[hc], y[hc], evals, method, N_BOOT, 0,
+    curves = age_fits.bootstrap_curves(age[hc], y[hc], evals, method, N_BOOT, 0,
                                        age_range=(age[hc].min(), age[hc].max()))
     corr = curves[:, [-1]] - curves[:, :-1]
     return {g: float(np.std(corr[:, groups == g].mean(axis=1), ddof=1))
@@ -62,11 +62,11 @@ def _seeds(text: str) -> list[int]:
 def _oracle_b_se(age, y, hc, groups, b) -> dict:
     """Analytic SE of each group's mean correction when ``b`` is known and ``a``, ``c`` are
     fitted by least squares: ``s |mean_g x - x_ref| / sqrt(Sxx)``, ``x = 1 - exp(-b age)``."""
-    x = agemodel.saturation_design(age, b)
-    res = agemodel.fit_fixed_rate(age[hc], y[hc], b)
+    x = age_fits.saturation_design(age, b)
+    res = age_fits.fit_fixed_rate(age[hc], y[hc], b)
     s = np.sqrt(res["rss"] / res["dof"])
     sxx = float(np.sum((x[hc] - x[hc].mean()) ** 2))
-    x_ref = float(agemodel.saturation_design(REFERENCE_AGE, b))
+    x_ref = float(age_fits.saturation_design(REFERENCE_AGE, b))
     return {g: float(s * abs(x[groups == g].mean() - x_ref) / np.sqrt(sxx))
             for g in cohort.GROUPS}
 
@@ -102,7 +102,7 @@ def _method_kwargs(method: str, r: dict, pool) -> dict:
     if method == "true-b":  # b known ("prior" fixes b at the prior's median), a, c fitted
         return {"method": "prior", "prior": (float(np.log(r["b"])), 1.0)}
     if method == "true-ab":  # a and b known, c fitted (the correction does not depend on c)
-        c = float(np.mean(r["y"][r["hc"]] - r["a"] * agemodel.saturation_design(
+        c = float(np.mean(r["y"][r["hc"]] - r["a"] * age_fits.saturation_design(
             r["age"][r["hc"]], r["b"])))
         return {"method": "auto", "fixed": {"a": r["a"], "b": r["b"], "c": c}}
     if method == "pooled":
@@ -114,7 +114,7 @@ def cohort_errors(n_controls: int, seed: int, noise: float,
                   control_ages: str = "random") -> pd.DataFrame:
     """One simulated cohort: per method, region and group, fitted minus true corrected mean."""
     data = simulated_regions(n_controls, seed, noise, control_ages)
-    pool = agepool.pool_prior([(r["age"][r["hc"]], r["y"][r["hc"]]) for r in data])
+    pool = age_pooling.pool_prior([(r["age"][r["hc"]], r["y"][r["hc"]]) for r in data])
     rows = []
     for r in data:
         age, y, hc, groups = r["age"], r["y"], r["hc"], r["groups"]
@@ -125,8 +125,8 @@ def cohort_errors(n_controls: int, seed: int, noise: float,
         se["true-b"] = _oracle_b_se(age, y, hc, groups, r["b"])
         for method in METHODS:
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore", agecorr.AgeModelWarning)
-                res = agecorr.correct_region(y, age, hc, REFERENCE_AGE, n_boot=0,
+                warnings.simplefilter("ignore", age_correction.AgeModelWarning)
+                res = age_correction.correct_region(y, age, hc, REFERENCE_AGE, n_boot=0,
                                              **_method_kwargs(method, r, pool))
             for group in cohort.GROUPS:
                 sel = groups == group

@@ -117,7 +117,7 @@ def cohort(folder: Path) -> None:
 
 
 def _dice(la, na, lr, nr, region) -> float:
-    from ironmap.core.rois import region_key
+    from ironmap.core.regions.regional_values import region_key
 
     def mask(lab, names):
         keep = [int(i) for i, n in zip(names["index"], names["name"], strict=True)

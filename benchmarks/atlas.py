@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
-from ironmap.core.regions import canonical_region  # noqa: E402
+from ironmap.core.regions.names import canonical_region  # noqa: E402
 from ironmap.io.atlas import read_atlas  # noqa: E402
 from ironmap.sim import anatomy  # noqa: E402
 from ironmap.spatial.atlas import atlas_labels  # noqa: E402

@@ -52,7 +52,7 @@ def run_level(bids: Path, out: Path, masks: Path | None, extra=()) -> int:
 
 def region_mask(labels: np.ndarray, names: pd.DataFrame, region: str) -> np.ndarray:
     """Voxels of every label whose name belongs to ``region`` (putamen: both parts)."""
-    from ironmap.core.rois import region_key
+    from ironmap.core.regions.regional_values import region_key
 
     keep = [int(i) for i, n in zip(names["index"], names["name"], strict=True)
             if region_key(str(n))[0].startswith(region)]

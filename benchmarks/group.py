@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from _sim_tables import write_sim_study  # noqa: E402
 from ironmap.sim import cohort  # noqa: E402
 from ironmap.workflows.config import RunConfig  # noqa: E402
-from ironmap.workflows.group import run_group_level  # noqa: E402
+from ironmap.workflows.group_level import run_group_level  # noqa: E402
 
 
 def report_benchmark(n: int) -> int:

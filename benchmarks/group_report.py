@@ -49,7 +49,7 @@ def make_base(work: Path, n: int, seed: int) -> tuple[Path, Path, list[str]]:
     """Simulate ``n`` seed-protocol participants (half HC, half RRMS) and run the participant
     level with the rater masks; returns (bids, output, labels)."""
     from ironmap.workflows.config import RunConfig
-    from ironmap.workflows.participant import run_participant_level
+    from ironmap.workflows.participant_level import run_participant_level
     from ironmap.workflows.simulate import simulate_cohort
 
     base = work / "base"
@@ -133,7 +133,7 @@ def main(argv=None) -> int:
     base_bids, base_out, labels = make_base(args.work, args.base, args.seed)
     cfg, n = make_study(args.work, base_bids, base_out, labels, args.subjects, args.seed)
     cfg = dataclasses.replace(cfg, nprocs=args.nprocs)
-    from ironmap.workflows.group import run_group_level
+    from ironmap.workflows.group_level import run_group_level
 
     print(f"load average at start {os.getloadavg()}; {n} participants, --nprocs {args.nprocs}")
     rows = []

@@ -20,8 +20,8 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from ironmap.core.lesiongrow import grow_lesions
-from ironmap.core.lesionseg import lesion_detection
+from ironmap.core.lesions.auto_segment import lesion_detection
+from ironmap.core.lesions.seeded_growing import grow_lesions
 
 MNI = ("cross_sectional/MNI/patient{p}/{kind}_N4_noneck_reduced_winsor_regtoFLAIR{brain}"
        "_regtoMNI.nii.gz")

@@ -18,9 +18,9 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from ironmap.core.lesionseg import lesion_detection
+from ironmap.core.lesions.auto_segment import lesion_detection
 from ironmap.spatial.grid import resample_labels
-from ironmap.workflows.lesionseg import segment_images
+from ironmap.workflows.lesion_segmentation import segment_images
 
 MNI = ("cross_sectional/MNI/patient{p}/{kind}_N4_noneck_reduced_winsor_regtoFLAIR{brain}"
        "_regtoMNI.nii.gz")

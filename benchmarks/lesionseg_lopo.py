@@ -5,7 +5,7 @@ Usage::
     python benchmarks/lesionseg_lopo.py [--cache DIR]     # needs IRONMAP_SHARED_DATA
 
 The three open_ms_data patients (MNI-grid FLAIR + T1w) get the template priors and brain mask
-of ``ironmap lesions segment`` (:func:`ironmap.spatial.lesionseg.flair_priors`); every brain
+of ``ironmap lesions segment`` (:func:`ironmap.spatial.lesion_priors.flair_priors`); every brain
 voxel with FLAIR z > 1 (against NAWM) is described by 11 features (FLAIR z, its 1 mm
 smoothing, its contrast to the 5 mm neighbourhood, FLAIR z relative to grey matter, T1w scaled
 so that NAWM = 0 and GM = -1 and its 1 mm smoothing, GM/WM/CSF priors, distance to the outside
@@ -26,7 +26,12 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from ironmap.core.lesionseg import keep_components, kmeans_1d, lesion_detection, nawm_reference
+from ironmap.core.lesions.auto_segment import (
+    keep_components,
+    kmeans_1d,
+    lesion_detection,
+    nawm_reference,
+)
 
 sys.path.insert(0, str(Path(__file__).parent))
 from lesionseg import openms  # noqa: E402
@@ -61,7 +66,7 @@ def features(flair, t1, brain, gm, wm, csf):
 
 def patient_arrays(patient, root, cache):
     """(features, candidates, consensus) of one patient, cached as .npz in ``cache``."""
-    from ironmap.spatial.lesionseg import flair_priors
+    from ironmap.spatial.lesion_priors import flair_priors
 
     path = None if cache is None else Path(cache) / f"lopo_patient{patient}.npz"
     if path is not None and path.exists():

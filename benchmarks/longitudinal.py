@@ -6,7 +6,7 @@ the site's SD (0.3-0.8 s^-1; ``ironmap.sim.sessions.measured_regions``).
 
 1. Longitudinal: per seed a cohort (default 30 HC, 30 RRMS, 10 SPMS, 10 PPMS at 3 sites, 3
    sessions one year apart); the mixed model's annual change per region and group
-   (``ironmap.core.longitudinal``) against the group's expected change
+   (``ironmap.core.group.longitudinal``) against the group's expected change
    (``change_rates_group``): share of region x group cells whose 95 % CI holds the truth,
    bias (mean error per cell over seeds) and mean absolute error.
 2. Travelling heads: per seed 24 participants (12 HC, 6 RRMS, 6 PPMS) at 7 sites with biases
@@ -28,9 +28,9 @@ import time
 import numpy as np
 import pandas as pd
 
-from ironmap.core import reliability as rl
-from ironmap.core.harmonise import harmonise
-from ironmap.core.longitudinal import change_rate_table
+from ironmap.core.group import reliability as rl
+from ironmap.core.group.harmonise import harmonise
+from ironmap.core.group.longitudinal import change_rate_table
 from ironmap.sim import sessions, truth
 
 LONG_COUNTS = {"HC": 30, "RRMS": 30, "SPMS": 10, "PPMS": 10}

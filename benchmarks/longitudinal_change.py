@@ -30,7 +30,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from ironmap.core.lesionchange import change_overlap, percent_volume_change
+from ironmap.core.lesions.lesion_change import change_overlap, percent_volume_change
 from ironmap.sim.change import new_lesion_truth, pose_matrix
 from ironmap.sim.poses import rigid_matrix
 from ironmap.spatial.grid import resample_labels, voxel_sizes

@@ -12,9 +12,9 @@ written to a temporary folder:
 1. tissue volumes from the T1w (``ironmap.spatial.segmentation.segment_tissues``, the
    participant level's ``--volumes`` step); its error is reported when it fails;
 2. lesions on the FLAIR: by default the automatic segmentation of ``ironmap lesions
-   segment`` with the session's T1w (``ironmap.workflows.lesionseg.segment_from_file``);
+   segment`` with the session's T1w (``ironmap.workflows.lesion_segmentation.segment_from_file``);
    with ``--lesions grow`` the older ``ironmap lesions grow --propose``
-   (``ironmap.workflows.lesions.grow_from_file``) inside a rough brain mask (largest bright
+   (``ironmap.workflows.lesion_growing.grow_from_file``) inside a rough brain mask (largest bright
    FLAIR component after a 4 mm erosion, dilated back; :func:`rough_brain_mask`);
 3. lesion change: both sessions' lesion masks taken into the common space with the
    database's FLAIR->common transforms; voxels lesional at session 2 but not at session 1
@@ -39,7 +39,7 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from ironmap.core.volumes import (
+from ironmap.core.regions.tissue_volumes import (
     implausible_volumes,
     normalise_volumes,
     scaling_factor,
@@ -49,7 +49,7 @@ from ironmap.io.bids import discover
 from ironmap.spatial.grid import resample_labels
 from ironmap.spatial.registration import parse_itk_text
 from ironmap.spatial.segmentation import segment_tissues
-from ironmap.workflows.lesions import grow_from_file
+from ironmap.workflows.lesion_growing import grow_from_file
 
 PATIENT = "patient01"
 DAYS_BETWEEN = 203  # longitudinal/patient_info.csv
@@ -138,7 +138,7 @@ def session_step(src: Path, bids: Path, work: Path, k: int, volumes: bool,
                                brain_mask_path=brain_path, overwrite=True)
         extra["seeds_grown"] = int((table["status"] == "ok").sum())
     else:
-        from ironmap.workflows.lesionseg import LesionSegError, segment_from_file
+        from ironmap.workflows.lesion_segmentation import LesionSegError, segment_from_file
 
         try:
             segment_from_file(flair_path, lesion_path, overwrite=True,
@@ -181,7 +181,7 @@ def within_subject(src: Path, jacobian: bool = True) -> dict:
     """The ``--longitudinal-template`` route: study 2 registered onto study 1 (rigid,
     mid-space), lesion change by FLAIR subtraction, brain volume change from both T1w
     segmentations and the Jacobian; compared with the database's transforms and consensus."""
-    from ironmap.core.lesionchange import change_overlap
+    from ironmap.core.lesions.lesion_change import change_overlap
     from ironmap.spatial.registration import displacement_error
     from ironmap.spatial.withinsubject import SessionImages, within_subject_change
 

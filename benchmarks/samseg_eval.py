@@ -10,7 +10,7 @@ and pass its ``run_samseg`` script::
 
 ``lesion``: SAMSEG lesion mode (T1w + FLAIR, ``--lesion --lesion-mask-pattern 0 1
 --pallidum-separate``, SAMSEG's defaults otherwise) on the open_ms_data patients in the MNI grid,
-scored against the expert consensus with :func:`ironmap.core.lesionseg.lesion_detection`
+scored against the expert consensus with :func:`ironmap.core.lesions.auto_segment.lesion_detection`
 (Dice, lesion load, lesion-wise F1), beside ironmap's ``lesions segment`` run in the same
 process on the same images (``--no-ironmap`` skips it). Without TensorFlow in SAMSEG's
 environment the shape model (VAE) cannot run: ``--do-not-use-shape-model`` is then added and
@@ -19,7 +19,7 @@ the VAE module's unused TensorFlow import is satisfied by a stub (any real use r
 ``tissue``: SAMSEG on a T1w (``mni152``: FSL's MNI152 1 mm brain, Dice of CSF/GM/WM against
 the FSL FAST segmentation shipped beside it, as ``benchmarks/volumes.py mni``; ``xa30``: the
 XA30 MPRAGE; ``open_ms_PP``: an open_ms T1w), GM/WM/CSF volumes in cm^3 and ironmap's
-plausibility checks (:func:`ironmap.core.volumes.implausible_volumes`).
+plausibility checks (:func:`ironmap.core.regions.tissue_volumes.implausible_volumes`).
 
 SAMSEG labels are grouped a priori by SAMSEG's own tissue classes (``TISSUE_LABELS``).
 Per run: user+system CPU seconds, wall seconds and peak resident memory of the SAMSEG process
@@ -44,8 +44,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from ironmap.core.lesionseg import lesion_detection
-from ironmap.core.volumes import implausible_volumes, voxel_volume_cm3
+from ironmap.core.lesions.auto_segment import lesion_detection
+from ironmap.core.regions.tissue_volumes import implausible_volumes, voxel_volume_cm3
 from ironmap.spatial.grid import resample_labels
 
 SHARED = Path(os.environ.get("IRONMAP_SHARED_DATA",
@@ -178,7 +178,7 @@ def tissue_classes(labels: np.ndarray) -> np.ndarray:
 
 def lesion(args) -> None:
     """SAMSEG lesion mode vs ironmap's automatic segmentation on the open_ms patients."""
-    from ironmap.workflows.lesionseg import segment_images
+    from ironmap.workflows.lesion_segmentation import segment_images
 
     rows = []
     for p in args.cases or ["07", "26", "19"]:

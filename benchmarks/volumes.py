@@ -31,7 +31,7 @@ def _peak_mb() -> float:
 
 def mni() -> None:
     """Segment the FSL MNI152 1 mm brain; compare with FAST's segmentation shipped beside it."""
-    from ironmap.core.volumes import tissue_volumes
+    from ironmap.core.regions.tissue_volumes import tissue_volumes
     from ironmap.spatial.grid import resample_labels
     from ironmap.spatial.segmentation import segment_tissues
 
@@ -93,7 +93,11 @@ REAL = {
 
 def real(names: list[str]) -> None:
     """Volumes (plausible or refused), brain mask volume and Dice against a reference."""
-    from ironmap.core.volumes import implausible_volumes, normalise_volumes, tissue_volumes
+    from ironmap.core.regions.tissue_volumes import (
+        implausible_volumes,
+        normalise_volumes,
+        tissue_volumes,
+    )
     from ironmap.spatial.brain import brain_mask
     from ironmap.spatial.grid import resample_labels
     from ironmap.spatial.segmentation import SegmentationError, segment_tissues

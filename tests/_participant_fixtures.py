@@ -56,7 +56,7 @@ def sim_cohort(tmp_path_factory):
 @pytest.fixture(scope="session")
 def reference_run(sim_cohort, tmp_path_factory) -> ReferenceRun:
     """An uninterrupted serial participant-level run over the whole cohort."""
-    from ironmap.workflows.participant import run_participant_level
+    from ironmap.workflows.participant_level import run_participant_level
 
     out = tmp_path_factory.mktemp("reference") / "out"
     cfg = make_config(sim_cohort.bids_dir, out, sim_cohort.masks_dir)

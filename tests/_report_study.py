@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ironmap.core.regions import REGIONS
+from ironmap.core.regions.names import REGIONS
 from ironmap.io.nifti import save_image
 from ironmap.io.outputs import derivative_path
 from ironmap.io.tables import write_tsv
@@ -136,7 +136,7 @@ def make_study(root: Path, rng: np.random.Generator, *,
               out / "logs" / "failures.tsv")
     cfg = RunConfig(bids_dir=bids, output_dir=out, analysis_level="group", report=False)
     if with_group_tables:
-        from ironmap.workflows.group import run_group_level
+        from ironmap.workflows.group_level import run_group_level
 
         run_group_level(cfg)
     return cfg

@@ -54,7 +54,7 @@ def progressive_errors(counts: dict[str, int], n_sites: int, seeds, methods,
     = the truth the images carry). ``pooled`` gets its prior from each cohort's regions."""
     import warnings
 
-    from ironmap.core import agecorr, agepool
+    from ironmap.core.group import age_correction, age_pooling
     from ironmap.sim import cohort, truth
 
     errors: dict[str, list] = {m: [] for m in methods}
@@ -67,7 +67,7 @@ def progressive_errors(counts: dict[str, int], n_sites: int, seeds, methods,
         data = [(region, d["age"].to_numpy(float), d["r2star_true"].to_numpy(float),
                  (d["group"] == "HC").to_numpy(), d["group"].isin(["SPMS", "PPMS"]).to_numpy())
                 for region, d in bil.groupby("region")]
-        pool = (agepool.pool_prior([(age[hc], y[hc]) for _, age, y, hc, _ in data])
+        pool = (age_pooling.pool_prior([(age[hc], y[hc]) for _, age, y, hc, _ in data])
                 if "pooled" in methods else None)
         for region, age, y, hc, prog in data:
             a, b, c = curves.loc[region, ["a", "b", "c"]]
@@ -75,8 +75,8 @@ def progressive_errors(counts: dict[str, int], n_sites: int, seeds, methods,
                     + cohort.age_curve(reference_age, a, b, c))
             for method in methods:
                 with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", agecorr.AgeModelWarning)
-                    res = agecorr.correct_region(y, age, hc, reference_age, method=method,
+                    warnings.simplefilter("ignore", age_correction.AgeModelWarning)
+                    res = age_correction.correct_region(y, age, hc, reference_age, method=method,
                                                  pool=pool, n_boot=0)
                 errors[method].append(np.mean(res.adjusted[prog] - true[prog]))
     return {m: np.asarray(e) for m, e in errors.items()}

@@ -21,7 +21,7 @@ except ImportError:  # pragma: no cover - source tree without a build
 __all__ = ["__version__", "fit_r2star", "stats", "agecorr"]
 
 _LAZY = {
-    "fit_r2star": ("ironmap.core.relaxometry", "fit_r2star"),
+    "fit_r2star": ("ironmap.core.r2star.relaxometry", "fit_r2star"),
     "stats": ("ironmap.stats", None),
     "agecorr": ("ironmap.agecorr", None),
 }

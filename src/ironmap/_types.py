@@ -18,7 +18,7 @@ class R2starFit:
     s0 : ndarray of shape (...)
         Extrapolated signal at TE = 0, in the units of the input signal; NaN where failed.
     flags : ndarray of shape (...), uint16
-        Quality bit field, 0 = good; see :func:`ironmap.core.relaxometry.describe_flags`.
+        Quality bit field, 0 = good; see :func:`ironmap.core.r2star.relaxometry.describe_flags`.
     rmse : ndarray of shape (...) or None
         Root-mean-square residual of the fitted curve in signal units (None if not computed).
     method : str

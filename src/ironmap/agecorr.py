@@ -18,7 +18,7 @@ so, and keeps every module inside ironmap from importing it (code inside ironmap
 ``ironmap.core`` modules directly).
 """
 
-from ironmap.core.agecorr import (
+from ironmap.core.group.age_correction import (
     AGE_MODELS,
     B_BOUNDS,
     B_PRIOR,
@@ -33,7 +33,7 @@ from ironmap.core.agecorr import (
     fixed_curve,
     saturation,
 )
-from ironmap.core.agepool import PoolPrior, pool_prior
+from ironmap.core.group.age_pooling import PoolPrior, pool_prior
 
 __all__ = ["fit_age_model", "correct_region", "fit_saturation", "fit_linear", "age_correct",
            "fixed_curve", "saturation", "AgeFit", "AgeModelWarning", "RegionCorrection",

@@ -17,13 +17,8 @@ so, and keeps every module inside ironmap from importing it (code inside ironmap
 ``ironmap.core`` modules directly).
 """
 
-from ironmap.core.multicenter import (
-    group_effects_mixed,
-    group_effects_site_adjusted,
-    intersite_cv,
-)
-from ironmap.core.nlfit import CurveFit, fit_curve
-from ironmap.core.stats import (
+from ironmap.core.group.curve_fit import CurveFit, fit_curve
+from ironmap.core.group.inference import (
     CorrelationResult,
     MannWhitneyResult,
     TTestResult,
@@ -33,7 +28,12 @@ from ironmap.core.stats import (
     shapiro,
     ttest,
 )
-from ironmap.core.stepwise import RegressionResult, StepwiseResult, ols, stepwise
+from ironmap.core.group.multicenter import (
+    group_effects_mixed,
+    group_effects_site_adjusted,
+    intersite_cv,
+)
+from ironmap.core.group.regression import RegressionResult, StepwiseResult, ols, stepwise
 
 __all__ = [
     "mann_whitney", "ttest", "correlate", "shapiro", "fdr_bh", "stepwise", "ols",

@@ -229,7 +229,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from ironmap.io.lock import AlreadyRunningError, output_lock
-    from ironmap.workflows.participant import STAGING
+    from ironmap.workflows.participant_level import STAGING
 
     cfg = config_from_args(args)
     problem = validate_dirs(cfg)
@@ -246,9 +246,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_level(cfg: RunConfig) -> int:
     if cfg.analysis_level == "participant":
-        from ironmap.workflows.participant import run_participant_level
+        from ironmap.workflows.participant_level import run_participant_level
 
         return run_participant_level(cfg)
-    from ironmap.workflows.group import run_group_level
+    from ironmap.workflows.group_level import run_group_level
 
     return run_group_level(cfg)

@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         Exit code: 0 ok, 1 failure, 2 usage error.
     """
     from ironmap.io.nifti import ImageError
-    from ironmap.workflows.lesions import SeedError, grow_from_file
+    from ironmap.workflows.lesion_growing import SeedError, grow_from_file
 
     if args.action == "segment":
         return _segment(args)
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _segment(args: argparse.Namespace) -> int:
-    from ironmap.workflows.lesionseg import LesionSegError, segment_from_file
+    from ironmap.workflows.lesion_segmentation import LesionSegError, segment_from_file
 
     if not 0.0 < args.threshold < 1.0:
         log.error("--threshold must be between 0 and 1, got %s", args.threshold)

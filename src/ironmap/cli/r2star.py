@@ -17,9 +17,9 @@ def method_choices() -> list[str]:
     Returns
     -------
     list of str
-        From the table in :mod:`ironmap.core.estimators` (no fitting code is imported).
+        From the table in :mod:`ironmap.core.r2star.estimators` (no fitting code is imported).
     """
-    from ironmap.core.estimators import AUTO, method_names
+    from ironmap.core.r2star.estimators import AUTO, method_names
 
     return [AUTO, *[m for m in method_names() if m != AUTO]]
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ironmap.core.sequence import sequence_problems
+from ironmap.core.metadata.plausibility import sequence_problems
 from ironmap.io.nifti import ImageError, load_image
 from ironmap.io.readers import InputError, read_json_object
 from ironmap.io.tables import read_tsv

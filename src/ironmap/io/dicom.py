@@ -22,7 +22,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from ironmap.core.deid import clean_text, find_identifiers, identifying_values
+from ironmap.core.metadata.deid import clean_text, find_identifiers, identifying_values
 from ironmap.io.atomic import atomic_path, write_json, write_text
 from ironmap.io.readers import InputError, read_json_object, read_table_text, read_text
 
@@ -636,7 +636,7 @@ def check_no_identifiers(root: Path, identifiers: list[str]) -> None:
         The staging folder.
     identifiers : list of str
         Values that must not appear (names, ids, dates), as matched by
-        :func:`ironmap.core.deid.find_identifiers`.
+        :func:`ironmap.core.metadata.deid.find_identifiers`.
 
     Raises
     ------

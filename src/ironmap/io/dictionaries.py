@@ -14,10 +14,10 @@ from collections.abc import Iterable, Mapping
 
 import pandas as pd
 
-from ironmap.core.lesions import COLUMN_DESCRIPTIONS as LESION_COLUMNS  # noqa: F401 - layout
-from ironmap.core.rois import COLUMN_DESCRIPTIONS as REGION_COLUMNS
-from ironmap.core.tables import CORRELATES, GroupSettings
-from ironmap.core.volumes import VOLUME_DICTIONARY
+from ironmap.core.group.paper_tables import CORRELATES, GroupSettings
+from ironmap.core.lesions.lesion_values import COLUMN_DESCRIPTIONS as LESION_COLUMNS  # noqa: F401 - layout
+from ironmap.core.regions.regional_values import COLUMN_DESCRIPTIONS as REGION_COLUMNS
+from ironmap.core.regions.tissue_volumes import VOLUME_DICTIONARY
 
 Dictionary = dict[str, dict[str, str]]
 
@@ -295,8 +295,9 @@ def group_volumes_dictionary(columns: Iterable[str]) -> Dictionary:
 VOLUMES_TABLE: Dictionary = {
     **VOLUME_DICTIONARY,
     "volumes_valid": {"Description": "true when every checked value lies in its plausible "
-                      "adult range (ironmap.core.volumes.PLAUSIBLE_RANGES); false values are "
-                      "left out of group/volumes.tsv and raise the QC flag volumes:implausible"},
+                      "adult range (ironmap.core.regions.tissue_volumes.PLAUSIBLE_RANGES); "
+                      "false values are left out of group/volumes.tsv and raise the QC flag "
+                      "volumes:implausible"},
     "volumes_qc": {"Description": "the values outside their plausible range, or 'ok'"},
 }
 

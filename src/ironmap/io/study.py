@@ -54,8 +54,8 @@ from typing import Any
 
 import pandas as pd
 
-from ironmap.core.agecorr import AGE_MODELS
-from ironmap.core.tables import GroupSettings
+from ironmap.core.group.age_correction import AGE_MODELS
+from ironmap.core.group.paper_tables import GroupSettings
 from ironmap.io.layout import output_path
 from ironmap.io.readers import read_json_object, read_table_text
 from ironmap.io.tables import read_tsv
@@ -231,7 +231,7 @@ def group_settings(study: dict[str, Any], *, control_label: str = "HC",
     per_site : bool, optional
         ``--per-site-agecorr``.
     age_model : str, optional
-        ``--age-model`` (one of :data:`ironmap.core.agecorr.AGE_MODELS`).
+        ``--age-model`` (one of :data:`ironmap.core.group.age_correction.AGE_MODELS`).
 
     Returns
     -------

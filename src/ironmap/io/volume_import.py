@@ -1,9 +1,9 @@
 """Import brain volumes from other tools into ironmap's volume table.
 
 Every importer returns one row (a dict) with the columns of ``sub-X_desc-volumes.tsv``
-(:data:`ironmap.core.volumes.VOLUME_COLUMNS`: ``gm_cm3``, ``cortical_gm_cm3``, ``deep_gm_cm3``,
-``wm_cm3``, ``csf_cm3``, ``brain_cm3``, ``scaling_factor`` and ``*_norm_cm3`` = raw x
-``scaling_factor``), NaN where the source has no value. Definitions follow ironmap's own
+(:data:`ironmap.core.regions.tissue_volumes.VOLUME_COLUMNS`: ``gm_cm3``, ``cortical_gm_cm3``,
+``deep_gm_cm3``, ``wm_cm3``, ``csf_cm3``, ``brain_cm3``, ``scaling_factor`` and ``*_norm_cm3`` =
+raw x ``scaling_factor``), NaN where the source has no value. Definitions follow ironmap's own
 segmentation: ``cortical_gm`` is grey matter outside the deep nuclei (cerebellar cortex
 included), ``brain`` is GM + WM, ``scaling_factor`` is the determinant of a subject -> template
 affine (SIENAX V-scaling). The mapping of each source is in :data:`SOURCE_MAPPINGS` and
@@ -27,7 +27,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ironmap.core.volumes import NORMALISED, VOLUME_COLUMNS, normalise_volumes, voxel_volume_cm3
+from ironmap.core.regions.tissue_volumes import (
+    NORMALISED,
+    VOLUME_COLUMNS,
+    normalise_volumes,
+    voxel_volume_cm3,
+)
 from ironmap.io.nifti import load_image
 from ironmap.units import mm3_to_cm3
 
@@ -141,7 +146,8 @@ def read_aseg_stats(path: str | os.PathLike) -> dict[str, float]:
     Returns
     -------
     dict of str to float
-        The columns of :data:`ironmap.core.volumes.VOLUME_COLUMNS` in cm³ (NaN where absent).
+        The columns of :data:`ironmap.core.regions.tissue_volumes.VOLUME_COLUMNS` in cm³ (NaN where
+        absent).
 
     Raises
     ------
@@ -384,9 +390,9 @@ def volumes_from_participants(participants: pd.DataFrame,
     Returns
     -------
     DataFrame
-        ``participant_id``, ``session_id`` and :data:`~ironmap.core.volumes.VOLUME_COLUMNS`
-        (NaN where unknown; ``*_norm_cm3`` given in the table are kept, missing ones are raw x
-        ``scaling_factor``).
+        ``participant_id``, ``session_id`` and
+        :data:`~ironmap.core.regions.tissue_volumes.VOLUME_COLUMNS` (NaN where unknown;
+        ``*_norm_cm3`` given in the table are kept, missing ones are raw x ``scaling_factor``).
     """
     if "participant_id" not in participants.columns:
         raise VolumeImportError(f"{source}: no participant_id column")
@@ -443,7 +449,8 @@ def combine_volume_rows(*rows: dict[str, float]) -> dict[str, float]:
     Returns
     -------
     dict of str to float
-        One row with every column of :data:`ironmap.core.volumes.VOLUME_COLUMNS` (cm³).
+        One row with every column of :data:`ironmap.core.regions.tissue_volumes.VOLUME_COLUMNS`
+        (cm³).
     """
     merged: dict[str, float] = {}
     for col in VOLUME_COLUMNS:

@@ -21,7 +21,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from scipy import ndimage, stats
 
-from ironmap.core.regions import REGION_TITLES
+from ironmap.core.regions.names import REGION_TITLES
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
-from ironmap.core import estimators
+from ironmap.core.r2star import estimators
 from ironmap.io.study import parse_flag
 
 #: key -> full reference
@@ -52,7 +52,7 @@ _PACKAGES = (("ironmap", "ironmap"), ("numpy", "numpy"), ("scipy", "scipy"),
              ("pandas", "pandas"), ("matplotlib", "matplotlib"))
 
 #: estimator name -> what it is (the methods text), from the table in
-#: :mod:`ironmap.core.estimators`
+#: :mod:`ironmap.core.r2star.estimators`
 ESTIMATORS = {name: estimators.methods_phrase(name) for name in estimators.method_names()}
 
 #: registration model -> transform named in the text

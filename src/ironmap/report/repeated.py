@@ -10,7 +10,7 @@ from functools import partial
 
 import pandas as pd
 
-from ironmap.core.regions import REGIONS
+from ironmap.core.regions.names import REGIONS
 from ironmap.io.layout import relative_path
 from ironmap.report import figures as F
 from ironmap.report.html import TableView, table_view

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ironmap.core.regions import REGIONS
+from ironmap.core.regions.names import REGIONS
 from ironmap.io.layout import file_name, relative_path
 from ironmap.report import figures as F
 from ironmap.report.html import Cell, TableView, format_value, table_view

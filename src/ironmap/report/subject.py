@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ironmap.core import qcflags
+from ironmap.core.qc import run_flags
 from ironmap.report import figures as F
 from ironmap.report import overlays as O
 from ironmap.report.html import TableView, table_view
@@ -157,20 +157,20 @@ def metrics(img: SubjectImages) -> dict[str, Any]:
         The columns of :data:`ironmap.io.dictionaries.QC_METRICS` (NaN when not measurable)
         and per-region flagged fractions.
     """
-    from ironmap.core.qc import FLAGS_INVALID
+    from ironmap.core.r2star.fit_flags import FLAGS_INVALID
 
     head = derived(img, "head", lambda: head_mask(img.echo1))
     out: dict[str, Any] = {
         "registration_nmi_flair": img.similarity.get("FLAIR", np.nan),
         "registration_nmi_megre": img.similarity.get("MEGRE", np.nan),
-        "snr_echo1": qcflags.first_echo_snr(img.echo1, head) if img.echo1 is not None
+        "snr_echo1": run_flags.first_echo_snr(img.echo1, head) if img.echo1 is not None
         else np.nan,
         "flagged_fraction_head": np.nan,
     }
     if img.flags is not None and head is not None and head.any():
         invalid = (np.asarray(img.flags, np.uint16) & FLAGS_INVALID) != 0
         out["flagged_fraction_head"] = float(invalid[head].mean())
-    fracs = qcflags.region_flagged_fractions(img.regions) if img.regions is not None else {}
+    fracs = run_flags.region_flagged_fractions(img.regions) if img.regions is not None else {}
     out["region_flagged_fraction"] = fracs
     finite = [v for v in fracs.values() if np.isfinite(v)]
     out["max_region_flagged_fraction"] = max(finite) if finite else np.nan
@@ -178,7 +178,7 @@ def metrics(img: SubjectImages) -> dict[str, Any]:
 
 
 def flags_for(img: SubjectImages, m: dict[str, Any],
-              thresholds: qcflags.QCThresholds | None = None) -> list[qcflags.QCFlag]:
+              thresholds: run_flags.QCThresholds | None = None) -> list[run_flags.QCFlag]:
     """The automatic QC flags of one participant.
 
     Parameters
@@ -195,7 +195,7 @@ def flags_for(img: SubjectImages, m: dict[str, Any],
     list of QCFlag
         The flags raised (empty: pass).
     """
-    return qcflags.evaluate(img.label, similarities=dict(img.similarity), snr=m["snr_echo1"],
+    return run_flags.evaluate(img.label, similarities=dict(img.similarity), snr=m["snr_echo1"],
                             brain_flagged_fraction=m["flagged_fraction_head"],
                             region_fractions=m["region_flagged_fraction"],
                             segmentation_errors=dict(img.segmentation_errors),
@@ -261,7 +261,7 @@ def brain_voxels(img: SubjectImages) -> tuple[np.ndarray | None, str]:
     """
     from scipy import ndimage
 
-    from ironmap.core.qc import FLAGS_INVALID
+    from ironmap.core.r2star.fit_flags import FLAGS_INVALID
 
     if img.r2star is None:
         return None, "no R2* map"
@@ -329,7 +329,7 @@ def flagged_mask(img: SubjectImages) -> np.ndarray | None:
     ndarray of bool, shape (nx, ny, nz), or None
         On the R2* grid; None without a flags map.
     """
-    from ironmap.core.qc import FLAGS_INVALID
+    from ironmap.core.r2star.fit_flags import FLAGS_INVALID
 
     if img.flags is None:
         return None
@@ -349,7 +349,7 @@ def figure_jobs(img: SubjectImages) -> list[tuple[str, F.FigureJob]]:
     list of (str, FigureJob)
         Section (``maps``, ``registration``, ``overlays``) and figure, in page order.
     """
-    from ironmap.core.qc import FLAGS_INVALID
+    from ironmap.core.r2star.fit_flags import FLAGS_INVALID
 
     p = img.label
     lo, hi, range_text = r2star_display_range(img)

@@ -430,7 +430,7 @@ def measured_scans(plan: CohortPlan, splan: SessionPlan, seed: int) -> pd.DataFr
     pandas.DataFrame
         One row per scan and region.
     """
-    from ironmap.core.longitudinal import years_since_first
+    from ironmap.core.group.longitudinal import years_since_first
 
     reg = measured_regions(plan, splan, seed).merge(
         splan.sessions.drop(columns="years"), on=["participant_id", "session_id"])

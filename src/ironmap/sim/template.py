@@ -27,7 +27,7 @@ from typing import ClassVar
 import numpy as np
 from scipy import ndimage
 
-from ironmap.core.acpc import anterior_of_ac
+from ironmap.core.regions.putamen_split import anterior_of_ac
 from ironmap.sim import anatomy
 from ironmap.sim.anatomy import (
     CORTEX,

@@ -26,7 +26,7 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from ironmap.core.regions import region_label_name
+from ironmap.core.regions.names import region_label_name
 from ironmap.spatial.registration import to_ants
 
 log = logging.getLogger(__name__)

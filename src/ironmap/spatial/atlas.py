@@ -4,7 +4,7 @@ The atlas template (moving) is registered to the subject T1w (fixed) with ANTs: 
 stage (Mattes mutual information) followed by symmetric normalisation (SyN, Mattes). The atlas
 label image is then carried onto the T1w grid through the same transforms with ``genericLabel``
 interpolation, which never invents label values. Only labels that name a deep grey-matter region
-of the seed study (:mod:`ironmap.core.regions`) are kept; the parts of a region (AAL3's
+of the seed study (:mod:`ironmap.core.regions.names`) are kept; the parts of a region (AAL3's
 substantia nigra pars compacta and reticulata) are merged into one label per hemisphere.
 
 The atlas is any object with attributes ``name`` (str), ``template`` and ``labels`` (nibabel
@@ -26,13 +26,13 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from ironmap.core.regions import canonical_region, region_label_name, split_hemisphere
+from ironmap.core.regions.names import canonical_region, region_label_name, split_hemisphere
 from ironmap.spatial.registration import ants_random_seed, to_ants
 from ironmap.spatial.segmentation import SegmentationError, check_warped_similarity
 
 log = logging.getLogger(__name__)
 
-#: Atlas label stems (after the hemisphere token is removed) that core.regions does not know.
+#: Atlas label stems (after the hemisphere token is removed) that core.regions.names does not know.
 ATLAS_ALIASES: dict[str, str] = {
     "sn_pc": "substantia_nigra",
     "sn_pr": "substantia_nigra",
@@ -381,7 +381,8 @@ def locate_acpc(t1w_img: nib.Nifti1Image, template: nib.Nifti1Image, *,
     """AC and PC of a T1w (world mm, RAS+) from their template positions via SyN.
 
     ``template`` must be in the space of ``ac_mm``/``pc_mm`` (defaults: FSL MNI152). The
-    result feeds :func:`ironmap.core.acpc.split_putamen` when no landmarks are given.
+    result feeds :func:`ironmap.core.regions.putamen_split.split_putamen` when no landmarks are
+    given.
 
     Parameters
     ----------

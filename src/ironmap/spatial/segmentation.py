@@ -3,8 +3,8 @@
 nilearn's bundled ICBM152 2009a template (no download) is registered to the T1w (affine, then
 SyN); its brain mask (plus a margin, minus bright non-brain tissue found by connectivity)
 delimits a three-class k-means Atropos segmentation (CSF, GM, WM) whose partial volume at class
-borders is unmixed linearly (:func:`ironmap.core.volumes.partial_volume_fractions`). A
-template-space region marks deep grey matter. The affine stage gives the SIENAX-style head-size
+borders is unmixed linearly (:func:`ironmap.core.regions.tissue_volumes.partial_volume_fractions`).
+A template-space region marks deep grey matter. The affine stage gives the SIENAX-style head-size
 scaling factor.
 Atlas-based deep-GM labels (ANTs SyN) live in :mod:`ironmap.spatial.atlas`, which imports
 this module (never the other way round).
@@ -26,7 +26,7 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from ironmap.core.volumes import partial_volume_fractions, pure_class_means
+from ironmap.core.regions.tissue_volumes import partial_volume_fractions, pure_class_means
 from ironmap.spatial.registration import ants_random_seed, to_ants
 
 log = logging.getLogger(__name__)

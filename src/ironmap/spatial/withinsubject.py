@@ -7,14 +7,15 @@ transform), so that neither session is favoured by interpolation (Reuter et al. 
 argument for unbiased within-subject templates), on a grid with the finer of the two voxel
 sizes along each axis. In that space:
 
-- new and enlarging lesions (:func:`ironmap.core.lesionchange.lesion_change`) inside the first
+- new and enlarging lesions (:func:`ironmap.core.lesions.lesion_change.lesion_change`) inside the
+first
   session's brain (from its T1w tissue segmentation, carried to the FLAIR with a rigid
   T1w -> FLAIR registration), white matter as the hyperintensity reference;
 - brain volume change: both sessions' T1w tissue segmentations
   (:func:`ironmap.spatial.segmentation.segment_tissues`) give GM + WM volumes (per cent
   change), and a deformable (SyN, 2 mm) registration of the later T1w onto the first gives
   the Jacobian-based per cent brain volume change over the first session's brain
-  (:func:`ironmap.core.lesionchange.jacobian_pbvc`).
+  (:func:`ironmap.core.lesions.lesion_change.jacobian_pbvc`).
 
 ``ants`` is imported inside the functions (slow import).
 """
@@ -31,7 +32,7 @@ import nibabel as nib
 import numpy as np
 from scipy import linalg
 
-from ironmap.core.lesionchange import (
+from ironmap.core.lesions.lesion_change import (
     ChangeParams,
     LesionChange,
     jacobian_pbvc,
@@ -154,7 +155,7 @@ def segment_session(t1w: nib.Nifti1Image, label: str, workdir: str | None = None
         Volumes in cm^3 (GM + WM = ``brain_cm3``), masks on the T1w grid; ``error`` set (and
         volumes NaN) when the segmentation failed or its volumes are implausible.
     """
-    from ironmap.core.volumes import implausible_volumes, tissue_volumes
+    from ironmap.core.regions.tissue_volumes import implausible_volumes, tissue_volumes
     from ironmap.spatial.brain import brain_mask
     from ironmap.spatial.segmentation import SegmentationError, segment_tissues
 

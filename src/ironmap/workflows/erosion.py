@@ -13,7 +13,7 @@ Three erosions (``RunConfig``):
 
 After the regional table is computed, :func:`check_region_sizes` logs a warning for every row
 left with fewer than ``min_region_voxels`` voxels; the QC page and ``group/qc.tsv`` carry the
-flag ``small_region:<region> <hemisphere>`` (:func:`ironmap.core.qcflags.small_region_flags`).
+flag ``small_region:<region> <hemisphere>`` (:func:`ironmap.core.qc.run_flags.small_region_flags`).
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def native_eroded(src: nib.Nifti1Image, names: dict[int, str], cfg: RunConfig
     nibabel.Nifti1Image or None
         The eroded labels on the native grid; None unless the erosion space is native.
     """
-    from ironmap.core.rois import erode_label_image
+    from ironmap.core.regions.regional_values import erode_label_image
     from ironmap.spatial.grid import voxel_sizes
 
     s = erosion_settings(cfg)
@@ -106,15 +106,17 @@ def restrict(eroded_on_grid: np.ndarray | None, labels: np.ndarray) -> np.ndarra
     Returns
     -------
     ndarray or None
-        :func:`ironmap.core.rois.restrict_labels`.
+        :func:`ironmap.core.regions.regional_values.restrict_labels`.
     """
-    from ironmap.core.rois import restrict_labels
+    from ironmap.core.regions.regional_values import restrict_labels
 
     return restrict_labels(eroded_on_grid, labels)
 
 
 def stats_options(cfg: RunConfig, eroded: np.ndarray | None) -> dict[str, Any]:
-    """Keyword arguments of :func:`ironmap.core.rois.regional_stats` for this run.
+    """Keyword arguments of :func:`ironmap.core.regions.regional_values.regional_stats`.
+
+    For this run's erosion settings.
 
     Parameters
     ----------
@@ -151,14 +153,15 @@ def eroded_label_image(labels: np.ndarray, eroded: np.ndarray | None, affine: np
     cfg : RunConfig
         The run's configuration.
     erode_labels : callable
-        ``erode_labels(labels, steps, erode)`` (:func:`ironmap.core.rois.erode_labels`).
+        ``erode_labels(labels, steps, erode)``
+        (:func:`ironmap.core.regions.regional_values.erode_labels`).
 
     Returns
     -------
     ndarray of int, shape (X, Y, Z)
         The eroded labels.
     """
-    from ironmap.core.rois import erode, erode_mm, erosion_steps
+    from ironmap.core.regions.regional_values import erode, erode_mm, erosion_steps
     from ironmap.spatial.grid import voxel_sizes
 
     if eroded is not None:
@@ -216,7 +219,7 @@ def check_region_sizes(table: pd.DataFrame, cfg: RunConfig, label: str) -> dict[
     dict of str to int
         ``"<region> <hemisphere>"`` -> voxels used.
     """
-    from ironmap.core.rois import small_regions
+    from ironmap.core.regions.regional_values import small_regions
 
     minimum = erosion_settings(cfg)["min_region_voxels"]
     small = small_regions(table, minimum)

@@ -1,8 +1,8 @@
 """Group level, age-correction step: one age model per region and hemisphere.
 
 Reads the settings' age model (``--age-model`` / ``study.toml [agecorr]``), fits it on the
-controls of every region and hemisphere (:func:`ironmap.core.agecorr.correct_region`), and
-returns the corrected values, their bootstrap SD, the ``agefit.tsv`` rows and the curve bands
+controls of every region and hemisphere (:func:`ironmap.core.group.age_correction.correct_region`),
+and returns the corrected values, their bootstrap SD, the ``agefit.tsv`` rows and the curve bands
 that ``stats.json`` carries for the age-curve figure.
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ironmap.core import agecorr, agepool
-from ironmap.core.tables import GroupSettings
+from ironmap.core.group import age_correction, age_pooling
+from ironmap.core.group.paper_tables import GroupSettings
 
 __all__ = ["AgeCorrection", "age_correct_all", "model_summary"]
 
@@ -45,7 +45,7 @@ class AgeCorrection:
         self.adjusted, self.sd, self.fits, self.bands = adjusted, sd, fits, bands
 
 
-def _row(region, hemi, site, fit: agecorr.AgeFit, res, n_boot: int) -> dict:
+def _row(region, hemi, site, fit: age_correction.AgeFit, res, n_boot: int) -> dict:
     row = {"region": region, "hemisphere": hemi, "site": site, **fit.to_row()}
     ext = res.extrapolation if site == "all" else {}
     row.update(n_boot=n_boot if site == "all" and fit.model != "none" else 0,
@@ -57,9 +57,10 @@ def _row(region, hemi, site, fit: agecorr.AgeFit, res, n_boot: int) -> dict:
 
 def _pool_priors(groups: dict, values: pd.Series, merged: pd.DataFrame,
                  settings: GroupSettings, notes: list[str]) -> dict:
-    """Per hemisphere, the regions' pooled prior (:func:`ironmap.core.agepool.pool_prior`).
+    """Per hemisphere, the regions' pooled prior.
 
-    Pooled from the controls of every region without a fixed curve (4 or more, two or more ages).
+    See :func:`ironmap.core.group.age_pooling.pool_prior`. Pooled from the controls of every
+    region without a fixed curve (4 or more, two or more ages).
     """
     by_hemi: dict[str, list] = {}
     for (region, hemi), idx in groups.items():
@@ -68,8 +69,8 @@ def _pool_priors(groups: dict, values: pd.Series, merged: pd.DataFrame,
         ctl = merged.loc[idx, "is_control"].astype(bool).to_numpy()
         age = merged.loc[idx, "age"].to_numpy(float)[ctl]
         y = values[idx].to_numpy(float)[ctl]
-        ok = np.isfinite(age) & np.isfinite(y) & (age >= agecorr.AGE_LIMITS[0]) & (
-            age <= agecorr.AGE_LIMITS[1])
+        ok = np.isfinite(age) & np.isfinite(y) & (age >= age_correction.AGE_LIMITS[0]) & (
+            age <= age_correction.AGE_LIMITS[1])
         if ok.sum() >= 4 and np.ptp(age[ok]) > 0:
             by_hemi.setdefault(hemi, []).append((age[ok], y[ok]))
     out = {}
@@ -78,7 +79,7 @@ def _pool_priors(groups: dict, values: pd.Series, merged: pd.DataFrame,
             notes.append(f"age model pooled ({hemi}): fewer than 2 regions with controls, "
                          "nothing to pool; the regions there are excluded")
             continue
-        out[hemi] = agepool.pool_prior(regions)
+        out[hemi] = age_pooling.pool_prior(regions)
         mu_b, tau_b, mu_a, tau_a = out[hemi]
         notes.append(f"age model pooled ({hemi}, {len(regions)} regions): log b ~ "
                      f"N(log {np.exp(mu_b):.4f}/y, {tau_b:.2f}^2), a ~ N({mu_a:.2f}, "
@@ -133,7 +134,7 @@ def age_correct_all(regional: pd.DataFrame, subjects: pd.DataFrame, settings: Gr
             notes.append(f"{label}: no R2* values in {settings.value_column}; region skipped")
             continue
         fixed = settings.fixed_curves.get(region) if settings.age_model != "none" else None
-        res = agecorr.correct_region(
+        res = age_correction.correct_region(
             values[idx], merged.loc[idx, "age"], merged.loc[idx, "is_control"].astype(bool),
             ref_age, sites=merged.loc[idx, "site"], per_site=settings.per_site, label=label,
             fixed=fixed, pool=pools.get(hemi), **kwargs)
@@ -165,7 +166,7 @@ def model_summary(fits: pd.DataFrame, settings: GroupSettings) -> dict:
         ``requested``, ``per_region`` (region -> model used), the prior on ``b``, the
         bootstrap settings and ``descriptions``.
     """
-    b_med, b_sd = float(np.exp(agecorr.B_PRIOR[0])), agecorr.B_PRIOR[1]
+    b_med, b_sd = float(np.exp(age_correction.B_PRIOR[0])), age_correction.B_PRIOR[1]
     used: dict[str, str] = {}
     if not fits.empty and "method" in fits:
         rows = fits[(fits["hemisphere"] == "bilateral") & (fits["site"] == "all")]

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ironmap import __version__
-from ironmap.core import deid, protocol
+from ironmap.core.metadata import deid, protocol
 from ironmap.io import dicom, labels
 from ironmap.io.atomic import OutputExistsError, write_json, write_text
 from ironmap.io.scratch import scratch_dir

@@ -18,7 +18,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from ironmap.core.qcflags import QCFlag, QCThresholds
+from ironmap.core.qc.run_flags import QCFlag, QCThresholds
 from ironmap.io.atomic import write_text
 from ironmap.io.layout import file_name
 from ironmap.io.outputs import derivative_path, subject_dir

@@ -1,494 +1,658 @@
-"""Participant level: every selected participant/session, in parallel, then the cohort tables.
+"""One participant (and session): inputs -> R2* map -> registration -> regional and lesion R2*.
 
-``run_participant_level(cfg)`` discovers the inputs (:func:`ironmap.io.bids.discover`), runs
-:func:`process_subject` for each participant through :func:`ironmap.parallel.run_tasks`
-(serially, on a Dask LocalCluster with ``--nprocs``, or on an existing cluster with
-``--dask-scheduler``), and writes ``OUTPUT_DIR/group/regional_r2star.tsv`` and
-``lesions.tsv`` (+ ``volumes.tsv``) from the participants' outputs.
+Steps, in order (each names its inputs and outputs in the participant's log):
 
-Resumable: each participant's manifest (``logs/manifests/``) records the SHA-256 of its input
-files, the parameters and the SHA-256 of its outputs; a participant whose manifest matches is
-skipped. Isolated: a failing participant is logged in ``logs/<label>.log`` and
-``logs/failures.tsv``; the others finish and the exit code is 3.
+1. check the images (readable, finite, non-zero, echoes on one grid, signal falling with TE);
+2. fit R2* on the MEGRE grid (``RunConfig.method``; ``auto`` = two-point for two echoes,
+   nonlinear for more) and write R2*, S0 and quality flags;
+3. register FLAIR -> T1w and the first GRE echo -> T1w (``RunConfig.registration``), save both
+   as ITK ``_xfm`` files; every mask space is linked to the R2* grid through the T1w, and the
+   two transforms are composed into ONE matrix before a mask is resampled (nearest label,
+   no double resampling);
+4. regional R2* on the R2* grid after erosion
+(:func:`ironmap.core.regions.regional_values.regional_stats`);
+5. lesion R2* on the R2* grid and T2 lesion load on the FLAIR grid (seed definition);
+6. optional tissue volumes (``--volumes``).
+
+Without rater deep-GM labels, step 4 uses automatic anatomy (atlases through a template
+registration, :mod:`ironmap.workflows.anatomy`); without a T1w, the first GRE echo is the
+anatomical reference.
+
+All outputs are written into a staging folder and moved into ``OUTPUT_DIR`` only when every
+step succeeded, so a failing participant never replaces earlier results.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import logging
-import os
 import shutil
-import socket
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import nibabel as nib
+import numpy as np
 import pandas as pd
 
-from ironmap.io import dictionaries as dicts
-from ironmap.io.atomic import write_text
-from ironmap.io.bids import InputError, SubjectInputs, discover
-from ironmap.io.layout import column_dictionary, output_path, relative_path
-from ironmap.io.manifest import hash_files, is_up_to_date, read_manifest, write_manifest
-from ironmap.io.nifti import sidecar_path
-from ironmap.io.outputs import derivative_path, write_dataset_description
-from ironmap.io.tables import read_tsv, write_tsv
+from ironmap.core.regions.regional_values import erode_labels
+from ironmap.io.bids import InputError, MaskFile, SubjectInputs, resolve_mask_space
+from ironmap.io.layout import describe_columns
+from ironmap.io.nifti import load_image, save_image
+from ironmap.io.outputs import derivative_path, subject_dir
+from ironmap.io.sanity import check_mask_values, check_memory
+from ironmap.io.tables import write_tsv
 from ironmap.workflows.config import RunConfig
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_USAGE, EXIT_PARTIAL = 0, 2, 3
-STAGING = relative_path("staging")
+LESION_COLUMNS = ("lesion_load_cm3", "lesion_count", "lesion_r2star_mean",
+                  "lesion_r2star_median", "n_voxels")
 
-#: parameters that change a participant's results (part of its manifest)
-RESULT_PARAMETERS = ("method", "registration", "erosion_voxels", "write_t2star", "volumes",
-                     "atlas", "putamen_split", "auto_anatomy", "lesions", "lesions_controls",
-                     "erosion_mm", "erosion_space", "min_region_voxels", "brain_mask")
 
-@dataclass(frozen=True)
-class SubjectTask:
-    """What a worker needs for one participant (picklable)."""
+@dataclass
+class Images:
+    """The participant's loaded images."""
 
-    subject: SubjectInputs
-    cfg: RunConfig
-    run_id: str = ""  # this run's staging folder: two runs never share one
+    echoes: list[nib.Nifti1Image]
+    echo_times: np.ndarray  # s, ascending
+    t1w: nib.Nifti1Image  # the anatomical reference: the first echo when there is no T1w
+    flair: nib.Nifti1Image | None
+    t1w_from_gre: bool = False
 
 
 # ------------------------------------------------------------------------------------------
-# one participant (runs on a worker)
+# input checks
 # ------------------------------------------------------------------------------------------
 
-def manifest_path(output_dir: Path, subject: SubjectInputs) -> Path:
-    """``OUTPUT_DIR/logs/manifests/<label>.json``.
+def _check_values(img: nib.Nifti1Image, path: Path) -> np.ndarray:
+    data = img.get_fdata(dtype=np.float32)
+    finite = np.isfinite(data)
+    if not finite.any():
+        raise InputError(f"{path}: every voxel is NaN/Inf")
+    if not np.any(data[finite] != 0):
+        raise InputError(f"{path}: image is all zeros")
+    if not finite.all():
+        log.warning("%s: %d NaN/Inf voxels (treated as missing)", path, int((~finite).sum()))
+    return data
+
+
+def load_images(subject: SubjectInputs) -> Images:
+    """Load and check every image of a participant (see module notes, step 1).
 
     Parameters
     ----------
-    output_dir : pathlib.Path
-        OUTPUT_DIR.
     subject : SubjectInputs
         The participant.
 
     Returns
     -------
-    pathlib.Path
-        The manifest's path.
+    Images
+        Echoes, echo times (s), T1w (or the first echo), FLAIR.
+
+    Raises
+    ------
+    InputError
+        Naming the file, for an unusable image.
     """
-    return output_path(output_dir, "manifest", subject.participant_id, subject.session_id)
+    echoes = []
+    for e in subject.echoes:
+        img = load_image(e.path)
+        if len(img.shape) != 3:
+            raise InputError(f"{e.path}: expected one 3D volume per echo, got shape {img.shape}")
+        _check_values(img, e.path)
+        echoes.append(img)
+    first = subject.echoes[0].path
+    for e, img in zip(subject.echoes[1:], echoes[1:], strict=True):
+        if img.shape != echoes[0].shape or not np.allclose(img.affine, echoes[0].affine,
+                                                           atol=1e-3):
+            raise InputError(f"{e.path}: echo grid {img.shape} differs from {first.name} "
+                             f"{echoes[0].shape} (shape or affine); echoes must share one grid")
+    tes = np.array([e.echo_time for e in subject.echoes])
+    check_echo_order(echoes, tes, subject)
+    flair = None
+    if subject.flair is not None:
+        flair = load_image(subject.flair)
+        _check_values(flair, subject.flair)
+    if subject.t1w is None:  # GRE-only: the first echo is the anatomical reference
+        log.warning("%s: no T1w image; anatomy from the first GRE echo", subject.label)
+        return Images(echoes, tes, echoes[0], flair, t1w_from_gre=True)
+    t1w = load_image(subject.t1w)
+    _check_values(t1w, subject.t1w)
+    return Images(echoes, tes, t1w, flair)
 
 
-def subject_inputs_hash(subject: SubjectInputs, cfg: RunConfig) -> dict[str, str]:
-    """SHA-256 of every file the participant's results depend on (images, sidecars, tsv).
+def check_echo_order(echoes, echo_times, subject: SubjectInputs, tolerance: float = 0.02
+                     ) -> None:
+    """Refuse echoes whose head signal rises with ``EchoTime`` (swapped files or times).
 
     Parameters
     ----------
+    echoes : list of nibabel.Nifti1Image
+        The echoes in ``EchoTime`` order.
+    echo_times : ndarray of shape (n_echoes,)
+        Echo times in s.
     subject : SubjectInputs
         The participant.
+    tolerance : float, optional
+        Relative rise of the median head signal tolerated.
+
+    Raises
+    ------
+    InputError
+        Naming both files.
+    """
+    stack = [np.nan_to_num(img.get_fdata(dtype=np.float32)) for img in echoes]
+    head = stack[0] > 0.1 * np.percentile(np.maximum.reduce(stack), 99)
+    medians = [float(np.median(s[head])) for s in stack]
+    for k in range(1, len(stack)):
+        if medians[k] > medians[k - 1] * (1 + tolerance):
+            a, b = subject.echoes[k - 1], subject.echoes[k]
+            raise InputError(
+                f"{b.path}: median head signal {medians[k]:.4g} at EchoTime {b.echo_time} s is "
+                f"higher than {medians[k - 1]:.4g} at {a.echo_time} s ({a.path.name}); "
+                "magnitude must fall with TE: echoes swapped or EchoTime wrong")
+
+
+# ------------------------------------------------------------------------------------------
+# steps
+# ------------------------------------------------------------------------------------------
+
+def fit_and_write(images: Images, subject: SubjectInputs, cfg: RunConfig, stage: Path):
+    """Step 2: R2* fit on the MEGRE grid; returns ``(fit, r2star image)``.
+
+    Parameters
+    ----------
+    images : Images
+        The loaded images.
+    subject : SubjectInputs
+        The participant.
+    cfg : RunConfig
+        The run's configuration.
+    stage : pathlib.Path
+        The participant's staging folder (laid out like OUTPUT_DIR).
+
+    Returns
+    -------
+    fit : R2starFit
+        The fit (R2* in s^-1).
+    r2img : nibabel.Nifti1Image
+        The R2* map.
+    """
+    from ironmap.workflows.r2star import fit_images, write_r2star_outputs
+
+    # one fit per worker process when participants run in parallel; else all usable cores
+    n_jobs = 1 if (cfg.nprocs > 1 or cfg.dask_scheduler) else None
+    fit, affine = fit_images(images.echoes, images.echo_times, method=cfg.method, n_jobs=n_jobs)
+    pid, sid = subject.participant_id, subject.session_id
+    sources = [source_uri(e.path, cfg) for e in subject.echoes]
+    write_r2star_outputs(
+        fit, affine, derivative_path(stage, "r2starmap", pid, sid),
+        s0_path=derivative_path(stage, "s0map", pid, sid),
+        flags_path=derivative_path(stage, "fitflags", pid, sid),
+        t2star_path=derivative_path(stage, "t2starmap", pid, sid) if cfg.write_t2star else None,
+        sidecar_extra={"Sources": sources},
+    )
+    r2img = nib.Nifti1Image(np.asarray(fit.r2star, dtype=np.float32), affine)
+    log.info("%s: R2* fitted (%s, TE %s s), %.1f%% voxels flagged", subject.label, fit.method,
+             [float(t) for t in images.echo_times],
+             100.0 * float(np.mean(np.asarray(fit.flags) != 0)))
+    return fit, r2img
+
+
+def source_uri(path: Path, cfg: RunConfig) -> str:
+    """BIDS URI of an input (``bids:raw:...`` or ``bids:<mask dataset>:...``), no absolute path.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        An input file.
     cfg : RunConfig
         The run's configuration.
 
     Returns
     -------
-    dict of str to str
-        Path relative to BIDS_DIR (when inside it) -> SHA-256.
+    str
+        The URI.
     """
-    files = []
-    for p in subject.input_files():
-        files += [p, sidecar_path(p)]
-        tsv = Path(str(p).replace(".nii.gz", ".tsv").replace(".nii", ".tsv"))
-        files.append(tsv)
-    for root in (cfg.bids_dir, *cfg.masks):
-        files += [Path(root) / n for n in ("dataset_description.json", "MEGRE.json",
-                                           "T1w.json", "FLAIR.json", "dseg.tsv")]
-    if cfg.landmarks is not None:
-        files.append(Path(cfg.landmarks))
-    return hash_files(files, root=cfg.bids_dir)
+    path = Path(path)
+    for name, root in [("raw", Path(cfg.bids_dir)), *((Path(m).name, Path(m)) for m in cfg.masks)]:
+        if root in path.parents:
+            return f"bids:{name}:{path.relative_to(root).as_posix()}"
+    return path.name
 
 
-def subject_parameters(cfg: RunConfig) -> dict[str, Any]:
-    """The parameters recorded in (and compared against) a participant's manifest.
+def _r2star_reference(subject: SubjectInputs) -> str:
+    rel = derivative_path(Path(), "r2starmap", subject.participant_id, subject.session_id)
+    return f"bids::{rel.as_posix()}"
+
+
+def register_series(images: Images, subject: SubjectInputs, cfg: RunConfig, stage: Path
+                    ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Step 3: FLAIR -> T1w and GRE echo 1 -> T1w.
+
+    Returns ``xfm``: series -> 4x4 matrix mapping T1w world mm to that series' world mm, and
+    the registrations' similarity (normalised mutual information).
 
     Parameters
     ----------
+    images : Images
+        The loaded images.
+    subject : SubjectInputs
+        The participant.
+    cfg : RunConfig
+        The run's configuration.
+    stage : pathlib.Path
+        The participant's staging folder (laid out like OUTPUT_DIR).
+
+    Returns
+    -------
+    xfm : dict of str to ndarray of shape (4, 4)
+        T1w world mm -> world mm of each series.
+    similarity : dict of str to float
+        Normalised mutual information per series (1-2).
+    """
+    from ironmap.spatial.registration import (
+        WORKING_VOXEL_MM,
+        downsample,
+        register,
+        save_transform,
+    )
+
+    pid, sid = subject.participant_id, subject.session_id
+    xfm = {"T1w": np.eye(4)}
+    similarity = {}
+    pairs = [("MEGRE", images.echoes[0], "xfm_megre_to_t1w")]
+    if images.t1w_from_gre:  # the first echo is the reference: nothing to register
+        xfm["MEGRE"], pairs = np.eye(4), []
+    if images.flair is not None:
+        pairs.append(("FLAIR", images.flair, "xfm_flair_to_t1w"))
+    options = registration_options(images.t1w, cfg)
+    # block-average the T1w once for both registrations (register() would do it per call)
+    fixed = downsample(images.t1w, options.get("working_voxel_mm", WORKING_VOXEL_MM))
+    for name, moving, output in pairs:
+        t0 = time.monotonic()
+        reg = register(fixed, moving, model=cfg.registration, seed=1, **options)
+        save_transform(reg, derivative_path(stage, output, pid, sid))
+        xfm[name] = np.asarray(reg.matrix, dtype=float)
+        similarity[name] = float(reg.similarity)
+        log.info("%s: %s -> T1w %s registration in %.1f s (NMI %.3f)", subject.label, name,
+                 cfg.registration, time.monotonic() - t0, reg.similarity)
+    return xfm, similarity
+
+
+def registration_options(t1w: nib.Nifti1Image, cfg: RunConfig) -> dict[str, Any]:
+    """Multi-resolution schedule of the within-subject registrations.
+
+    The finest level is two T1w voxels or coarser (1 mm T1w: 8/4/2 voxel shrink; coarser
+    T1w: 4/2): a rigid/affine fit between series of one session does not gain from the
+    full-resolution level, which costs most of the time. ``RunConfig.extra
+    ["registration_options"]`` overrides any keyword of
+    :func:`ironmap.spatial.registration.register`.
+
+    Parameters
+    ----------
+    t1w : nibabel.Nifti1Image
+        The T1w (its voxel size sets the schedule).
     cfg : RunConfig
         The run's configuration.
 
     Returns
     -------
     dict
-        :data:`RESULT_PARAMETERS`, the registration options and the version.
+        ``shrink_factors``, ``smoothing_sigmas`` (voxels), ``iterations``, with the run's
+        overrides.
     """
-    from ironmap import __version__
+    from ironmap.spatial.grid import voxel_sizes
 
-    params = {name: getattr(cfg, name) for name in RESULT_PARAMETERS}
-    atlas = params["atlas"]
-    params["atlas"] = None if not atlas else [str(a) for a in (
-        atlas if isinstance(atlas, tuple | list) else (atlas,))]
-    params["registration_options"] = {k: list(v) if isinstance(v, tuple) else v for k, v in
-                                      cfg.extra.get("registration_options", {}).items()}
-    params["ironmap_version"] = __version__
-    return params
+    if float(np.min(voxel_sizes(t1w.affine))) < 1.5:
+        options = {"shrink_factors": (8, 4, 2), "smoothing_sigmas": (3.0, 2.0, 1.0),
+                   "iterations": (200, 100, 50)}
+    else:
+        options = {"shrink_factors": (4, 2), "smoothing_sigmas": (2.0, 1.0),
+                   "iterations": (200, 100)}
+    options.update(cfg.extra.get("registration_options", {}))
+    return options
 
 
-def process_subject(task: SubjectTask) -> dict[str, Any]:
-    """Process one participant; never raises (a failure is returned as a record).
+def world_to_source(xfm: dict[str, np.ndarray], target: str, source: str) -> np.ndarray:
+    """One matrix mapping ``target`` series world mm -> ``source`` series world mm via T1w.
 
     Parameters
     ----------
-    task : SubjectTask
-        The participant, the configuration and the run id.
+    xfm : dict of str to ndarray of shape (4, 4)
+        T1w world mm -> world mm of each series.
+    target, source : str
+        Series names.
+
+    Returns
+    -------
+    ndarray of shape (4, 4)
+        ``target`` world mm -> ``source`` world mm.
+    """
+    return xfm[source] @ np.linalg.inv(xfm[target])
+
+
+def _pick(masks: tuple[MaskFile, ...], what: str, label: str) -> MaskFile | None:
+    if not masks:
+        return None
+    if len(masks) > 1:
+        log.warning("%s: %d %s files; using %s (others: %s)", label, len(masks), what,
+                    masks[0].path, ", ".join(m.path.name for m in masks[1:]))
+    return masks[0]
+
+
+def label_names(mask: MaskFile, data: np.ndarray) -> dict[int, str]:
+    """Label index -> name from ``dseg.tsv``, else FreeSurfer ``aseg`` numbers.
+
+    Parameters
+    ----------
+    mask : MaskFile
+        The label map.
+    data : ndarray
+        Its voxel values.
+
+    Returns
+    -------
+    dict of int to str
+        Label index -> name.
+
+    Raises
+    ------
+    InputError
+        Naming the file, when labels have no names.
+    """
+    from ironmap.core.regions.names import ASEG_LABELS
+
+    if mask.labels:
+        return dict(mask.labels)
+    present = {int(v) for v in np.unique(data) if v != 0}
+    known = {k: v for k, v in ASEG_LABELS.items() if k in present}
+    if not known:
+        raise InputError(f"{mask.path}: no dseg.tsv beside it or in its dataset, and its label "
+                         "numbers are not FreeSurfer aseg numbers (11/50 caudate, 12/51 "
+                         "putamen, 13/52 pallidum)")
+    return known
+
+
+def choose_masks(subject: SubjectInputs) -> dict[str, tuple[MaskFile, str] | None]:
+    """The deep-GM label map and lesion mask to use, each with its space (checked early).
+
+    Parameters
+    ----------
+    subject : SubjectInputs
+        The participant.
 
     Returns
     -------
     dict
-        ``participant_id``, ``session_id``, ``label``, ``status`` (ok, skipped, failed) and
-        ``summary`` or ``error``.
+        ``dseg`` and ``lesion`` -> ``(MaskFile, space)`` or None.
     """
-    from ironmap.parallel import pin_threads
-
-    pin_threads()
-    subject, cfg = task.subject, task.cfg
-    out = Path(cfg.output_dir)
-    record: dict[str, Any] = {"participant_id": subject.participant_id,
-                              "session_id": subject.session_id, "label": subject.label}
-    t0 = time.monotonic()
-    handler = _subject_log(out, subject)
-    stage = out / STAGING / task.run_id / subject.label
-    try:
-        inputs = subject_inputs_hash(subject, cfg)
-        params = subject_parameters(cfg)
-        mpath = manifest_path(out, subject)
-        old = read_manifest(mpath)
-        if not cfg.overwrite and is_up_to_date(old, inputs, params, out):
-            log.info("%s: outputs up to date (inputs and parameters unchanged); skipped",
-                     subject.label)
-            return {**record, "status": "skipped", "summary": old.get("summary", {})}
-        from ironmap.workflows.subject import analyse, commit
-
-        shutil.rmtree(stage, ignore_errors=True)
-        summary = analyse(subject, cfg, stage)
-        moved = commit(stage, out, subject)
-        manifest = {"participant_id": subject.participant_id,
-                    "session_id": subject.session_id, "status": "ok", "inputs": inputs,
-                    "parameters": params, "outputs": hash_files(moved, root=out),
-                    "summary": summary}
-        write_manifest(mpath, manifest)
-        log.info("%s: done in %.1f s", subject.label, time.monotonic() - t0)
-        return {**record, "status": "ok", "summary": summary,
-                "seconds": time.monotonic() - t0}
-    except Exception as exc:  # isolate: any failure belongs to this participant only
-        shutil.rmtree(stage, ignore_errors=True)
-        message = _describe(exc)
-        log.error("%s: FAILED: %s", subject.label, message,
-                  exc_info=not isinstance(exc, InputError | ValueError | OSError))
-        return {**record, "status": "failed", "error": message,
-                "seconds": time.monotonic() - t0}
-    finally:
-        _close_log(handler)
+    chosen: dict[str, tuple[MaskFile, str] | None] = {}
+    for key, masks, what in (("dseg", subject.dsegs, "deep-GM label"),
+                             ("lesion", subject.lesion_masks, "lesion mask")):
+        mask = _pick(masks, what, subject.label)
+        if mask is not None and key == "lesion":
+            check_mask_values(np.asarray(load_image(mask.path).dataobj), mask.path, what)
+        chosen[key] = None if mask is None else (mask, resolve_mask_space(mask, subject))
+    return chosen
 
 
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    if not isinstance(exc, InputError | ValueError | OSError):
-        text = f"{type(exc).__name__}: {text}"
-    return " ".join(text.split())
+def regional(subject, cfg, images, fit, r2img, xfm, stage, chosen, lesion=None) -> int:
+    """Step 4: deep-GM labels, erosion and the regional table; return its rows.
 
-
-def _subject_log(output_dir: Path, subject: SubjectInputs) -> logging.Handler:
-    path = output_path(output_dir, "subject_log", subject.participant_id, subject.session_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, mode="w", encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
-    handler.setLevel(logging.INFO)
-    pkg = logging.getLogger("ironmap")
-    handler._previous_level = pkg.level  # type: ignore[attr-defined]
-    if pkg.getEffectiveLevel() > logging.INFO:
-        pkg.setLevel(logging.INFO)
-    pkg.addHandler(handler)
-    return handler
-
-
-def _close_log(handler: logging.Handler) -> None:
-    pkg = logging.getLogger("ironmap")
-    pkg.removeHandler(handler)
-    pkg.setLevel(handler._previous_level)  # type: ignore[attr-defined]
-    handler.close()
-
-
-# ------------------------------------------------------------------------------------------
-# the level
-# ------------------------------------------------------------------------------------------
-
-def check_output_dir(cfg: RunConfig) -> str | None:
-    """Error message when OUTPUT_DIR is BIDS_DIR or inside its raw tree, else None.
+    Labels onto the R2* grid come from rater masks, else automatic anatomy; a whole putamen is
+    split at the AC plane.
 
     Parameters
     ----------
+    subject : SubjectInputs
+        The participant.
     cfg : RunConfig
         The run's configuration.
-
-    Returns
-    -------
-    str or None
-        The message, or None.
-    """
-    out, raw = Path(cfg.output_dir).resolve(), Path(cfg.bids_dir).resolve()
-    if out == raw:
-        return "OUTPUT_DIR must differ from BIDS_DIR"
-    if raw in out.parents and (raw / "derivatives") not in (out, *out.parents):
-        return (f"{out}: OUTPUT_DIR inside the raw BIDS tree {raw} is refused; use "
-                f"{raw / 'derivatives' / 'ironmap'} or a folder outside it")
-    if out == raw / "derivatives":
-        return f"{out}: OUTPUT_DIR must be a folder inside derivatives/, not derivatives/ itself"
-    return None
-
-
-def run_participant_level(cfg: RunConfig) -> int:
-    """Run the participant level; returns 0 (all ok), 3 (some failed) or 2 (usage error).
-
-    Parameters
-    ----------
-    cfg : RunConfig
-        The run's configuration.
+    images : Images
+        The loaded images (:func:`load_images`).
+    fit : R2starFit
+        The R2* fit.
+    r2img : nibabel.Nifti1Image
+        The R2* map (its grid).
+    xfm : dict of str to ndarray of shape (4, 4)
+        T1w world mm -> world mm of each series.
+    stage : pathlib.Path
+        The participant's staging folder (laid out like OUTPUT_DIR).
+    chosen : tuple or None
+        The chosen mask ``(MaskFile, space)`` (:func:`choose_masks`).
+    lesion : tuple, optional
+        The chosen lesion mask.
 
     Returns
     -------
     int
-        Exit code.
+        Rows of the regional table (0 without labels).
     """
-    problem = check_output_dir(cfg)
-    if problem:
-        log.error(problem)
-        return EXIT_USAGE
-    try:
-        subjects = discover(cfg.bids_dir, participant_label=cfg.participant_label,
-                            session_label=cfg.session_label, masks=cfg.masks)
-    except (InputError, FileNotFoundError) as exc:
-        log.error("%s", exc)
-        return EXIT_USAGE
-    if not subjects:
-        log.error("%s: no participants (sub-*/) selected", cfg.bids_dir)
-        return EXIT_USAGE
-    problem = _check_anatomy(cfg, subjects)
-    if problem:
-        log.error(problem)
-        return EXIT_USAGE
-    out = Path(cfg.output_dir)
-    _start_run(cfg, out)
-    log.info("participant level: %d participant(s)/session(s)", len(subjects))
-    run_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tasks = [SubjectTask(s, cfg, run_id) for s in subjects]
-    results = run_tasks_for(tasks, cfg)
-    results = [_as_record(r, s) for r, s in zip(results, subjects, strict=True)]
-    write_group_tables(cfg, results + earlier_results(out, {r["label"] for r in results}))
-    if cfg.longitudinal_template:  # sessions registered to each other (FLAIR, T1w)
-        from ironmap.workflows.withinsubject import run_within_subject
+    from ironmap.core.regions.regional_values import regional_stats
+    from ironmap.spatial.grid import resample_labels, voxel_sizes
+    from ironmap.workflows import anatomy, erosion, putamen
 
-        run_within_subject(cfg, subjects)
-    failed = write_failures(out, results)
-    for folder in (out / STAGING / run_id, out / STAGING):
-        try:  # each participant removed its own staging folder; other runs may use theirs
-            folder.rmdir()
-        except OSError:
-            pass
-    return _summarise(results, failed)
+    pid, sid = subject.participant_id, subject.session_id
+    mask, space = chosen or (None, None)
+    landmarks = putamen.explicit_landmarks(subject, cfg) if cfg.putamen_split else None
+    if mask is not None:
+        src = load_image(mask.path)
+        names = label_names(mask, np.asarray(src.dataobj))
+        labels = resample_labels(src, r2img, world_to_source(xfm, "MEGRE", space))
+        native = erosion.native_eroded(src, names, cfg)
+        eroded = None if native is None else resample_labels(
+            native, r2img, world_to_source(xfm, "MEGRE", space))
+        log.info("%s: labels %s (%s space) -> R2* grid", subject.label, mask.path.name, space)
+        sources = [source_uri(mask.path, cfg)]
+    elif anatomy.enabled(cfg):
+        labels, names, atlas_marks, auto, eroded = anatomy.labels_on_grid(
+            subject, cfg, images, r2img, xfm, landmarks, lesion)
+        landmarks = landmarks or atlas_marks
+        sources = [f"atlas:{a['Name']}" for a in auto["Atlases"]]
+    else:
+        log.warning("%s: no deep-GM labels (--masks, --atlas or automatic anatomy); no "
+                    "regional table", subject.label)
+        return 0
+    sidecar = {"SpatialReference": _r2star_reference(subject), "Sources": sources,
+               **({"Anatomy": auto} if mask is None else {"MasksSource": "rater"})}
+    if putamen.needs_split(names, cfg):
+        if landmarks is None:
+            landmarks = putamen.template_landmarks(images.t1w, subject.label, cfg.work_dir)
+        voxel_to_t1w = np.linalg.inv(xfm["MEGRE"]) @ r2img.affine
+        labels, names, sidecar["PutamenSplit"] = putamen.split_on_grid(
+            labels, names, voxel_to_t1w, xfm, landmarks, subject.label)
+    eroded = erosion.restrict(eroded, labels)
+    table = regional_stats(fit.r2star, labels, names, flags=fit.flags,
+                           voxel_sizes=voxel_sizes(r2img.affine),
+                           **erosion.stats_options(cfg, eroded))
+    erosion.check_region_sizes(table, cfg, subject.label)
+    dictionary = describe_columns("regions_table", table.columns)
+    write_tsv(table, derivative_path(stage, "regions_table", pid, sid), dictionary)
+    labels = labels.astype(np.int16)
+    save_image(labels, r2img.affine, derivative_path(stage, "dseg_r2star", pid, sid),
+               sidecar=sidecar)
+    used = sorted(int(i) for i in np.unique(labels) if i != 0)
+    write_tsv(pd.DataFrame({"index": used, "name": [names.get(i, str(i)) for i in used]}),
+              derivative_path(stage, "dseg_labels", pid, sid))
+    save_image(erosion.eroded_label_image(labels, eroded, r2img.affine, cfg, erode_labels)
+               .astype(np.int16), r2img.affine, derivative_path(stage, "dseg_eroded", pid, sid),
+               sidecar=erosion.erosion_sidecar(cfg))
+    return len(table)
 
 
-def _check_anatomy(cfg: RunConfig, subjects: list[SubjectInputs]) -> str | None:
-    """Atlases checked at start-up when some participant lacks rater deep-GM labels."""
-    from ironmap.workflows.anatomy import check_atlases
-
-    if cfg.atlas or any(not s.dsegs for s in subjects):
-        return check_atlases(cfg)
-    return None
-
-
-def run_tasks_for(tasks: list[SubjectTask], cfg: RunConfig) -> list[Any]:
-    """Dispatch the participants to the configured executor.
+def lesions(subject, cfg, images, fit, r2img, xfm, stage, chosen) -> dict[str, Any]:
+    """Step 5: lesion R2* (R2* grid) and T2 lesion load (FLAIR grid). Returns summary row.
 
     Parameters
     ----------
-    tasks : list of SubjectTask
-        One per participant.
+    subject : SubjectInputs
+        The participant.
     cfg : RunConfig
         The run's configuration.
+    images : Images
+        The loaded images (:func:`load_images`).
+    fit : R2starFit
+        The R2* fit.
+    r2img : nibabel.Nifti1Image
+        The R2* map (its grid).
+    xfm : dict of str to ndarray of shape (4, 4)
+        T1w world mm -> world mm of each series.
+    stage : pathlib.Path
+        The participant's staging folder (laid out like OUTPUT_DIR).
+    chosen : tuple or None
+        The chosen mask ``(MaskFile, space)`` (:func:`choose_masks`).
 
     Returns
     -------
-    list
-        One record (or exception) per task, in order.
+    dict
+        :data:`LESION_COLUMNS` (None without a mask; cm3, s^-1).
     """
-    from ironmap.parallel import run_tasks
+    from ironmap.core.lesions.lesion_values import lesion_stats
+    from ironmap.spatial.grid import resample_labels, same_grid, voxel_sizes
 
-    return run_tasks(process_subject, tasks, labels=[t.subject.label for t in tasks],
-                     nprocs=cfg.nprocs, scheduler=cfg.dask_scheduler)
+    pid, sid = subject.participant_id, subject.session_id
+    if chosen is None:
+        log.info("%s: no lesion mask; lesion columns are n/a", subject.label)
+        return {c: None for c in LESION_COLUMNS}
+    mask, space = chosen
+    src = load_image(mask.path)
+    binary = nib.Nifti1Image((np.nan_to_num(np.asarray(src.dataobj)) > 0).astype(np.uint8),
+                             src.affine)
+    if space == "FLAIR" and same_grid(binary, images.flair):
+        on_flair = np.asarray(binary.dataobj) > 0
+    else:
+        on_flair = resample_labels(binary, images.flair,
+                                   world_to_source(xfm, "FLAIR", space)) > 0
+    from ironmap.workflows.participant_lesions import r2star_mask_path
+
+    r2_src = load_image(r2star_mask_path(mask.path))  # automatic: lesion cores, no rim
+    r2_binary = nib.Nifti1Image((np.nan_to_num(np.asarray(r2_src.dataobj)) > 0).astype(np.uint8),
+                                r2_src.affine)
+    on_r2 = resample_labels(r2_binary, r2img, world_to_source(xfm, "MEGRE", space)) > 0
+    summary, per_lesion = lesion_stats(
+        fit.r2star, on_r2, flags=fit.flags, voxel_sizes=voxel_sizes(r2img.affine),
+        mask_flair=on_flair, flair_voxel_sizes=voxel_sizes(images.flair.affine))
+    save_image(on_r2.astype(np.uint8), r2img.affine,
+               derivative_path(stage, "lesion_r2star", pid, sid),
+               sidecar={"Type": "Lesion", "SpatialReference": _r2star_reference(subject),
+                        "Sources": [source_uri(mask.path, cfg)]})
+    dictionary = describe_columns("lesions_table", per_lesion.columns)
+    write_tsv(per_lesion, derivative_path(stage, "lesions_table", pid, sid), dictionary)
+    row = {}
+    for key in LESION_COLUMNS:
+        value = summary.get(key)
+        row[key] = None if value is None or (isinstance(value, float) and np.isnan(value)) \
+            else (float(value) if isinstance(value, float | np.floating) else int(value))
+    log.info("%s: lesion load %.3f cm3 (%s space), %s lesions", subject.label,
+             summary["lesion_load_cm3"], space, row.get("lesion_count"))
+    return row
 
 
-def _start_run(cfg: RunConfig, out: Path) -> None:
-    output_path(out, "logs_dir").mkdir(parents=True, exist_ok=True)
-    write_dataset_description(out, source_datasets=[f"file://{cfg.bids_dir}"])
-    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    text = cfg.dumps() + "\n"
-    write_text(output_path(out, "config_participant_run", stamp=f"{stamp}-{os.getpid()}"), text)
-    write_text(output_path(out, "config_participant"), text)
-
-
-def _as_record(result: Any, subject: SubjectInputs) -> dict[str, Any]:
-    if isinstance(result, dict):
-        return result
-    reason = _describe(result) if isinstance(result, BaseException) else repr(result)
-    return {"participant_id": subject.participant_id, "session_id": subject.session_id,
-            "label": subject.label, "status": "failed",
-            "error": f"worker error: {reason}"}
-
-
-def earlier_results(output_dir: Path, exclude: set[str]) -> list[dict[str, Any]]:
-    """Records of participants finished by earlier runs (other labels) from their manifests.
-
-    So that runs over subsets of the participants (``--participant-label`` batches) add up to
-    complete cohort tables.
+def analyse(subject: SubjectInputs, cfg: RunConfig, stage: Path) -> dict[str, Any]:
+    """Run steps 1-6 into ``stage``; returns the participant's summary (lesions, volumes, QC).
 
     Parameters
     ----------
+    subject : SubjectInputs
+        The participant.
+    cfg : RunConfig
+        The run's configuration.
+    stage : pathlib.Path
+        The participant's staging folder (laid out like OUTPUT_DIR).
+
+    Returns
+    -------
+    dict
+        The participant's summary (recorded in its manifest).
+    """
+    if subject.problems:
+        raise InputError("; ".join(subject.problems))
+    if subject.flair is None and subject.lesion_masks:
+        raise InputError(f"{subject.label}: no FLAIR image (*_FLAIR.nii[.gz]) in the raw "
+                         "dataset, but lesion masks exist: lesions and T2 lesion load are "
+                         "measured on the FLAIR")
+    check_memory(subject.input_files(), cfg.max_image_gb, subject.label)  # headers only
+    from ironmap.workflows import anatomy
+
+    chosen = choose_masks(subject)
+    images = load_images(subject)
+    fit, r2img = fit_and_write(images, subject, cfg, stage)
+    xfm, similarity = register_series(images, subject, cfg, stage)
+    failed: dict[str, str] = {}
+    from ironmap.workflows.participant_lesions import choose_lesion_mask
+
+    lesion_mask, lesion_source = choose_lesion_mask(subject, cfg, images, stage, chosen["lesion"])
+    n_regions = _tolerate_segmentation(
+        "deep_gm_labels", failed, subject,
+        lambda: regional(subject, cfg, images, fit, r2img, xfm, stage, chosen["dseg"],
+                         lesion_mask))
+    lesion_row = lesions(subject, cfg, images, fit, r2img, xfm, stage, lesion_mask)
+    lesion_row["lesion_source"] = lesion_source
+    summary: dict[str, Any] = {"lesions": lesion_row, "lesions_source": lesion_source,
+                               "registration_nmi": similarity, "n_region_rows": n_regions or 0,
+                               "fit_method": str(fit.method),
+                               **anatomy.summary_entry(
+                                   derivative_path(stage, "regions_table", subject.participant_id,
+                                                   subject.session_id),
+                                   anatomy.masks_source(cfg, chosen["dseg"]))}
+    if summary.get("anatomy_missing_regions"):  # a QC flag, like a failed segmentation
+        failed["anatomy"] = (f"{subject.label}: automatic labels have no voxel of "
+                             + ", ".join(summary["anatomy_missing_regions"]))
+    wants_t1w = cfg.volumes or getattr(cfg, "brain_mask", False)
+    if wants_t1w and images.t1w_from_gre:
+        failed["volumes" if cfg.volumes else "brain_mask"] = (
+            "no T1w image: tissue volumes and the T1w brain mask need a T1w")
+    elif wants_t1w:  # T1w segmented once for both
+        from ironmap.workflows.brain import t1w_anatomy
+
+        t1w_anatomy(subject, cfg, images, r2img, xfm, stage, summary, failed)
+    if failed:
+        summary["segmentation_errors"] = failed
+    return summary
+
+
+def _tolerate_segmentation(step: str, failed: dict[str, str], subject: SubjectInputs, run):
+    """``run()``, or None when it raises a segmentation/registration failure of this participant.
+
+    The other outputs are kept, the failure goes into ``failed`` (a QC flag in ``group/qc.tsv``).
+    """
+    from ironmap.spatial.segmentation import SegmentationError
+
+    try:
+        return run()
+    except SegmentationError as exc:
+        failed[step] = str(exc)
+        log.error("%s: %s failed, the participant's other outputs are kept: %s",
+                  subject.label, step.replace("_", " "), exc)
+        return None
+
+
+def commit(stage: Path, output_dir: Path, subject: SubjectInputs) -> list[Path]:
+    """Move every staged file into ``output_dir`` (atomic rename per file); returns them.
+
+    Parameters
+    ----------
+    stage : pathlib.Path
+        The staging folder.
     output_dir : pathlib.Path
         OUTPUT_DIR.
-    exclude : set of str
-        Labels processed by this run.
-
-    Returns
-    -------
-    list of dict
-        Records with status ``skipped`` and the manifest's summary.
-    """
-    records = []
-    for path in sorted(output_path(output_dir, "manifests_dir").glob("sub-*.json")):
-        if path.stem in exclude:
-            continue
-        manifest = read_manifest(path)
-        if manifest and manifest.get("status") == "ok":
-            records.append({"participant_id": manifest["participant_id"],
-                            "session_id": manifest.get("session_id"), "label": path.stem,
-                            "status": "skipped", "summary": manifest.get("summary", {})})
-    return records
-
-
-def _ids(record: dict[str, Any]) -> dict[str, str | None]:
-    return {"participant_id": record["participant_id"], "session_id": record["session_id"]}
-
-
-def assemble_cohort_tables(output_dir: Path, records: list[dict[str, Any]],
-                           volumes: bool = False) -> dict[str, pd.DataFrame]:
-    """The cohort tables assembled from the participants' files and manifest summaries.
-
-    Parameters
-    ----------
-    output_dir : path-like
-        OUTPUT_DIR holding the participants' ``desc-regions_r2star.tsv`` tables.
-    records : list of dict
-        One record per participant (``participant_id``, ``session_id``, ``status``,
-        ``summary``); only those ``ok`` or up to date (``skipped``) are used, sorted by id.
-    volumes : bool, optional
-        Whether to assemble the tissue volumes (``--volumes``).
-
-    Returns
-    -------
-    dict of str to pandas.DataFrame
-        Layout key (``group_regional``, ``group_lesions``, ``group_volumes``) -> table with
-        ``participant_id`` and ``session_id`` first; a table without rows is left out.
-        R2* in s^-1, volumes in cm3.
-    """
-    done = sorted((r for r in records if r["status"] in ("ok", "skipped")),
-                  key=lambda r: (r["participant_id"], r["session_id"] or ""))
-    regions, lesions, vols = [], [], []
-    for r in done:
-        path = derivative_path(output_dir, "regions_table", r["participant_id"],
-                               r["session_id"])
-        if path.exists():
-            table = read_tsv(path)
-            table.insert(0, "session_id", r["session_id"])
-            table.insert(0, "participant_id", r["participant_id"])
-            regions.append(table)
-        summary = r.get("summary") or {}
-        lesions.append({**_ids(r), **(summary.get("lesions") or {})})
-        if volumes and summary.get("volumes"):
-            vols.append({**_ids(r), **summary["volumes"]})
-    tables = {}
-    if regions:
-        tables["group_regional"] = pd.concat(regions, ignore_index=True)
-    if lesions:
-        columns = ["participant_id", "session_id", *dicts.LESION_SUMMARY]
-        tables["group_lesions"] = pd.DataFrame(lesions).reindex(columns=columns)
-    if vols:
-        tables["group_volumes"] = pd.DataFrame(vols)
-    return tables
-
-
-def write_group_tables(cfg: RunConfig, records: list[dict[str, Any]]) -> list[Path]:
-    """Write the cohort tables of the participants that are ok or up to date.
-
-    Parameters
-    ----------
-    cfg : RunConfig
-        The run (``output_dir``, ``volumes``).
-    records : list of dict
-        One record per participant (see :func:`assemble_cohort_tables`).
+    subject : SubjectInputs
+        The participant.
 
     Returns
     -------
     list of pathlib.Path
-        The tables written (``group/regional_r2star.tsv``, ``lesions.tsv``, ``volumes.tsv``),
-        each with its JSON column dictionary.
+        The files in OUTPUT_DIR.
     """
-    out = Path(cfg.output_dir)
-    written = []
-    for key, table in assemble_cohort_tables(out, records, cfg.volumes).items():
-        written.append(write_tsv(table, output_path(out, key),
-                                 column_dictionary(key, table.columns[2:])))
-    return written
-
-
-def write_failures(out: Path, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``logs/failures.tsv`` (participant_id, session_id, error); returns the failed records.
-
-    Failures recorded by earlier runs for participants this run did not process are kept, so
-    a run over other participants never hides them.
-
-    Parameters
-    ----------
-    out : pathlib.Path
-        OUTPUT_DIR.
-    records : list of dict
-        This run's records.
-
-    Returns
-    -------
-    list of dict
-        The failed records.
-    """
-    failed = [r for r in records if r["status"] == "failed"]
-    table = pd.DataFrame([{**_ids(r), "error": r["error"]} for r in failed],
-                         columns=["participant_id", "session_id", "error"])
-    path = output_path(out, "failures")
-    if path.exists():
-        earlier = read_tsv(path)
-        labels = earlier["participant_id"] + earlier["session_id"].map(
-            lambda s: f"_{s}" if isinstance(s, str) and s else "")
-        earlier = earlier[~labels.isin({r["label"] for r in records})]
-        if len(earlier):
-            table = pd.concat([earlier, table], ignore_index=True)
-    write_tsv(table, path, column_dictionary("failures"))
-    return failed
-
-
-def _summarise(records: list[dict[str, Any]], failed: list[dict[str, Any]]) -> int:
-    n_ok = sum(r["status"] == "ok" for r in records)
-    n_skip = sum(r["status"] == "skipped" for r in records)
-    log.info("participant level finished: %d processed, %d up to date (skipped), %d failed",
-             n_ok, n_skip, len(failed))
-    if not failed:
-        return EXIT_OK
-    lines = [f"{len(failed)} of {len(records)} participant(s) failed:"]
-    lines += [f"  {r['label']}: {r['error']}" for r in failed]
-    log.error("\n".join(lines))
-    return EXIT_PARTIAL
+    moved = []
+    src_root = subject_dir(stage, subject.participant_id, subject.session_id)
+    dst_root = subject_dir(output_dir, subject.participant_id, subject.session_id)
+    for path in sorted(p for p in src_root.rglob("*") if p.is_file()):
+        dest = dst_root / path.relative_to(src_root)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        path.replace(dest)
+        moved.append(dest)
+    shutil.rmtree(stage, ignore_errors=True)
+    return moved

@@ -2,8 +2,8 @@
 
 Labels that name a whole putamen (FreeSurfer ``aseg``, an atlas, a rater ``dseg`` without the
 parts) are split on the R2* grid at the plane through the anterior commissure (AC)
-perpendicular to the AC-PC line (:func:`ironmap.core.acpc.split_whole_putamen`). AC and PC come,
-in this order, from
+perpendicular to the AC-PC line (:func:`ironmap.core.regions.putamen_split.split_whole_putamen`).
+AC and PC come, in this order, from
 
 1. the landmarks table (``--landmarks``, :func:`ironmap.io.landmarks.read_landmarks_table`);
 2. the T1w sidecar (BIDS ``AnatomicalLandmarkCoordinates``);
@@ -23,7 +23,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from ironmap.core.acpc import split_whole_putamen, whole_putamen_labels
+from ironmap.core.regions.putamen_split import split_whole_putamen, whole_putamen_labels
 from ironmap.io.bids import InputError, SubjectInputs
 from ironmap.io.landmarks import Landmarks, read_landmarks_table, sidecar_landmarks
 from ironmap.workflows.config import RunConfig

@@ -11,14 +11,14 @@ from typing import Any
 import numpy as np
 
 from ironmap._types import R2starFit
-from ironmap.core import estimators
-from ironmap.core.qc import FLAGS_INVALID, describe_flags, failure_fraction
-from ironmap.core.relaxometry import fit_r2star
+from ironmap.core.r2star import estimators
+from ironmap.core.r2star.fit_flags import FLAGS_INVALID, describe_flags, failure_fraction
+from ironmap.core.r2star.relaxometry import fit_r2star
 
 LOG = logging.getLogger(__name__)
 
 #: estimator name -> one-line description (sidecar ``EstimationMethodDescription``), derived
-#: from the table in :mod:`ironmap.core.estimators`.
+#: from the table in :mod:`ironmap.core.r2star.estimators`.
 METHOD_DESCRIPTIONS = {name: est.description for name, est in estimators.ESTIMATORS.items()}
 
 
@@ -114,11 +114,11 @@ def fit_images(echo_images, echo_times, method: str = "auto", mask_image=None,
     echo_times : sequence of float
         Echo times in s.
     method : str
-        Estimator, see :func:`ironmap.core.relaxometry.fit_r2star`.
+        Estimator, see :func:`ironmap.core.r2star.relaxometry.fit_r2star`.
     mask_image : nibabel image, optional
         Voxels to fit (non-zero), on the echoes' grid.
     **opts
-        Passed to :func:`~ironmap.core.relaxometry.fit_r2star`; ``echo_select`` (1-based
+        Passed to :func:`~ironmap.core.r2star.relaxometry.fit_r2star`; ``echo_select`` (1-based
         echo numbers) fits a subset of the echoes, see :func:`select_echoes`.
 
     Returns

@@ -1,6 +1,6 @@
 """Group level for repeated scans: site harmonisation, travelling heads, longitudinal change.
 
-Called once from :func:`ironmap.workflows.group.run_group_level`
+Called once from :func:`ironmap.workflows.group_level.run_group_level`
 (:func:`run_repeated_measures`), before the cross-sectional analysis:
 
 1. every scan of ``group/regional_r2star.tsv`` gets its age, site and group: the age and site
@@ -8,14 +8,14 @@ Called once from :func:`ironmap.workflows.group.run_group_level`
    ``participants.tsv``; ``years`` since the participant's first scan from those ages
    (``acq_time`` when there is no age) -> ``group/sessions.tsv``;
 2. ``--harmonise combat|combat-gam``: the analysed R2* column harmonised across the sites of
-   the scans (:mod:`ironmap.core.harmonise`, group and age protected) into
+   the scans (:mod:`ironmap.core.group.harmonise`, group and age protected) into
    ``r2star_harmonised``, which the cross-sectional analysis then uses;
 3. ``group/harmonisation.tsv``: site effects before (and after) harmonisation: site
    classification AUC, and for participants scanned at several sites (travelling heads)
-   ICC(2,1), ICC(3,1), within-subject SD and CoV (:mod:`ironmap.core.reliability`);
+   ICC(2,1), ICC(3,1), within-subject SD and CoV (:mod:`ironmap.core.group.reliability`);
 4. when participants have scans at different times: ``group/longitudinal.tsv``, the annual
    R2* change per region and group from a linear mixed model
-   (:mod:`ironmap.core.longitudinal`), bilateral regions.
+   (:mod:`ironmap.core.group.longitudinal`), bilateral regions.
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ironmap.core import reliability
-from ironmap.core.cohort import normalise_id
-from ironmap.core.harmonise import HARMONISERS, harmonise
-from ironmap.core.longitudinal import change_rate_table, years_since_first
+from ironmap.core.group import reliability
+from ironmap.core.group.cohort_table import normalise_id
+from ironmap.core.group.harmonise import HARMONISERS, harmonise
+from ironmap.core.group.longitudinal import change_rate_table, years_since_first
 from ironmap.io import dictionaries as dicts
 from ironmap.io import study as study_io
 from ironmap.io.layout import column_dictionary, output_path

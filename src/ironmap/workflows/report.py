@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from markupsafe import Markup
 
-from ironmap.core import qcflags
+from ironmap.core.qc import run_flags
 from ironmap.io.atomic import write_bytes, write_text
 from ironmap.io.layout import column_dictionary, output_path, relative_path
 from ironmap.io.outputs import derivative_path, subject_prefix
@@ -284,7 +284,7 @@ def realise(job: FigureJob, fig_dir: Path, rel_to: Path) -> html.FigureView:
 
 
 def write_subject_page(cfg: RunConfig, inputs, info: dict[str, str],
-                       thresholds: qcflags.QCThresholds) -> tuple[Path, dict[str, Any]]:
+                       thresholds: run_flags.QCThresholds) -> tuple[Path, dict[str, Any]]:
     """Write ``sub-X.html`` and its figures.
 
     Parameters
@@ -316,7 +316,7 @@ def write_subject_page(cfg: RunConfig, inputs, info: dict[str, str],
                                                   "overlays": []}
     for section, job in subj.figure_jobs(s):
         sections[section].append(realise(job, fig_dir, out))
-    from ironmap.workflows.lesionauto import lesion_qc_job
+    from ironmap.workflows.participant_lesions import lesion_qc_job
 
     lesion_job = lesion_qc_job(out, inputs)  # automatic lesion masks only
     if lesion_job is not None:
@@ -372,7 +372,7 @@ def _failed_ids(inputs: study.StudyInputs) -> dict[str, str]:
 
 
 def subject_pages(cfg: RunConfig, inputs: study.StudyInputs,
-                  thresholds: qcflags.QCThresholds) -> tuple[list[dict], list, list[Path]]:
+                  thresholds: run_flags.QCThresholds) -> tuple[list[dict], list, list[Path]]:
     """All participant pages.
 
     Parameters
@@ -409,7 +409,7 @@ def subject_pages(cfg: RunConfig, inputs: study.StudyInputs,
 
 
 def _entries(cfg: RunConfig, inputs: study.StudyInputs, subjects: list, failed: dict[str, str],
-             thresholds: qcflags.QCThresholds) -> list[dict[str, Any]]:
+             thresholds: run_flags.QCThresholds) -> list[dict[str, Any]]:
     """The entries of all participants in order, their pages made in ``cfg.nprocs`` processes.
 
     Serially for 1, with progress and an estimate of the time left.
@@ -438,7 +438,7 @@ def _entries(cfg: RunConfig, inputs: study.StudyInputs, subjects: list, failed: 
 
 
 def _subject_entry(cfg: RunConfig, inputs: study.StudyInputs, s, *, failed: dict[str, str],
-                   thresholds: qcflags.QCThresholds) -> dict[str, Any]:
+                   thresholds: run_flags.QCThresholds) -> dict[str, Any]:
     """The subject-list entry of one participant.
 
     Its page is written, or reused when nothing it is made from has changed
@@ -651,7 +651,7 @@ def _fig_views(jobs: dict[str, list[FigureJob]], out: Path) -> dict[str, list]:
 
 
 def study_page(cfg: RunConfig, inputs: study.StudyInputs, listing: list[dict], flags: list,
-               thresholds: qcflags.QCThresholds) -> Path:
+               thresholds: run_flags.QCThresholds) -> Path:
     """Write ``report.html``.
 
     Parameters
@@ -706,7 +706,7 @@ def study_page(cfg: RunConfig, inputs: study.StudyInputs, listing: list[dict], f
     return write_text(output_path(out, "report"), text)
 
 
-def _rules_text(t: qcflags.QCThresholds) -> str:
+def _rules_text(t: run_flags.QCThresholds) -> str:
     return (f"registration NMI < {t.min_registration_similarity:g}, first-echo SNR < "
             f"{t.min_snr:g}, flagged head voxels > {100 * t.max_flagged_fraction:g}%, flagged "
             f"region voxels > {100 * t.max_region_flagged_fraction:g}%, a region with fewer "
@@ -714,7 +714,7 @@ def _rules_text(t: qcflags.QCThresholds) -> str:
             "segmentation or template registration")
 
 
-def write_reports(cfg: RunConfig, thresholds: qcflags.QCThresholds | None = None) -> list[Path]:
+def write_reports(cfg: RunConfig, thresholds: run_flags.QCThresholds | None = None) -> list[Path]:
     """Write the participant pages, ``group/qc.tsv`` and ``report.html``; returns the pages.
 
     Individual figure or page failures are logged and shown in the pages; this function
@@ -734,7 +734,7 @@ def write_reports(cfg: RunConfig, thresholds: qcflags.QCThresholds | None = None
     """
     t0 = time.monotonic()
     inputs = load_study(cfg)
-    thr = thresholds or qcflags.QCThresholds(
+    thr = thresholds or run_flags.QCThresholds(
         min_region_voxels=int(inputs.config.get("min_region_voxels") or 10))
     try:
         listing, flags, pages = subject_pages(cfg, inputs, thr)

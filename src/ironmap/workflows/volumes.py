@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ironmap.core.volumes import (
+from ironmap.core.regions.tissue_volumes import (
     implausible_volumes,
     normalise_volumes,
     tissue_volumes,

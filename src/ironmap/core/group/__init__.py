@@ -1,0 +1,1 @@
+"""Group statistics: tests, regression, age model, multicenter, tables."""

@@ -1,0 +1,1 @@
+"""Lesion masks: lesion-wise values, seeded growing, segmentation."""

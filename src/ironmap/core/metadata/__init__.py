@@ -1,0 +1,1 @@
+"""Acquisition metadata: de-identification, protocols, plausibility."""

@@ -1,0 +1,1 @@
+"""Quality-control rules of a participant's run."""

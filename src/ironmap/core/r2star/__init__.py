@@ -1,0 +1,1 @@
+"""R2* from multi-echo magnitude: estimators, fits, kernels, flags."""

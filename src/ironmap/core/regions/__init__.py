@@ -1,0 +1,1 @@
+"""Named regions and what is measured in them."""

@@ -1,0 +1,136 @@
+"""Semi-automatic lesion outlining on a FLAIR image: seeds (world mm) -> BIDS lesion mask."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage
+
+from ironmap.core.lesions.seeded_growing import SEED_OK, grow_lesions, propose_seeds
+from ironmap.io.atomic import check_writable
+from ironmap.io.nifti import load_image, save_image
+from ironmap.io.outputs import command_line
+from ironmap.io.tables import read_tsv
+
+log = logging.getLogger(__name__)
+
+
+class SeedError(ValueError):
+    """Unusable seed table or seeds (message names the file)."""
+
+
+def read_seeds(path) -> np.ndarray:
+    """Seed table (TSV with columns ``x``, ``y``, ``z`` in world mm, RAS+).
+
+    Parameters
+    ----------
+    path : path-like
+        The TSV.
+
+    Returns
+    -------
+    ndarray of shape (n, 3)
+        World mm.
+
+    Raises
+    ------
+    SeedError
+        Naming the file, for missing columns, no rows or non-numeric coordinates.
+    """
+    df = read_tsv(path)
+    missing = {"x", "y", "z"} - set(df.columns)
+    if missing:
+        raise SeedError(f"{path}: seed table lacks column(s) {sorted(missing)} (need x, y, z "
+                        "in world mm)")
+    xyz = df[["x", "y", "z"]].to_numpy(dtype=float)
+    if xyz.size == 0 or not np.isfinite(xyz).all():
+        raise SeedError(f"{path}: seed table is empty or has non-numeric coordinates")
+    return xyz
+
+
+def world_to_voxel(xyz_mm: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """World mm -> voxel indices.
+
+    Parameters
+    ----------
+    xyz_mm : ndarray of shape (n, 3)
+        World mm.
+    affine : ndarray of shape (4, 4)
+        Voxel -> world matrix.
+
+    Returns
+    -------
+    ndarray of shape (n, 3)
+        Voxel indices (float).
+    """
+    xyz = np.c_[np.asarray(xyz_mm, float), np.ones(len(xyz_mm))]
+    return (np.linalg.inv(affine) @ xyz.T).T[:, :3]
+
+
+def grow_from_file(flair_path, out_path, *, seeds_path=None, propose: bool = False,
+                   brain_mask_path=None, overwrite: bool = False) -> pd.DataFrame:
+    """Outline lesions on a FLAIR and write a BIDS lesion mask (+ JSON sidecar).
+
+    Parameters
+    ----------
+    flair_path : path-like
+        The FLAIR.
+    out_path : path-like
+        The lesion mask to write.
+    seeds_path : path-like, optional
+        Seed table (:func:`read_seeds`).
+    propose : bool, optional
+        Propose seeds automatically.
+    brain_mask_path : path-like, optional
+        Brain mask on the FLAIR grid.
+    overwrite : bool, optional
+        Replace an existing mask.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per seed: ``x``, ``y``, ``z`` (mm), ``status``, ``threshold``, ``n_voxels``.
+
+    Raises
+    ------
+    SeedError
+        No seeds, or no seed produced a lesion (an empty mask is never written).
+    """
+    out_path = check_writable(out_path, overwrite)
+    img = load_image(flair_path)
+    flair = img.get_fdata(dtype=np.float32)
+    vox = np.linalg.norm(img.affine[:3, :3], axis=0)
+    brain = (load_image(brain_mask_path).get_fdata() > 0) if brain_mask_path else flair > 0
+    xyz = read_seeds(seeds_path) if seeds_path else np.zeros((0, 3))
+    ijk = world_to_voxel(xyz, img.affine)
+    if propose:
+        core = ndimage.binary_erosion(brain, iterations=max(1, int(round(6.0 / vox.min()))))
+        extra = propose_seeds(flair, core, vox)
+        log.info("%s: %d seeds proposed from FLAIR hyperintensity", flair_path, len(extra))
+        ijk = np.vstack([ijk, extra])
+    if len(ijk) == 0:
+        raise SeedError(f"{flair_path}: no seeds given or proposed")
+    res = grow_lesions(flair, ijk, vox, brain_mask=brain)
+    world = (img.affine @ np.c_[ijk, np.ones(len(ijk))].T).T[:, :3]
+    table = pd.DataFrame({"x": world[:, 0], "y": world[:, 1], "z": world[:, 2],
+                          "status": res.status, "threshold": res.thresholds,
+                          "n_voxels": res.n_voxels})
+    for row in table[table.status != SEED_OK].itertuples():
+        log.warning("%s: seed (%.1f, %.1f, %.1f) mm not grown: %s", flair_path, row.x, row.y,
+                    row.z, row.status)
+    if not res.mask.any():
+        raise SeedError(f"{flair_path}: no seed produced a lesion "
+                        f"({dict(table.status.value_counts())}); mask not written")
+    sidecar = {
+        "Type": "Lesion", "Description": "white-matter lesions outlined by region growing "
+        "with a local intensity threshold from seed points on FLAIR",
+        "Sources": [Path(flair_path).name], "SpatialReference": Path(flair_path).name,
+        "Seeds": table[["x", "y", "z", "status"]].to_dict(orient="records"),
+        "LesionVolume": float(res.mask.sum() * np.prod(vox) / 1000.0), "LesionVolumeUnits": "cm^3",
+        "GeneratedBy": [{"Name": "ironmap lesions grow", "Description": command_line()}],
+    }
+    save_image(res.mask.astype(np.uint8), img.affine, out_path, sidecar=sidecar)
+    return table

@@ -1,0 +1,164 @@
+"""Region growing with a local threshold, seed proposal, and ``ironmap lesions grow``."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from ironmap.cli.main import main
+from ironmap.core.lesions.seeded_growing import (
+    SEED_NOT_HYPERINTENSE,
+    SEED_OK,
+    SEED_OUTSIDE_BRAIN,
+    SEED_OUTSIDE_IMAGE,
+    grow_lesions,
+    propose_seeds,
+)
+
+CENTRES = [(20, 20, 20), (40, 22, 30), (28, 42, 18)]
+RADII = [4.0, 6.0, 3.0]
+
+
+def _phantom(rng, shape=(64, 64, 48)):
+    """FLAIR-like image: WM 100, a brighter cortex-like band 115, lesions 160 -> 130 at the
+    edge (blurred, noisy)."""
+    idx = np.indices(shape).astype(float)
+    truth = np.zeros(shape, dtype=bool)
+    img = np.full(shape, 100.0)
+    img[:, :, 40:] = 115.0  # "cortex" band
+    for c, r in zip(CENTRES, RADII, strict=True):
+        rel2 = ((idx - np.array(c)[:, None, None, None]) ** 2).sum(0) / r**2
+        inside = rel2 <= 1.0
+        truth |= inside
+        img[inside] = 160.0 - 30.0 * rel2[inside]  # bright centre, 130 at the edge
+    brain = np.ones(shape, dtype=bool)
+    brain[:2], brain[-2:] = False, False
+    img = ndimage.gaussian_filter(img, 0.7) + rng.normal(0, 3.0, shape)
+    img[~brain] = 0.0
+    return img, truth, brain
+
+
+def _dice(a, b):
+    return 2 * np.sum(a & b) / (a.sum() + b.sum())
+
+
+def test_grow_recovers_lesions(rng):
+    img, truth, brain = _phantom(rng)
+    res = grow_lesions(img, CENTRES, (1, 1, 1), brain_mask=brain)
+    assert res.status == [SEED_OK] * 3
+    assert _dice(res.mask, truth) > 0.85
+    assert abs(res.mask.sum() / truth.sum() - 1) < 0.15
+    assert set(np.unique(res.labels)) == {0, 1, 2, 3}
+
+
+def test_bad_seeds_are_flagged_not_grown(rng):
+    img, truth, brain = _phantom(rng)
+    seeds = [(-5, 10, 10), (0, 30, 30), (50, 50, 10), (20, 20, 20), (21, 20, 20)]
+    res = grow_lesions(img, seeds, (1, 1, 1), brain_mask=brain)
+    assert res.status[:3] == [SEED_OUTSIDE_IMAGE, SEED_OUTSIDE_BRAIN, SEED_NOT_HYPERINTENSE]
+    assert res.status[3] == SEED_OK and res.status[4] == "merged"
+    assert res.n_voxels[:3] == [0, 0, 0]
+
+
+def test_propose_seeds_finds_lesions(rng):
+    img, truth, brain = _phantom(rng)
+    wm = brain.copy()
+    wm[:, :, 38:] = False
+    seeds = propose_seeds(img, wm, (1, 1, 1))
+    lab, n = ndimage.label(truth)
+    hit = {int(lab[tuple(s)]) for s in seeds}
+    assert hit - {0} == set(range(1, n + 1))
+    assert 0 not in hit  # no false seeds in this phantom
+
+
+def test_cli_grow_writes_bids_mask(rng, tmp_path):
+    img, truth, brain = _phantom(rng)
+    aff = np.diag([1.0, 1.0, 1.0, 1.0])
+    aff[:3, 3] = [-32.0, -30.0, -20.0]
+    flair = tmp_path / "sub-01_FLAIR.nii.gz"
+    nib.Nifti1Image(img.astype(np.float32), aff).to_filename(flair)
+    seeds = tmp_path / "seeds.tsv"
+    world = [aff[:3, :3] @ c + aff[:3, 3] for c in CENTRES]
+    seeds.write_text("x\ty\tz\n" + "".join(f"{x}\t{y}\t{z}\n" for x, y, z in world))
+    out = tmp_path / "sub-01_label-lesion_mask.nii.gz"
+    assert main(["lesions", "grow", str(flair), "--seeds", str(seeds), "-o", str(out)]) == 0
+    mask = nib.load(out).get_fdata() > 0
+    assert _dice(mask, truth) > 0.85
+    side = json.loads(out.with_name("sub-01_label-lesion_mask.json").read_text())
+    assert side["Type"] == "Lesion" and side["SpatialReference"] == flair.name
+    assert side["LesionVolume"] == pytest.approx(mask.sum() / 1000.0)
+
+
+def test_cli_refuses_to_write_empty_mask(rng, tmp_path):
+    img, _, _ = _phantom(rng)
+    flair = tmp_path / "f.nii.gz"
+    nib.Nifti1Image(img.astype(np.float32), np.eye(4)).to_filename(flair)
+    seeds = tmp_path / "seeds.tsv"
+    seeds.write_text("x\ty\tz\n500\t0\t0\n")
+    out = tmp_path / "m.nii.gz"
+    assert main(["lesions", "grow", str(flair), "--seeds", str(seeds), "-o", str(out)]) == 1
+    assert not out.exists()
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("i\tj\n1\t2\n")
+    assert main(["lesions", "grow", str(flair), "--seeds", str(bad), "-o", str(out)]) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+@pytest.mark.parametrize("patient, min_dice, max_load_error",
+                         [("07", 0.65, 0.10), ("26", 0.62, 0.10)])
+def test_open_ms_consensus(patient, min_dice, max_load_error):
+    """Real MS FLAIR, one seed per consensus lesion (the voxel nearest its centroid)."""
+    from conftest import require_shared
+
+    folder = require_shared("open_ms_data", "cross_sectional", "MNI", f"patient{patient}")
+    flair = nib.load(folder / "FLAIR_N4_noneck_reduced_winsor_regtoFLAIR_brain_N4_regtoMNI.nii.gz")
+    gold = nib.load(folder / "GOLD_STANDARD_N4_noneck_reduced_winsor_regtoFLAIR_regtoMNI.nii.gz")
+    gold = gold.get_fdata() > 0
+    lab, n = ndimage.label(gold, structure=np.ones((3, 3, 3)))
+    seeds = []
+    for k in range(1, n + 1):
+        idx = np.argwhere(lab == k)
+        seeds.append(idx[np.argmin(((idx - idx.mean(0)) ** 2).sum(1))])
+    res = grow_lesions(flair.get_fdata(dtype=np.float32), seeds, (1, 1, 1))
+    assert _dice(res.mask, gold) >= min_dice
+    assert abs(res.mask.sum() / gold.sum() - 1) <= max_load_error
+
+
+@pytest.mark.parametrize("merge_core", [False, True])
+def test_rim_seeds_give_the_whole_lesion(rng, merge_core):
+    """Seeds on the outer shell of each lesion (0.8-1.0 of its radius), not at its centre."""
+    img, truth, brain = _phantom(rng)
+    seeds = []
+    for c, r in zip(CENTRES, RADII, strict=True):
+        direction = rng.normal(size=3)
+        seeds.append(np.rint(np.array(c) + 0.85 * r * direction / np.linalg.norm(direction)))
+    assert all(truth[tuple(s.astype(int))] for s in seeds)
+    res = grow_lesions(img, seeds, (1, 1, 1), brain_mask=brain, merge_core=merge_core)
+    assert res.status == [SEED_OK] * 3
+    assert _dice(res.mask, truth) > 0.85
+    assert abs(res.mask.sum() / truth.sum() - 1) < 0.15
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_open_ms_random_seeds_patient07():
+    """Real MS FLAIR, one seed per consensus lesion at a random voxel of it (two draws)."""
+    from conftest import require_shared
+
+    folder = require_shared("open_ms_data", "cross_sectional", "MNI", "patient07")
+    flair = nib.load(folder / "FLAIR_N4_noneck_reduced_winsor_regtoFLAIR_brain_N4_regtoMNI.nii.gz")
+    gold = nib.load(folder / "GOLD_STANDARD_N4_noneck_reduced_winsor_regtoFLAIR_regtoMNI.nii.gz")
+    gold = gold.get_fdata() > 0
+    data = flair.get_fdata(dtype=np.float32)
+    lab, n = ndimage.label(gold, structure=np.ones((3, 3, 3)))
+    for draw in range(2):
+        rng = np.random.default_rng(draw)
+        seeds = [rng.permutation(np.argwhere(lab == k))[0] for k in range(1, n + 1)]
+        res = grow_lesions(data, seeds, (1, 1, 1))
+        assert _dice(res.mask, gold) >= 0.65
+        assert abs(res.mask.sum() / gold.sum() - 1) <= 0.15

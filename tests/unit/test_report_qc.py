@@ -1,0 +1,50 @@
+"""Automatic QC flag rules (pure) and the first-echo SNR estimate."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ironmap.core.qc import run_flags
+
+
+def test_rules_raise_named_flags():
+    thr = run_flags.QCThresholds()
+    flags = run_flags.evaluate("sub-01", similarities={"FLAIR": 1.02, "MEGRE": 1.35}, snr=6.0,
+                             brain_flagged_fraction=0.08,
+                             region_fractions={"caudate": 0.5, "putamen": 0.01})
+    got = {(f.rule, f.item) for f in flags}
+    assert got == {("registration", "FLAIR->T1w"), ("low_snr", "echo 1"),
+                   ("flagged_voxels", "brain"), ("flagged_voxels", "caudate")}
+    reg = next(f for f in flags if f.rule == "registration")
+    assert reg.value == 1.02 and reg.threshold == thr.min_registration_similarity
+    assert "below 1.1" in reg.message
+
+
+def test_unmeasured_values_raise_nothing():
+    assert run_flags.evaluate("sub-01", similarities={"FLAIR": math.nan}, snr=None,
+                            brain_flagged_fraction=float("nan"),
+                            region_fractions={"caudate": math.nan}) == []
+
+
+def test_region_fractions_use_bilateral_rows():
+    table = pd.DataFrame({"region": ["caudate", "caudate", "caudate", "putamen"],
+                          "hemisphere": ["left", "right", "bilateral", "bilateral"],
+                          "n_voxels_eroded": [10, 10, 20, 0], "n_voxels_flagged": [1, 3, 4, 0]})
+    fr = run_flags.region_flagged_fractions(table)
+    assert fr["caudate"] == pytest.approx(0.2) and math.isnan(fr["putamen"])
+
+
+@pytest.mark.parametrize("sigma", [5.0, 20.0])
+def test_first_echo_snr_recovers_rayleigh_sigma(rng, sigma):
+    shape = (40, 40, 20)
+    head = np.zeros(shape, bool)
+    head[12:28, 12:28, 5:15] = True
+    signal = np.where(head, 800.0, 0.0)
+    noisy = np.abs(signal + rng.normal(0, sigma, shape) + 1j * rng.normal(0, sigma, shape))
+    snr = run_flags.first_echo_snr(noisy, head)
+    assert snr == pytest.approx(noisy[head].mean() / sigma, rel=0.05)
+    assert math.isnan(run_flags.first_echo_snr(np.where(head, 800.0, 0.0), head))  # no noise
