@@ -29,6 +29,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import ndimage
 
+from ironmap.core.lesions.auto_segment import keep_components, lesion_detection
+
 
 @dataclass(frozen=True)
 class ChangeParams:
@@ -191,35 +193,11 @@ def lesion_change(earlier: np.ndarray, later: np.ndarray, brain: np.ndarray,
     hyper = later_n >= wm_med + p.hyper_z * wm_sigma
     depth = ndimage.distance_transform_edt(np.pad(valid, 1), sampling=vox)[1:-1, 1:-1, 1:-1]
     candidate = region & (depth >= p.edge_mm) & hyper & (z >= p.diff_z)
-    mask = keep_cores(candidate, z >= p.core_z, vox, p.min_mm3)
+    mask = keep_components(candidate, z >= p.core_z, vox, p.min_mm3)
     n = int(ndimage.label(mask, structure=np.ones((3, 3, 3)))[1])
     return LesionChange(mask=mask, diff_z=z, n_lesions=n,
                         volume_cm3=float(mask.sum() * np.prod(vox) / 1000.0),
                         scale=scale, offset=offset)
-
-
-def keep_cores(candidate: np.ndarray, core: np.ndarray, voxel_mm, min_mm3: float) -> np.ndarray:
-    """Components of ``candidate`` (26-connected) with a ``core`` voxel and ``min_mm3`` size.
-
-    Parameters
-    ----------
-    candidate, core : ndarray of bool, shape (X, Y, Z)
-    voxel_mm : sequence of 3 float
-    min_mm3 : float
-
-    Returns
-    -------
-    ndarray of bool, shape (X, Y, Z)
-    """
-    lab, n = ndimage.label(candidate, structure=np.ones((3, 3, 3)))
-    if n == 0:
-        return np.zeros(candidate.shape, dtype=bool)
-    idx = np.arange(1, n + 1)
-    size = ndimage.sum_labels(np.ones(lab.shape), lab, idx) * float(np.prod(voxel_mm))
-    has_core = ndimage.maximum(core & candidate, lab, idx) > 0
-    keep = np.zeros(n + 1, dtype=bool)
-    keep[1:] = has_core & (size >= min_mm3)
-    return keep[lab]
 
 
 def percent_volume_change(first_cm3: float, later_cm3: float) -> float:
@@ -285,15 +263,11 @@ def change_overlap(pred: np.ndarray, truth: np.ndarray, voxel_mm) -> dict[str, f
     """
     pred, truth = np.asarray(pred, bool), np.asarray(truth, bool)
     vox_cm3 = float(np.prod(voxel_mm)) / 1000.0
-    s = np.ones((3, 3, 3))
-    tl, nt = ndimage.label(truth, structure=s)
-    pl, npred = ndimage.label(pred, structure=s)
-    hit_t = len(np.setdiff1d(np.unique(tl[pred & truth]), [0]))
-    hit_p = len(np.setdiff1d(np.unique(pl[pred & truth]), [0]))
-    denom = pred.sum() + truth.sum()
-    return {"dice": float(2 * (pred & truth).sum() / denom) if denom else 1.0,
+    det = lesion_detection(pred, truth)
+    nt, npred = det["n_true"], det["n_pred"]
+    return {"dice": det["dice"],
             "pred_cm3": float(pred.sum() * vox_cm3), "truth_cm3": float(truth.sum() * vox_cm3),
-            "truth_lesions": int(nt), "truth_lesions_detected": int(hit_t),
-            "pred_lesions": int(npred), "pred_lesions_true": int(hit_p),
-            "lesion_tpr": float(hit_t / nt) if nt else float("nan"),
-            "lesion_ppv": float(hit_p / npred) if npred else float("nan")}
+            "truth_lesions": nt, "truth_lesions_detected": round(det["recall"] * nt) if nt else 0,
+            "pred_lesions": npred,
+            "pred_lesions_true": round(det["precision"] * npred) if npred else 0,
+            "lesion_tpr": det["recall"], "lesion_ppv": det["precision"]}
