@@ -27,7 +27,7 @@ import numpy as np
 from scipy import ndimage
 
 from ironmap.core.regions.names import region_label_name
-from ironmap.spatial.registration import to_ants
+from ironmap.spatial.registration import import_ants, to_ants
 
 log = logging.getLogger(__name__)
 
@@ -262,7 +262,7 @@ def warp_atlases(reference, atlases: list[RelabelledAtlas], transforms: dict[int
     ndarray of int16, shape of ``reference``
         Output indices (0 = background); each voxel holds at most one region.
     """
-    import ants
+    ants = import_ants()
 
     source = choose_sources(atlases)
     order = sorted(set(source), key=lambda i: atlas_order_key(i, source, atlases))
@@ -329,7 +329,7 @@ def white_matter_reference(reference, wm_probability: nib.Nifti1Image, transform
     ndarray of bool, shape of ``reference``
         The candidate normal-appearing white matter.
     """
-    import ants
+    ants = import_ants()
 
     prob = ants.apply_transforms(reference, to_ants(wm_probability,
                                                     wm_probability.get_fdata(dtype=np.float32)),

@@ -27,7 +27,7 @@ import nibabel as nib
 import numpy as np
 
 from ironmap.core.regions.names import canonical_region, region_label_name, split_hemisphere
-from ironmap.spatial.registration import ants_random_seed, to_ants
+from ironmap.spatial.registration import ants_random_seed, import_ants, to_ants
 from ironmap.spatial.segmentation import SegmentationError, check_warped_similarity
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ def register_syn(subject, template, *, label: str = "T1w", iterations=SYN_ITERAT
         When the warped template correlates less than
         :data:`ironmap.spatial.segmentation.MIN_SIMILARITY` with the subject.
     """
-    import ants
+    ants = import_ants()
 
     prefix = str(Path(workdir or tempfile.mkdtemp(prefix="ironmap-syn-")) / "syn_")
     init = {}
@@ -130,7 +130,7 @@ SYN_MARGIN_MM = 4.0
 
 def _grow(mask, mm: float):
     """ANTs binary mask dilated by about ``mm`` (voxel steps of its finest spacing)."""
-    import ants
+    ants = import_ants()
 
     return ants.iMath(mask, "MD", max(1, int(round(mm / min(mask.spacing)))))
 
@@ -143,7 +143,7 @@ def _register_brain(subject, template, brain, iterations, prefix, init, affine_p
     :data:`SYN_MARGIN_MM` (a rough skull strip), starting from that affine. Returns the SyN stage's
     ANTs result (transforms include the affine) and the skull-stripped subject.
     """
-    import ants
+    ants = import_ants()
 
     aff = ants.registration(fixed=subject, moving=template, type_of_transform="Affine",
                             aff_metric="mattes", outprefix=affine_prefix, verbose=False,
@@ -261,7 +261,7 @@ def atlas_labels(t1w_img: nib.Nifti1Image, atlas, *, label: str = "T1w",
         Empty/constant T1w, failed registration, an atlas without deep-GM labels, or no atlas
         label landing on the T1w grid.
     """
-    import ants
+    ants = import_ants()
 
     if workdir is None and fit is None:
         with tempfile.TemporaryDirectory(prefix="ironmap-atlas-") as tmp:
@@ -364,7 +364,7 @@ def template_points_to_subject(fit: NonlinearFit, points_mm) -> np.ndarray:
     ndarray of shape (n, 3)
         Subject world points, mm, RAS+.
     """
-    import ants
+    ants = import_ants()
     import pandas as pd
 
     pts = np.atleast_2d(np.asarray(points_mm, dtype=float)) * [-1.0, -1.0, 1.0]  # -> LPS

@@ -176,7 +176,9 @@ def write_ants_translation(translation_ras: np.ndarray, path: str | Path) -> str
     str
         ``path``.
     """
-    import ants
+    from ironmap.spatial.registration import import_ants
+
+    ants = import_ants()
 
     t = np.asarray(translation_ras, dtype=float) * np.array([-1.0, -1.0, 1.0])  # RAS -> LPS
     tx = ants.create_ants_transform(transform_type="AffineTransform", dimension=3,

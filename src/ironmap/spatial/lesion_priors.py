@@ -20,7 +20,7 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from ironmap.spatial.registration import ants_random_seed, downsample, to_ants
+from ironmap.spatial.registration import ants_random_seed, downsample, import_ants, to_ants
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ def flair_priors(flair: nib.Nifti1Image, t1w: nib.Nifti1Image | None = None, *,
     ironmap.spatial.segmentation.SegmentationError
         When the registered template does not match the image.
     """
-    import ants
+    ants = import_ants()
 
     from ironmap.spatial.segmentation import check_warped_similarity, load_template
 

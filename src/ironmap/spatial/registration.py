@@ -91,11 +91,17 @@ class Registration:
 _UNUSED_ANTS = ("ants.plotting", "ants.learn", "ants.contrib", "ants.deeplearn")
 
 
-def _import_ants():
+def import_ants():
     """Import ANTsPy lazily, with a single ITK thread unless the caller chose otherwise.
 
     The first import skips :data:`_UNUSED_ANTS` (empty placeholders while ``ants`` loads,
-    removed afterwards, so ``import ants.plotting`` still works later, on demand).
+    removed afterwards, so ``import ants.plotting`` still works later, on demand). Every
+    module of :mod:`ironmap.spatial` gets ANTsPy through here.
+
+    Returns
+    -------
+    module
+        The ``ants`` package.
     """
     os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "1")
     if "ants" not in sys.modules:
@@ -184,7 +190,7 @@ def to_ants(img, data=None, *, ants=None):
     ValueError
         When the image is not 3D or its affine has shear (ITK needs orthonormal directions).
     """
-    ants = ants or _import_ants()
+    ants = ants or import_ants()
     data = np.asanyarray(img.dataobj) if data is None else np.asanyarray(data)
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
@@ -336,7 +342,7 @@ def register(
     """
     if model not in MODELS:
         raise ValueError(f"model must be one of {MODELS}, got {model!r}")
-    ants = _import_ants()
+    ants = import_ants()
     fixed, moving = downsample(fixed, working_voxel_mm), downsample(moving, working_voxel_mm)
     fixed_a, moving_a = to_ants(fixed, ants=ants), to_ants(moving, ants=ants)
     shrink, sigmas = _levels(
@@ -528,7 +534,7 @@ def save_transform(reg, path) -> Path:
     os.close(fd)
     try:
         if p.suffix == ".mat":
-            ants = _import_ants()
+            ants = import_ants()
             lps = ras_to_lps(matrix)
             tx = ants.create_ants_transform(
                 transform_type="AffineTransform", precision="double", dimension=3,
@@ -565,7 +571,7 @@ def load_transform(path) -> Registration:
     if not p.exists():
         raise FileNotFoundError(f"{p}: transform file not found")
     if p.suffix == ".mat":
-        ants = _import_ants()
+        ants = import_ants()
         tx = ants.read_transform(str(p), precision="double")
         matrix = lps_to_ras(_itk_params_to_matrix(tx.parameters, tx.fixed_parameters))
     else:

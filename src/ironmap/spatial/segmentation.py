@@ -27,7 +27,7 @@ import numpy as np
 from scipy import ndimage
 
 from ironmap.core.regions.tissue_volumes import partial_volume_fractions, pure_class_means
-from ironmap.spatial.registration import ants_random_seed, to_ants
+from ironmap.spatial.registration import ants_random_seed, import_ants, to_ants
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ def read_ants_affine(path: str) -> np.ndarray:
     ndarray of shape (4, 4)
         Fixed world mm -> moving world mm, RAS+.
     """
-    import ants
+    ants = import_ants()
 
     tx = ants.read_transform(path)
     p = np.asarray(tx.parameters, dtype=float)
@@ -239,7 +239,7 @@ def register_template(subject, template_t1, *, nonlinear: bool = False, label: s
     SegmentationError
         When the result correlates less than :data:`MIN_SIMILARITY` with the subject image.
     """
-    import ants
+    ants = import_ants()
 
     prefix = str(Path(workdir or tempfile.mkdtemp(prefix="ironmap-reg-")) / "tpl_")
     kind = "SyN" if nonlinear else "Affine"
@@ -406,7 +406,7 @@ def segment_tissues(t1w: nib.Nifti1Image, *, label: str = "T1w", template_mm: in
     SegmentationError
         No usable signal, failed registration or a brain smaller than :data:`MIN_BRAIN_CM3`.
     """
-    import ants
+    ants = import_ants()
 
     if workdir is None:  # ANTs writes transforms to disk: keep them in a folder we remove
         with tempfile.TemporaryDirectory(prefix="ironmap-seg-") as tmp:
@@ -463,7 +463,7 @@ def _n4(t1w, data: np.ndarray, mask: np.ndarray, workdir: str) -> np.ndarray:
 
     The image outside the mask is left as it is.
     """
-    import ants
+    ants = import_ants()
 
     with _tempdir(workdir):
         fixed = ants.n4_bias_field_correction(to_ants(t1w, data),
@@ -484,7 +484,7 @@ def _classify(t1w, data: np.ndarray, inner: np.ndarray, mask: np.ndarray,
     07). Margin voxels (``mask`` outside ``inner``) take the class whose pure intensity is
     nearest; those brighter than WM by more than the GM-WM gap are non-brain.
     """
-    import ants
+    ants = import_ants()
 
     inner = inner & ~_bright_outliers(data, inner)
     lo, hi = np.percentile(data[inner], [0.5, 99.5]) if inner.any() else (0.0, 0.0)
@@ -549,7 +549,7 @@ def _registration_grid(t1w, subject, spacing_mm: float = 2.0):
     As nibabel and ANTs images: finer voxels cost time and memory without helping a fit to a 2 mm
     template; the transforms are in world mm and apply to the full-resolution grid.
     """
-    import ants
+    ants = import_ants()
 
     if float(np.min(np.asarray(subject.spacing))) >= 0.75 * spacing_mm:
         return t1w, subject

@@ -211,10 +211,17 @@ def jacobian_change(first_t1: nib.Nifti1Image, later_t1: nib.Nifti1Image,
     float
         Per cent brain volume change (negative: atrophy).
     """
-    import ants
     from scipy import ndimage
 
-    from ironmap.spatial.registration import ants_random_seed, downsample, save_transform, to_ants
+    from ironmap.spatial.registration import (
+        ants_random_seed,
+        downsample,
+        import_ants,
+        save_transform,
+        to_ants,
+    )
+
+    ants = import_ants()
 
     small1 = downsample(first_t1, 2.0)
     small2 = downsample(later_t1, 2.0)
