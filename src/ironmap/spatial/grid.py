@@ -143,14 +143,19 @@ def resample_image(img, target_img, world_to_source=None, order: int = 1) -> np.
     shape, t_aff = _target_grid(target_img)
     vox_map = _voxel_map(shape, t_aff, img.affine, world_to_source)
     out = np.empty(shape, dtype=np.float64)
-    hi = np.array(data.shape, dtype=float)[:, None] - 0.5
     for zs in _chunks(shape):
-        coords = _source_coords(vox_map, shape, zs).reshape(3, -1)
-        vals = ndimage.map_coordinates(data, coords, order=order, mode="nearest")
-        outside = np.any((coords < -0.5) | (coords > hi), axis=0)
-        vals[outside] = np.nan
-        out[:, :, zs] = vals.reshape(shape[0], shape[1], -1)
+        out[:, :, zs] = _sample_slab(data, vox_map, shape, zs, order)
     return out
+
+
+def _sample_slab(data: np.ndarray, vox_map: np.ndarray, shape, zs: slice,
+                 order: int) -> np.ndarray:
+    """Source values at the target planes ``zs`` (X, Y, nz); NaN outside the source."""
+    coords = _source_coords(vox_map, shape, zs).reshape(3, -1)
+    vals = ndimage.map_coordinates(data, coords, order=order, mode="nearest")
+    hi = np.array(data.shape, dtype=float)[:, None] - 0.5
+    vals[np.any((coords < -0.5) | (coords > hi), axis=0)] = np.nan
+    return vals.reshape(shape[0], shape[1], -1)
 
 
 def resample_planes(img, target_img, planes, world_to_source=None,
@@ -182,12 +187,8 @@ def resample_planes(img, target_img, planes, world_to_source=None,
     shape, t_aff = _target_grid(target_img)
     vox_map = _voxel_map(shape, t_aff, img.affine, world_to_source)
     out = np.empty((shape[0], shape[1], len(planes)), dtype=np.float64)
-    hi = np.array(data.shape, dtype=float)[:, None] - 0.5
     for i, k in enumerate(planes):
-        coords = _source_coords(vox_map, shape, slice(int(k), int(k) + 1)).reshape(3, -1)
-        vals = ndimage.map_coordinates(data, coords, order=order, mode="nearest")
-        vals[np.any((coords < -0.5) | (coords > hi), axis=0)] = np.nan
-        out[:, :, i] = vals.reshape(shape[0], shape[1])
+        out[:, :, i] = _sample_slab(data, vox_map, shape, slice(int(k), int(k) + 1), order)[..., 0]
     return out
 
 
