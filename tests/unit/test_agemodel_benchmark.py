@@ -54,6 +54,8 @@ def test_attainable_rms_ratio_and_oracle_bands(bench):
     # 0.8 <= 1.96 * 0.5 but 3.0 > 3.16 * 0.5: every case but one within, 3 of 4 cohorts
     assert a["within_oracle_se"] == pytest.approx((n - 1) / n)
     assert a["cohorts_within_oracle"] == 3 and a["cohorts"] == 4
+    # the band 3.16 * 0.5 = 1.58 is wider than the limit 1.0 (24 controls); 3.0 exceeds both
+    assert a["cohorts_within_limit_or_oracle"] == 3
     assert a["median_cohort_rms"] == pytest.approx(0.8)
 
 
@@ -82,3 +84,28 @@ def test_attainable_counts_a_cell_the_oracle_itself_misses(bench):
     assert out.loc["true-b", "cells_within_or_oracle"] == 32
     assert out.loc["auto", "cells_rms_within"] == 30
     assert out.loc["auto", "cells_within_or_oracle"] == 31
+    # 0.9 lies within the oracle band 3.16 * 0.4 = 1.26, so all 3 cohorts pass
+    assert out.loc["auto", "cohorts_within_oracle"] == 3
+
+
+def test_attainable_widens_the_limit_only_where_the_oracle_band_is_wider(bench):
+    """Near the reference age the oracle's SE is tiny: an error of 0.3 s^-1 there is outside
+    3.16 SE but inside the 0.5 s^-1 limit; 0.7 s^-1 at a progressive group passes only where
+    3.16 SE exceeds 0.7."""
+    def se(s, r, g):
+        return 0.01 if g == "HC" else (0.3 if s == 0 else 0.1)
+
+    rows = []
+    for s_ in range(2):
+        for r in REGIONS:
+            for g in GROUPS:
+                rows.append({"n_controls": 81, "seed": s_, "method": "true-b", "region": r,
+                             "group": g, "error": 0.0, "se": se(s_, r, g)})
+                rows.append({"n_controls": 81, "seed": s_, "method": "auto", "region": r,
+                             "group": g, "error": 0.3 if g == "HC" else
+                             (0.7 if g == "PPMS" else 0.0), "se": np.nan})
+    out = bench.attainable(pd.DataFrame(rows)).set_index("method")
+    assert out.loc["auto", "cohorts_within_oracle"] == 0
+    # seed 0: 0.7 <= 3.16 * 0.3 = 0.95 passes; seed 1: 0.7 > max(0.5, 0.316) fails
+    assert out.loc["auto", "cohorts_within_limit_or_oracle"] == 1
+    assert out.loc["true-b", "cohorts_within_limit_or_oracle"] == 2
