@@ -39,7 +39,7 @@ def _mean(table: pd.DataFrame, region: str) -> tuple[float, int]:
 
 def evaluate(folder: Path, max_shift_mm: float, shell_mm: float,
              erosion_mm: float | None, per_label: bool = False,
-             split: str = "parity", axis: int = 2) -> pd.DataFrame:
+             split: str = "halves", axis: int = 2) -> pd.DataFrame:
     """Per participant and nucleus: before / after refinement against rater and truth."""
     from ironmap.core.regions.nuclei_refine import refine_nuclei
     from ironmap.core.regions.regional_values import regional_stats
@@ -92,7 +92,7 @@ def evaluate(folder: Path, max_shift_mm: float, shell_mm: float,
                          "n_rater": nvr, "n_before": nb, "n_after": na,
                          "dice_rater_before": dice(bm, rm), "dice_rater_after": dice(am, rm),
                          "dice_true_before": dice(bm, true), "dice_true_after": dice(am, true),
-                         "shifts_mm": ";".join(f"{s.even_mm:.1f}/{s.odd_mm:.1f}"
+                         "shifts_mm": ";".join(f"{s.fold0}/{s.fold1}"
                                                for s in shifts if s.index in idx)})
     return pd.DataFrame(rows)
 
@@ -100,12 +100,12 @@ def evaluate(folder: Path, max_shift_mm: float, shell_mm: float,
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("folder", type=Path)
-    ap.add_argument("--max-shift-mm", type=float, default=3.0)
+    ap.add_argument("--max-shift-mm", type=float, default=2.0)
     ap.add_argument("--shell-mm", type=float, default=2.0)
     ap.add_argument("--erosion-mm", type=float, default=None)
     ap.add_argument("--per-label", action="store_true",
                     help="one shift per label instead of the shipped groups")
-    ap.add_argument("--split", default="parity", choices=["parity", "halves"])
+    ap.add_argument("--split", default="halves", choices=["parity", "halves"])
     ap.add_argument("--axis", type=int, default=2, help="grid axis split into the two folds")
     args = ap.parse_args()
     table = evaluate(args.folder, args.max_shift_mm, args.shell_mm, args.erosion_mm,

@@ -59,12 +59,12 @@ def test_known_shift_recovered(shift):
     x = np.arange(SHAPE[0])[:, None, None]
     image = 20.0 + 0.05 * x + 15.0 * truth + rng.normal(0, 3.0, SHAPE)
     labels = label.astype(np.int16) * 7
-    out, _, shifts = refine_nuclei(labels, image, [[7]], SIZES)
+    out, _, shifts = refine_nuclei(labels, image, [[7]], SIZES, max_shift_mm=3.0)
     assert len(shifts) == 1
-    assert shifts[0].even == shift and shifts[0].odd == shift
+    assert shifts[0].fold0 == shift and shifts[0].fold1 == shift
     assert np.array_equal(out == 7, truth)
     # the contrast profile peaks at the true shift on all slices together too
-    cands = candidate_shifts(SIZES)
+    cands = candidate_shifts(SIZES, 3.0)
     assert best_shift(contrast_profile(image, label, cands, SIZES, parity=None), cands) == shift
 
 
@@ -76,7 +76,7 @@ def test_shift_beyond_reach_not_invented_and_other_labels_kept():
     other = ellipsoid((30, 20, 24), (3, 3, 4)) & ~label
     labels[other] = 3
     out, _, shifts = refine_nuclei(labels, image, [[7]], SIZES)
-    assert shifts[0].even == (0, 0, 0) and shifts[0].odd == (0, 0, 0)
+    assert shifts[0].fold0 == (0, 0, 0) and shifts[0].fold1 == (0, 0, 0)
     assert np.array_equal(out, labels)
     # moving toward another label never takes its voxels
     image2 = np.full(SHAPE, 20.0)
@@ -151,9 +151,9 @@ def test_workflow_step_moves_the_automatic_nuclei_and_records_it():
     eroded = labels.copy()
     cfg = RunConfig(bids_dir=".", output_dir=".", analysis_level="participant")
     out, out_eroded, prov = refine(labels, eroded, r2img, names, cfg, "sub-01")
-    assert prov["Method"] == "iron" and prov["MaxShiftMM"] == 3.0
-    assert prov["Labels"]["Left-Dentate"]["ShiftEvenSlicesVoxels"] == [2, 1, 0]
-    assert prov["Labels"]["Right-Dentate"]["ShiftOddSlicesMM"] == 0.0
+    assert prov["Method"] == "iron" and prov["MaxShiftMM"] == 2.0
+    assert prov["Labels"]["Left-Dentate"]["ShiftFold0Voxels"] == [2, 1, 0]
+    assert prov["Labels"]["Right-Dentate"]["ShiftFold1MM"] == 0.0
     assert np.array_equal(out == dl, truth_dl) and np.array_equal(out_eroded == dl, truth_dl)
     assert np.array_equal(out == cau, labels == cau)
     # NAWM gave its voxels to the moved dentate and keeps none on its new rim

@@ -375,11 +375,11 @@ def nuclei_phrase(rec: Mapping[str, Any]) -> str:
     if rec.get("nuclei_refine") != "iron":
         return ""
     return ("; the substantia nigra and red nucleus (together) and each dentate nucleus were "
-            "then translated by whole voxels, at most 3 mm per axis, to the position of "
+            "then translated by whole voxels, at most 2 mm per axis, to the position of "
             "greatest R2* contrast between the label and a 2 mm shell around it, the shift "
-            "estimated on one half of the slices being applied to the other half (cross-"
-            "fitting, so that the selection does not bias the regional mean; R2* was never "
-            "thresholded)")
+            "estimated on the slices below the label's middle slice being applied to those "
+            "above it and vice versa (cross-fitting, so that the selection does not bias the "
+            "regional mean; R2* was never thresholded)")
 
 
 def lesions_sentence(rec: Mapping[str, Any]) -> str:

@@ -3,7 +3,7 @@
 Called by :func:`ironmap.workflows.anatomy.labels_on_grid` once the atlas labels are on the
 R2* grid (automatic anatomy only; rater masks are never moved). ``iron`` moves each
 substantia nigra, red nucleus and dentate label (each side separately) by a bounded
-whole-voxel translation estimated on the participant's own R2* map with slice-parity
+whole-voxel translation estimated on the participant's own R2* map with slice-fold
 cross-fitting (:mod:`ironmap.core.regions.nuclei_refine`); ``none`` keeps the template
 registration's placement.
 """
@@ -103,7 +103,7 @@ def refine(labels: np.ndarray, eroded: np.ndarray | None, r2img, names: dict[int
     provenance : dict
         ``NucleiRefinement`` entry of the label sidecar.
     """
-    from ironmap.core.regions.nuclei_refine import MAX_SHIFT_MM, SHELL_MM, refine_nuclei
+    from ironmap.core.regions.nuclei_refine import MAX_SHIFT_MM, SHELL_MM, SPLIT, refine_nuclei
     from ironmap.spatial.anatomy import NAWM_INDEX
     from ironmap.spatial.grid import voxel_sizes
 
@@ -116,19 +116,20 @@ def refine(labels: np.ndarray, eroded: np.ndarray | None, r2img, names: dict[int
                                           others=others)
     _clear_rim(moved, [s.index for s in shifts], NAWM_INDEX)
     per_label = {names.get(s.index, str(s.index)): {
-        "ShiftEvenSlicesVoxels": list(s.even), "ShiftOddSlicesVoxels": list(s.odd),
-        "ShiftEvenSlicesMM": round(s.even_mm, 2), "ShiftOddSlicesMM": round(s.odd_mm, 2)}
+        "ShiftFold0Voxels": list(s.fold0), "ShiftFold1Voxels": list(s.fold1),
+        "ShiftFold0MM": round(s.fold0_mm, 2), "ShiftFold1MM": round(s.fold1_mm, 2)}
         for s in shifts}
     for name, s in per_label.items():
         log.info("%s: %s moved %.1f / %.1f mm (cross-fitted on the R2* map)", label, name,
-                 s["ShiftEvenSlicesMM"], s["ShiftOddSlicesMM"])
+                 s["ShiftFold0MM"], s["ShiftFold1MM"])
     provenance: dict[str, Any] = {
         "Method": "iron",
         "Description": "each SN/RN/dentate label translated by whole voxels to maximise the "
                        "contrast of the R2* map between the label and a shell around it; "
-                       "shift estimated on even slices applied to odd slices and vice versa "
-                       "(no threshold on R2*)",
-        "MaxShiftMM": MAX_SHIFT_MM, "ShellMM": SHELL_MM, "Labels": per_label}
+                       "slices split at the label's middle slice into two folds, the shift "
+                       "estimated on one fold applied to the other (no threshold on R2*)",
+        "MaxShiftMM": MAX_SHIFT_MM, "ShellMM": SHELL_MM, "CrossFitting": SPLIT,
+        "Labels": per_label}
     return moved, (others[0] if eroded is not None else None), provenance
 
 
