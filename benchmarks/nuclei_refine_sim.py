@@ -1,12 +1,12 @@
 """Iron-contrast refinement of SN, RN and dentate on a finished automatic-anatomy benchmark.
 
-    python benchmarks/nuclei_refine_sim.py DIR [--max-shift-mm 3] [--shell-mm 2]
-        [--erosion-mm D] [--per-label]
+    python benchmarks/nuclei_refine_sim.py DIR [--mode iron|iron-all] [--max-shift-mm 2]
+        [--shell-mm 2] [--split halves|parity] [--erosion-mm D] [--per-label]
 
 ``DIR`` is a folder of ``benchmarks/automatic_anatomy_sim.py`` (``sim``, ``rater``, ``auto``)
 whose automatic level ran with ``--nuclei-refine none``. For each participant the automatic
 labels on the R2* grid are refined with :func:`ironmap.core.regions.nuclei_refine.refine_nuclei`
-(the function the participant level calls for ``--nuclei-refine iron``, on the same R2* map)
+(the function the participant level calls for ``--nuclei-refine``, on the same R2* map)
 and the regional table is recomputed with the level's own :func:`regional_stats` (one-voxel
 erosion on the R2* grid, fit flags excluded; or ``--erosion-mm``). Printed and written to
 ``DIR/refine.tsv``: per participant and region, automatic (before / after) vs rater-mask mean
@@ -39,7 +39,7 @@ def _mean(table: pd.DataFrame, region: str) -> tuple[float, int]:
 
 def evaluate(folder: Path, max_shift_mm: float, shell_mm: float,
              erosion_mm: float | None, per_label: bool = False,
-             split: str = "halves", axis: int = 2) -> pd.DataFrame:
+             split: str = "halves", axis: int = 2, mode: str = "iron") -> pd.DataFrame:
     """Per participant and nucleus: before / after refinement against rater and truth."""
     from ironmap.core.regions.nuclei_refine import refine_nuclei
     from ironmap.core.regions.regional_values import regional_stats
@@ -61,7 +61,7 @@ def evaluate(folder: Path, max_shift_mm: float, shell_mm: float,
         lr = np.asarray(nib.load(derivative_path(rater, "dseg_r2star", sub)).dataobj)
         nr = read_tsv(derivative_path(rater, "dseg_labels", sub))
         rtab = read_tsv(derivative_path(rater, "regions_table", sub))
-        groups = refine_groups(names)
+        groups = refine_groups(names, mode)
         if per_label:
             groups = [i for g in groups for i in g]
         refined, _, shifts = refine_nuclei(la, r2, groups, sizes,
@@ -107,9 +107,11 @@ def main() -> None:
                     help="one shift per label instead of the shipped groups")
     ap.add_argument("--split", default="halves", choices=["parity", "halves"])
     ap.add_argument("--axis", type=int, default=2, help="grid axis split into the two folds")
+    ap.add_argument("--mode", default="iron", choices=["iron", "iron-all"],
+                    help="what is moved (--nuclei-refine)")
     args = ap.parse_args()
     table = evaluate(args.folder, args.max_shift_mm, args.shell_mm, args.erosion_mm,
-                     args.per_label, args.split, args.axis)
+                     args.per_label, args.split, args.axis, args.mode)
     table.to_csv(args.folder / "refine.tsv", sep="\t", index=False)
     with pd.option_context("display.width", 220):
         print(table.round(3).to_string())

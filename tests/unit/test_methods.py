@@ -81,7 +81,9 @@ def check_consistent(record: dict, text: str) -> None:  # noqa: C901 - one check
                                          and "automatic" in record["masks_sources"])
     assert ("propagated automatically from atlas labels" in text) == automatic
     assert ("greatest R2* contrast between the label" in text) == (
-        automatic and record.get("nuclei_refine") == "iron")
+        automatic and record.get("nuclei_refine") in ("iron", "iron-all"))
+    assert ("substantia nigra and red nucleus (together)" in text) == (
+        automatic and record.get("nuclei_refine") == "iron-all")
     if masks not in ("none", "mixed", "rater", "atlas", "automatic", "unrecorded"):
         assert f"from source '{masks}'" in text
     if masks != "none":
@@ -169,12 +171,12 @@ FLIPS = [
 ]
 
 
-@pytest.mark.parametrize("refine", ["iron", "none"])
+@pytest.mark.parametrize("refine", ["iron", "iron-all", "none"])
 def test_nuclei_refinement_stated_for_automatic_labels(refine):
     record = flip(flip(base_record(), "masks_source", "automatic"), "nuclei_refine", refine)
     text = text_of(record)
     check_consistent(record, text)
-    assert ("cross-fitting" in text) == (refine == "iron")
+    assert ("cross-fitting" in text) == (refine != "none")
     # a record without the key (a run before the option) states no refinement
     assert M.methods_record({"method": "two_point"})["nuclei_refine"] == "none"
 

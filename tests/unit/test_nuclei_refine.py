@@ -132,7 +132,8 @@ def test_workflow_step_moves_the_automatic_nuclei_and_records_it():
     sn = output_index("substantia_nigra", "left")
     cau = output_index("caudate", "left")
     names = {i: output_name(i) for i in (dl, dr, sn, cau, NAWM_INDEX)}
-    assert refine_groups(names) == [[sn], [dl], [dr]]
+    assert refine_groups(names) == [[dl], [dr]]
+    assert refine_groups(names, "iron-all") == [[sn], [dl], [dr]]
     labels = np.zeros(SHAPE, np.int16)
     labels[ellipsoid((12, 20, 24), (4, 3, 5))] = dl
     labels[ellipsoid((28, 20, 24), (4, 3, 5))] = dr
@@ -152,10 +153,12 @@ def test_workflow_step_moves_the_automatic_nuclei_and_records_it():
     cfg = RunConfig(bids_dir=".", output_dir=".", analysis_level="participant")
     out, out_eroded, prov = refine(labels, eroded, r2img, names, cfg, "sub-01")
     assert prov["Method"] == "iron" and prov["MaxShiftMM"] == 2.0
+    assert set(prov["Labels"]) == {"Left-Dentate", "Right-Dentate"}
     assert prov["Labels"]["Left-Dentate"]["ShiftFold0Voxels"] == [2, 1, 0]
     assert prov["Labels"]["Right-Dentate"]["ShiftFold1MM"] == 0.0
     assert np.array_equal(out == dl, truth_dl) and np.array_equal(out_eroded == dl, truth_dl)
     assert np.array_equal(out == cau, labels == cau)
+    assert np.array_equal(out == sn, labels == sn)  # the default moves the dentate only
     # NAWM gave its voxels to the moved dentate and keeps none on its new rim
     from scipy import ndimage
 
@@ -165,3 +168,25 @@ def test_workflow_step_moves_the_automatic_nuclei_and_records_it():
                     nuclei_refine="none")
     same, _, none = refine(labels, None, r2img, names, cfg, "sub-01")
     assert none == {"Method": "none"} and np.array_equal(same, labels)
+
+
+def test_coarse_grid_cannot_move_and_changes_nothing():
+    """At voxels larger than the 2 mm reach (clinical 3-3.4 mm GRE) no label moves."""
+    import nibabel as nib
+
+    from ironmap.spatial.anatomy import NAWM_INDEX, output_index, output_name
+    from ironmap.workflows.config import RunConfig
+    from ironmap.workflows.nuclei import refine
+
+    assert candidate_shifts((3.4, 3.4, 3.4)).tolist() == [[0, 0, 0]]
+    dl = output_index("dentate_nucleus", "left")
+    labels = np.full((20, 20, 12), NAWM_INDEX, np.int16)
+    labels[8:11, 8:11, 5:7] = dl  # NAWM touches it: the route's rim is on the T1w grid
+    image = np.full(labels.shape, 22.0)
+    image[9:12, 8:11, 5:7] = 40.0
+    r2img = nib.Nifti1Image(image.astype(np.float32), np.diag([3.4, 3.4, 3.4, 1.0]))
+    cfg = RunConfig(bids_dir=".", output_dir=".", analysis_level="participant")
+    out, _, prov = refine(labels, None, r2img, {dl: output_name(dl), NAWM_INDEX: "NAWM"},
+                          cfg, "sub-01")
+    assert np.array_equal(out, labels)
+    assert prov["Labels"]["Left-Dentate"]["ShiftFold0MM"] == 0.0

@@ -370,12 +370,14 @@ def nuclei_phrase(rec: Mapping[str, Any]) -> str:
     Returns
     -------
     str
-        A clause starting with "; " for ``nuclei_refine = "iron"``, else "".
+        A clause starting with "; " for ``nuclei_refine`` ``iron`` or ``iron-all``, else "".
     """
-    if rec.get("nuclei_refine") != "iron":
+    mode = rec.get("nuclei_refine")
+    if mode not in ("iron", "iron-all"):
         return ""
-    return ("; the substantia nigra and red nucleus (together) and each dentate nucleus were "
-            "then translated by whole voxels, at most 2 mm per axis, to the position of "
+    what = ("each dentate nucleus was" if mode == "iron" else
+            "the substantia nigra and red nucleus (together) and each dentate nucleus were")
+    return (f"; {what} then translated by whole voxels, at most 2 mm per axis, to the position of "
             "greatest R2* contrast between the label and a 2 mm shell around it, the shift "
             "estimated on the slices below the label's middle slice being applied to those "
             "above it and vice versa (cross-fitting, so that the selection does not bias the "
