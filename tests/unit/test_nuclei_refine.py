@@ -190,3 +190,19 @@ def test_coarse_grid_cannot_move_and_changes_nothing():
                           cfg, "sub-01")
     assert np.array_equal(out, labels)
     assert prov["Labels"]["Left-Dentate"]["ShiftFold0MM"] == 0.0
+
+
+def test_cli_option_reaches_config_record_and_methods(tmp_path):
+    from ironmap.cli.bidsapp import build_parser, config_from_args
+    from ironmap.report.methods import methods_record, nuclei_phrase
+    from ironmap.workflows.provenance import PARTICIPANT_KEYS
+
+    assert "nuclei_refine" in PARTICIPANT_KEYS
+    base = [str(tmp_path / "bids"), str(tmp_path / "out"), "participant"]
+    for given, expected in (([], "iron"), (["--nuclei-refine", "none"], "none"),
+                            (["--nuclei-refine", "iron-all"], "iron-all")):
+        cfg = config_from_args(build_parser().parse_args([*base, *given]))
+        assert cfg.nuclei_refine == expected
+        record = methods_record(cfg.to_json())
+        assert record["nuclei_refine"] == expected
+        assert ("cross-fitting" in nuclei_phrase(record)) == (expected != "none")
