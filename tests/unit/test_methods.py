@@ -77,8 +77,13 @@ def check_consistent(record: dict, text: str) -> None:  # noqa: C901 - one check
         masks == "rater" or (masks == "mixed" and "rater" in record["masks_sources"]))
     assert ("propagated from the atlas" in text) == (
         masks == "atlas" or (masks == "mixed" and "atlas" in record["masks_sources"]))
-    assert ("propagated automatically from atlas labels" in text) == (
-        masks == "automatic" or (masks == "mixed" and "automatic" in record["masks_sources"]))
+    automatic = masks == "automatic" or (masks == "mixed"
+                                         and "automatic" in record["masks_sources"])
+    assert ("propagated automatically from atlas labels" in text) == automatic
+    assert ("greatest R2* contrast between the label" in text) == (
+        automatic and record.get("nuclei_refine") in ("iron", "iron-all"))
+    assert ("substantia nigra and red nucleus (together)" in text) == (
+        automatic and record.get("nuclei_refine") == "iron-all")
     if masks not in ("none", "mixed", "rater", "atlas", "automatic", "unrecorded"):
         assert f"from source '{masks}'" in text
     if masks != "none":
@@ -162,7 +167,18 @@ FLIPS = [
     ("volumes_normalised", True),
     ("longitudinal_template", True),
     ("alpha", 0.01),
+    ("nuclei_refine", "iron"),
 ]
+
+
+@pytest.mark.parametrize("refine", ["iron", "iron-all", "none"])
+def test_nuclei_refinement_stated_for_automatic_labels(refine):
+    record = flip(flip(base_record(), "masks_source", "automatic"), "nuclei_refine", refine)
+    text = text_of(record)
+    check_consistent(record, text)
+    assert ("cross-fitting" in text) == (refine != "none")
+    # a record without the key (a run before the option) states no refinement
+    assert M.methods_record({"method": "two_point"})["nuclei_refine"] == "none"
 
 
 @pytest.mark.parametrize(("path", "value"), FLIPS, ids=[f"{p}={v}" for p, v in FLIPS])

@@ -79,6 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-auto-anatomy", action="store_false", dest="auto_anatomy",
                    help="no automatic atlas labels for participants without rater deep-GM "
                    "labels (no regional table for them)")
+    g.add_argument("--nuclei-refine", choices=["iron", "iron-all", "none"], default="iron",
+                   help="automatic labels: move each dentate onto the R2* contrast (bounded, "
+                   "cross-fitted shift; default iron), also SN + RN (iron-all, not "
+                   "recommended), or keep the template registration's placement (none); "
+                   "docs/anatomy.md")
     g.add_argument("--landmarks", type=Path, default=None,
                    help="TSV of AC/PC landmarks (participant_id, landmark, x, y, z in T1w world "
                    "mm) for the anterior/posterior putamen split; default: the T1w sidecar's "
@@ -177,6 +182,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         erosion_mm=args.erosion_mm,
         erosion_space=args.erosion_space,
         min_region_voxels=args.min_region_voxels,
+        nuclei_refine=args.nuclei_refine,
         brain_mask=args.brain_mask,
         longitudinal_template=args.longitudinal_template,
     )

@@ -213,6 +213,7 @@ def methods_record(config: Mapping[str, Any], *, r2star_sidecar: Mapping[str, An
         "erosion_mm": config.get("erosion_mm"),
         "erosion_space": str(config.get("erosion_space") or "r2star"),
         "min_region_voxels": config.get("min_region_voxels"),
+        "nuclei_refine": str(config.get("nuclei_refine") or "none"),
         "masks_source": _dominant(src.get("masks")),
         "masks_sources": src.get("masks", {}),
         "atlas": atlas or _atlas_names(config.get("atlas")),
@@ -347,7 +348,7 @@ def masks_sentence(rec: Mapping[str, Any]) -> str:
                  "template, registered (ANTs affine + SyN) to each participant's "
                  "T1-weighted image, or to the first gradient echo without one; "
                  "normal-appearing white matter was taken where the template's WM "
-                 "probability was at least 0.9",
+                 "probability was at least 0.9" + nuclei_phrase(rec),
              "unrecorded": "supplied without a recorded source (no Sources in their sidecars)"}
     if kind == "none":
         return ("No deep grey-matter masks were available, so no regional R2* was "
@@ -356,6 +357,31 @@ def masks_sentence(rec: Mapping[str, Any]) -> str:
         return ("Deep grey-matter masks were " + _counts_text(rec.get("masks_sources") or {},
                                                               names) + ".")
     return f"Deep grey-matter masks were {names.get(kind, f'from source {kind!r}')}."
+
+
+def nuclei_phrase(rec: Mapping[str, Any]) -> str:
+    """How the automatic substantia nigra, red nucleus and dentate were placed (a clause).
+
+    Parameters
+    ----------
+    rec : mapping
+        The methods record (:func:`methods_record`).
+
+    Returns
+    -------
+    str
+        A clause starting with "; " for ``nuclei_refine`` ``iron`` or ``iron-all``, else "".
+    """
+    mode = rec.get("nuclei_refine")
+    if mode not in ("iron", "iron-all"):
+        return ""
+    what = ("each dentate nucleus was" if mode == "iron" else
+            "the substantia nigra and red nucleus (together) and each dentate nucleus were")
+    return (f"; {what} then translated by whole voxels, at most 2 mm per axis, to the position of "
+            "greatest R2* contrast between the label and a 2 mm shell around it, the shift "
+            "estimated on the slices below the label's middle slice being applied to those "
+            "above it and vice versa (cross-fitting, so that the selection does not bias the "
+            "regional mean; R2* was never thresholded)")
 
 
 def lesions_sentence(rec: Mapping[str, Any]) -> str:

@@ -213,7 +213,7 @@ def labels_on_grid(subject, cfg: RunConfig, images, r2img, xfm, landmarks, lesio
     from ironmap.spatial.atlas import locate_acpc
     from ironmap.spatial.grid import resample_labels
     from ironmap.spatial.segmentation import load_template
-    from ironmap.workflows import erosion, putamen
+    from ironmap.workflows import erosion, nuclei, putamen
     from ironmap.workflows.participant import world_to_source
 
     atlases = load_atlases(cfg)
@@ -233,6 +233,7 @@ def labels_on_grid(subject, cfg: RunConfig, images, r2img, xfm, landmarks, lesio
     removed = _remove_lesions(labels, r2img, xfm, lesion)
     native = erosion.native_eroded(src, names, cfg)
     eroded = None if native is None else resample_labels(native, r2img, to_ref)
+    labels, eroded, refined = nuclei.refine(labels, eroded, r2img, names, cfg, subject.label)
     provenance = {"MasksSource": "automatic",
                   "AnatomicalReference": ref_name,
                   "Template": TEMPLATE_NAME,
@@ -242,7 +243,8 @@ def labels_on_grid(subject, cfg: RunConfig, images, r2img, xfm, landmarks, lesio
                                                                   if i in names})}
                               for a in atlases],
                   "NAWM": {"TemplateWMProbability": ">= 0.9", "LesionVoxelsRemoved": removed,
-                           "LesionMask": lesion is not None} if fit is not None else None}
+                           "LesionMask": lesion is not None} if fit is not None else None,
+                  "NucleiRefinement": refined}
     log.info("%s: automatic labels (%s) from %s via the %s", subject.label, ref_name,
              ", ".join(a.name for a in atlases), TEMPLATE_NAME)
     return labels, names, found, provenance, eroded

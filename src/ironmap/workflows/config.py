@@ -56,6 +56,8 @@ class RunConfig:
     erosion_mm: float | None = None  # erode by a distance in mm instead of voxel steps
     erosion_space: str = "r2star"  # "r2star" | "native" (label grid, before transport)
     min_region_voxels: int = 10  # fewer voxels left: QC flag small_region
+    # automatic SN/RN/dentate moved onto the R2* contrast (ironmap.workflows.nuclei)
+    nuclei_refine: str = "iron"  # "iron" (dentate) | "iron-all" (+ SN/RN) | "none"
     # brain extraction of the T1w (ironmap.workflows.brain) --------------------------------
     brain_mask: bool = False  # desc-brain_mask on the R2* grid (always with --volumes)
     # sessions registered to each other (ironmap.workflows.withinsubject) -------------------

@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 #: level and the report take from there
 PARTICIPANT_KEYS = ("method", "registration", "erosion_voxels", "volumes", "atlas", "masks",
                     "auto_anatomy", "erosion_mm", "erosion_space", "min_region_voxels",
-                    "brain_mask", "lesions", "lesions_controls", "longitudinal_template")
+                    "brain_mask", "lesions", "lesions_controls", "longitudinal_template",
+                    "nuclei_refine")
 
 
 def run_config(cfg: RunConfig) -> dict[str, Any]:
