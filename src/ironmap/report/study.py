@@ -681,7 +681,7 @@ def anatomy_check_text(check: pd.DataFrame, record: dict[str, Any]) -> str:
     empty = [REGION_TITLES.get(r, r).lower() for r in rows["region"]
              if r not in set(both["region"])]
     if empty:
-        text += (" Not measured both ways (no voxel left after erosion in one of them): "
+        text += (" Not measured both ways (no voxel left after erosion in at least one of them): "
                  + ", ".join(empty) + ".")
     return text
 

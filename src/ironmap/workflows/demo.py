@@ -279,6 +279,11 @@ def _check_job(out: Path, seed: int, preset: str) -> tuple[float, int, str, Any]
 
     from ironmap.workflows.demo_check import run_anatomy_check
 
+    # its participant's warnings stay in its own logs (OUT_DIR/autocheck/*/logs): on the
+    # console they would read as the study's participant of the same label
+    for handler in logging.getLogger().handlers:
+        if not isinstance(handler, logging.FileHandler):
+            handler.setLevel(max(handler.level, logging.ERROR))
     check, code, message = None, 0, ""
     try:
         check = run_anatomy_check(out, seed=seed, preset=preset)
