@@ -43,8 +43,9 @@ def cohort(demo) -> pd.DataFrame:
 
 
 def test_demo_stages_and_outputs(demo):
-    assert list(demo.timings) == ["simulate", "participant level", "group level", "report"]
-    assert demo.exit_codes == {"participant": 0, "group": 0}
+    assert list(demo.timings) == ["simulate", "participant level", "group level",
+                                  "automatic anatomy check", "report"]
+    assert demo.exit_codes == {"participant": 0, "group": 0, "automatic anatomy check": 0}
     deriv = demo.out_dir / "ironmap"
     assert demo.report == deriv / "report.html" and demo.report.exists()
     n = sum(DEMO_COUNTS.values())

@@ -16,6 +16,7 @@ import pandas as pd
 
 from ironmap.core.group.paper_tables import CORRELATES, GroupSettings
 from ironmap.core.lesions.lesion_values import COLUMN_DESCRIPTIONS as LESION_COLUMNS  # noqa: F401 - layout
+from ironmap.core.regions.anatomy_check import CHECK_DICTIONARY as AUTOANATOMY_CHECK  # noqa: F401 - layout
 from ironmap.core.regions.regional_values import COLUMN_DESCRIPTIONS as REGION_COLUMNS
 from ironmap.core.regions.tissue_volumes import VOLUME_DICTIONARY
 

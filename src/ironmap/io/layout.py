@@ -136,6 +136,10 @@ _OUTPUTS: tuple[Output, ...] = (
            "within-subject SD, CoV, site AUC before/after", dicts.REPEATED["harmonisation"]),
     Output("longitudinal", "group", "group/longitudinal.tsv", "Annual R2* change per region "
            "and group (mixed model)", dicts.REPEATED["longitudinal"]),
+    Output("autoanatomy_check", "group", "group/autoanatomy_r2star.tsv", "ironmap demo: "
+           "one simulated participant outside the study processed with rater masks and with "
+           "automatic anatomy, regional R2* side by side (s^-1, difference in s^-1 and %); "
+           "sidecar: which participant and where its outputs are", dicts.AUTOANATOMY_CHECK),
     Output("qc_table", "report", "group/qc.tsv", "QC metrics and raised flags per participant",
            dicts.QC_TABLE),
     Output("group_figures", "report", "group/figures", "Study figures (PNG + SVG)"),

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ironmap.core.regions.names import REGIONS
+from ironmap.core.regions.names import REGION_TITLES, REGIONS
 from ironmap.io.layout import file_name, relative_path
 from ironmap.report import figures as F
 from ironmap.report.html import Cell, TableView, format_value, table_view
@@ -36,6 +36,8 @@ class StudyInputs:
     stats: dict[str, Any] = field(default_factory=dict)
     failures: pd.DataFrame | None = None
     problems: list[str] = field(default_factory=list)  # found while loading
+    #: ``ironmap demo``'s automatic anatomy check: (table, JSON sidecar), absent otherwise
+    anatomy_check: tuple[pd.DataFrame, dict] | None = None
 
     @property
     def control_label(self) -> str:
@@ -635,3 +637,88 @@ def summary_cards(inputs: StudyInputs, data: pd.DataFrame, n_flags: int,
                   "kind": "bad" if n_failed else "ok"})
     cards.append({"value": n_flags, "label": "QC flags", "kind": "warn" if n_flags else "ok"})
     return cards
+
+
+def _pct(value: float) -> str:
+    return f"{value:+.1f} %"
+
+
+def anatomy_check_text(check: pd.DataFrame, record: dict[str, Any]) -> str:
+    """The sentence above the automatic anatomy check's table, from the table itself.
+
+    Parameters
+    ----------
+    check : pandas.DataFrame
+        ``group/autoanatomy_r2star.tsv``.
+    record : dict
+        Its provenance record (sidecar key ``AutomaticAnatomyCheck``).
+
+    Returns
+    -------
+    str
+        Which participant, how it was processed, the median and range of the per-region
+        differences (bilateral rows measured both ways), and the regions left without voxels.
+    """
+    pid = str(record.get("ParticipantId") or check["participant_id"].iloc[0])
+    cohort = record.get("Cohort", "")
+    rows = check[check["hemisphere"] == "bilateral"]
+    both = rows[np.isfinite(rows["r2star_rater"]) & np.isfinite(rows["r2star_automatic"])]
+    text = (f"Participant {pid}" + (f" of {cohort}" if cohort else "")
+            + " (a simulated control with template-built anatomy, outside the study: it is "
+            "not counted in Table 1, Table 2 or the figures) was processed twice, with its "
+            "rater masks and with automatic anatomy (template registration and atlas labels, "
+            "no masks).")
+    if not both.empty:
+        pct = both["difference_pct"].to_numpy(float)
+        worst = both.iloc[int(np.argmax(np.abs(pct)))]
+        worst_pct = _pct(float(worst["difference_pct"]))
+        text += (f" Over the {len(both)} regions measured both ways, the automatic mean R2* "
+                 f"differs from the rater-mask mean by a median of "
+                 f"{float(np.median(np.abs(pct))):.1f} % (from {_pct(pct.min())} to "
+                 f"{_pct(pct.max())}); the largest difference is "
+                 f"{REGION_TITLES.get(worst['region'], worst['region']).lower()}, "
+                 f"{float(worst['difference']):+.2f} s⁻¹ ({worst_pct}).")
+    empty = [REGION_TITLES.get(r, r).lower() for r in rows["region"]
+             if r not in set(both["region"])]
+    if empty:
+        text += (" Not measured both ways (no voxel left after erosion in at least one of them): "
+                 + ", ".join(empty) + ".")
+    return text
+
+
+def anatomy_check_view(check: pd.DataFrame | None, dictionary: dict[str, Any]
+                       ) -> dict[str, Any] | None:
+    """The report's "Automatic anatomy check" section (``ironmap demo``).
+
+    Parameters
+    ----------
+    check : pandas.DataFrame or None
+        ``group/autoanatomy_r2star.tsv``; None when the run wrote none.
+    dictionary : dict
+        Its JSON sidecar (column dictionary + provenance record).
+
+    Returns
+    -------
+    dict or None
+        ``text`` and ``table`` (bilateral rows); None without a check.
+    """
+    if check is None or check.empty:
+        return None
+    from ironmap.core.regions.anatomy_check import CHECK_COLUMNS
+
+    record = dictionary.get("AutomaticAnatomyCheck") or {}
+    rows = check[check["hemisphere"] == "bilateral"].copy()
+    rows["region"] = [REGION_TITLES.get(r, r) for r in rows["region"]]
+    shown = [c for c in CHECK_COLUMNS if c not in ("participant_id", "hemisphere")]
+    view = table_view(rows, id="autoanatomy-check", combine_mean_sd=False, columns=shown,
+                      dictionary=dictionary, source=relative_path("autoanatomy_check"),
+                      caption="Regional R2* (s⁻¹, hemispheres pooled) of one participant with "
+                      "rater masks and with automatic anatomy; difference = automatic − rater",
+                      labels={"r2star_rater": "rater masks (s⁻¹)",
+                              "r2star_automatic": "automatic (s⁻¹)",
+                              "difference": "difference (s⁻¹)",
+                              "difference_pct": "difference (%)",
+                              "n_voxels_rater": "voxels, rater",
+                              "n_voxels_automatic": "voxels, automatic",
+                              "dice": "Dice of the labels"})
+    return {"text": anatomy_check_text(check, record), "table": view}

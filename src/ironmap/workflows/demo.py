@@ -5,6 +5,8 @@ Layout under ``OUT_DIR``::
     cohort/bids/      the simulated BIDS dataset (rater masks in cohort/bids/derivatives/raters)
     cohort/truth/     its ground truth
     ironmap/          the ironmap derivatives; ironmap/report.html is the study report
+    autocheck/        the automatic anatomy check: one extra simulated participant processed
+                      with and without rater masks (ironmap.workflows.demo_check)
     timings.tsv       seconds per stage
 """
 
@@ -27,7 +29,10 @@ from ironmap.workflows.config import RunConfig
 
 log = logging.getLogger(__name__)
 
-STAGES = ("simulate", "participant level", "group level", "report")
+STAGES = ("simulate", "participant level", "group level", "automatic anatomy check", "report")
+#: The stage that runs in its own process beside the others; its row in ``timings.tsv`` holds
+#: the wall time the demo waited for it and the CPU time of that process.
+CHECK_STAGE = "automatic anatomy check"
 
 
 class DemoError(RuntimeError):
@@ -71,8 +76,8 @@ class _Progress:
         else:
             print(text, file=self.stream, flush=True)
 
-    def stage(self, index: int, name: str) -> None:
-        self._print(f"[{index + 1}/{len(STAGES)}] {name} ...", "bold cyan")
+    def stage(self, index: int, name: str, total: int = len(STAGES)) -> None:
+        self._print(f"[{index + 1}/{total}] {name} ...", "bold cyan")
 
     def done(self, name: str, seconds: float) -> None:
         self._print(f"    {name} done in {seconds:.1f} s", "green")
@@ -114,7 +119,7 @@ DEMO_COUNTS: dict[str, int] = {"HC": 6, "RRMS": 3, "SPMS": 2, "PPMS": 2}
 def run_demo(out_dir, *, subjects_per_group: int | dict[str, int] | None = None,
              nprocs: int = 1, sites: int = 2, seed: int = 0, overwrite: bool = False,
              volumes: bool | None = False, progress: bool | None = None,
-             preset: str = "demo") -> Path:
+             preset: str = "demo", auto_check: bool = True) -> Path:
     """Run the demo and return the path of ``report.html``.
 
     Parameters
@@ -139,6 +144,10 @@ def run_demo(out_dir, *, subjects_per_group: int | dict[str, int] | None = None,
     preset : str
         Simulation preset (``demo``: the seed's 1x1x2 mm GRE and 1x1x3 mm FLAIR with a 2 mm
         T1w, so that the small nuclei keep voxels after erosion; ``fast``: coarser).
+    auto_check : bool
+        Also run the automatic anatomy check (one extra simulated participant with rater
+        masks and with automatic anatomy, in its own process beside the other stages;
+        :mod:`ironmap.workflows.demo_check`).
 
     Returns
     -------
@@ -147,18 +156,20 @@ def run_demo(out_dir, *, subjects_per_group: int | dict[str, int] | None = None,
     """
     return run_demo_stages(out_dir, subjects_per_group=subjects_per_group, nprocs=nprocs,
                            sites=sites, seed=seed, overwrite=overwrite, volumes=volumes,
-                           progress=progress, preset=preset).report
+                           progress=progress, preset=preset, auto_check=auto_check).report
 
 
 def run_demo_stages(out_dir, *, subjects_per_group: int | dict[str, int] | None = None,
                     nprocs: int = 1, sites: int = 2, seed: int = 0, overwrite: bool = False,
                     volumes: bool | None = False, progress: bool | None = None,
-                    preset: str = "demo") -> DemoResult:
+                    preset: str = "demo", auto_check: bool = True) -> DemoResult:
     """:func:`run_demo` returning the stage timings and exit codes as well.
 
     Parameters
     ----------
     out_dir, subjects_per_group, nprocs, sites, seed, overwrite, volumes, progress, preset
+        As for :func:`run_demo`.
+    auto_check : bool
         As for :func:`run_demo`.
 
     Returns
@@ -179,14 +190,29 @@ def run_demo_stages(out_dir, *, subjects_per_group: int | dict[str, int] | None 
     result = DemoResult(out, output_path(out / "ironmap", "report"))
     steps = _steps(out, subjects_per_group, nprocs, sites, seed, overwrite, use_volumes, result,
                    preset)
-    with _Progress(progress) as bar:
-        for i, (name, step) in enumerate(steps):
-            bar.stage(i, name)
-            t0, c0 = time.monotonic(), _cpu_time()
-            step()
-            result.timings[name] = time.monotonic() - t0
-            result.cpu_seconds[name] = _cpu_time() - c0
-            bar.done(name, result.timings[name])
+    stale = output_path(out / "ironmap", "autoanatomy_check")  # an earlier demo's (overwrite)
+    for old in (stale, stale.with_suffix(".json")):
+        old.unlink(missing_ok=True)
+    check = _BackgroundCheck(out, seed, preset) if auto_check else None
+    if check is None:
+        steps = [s for s in steps if s[0] != CHECK_STAGE]
+    else:
+        steps = [(n, check.wait if n == CHECK_STAGE else f) for n, f in steps]
+    try:
+        with _Progress(progress) as bar:
+            for i, (name, step) in enumerate(steps):
+                bar.stage(i, name, len(steps))
+                t0, c0 = time.monotonic(), _cpu_time()
+                step()
+                result.timings[name] = time.monotonic() - t0
+                result.cpu_seconds[name] = _cpu_time() - c0
+                if name == CHECK_STAGE:
+                    result.cpu_seconds[name] = check.cpu_seconds
+                    result.exit_codes["automatic anatomy check"] = check.exit_code
+                bar.done(name, result.timings[name])
+    finally:
+        if check is not None:
+            check.close()
     write_tsv(pd.DataFrame({"stage": list(result.timings),
                             "seconds": list(result.timings.values()),
                             "cpu_seconds": list(result.cpu_seconds.values())}),
@@ -194,7 +220,10 @@ def run_demo_stages(out_dir, *, subjects_per_group: int | dict[str, int] | None 
               {"stage": {"Description": "Demo stage"},
                "seconds": {"Description": "Wall-clock time of the stage", "Units": "s"},
                "cpu_seconds": {"Description": "CPU time of this process and its finished "
-                               "child processes during the stage", "Units": "s"}},
+                               "child processes during the stage; for the automatic anatomy "
+                               "check (which runs in its own process beside the other "
+                               "stages, its seconds being the time the demo waited for it) "
+                               "the CPU time of that process", "Units": "s"}},
               float_format="%.2f")
     return result
 
@@ -237,4 +266,64 @@ def _steps(out: Path, n, nprocs: int, sites: int, seed: int, overwrite: bool,
 
         write_reports(config("group"))
 
-    return list(zip(STAGES, (simulate, participant, group, report), strict=True))
+    return list(zip(STAGES, (simulate, participant, group, None, report), strict=True))
+
+
+def _check_job(out: Path, seed: int, preset: str) -> tuple[float, int, str, Any]:
+    """The automatic anatomy check in a worker process.
+
+    Returns (CPU seconds, exit code, message, the check or None). It writes only under
+    ``OUT_DIR/autocheck``; the demo writes its table into the derivatives afterwards.
+    """
+    import resource
+
+    from ironmap.workflows.demo_check import run_anatomy_check
+
+    # its participant's warnings stay in its own logs (OUT_DIR/autocheck/*/logs): on the
+    # console they would read as the study's participant of the same label
+    for handler in logging.getLogger().handlers:
+        if not isinstance(handler, logging.FileHandler):
+            handler.setLevel(max(handler.level, logging.ERROR))
+    check, code, message = None, 0, ""
+    try:
+        check = run_anatomy_check(out, seed=seed, preset=preset)
+    except Exception as exc:  # reported by the demo; the study outputs are not affected
+        log.warning("automatic anatomy check failed: %s", exc, exc_info=True)
+        code, message = 1, str(exc)
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    return own.ru_utime + own.ru_stime, code, message, check
+
+
+class _BackgroundCheck:
+    """The automatic anatomy check, started at once in its own process.
+
+    It runs beside the simulation and the participant level (its participant is not one of
+    the study's, its outputs go to ``OUT_DIR/autocheck`` and one table); the demo waits for
+    it before the report. A failed check is logged and leaves the report without the section.
+    """
+
+    def __init__(self, out: Path, seed: int, preset: str):
+        from concurrent.futures import ProcessPoolExecutor
+
+        self.out = out
+        self.cpu_seconds, self.exit_code = 0.0, -1
+        self._pool = ProcessPoolExecutor(max_workers=1)
+        self._future = self._pool.submit(_check_job, out, seed, preset)
+
+    def wait(self) -> None:
+        """Wait for the check and write its table; a failure is logged, not raised."""
+        from ironmap.workflows.demo_check import write_check_table
+
+        try:
+            self.cpu_seconds, self.exit_code, message, check = self._future.result()
+        except Exception as exc:  # the worker process itself died
+            self.exit_code, message, check = 1, str(exc), None
+        if check is not None:
+            write_check_table(self.out / "ironmap", check.comparison, check.record)
+        if self.exit_code:
+            log.warning("automatic anatomy check failed (%s); the report has no such section",
+                        message)
+
+    def close(self) -> None:
+        """Shut the worker process down (cancelling a check not yet started)."""
+        self._pool.shutdown(wait=True, cancel_futures=True)

@@ -93,6 +93,9 @@ def load_study(cfg: RunConfig) -> study.StudyInputs:
             inputs.tables[name] = (df, read_dictionary(path))
     inputs.stats = _read_json(output_path(out, "stats"), problems)
     inputs.failures = _read_optional(output_path(out, "failures"), problems)
+    check = _read_optional(output_path(out, "autoanatomy_check"), problems)
+    if check is not None:
+        inputs.anatomy_check = (check, read_dictionary(output_path(out, "autoanatomy_check")))
     return inputs
 
 
@@ -702,7 +705,8 @@ def study_page(cfg: RunConfig, inputs: study.StudyInputs, listing: list[dict], f
         sitefig=figs["sitefig"], fig2=figs["fig2"], fig3=figs["fig3"],
         agecurves=figs["agecurves"], qc_flags=_qc_flag_view(flags),
         qc_rules=_rules_text(thresholds), subjects=listing, excluded=excluded,
-        methods=methods, repeated=report_context(out))
+        methods=methods, repeated=report_context(out),
+        anatomy_check=study.anatomy_check_view(*(inputs.anatomy_check or (None, {}))))
     return write_text(output_path(out, "report"), text)
 
 
