@@ -132,8 +132,8 @@ def test_open_ms_patient07_cli(tmp_path):
     mask = nib.load(out).get_fdata() > 0
     truth = nib.load(gold).get_fdata() > 0
     m = lesion_detection(mask, truth)
-    assert m["dice"] >= 0.25  # measured 0.307 (the target 0.55 is not reached)
-    assert abs(m["load_ratio"] - 1) <= 0.30  # measured +26 %
+    assert m["dice"] >= 0.30  # measured 0.331 (the target 0.55 is not reached)
+    assert abs(m["load_ratio"] - 1) <= 0.30  # measured +7 %
     side = json.loads(out.with_name("sub-07_label-lesion_mask.json").read_text())
     assert side["LesionSource"] == "automatic" and side["UsedT1w"] is True
     assert side["Parameters"]["z_core"] == LesionSegParams().z_core
