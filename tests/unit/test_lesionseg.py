@@ -104,6 +104,17 @@ def test_cli_bad_input_writes_nothing(tmp_path, kind):
     assert not out.exists() and not out.with_name("sub-01_label-lesion_mask.json").exists()
 
 
+def test_cli_outline_option(tmp_path):
+    out = tmp_path / "m.nii.gz"
+    with pytest.raises(SystemExit) as exc:
+        main(["lesions", "segment", str(tmp_path / "f.nii.gz"), "-o", str(out),
+              "--outline", "halfway"])
+    assert exc.value.code == 2
+    assert main(["lesions", "segment", str(tmp_path / "f.nii.gz"), "-o", str(out),
+                 "--outline", "volume"]) == 1  # missing FLAIR: refused, nothing written
+    assert not out.exists()
+
+
 def test_cli_bad_threshold(tmp_path):
     flair = tmp_path / "f.nii.gz"
     nib.Nifti1Image(np.ones((8, 8, 8), np.float32), np.eye(4)).to_filename(flair)
