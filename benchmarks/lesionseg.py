@@ -2,8 +2,10 @@
 
 Usage::
 
-    python benchmarks/lesionseg.py openms [PATIENT ...]        # needs IRONMAP_SHARED_DATA
-    python benchmarks/lesionseg.py sim COHORT_DIR [sub-...]     # from `ironmap simulate`
+    python benchmarks/lesionseg.py openms [PATIENT ...] [--no-t1w] [--outline volume]
+    python benchmarks/lesionseg.py sim COHORT_DIR [sub-...] [--outline volume]
+
+(openms needs IRONMAP_SHARED_DATA; COHORT_DIR comes from `ironmap simulate`.)
 
 Prints one row per case: Dice, load ratio, lesion-wise recall/precision/F1, CPU seconds.
 """
@@ -18,7 +20,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from ironmap.core.lesions.auto_segment import lesion_detection
+from ironmap.core.lesions.auto_segment import LesionSegParams, lesion_detection
 from ironmap.spatial.grid import resample_labels
 from ironmap.workflows.lesion_segmentation import segment_images
 
@@ -46,13 +48,18 @@ def report(name, seg, truth, cpu, vox_mm3):
 
 
 def main(argv):
+    params = None
+    if "--outline" in argv:
+        i = argv.index("--outline")
+        params = LesionSegParams(outline_volume=argv[i + 1] == "volume")
+        argv = argv[:i] + argv[i + 2:]
     if argv[0] == "openms":
         root = Path(os.environ.get("IRONMAP_SHARED_DATA", "../shared/data"))
         use_t1w = "--no-t1w" not in argv
         for p in [a for a in argv[1:] if not a.startswith("--")] or ["07", "26", "19"]:
             flair, t1w, gold = openms(p, root, use_t1w)
             t0 = time.process_time()
-            seg, _ = segment_images(flair, t1w, label=f"patient{p}")
+            seg, _ = segment_images(flair, t1w, label=f"patient{p}", params=params)
             report(f"patient{p}{'' if use_t1w else ' (FLAIR only)'}", seg, gold,
                    time.process_time() - t0, 1.0)
     else:
@@ -69,7 +76,7 @@ def main(argv):
             truth = resample_labels(nib.load(rater), flair) > 0 if rater.exists() else \
                 np.zeros(flair.shape, bool)
             t0 = time.process_time()
-            seg, _ = segment_images(flair, t1w, label=sub.name)
+            seg, _ = segment_images(flair, t1w, label=sub.name, params=params)
             vox = float(np.prod(np.linalg.norm(flair.affine[:3, :3], axis=0)))
             report(sub.name, seg, truth, time.process_time() - t0, vox)
 

@@ -14,9 +14,11 @@ from ironmap.core.lesions.auto_segment import (
     ContrastError,
     LesionSegParams,
     check_flair_contrast,
+    lesion_borders,
     lesion_cores,
     lesion_detection,
     segment_lesions,
+    volume_outline,
 )
 
 
@@ -102,6 +104,17 @@ def test_cli_bad_input_writes_nothing(tmp_path, kind):
     assert not out.exists() and not out.with_name("sub-01_label-lesion_mask.json").exists()
 
 
+def test_cli_outline_option(tmp_path):
+    out = tmp_path / "m.nii.gz"
+    with pytest.raises(SystemExit) as exc:
+        main(["lesions", "segment", str(tmp_path / "f.nii.gz"), "-o", str(out),
+              "--outline", "halfway"])
+    assert exc.value.code == 2
+    assert main(["lesions", "segment", str(tmp_path / "f.nii.gz"), "-o", str(out),
+                 "--outline", "volume"]) == 1  # missing FLAIR: refused, nothing written
+    assert not out.exists()
+
+
 def test_cli_bad_threshold(tmp_path):
     flair = tmp_path / "f.nii.gz"
     nib.Nifti1Image(np.ones((8, 8, 8), np.float32), np.eye(4)).to_filename(flair)
@@ -130,8 +143,8 @@ def test_open_ms_patient07_cli(tmp_path):
     mask = nib.load(out).get_fdata() > 0
     truth = nib.load(gold).get_fdata() > 0
     m = lesion_detection(mask, truth)
-    assert m["dice"] >= 0.25  # measured 0.307 (the issue's target 0.55 is not reached)
-    assert abs(m["load_ratio"] - 1) <= 0.30  # measured +26 %
+    assert m["dice"] >= 0.30  # measured 0.331 (the issue's target 0.55 is not reached)
+    assert abs(m["load_ratio"] - 1) <= 0.30  # measured +7 %
     side = json.loads(out.with_name("sub-07_label-lesion_mask.json").read_text())
     assert side["LesionSource"] == "automatic" and side["UsedT1w"] is True
     assert side["Parameters"]["z_core"] == LesionSegParams().z_core
@@ -202,3 +215,63 @@ def test_r2star_mask_path_prefers_cores(tmp_path):
     core.write_bytes(b"")
     assert r2star_mask_path(auto) == core
     assert r2star_mask_path(rater) == rater
+
+
+def _blurred_phantom(rng, sigma=0.8):
+    """The phantom with its lesions in partial volume (lesion fraction blurred), and the
+    outline the simulator's rater draws from those fractions (keeps each lesion's content)."""
+    from ironmap.sim.images import lesion_outline
+
+    img, brain, priors, truth = _phantom(rng)
+    fraction = np.clip(ndimage.gaussian_filter(truth.astype(float), sigma), 0.0, 1.0)
+    base = img.copy()
+    base[truth] = 100.0 + rng.normal(0, 4.0, int(truth.sum()))
+    rater = lesion_outline(fraction * (fraction > 0.01)) > 0
+    return base + 60.0 * fraction, brain, priors, rater
+
+
+def test_volume_outline_matches_the_partial_volume_content(rng):
+    """A low z threshold takes in the whole partial-volume rim (load x1.6 here); the
+    volume-preserving outline keeps each lesion's content (load within 10 %)."""
+    img, brain, priors, rater = _blurred_phantom(rng)
+    plain = segment_lesions(img, brain, priors, (1, 1, 1),
+                            params=LesionSegParams(outline_fraction=0.0))
+    vol = segment_lesions(img, brain, priors, (1, 1, 1),
+                          params=LesionSegParams(outline_volume=True))
+    before = lesion_detection(plain.mask, rater)
+    after = lesion_detection(vol.mask, rater)
+    assert before["load_ratio"] > 1.3
+    assert abs(after["load_ratio"] - 1) < 0.10 and after["dice"] > 0.9
+    assert after["recall"] == 1.0 and vol.n_lesions == 3
+    assert volume_outline(img, np.zeros_like(brain), brain, 100.0).sum() == 0
+
+
+def test_fraction_outline_and_border_ring(rng):
+    """The fraction rule only removes voxels (darker than a quarter of the lesion's contrast);
+    the border ring adds at most one ring, inside the allowed voxels."""
+    img, brain, priors, rater = _blurred_phantom(rng)
+    seg = segment_lesions(img, brain, priors, (1, 1, 1),
+                          params=LesionSegParams(outline_fraction=0.0))
+    cut = lesion_borders(img, seg.mask, None, seg.nawm_median, 0.25)
+    assert not np.any(cut & ~seg.mask) and cut.sum() < seg.mask.sum()
+    assert np.all(img[seg.mask & ~cut] < img[cut].max())
+    allowed = priors["wm"] > 0
+    ringed = lesion_borders(img, seg.mask, allowed, seg.nawm_median, 0.0)
+    added = ringed & ~seg.mask
+    assert added.any() and not np.any(added & ~allowed)
+    assert not np.any(added & ~ndimage.binary_dilation(seg.mask, np.ones((3, 3, 3), bool)))
+
+
+@pytest.mark.slow
+def test_open_ms_patient19_volume_outline():
+    """Held-out patient 19 with the volume-preserving outline (no tuned value): its borders
+    are where the default loses load (-44 %); measured Dice 0.778, load -33 %."""
+    from ironmap.workflows.lesion_segmentation import segment_images
+
+    flair, t1w, gold = _open_ms("19")
+    seg, info = segment_images(nib.load(flair), nib.load(t1w), label="patient19",
+                               params=LesionSegParams(outline_volume=True))
+    m = lesion_detection(seg.mask, nib.load(gold).get_fdata() > 0)
+    assert m["dice"] >= 0.74
+    assert -0.40 <= m["load_ratio"] - 1 <= 0.0
+    assert info["Parameters"]["outline_volume"] == 1.0

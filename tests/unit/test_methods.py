@@ -98,6 +98,8 @@ def check_consistent(record: dict, text: str) -> None:  # noqa: C901 - one check
     assert ("segmented automatically from each participant's FLAIR" in text) == (
         les == "automatic")
     assert ("measured on the lesion cores" in text) == (les in ("automatic", "mixed"))
+    assert ("partial-volume rim (voxels below a quarter" in text) == (
+        les in ("automatic", "mixed"))
     assert ("registered rigidly to the first" in text) == bool(
         record.get("longitudinal_template"))
     # age model per region

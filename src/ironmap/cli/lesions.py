@@ -41,6 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     seg.add_argument("--probability", metavar="OUT_PROB", default=None,
                      help="also write the lesion probability map, e.g. "
                           "sub-01_label-lesion_probseg.nii.gz")
+    seg.add_argument("--outline", choices=("fraction", "volume"), default="fraction",
+                     help="lesion border rule: 'fraction' drops rim voxels below a quarter of "
+                          "the lesion's contrast (default); 'volume' keeps as many voxels as "
+                          "the lesion's partial-volume content (docs/lesions.md)")
     seg.add_argument("--overwrite", action="store_true", help="replace existing outputs")
 
 
@@ -79,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _segment(args: argparse.Namespace) -> int:
+    from ironmap.core.lesions.auto_segment import LesionSegParams
     from ironmap.workflows.lesion_segmentation import LesionSegError, segment_from_file
 
     if not 0.0 < args.threshold < 1.0:
@@ -87,7 +92,8 @@ def _segment(args: argparse.Namespace) -> int:
     try:
         seg = segment_from_file(args.flair, args.output, t1w_path=args.t1w,
                                 threshold=args.threshold, probability_path=args.probability,
-                                overwrite=args.overwrite)
+                                overwrite=args.overwrite,
+                                params=LesionSegParams(outline_volume=args.outline == "volume"))
     except (LesionSegError, FileNotFoundError, FileExistsError) as exc:
         log.error("%s", exc)
         return 1

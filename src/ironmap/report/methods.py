@@ -408,7 +408,9 @@ def lesions_sentence(rec: Mapping[str, Any]) -> str:
     text = (f"T2 lesion masks were {head}; T2 lesion load was computed as lesion area times "
             f"slice thickness on the FLAIR grid (cm³).")
     if kind in ("automatic", "mixed"):
-        text += (" Lesion R2* of automatic masks was measured on the lesion cores (voxels at "
+        text += (" Automatic outlines left out each lesion's partial-volume rim (voxels below a "
+                 "quarter of the lesion's FLAIR contrast over normal-appearing white matter)."
+                 " Lesion R2* of automatic masks was measured on the lesion cores (voxels at "
                  "least halfway in FLAIR intensity from normal-appearing white matter to the "
                  "lesion's bright end), leaving out the partial-volume rim.")
     return text

@@ -16,6 +16,17 @@ periventricular) prior is at least ``wm_core`` -- and has at least ``min_volume_
 ``min_voxels`` voxels. Cortex is bright on FLAIR too (about 1.5 NAWM sigmas); the location
 rules and, with a T1w, a grey-matter check keep it out.
 
+Two border rules follow (:func:`lesion_borders`). *Border ring* (off by default,
+``border_ring``): one 26-neighbour ring around each lesion is added where the white-matter
+prior is at least ``grow_wm`` and ``z >= grow_z``,
+whatever the T1w says (lesion borders are T1w-hypointense and would otherwise be taken for grey
+matter). *Partial-volume outline*: per lesion, voxels below ``NAWM median + outline_fraction *
+(lesion's 90th FLAIR percentile - NAWM median)`` are dropped (rim voxels that are mostly white
+matter; a rater's outline stops where a voxel is about half lesion). Or, with
+``outline_volume``, the *volume-preserving outline* (:func:`volume_outline`): each lesion keeps
+as many of its brightest voxels (lesion and its one-voxel ring) as its summed partial-volume
+content.
+
 Pure numpy/scipy; the caller registers the template and brings the priors onto the FLAIR grid.
 """
 
@@ -49,6 +60,11 @@ class LesionSegParams:
     gm_z: float = 1.5
     min_voxels: int = 3
     gm_core_z: float = 3.0
+    border_ring: bool = False
+    grow_z: float = 2.0
+    grow_wm: float = 0.8
+    outline_fraction: float = 0.25
+    outline_volume: bool = False
 
     def as_dict(self) -> dict[str, float]:
         """Parameters as a plain dict (for sidecars).
@@ -244,12 +260,103 @@ def segment_lesions(
     min_mm3 = max(p.min_volume_mm3, p.min_voxels * float(np.prod(np.asarray(voxel_sizes_mm,
                                                                       dtype=float)[:3])))
     mask = keep_components(prob >= threshold, core, voxel_sizes_mm, min_mm3)
+    ring_ok = brain & (wm >= p.grow_wm) & (zf >= p.grow_z) if p.border_ring else None
+    if p.outline_volume:
+        mask = volume_outline(img, mask, brain, med)
+    else:
+        mask = lesion_borders(img, mask, ring_ok, med, p.outline_fraction)
     _, n = ndimage.label(mask, _STRUCT26)
     vox_mm3 = float(np.prod(np.asarray(voxel_sizes_mm, dtype=float)[:3]))
     return LesionSegmentation(mask=mask, probability=prob.astype(np.float32),
                               zscore=z.astype(np.float32), n_lesions=int(n), nawm_median=med,
                               nawm_sigma=sigma, load_cm3=float(mask.sum()) * vox_mm3 / 1000.0,
                               core=lesion_cores(img, mask, med))
+
+
+def lesion_borders(flair: np.ndarray, mask: np.ndarray, ring_ok: np.ndarray | None,
+                   reference: float,
+                   outline_fraction: float) -> np.ndarray:
+    """Border rules of :func:`segment_lesions`: add one ring, then the partial-volume outline.
+
+    Parameters
+    ----------
+    flair : ndarray of shape (X, Y, Z)
+        FLAIR intensities (image units).
+    mask : ndarray of bool, shape (X, Y, Z)
+        Lesions after hysteresis.
+    ring_ok : ndarray of bool, shape (X, Y, Z), or None
+        Voxels a lesion may take in with its one-voxel (26-neighbour) border ring (None: no
+        ring).
+    reference : float
+        NAWM FLAIR median (image units).
+    outline_fraction : float
+        Per lesion, voxels below ``reference + outline_fraction * (90th percentile -
+        reference)`` are dropped (0: none; at least each lesion's brightest voxel stays).
+
+    Returns
+    -------
+    ndarray of bool, shape (X, Y, Z)
+        The lesion mask.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    if ring_ok is not None and mask.any():
+        mask = mask | (ndimage.binary_dilation(mask, _STRUCT26) & np.asarray(ring_ok, bool))
+    if outline_fraction > 0:
+        mask = lesion_cores(flair, mask, reference, fraction=outline_fraction)
+    return mask
+
+
+def volume_outline(flair: np.ndarray, mask: np.ndarray, brain: np.ndarray, reference: float,
+                   percentile: float = 90.0) -> np.ndarray:
+    """Volume-preserving lesion outline: each lesion keeps as many voxels as its content.
+
+    A voxel's lesion content is its FLAIR contrast over NAWM relative to the lesion's bright end,
+    ``clip((FLAIR - reference) / (bright - reference), 0, 1)`` with ``bright`` the lesion's
+    ``percentile`` of FLAIR. Per 26-connected lesion of ``mask``, the content is summed over the
+    lesion and its one-voxel ring (ring voxels go to the highest-numbered neighbouring lesion,
+    inside ``brain``), and that many of the brightest voxels of lesion and ring, rounded, make the
+    outline (at least one). A rater who outlines a lesion so that its area matches what is seen
+    does the same; a fixed intensity threshold instead over- or under-states the partial-volume
+    rim depending on the contrast-to-noise ratio.
+
+    Parameters
+    ----------
+    flair : ndarray of shape (X, Y, Z)
+        FLAIR intensities (image units).
+    mask : ndarray of bool, shape (X, Y, Z)
+        Detected lesions (e.g. after hysteresis).
+    brain : ndarray of bool, shape (X, Y, Z)
+        Brain mask (the ring stays inside).
+    reference : float
+        NAWM FLAIR median (image units).
+    percentile : float, optional
+        The lesion's bright end (percentile of its FLAIR inside ``mask``).
+
+    Returns
+    -------
+    ndarray of bool, shape (X, Y, Z)
+        The outlined lesions.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    lab, n = ndimage.label(mask, _STRUCT26)
+    out = np.zeros(mask.shape, dtype=bool)
+    if n == 0:
+        return out
+    values = np.asarray(flair, dtype=np.float64)
+    ring = ndimage.grey_dilation(lab, footprint=_STRUCT26) * (np.asarray(brain, bool) & ~mask)
+    region = np.where(mask, lab, ring)
+    for i, box in enumerate(ndimage.find_objects(region), start=1):
+        if box is None:
+            continue
+        sel = region[box] == i
+        v = values[box][sel]
+        bright = np.percentile(values[box][lab[box] == i], percentile)
+        content = np.clip((v - reference) / max(bright - reference, 1e-12), 0.0, 1.0).sum()
+        keep = np.zeros(v.size, dtype=bool)
+        keep[np.argsort(-v, kind="stable")[:max(1, int(round(content)))]] = True
+        view = out[box]
+        view[sel] = keep
+    return out
 
 
 def lesion_cores(flair: np.ndarray, mask: np.ndarray, reference: float,
