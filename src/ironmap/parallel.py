@@ -124,13 +124,10 @@ def _dask_completed(func, items, labels, nprocs, scheduler) -> Iterator[tuple[in
         logging.getLogger("distributed").setLevel(logging.WARNING)
     cluster = None
     if scheduler is None:
-        import dask
-
-        with dask.config.set({"distributed.worker.multiprocessing-method": worker_start_method()}):
-            cluster = LocalCluster(n_workers=nprocs, threads_per_worker=1, processes=True,
-                                   host="127.0.0.1", dashboard_address="127.0.0.1:0",
-                                   worker_dashboard_address="127.0.0.1:0", env=dict(WORKER_ENV),
-                                   silence_logs=logging.WARNING)
+        cluster = LocalCluster(n_workers=nprocs, threads_per_worker=1, processes=True,
+                               host="127.0.0.1", dashboard_address="127.0.0.1:0",
+                               worker_dashboard_address="127.0.0.1:0", env=dict(WORKER_ENV),
+                               silence_logs=logging.WARNING)
         client = Client(cluster)
         log.info("Dask LocalCluster with %d worker processes (1 thread each)", nprocs)
     else:
@@ -162,25 +159,6 @@ def _dask_completed(func, items, labels, nprocs, scheduler) -> Iterator[tuple[in
         client.close()
         if cluster is not None:
             cluster.close()
-
-
-def worker_start_method() -> str:
-    """How the local Dask cluster starts its worker processes: ``forkserver`` where available.
-
-    A spawned worker ends with a full interpreter shutdown, and after ANTsPy has been imported
-    that takes longer than the 4 s its nanny waits at the end of the run (about 0.5 CPU-s
-    idle; the nanny then kills it, adding the wait to every parallel run). A worker forked from
-    the fork server ends with ``os._exit`` and starts from a fresh single-threaded process, as
-    a spawned one does.
-
-    Returns
-    -------
-    str
-        ``"forkserver"``, or ``"spawn"`` where the platform has no fork server.
-    """
-    import multiprocessing
-
-    return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
 
 
 def estimate_remaining(elapsed: float, done: int, total: int) -> float | None:
