@@ -92,7 +92,7 @@ _UNUSED_ANTS = ("ants.plotting", "ants.learn", "ants.contrib", "ants.deeplearn")
 
 #: ANTsPy modules loaded on first use instead of with ``ants``: module -> the names ANTsPy
 #: imports from it. ``ants.math.quantile`` imports statsmodels (with formulaic) and
-#: scipy.stats, about 2 CPU-s per process, for functions ironmap never calls.
+#: scipy.stats for functions ironmap never calls (about 0.5 CPU-s per process).
 _DEFERRED_ANTS = {"ants.math.quantile": ("ilr", "rank_intensity", "quantile", "regress_poly",
                                          "regress_components", "get_average_of_timeseries",
                                          "compcor", "bandpass_filter_matrix")}
@@ -101,8 +101,9 @@ _DEFERRED_ANTS = {"ants.math.quantile": ("ilr", "rank_intensity", "quantile", "r
 def _deferred_module(name: str, names: tuple[str, ...]):
     """A stand-in for module ``name`` whose functions import the real module when called.
 
-    The real module replaces the stand-in in ``sys.modules`` and in the ``ants`` namespaces
-    on the first call, so later calls (and ``ANTsImage.quantile``) go straight to it.
+    The stand-in is in ``sys.modules`` only while ``ants`` loads. The first call imports the
+    real module and puts its functions into the ``ants`` namespaces in place of the
+    forwarders, so later calls (and ``ANTsImage.quantile``) go straight to it.
     """
     import importlib
     import types
@@ -158,7 +159,7 @@ def import_ants():
         try:
             import ants  # noqa: F401
         finally:
-            for name, module in placeholders.items():
+            for name, module in {**placeholders, **deferred}.items():
                 if sys.modules.get(name) is module:
                     del sys.modules[name]
         quantile = deferred.get("ants.math.quantile")
