@@ -11,14 +11,17 @@ functions of the table.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from ironmap.core.group.paper_tables import CORRELATES, GroupSettings
 from ironmap.core.lesions.lesion_values import COLUMN_DESCRIPTIONS as LESION_COLUMNS  # noqa: F401 - layout
 from ironmap.core.regions.anatomy_check import CHECK_DICTIONARY as AUTOANATOMY_CHECK  # noqa: F401 - layout
 from ironmap.core.regions.regional_values import COLUMN_DESCRIPTIONS as REGION_COLUMNS
 from ironmap.core.regions.tissue_volumes import VOLUME_DICTIONARY
+
+if TYPE_CHECKING:  # paper_tables imports scipy.stats (about 1 CPU-s a process); Table 2 only
+    from ironmap.core.group.paper_tables import GroupSettings
 
 Dictionary = dict[str, dict[str, str]]
 
@@ -96,6 +99,8 @@ def table1_dictionary(t1: pd.DataFrame) -> dict:
 
 
 def _t2_entry(col: str, settings: GroupSettings) -> dict:  # noqa: C901 - flat lookup
+    from ironmap.core.group.paper_tables import CORRELATES
+
     if col == "region":
         return entry("Canonical region name (bilateral)")
     if col == "title":

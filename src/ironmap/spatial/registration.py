@@ -90,12 +90,56 @@ class Registration:
 #: matplotlib.pyplot, statsmodels and scikit-learn (about 1.2 CPU-s per process)
 _UNUSED_ANTS = ("ants.plotting", "ants.learn", "ants.contrib", "ants.deeplearn")
 
+#: ANTsPy modules loaded on first use instead of with ``ants``: module -> the names ANTsPy
+#: imports from it. ``ants.math.quantile`` imports statsmodels (with formulaic) and
+#: scipy.stats for functions ironmap never calls (about 0.5 CPU-s per process).
+_DEFERRED_ANTS = {"ants.math.quantile": ("ilr", "rank_intensity", "quantile", "regress_poly",
+                                         "regress_components", "get_average_of_timeseries",
+                                         "compcor", "bandpass_filter_matrix")}
+
+
+def _deferred_module(name: str, names: tuple[str, ...]):
+    """A stand-in for module ``name`` whose functions import the real module when called.
+
+    The stand-in is in ``sys.modules`` only while ``ants`` loads. The first call imports the
+    real module and puts its functions into the ``ants`` namespaces in place of the
+    forwarders, so later calls (and ``ANTsImage.quantile``) go straight to it.
+    """
+    import importlib
+    import types
+
+    stub = types.ModuleType(name)
+
+    def load():
+        if sys.modules.get(name) is stub:
+            del sys.modules[name]
+        real = importlib.import_module(name)  # its decorators re-register image methods
+        for space in (sys.modules.get(name.rpartition(".")[0]), sys.modules.get("ants")):
+            for attr in names:
+                if space is not None and getattr(space, attr, None) is getattr(stub, attr):
+                    setattr(space, attr, getattr(real, attr))
+        return real
+
+    def forward(attr):
+        def call(*args, **kwargs):
+            return getattr(load(), attr)(*args, **kwargs)
+
+        call.__name__ = call.__qualname__ = attr
+        call.__doc__ = f"``{name}.{attr}``, imported on first call."
+        return call
+
+    for attr in names:
+        setattr(stub, attr, forward(attr))
+    stub.load_real = load
+    return stub
+
 
 def import_ants():
     """Import ANTsPy lazily, with a single ITK thread unless the caller chose otherwise.
 
     The first import skips :data:`_UNUSED_ANTS` (empty placeholders while ``ants`` loads,
-    removed afterwards, so ``import ants.plotting`` still works later, on demand). Every
+    removed afterwards, so ``import ants.plotting`` still works later, on demand) and defers
+    :data:`_DEFERRED_ANTS` (their functions load the real module when first called). Every
     module of :mod:`ironmap.spatial` gets ANTsPy through here.
 
     Returns
@@ -108,13 +152,23 @@ def import_ants():
         import types
 
         placeholders = {n: types.ModuleType(n) for n in _UNUSED_ANTS if n not in sys.modules}
+        deferred = {n: _deferred_module(n, names) for n, names in _DEFERRED_ANTS.items()
+                    if n not in sys.modules}
         sys.modules.update(placeholders)
+        sys.modules.update(deferred)
         try:
             import ants  # noqa: F401
         finally:
-            for name, module in placeholders.items():
+            for name, module in {**placeholders, **deferred}.items():
                 if sys.modules.get(name) is module:
                     del sys.modules[name]
+        quantile = deferred.get("ants.math.quantile")
+        if quantile is not None and not hasattr(ants.ANTsImage, "quantile"):
+            # the one image method of that module; loading it installs the real one
+            def image_quantile(self, *args, **kwargs):
+                return quantile.load_real().quantile(self, *args, **kwargs)
+
+            ants.ANTsImage.quantile = image_quantile
     import ants
 
     return ants
