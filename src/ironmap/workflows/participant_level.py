@@ -174,6 +174,7 @@ def process_subject(task: SubjectTask) -> dict[str, Any]:
                     "parameters": params, "outputs": hash_files(moved, root=out),
                     "summary": summary}
         write_manifest(mpath, manifest)
+        _qc_page(cfg, subject)
         log.info("%s: done in %.1f s", subject.label, time.monotonic() - t0)
         return {**record, "status": "ok", "summary": summary,
                 "seconds": time.monotonic() - t0}
@@ -186,6 +187,16 @@ def process_subject(task: SubjectTask) -> dict[str, Any]:
                 "seconds": time.monotonic() - t0}
     finally:
         _close_log(handler)
+
+
+def _qc_page(cfg: RunConfig, subject: SubjectInputs) -> None:
+    """The participant's QC page, made while its run is fresh (skipped with ``--no-report``).
+
+    The group level's report reuses it while nothing it is made from changes.
+    """
+    from ironmap.workflows.report import participant_page
+
+    participant_page(cfg, subject)
 
 
 def _describe(exc: BaseException) -> str:
