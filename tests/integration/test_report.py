@@ -298,3 +298,29 @@ def test_pages_made_by_the_participant_level_are_reused(tmp_path, rng):
     assert after == before  # reused, not made again
     qc = read_tsv(cfg.output_dir / "group" / "qc.tsv")
     assert list(qc["participant_id"]) == ["sub-001", "sub-002", "sub-003"]
+
+
+def test_page_from_images_in_memory_equals_page_from_files(tmp_path, rng):
+    """The participant level's page (raw images handed over in memory) is the page the
+    report makes from the files: same HTML, same figure files."""
+    from ironmap.core.qc.run_flags import QCThresholds
+    from ironmap.io.bids import discover
+    from ironmap.io.nifti import load_image
+    from ironmap.workflows.report import in_memory_inputs, write_subject_page
+
+    cfg = make_study(tmp_path, rng, groups={"HC": 1, "RRMS": 1})
+    s = list(discover(cfg.bids_dir))[1]
+    figs = cfg.output_dir / s.label / "figures"
+
+    def written():
+        page, _ = write_subject_page(cfg, s, {"group": "RRMS"}, QCThresholds(), mem)
+        return page.read_bytes(), {p.name: p.read_bytes() for p in sorted(figs.iterdir())}
+
+    mem = None
+    from_files = written()
+    held = {"echoes": [load_image(e.path) for e in s.echoes], "t1w": load_image(s.t1w),
+            "flair": load_image(s.flair)}
+    mem = in_memory_inputs(s, held)
+    assert sorted(mem) == sorted(str(p) for p in [*(e.path for e in s.echoes), s.t1w,
+                                                   s.flair])
+    assert written() == from_files

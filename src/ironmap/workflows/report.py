@@ -161,6 +161,33 @@ def _slices_on_t1w(img, t1w_can, xfm_path: Path, problems: list[str], what: str,
         return None, []
 
 
+def in_memory_inputs(subject, images: dict[str, Any]) -> dict[str, Any]:
+    """The participant's raw images the participant level holds, as in-memory images.
+
+    Parameters
+    ----------
+    subject : SubjectInputs
+        The participant.
+    images : dict
+        ``echoes`` (list, in echo order), ``t1w`` and ``flair`` (each None when absent or
+        not from its own file): nibabel images as the participant level loaded them.
+
+    Returns
+    -------
+    dict of str to nibabel.Nifti1Image
+        Path -> image holding its float32 data (what :func:`load_subject` reads from the
+        file: the same values, without reading and decompressing it again).
+    """
+    import nibabel as nib
+
+    pairs = [(e.path, img) for e, img in zip(subject.echoes, images.get("echoes") or [],
+                                            strict=False)]
+    pairs += [(subject.t1w, images.get("t1w")), (subject.flair, images.get("flair"))]
+    return {str(path): nib.Nifti1Image(img.get_fdata(dtype=np.float32), img.affine,
+                                       img.header)
+            for path, img in pairs if path is not None and img is not None}
+
+
 def _canonical_zooms(img) -> tuple[float, float, float]:
     """Voxel sizes (mm) of an image in the closest-RAS axis order of :func:`_canonical`."""
     from nibabel.orientations import io_orientation
@@ -184,7 +211,8 @@ def _brain_mask(out: Path, pid: str, sid: str | None, ref) -> np.ndarray | None:
     return None
 
 
-def load_subject(cfg: RunConfig, inputs) -> subj.SubjectImages:
+def load_subject(cfg: RunConfig, inputs, preloaded: dict[str, Any] | None = None
+                 ) -> subj.SubjectImages:
     """Arrays of one participant, closest RAS+.
 
     Parameters
@@ -193,6 +221,9 @@ def load_subject(cfg: RunConfig, inputs) -> subj.SubjectImages:
         The run's configuration.
     inputs : SubjectInputs
         The participant.
+    preloaded : dict of str to nibabel image, optional
+        Raw input images already in memory, by path (:func:`in_memory_inputs`); the others
+        are read from their files.
 
     Returns
     -------
@@ -207,10 +238,15 @@ def load_subject(cfg: RunConfig, inputs) -> subj.SubjectImages:
     r2 = _load(derivative_path(out, "r2starmap", pid, sid), p, "R2* map")
     echoes = list(inputs.echoes)
     s.echo_times = [e.echo_time for e in echoes]
-    e1 = _load(echoes[0].path if echoes else None, p, "GRE echo 1")
-    e2 = _load(echoes[1].path if len(echoes) > 1 else None, p, "GRE echo 2")
-    t1w = _load(inputs.t1w, p, "T1w")
-    flair = _load(inputs.flair, p, "FLAIR")
+    mem = preloaded or {}
+
+    def raw(path, what):
+        return mem[str(path)] if str(path) in mem else _load(path, p, what)
+
+    e1 = raw(echoes[0].path if echoes else None, "GRE echo 1")
+    e2 = raw(echoes[1].path if len(echoes) > 1 else None, "GRE echo 2")
+    t1w = raw(inputs.t1w, "T1w")
+    flair = raw(inputs.flair, "FLAIR")
     ref = r2 if r2 is not None else e1
     if ref is not None:
         aff = ref.affine
@@ -316,7 +352,9 @@ def _realise_raster(view: html.FigureView, fig: RasterFigure, path: Path,
 
 
 def write_subject_page(cfg: RunConfig, inputs, info: dict[str, str],
-                       thresholds: run_flags.QCThresholds) -> tuple[Path, dict[str, Any]]:
+                       thresholds: run_flags.QCThresholds,
+                       preloaded: dict[str, Any] | None = None
+                       ) -> tuple[Path, dict[str, Any]]:
     """Write ``sub-X.html`` and its figures.
 
     Parameters
@@ -329,6 +367,8 @@ def write_subject_page(cfg: RunConfig, inputs, info: dict[str, str],
         Its ``participants.tsv`` fields.
     thresholds : QCThresholds
         The QC limits.
+    preloaded : dict of str to nibabel image, optional
+        Raw images already in memory (:func:`load_subject`).
 
     Returns
     -------
@@ -340,7 +380,7 @@ def write_subject_page(cfg: RunConfig, inputs, info: dict[str, str],
     from ironmap import __version__
 
     out = Path(cfg.output_dir)
-    s = load_subject(cfg, inputs)
+    s = load_subject(cfg, inputs, preloaded)
     m = subj.metrics(s)
     flags = subj.flags_for(s, m, thresholds)
     fig_dir = derivative_path(out, "figure_dir", s.participant_id, s.session_id)
@@ -493,7 +533,8 @@ def _subject_entry(cfg: RunConfig, inputs: study.StudyInputs, s, *, failed: dict
 
 
 def page_made_or_reused(cfg: RunConfig, s, info: dict[str, str],
-                        thresholds: run_flags.QCThresholds
+                        thresholds: run_flags.QCThresholds,
+                        preloaded: dict[str, Any] | None = None
                         ) -> tuple[Path, dict[str, Any] | None, str]:
     """A participant's page: reused when its key matches (:mod:`~.pagecache`), else written.
 
@@ -507,6 +548,8 @@ def page_made_or_reused(cfg: RunConfig, s, info: dict[str, str],
         Its ``participants.tsv`` fields.
     thresholds : QCThresholds
         The QC limits.
+    preloaded : dict of str to nibabel image, optional
+        Raw images already in memory (:func:`load_subject`).
 
     Returns
     -------
@@ -527,7 +570,7 @@ def page_made_or_reused(cfg: RunConfig, s, info: dict[str, str],
     if res is not None:
         return page, res, "ok (unchanged, page reused)"
     try:
-        page, res = write_subject_page(cfg, s, info, thresholds)
+        page, res = write_subject_page(cfg, s, info, thresholds, preloaded)
     except Exception as exc:  # one broken page never stops the others
         log.warning("%s: QC page failed: %s", s.label, exc, exc_info=True)
         return page, None, str(exc)
@@ -552,7 +595,8 @@ def page_thresholds(inputs: study.StudyInputs) -> run_flags.QCThresholds:
         min_region_voxels=int(inputs.config.get("min_region_voxels") or 10))
 
 
-def participant_page(cfg: RunConfig, subject) -> Path | None:
+def participant_page(cfg: RunConfig, subject, images: dict[str, Any] | None = None
+                     ) -> Path | None:
     """Make one participant's QC page at the end of its participant-level run.
 
     The page is keyed as the group level's report keys it (:mod:`~.pagecache`), so the
@@ -565,6 +609,9 @@ def participant_page(cfg: RunConfig, subject) -> Path | None:
         The participant level's configuration (``cfg.report`` False: nothing is made).
     subject : SubjectInputs
         The participant just processed.
+    images : dict, optional
+        Its raw images as the participant level loaded them (:func:`in_memory_inputs`): not
+        read from their files again.
 
     Returns
     -------
@@ -580,7 +627,8 @@ def participant_page(cfg: RunConfig, subject) -> Path | None:
         inputs.participants = _read_optional(Path(cfg.bids_dir) / "participants.tsv",
                                              problems)
         info = _participant_info(inputs, subject.participant_id)
-        page, res, status = page_made_or_reused(cfg, subject, info, page_thresholds(inputs))
+        mem = in_memory_inputs(subject, images) if images else None
+        page, res, _ = page_made_or_reused(cfg, subject, info, page_thresholds(inputs), mem)
     except Exception as exc:  # the participant's results stand; the report makes the page
         log.warning("%s: QC page not made: %s", subject.label, exc, exc_info=True)
         return None
