@@ -244,7 +244,8 @@ def test_report_in_headless_chromium(study, tmp_path):
     assert assert_numbers_match_tsv(numbers["table1"], out / "group" / "table1.tsv") >= 4
     sub = open_page(out / "sub-001.html", {**REPORT_PROBES, "viewer": VIEWER_PROBE}, tmp_path)
     assert sub.errors == [] and sub.values["broken_images"] == []
-    assert sub.values["n_images"] == 7 and not screenshot_is_blank(sub.screenshot_png)
+    # 7 figures and the colour scales of Figure 1 and the montage
+    assert sub.values["n_images"] == 7 + 2 and not screenshot_is_blank(sub.screenshot_png)
     assert sub.values["shrunk_figures"] == []
     v = sub.values["viewer"]
     assert v["ready"] == "1"
