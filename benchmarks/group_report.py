@@ -9,10 +9,13 @@ cohort tables come from the simulator's plan, so the statistics are those of a s
 study, see ``tests/_sim_tables.py``). Every participant page is therefore made from real
 seed-protocol images and derivatives.
 
-Then it times ``run_group_level`` with the report (participant pages, ``qc.tsv``, the study
-page): a first run, which makes every page, and a second run with nothing changed (pages
-reused). CPU seconds are user + system of this process and of its finished child processes
-(the ``--nprocs`` page workers).
+First the participant pages are made as the participant level makes them, at the end of
+each participant's run (``workflows.report.participant_page``, ``--nprocs`` processes; timed:
+the cost the pages add to the participant level). Then it times ``run_group_level`` with the
+report (``qc.tsv``, the study page, the participant pages reused): a first run and a second
+run with nothing changed. With ``--pages-in-report`` the pages are left to the first report
+run (a participant level run with ``--no-report``). CPU seconds are user + system of this
+process and of its finished child processes (the ``--nprocs`` page workers).
 
 Usage::
 
@@ -114,6 +117,43 @@ def make_study(work: Path, base_bids: Path, base_out: Path, labels: list[str],
                      reference_age=ref_age), len(plan.participants)
 
 
+def _page(cfg, subject) -> float:
+    """One participant's page as the participant level makes it; returns its CPU seconds."""
+    from ironmap.workflows.report import participant_page
+
+    c0 = time.process_time()
+    participant_page(cfg, subject)
+    return time.process_time() - c0
+
+
+def participant_pages(cfg, n: int) -> dict:
+    """The pages the participant level makes at the end of each participant's run.
+
+    The participants were linked, not run, so their pages are made here, one call of
+    ``participant_page`` per participant in ``cfg.nprocs`` processes: the cost the page adds
+    to the participant level.
+    """
+    import dataclasses
+    import functools
+    from concurrent.futures import ProcessPoolExecutor
+
+    from ironmap.io.bids import discover
+
+    pcfg = dataclasses.replace(cfg, analysis_level="participant")
+    subjects = discover(cfg.bids_dir)
+    t0, c0 = time.perf_counter(), cpu_seconds()
+    with ProcessPoolExecutor(max_workers=max(1, cfg.nprocs)) as pool:
+        per_page = list(pool.map(functools.partial(_page, pcfg), subjects))
+    wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
+    mean = sum(per_page) / len(per_page)
+    print(f"participant pages at the participant level, {n} participants: {wall:.1f} s wall, "
+          f"{cpu:.1f} CPU-s, {mean:.2f} CPU-s per page (min {min(per_page):.2f}, max "
+          f"{max(per_page):.2f}), load average {os.getloadavg()[0]:.1f}")
+    return {"run": "participant pages (participant level)", "wall_s": round(wall, 1),
+            "cpu_s": round(cpu, 1), "cpu_s_per_page": round(mean, 3), "pages": len(per_page),
+            "exit_code": 0, "load_average": os.getloadavg()[0]}
+
+
 def main(argv=None) -> int:
     import dataclasses
 
@@ -125,6 +165,10 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--fresh", action="store_true", help="simulate the base participants again")
     ap.add_argument("--profile", type=Path, help="write a cProfile of the first run here")
+    ap.add_argument("--pages-in-report", action="store_true",
+                    help="leave the participant pages to the report (as with a participant "
+                         "level run with --no-report) instead of making them first, as the "
+                         "participant level does")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     args.work.mkdir(parents=True, exist_ok=True)
@@ -137,9 +181,13 @@ def main(argv=None) -> int:
 
     print(f"load average at start {os.getloadavg()}; {n} participants, --nprocs {args.nprocs}")
     rows = []
-    for label in ("first run (every page made)", "second run (nothing changed)"):
+    if not args.pages_in_report:
+        rows.append(participant_pages(cfg, n))
+    first = ("first run (every page made)" if args.pages_in_report
+             else "first run (pages made by the participant level)")
+    for label in (first, "second run (nothing changed)"):
         prof = None
-        if args.profile and not rows:
+        if args.profile and label.startswith("first"):
             import cProfile
 
             prof = cProfile.Profile(time.process_time)

@@ -37,3 +37,10 @@ def image_ids(svg: bytes | str | Path) -> list[str]:
     if isinstance(svg, Path):
         svg = svg.read_bytes()
     return [e.get("id") for e in ET.fromstring(svg).iter(f"{SVG}image") if e.get("id")]
+
+
+def png_panel_ids(png: Path) -> list[str]:
+    """Ids of the panels of an array-drawn PNG (its ``ironmap`` layout chunk)."""
+    from ironmap.report.raster import read_png
+
+    return [p["id"] for p in read_png(png.read_bytes())[1].get("panels", [])]

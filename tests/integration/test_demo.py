@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from _figcheck import image_ids, points_by_prefix, svg_groups
+from _figcheck import png_panel_ids, points_by_prefix, svg_groups
 from ironmap.cli.main import main
 from ironmap.io.tables import read_tsv
 
@@ -129,19 +129,15 @@ def test_subject_figures_have_content(demo):
     deriv = demo.out_dir / "ironmap"
     for page in sorted(deriv.glob("sub-*.html"))[:3]:
         figs, sub = deriv / page.stem / "figures", page.stem
-        ids = image_ids(figs / f"{sub}_desc-fig1_R2starmap.svg")
-        assert {"image-echo1", "image-echo2", "image-r2star", "image-r2star-bg",
-                "image-labels"} <= set(ids)  # the four panels and the regions on R2*
-        ids = image_ids(figs / f"{sub}_desc-montage_R2starmap.svg")
+        # array-drawn figures: one PNG each, its panels named in its layout chunk
+        ids = png_panel_ids(figs / f"{sub}_desc-fig1_R2starmap.png")
+        assert ids == ["image-echo1", "image-echo2", "image-r2star", "image-labels"]
+        ids = png_panel_ids(figs / f"{sub}_desc-montage_R2starmap.png")
         assert sum(i.startswith("image-slice-") for i in ids) == 8
-        for name, layers in (("flairedges_T1w", ("reference", "edges")),
-                             ("megreedges_T1w", ("reference", "edges")),
-                             ("overlay_R2starmap", ("r2star", "labels"))):
-            ids = image_ids(figs / f"{sub}_desc-{name}.svg")
-            for layer in layers:
-                assert sum(i.startswith(f"image-{layer}-") for i in ids) >= 3, (name, layer)
-        ids = image_ids(figs / f"{sub}_desc-flags_R2starmap.svg")
-        assert sum(i.startswith("image-flagged-") for i in ids) >= 3  # flagged-voxel map
+        for name, layer in (("flairedges_T1w", "edges"), ("megreedges_T1w", "edges"),
+                            ("overlay_R2starmap", "labels"), ("flags_R2starmap", "flagged")):
+            ids = png_panel_ids(figs / f"{sub}_desc-{name}.png")
+            assert sum(i.startswith(f"image-{layer}-") for i in ids) >= 3, name
         regions = read_tsv(deriv / sub / "anat" / f"{sub}_desc-regions_r2star.tsv")
         hists = [k for k in svg_groups(figs / f"{sub}_desc-histograms_R2starmap.svg")
                  if k.startswith("hist-")]

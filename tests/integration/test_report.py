@@ -116,7 +116,10 @@ def test_outputs_written(study):
     svgs = sorted((out / "group" / "figures").glob("*.svg"))
     pngs = sorted((out / "group" / "figures").glob("*.png"))
     assert len(svgs) == len(pngs) == 7 + 7 + 2  # Figures 2, 3 per region with data, ages, sites
-    assert len(list((out / "sub-001" / "figures").glob("*.png"))) == 7
+    # participant images drawn from arrays (PNG only), the histograms written as SVG
+    figs = out / "sub-001" / "figures"
+    assert len(list(figs.glob("*.png"))) == 6
+    assert [p.name for p in figs.glob("*.svg")] == ["sub-001_desc-histograms_R2starmap.svg"]
 
 
 def test_table2_cells_equal_tsv(study):
@@ -146,7 +149,8 @@ def test_self_contained(study):
     cfg, _ = study
     for page in (cfg.output_dir / "report.html", cfg.output_dir / "sub-001.html"):
         p = parse(page, "-")
-        assert p.imgs and all(src.startswith("data:image/png;base64,") for src in p.imgs)
+        assert p.imgs and all(src.startswith(("data:image/png;base64,",
+                                              "data:image/svg+xml;base64,")) for src in p.imgs)
         external = [u for u in p.links if re.match(r"^[a-z]+://", u)]
         assert external == []
         text = page.read_text(encoding="utf-8")
@@ -240,7 +244,8 @@ def test_report_in_headless_chromium(study, tmp_path):
     assert assert_numbers_match_tsv(numbers["table1"], out / "group" / "table1.tsv") >= 4
     sub = open_page(out / "sub-001.html", {**REPORT_PROBES, "viewer": VIEWER_PROBE}, tmp_path)
     assert sub.errors == [] and sub.values["broken_images"] == []
-    assert sub.values["n_images"] == 7 and not screenshot_is_blank(sub.screenshot_png)
+    # 7 figures and the colour scales of Figure 1 and the montage
+    assert sub.values["n_images"] == 7 + 2 and not screenshot_is_blank(sub.screenshot_png)
     assert sub.values["shrunk_figures"] == []
     v = sub.values["viewer"]
     assert v["ready"] == "1"
@@ -251,3 +256,72 @@ def test_report_in_headless_chromium(study, tmp_path):
     assert v["axial"]["colored"] > 50  # region labels drawn in colour
     assert v["bare"]["colored"] == 0  # opacity 0: grey R2* only
     assert v["coronal"]["height"] != v["axial"]["height"]  # another plane, voxel aspect
+
+
+def test_participant_page_states_the_scale_it_draws(study):
+    """The R2* scale written in the page (caption and colour bar) is the range the PNG's
+    pixels were drawn with, and the panel titles are those of the PNG's layout."""
+    from ironmap.report.raster import panel_pixels, read_png
+
+    cfg, _ = study
+    text = (cfg.output_dir / "sub-001.html").read_text(encoding="utf-8")
+    png = cfg.output_dir / "sub-001" / "figures" / "sub-001_desc-montage_R2starmap.png"
+    rgb, meta = read_png(png.read_bytes())
+    lo, hi = meta["range"]
+    block = re.search(r'<figure id="montage">.*?</figure>', text, re.S).group(0)
+    assert f"R2* colour scale {lo:.1f}-{hi:.1f} s⁻¹" in block
+    found = re.search(r'data-low="([^"]+)" data-high="([^"]+)"><span>([^<]+)</span>', block)
+    assert (float(found.group(1)), float(found.group(2))) == (lo, hi)
+    assert found.group(3) == f"{lo:.1f}"
+    titles = re.findall(r'<span class="rf-title"[^>]*>([^<]+)</span>', block)
+    assert titles == [p["title"] for p in meta["panels"]] and len(titles) == 8
+    assert all(panel_pixels(rgb, meta, p["id"]).shape[:2] == (24, 28) for p in meta["panels"])
+
+
+def test_pages_made_by_the_participant_level_are_reused(tmp_path, rng):
+    """A page made at the end of a participant's run (``participant_page``) is the page the
+    report shows: the report reuses it unchanged; ``--no-report`` makes none."""
+    import dataclasses
+
+    from ironmap.io.bids import discover
+    from ironmap.workflows.report import participant_page
+
+    cfg = make_study(tmp_path, rng, groups={"HC": 2, "RRMS": 1})
+    part = dataclasses.replace(cfg, analysis_level="participant", report=True)
+    subjects = list(discover(cfg.bids_dir))
+    assert participant_page(dataclasses.replace(part, report=False), subjects[0]) is None
+    assert not list(cfg.output_dir.glob("sub-*.html"))
+    made = {s.label: participant_page(part, s) for s in subjects}
+    assert all(p is not None and p.exists() for p in made.values())
+    before = {k: (p.stat().st_mtime_ns, p.read_bytes()) for k, p in made.items()}
+    write_reports(cfg)
+    after = {k: (p.stat().st_mtime_ns, p.read_bytes()) for k, p in made.items()}
+    assert after == before  # reused, not made again
+    qc = read_tsv(cfg.output_dir / "group" / "qc.tsv")
+    assert list(qc["participant_id"]) == ["sub-001", "sub-002", "sub-003"]
+
+
+def test_page_from_images_in_memory_equals_page_from_files(tmp_path, rng):
+    """The participant level's page (raw images handed over in memory) is the page the
+    report makes from the files: same HTML, same figure files."""
+    from ironmap.core.qc.run_flags import QCThresholds
+    from ironmap.io.bids import discover
+    from ironmap.io.nifti import load_image
+    from ironmap.workflows.report import in_memory_inputs, write_subject_page
+
+    cfg = make_study(tmp_path, rng, groups={"HC": 1, "RRMS": 1})
+    s = list(discover(cfg.bids_dir))[1]
+    figs = cfg.output_dir / s.label / "figures"
+
+    def written():
+        page, _ = write_subject_page(cfg, s, {"group": "RRMS"}, QCThresholds(), mem)
+        return page.read_bytes(), {p.name: p.read_bytes() for p in sorted(figs.iterdir())}
+
+    mem = None
+    from_files = written()
+    held = {"echoes": [load_image(e.path) for e in s.echoes], "t1w": load_image(s.t1w),
+            "flair": load_image(s.flair)}
+    mem = in_memory_inputs(s, held)
+    assert sorted(mem) == sorted(str(p) for p in [*(e.path for e in s.echoes), s.t1w,
+                                                   s.flair])
+    assert written() == from_files

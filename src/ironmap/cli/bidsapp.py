@@ -130,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="harmonise regional R2* across sites before the statistics: ComBat "
                    "with linear age or with an age spline (group and age protected)")
     h.add_argument("--no-report", action="store_false", dest="report",
-                   help="skip the HTML report")
+                   help="skip the HTML report (at the participant level: the participants' "
+                   "QC pages)")
     return p
 
 

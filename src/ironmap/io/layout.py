@@ -109,7 +109,7 @@ _OUTPUTS: tuple[Output, ...] = (
           "R2* grid"),
     _anat("brain_mask_t1w", "space-T1w_desc-brain_mask.nii.gz", "Brain mask on the T1w grid"),
     Output("figure_dir", "report", "{subject}/figures", "The participant's QC figures "
-           "(PNG + SVG, named by figure)"),
+           "(PNG with the panel layout in its text chunk; histograms SVG; named by figure)"),
     Output("page_key", "report", "{subject}/figures/page-key.json", "Key of the participant's "
            "QC page, its qc.tsv row and flags (a page is reused while the key matches)"),
     Output("subject_page", "report", "{prefix}.html", "The participant's QC page"),

@@ -8,6 +8,7 @@ against its table. Pages open offline: no external CSS, fonts, scripts or images
 from __future__ import annotations
 
 import base64
+import functools
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -81,6 +82,11 @@ class FigureView:
     error: str | None = None
     files: list[str] = field(default_factory=list)
     width: int | None = None  # CSS px at which the text has its drawn point size
+    #: array-drawn figures (:mod:`ironmap.report.raster`): the page writes their text
+    heading: str = ""  # the figure's title line
+    panels: list[dict[str, Any]] = field(default_factory=list)  # title, left/top/width in %
+    legend: list[tuple[str, str]] = field(default_factory=list)  # (name, hex colour)
+    colorbar: dict[str, Any] | None = None  # uri, low, high, label
 
 
 def png_data_uri(png: bytes) -> str:
@@ -278,4 +284,10 @@ def render(template: str, **context: Any) -> str:
     str
         The HTML page.
     """
-    return environment().get_template(template).render(**context)
+    return _environment().get_template(template).render(**context)
+
+
+@functools.lru_cache(maxsize=1)
+def _environment() -> jinja2.Environment:
+    """One environment per process: its templates are compiled once, not once per page."""
+    return environment()

@@ -245,6 +245,46 @@ def region_histograms_figure(r2star: np.ndarray, labels: np.ndarray,
     return finish_grid(fig, axes[len(values):], "R2* (1/s); line = mean", "voxels")
 
 
+def flagged_slices(background: np.ndarray, flagged: np.ndarray, head: np.ndarray | None,
+                   n_slices: int) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """The flagged voxels inside the head and the slices that show them.
+
+    Half the slices are spread over the head, half are those with most flagged voxels.
+
+    Parameters
+    ----------
+    background : ndarray of shape (nx, ny, nz)
+        First-echo magnitude.
+    flagged : ndarray of bool, shape (nx, ny, nz)
+        Flagged voxels.
+    head : ndarray of bool, shape (nx, ny, nz) or None
+        Only flagged voxels inside it count.
+    n_slices : int
+        Slices wanted.
+
+    Returns
+    -------
+    background : ndarray of shape (nx, ny, nz)
+        The checked image.
+    inside : ndarray of bool, shape (nx, ny, nz)
+        Flagged voxels in the head.
+    slices : list of int
+        Axial slices, ascending.
+    """
+    background = check_volume("GRE echo 1", background)
+    flagged = np.asarray(check_volume("fit flags", flagged), bool)
+    if flagged.shape != background.shape:
+        raise FigureDataError(f"grids differ: {background.shape} vs {flagged.shape}")
+    inside = flagged if head is None else flagged & np.asarray(head, bool)
+    ks = spread_slices(head if head is not None else background > 0, background.shape,
+                       n_slices)
+    if inside.any():  # prefer slices that show flagged voxels
+        counts = inside.sum(axis=(0, 1))
+        ks = sorted(set(ks[: n_slices // 2])
+                    | {int(k) for k in np.argsort(counts)[::-1][: n_slices - n_slices // 2]})
+    return background, inside, ks
+
+
 def flagged_voxels_figure(background: np.ndarray, flagged: np.ndarray,
                           head: np.ndarray | None = None, labels: np.ndarray | None = None,
                           *, n_slices: int = 4) -> Figure:
@@ -268,17 +308,7 @@ def flagged_voxels_figure(background: np.ndarray, flagged: np.ndarray,
     matplotlib.figure.Figure
         The figure (Agg canvas, no pyplot state).
     """
-    background = check_volume("GRE echo 1", background)
-    flagged = np.asarray(check_volume("fit flags", flagged), bool)
-    if flagged.shape != background.shape:
-        raise FigureDataError(f"grids differ: {background.shape} vs {flagged.shape}")
-    inside = flagged if head is None else flagged & np.asarray(head, bool)
-    ks = spread_slices(head if head is not None else background > 0, background.shape,
-                       n_slices)
-    if inside.any():  # prefer slices that show flagged voxels
-        counts = inside.sum(axis=(0, 1))
-        ks = sorted(set(ks[: n_slices // 2]) | set(np.argsort(counts)[::-1][: n_slices
-                                                                            - n_slices // 2]))
+    background, inside, ks = flagged_slices(background, flagged, head, n_slices)
     fig, axes = grey_row(background, ks, "echo1", 2.8, 3.4, 0.8)
     for ax, k in zip(axes, ks, strict=True):
         plane = np.ma.masked_equal(inside[:, :, k].astype(float), 0)

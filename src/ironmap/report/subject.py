@@ -16,6 +16,7 @@ import pandas as pd
 from ironmap.core.qc import run_flags
 from ironmap.report import figures as F
 from ironmap.report import overlays as O
+from ironmap.report import pageimages as P
 from ironmap.report.html import TableView, table_view
 
 
@@ -48,6 +49,7 @@ class SubjectImages:
     lesions: pd.DataFrame | None = None  # per-lesion table
     brain: np.ndarray | None = None  # brain mask on the R2* grid (desc-brain_mask), if any
     voxel_sizes: tuple[float, float, float] = (1.0, 1.0, 1.0)  # mm, R2* grid (closest RAS)
+    t1w_voxel_sizes: tuple[float, float, float] = (1.0, 1.0, 1.0)  # mm, T1w (closest RAS)
     label_names: dict[int, str] = field(default_factory=dict)  # label value -> name
     similarity: dict[str, float] = field(default_factory=dict)  # series -> NMI
     segmentation_errors: dict[str, str] = field(default_factory=dict)  # T1w step -> message
@@ -358,43 +360,47 @@ def figure_jobs(img: SubjectImages) -> list[tuple[str, F.FigureJob]]:
     head = derived(img, "head", lambda: head_mask(img.echo1))
     t1w_range = None if img.t1w is None else F.robust_range(img.t1w, 1, 99.5)
     names = img.label_names or None
+    vox, t1w_vox = img.voxel_sizes[:2], img.t1w_voxel_sizes[:2]
+    echo_range = None if img.echo1 is None else F.robust_range(img.echo1, 1, 99.5)
     jobs = [
         ("maps", F.FigureJob(
             "fig1", "Figure 1 · echoes and R2* map",
             "(A) first and (B) second echo, (C) R2* map, (D) eroded regions on R2* (legend: "
             "label names). " + range_text,
             f"{p}_desc-fig1_R2starmap",
-            partial(F.subject_maps_figure, img.echo1, img.echo2, r2, img.eroded,
-                    r2star_range=rng, echo_times=img.echo_times, title=p, label_names=names))),
+            partial(P.maps_figure, img.echo1, img.echo2, r2, img.eroded,
+                    r2star_range=rng, echo_times=img.echo_times, title=p, label_names=names,
+                    voxel_sizes=vox, echo_range=echo_range))),
         ("maps", F.FigureJob(
             "montage", "R2* montage", "Axial R2* slices (s⁻¹) across the head. " + range_text,
             f"{p}_desc-montage_R2starmap",
-            partial(F.r2star_montage_figure, r2, mask=head,
-                    r2star_range=rng))),
+            partial(P.montage_figure, r2, mask=head, r2star_range=rng, voxel_sizes=vox))),
         ("registration", F.FigureJob(
             "flair-t1w", "FLAIR registered to T1w", "FLAIR edges (orange) over the T1w image.",
             f"{p}_desc-flairedges_T1w",
-            partial(F.edge_overlay_figure, img.t1w, img.flair_on_t1w,
-                    slices=img.t1w_slices.get("flair_on_t1w"), display_range=t1w_range))),
+            partial(P.edges_figure, img.t1w, img.flair_on_t1w,
+                    slices=img.t1w_slices.get("flair_on_t1w"), display_range=t1w_range,
+                    voxel_sizes=t1w_vox))),
         ("registration", F.FigureJob(
             "megre-t1w", "GRE (echo 1) registered to T1w",
             "GRE echo-1 edges (orange) over the T1w.", f"{p}_desc-megreedges_T1w",
-            partial(F.edge_overlay_figure, img.t1w, img.megre_on_t1w,
-                    slices=img.t1w_slices.get("megre_on_t1w"), display_range=t1w_range))),
+            partial(P.edges_figure, img.t1w, img.megre_on_t1w,
+                    slices=img.t1w_slices.get("megre_on_t1w"), display_range=t1w_range,
+                    voxel_sizes=t1w_vox))),
         ("overlays", F.FigureJob(
             "regions", "Regions and lesions on R2*",
             "Deep grey-matter labels (one colour each, before erosion; the legend lists the "
             "labels drawn) and lesion outlines (cyan) on R2* (grey). " + range_text,
             f"{p}_desc-overlay_R2starmap",
-            partial(O.regions_lesions_figure, r2, img.labels, img.lesion,
-                    r2star_range=rng, label_names=names))),
+            partial(P.regions_figure, r2, img.labels, img.lesion,
+                    r2star_range=rng, label_names=names, voxel_sizes=vox))),
     ]
     if img.eroded is not None and img.r2star is not None:
         jobs.append(("overlays", F.FigureJob(
             "histograms", "R2* per region",
             "Histogram of R2* in each eroded label: the valid (unflagged) voxels the regional "
             "mean is computed from; black line = mean.", f"{p}_desc-histograms_R2starmap",
-            partial(O.region_histograms_figure, img.r2star, img.eroded, img.flags, names,
+            partial(P.histograms_svg, img.r2star, img.eroded, img.flags, names,
                     int(FLAGS_INVALID)))))
     flagged = flagged_mask(img)
     if flagged is not None and img.echo1 is not None:
@@ -403,8 +409,8 @@ def figure_jobs(img: SubjectImages) -> list[tuple[str, F.FigureJob]]:
             "Voxels whose R2* fit failed or was flagged invalid (red) inside the head, on the "
             "first echo, with the region outlines (green); slices with the most flagged voxels "
             "are shown.", f"{p}_desc-flags_R2starmap",
-            partial(O.flagged_voxels_figure, img.echo1, flagged, head,
-                    img.labels))))
+            partial(P.flagged_figure, img.echo1, flagged, head, img.labels,
+                    voxel_sizes=vox, display_range=echo_range))))
     return jobs
 
 

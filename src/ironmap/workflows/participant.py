@@ -550,7 +550,8 @@ def lesions(subject, cfg, images, fit, r2img, xfm, stage, chosen) -> dict[str, A
     return row
 
 
-def analyse(subject: SubjectInputs, cfg: RunConfig, stage: Path) -> dict[str, Any]:
+def analyse(subject: SubjectInputs, cfg: RunConfig, stage: Path,
+            keep: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run steps 1-6 into ``stage``; returns the participant's summary (lesions, volumes, QC).
 
     Parameters
@@ -561,6 +562,8 @@ def analyse(subject: SubjectInputs, cfg: RunConfig, stage: Path) -> dict[str, An
         The run's configuration.
     stage : pathlib.Path
         The participant's staging folder (laid out like OUTPUT_DIR).
+    keep : dict, optional
+        Receives the loaded raw images (``echoes``, ``t1w``, ``flair``) for the QC page.
 
     Returns
     -------
@@ -578,6 +581,9 @@ def analyse(subject: SubjectInputs, cfg: RunConfig, stage: Path) -> dict[str, An
 
     chosen = choose_masks(subject)
     images = load_images(subject)
+    if keep is not None:  # the QC page draws from them (workflows.report.participant_page)
+        keep.update(echoes=images.echoes, flair=images.flair,
+                    t1w=None if images.t1w_from_gre else images.t1w)
     fit, r2img = fit_and_write(images, subject, cfg, stage)
     xfm, similarity = register_series(images, subject, cfg, stage)
     failed: dict[str, str] = {}

@@ -167,13 +167,16 @@ def process_subject(task: SubjectTask) -> dict[str, Any]:
         from ironmap.workflows.participant import analyse, commit
 
         shutil.rmtree(stage, ignore_errors=True)
-        summary = analyse(subject, cfg, stage)
+        loaded: dict[str, Any] = {}
+        summary = analyse(subject, cfg, stage, loaded)
         moved = commit(stage, out, subject)
         manifest = {"participant_id": subject.participant_id,
                     "session_id": subject.session_id, "status": "ok", "inputs": inputs,
                     "parameters": params, "outputs": hash_files(moved, root=out),
                     "summary": summary}
         write_manifest(mpath, manifest)
+        _qc_page(cfg, subject, loaded)
+        loaded.clear()
         log.info("%s: done in %.1f s", subject.label, time.monotonic() - t0)
         return {**record, "status": "ok", "summary": summary,
                 "seconds": time.monotonic() - t0}
@@ -186,6 +189,16 @@ def process_subject(task: SubjectTask) -> dict[str, Any]:
                 "seconds": time.monotonic() - t0}
     finally:
         _close_log(handler)
+
+
+def _qc_page(cfg: RunConfig, subject: SubjectInputs, images: dict[str, Any]) -> None:
+    """The participant's QC page, made while its images are in memory (not with --no-report).
+
+    The group level's report reuses it while nothing it shows changes.
+    """
+    from ironmap.workflows.report import participant_page
+
+    participant_page(cfg, subject, images)
 
 
 def _describe(exc: BaseException) -> str:

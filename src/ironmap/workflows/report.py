@@ -11,6 +11,7 @@ and never stops the rest. Outputs:
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import time
@@ -30,6 +31,8 @@ from ironmap.report import html, study
 from ironmap.report import subject as subj
 from ironmap.report.figures import FigureJob, display_width, render_figure
 from ironmap.report.methods import build_methods
+from ironmap.report.pageimages import SvgFigure
+from ironmap.report.raster import RasterFigure
 from ironmap.report.viewer import script as viewer_script
 from ironmap.workflows.config import RunConfig
 from ironmap.workflows.provenance import first_r2star_sidecar, mask_sources, run_config
@@ -161,6 +164,33 @@ def _slices_on_t1w(img, t1w_can, xfm_path: Path, problems: list[str], what: str,
         return None, []
 
 
+def in_memory_inputs(subject, images: dict[str, Any]) -> dict[str, Any]:
+    """The participant's raw images the participant level holds, as in-memory images.
+
+    Parameters
+    ----------
+    subject : SubjectInputs
+        The participant.
+    images : dict
+        ``echoes`` (list, in echo order), ``t1w`` and ``flair`` (each None when absent or
+        not from its own file): nibabel images as the participant level loaded them.
+
+    Returns
+    -------
+    dict of str to nibabel.Nifti1Image
+        Path -> image holding its float32 data (what :func:`load_subject` reads from the
+        file: the same values, without reading and decompressing it again).
+    """
+    import nibabel as nib
+
+    pairs = [(e.path, img) for e, img in zip(subject.echoes, images.get("echoes") or [],
+                                            strict=False)]
+    pairs += [(subject.t1w, images.get("t1w")), (subject.flair, images.get("flair"))]
+    return {str(path): nib.Nifti1Image(img.get_fdata(dtype=np.float32), img.affine,
+                                       img.header)
+            for path, img in pairs if path is not None and img is not None}
+
+
 def _canonical_zooms(img) -> tuple[float, float, float]:
     """Voxel sizes (mm) of an image in the closest-RAS axis order of :func:`_canonical`."""
     from nibabel.orientations import io_orientation
@@ -184,7 +214,8 @@ def _brain_mask(out: Path, pid: str, sid: str | None, ref) -> np.ndarray | None:
     return None
 
 
-def load_subject(cfg: RunConfig, inputs) -> subj.SubjectImages:
+def load_subject(cfg: RunConfig, inputs, preloaded: dict[str, Any] | None = None
+                 ) -> subj.SubjectImages:
     """Arrays of one participant, closest RAS+.
 
     Parameters
@@ -193,6 +224,9 @@ def load_subject(cfg: RunConfig, inputs) -> subj.SubjectImages:
         The run's configuration.
     inputs : SubjectInputs
         The participant.
+    preloaded : dict of str to nibabel image, optional
+        Raw input images already in memory, by path (:func:`in_memory_inputs`); the others
+        are read from their files.
 
     Returns
     -------
@@ -207,10 +241,15 @@ def load_subject(cfg: RunConfig, inputs) -> subj.SubjectImages:
     r2 = _load(derivative_path(out, "r2starmap", pid, sid), p, "R2* map")
     echoes = list(inputs.echoes)
     s.echo_times = [e.echo_time for e in echoes]
-    e1 = _load(echoes[0].path if echoes else None, p, "GRE echo 1")
-    e2 = _load(echoes[1].path if len(echoes) > 1 else None, p, "GRE echo 2")
-    t1w = _load(inputs.t1w, p, "T1w")
-    flair = _load(inputs.flair, p, "FLAIR")
+    mem = preloaded or {}
+
+    def raw(path, what):
+        return mem[str(path)] if str(path) in mem else _load(path, p, what)
+
+    e1 = raw(echoes[0].path if echoes else None, "GRE echo 1")
+    e2 = raw(echoes[1].path if len(echoes) > 1 else None, "GRE echo 2")
+    t1w = raw(inputs.t1w, "T1w")
+    flair = raw(inputs.flair, "FLAIR")
     ref = r2 if r2 is not None else e1
     if ref is not None:
         aff = ref.affine
@@ -233,6 +272,7 @@ def load_subject(cfg: RunConfig, inputs) -> subj.SubjectImages:
 
         t1w_can = nib.as_closest_canonical(t1w)
         s.t1w = _array(t1w_can)
+        s.t1w_voxel_sizes = tuple(float(z) for z in t1w_can.header.get_zooms()[:3])
         for img, name, attr in ((flair, "xfm_flair_to_t1w", "flair_on_t1w"),
                                 (e1, "xfm_megre_to_t1w", "megre_on_t1w")):
             arr, ks = _slices_on_t1w(img, t1w_can, derivative_path(out, name, pid, sid), p,
@@ -273,6 +313,15 @@ def realise(job: FigureJob, fig_dir: Path, rel_to: Path) -> html.FigureView:
     view = html.FigureView(job.id, job.title, job.caption)
     try:
         fig = job.build()
+        if isinstance(fig, RasterFigure):  # drawn from arrays: one PNG, text in the page
+            return _realise_raster(view, fig, fig_dir / f"{job.stem}.png", rel_to)
+        if isinstance(fig, SvgFigure):  # written as SVG text
+            svg = fig.markup.encode()
+            view.files.append(str(write_bytes(fig_dir / f"{job.stem}.svg", svg)
+                                  .relative_to(rel_to)))
+            view.data_uri = "data:image/svg+xml;base64," + base64.b64encode(svg).decode()
+            view.width = fig.width
+            return view
         data = render_figure(fig)
         for fmt, blob in data.items():
             path = write_bytes(fig_dir / f"{job.stem}.{fmt}", blob)
@@ -286,8 +335,29 @@ def realise(job: FigureJob, fig_dir: Path, rel_to: Path) -> html.FigureView:
     return view
 
 
+def _realise_raster(view: html.FigureView, fig: RasterFigure, path: Path,
+                    rel_to: Path) -> html.FigureView:
+    """Write an array-drawn figure's PNG and give the page its titles, scale and legend."""
+    png, meta = fig.render()
+    view.files.append(str(write_bytes(path, png).relative_to(rel_to)))
+    view.data_uri = html.png_data_uri(png)
+    view.width, view.heading, view.legend = meta["width"], fig.title, list(fig.legend)
+    w, h, band = meta["width"], meta["height"], meta["title_band"]
+    view.panels = [{"title": p["title"], "left": round(100 * p["box"][0] / w, 3),
+                    "top": round(100 * (p["box"][1] - band) / h, 3),
+                    "width": round(100 * p["box"][2] / w, 3)} for p in meta["panels"]]
+    if fig.colorbar is not None:
+        cb = fig.colorbar
+        view.colorbar = {"uri": cb.strip_uri(), "low": cb.low, "high": cb.high,
+                         "low_text": f"{cb.low:.1f}", "high_text": f"{cb.high:.1f}",
+                         "label": cb.label}
+    return view
+
+
 def write_subject_page(cfg: RunConfig, inputs, info: dict[str, str],
-                       thresholds: run_flags.QCThresholds) -> tuple[Path, dict[str, Any]]:
+                       thresholds: run_flags.QCThresholds,
+                       preloaded: dict[str, Any] | None = None
+                       ) -> tuple[Path, dict[str, Any]]:
     """Write ``sub-X.html`` and its figures.
 
     Parameters
@@ -300,6 +370,8 @@ def write_subject_page(cfg: RunConfig, inputs, info: dict[str, str],
         Its ``participants.tsv`` fields.
     thresholds : QCThresholds
         The QC limits.
+    preloaded : dict of str to nibabel image, optional
+        Raw images already in memory (:func:`load_subject`).
 
     Returns
     -------
@@ -311,7 +383,7 @@ def write_subject_page(cfg: RunConfig, inputs, info: dict[str, str],
     from ironmap import __version__
 
     out = Path(cfg.output_dir)
-    s = load_subject(cfg, inputs)
+    s = load_subject(cfg, inputs, preloaded)
     m = subj.metrics(s)
     flags = subj.flags_for(s, m, thresholds)
     fig_dir = derivative_path(out, "figure_dir", s.participant_id, s.session_id)
@@ -447,8 +519,6 @@ def _subject_entry(cfg: RunConfig, inputs: study.StudyInputs, s, *, failed: dict
     Its page is written, or reused when nothing it is made from has changed
     (:mod:`ironmap.workflows.pagecache`).
     """
-    from ironmap.workflows import pagecache
-
     info = _participant_info(inputs, s.participant_id)
     entry = {"label": s.label, "group": info.get(inputs.group_column, "n/a"),
              "site": info.get("site", "n/a"), "page": None, "n_flags": 0}
@@ -456,24 +526,116 @@ def _subject_entry(cfg: RunConfig, inputs: study.StudyInputs, s, *, failed: dict
     if s.label in failed or not r2.exists():
         entry["status"] = "failed" if s.label in failed else "not processed"
         return entry
+    page, res, entry["progress"] = page_made_or_reused(cfg, s, info, thresholds)
+    if res is None:
+        entry["status"] = f"page failed: {entry['progress']}"
+        return entry
+    entry.update(status="ok", page=page.name, n_flags=len(res["flags"]), result=True,
+                 row=res["row"], flags=res["flags"])
+    return entry
+
+
+def page_made_or_reused(cfg: RunConfig, s, info: dict[str, str],
+                        thresholds: run_flags.QCThresholds,
+                        preloaded: dict[str, Any] | None = None
+                        ) -> tuple[Path, dict[str, Any] | None, str]:
+    """A participant's page: reused when its key matches (:mod:`~.pagecache`), else written.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run's configuration.
+    s : SubjectInputs
+        The participant.
+    info : dict of str to str
+        Its ``participants.tsv`` fields.
+    thresholds : QCThresholds
+        The QC limits.
+    preloaded : dict of str to nibabel image, optional
+        Raw images already in memory (:func:`load_subject`).
+
+    Returns
+    -------
+    page : pathlib.Path
+        The page.
+    result : dict or None
+        ``row`` and ``flags``; None when the page could not be made.
+    status : str
+        ``ok``, ``ok (unchanged, page reused)`` or the error.
+    """
+    from ironmap.workflows import pagecache
+
     out = Path(cfg.output_dir)
     page = output_path(out, "subject_page", s.participant_id, s.session_id)
     fig_dir = derivative_path(out, "figure_dir", s.participant_id, s.session_id)
     key = pagecache.page_key(out, s, info, thresholds)
     res = pagecache.load(fig_dir, page, key)
-    entry["progress"] = "ok (unchanged, page reused)"
-    if res is None:
-        try:
-            page, res = write_subject_page(cfg, s, info, thresholds)
-        except Exception as exc:  # one broken page never stops the others
-            log.warning("%s: QC page failed: %s", s.label, exc, exc_info=True)
-            entry["status"] = f"page failed: {exc}"
-            return entry
-        pagecache.store(fig_dir, page, key, res)
-        entry["progress"] = "ok"
-    entry.update(status="ok", page=page.name, n_flags=len(res["flags"]), result=True,
-                 row=res["row"], flags=res["flags"])
-    return entry
+    if res is not None:
+        return page, res, "ok (unchanged, page reused)"
+    try:
+        page, res = write_subject_page(cfg, s, info, thresholds, preloaded)
+    except Exception as exc:  # one broken page never stops the others
+        log.warning("%s: QC page failed: %s", s.label, exc, exc_info=True)
+        return page, None, str(exc)
+    pagecache.store(fig_dir, page, key, res)
+    return page, res, "ok"
+
+
+def page_thresholds(inputs: study.StudyInputs) -> run_flags.QCThresholds:
+    """The QC limits of a run (``min_region_voxels`` from its configuration).
+
+    Parameters
+    ----------
+    inputs : StudyInputs
+        The run's configuration and tables.
+
+    Returns
+    -------
+    QCThresholds
+        The limits the pages are flagged with.
+    """
+    return run_flags.QCThresholds(
+        min_region_voxels=int(inputs.config.get("min_region_voxels") or 10))
+
+
+def participant_page(cfg: RunConfig, subject, images: dict[str, Any] | None = None
+                     ) -> Path | None:
+    """Make one participant's QC page at the end of its participant-level run.
+
+    The page is keyed as the group level's report keys it (:mod:`~.pagecache`), so the
+    report reuses it while nothing it is made from changes. Never raises: a page that cannot
+    be made is logged, and the report tries again.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The participant level's configuration (``cfg.report`` False: nothing is made).
+    subject : SubjectInputs
+        The participant just processed.
+    images : dict, optional
+        Its raw images as the participant level loaded them (:func:`in_memory_inputs`): not
+        read from their files again.
+
+    Returns
+    -------
+    pathlib.Path or None
+        The page, or None when none was made.
+    """
+    if not cfg.report:
+        return None
+    try:
+        problems: list[str] = []
+        inputs = study.StudyInputs(output_dir=Path(cfg.output_dir), config=run_config(cfg),
+                                   problems=problems)
+        inputs.participants = _read_optional(Path(cfg.bids_dir) / "participants.tsv",
+                                             problems)
+        info = _participant_info(inputs, subject.participant_id)
+        mem = in_memory_inputs(subject, images) if images else None
+        page, res, _ = page_made_or_reused(cfg, subject, info, page_thresholds(inputs), mem)
+    except Exception as exc:  # the participant's results stand; the report makes the page
+        log.warning("%s: QC page not made: %s", subject.label, exc, exc_info=True)
+        return None
+    return page if res is not None else None
 
 
 def write_qc_table(out: Path, rows: list[dict[str, Any]]) -> Path:
@@ -738,8 +900,7 @@ def write_reports(cfg: RunConfig, thresholds: run_flags.QCThresholds | None = No
     """
     t0 = time.monotonic()
     inputs = load_study(cfg)
-    thr = thresholds or run_flags.QCThresholds(
-        min_region_voxels=int(inputs.config.get("min_region_voxels") or 10))
+    thr = thresholds or page_thresholds(inputs)
     try:
         listing, flags, pages = subject_pages(cfg, inputs, thr)
     except Exception as exc:  # e.g. the raw dataset is gone: still write the study page
