@@ -110,7 +110,7 @@ def test_cli_refuses_to_write_empty_mask(rng, tmp_path):
 @pytest.mark.slow
 @pytest.mark.realdata
 @pytest.mark.parametrize("patient, min_dice, max_load_error",
-                         [("07", 0.65, 0.10), ("26", 0.62, 0.10)])
+                         [("07", 0.65, 0.10), ("26", 0.62, 0.15)])
 def test_open_ms_consensus(patient, min_dice, max_load_error):
     """Real MS FLAIR, one seed per consensus lesion (the voxel nearest its centroid)."""
     from conftest import require_shared
