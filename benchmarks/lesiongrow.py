@@ -3,6 +3,7 @@
 Usage::
 
     python benchmarks/lesiongrow.py [PATIENT ...] [--draws N] [--first D] [--merge-core]
+        [--free-level F]   # 2.0 gives the rule before free_level (default 0.8)
     # needs IRONMAP_SHARED_DATA; draws D .. D+N-1 (default 0-2: the reported draws; 10-13 were
     # the tuning draws of ``core_rise``)
 
@@ -40,7 +41,8 @@ def main(argv):
     draws = int(argv[argv.index("--draws") + 1]) if "--draws" in argv else 3
     first = int(argv[argv.index("--first") + 1]) if "--first" in argv else 0
     merge = "--merge-core" in argv
-    values = {argv.index(o) + 1 for o in ("--draws", "--first") if o in argv}
+    free = float(argv[argv.index("--free-level") + 1]) if "--free-level" in argv else 0.8
+    values = {argv.index(o) + 1 for o in ("--draws", "--first", "--free-level") if o in argv}
     patients = [a for i, a in enumerate(argv) if i not in values and not a.startswith("--")] \
         or ["07", "26", "19"]
     for p in patients:
@@ -49,10 +51,11 @@ def main(argv):
         data = flair.get_fdata(dtype=np.float32)
         for d in range(first, first + draws):
             seeds = random_seeds(gold, np.random.default_rng(d))
-            res = grow_lesions(data, seeds, (1, 1, 1), merge_core=merge)
+            res = grow_lesions(data, seeds, (1, 1, 1), merge_core=merge, free_level=free)
             m = lesion_detection(res.mask, gold)
             print(f"patient{p}\tdraw {d}\tseeds {len(seeds)}\tdice {m['dice']:.3f}\t"
-                  f"load ratio {m['load_ratio']:.2f}\tmerge_core {merge}", flush=True)
+                  f"load ratio {m['load_ratio']:.2f}\tmerge_core {merge}\tfree_level {free}",
+                  flush=True)
 
 
 if __name__ == "__main__":

