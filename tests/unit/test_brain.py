@@ -86,7 +86,7 @@ def test_absurd_volumes_are_refused_with_a_flag():
     problems = implausible_volumes(absurd, template_brain_cm3=1678.0)
     assert any(p.startswith("wm_cm3") for p in problems)
     assert any(p.startswith("gm_cm3") for p in problems)
-    assert any(p.startswith("wm_fraction") for p in problems)
+    assert any(p.startswith("gm_wm_ratio") for p in problems)
     normal = {"gm_cm3": 640.0, "wm_cm3": 480.0, "scaling_factor": 1.4,
               "brain_norm_cm3": 1120.0 * 1.4}
     assert implausible_volumes(normal, template_brain_cm3=1678.0) == []

@@ -2,7 +2,8 @@
 
 nilearn's bundled ICBM152 2009a template (no download) is registered to the T1w (affine, then
 SyN); its brain mask (plus a margin, minus bright non-brain tissue found by connectivity)
-delimits a three-class k-means Atropos segmentation (CSF, GM, WM) whose partial volume at class
+delimits a three-class Atropos segmentation (CSF, GM, WM; Gaussian mixture with the template's
+tissue priors carried onto the T1w, weight :data:`PRIOR_WEIGHT`) whose partial volume at class
 borders is unmixed linearly (:func:`ironmap.core.regions.tissue_volumes.partial_volume_fractions`).
 A template-space region marks deep grey matter. The affine stage gives the SIENAX-style head-size
 scaling factor.
@@ -36,6 +37,9 @@ log = logging.getLogger(__name__)
 MIN_SIMILARITY = 0.15
 #: Brains smaller than this (cm³, GM + WM) are refused as "no brain in the image".
 MIN_BRAIN_CM3 = 400.0
+#: Weight of the registered template's tissue priors in the Atropos classification (ANTs'
+#: own default for prior-based Atropos, e.g. ``antsAtroposN4.sh``; not fitted here).
+PRIOR_WEIGHT = 0.25
 
 
 class SegmentationError(RuntimeError):
@@ -368,8 +372,8 @@ class TissueSegmentation:
 
 def segment_tissues(t1w: nib.Nifti1Image, *, label: str = "T1w", template_mm: int = 2,
                     dilate_mm: float = 6.0, csf_margin_mm: float = 3.0, nonlinear: bool = True,
-                    workdir: str | None = None, bias_correct: bool = False
-                    ) -> TissueSegmentation:
+                    workdir: str | None = None, bias_correct: bool = False,
+                    prior_weight: float | None = PRIOR_WEIGHT) -> TissueSegmentation:
     """Brain extraction and three-class (CSF, GM, WM) segmentation of a T1w image.
 
     Returns partial-volume fractions (:class:`TissueSegmentation`); GM includes deep GM
@@ -394,6 +398,9 @@ def segment_tissues(t1w: nib.Nifti1Image, *, label: str = "T1w", template_mm: in
     bias_correct : bool
         N4 bias-field correction inside the brain and its margin before the classification
         (off by default; see docs/volumes.md).
+    prior_weight : float or None
+        Weight (0-1) of the registered template's GM/WM/CSF priors in the Atropos
+        classification; None: three-class k-means without priors (the previous method).
 
     Returns
     -------
@@ -412,7 +419,8 @@ def segment_tissues(t1w: nib.Nifti1Image, *, label: str = "T1w", template_mm: in
         with tempfile.TemporaryDirectory(prefix="ironmap-seg-") as tmp:
             return segment_tissues(t1w, label=label, template_mm=template_mm,
                                    dilate_mm=dilate_mm, csf_margin_mm=csf_margin_mm,
-                                   nonlinear=nonlinear, workdir=tmp)
+                                   nonlinear=nonlinear, workdir=tmp,
+                                   bias_correct=bias_correct, prior_weight=prior_weight)
     data = np.asarray(t1w.get_fdata(dtype=np.float32))
     if data.ndim != 3 or not np.isfinite(data).any() or np.nanstd(data) <= 0:
         raise SegmentationError(f"{label}: the T1w image is empty, constant or not 3D")
@@ -439,7 +447,11 @@ def segment_tissues(t1w: nib.Nifti1Image, *, label: str = "T1w", template_mm: in
     mask = (outside_mm <= dilate_mm) & signal
     if bias_correct:
         data = _n4(t1w, data, mask, workdir)
-    hard = _classify(t1w, data, template_brain & signal, mask, workdir)
+    priors = None
+    if prior_weight is not None:
+        priors = (warp(tpl.csf), warp(tpl.gm), warp(tpl.wm))
+    hard = _classify(t1w, data, template_brain & signal, mask, workdir, priors=priors,
+                     prior_weight=prior_weight or 0.0)
     depth_mm = ndimage.distance_transform_edt(template_brain, sampling=vox_mm)
     stray = ~_remove_bright_non_brain(hard, float(vox_mm.min()))
     hard[stray & (depth_mm <= dilate_mm)] = 0  # deeper in the brain, bright is white matter
@@ -473,28 +485,43 @@ def _n4(t1w, data: np.ndarray, mask: np.ndarray, workdir: str) -> np.ndarray:
 
 
 def _classify(t1w, data: np.ndarray, inner: np.ndarray, mask: np.ndarray,
-              workdir: str) -> np.ndarray:
+              workdir: str, priors=None, prior_weight: float = PRIOR_WEIGHT) -> np.ndarray:
     """Hard labels 1/2/3 = CSF/GM/WM (intensity order) inside ``mask``, 0 outside.
 
-    A three-class k-means Atropos segmentation (MRF 0.1) runs inside the registered template
-    brain (``inner``) only, so that scalp, fat and skull in the margin cannot take a class of
-    their own (on a raw head, bright scalp fat otherwise becomes the "WM" class and the brain's
-    GM and WM share one class), on intensities clipped to their 0.5-99.5th percentiles inside
-    the brain (a tail of bright vessels or outliers otherwise takes a class: open_ms patient
-    07). Margin voxels (``mask`` outside ``inner``) take the class whose pure intensity is
-    nearest; those brighter than WM by more than the GM-WM gap are non-brain.
+    With ``priors`` (CSF, GM, WM fractions of the registered template on the T1w grid) a
+    three-class Atropos Gaussian mixture (MRF 0.1) initialised and weighted by the priors
+    (``prior_weight``) runs; when its classes are not ordered CSF < GM < WM in intensity, or
+    without priors, a three-class k-means Atropos segmentation (MRF 0.1). Either runs inside
+    the registered template brain (``inner``) only, so that scalp, fat and skull in the margin
+    cannot take a class of their own (on a raw head, bright scalp fat otherwise becomes the
+    "WM" class and the brain's GM and WM share one class), on intensities clipped to their
+    0.5-99.5th percentiles inside the brain (a tail of bright vessels or outliers otherwise
+    takes a class: open_ms patient 07). Margin voxels (``mask`` outside ``inner``) take the
+    class whose pure intensity is nearest; those brighter than WM by more than the GM-WM gap
+    are non-brain.
     """
     ants = import_ants()
 
+    given = inner
     inner = inner & ~_bright_outliers(data, inner)
     lo, hi = np.percentile(data[inner], [0.5, 99.5]) if inner.any() else (0.0, 0.0)
     subject = to_ants(t1w, np.clip(data, lo, hi))
+    init: str | list = "Kmeans[3]"
+    if priors is not None:
+        init = [to_ants(t1w, np.where(inner, p, 0.0).astype(np.float32)) for p in priors]
     with _tempdir(workdir):  # Atropos writes its posteriors to the default temp folder
-        seg = ants.atropos(a=subject, x=to_ants(t1w, inner.astype(np.float32)),
-                           i="Kmeans[3]", m="[0.1,1x1x1]", c="[5,0]", verbose=0)
+        seg = ants.atropos(a=subject, x=to_ants(t1w, inner.astype(np.float32)), i=init,
+                           priorweight=prior_weight, m="[0.1,1x1x1]", c="[5,0]", r=0,
+                           verbose=0)  # r=0: Atropos' constant seed, so reruns are identical
     post = np.stack([np.where(inner, p.numpy(), 0.0) for p in seg["probabilityimages"]])
     hard = np.where(inner, np.argmax(post, axis=0) + 1, 0)
     means = pure_class_means(data, hard, 3)
+    if priors is not None and not means[0] < means[1] < means[2]:
+        # the prior classes did not settle in T1w order (CSF < GM < WM): on the XA30 MPRAGE
+        # the CSF prior's rim took bright dura and scalp. Fall back to k-means.
+        log.warning("tissue classes with template priors are not ordered CSF < GM < WM "
+                    "(%s); using k-means classes instead", np.round(means, 3))
+        return _classify(t1w, data, given, mask, workdir)
     order = np.argsort(means)
     hard = np.where(hard > 0, np.argsort(order)[np.maximum(hard - 1, 0)] + 1, 0)
     mu = np.sort(np.nan_to_num(means, nan=0.0))

@@ -20,7 +20,7 @@ from ironmap.io.layout import column_dictionary
 from ironmap.io.nifti import load_image
 from ironmap.io.outputs import derivative_path, subject_prefix
 from ironmap.io.tables import write_tsv
-from ironmap.spatial.segmentation import SegmentationError
+from ironmap.spatial.segmentation import PRIOR_WEIGHT, SegmentationError
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +41,10 @@ TABLE_DICTIONARY: dict[str, dict[str, str]] = column_dictionary("volumes_table")
 
 METHODS = ("Tissue volumes were measured on the T1w image: the ICBM 2009a template (nilearn) was "
            "registered to the T1w (ANTs, affine then SyN); inside its brain mask widened by 6 mm, "
-           "with bright non-brain tissue removed by connectivity, a three-class k-means Atropos "
-           "segmentation (CSF, GM, WM) was refined by linear two-class partial-volume unmixing at "
+           "with bright non-brain tissue removed by connectivity, a three-class Atropos "
+           "segmentation (CSF, GM, WM; Gaussian mixture initialised by the template's tissue "
+           f"priors, prior weight {PRIOR_WEIGHT:g}; k-means where the prior classes were not "
+           "ordered as in a T1w) was refined by linear two-class partial-volume unmixing at "
            "class borders; deep GM was GM within a template-defined basal-ganglia/thalamus "
            "region; volumes were normalised for head size by the determinant of the affine "
            "T1w-to-template transform (SIENAX V-scaling).")

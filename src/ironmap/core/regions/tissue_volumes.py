@@ -266,15 +266,21 @@ def normalise_volumes(volumes: dict[str, float], factor: float) -> dict[str, flo
 
 
 #: Plausible adult ranges of the volume table's values: ``column -> (low, high)``. GM and WM in
-#: cm³ (adult brains, atrophy included: GM 450-900, WM 350-800); ``wm_fraction`` = WM / (GM +
-#: WM) (adults about 0.40-0.47); ``scaling_factor``: a wide band that only catches failed
-#: template fits; ``brain_norm_ratio`` = head-size-normalised brain volume / the template's own
-#: brain volume (normalisation brings every head to template size, so a normalised brain far
-#: from the template's means a wrong factor or a wrong segmentation).
+#: cm³ (adult brains, atrophy included: GM 450-900, WM 350-800). ``gm_wm_ratio`` = GM / WM
+#: (replaces the earlier WM / (GM + WM) band 0.30-0.55, i.e. GM / WM 0.82-2.33): post mortem
+#: 1.28 at 20, 1.13 at 50 and 1.55 at 100 years (Miller, Alston & Corsellis, Neuropathol Appl
+#: Neurobiol 1980), the same course by MRI (Harris et al. 1994; Courchesne et al., Radiology
+#: 2000); the band 1.0-2.0 leaves room for method differences, so a ratio below 1 (GM lost to
+#: WM) or above 2 (WM lost to GM) means a wrong segmentation. ``csf_fraction`` = CSF / (GM + WM
+#: + CSF): above 0.40 the CSF class holds skull or scalp. ``scaling_factor``: a wide band that
+#: only catches failed template fits. ``brain_norm_ratio`` = head-size-normalised brain volume
+#: / the template's own brain volume (normalisation brings every head to template size, so a
+#: normalised brain far from the template's means a wrong factor or a wrong segmentation).
 PLAUSIBLE_RANGES: dict[str, tuple[float, float]] = {
     "gm_cm3": (450.0, 900.0),
     "wm_cm3": (350.0, 800.0),
-    "wm_fraction": (0.30, 0.55),
+    "gm_wm_ratio": (1.0, 2.0),
+    "csf_fraction": (0.0, 0.40),
     "scaling_factor": (0.7, 2.0),
     "brain_norm_ratio": (0.6, 1.25),
 }
@@ -287,10 +293,13 @@ def implausible_volumes(row: dict[str, float], template_brain_cm3: float | None 
     Parameters
     ----------
     row : dict
-        ``gm_cm3``, ``wm_cm3`` and (optionally) ``scaling_factor``, ``brain_norm_cm3``.
+        ``gm_cm3``, ``wm_cm3`` and (optionally) ``csf_cm3``, ``scaling_factor``,
+        ``brain_norm_cm3``.
     template_brain_cm3 : float, optional
         Brain volume (GM + WM, cm³) of the template the factor refers to; enables the
         ``brain_norm_ratio`` check.
+    ranges : dict, optional
+        Ranges replacing those of :data:`PLAUSIBLE_RANGES` by key.
 
     Returns
     -------
@@ -304,7 +313,10 @@ def implausible_volumes(row: dict[str, float], template_brain_cm3: float | None 
         if row.get(key) is not None:
             values[key] = float(row[key])
     if gm is not None and wm is not None and float(gm) + float(wm) > 0:
-        values["wm_fraction"] = float(wm) / (float(gm) + float(wm))
+        values["gm_wm_ratio"] = float(gm) / float(wm) if float(wm) > 0 else float("inf")
+        if row.get("csf_cm3") is not None:
+            values["csf_fraction"] = float(row["csf_cm3"]) / (float(gm) + float(wm)
+                                                              + float(row["csf_cm3"]))
     if template_brain_cm3 and row.get("brain_norm_cm3") is not None:
         values["brain_norm_ratio"] = float(row["brain_norm_cm3"]) / float(template_brain_cm3)
     problems = []
