@@ -269,7 +269,7 @@ def normalise_volumes(volumes: dict[str, float], factor: float) -> dict[str, flo
 #: cm³ (adult brains, atrophy included: GM 450-900, WM 350-800). ``gm_wm_ratio`` = GM / WM
 #: (replaces the earlier WM / (GM + WM) band 0.30-0.55, i.e. GM / WM 0.82-2.33): post mortem
 #: 1.28 at 20, 1.13 at 50 and 1.55 at 100 years (Miller, Alston & Corsellis, Neuropathol Appl
-#: Neurobiol 1980), the same course by MRI (Harris et al. 1994; Courchesne et al., Radiology
+#: Neurobiol 1980), the same course by MRI (Courchesne et al., Radiology
 #: 2000); the band 1.0-2.0 leaves room for method differences, so a ratio below 1 (GM lost to
 #: WM) or above 2 (WM lost to GM) means a wrong segmentation. ``csf_fraction`` = CSF / (GM + WM
 #: + CSF): above 0.40 the CSF class holds skull or scalp. ``scaling_factor``: a wide band that
