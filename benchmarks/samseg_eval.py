@@ -3,10 +3,10 @@
 SAMSEG is not an ironmap dependency (it needs numpy<2): install it in a separate environment
 and pass its ``run_samseg`` script::
 
-    python3 -m venv /tmp/samseg-venv && /tmp/samseg-venv/bin/pip install samseg "numpy<2"
+    python3 -m venv SAMSEG_ENV && SAMSEG_ENV/bin/pip install samseg "numpy<2"
 
-    python benchmarks/samseg_eval.py lesion --samseg /tmp/samseg-venv/bin/run_samseg [07 26 19]
-    python benchmarks/samseg_eval.py tissue --samseg /tmp/samseg-venv/bin/run_samseg [mni152 ...]
+    python benchmarks/samseg_eval.py lesion --samseg SAMSEG_ENV/bin/run_samseg [07 26 19]
+    python benchmarks/samseg_eval.py tissue --samseg SAMSEG_ENV/bin/run_samseg [mni152 ...]
 
 ``lesion``: SAMSEG lesion mode (T1w + FLAIR, ``--lesion --lesion-mask-pattern 0 1
 --pallidum-separate``, SAMSEG's defaults otherwise) on the open_ms_data patients in the MNI grid,

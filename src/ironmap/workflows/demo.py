@@ -281,7 +281,10 @@ def _check_job(out: Path, seed: int, preset: str) -> tuple[float, int, str, Any]
 
     # its participant's warnings stay in its own logs (OUT_DIR/autocheck/*/logs): on the
     # console they would read as the study's participant of the same label
-    for handler in logging.getLogger().handlers:
+    root = logging.getLogger()
+    if not root.handlers:  # a spawned process: keep Python's last-resort handler off the console
+        root.addHandler(logging.NullHandler())
+    for handler in root.handlers:
         if not isinstance(handler, logging.FileHandler):
             handler.setLevel(max(handler.level, logging.ERROR))
     check, code, message = None, 0, ""
@@ -303,11 +306,15 @@ class _BackgroundCheck:
     """
 
     def __init__(self, out: Path, seed: int, preset: str):
+        import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
         self.out = out
         self.cpu_seconds, self.exit_code = 0.0, -1
-        self._pool = ProcessPoolExecutor(max_workers=1)
+        # spawned, not forked: a fork of a process with threads (ITK, Dask, a test runner)
+        # can inherit a lock held by another thread and hang for ever
+        self._pool = ProcessPoolExecutor(max_workers=1,
+                                         mp_context=multiprocessing.get_context("spawn"))
         self._future = self._pool.submit(_check_job, out, seed, preset)
 
     def wait(self) -> None:
