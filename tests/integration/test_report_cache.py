@@ -43,6 +43,29 @@ def test_pages_are_reused_until_an_input_changes(tmp_path):
     assert (out / "group" / "qc.tsv").read_text() == qc
 
 
+def test_page_key_does_not_depend_on_how_masks_were_found(tmp_path):
+    """The participant level discovers rater masks (``--masks``), the report may not: a
+    participant's page key must be the same either way, or no page would ever be reused."""
+    import dataclasses
+
+    from ironmap.io.bids import MaskFile, discover
+    from ironmap.report import study
+    from ironmap.workflows.pagecache import page_key
+    from ironmap.workflows.report import page_thresholds
+
+    cfg = make_study(tmp_path, np.random.default_rng(3), groups={"HC": 1, "RRMS": 1})
+    subject = discover(cfg.bids_dir)[0]
+    mask = tmp_path / "rater_dseg.nii.gz"
+    mask.write_bytes(b"rater mask")
+    with_masks = dataclasses.replace(subject, dsegs=(MaskFile(path=mask, kind="dseg"),))
+    assert with_masks.input_files() != subject.input_files()
+    thr = page_thresholds(study.StudyInputs(output_dir=cfg.output_dir, config={},
+                                            problems=[]))
+    info = {"group": "HC"}
+    assert page_key(cfg.output_dir, with_masks, info, thr) == \
+        page_key(cfg.output_dir, subject, info, thr)
+
+
 @pytest.mark.slow
 def test_deleted_figure_makes_the_page_again(tmp_path):
     cfg = make_study(tmp_path, np.random.default_rng(4), groups={"HC": 1, "RRMS": 1})

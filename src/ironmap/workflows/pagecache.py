@@ -3,10 +3,13 @@
 A participant page (``sub-X.html`` with its figures) is made again only when something it is
 made from has changed. Its key is a SHA-256 over the ironmap version, the source files of the
 report code (size and modification time), the page's participants.tsv fields, the QC
-thresholds, and the size and modification time of the participant's raw inputs and of every
-file in its derivative folder, its figures excepted. The key, the page's qc.tsv row and its
-flags are kept in ``sub-X/figures/page-key.json``; a page is reused when that key matches and
-the page and every figure it lists still exist.
+thresholds, and the size and modification time of the participant's raw images (echoes, T1w,
+FLAIR) and of every file in its derivative folder, its figures excepted. Rater masks are not
+hashed themselves: they reach the page only through the labels and lesion masks the
+participant level derives from them (hashed with its folder), and the group level may run
+without ``--masks``; hashing them made the two levels' keys differ whenever masks were given.
+The key, the page's qc.tsv row and its flags are kept in ``sub-X/figures/page-key.json``; a
+page is reused when that key matches and the page and every figure it lists still exist.
 """
 
 from __future__ import annotations
@@ -76,7 +79,8 @@ def page_key(output_dir: Path, subject, info: dict[str, str],
     h = hashlib.sha256(json.dumps([__version__, str(output_dir), info,
                                    dataclasses.asdict(thresholds)], sort_keys=True,
                                   default=str).encode())
-    for path in [*_code_files(), *subject.input_files(), *sorted(derived)]:
+    raw = [p for p in (*(e.path for e in subject.echoes), subject.t1w, subject.flair) if p]
+    for path in [*_code_files(), *raw, *sorted(derived)]:
         h.update(_stat_line(Path(path)).encode())
         h.update(b"\n")
     return h.hexdigest()
