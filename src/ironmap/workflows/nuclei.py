@@ -31,7 +31,7 @@ REFINE_GROUPS = {"iron": (("dentate_nucleus:left",), ("dentate_nucleus:right",))
 
 
 def refine_mode(cfg: RunConfig) -> str:
-    """The run's ``nuclei_refine`` setting (``iron`` or ``none``).
+    """The run's ``nuclei_refine`` setting (``iron``, ``iron-all`` or ``none``).
 
     Parameters
     ----------
