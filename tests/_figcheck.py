@@ -1,4 +1,4 @@
-"""Read what a written figure contains: SVG groups by id, points per group, images."""
+"""Read what a written figure contains: SVG groups by id, points per group, PNG panels."""
 
 from __future__ import annotations
 
@@ -21,22 +21,10 @@ def n_points(group: ET.Element) -> int:
     return len(list(group.iter(f"{SVG}use")))
 
 
-def n_images(element: ET.Element) -> int:
-    """Raster images embedded below an element."""
-    return len(list(element.iter(f"{SVG}image")))
-
-
 def points_by_prefix(svg, prefix: str) -> dict[str, int]:
     """Points per group id starting with ``prefix`` (prefix removed from the keys)."""
     return {k[len(prefix):]: n_points(g) for k, g in svg_groups(svg).items()
             if k.startswith(prefix)}
-
-
-def image_ids(svg: bytes | str | Path) -> list[str]:
-    """Ids of the raster images (one per image layer: ``image-echo1``, ``image-edges-12``)."""
-    if isinstance(svg, Path):
-        svg = svg.read_bytes()
-    return [e.get("id") for e in ET.fromstring(svg).iter(f"{SVG}image") if e.get("id")]
 
 
 def png_panel_ids(png: Path) -> list[str]:

@@ -181,3 +181,122 @@ def test_page_states_the_scale_the_pixels_use(vols, tmp_path):
         np.testing.assert_array_equal(R.panel_pixels(rgb, meta, p["id"])[ok],
                                       _mpl(plane[ok], "magma", lo, hi))
     assert re.fullmatch(r"z = \d+", view.panels[0]["title"])
+
+
+def test_region_panel_paints_only_the_labelled_voxels_of_its_slice(vols):
+    """Panel D of the seed's Figure 1: eroded labels at opacity 0.8 on grey R2*, nothing else
+    painted; the legend names exactly the labels present."""
+    echo1, r2, labels, _ = vols
+    rng_ = (10.0, 70.0)
+    names = {1: "caudate L", 2: "caudate R"}
+    fig = P.maps_figure(echo1, echo1 * 0.6, r2, labels, r2star_range=rng_, label_names=names)
+    rgb, meta = _written(fig)
+    assert [p["id"] for p in meta["panels"]] == ["image-echo1", "image-echo2", "image-r2star",
+                                                 "image-labels"]
+    assert meta["title"] == "axial slice 4"
+    colors = label_colors([1, 2])
+    assert meta["legend"] == [["caudate L", colors[1]], ["caudate R", colors[2]]]
+    drawn = R.panel_pixels(rgb, meta, "image-labels").astype(float)
+    grey = _mpl(r2[:, :, 4], "gray", *rng_).astype(float)
+    finite = np.isfinite(r2[:, :, 4])
+    assert np.all(drawn[~finite] == 255)  # no R2* value: white
+    painted = np.any(drawn != grey, axis=-1) & finite
+    np.testing.assert_array_equal(painted, labels[:, :, 4] != 0)  # 2 x 36 labelled voxels
+    for v in (1, 2):
+        sel = labels[:, :, 4] == v
+        want = np.round((1 - 0.8) * grey[sel] + 0.8 * R.hex_rgb(colors[v]))
+        np.testing.assert_array_equal(drawn[sel], want)
+
+
+def test_montage_slices_spread_over_the_mask():
+    vol = np.zeros((30, 30, 10))
+    vol[8:22, 8:22, 2:8] = 100.0
+    fig = P.montage_figure(vol, r2star_range=(0.0, 100.0), mask=vol > 0, n_slices=4)
+    rgb, meta = _written(fig)
+    ks = [p["slice"] for p in meta["panels"]]
+    assert len(ks) == len(set(ks)) == 4 and all(2 <= k <= 7 for k in ks)
+    assert [p["id"] for p in meta["panels"]] == [f"image-slice-{k}" for k in ks]
+    assert len({p["box"][1] for p in meta["panels"]}) == 1  # 4 per row: one row
+    for k in ks:
+        np.testing.assert_array_equal(R.panel_pixels(rgb, meta, f"image-slice-{k}"),
+                                      _mpl(vol[:, :, k], "magma", 0.0, 100.0))
+
+
+def test_missing_or_mismatched_images_raise_clear_errors():
+    from ironmap.report.figures import FigureDataError
+
+    one = np.ones((4, 4, 4))
+    with pytest.raises(FigureDataError, match="echo 2: image not available"):
+        P.maps_figure(one, None, one, None, r2star_range=(0.0, 1.0))
+    with pytest.raises(FigureDataError, match="grids differ"):
+        P.edges_figure(one, np.ones((4, 5, 4)), slices=None)
+    with pytest.raises(FigureDataError, match="grids differ"):
+        P.flagged_figure(one, np.ones((4, 5, 4), bool))
+    with pytest.raises(FigureDataError, match="neither region labels nor a lesion mask"):
+        P.regions_figure(one, None, None, r2star_range=(0.0, 1.0))
+    with pytest.raises(FigureDataError, match="no labelled voxels"):
+        P.histograms_svg(one, np.zeros((4, 4, 4), int))
+    with pytest.raises(FigureDataError, match="expected a 3-D image"):
+        P.montage_figure(np.ones((4, 4)), r2star_range=(0.0, 1.0))
+
+
+def test_fourteen_label_colours_distinct_and_legend_matches_drawn():
+    shape = (20, 22, 9)
+    labels = np.zeros(shape, int)
+    for v in range(1, 15):
+        labels[v, 2:6, 2:7] = v
+    colors = label_colors(np.unique(labels))
+    assert len(set(colors.values())) == 14 and 0 not in colors
+    names = {v: f"region {v}" for v in range(1, 15)}
+    r2 = np.full(shape, 25.0)
+    fig = P.regions_figure(r2, labels, None, r2star_range=(0.0, 50.0), label_names=names,
+                           n_slices=1)
+    rgb, meta = _written(fig)
+    assert meta["legend"] == [[names[v], colors[v]] for v in range(1, 15)]
+    k = meta["panels"][0]["slice"]
+    drawn = R.panel_pixels(rgb, meta, f"image-labels-{k}").astype(float)
+    grey = _mpl(r2[:, :, k], "gray", 0.0, 50.0).astype(float)
+    for v in range(1, 15):  # each label's voxels in its own legend colour
+        sel = labels[:, :, k] == v
+        want = np.round(0.35 * grey[sel] + 0.65 * R.hex_rgb(colors[v]))
+        np.testing.assert_array_equal(drawn[sel], want)
+
+
+def _hist_panel(svg: str, label: int):
+    import xml.etree.ElementTree as ET
+
+    ns = {"s": "http://www.w3.org/2000/svg"}
+    group = ET.fromstring(svg).find(f"s:g[@id='hist-{label}']", ns)
+    texts = [t.text for t in group.findall("s:text", ns)]
+    poly = group.find("s:polygon", ns)
+    return texts, poly
+
+
+def test_histograms_use_the_valid_voxels_of_each_label(rng):
+    """The counts drawn are those of the label's voxels without an invalid flag bit (the
+    voxels its regional mean is made of); the stated mean and n are theirs."""
+    shape = (10, 10, 4)
+    r2 = rng.normal(30, 2, shape)
+    labels = np.zeros(shape, int)
+    labels[1:4, 1:4, 1:3] = 1
+    labels[6:8, 6:8, 1] = 2
+    flags = np.zeros(shape, np.uint16)
+    flags[1, 1, 1] = 1  # invalid: left out
+    flags[2, 2, 1] = 2  # another bit, not invalid: kept
+    flags[6:8, 6:8, 1] = 1  # all of label 2 invalid
+    svg = P.histograms_svg(r2, labels, flags, {1: "caudate", 2: "putamen"},
+                           invalid_bits=1).markup
+    texts, poly = _hist_panel(svg, 1)
+    kept = r2[(labels == 1) & (flags & 1 == 0)]
+    assert kept.size == 17
+    assert texts[:2] == ["caudate", f"mean {np.mean(kept):.1f}, n = 17"]
+    # the step outline's heights are the histogram of those voxels (largest count on top)
+    pts = np.array([[float(c) for c in p.split(",")] for p in poly.get("points").split()])
+    ys = pts[1:-1:2, 1]
+    counts, _ = np.histogram(kept, bins=min(30, max(5, kept.size // 4)))
+    base = pts[0, 1]
+    heights = base - ys
+    np.testing.assert_allclose(heights / heights.max(), counts / counts.max(), atol=1e-3)
+    assert texts[-2] == str(counts.max())
+    texts2, poly2 = _hist_panel(svg, 2)
+    assert poly2 is None and texts2 == ["putamen: no valid voxels"]

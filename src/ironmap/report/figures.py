@@ -17,7 +17,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from scipy import ndimage, stats
 
@@ -322,201 +321,8 @@ def edge_map(image: np.ndarray, percentile: float = 92.0) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------
-# per-subject figures
+# group figures
 # ---------------------------------------------------------------------------------------------
-
-def subject_maps_figure(echo1: np.ndarray, echo2: np.ndarray, r2star: np.ndarray,
-                        eroded_labels: np.ndarray | None, *, slice_index: int | None = None,
-                        r2star_range: tuple[float, float] | None = None,
-                        echo_times: Sequence[float] | None = None, title: str = "",
-                        label_names: dict[int, str] | None = None) -> Figure:
-    """The seed's Figure 1: (A) echo 1, (B) echo 2, (C) R2* map, (D) eroded regions on R2*.
-
-    Parameters
-    ----------
-    echo1, echo2, r2star : ndarray of shape (X, Y, Z)
-        Magnitudes (a.u.) and R2* (s^-1, NaN where failed) on the same grid.
-    eroded_labels : ndarray of shape (X, Y, Z) of int, or None
-        Region labels after erosion (0 = background).
-    slice_index : int, optional
-        Axial slice; default: the one with most labelled voxels.
-    r2star_range : (float, float), optional
-        Display range in s^-1; default 0 to the 99th percentile.
-    echo_times : sequence of float, optional
-        Echo times in s, shown in the panel titles (in ms).
-    title : str, optional
-        Figure title.
-    label_names : dict of int to str, optional
-        Region names of the labels (legend).
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-        The four-panel figure.
-    """
-    from ironmap.report.overlays import label_colors, label_legend, show_labels
-
-    echo1, echo2, r2star = (check_volume(n, a) for n, a in
-                            (("echo 1", echo1), ("echo 2", echo2), ("R2* map", r2star)))
-    k = best_slice(eroded_labels, r2star.shape) if slice_index is None else slice_index
-    vmax = r2star_range[1] if r2star_range else robust_range(r2star, 1, 99)[1]
-    vmin = r2star_range[0] if r2star_range else 0.0
-    elo, ehi = robust_range(echo1, 1, 99.5)
-    present = np.unique(eroded_labels) if eroded_labels is not None else []
-    colors = label_colors(present)
-    fig = new_figure(11.5, 4.3, left=0.01, right=0.99, bottom=0.2 if colors else 0.02,
-                     top=0.86, wspace=0.3)
-    axes = fig.subplots(1, 4)
-    te = [f" (TE {t * 1e3:.2f} ms)" for t in echo_times[:2]] if echo_times else ["", ""]
-    show_plane(axes[0], echo1[:, :, k], gid="image-echo1", cmap="gray", vmin=elo, vmax=ehi)
-    show_plane(axes[1], echo2[:, :, k], gid="image-echo2", cmap="gray", vmin=elo, vmax=ehi)
-    im = show_plane(axes[2], r2star[:, :, k], gid="image-r2star", cmap=R2STAR_CMAP,
-               vmin=vmin, vmax=vmax)
-    show_plane(axes[3], r2star[:, :, k], gid="image-r2star-bg", cmap="gray", vmin=vmin, vmax=vmax)
-    if eroded_labels is not None:
-        show_labels(axes[3], eroded_labels[:, :, k], colors, gid="image-labels", alpha=0.8)
-        label_legend(fig, colors, label_names, ncol=min(7, max(1, len(colors))))
-    for ax, text in zip(axes, ("A  echo 1" + te[0], "B  echo 2" + te[1], "C  R2* map",
-                               "D  eroded regions"), strict=True):
-        ax.set_title(text, fontsize=10, loc="left")
-    cb = fig.colorbar(im, ax=axes[2], fraction=0.046, pad=0.03)
-    cb.set_label("R2* (1/s)", fontsize=10)
-    cb.ax.tick_params(labelsize=9)
-    fig.suptitle(f"{title}  axial slice {k}".strip(), fontsize=11)
-    return fig
-
-
-def r2star_montage_figure(r2star: np.ndarray, *, mask: np.ndarray | None = None, n_slices: int = 8,
-                          r2star_range: tuple[float, float] | None = None,
-                          title: str = "") -> Figure:
-    """Montage of ``n_slices`` axial R2* slices spread over the mask's extent.
-
-    Parameters
-    ----------
-    r2star : ndarray of shape (nx, ny, nz)
-        R2* map in s^-1 (NaN: no value).
-    mask : ndarray of bool, shape (nx, ny, nz), optional
-        Brain or head mask (sets the slices and the colour range).
-    n_slices : int, optional
-        Panels.
-    r2star_range : (float, float), optional
-        Colour range in s^-1 (default: robust range inside the mask).
-    title : str, optional
-        Figure title.
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-        The figure (Agg canvas, no pyplot state).
-    """
-    r2star = check_volume("R2* map", r2star)
-    ks = spread_slices(mask, r2star.shape, n_slices)
-    vmin, vmax = r2star_range or (0.0, robust_range(r2star, 1, 99)[1])
-    ncol = min(4, len(ks))
-    nrow = int(np.ceil(len(ks) / ncol))
-    fig = new_figure(2.6 * ncol + 0.8, 2.6 * nrow + 0.4, left=0.01, right=0.86, bottom=0.02,
-                     top=0.9, wspace=0.05, hspace=0.15)
-    axes = np.atleast_1d(fig.subplots(nrow, ncol)).ravel()
-    im = None
-    for ax, k in zip(axes, ks, strict=False):
-        im = show_plane(ax, r2star[:, :, k], gid=f"image-slice-{k}", cmap=R2STAR_CMAP,
-                   vmin=vmin, vmax=vmax)
-        ax.set_title(f"z = {k}", fontsize=10)
-    for ax in axes[len(ks):]:
-        ax.set_axis_off()
-    cb = fig.colorbar(im, ax=list(axes), fraction=0.03)
-    cb.set_label(f"R2* (1/s), range {vmin:.0f}-{vmax:.0f}", fontsize=10)
-    cb.ax.tick_params(labelsize=9)
-    if title:
-        fig.suptitle(title, fontsize=11)
-    return fig
-
-
-def grey_row(image: np.ndarray, ks: Sequence[int], name: str, panel_width: float,
-              height: float, top: float,
-              display_range: tuple[float, float] | None = None) -> tuple[Figure, np.ndarray]:
-    """A figure with one panel per axial slice ``ks`` of ``image`` in grey (robust range).
-
-    Layers ids ``image-{name}-{k}``.
-
-    Parameters
-    ----------
-    image : ndarray of shape (nx, ny, nz)
-        The image.
-    ks : sequence of int
-        Axial slice indices.
-    name : str
-        Part of the layers' SVG ids.
-    panel_width, height : float
-        Inches per panel and figure height.
-    top : float
-        Top margin (fraction of the figure).
-    display_range : (float, float), optional
-        Grey levels; default the robust range of ``image``.
-
-    Returns
-    -------
-    fig : matplotlib.figure.Figure
-        The figure.
-    axes : ndarray of Axes
-        One panel per slice.
-    """
-    lo, hi = display_range or robust_range(image, 1, 99.5)
-    fig = new_figure(panel_width * len(ks), height, left=0.01, right=0.99, bottom=0.02, top=top,
-                     wspace=0.04)
-    axes = np.atleast_1d(fig.subplots(1, len(ks)))
-    for ax, k in zip(axes, ks, strict=True):
-        show_plane(ax, image[:, :, k], gid=f"image-{name}-{k}", cmap="gray", vmin=lo, vmax=hi)
-    return fig, axes
-
-
-def edge_overlay_figure(reference: np.ndarray, moving: np.ndarray, *, n_slices: int = 3,
-                        title: str = "", mask: np.ndarray | None = None,
-                        slices: Sequence[int] | None = None,
-                        display_range: tuple[float, float] | None = None) -> Figure:
-    """Edges of ``moving`` (resampled onto ``reference``'s grid) drawn over ``reference``.
-
-    A good registration puts the edges on the reference's tissue boundaries.
-
-    Parameters
-    ----------
-    reference : ndarray of shape (nx, ny, nz)
-        The fixed image.
-    moving : ndarray of shape (nx, ny, nz)
-        The registered image on the same grid.
-    n_slices : int, optional
-        Panels.
-    title : str, optional
-        Figure title.
-    mask : ndarray of bool, shape (nx, ny, nz), optional
-        Head mask (sets the slices).
-    slices : sequence of int, optional
-        Axial indices; overrides the default choice of ``n_slices`` spread over ``mask`` (or
-        over ``moving > 0``); only those planes of ``moving`` are read.
-    display_range : (float, float), optional
-        Grey levels of ``reference``; default its robust range.
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-        The figure (Agg canvas, no pyplot state).
-    """
-    reference = check_volume("reference image", reference)
-    moving = check_volume("registered image", moving)
-    if reference.shape != moving.shape:
-        raise FigureDataError(f"grids differ: {reference.shape} vs {moving.shape}")
-    ks = list(slices) if slices else spread_slices(mask if mask is not None else moving > 0,
-                                                   reference.shape, n_slices)
-    fig, axes = grey_row(reference, ks, "reference", 3.4, 3.6, 0.84, display_range)
-    for ax, k in zip(axes, ks, strict=True):
-        edges = np.ma.masked_equal(edge_map(moving[:, :, k]).astype(float), 0)
-        show_plane(ax, edges, gid=f"image-edges-{k}", cmap=ListedColormap([EDGE_COLOR]), vmin=0,
-              vmax=1, alpha=0.95)
-        ax.set_title(f"z = {k}", fontsize=10)
-    if title:
-        fig.suptitle(title, fontsize=11)
-    return fig
-
 
 def finish_grid(fig: Figure, unused, xlabel: str | None, ylabel: str) -> Figure:
     """Hide the unused panels of a grid and label the figure's axes.
@@ -544,10 +350,6 @@ def finish_grid(fig: Figure, unused, xlabel: str | None, ylabel: str) -> Figure:
     fig.supylabel(ylabel, fontsize=10)
     return fig
 
-
-# ---------------------------------------------------------------------------------------------
-# group figures
-# ---------------------------------------------------------------------------------------------
 
 def _jitter(n: int, seed: int, width: float = 0.12) -> np.ndarray:
     return np.random.default_rng(seed).uniform(-width, width, n)

@@ -1,8 +1,9 @@
 """The participant page's image figures, drawn from arrays (:mod:`ironmap.report.raster`).
 
-Same slices, colour tables, ranges, overlay colours and opacities as the matplotlib versions
-in :mod:`ironmap.report.figures` and :mod:`ironmap.report.overlays` (which remain for use
-outside the page); each function returns a :class:`~ironmap.report.raster.RasterFigure`.
+Slices, colour tables (matplotlib's, sampled as matplotlib samples them), ranges, overlay
+colours and opacities are those the page's matplotlib figures used before (they were removed
+once these had tests for the same cases); each function returns a
+:class:`~ironmap.report.raster.RasterFigure`.
 Arrays are 3-D in closest-RAS voxel order.
 """
 
