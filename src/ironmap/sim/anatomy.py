@@ -44,6 +44,23 @@ DSEG_REGIONS: dict[str, tuple[int, int]] = {
     "dentate_nucleus": (13, 14),
 }
 
+def dseg_r2star(region_r2: dict[str, float]) -> dict[int, float]:
+    """Region -> R2* to rater label index -> R2* (both hemispheres equal).
+
+    Parameters
+    ----------
+    region_r2 : dict of str to float
+        R2* (s^-1) of every region of :data:`DSEG_REGIONS`.
+
+    Returns
+    -------
+    dict of int to float
+        Rater label index -> R2* (s^-1).
+    """
+    return {idx: float(region_r2[region])
+            for region, pair in DSEG_REGIONS.items() for idx in pair}
+
+
 LABELS: dict[int, str] = {
     BACKGROUND: "background", SCALP: "scalp", CSF: "csf", VENTRICLE: "ventricle",
     CORTEX: "cortical_gm", WM: "wm", LESION: "lesion", THALAMUS: "thalamus",

@@ -15,14 +15,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ironmap import __version__
 from ironmap.io.atomic import write_json
 from ironmap.io.tables import write_tsv
 from ironmap.sim import anatomy, images, poses, sessions
 from ironmap.sim import truth as truth_tables
 from ironmap.sim.images import SubjectTruth
 from ironmap.sim.subject import make_geometry
-from ironmap.workflows import simulate as base
+from ironmap.workflows.simulated_dataset import (
+    SimulatedCohort,
+    prepare_out_dir,
+    write_dataset_files,
+    write_subject,
+    write_truth_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +78,7 @@ DICTIONARIES = {
 def simulate_repeated(out: Path, *, overwrite: bool, counts: dict, n_sites: int, protocol,
                       preset: str, seed: int, nprocs: int, n_sessions: int | None,
                       interval_years: float, travelling_heads: bool,
-                      site_bias: float) -> base.SimulatedCohort:
+                      site_bias: float) -> SimulatedCohort:
     """Simulate and write a repeated-scan cohort (called by ``simulate_cohort``).
 
     Parameters
@@ -114,10 +119,10 @@ def simulate_repeated(out: Path, *, overwrite: bool, counts: dict, n_sites: int,
         splan = sessions.plan_travelling(plan, site_bias, seed)
     else:
         splan = sessions.plan_longitudinal(plan, n_sessions, interval_years, seed)
-    base.prepare_out_dir(out, overwrite)
+    prepare_out_dir(out, overwrite)
     bids, truth_dir = out / "bids", out / "truth"
     masks = bids / "derivatives" / "raters"
-    base._write_dataset_files(bids, masks, plan.participants, preset)
+    write_dataset_files(bids, masks, plan.participants, preset)
     _write_sessions_tsv(bids, splan.sessions)
     jobs = _jobs(plan, splan, protocol, seed, bids)
     results = _run(jobs, nprocs)
@@ -130,7 +135,7 @@ def simulate_repeated(out: Path, *, overwrite: bool, counts: dict, n_sites: int,
     seconds = time.perf_counter() - t0
     log.info("simulated %d scans of %d subjects (%s) in %.1f s -> %s", len(jobs),
              len(plan.participants), splan.design, seconds, out)
-    return base.SimulatedCohort(out, bids, truth_dir, masks, len(plan.participants), seconds)
+    return SimulatedCohort(out, bids, truth_dir, masks, len(plan.participants), seconds)
 
 
 def _write_sessions_tsv(bids: Path, table: pd.DataFrame) -> None:
@@ -171,13 +176,13 @@ def _simulate_scan(job) -> dict:
                                              np.random.default_rng([seed, index, 3, k]))
     rng = np.random.default_rng([seed, index, 2, k])
     series_poses = {s: poses.random_pose(rng) for s in images.SERIES}
-    truth = SubjectTruth(region_r2star=base._label_r2star(region_r2), lesion_r2star=lesion_r2,
+    truth = SubjectTruth(region_r2star=anatomy.dseg_r2star(region_r2), lesion_r2star=lesion_r2,
                          r2star_bias=float(site["r2star_bias"]),
                          intensity_scale=float(site["intensity_scale"]))
     snr = {s: v * float(site["snr_factor"]) for s, v in protocol.snr.items()}
     proto = dataclasses.replace(protocol, snr=snr)
     imgs = images.simulate_images(geom, truth, proto, series_poses, rng)
-    base._write_subject(Path(bids), row["participant_id"], imgs, proto, site, ses)
+    write_subject(Path(bids), row["participant_id"], imgs, proto, site, ses)
     vols = images.tissue_volumes_cm3(imgs.t1w_content, imgs.t1w_voxel_mm3)
     mask = imgs.images["lesion"][0]
     vols["lesion_mask_cm3"] = float(mask.sum()) * float(
@@ -221,17 +226,13 @@ def _write_truth(truth_dir: Path, plan, splan, results: list[dict], protocol,
               {"session_id": _d("Session"), "series": _d("MEGRE, T1w or FLAIR"),
                **{c: _d("Scanner world mm -> head mm matrix element")
                   for c in poses_df.columns[3:]}}, float_format="%.10g")
-    write_json(truth_dir / "truth.json", {
-        "GeneratedBy": {"Name": "ironmap simulate", "Version": __version__},
-        "reference_age": plan.reference_age, **settings,
-        "echo_times_s": list(protocol.echo_times_s), "repetition_time_s": protocol.tr_s,
-        "putamen_anterior_fraction": plan.putamen_anterior_fraction,
-        "voxel_size_mm": {k: list(v) for k, v in protocol.voxel_size.items()},
-        "change_model": {"group_change_per_year": sessions.GROUP_CHANGE,
-                         "region_weight": sessions.REGION_WEIGHT,
-                         "slope_sd_per_year": sessions.SLOPE_SD,
-                         "new_lesions_per_year": sessions.NEW_LESIONS_PER_YEAR,
-                         "enlarge_probability_per_year": sessions.ENLARGE_PER_YEAR,
-                         "atrophy_per_year": sessions.ATROPHY_PER_YEAR},
-        "notes": "regions.tsv holds one row per scan and region; r2star_true is what the "
-                 "images carry. R2* changes linearly in time at change_rates.tsv's rate."})
+    write_truth_json(
+        truth_dir, plan, protocol, settings,
+        {"change_model": {"group_change_per_year": sessions.GROUP_CHANGE,
+                          "region_weight": sessions.REGION_WEIGHT,
+                          "slope_sd_per_year": sessions.SLOPE_SD,
+                          "new_lesions_per_year": sessions.NEW_LESIONS_PER_YEAR,
+                          "enlarge_probability_per_year": sessions.ENLARGE_PER_YEAR,
+                          "atrophy_per_year": sessions.ATROPHY_PER_YEAR}},
+        "regions.tsv holds one row per scan and region; r2star_true is what the images carry. "
+        "R2* changes linearly in time at change_rates.tsv's rate.")
