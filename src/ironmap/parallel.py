@@ -6,6 +6,10 @@ one ITK/OpenMP/BLAS thread each (set in their environment before ``ants`` is imp
 listens binds to 127.0.0.1 on a free port (the HTTP/dashboard ports too: ``None`` would still
 try port 8787 first). A rich progress bar is shown on a
 terminal; otherwise one log line per finished task.
+
+:func:`process_pool` is the one local process pool of the steps that run outside Dask (the
+simulation, the report's pages, the demo's automatic anatomy check): spawned workers, their
+log records relayed to this process.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -159,6 +164,112 @@ def _dask_completed(func, items, labels, nprocs, scheduler) -> Iterator[tuple[in
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+#: how :func:`process_pool` starts its workers: a fresh interpreter ("spawn"), never a fork of
+#: this process (a fork of a process with threads - ITK, Dask, a pool's own manager thread, a
+#: test runner - can inherit a lock another thread held and hang for ever)
+POOL_START = "spawn"
+
+
+class ProcessPool(ProcessPoolExecutor):
+    """A :class:`~concurrent.futures.ProcessPoolExecutor` whose workers are started by ``start``.
+
+    With a start method other than ``fork`` a worker inherits no logging set-up, so each
+    worker sends its log records to this process (a queue read by a listener thread here),
+    where they go through the same loggers and handlers as this process's own records; the
+    workers' logger levels are this process's. :func:`process_pool` makes one.
+
+    Parameters
+    ----------
+    max_workers : int
+        Worker processes.
+    start : {"spawn", "forkserver", "fork"}, optional
+        The multiprocessing start method.
+    forward_logs : bool, optional
+        Send the workers' log records here (ignored for ``fork``, which inherits the handlers).
+    """
+
+    def __init__(self, max_workers: int, start: str = POOL_START, forward_logs: bool = True):
+        import multiprocessing
+
+        ctx = multiprocessing.get_context(start)
+        self._listener = None
+        extra: dict[str, Any] = {}
+        if forward_logs and start != "fork":
+            from logging.handlers import QueueListener
+
+            queue = ctx.Queue()
+            self._listener = QueueListener(queue, _Relay())
+            self._listener.start()
+            extra = {"initializer": _log_to_queue, "initargs": (queue, _logger_levels())}
+        super().__init__(max_workers=max_workers, mp_context=ctx, **extra)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Shut the workers down, then stop relaying their log records.
+
+        Parameters
+        ----------
+        wait : bool, optional
+            Wait for running tasks and the workers' exit.
+        cancel_futures : bool, optional
+            Cancel the tasks not yet started.
+        """
+        super().shutdown(wait=wait, cancel_futures=cancel_futures)
+        if self._listener is not None:
+            self._listener.stop()  # handles what is queued, then ends its thread
+            self._listener = None
+
+
+def process_pool(max_workers: int, *, start: str = POOL_START,
+                 forward_logs: bool = True) -> ProcessPool:
+    """The process pool of ironmap's parallel steps (simulation, report pages, demo check).
+
+    Parameters
+    ----------
+    max_workers : int
+        Worker processes.
+    start : {"spawn", "forkserver", "fork"}, optional
+        Start method; default :data:`POOL_START` (``spawn``: see docs/performance.md for
+        what it costs against ``fork``).
+    forward_logs : bool, optional
+        Send the workers' log records to this process's handlers.
+
+    Returns
+    -------
+    ProcessPool
+        Use it as a context manager (``with process_pool(2) as pool: ...``).
+    """
+    return ProcessPool(max_workers, start=start, forward_logs=forward_logs)
+
+
+class _Relay(logging.Handler):
+    """Hands a worker's record to the logger of the same name in this process."""
+
+    def handle(self, record: logging.LogRecord) -> bool:  # type: ignore[override]
+        logging.getLogger(record.name).handle(record)
+        return True
+
+
+def _logger_levels() -> dict[str, int]:
+    """The levels set on this process's loggers (root as ``""``)."""
+    levels = {"": logging.getLogger().level}
+    for name, logger in logging.root.manager.loggerDict.items():
+        if isinstance(logger, logging.Logger) and logger.level != logging.NOTSET:
+            levels[name] = logger.level
+    return levels
+
+
+def _log_to_queue(queue, levels: dict[str, int]) -> None:
+    """Worker start: log to ``queue`` only, at the parent's levels."""
+    from logging.handlers import QueueHandler
+
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    root.addHandler(QueueHandler(queue))
+    for name, level in levels.items():
+        logging.getLogger(name or None).setLevel(level)
 
 
 def estimate_remaining(elapsed: float, done: int, total: int) -> float | None:

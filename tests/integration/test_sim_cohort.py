@@ -172,6 +172,22 @@ def test_same_seed_gives_byte_identical_files(tmp_path):
     assert (a / rel).read_bytes() != (c / rel).read_bytes()
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("design", [{}, {"sessions": 2}])
+def test_two_worker_processes_write_the_serial_files(tmp_path, design):
+    """The simulation's process pool (spawned workers) writes byte for byte what one process
+    writes, for single scans and for sessions."""
+    kwargs = dict(subjects_per_group={"HC": 1, "RRMS": 1}, sites=1, preset="fast", seed=5,
+                  voxel_size={"MEGRE": 4.0, "T1w": 4.0, "FLAIR": 4.0}, **design)
+    a = simulate_cohort(tmp_path / "a", nprocs=1, **kwargs).out_dir
+    b = simulate_cohort(tmp_path / "b", nprocs=2, **kwargs).out_dir
+    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    assert len(files) > 20
+    for rel in files:
+        assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
+
+
 def test_pure_voxels_carry_lesion_and_tissue_r2star(clean_cohort):
     c = clean_cohort
     pid = "sub-002"

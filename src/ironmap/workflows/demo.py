@@ -306,15 +306,13 @@ class _BackgroundCheck:
     """
 
     def __init__(self, out: Path, seed: int, preset: str):
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+        from ironmap.parallel import process_pool
 
         self.out = out
         self.cpu_seconds, self.exit_code = 0.0, -1
-        # spawned, not forked: a fork of a process with threads (ITK, Dask, a test runner)
-        # can inherit a lock held by another thread and hang for ever
-        self._pool = ProcessPoolExecutor(max_workers=1,
-                                         mp_context=multiprocessing.get_context("spawn"))
+        # spawned (process_pool's default), not forked: a fork of a process with threads can
+        # inherit a lock held by another thread and hang; its log stays in its own files
+        self._pool = process_pool(1, forward_logs=False)
         self._future = self._pool.submit(_check_job, out, seed, preset)
 
     def wait(self) -> None:

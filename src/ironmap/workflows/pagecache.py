@@ -32,11 +32,12 @@ KEY_FILE = file_name("page_key")
 
 
 def _code_files() -> list[Path]:
+    """The files of the code that makes a page (found, not imported: the report imports us)."""
     import ironmap.report
-    import ironmap.workflows.report
 
     pkg = Path(ironmap.report.__file__).parent
-    return sorted([Path(ironmap.workflows.report.__file__), *pkg.rglob("*.py"),
+    here = Path(__file__).parent
+    return sorted([here / "report.py", here / "report_figures.py", *pkg.rglob("*.py"),
                    *(p for p in (pkg / "templates").rglob("*") if p.is_file())])
 
 

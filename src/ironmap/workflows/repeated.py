@@ -275,7 +275,7 @@ def report_context(output_dir) -> dict | None:
     """
     from ironmap.io.tables import read_dictionary, read_tsv
     from ironmap.report import repeated as view
-    from ironmap.workflows.report import realise
+    from ironmap.workflows.report_figures import realise
 
     path = {k: output_path(output_dir, k) for k in ("harmonisation", "longitudinal",
                                                     "group_regional", "sessions")}

@@ -11,7 +11,6 @@ and never stops the rest. Outputs:
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import time
@@ -23,19 +22,18 @@ import pandas as pd
 from markupsafe import Markup
 
 from ironmap.core.qc import run_flags
-from ironmap.io.atomic import write_bytes, write_text
+from ironmap.io.atomic import write_text
 from ironmap.io.layout import column_dictionary, output_path, relative_path
 from ironmap.io.outputs import derivative_path, subject_prefix
 from ironmap.io.tables import read_dictionary, read_tsv, write_tsv
 from ironmap.report import html, study
 from ironmap.report import subject as subj
-from ironmap.report.figures import FigureJob, display_width, render_figure
+from ironmap.report.figures import FigureJob
 from ironmap.report.methods import build_methods
-from ironmap.report.pageimages import SvgFigure
-from ironmap.report.raster import RasterFigure
 from ironmap.report.viewer import script as viewer_script
 from ironmap.workflows.config import RunConfig
 from ironmap.workflows.provenance import first_r2star_sidecar, mask_sources, run_config
+from ironmap.workflows.report_figures import realise
 
 log = logging.getLogger(__name__)
 
@@ -293,67 +291,6 @@ def load_subject(cfg: RunConfig, inputs, preloaded: dict[str, Any] | None = None
 # figures and pages
 # ---------------------------------------------------------------------------------------------
 
-def realise(job: FigureJob, fig_dir: Path, rel_to: Path) -> html.FigureView:
-    """Build, render and write one figure (PNG + SVG); errors become the view's message.
-
-    Parameters
-    ----------
-    job : FigureJob
-        The figure.
-    fig_dir : pathlib.Path
-        Where its files go.
-    rel_to : pathlib.Path
-        Folder the page links are relative to.
-
-    Returns
-    -------
-    FigureView
-        Title, caption, files and the inlined PNG, or the error.
-    """
-    view = html.FigureView(job.id, job.title, job.caption)
-    try:
-        fig = job.build()
-        if isinstance(fig, RasterFigure):  # drawn from arrays: one PNG, text in the page
-            return _realise_raster(view, fig, fig_dir / f"{job.stem}.png", rel_to)
-        if isinstance(fig, SvgFigure):  # written as SVG text
-            svg = fig.markup.encode()
-            view.files.append(str(write_bytes(fig_dir / f"{job.stem}.svg", svg)
-                                  .relative_to(rel_to)))
-            view.data_uri = "data:image/svg+xml;base64," + base64.b64encode(svg).decode()
-            view.width = fig.width
-            return view
-        data = render_figure(fig)
-        for fmt, blob in data.items():
-            path = write_bytes(fig_dir / f"{job.stem}.{fmt}", blob)
-            view.files.append(str(path.relative_to(rel_to)))
-        view.data_uri = html.png_data_uri(data["png"])
-        view.width = display_width(fig)
-    except Exception as exc:  # a failing figure never stops the report
-        view.error = str(exc) or type(exc).__name__
-        log.warning("figure %s (%s) failed: %s", job.id, fig_dir, view.error,
-                    exc_info=not isinstance(exc, ValueError))
-    return view
-
-
-def _realise_raster(view: html.FigureView, fig: RasterFigure, path: Path,
-                    rel_to: Path) -> html.FigureView:
-    """Write an array-drawn figure's PNG and give the page its titles, scale and legend."""
-    png, meta = fig.render()
-    view.files.append(str(write_bytes(path, png).relative_to(rel_to)))
-    view.data_uri = html.png_data_uri(png)
-    view.width, view.heading, view.legend = meta["width"], fig.title, list(fig.legend)
-    w, h, band = meta["width"], meta["height"], meta["title_band"]
-    view.panels = [{"title": p["title"], "left": round(100 * p["box"][0] / w, 3),
-                    "top": round(100 * (p["box"][1] - band) / h, 3),
-                    "width": round(100 * p["box"][2] / w, 3)} for p in meta["panels"]]
-    if fig.colorbar is not None:
-        cb = fig.colorbar
-        view.colorbar = {"uri": cb.strip_uri(), "low": cb.low, "high": cb.high,
-                         "low_text": f"{cb.low:.1f}", "high_text": f"{cb.high:.1f}",
-                         "label": cb.label}
-    return view
-
-
 def write_subject_page(cfg: RunConfig, inputs, info: dict[str, str],
                        thresholds: run_flags.QCThresholds,
                        preloaded: dict[str, Any] | None = None
@@ -490,9 +427,9 @@ def _entries(cfg: RunConfig, inputs: study.StudyInputs, subjects: list, failed: 
     Serially for 1, with progress and an estimate of the time left.
     """
     import functools
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import as_completed
 
-    from ironmap.parallel import Progress
+    from ironmap.parallel import Progress, process_pool
 
     make = functools.partial(_subject_entry, cfg, inputs, failed=failed, thresholds=thresholds)
     entries: list[dict[str, Any]] = [{}] * len(subjects)
@@ -502,7 +439,7 @@ def _entries(cfg: RunConfig, inputs: study.StudyInputs, subjects: list, failed: 
             progress.done(subjects[i].label, entry.pop("progress", entry["status"]))
 
         if cfg.nprocs > 1 and len(subjects) > 1:
-            with ProcessPoolExecutor(max_workers=cfg.nprocs) as pool:
+            with process_pool(cfg.nprocs) as pool:
                 futures = {pool.submit(make, s): i for i, s in enumerate(subjects)}
                 for fut in as_completed(futures):
                     finished(futures[fut], fut.result())

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -243,12 +242,12 @@ def _run_subjects(jobs: list[tuple], nprocs: int) -> list[dict]:
     """
     from concurrent.futures import as_completed
 
-    from ironmap.parallel import Progress
+    from ironmap.parallel import Progress, process_pool
 
     results: list[dict | None] = [None] * len(jobs)
     with Progress(len(jobs), "simulated subjects", logger=log) as progress:
         if nprocs > 1 and len(jobs) > 1:
-            with ProcessPoolExecutor(max_workers=nprocs) as pool:
+            with process_pool(nprocs) as pool:
                 futures = {pool.submit(_simulate_subject, job): i for i, job in enumerate(jobs)}
                 for fut in as_completed(futures):
                     results[futures[fut]] = fut.result()

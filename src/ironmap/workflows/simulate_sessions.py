@@ -161,9 +161,9 @@ def _jobs(plan, splan, protocol, seed: int, bids: Path) -> list[tuple]:
 
 def _run(jobs: list[tuple], nprocs: int) -> list[dict]:
     if nprocs > 1 and len(jobs) > 1:
-        from concurrent.futures import ProcessPoolExecutor
+        from ironmap.parallel import process_pool
 
-        with ProcessPoolExecutor(max_workers=nprocs) as pool:
+        with process_pool(nprocs) as pool:
             return list(pool.map(_simulate_scan, jobs))
     return [_simulate_scan(job) for job in jobs]
 
