@@ -30,7 +30,6 @@ from ironmap.workflows.simulated_dataset import (
 log = logging.getLogger(__name__)
 
 
-
 def group_counts(subjects_per_group) -> dict[str, int]:
     """Participants per group.
 
