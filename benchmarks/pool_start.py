@@ -10,14 +10,18 @@ imported twice by accident), with 2 workers, for ``fork`` and ``spawn`` alternat
   it, as it has when it calls the step): the start-up and import cost alone;
 - ``simulate``: ``simulate_cohort`` of 4 participants at 2 sites (fast preset) in 2 processes;
 - ``report``: ``write_reports`` of a small synthetic study (8 participant pages, 24 x 28 x 12
-  voxels, ``tests/_report_study.py``) in 2 processes.
+  voxels, ``tests/_report_study.py``) in 2 processes;
+- ``report-reused``: the same report written again (untimed first run), every page reused.
+
+With ``PYTHONPATH`` on the ``src`` of a version before ``process_pool`` existed, the cases run
+that version's pools (forked) whatever ``--start`` says; the runs record it.
 
 CPU seconds are this interpreter's plus its waited-for children's (the workers), from
 ``getrusage``; they are the comparable figure on a loaded machine.
 
 Usage::
 
-    python benchmarks/pool_start.py [--repeats 3] [--json FILE]
+    python benchmarks/pool_start.py [--repeats 3] [--cases report report-reused] [--json FILE]
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-CASES = ("startup-simulate", "startup-report", "simulate", "report")
+CASES = ("startup-simulate", "startup-report", "simulate", "report", "report-reused")
 MODULES = {"startup-simulate": "ironmap.workflows.simulate",
            "startup-report": "ironmap.workflows.report"}
 
@@ -61,7 +65,10 @@ def run_case(case: str, start: str, workdir: Path) -> dict:
 
     import ironmap.parallel as par
 
-    par.process_pool = functools.partial(par.process_pool, start=start)  # the steps import it
+    if hasattr(par, "process_pool"):
+        par.process_pool = functools.partial(par.process_pool, start=start)  # the steps import it
+    else:  # a version before the factory: its own (forked) pools
+        start = "fork (before process_pool)"
     if case in MODULES:
         importlib.import_module(MODULES[case])
         t0, c0 = time.perf_counter(), _cpu()
@@ -83,10 +90,12 @@ def run_case(case: str, start: str, workdir: Path) -> dict:
         from _report_study import make_study
         from ironmap.workflows.report import write_reports
 
-        cfg = make_study(workdir / "study", np.random.default_rng(5),
-                         groups={"HC": 4, "RRMS": 4})
+        cfg = dataclasses.replace(make_study(workdir / "study", np.random.default_rng(5),
+                                             groups={"HC": 4, "RRMS": 4}), nprocs=2)
+        if case == "report-reused":
+            write_reports(cfg)
         t0, c0 = time.perf_counter(), _cpu()
-        pages = write_reports(dataclasses.replace(cfg, nprocs=2))
+        pages = write_reports(cfg)
         extra = {"pages": len(pages)}
     return {"case": case, "start": start, "wall_s": time.perf_counter() - t0,
             "cpu_s": _cpu() - c0, **extra}
@@ -95,6 +104,7 @@ def run_case(case: str, start: str, workdir: Path) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES))
     ap.add_argument("--json", type=Path, help="write the runs here")
     ap.add_argument("--case", choices=CASES, help=argparse.SUPPRESS)
     ap.add_argument("--start", choices=("fork", "spawn"), help=argparse.SUPPRESS)
@@ -104,7 +114,7 @@ def main(argv=None) -> int:
             print(json.dumps(run_case(args.case, args.start, Path(tmp))))
         return 0
     runs = []
-    for case in CASES:
+    for case in args.cases:
         for _ in range(args.repeats):
             for start in ("fork", "spawn"):
                 out = subprocess.run([sys.executable, __file__, "--case", case, "--start", start],
@@ -114,8 +124,8 @@ def main(argv=None) -> int:
                 runs.append(run)
                 print(json.dumps(run), flush=True)
     print(f"\n{'case':18s} {'start':6s} {'wall s (median)':>16s} {'CPU-s (median)':>15s}")
-    for case in CASES:
-        for start in ("fork", "spawn"):
+    for case in args.cases:
+        for start in sorted({r["start"] for r in runs if r["case"] == case}):
             sel = [r for r in runs if r["case"] == case and r["start"] == start]
             wall = sorted(r["wall_s"] for r in sel)[len(sel) // 2]
             cpu = sorted(r["cpu_s"] for r in sel)[len(sel) // 2]

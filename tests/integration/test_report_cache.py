@@ -88,3 +88,37 @@ def test_pages_in_two_processes_equal_serial_pages(tmp_path):
     assert [p.name for p in pages_a] == [p.name for p in pages_b]
     for name in ("group/qc.tsv", "sub-001.html", "sub-003.html"):
         assert (serial.output_dir / name).read_text() == (twoproc.output_dir / name).read_text()
+
+
+@pytest.mark.slow
+def test_pool_starts_only_for_pages_to_make(tmp_path, monkeypatch):
+    """Reused pages are settled before any worker process starts (spawned workers cost a
+    start-up each): a rerun with nothing changed starts no pool; one changed participant is
+    made in this process."""
+    import dataclasses
+
+    import ironmap.parallel as par
+
+    started = []
+    real_pool = par.process_pool
+
+    def counted(n, **kwargs):  # the real pool, counted
+        started.append(n)
+        return real_pool(n, **kwargs)
+
+    monkeypatch.setattr(par, "process_pool", counted)
+    cfg = dataclasses.replace(make_study(tmp_path, np.random.default_rng(3),
+                                         groups={"HC": 2, "RRMS": 1}), nprocs=2)
+    write_reports(cfg)
+    assert started == [2]
+    before = _snapshot(cfg.output_dir)
+    write_reports(cfg)
+    assert started == [2] and _snapshot(cfg.output_dir) == before
+    r2 = derivative_path(cfg.output_dir, "r2starmap", "sub-003")
+    st = r2.stat()
+    os.utime(r2, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    write_reports(cfg)
+    assert started == [2]  # one page to make: no pool
+    changed = {p.name for p, t in _snapshot(cfg.output_dir).items() if before[p] != t}
+    assert "sub-003.html" in changed and not {n for n in changed if n.startswith("sub-00")
+                                              and not n.startswith("sub-003")}

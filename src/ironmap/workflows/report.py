@@ -424,7 +424,10 @@ def _entries(cfg: RunConfig, inputs: study.StudyInputs, subjects: list, failed: 
              thresholds: run_flags.QCThresholds) -> list[dict[str, Any]]:
     """The entries of all participants in order, their pages made in ``cfg.nprocs`` processes.
 
-    Serially for 1, with progress and an estimate of the time left.
+    Participants without a page and pages that can be reused are settled here first; only the
+    pages to make go to the process pool, whose workers each cost a start-up (they are
+    spawned: docs/performance.md). Serially for 1, with progress and an estimate of the time
+    left.
     """
     import functools
     from concurrent.futures import as_completed
@@ -438,23 +441,31 @@ def _entries(cfg: RunConfig, inputs: study.StudyInputs, subjects: list, failed: 
             entries[i] = entry
             progress.done(subjects[i].label, entry.pop("progress", entry["status"]))
 
-        if cfg.nprocs > 1 and len(subjects) > 1:
+        todo = []
+        for i, s in enumerate(subjects):
+            entry = make(s, reuse_only=True)
+            if entry is None:
+                todo.append(i)
+            else:
+                finished(i, entry)
+        if cfg.nprocs > 1 and len(todo) > 1:
             with process_pool(cfg.nprocs) as pool:
-                futures = {pool.submit(make, s): i for i, s in enumerate(subjects)}
+                futures = {pool.submit(make, subjects[i]): i for i in todo}
                 for fut in as_completed(futures):
                     finished(futures[fut], fut.result())
         else:
-            for i, s in enumerate(subjects):
-                finished(i, make(s))
+            for i in todo:
+                finished(i, make(subjects[i]))
     return entries
 
 
 def _subject_entry(cfg: RunConfig, inputs: study.StudyInputs, s, *, failed: dict[str, str],
-                   thresholds: run_flags.QCThresholds) -> dict[str, Any]:
+                   thresholds: run_flags.QCThresholds,
+                   reuse_only: bool = False) -> dict[str, Any] | None:
     """The subject-list entry of one participant.
 
     Its page is written, or reused when nothing it is made from has changed
-    (:mod:`ironmap.workflows.pagecache`).
+    (:mod:`ironmap.workflows.pagecache`); with ``reuse_only``, None when the page must be made.
     """
     info = _participant_info(inputs, s.participant_id)
     entry = {"label": s.label, "group": info.get(inputs.group_column, "n/a"),
@@ -463,13 +474,56 @@ def _subject_entry(cfg: RunConfig, inputs: study.StudyInputs, s, *, failed: dict
     if s.label in failed or not r2.exists():
         entry["status"] = "failed" if s.label in failed else "not processed"
         return entry
-    page, res, entry["progress"] = page_made_or_reused(cfg, s, info, thresholds)
+    if reuse_only:
+        page, res = reused_page(cfg, s, info, thresholds)[:2]
+        if res is None:
+            return None
+        entry["progress"] = REUSED
+    else:
+        page, res, entry["progress"] = page_made_or_reused(cfg, s, info, thresholds)
     if res is None:
         entry["status"] = f"page failed: {entry['progress']}"
         return entry
     entry.update(status="ok", page=page.name, n_flags=len(res["flags"]), result=True,
                  row=res["row"], flags=res["flags"])
     return entry
+
+
+#: progress status of a page whose key matched
+REUSED = "ok (unchanged, page reused)"
+
+
+def reused_page(cfg: RunConfig, s, info: dict[str, str], thresholds: run_flags.QCThresholds
+                ) -> tuple[Path, dict[str, Any] | None, str]:
+    """A participant's page, its stored QC result when its key matches, and the key.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run's configuration.
+    s : SubjectInputs
+        The participant.
+    info : dict of str to str
+        Its ``participants.tsv`` fields.
+    thresholds : QCThresholds
+        The QC limits.
+
+    Returns
+    -------
+    page : pathlib.Path
+        The page.
+    result : dict or None
+        ``row`` and ``flags``; None when the page must be made (:mod:`~.pagecache`).
+    key : str
+        The page's key now.
+    """
+    from ironmap.workflows import pagecache
+
+    out = Path(cfg.output_dir)
+    page = output_path(out, "subject_page", s.participant_id, s.session_id)
+    fig_dir = derivative_path(out, "figure_dir", s.participant_id, s.session_id)
+    key = pagecache.page_key(out, s, info, thresholds)
+    return page, pagecache.load(fig_dir, page, key), key
 
 
 def page_made_or_reused(cfg: RunConfig, s, info: dict[str, str],
@@ -502,13 +556,10 @@ def page_made_or_reused(cfg: RunConfig, s, info: dict[str, str],
     """
     from ironmap.workflows import pagecache
 
-    out = Path(cfg.output_dir)
-    page = output_path(out, "subject_page", s.participant_id, s.session_id)
-    fig_dir = derivative_path(out, "figure_dir", s.participant_id, s.session_id)
-    key = pagecache.page_key(out, s, info, thresholds)
-    res = pagecache.load(fig_dir, page, key)
+    page, res, key = reused_page(cfg, s, info, thresholds)
     if res is not None:
-        return page, res, "ok (unchanged, page reused)"
+        return page, res, REUSED
+    fig_dir = derivative_path(cfg.output_dir, "figure_dir", s.participant_id, s.session_id)
     try:
         page, res = write_subject_page(cfg, s, info, thresholds, preloaded)
     except Exception as exc:  # one broken page never stops the others
