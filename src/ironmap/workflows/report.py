@@ -475,7 +475,7 @@ def _subject_entry(cfg: RunConfig, inputs: study.StudyInputs, s, *, failed: dict
         entry["status"] = "failed" if s.label in failed else "not processed"
         return entry
     if reuse_only:
-        page, res = reused_page(cfg, s, info, thresholds)[:2]
+        page, res = _reused_page(cfg, s, info, thresholds)[:2]
         if res is None:
             return None
         entry["progress"] = REUSED
@@ -493,29 +493,11 @@ def _subject_entry(cfg: RunConfig, inputs: study.StudyInputs, s, *, failed: dict
 REUSED = "ok (unchanged, page reused)"
 
 
-def reused_page(cfg: RunConfig, s, info: dict[str, str], thresholds: run_flags.QCThresholds
-                ) -> tuple[Path, dict[str, Any] | None, str]:
-    """A participant's page, its stored QC result when its key matches, and the key.
+def _reused_page(cfg: RunConfig, s, info: dict[str, str], thresholds: run_flags.QCThresholds
+                 ) -> tuple[Path, dict[str, Any] | None, str]:
+    """(page, its stored ``row`` and ``flags`` when its key matches else None, the key now).
 
-    Parameters
-    ----------
-    cfg : RunConfig
-        The run's configuration.
-    s : SubjectInputs
-        The participant.
-    info : dict of str to str
-        Its ``participants.tsv`` fields.
-    thresholds : QCThresholds
-        The QC limits.
-
-    Returns
-    -------
-    page : pathlib.Path
-        The page.
-    result : dict or None
-        ``row`` and ``flags``; None when the page must be made (:mod:`~.pagecache`).
-    key : str
-        The page's key now.
+    Arguments as for :func:`page_made_or_reused`; see :mod:`~.pagecache`.
     """
     from ironmap.workflows import pagecache
 
@@ -556,7 +538,7 @@ def page_made_or_reused(cfg: RunConfig, s, info: dict[str, str],
     """
     from ironmap.workflows import pagecache
 
-    page, res, key = reused_page(cfg, s, info, thresholds)
+    page, res, key = _reused_page(cfg, s, info, thresholds)
     if res is not None:
         return page, res, REUSED
     fig_dir = derivative_path(cfg.output_dir, "figure_dir", s.participant_id, s.session_id)
