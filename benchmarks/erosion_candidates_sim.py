@@ -1,6 +1,7 @@
 """Erosion of automatic labels: candidates against the rater masks on simulated cohorts.
 
     python benchmarks/erosion_candidates_sim.py DIR [DIR ...] [--min-voxels 10]
+        [--candidates NAME ...] [--rater-erosion-mm D]
 
 Each ``DIR`` is a finished ``benchmarks/automatic_anatomy_sim.py`` folder whose automatic
 level ran with ``--auto-args='--erosion-space native'`` (so that its ``dseg_eroded`` holds
@@ -67,9 +68,28 @@ def fallback(labels: np.ndarray, names: dict[int, str], sizes, minimum: int,
     return out
 
 
-def evaluate(folder: Path, minimum: int) -> pd.DataFrame:
-    """Per participant, candidate and region: automatic vs rater mean R2*, Dice, voxels."""
-    from ironmap.core.regions.regional_values import regional_stats, restrict_labels
+def _options(cand: str, la, names, sizes, native, minimum: int) -> dict:
+    """``regional_stats`` keyword arguments of one candidate."""
+    from ironmap.core.regions.regional_values import restrict_labels
+
+    fixed = {"r2star_1vox": {"erosion_voxels": 1}, "r2star_1mm": {"erosion_mm": 1.0},
+             "r2star_1.5mm": {"erosion_mm": 1.5}, "r2star_none": {"erosion_voxels": 0}}
+    if cand in fixed:
+        return fixed[cand]
+    if cand == "native_1vox":
+        return {"eroded_labels": restrict_labels(native, la)}
+    distance = 1.5 if cand == "fallback_1.5mm" else 1.0
+    return {"eroded_labels": fallback(la, names, sizes, minimum, distance)}
+
+
+def evaluate(folder: Path, minimum: int, candidates=CANDIDATES,
+             rater_erosion_mm: float | None = None) -> pd.DataFrame:
+    """Per participant, candidate and region: automatic vs rater mean R2*, Dice, voxels.
+
+    ``rater_erosion_mm``: the rater table recomputed with that erosion on the R2* grid
+    instead of the rater level's own (the seed's one voxel).
+    """
+    from ironmap.core.regions.regional_values import regional_stats
     from ironmap.io.outputs import derivative_path
     from ironmap.io.tables import read_tsv
     from ironmap.spatial.grid import voxel_sizes
@@ -91,13 +111,13 @@ def evaluate(folder: Path, minimum: int) -> pd.DataFrame:
         lr = np.asarray(nib.load(derivative_path(rater, "dseg_r2star", sub)).dataobj)
         nr = read_tsv(derivative_path(rater, "dseg_labels", sub))
         rtab = read_tsv(derivative_path(rater, "regions_table", sub))
-        opts = {"r2star_1vox": {"erosion_voxels": 1}, "r2star_1mm": {"erosion_mm": 1.0},
-                "r2star_1.5mm": {"erosion_mm": 1.5}, "r2star_none": {"erosion_voxels": 0},
-                "native_1vox": {"eroded_labels": restrict_labels(native, la)},
-                "fallback_1mm": {"eroded_labels": fallback(la, names, sizes, minimum)},
-                "fallback_1.5mm": {"eroded_labels": fallback(la, names, sizes, minimum, 1.5)}}
-        for cand in CANDIDATES:
-            tab = regional_stats(r2, la, names, flags=flags, voxel_sizes=sizes, **opts[cand])
+        if rater_erosion_mm is not None:
+            rnames = dict(zip(nr["index"].astype(int), nr["name"], strict=True))
+            rtab = regional_stats(r2, lr, rnames, flags=flags, voxel_sizes=sizes,
+                                  erosion_mm=rater_erosion_mm)
+        for cand in candidates:
+            opts = _options(cand, la, names, sizes, native, minimum)
+            tab = regional_stats(r2, la, names, flags=flags, voxel_sizes=sizes, **opts)
             for region in REGIONS:
                 mr, nvr = _bilateral(rtab, region)
                 ma, nva = _bilateral(tab, region)
@@ -108,7 +128,9 @@ def evaluate(folder: Path, minimum: int) -> pd.DataFrame:
                              "dice": dice(region_mask(la, names_t, region),
                                           region_mask(lr, nr, region))})
     table = pd.DataFrame(rows)
-    table.to_csv(folder / "erosion_candidates.tsv", sep="\t", index=False)
+    name = "erosion_candidates.tsv" if rater_erosion_mm is None else \
+        f"erosion_candidates_rater{rater_erosion_mm:g}mm.tsv"
+    table.to_csv(folder / name, sep="\t", index=False)
     return table
 
 
@@ -136,10 +158,16 @@ def main() -> None:
     ap.add_argument("folders", type=Path, nargs="+")
     ap.add_argument("--min-voxels", type=int, default=10,
                     help="fallback_1mm: labels keeping fewer voxels are eroded by 1 mm")
+    ap.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=CANDIDATES)
+    ap.add_argument("--rater-erosion-mm", type=float, default=None,
+                    help="compare with the rater masks eroded by this distance on the R2* "
+                         "grid instead of the seed's one voxel")
     args = ap.parse_args()
-    table = pd.concat([evaluate(f, args.min_voxels) for f in args.folders], ignore_index=True)
+    table = pd.concat([evaluate(f, args.min_voxels, args.candidates, args.rater_erosion_mm)
+                       for f in args.folders], ignore_index=True)
     summary = summarise(table)
-    summary.to_csv(args.folders[0] / "erosion_summary.tsv", sep="\t", index=False)
+    suffix = "" if args.rater_erosion_mm is None else f"_rater{args.rater_erosion_mm:g}mm"
+    summary.to_csv(args.folders[0] / f"erosion_summary{suffix}.tsv", sep="\t", index=False)
     with pd.option_context("display.width", 200, "display.max_rows", 500):
         print(table.round(2).to_string())
         print(summary.round(2).to_string())
