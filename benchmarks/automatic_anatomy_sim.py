@@ -1,7 +1,7 @@
 """Automatic anatomy against the rater masks on a template-built simulated cohort (by hand).
 
     python benchmarks/automatic_anatomy_sim.py DIR [--seed S] [--hc N] [--rrms N]
-        [--preset demo] [--anatomy-atlas AAL3 SUIT]
+        [--preset demo] [--anatomy-atlas AAL3 SUIT] [--auto-args ARGS]
 
 1. ``simulate_cohort(DIR/sim, {"HC": N, "RRMS": N}, sites=2, preset=..., seed=S,
    anatomy="template")``: heads built from nilearn's ICBM152 2009a template and MNI atlas
@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import shlex
 import time
 from pathlib import Path
 
@@ -208,6 +209,9 @@ def main() -> None:
                     help="participants simulated and processed in parallel")
     ap.add_argument("--oracle", action="store_true",
                     help="also compare both label sets with the simulator's true labels")
+    ap.add_argument("--auto-args", default="",
+                    help="extra options for the automatic level only, one string "
+                         "(e.g. --auto-args='--erosion-space native')")
     ap.add_argument("--level-args", nargs=argparse.REMAINDER, default=[],
                     help="extra options for both participant levels")
     args = ap.parse_args()
@@ -223,7 +227,8 @@ def main() -> None:
         out = folder / name
         if not (out / "logs").is_dir() or not any(out.glob("sub-*")):
             t1 = time.monotonic()
-            code = run_level(bids, out, masks, ["--nprocs", str(args.nprocs), *args.level_args])
+            extra = [*args.level_args, *(shlex.split(args.auto_args) if masks is None else [])]
+            code = run_level(bids, out, masks, ["--nprocs", str(args.nprocs), *extra])
             print(f"participant level {name}: exit {code}, wall {time.monotonic() - t1:.0f} s",
                   flush=True)
     table = compare(folder / "auto", folder / "rater")
