@@ -198,3 +198,62 @@ def test_edge_seed_in_lobed_lesion_gives_the_whole_lesion(rng):
     # the rule before ``free_level`` stopped at the clicked lobe (a fragment)
     old = grow_lesions(img, [seed], (1, 1, 1), free_level=2.0)
     assert old.mask.sum() < 0.7 * truth.sum()
+
+
+def _core_rim_finger(shape=(40, 40, 40), c=20, radius=5, finger=12):
+    """Noise-free lesion: a plateau core (150) in white matter (100), its one-voxel
+    partial-volume rim (face neighbours, 117), and a finger of bright non-lesion tissue (116.5)
+    running out from the rim (too small a step for the leak rule)."""
+    idx = np.indices(shape)
+    core = ((idx - c) ** 2).sum(0) <= radius**2
+    rim = ndimage.binary_dilation(core) & ~core
+    finger_mask = np.zeros(shape, dtype=bool)
+    finger_mask[c + radius + 2:c + radius + 2 + finger, c, c] = True
+    img = np.full(shape, 100.0)
+    img[core], img[rim], img[finger_mask] = 150.0, 117.0, 116.5
+    return img, core, rim, finger_mask
+
+
+def test_rim_rule_exact_on_noise_free_lesion():
+    """Below ``rim_level`` (here 120) only the core's one-voxel rim may join, down to the lowest
+    threshold (115): the result is exactly core plus rim from any click inside the lesion; the
+    rule before it (no rim rule) also took the finger."""
+    img, core, rim, finger = _core_rim_finger()
+    truth = core | rim
+    rng = np.random.default_rng(0)
+    inside = np.argwhere(truth)
+    for seed in inside[rng.choice(len(inside), 5, replace=False)]:
+        res = grow_lesions(img, [seed], (1, 1, 1), rim_level=0.4, level=0.3)
+        assert res.status == [SEED_OK]
+        assert np.array_equal(res.mask, truth)
+    old = grow_lesions(img, [inside[0]], (1, 1, 1), rim_level=None, level=0.3)
+    assert np.array_equal(old.mask, truth | finger)
+
+
+def test_rim_rule_keeps_noisy_lesions_from_random_clicks():
+    """Blurred, noisy lesions next to a bright band; one click at a random voxel of each lesion
+    (three draws): Dice and load within bounds with the rim rule."""
+    for draw in range(3):
+        rng = np.random.default_rng(100 + draw)
+        img, truth, brain = _phantom(rng)
+        lab, n = ndimage.label(truth)
+        seeds = [rng.permutation(np.argwhere(lab == k))[0] for k in range(1, n + 1)]
+        res = grow_lesions(img, seeds, (1, 1, 1), brain_mask=brain, rim_level=0.4, level=0.3)
+        assert res.status == [SEED_OK] * n
+        assert _dice(res.mask, truth) > 0.85
+        assert abs(res.mask.sum() / truth.sum() - 1) < 0.15
+
+
+def test_cli_refuses_seed_outside_brain_mask(rng, tmp_path):
+    """A seed inside the image but outside the given brain mask: error, nothing written."""
+    img, _, brain = _phantom(rng)
+    flair = tmp_path / "f.nii.gz"
+    nib.Nifti1Image(img.astype(np.float32), np.eye(4)).to_filename(flair)
+    mask = tmp_path / "brain.nii.gz"
+    nib.Nifti1Image(brain.astype(np.uint8), np.eye(4)).to_filename(mask)
+    seeds = tmp_path / "seeds.tsv"
+    seeds.write_text("x\ty\tz\n0\t30\t30\n")  # slice 0 is outside the brain
+    out = tmp_path / "m.nii.gz"
+    assert main(["lesions", "grow", str(flair), "--seeds", str(seeds), "--brain-mask",
+                 str(mask), "-o", str(out)]) == 1
+    assert not out.exists()

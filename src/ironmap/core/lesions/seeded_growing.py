@@ -70,6 +70,7 @@ def grow_lesions(
     core_mm: float = 12.0,
     core_rise: float = 0.4,
     free_level: float = 0.8,
+    rim_level: float | None = None,
 ) -> GrowResult:
     """Grow one lesion from each seed with a local, leak-limited threshold.
 
@@ -77,7 +78,8 @@ def grow_lesions(
     normal-appearing white matter) in a box around the seed. The threshold is lowered from the
     lesion peak towards ``b * (1 + min_rise)`` in steps of 2 % of ``b``; it stops early, at
     the last threshold before the region suddenly grows by more than ``jump`` times in one
-    step (a leak into cortex or another lesion-free structure).
+    step (a leak into cortex or another lesion-free structure). With ``rim_level``, below that
+    level of the lesion's profile only the one-voxel rim of the region grown so far is added.
 
     Parameters
     ----------
@@ -91,7 +93,7 @@ def grow_lesions(
         Growing never leaves it; seeds outside it are refused. Default: ``flair > 0``.
     min_rise, level : float
         The lowest threshold is ``b * (1 + min_rise)`` or ``b + level * (peak - b)``,
-        whichever is higher.
+        whichever is higher. With the rim rule ``level = 0.3`` was measured (docs/lesions.md).
     jump, leak_mm3 : float
         A step that multiplies the region size by more than ``jump`` and adds more than
         ``leak_mm3`` beyond two voxels of the previous region counts as a leak (growth through
@@ -121,6 +123,15 @@ def grow_lesions(
         plateau-shaped or lobed lesion, not a leak. 0.8 was chosen on seed draws 100-119 of
         the open_ms patients, not on the reported draws (docs/lesions.md); a value above 1
         gives the behaviour before this option.
+    rim_level : float or None
+        Partial-volume rim rule. Once the threshold falls below ``b + rim_level * (peak - b)``
+        the lesion stops growing as a connected region: it keeps the region grown so far (its
+        core) and adds only the core's one-voxel rim (face neighbours) at or above the lowest
+        threshold ``b + level * (peak - b)``. A rim voxel is a partial-volume mixture of lesion
+        and white matter; bright tissue that touches the lesion only through its rim (cortex,
+        caps, another structure) is not taken. Off (``None``) by default: the region grows down
+        to the lowest threshold unless the leak rule stops it; measured values in
+        docs/lesions.md.
 
     Returns
     -------
@@ -135,7 +146,8 @@ def grow_lesions(
     opts = dict(min_rise=min_rise, level=level, jump=jump, leak_mm3=leak_mm3,
                 margin_mm=margin_mm, window_mm=window_mm, search_mm=search_mm,
                 max_radius_mm=max_radius_mm, min_contrast=min_contrast, merge_core=merge_core,
-                core_mm=core_mm, core_rise=core_rise, free_level=free_level)
+                core_mm=core_mm, core_rise=core_rise, free_level=free_level,
+                rim_level=rim_level)
     for n, seed in enumerate(seeds, start=1):
         status, thr, region = _grow_one(img, brain, labels, seed, vox, **opts)
         if region is not None:
@@ -178,7 +190,7 @@ def local_background(img: np.ndarray, brain: np.ndarray, box) -> float:
 
 def _grow_one(img, brain, labels, seed, vox, *, min_rise, level, jump, leak_mm3, margin_mm,
               window_mm, search_mm, max_radius_mm, min_contrast, merge_core, core_mm,
-              core_rise, free_level):
+              core_rise, free_level, rim_level):
     """Grow the region of one seed: (status, threshold, bool region or None)."""
     if np.any(seed < 0) or np.any(seed >= np.asarray(img.shape)):
         return SEED_OUTSIDE_IMAGE, float("nan"), None
@@ -197,9 +209,14 @@ def _grow_one(img, brain, labels, seed, vox, *, min_rise, level, jump, leak_mm3,
     half = np.minimum(limit, np.ceil((search_mm + margin_mm) / vox))
     best, best_thr = None, peak
     rise = (peak - background) / background - 0.02
-    while rise >= max(min_rise, level * (peak - background) / background) - 1e-9:
+    lowest = max(min_rise, level * (peak - background) / background)
+    while rise >= lowest - 1e-9:
         thr = background * (1.0 + rise)
         rise -= 0.02
+        if rim_level is not None and best is not None and \
+                thr < background + rim_level * (peak - background):
+            best = _with_rim(img, brain, labels, best, background * (1.0 + lowest))
+            break
         region, box = _region_at(img, brain, labels, peak_pos, thr, half)
         while _touches_border(region[box], box, img.shape) and np.any(half < limit):
             half = np.minimum(limit, 2 * half)
@@ -218,6 +235,20 @@ def _grow_one(img, brain, labels, seed, vox, *, min_rise, level, jump, leak_mm3,
     if best is None:
         return SEED_NOT_HYPERINTENSE, float("nan"), None
     return SEED_OK, float(best_thr), best
+
+
+def _with_rim(img, brain, labels, core, floor) -> np.ndarray:
+    """``core`` plus its one-voxel rim (face neighbours) at or above ``floor``.
+
+    Rim voxels must lie in the brain and not in another lesion.
+    """
+    (found,) = ndimage.find_objects(core.astype(np.int8))
+    box = tuple(slice(max(0, s.start - 1), s.stop + 1) for s in found)
+    rim = ndimage.binary_dilation(core[box]) & ~core[box]
+    rim &= (img[box] >= floor) & brain[box] & (labels[box] == 0)
+    out = core.copy()
+    out[box] |= rim
+    return out
 
 
 def _joins_core(img, region, previous, box, seed, top_pos, vox, core_mm, core_level) -> bool:
