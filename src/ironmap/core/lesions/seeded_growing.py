@@ -4,7 +4,9 @@ For each seed voxel the threshold is set halfway (``level``) between the local b
 (median intensity of the brain in a box around the seed) and the lesion peak (brightest voxel
 near the seed); the lesion is the connected set of voxels above that threshold that contains
 the seed. If a region runs away from its seed (beyond ``max_radius_mm``), the threshold is
-raised step by step, as a rater would. Automatic seeds are proposed at local maxima of
+raised step by step, as a rater would. Optionally, below ``rim_level`` of the lesion's profile
+only the one-voxel partial-volume rim of the region grown so far joins (:func:`grow_lesions`).
+Automatic seeds are proposed at local maxima of
 FLAIR hyperintensity (robust z-score) inside white matter.
 
 Pure numpy/scipy; coordinates here are voxel indices (conversion from world mm is done by the
@@ -79,7 +81,8 @@ def grow_lesions(
     lesion peak towards ``b * (1 + min_rise)`` in steps of 2 % of ``b``; it stops early, at
     the last threshold before the region suddenly grows by more than ``jump`` times in one
     step (a leak into cortex or another lesion-free structure). With ``rim_level``, below that
-    level of the lesion's profile only the one-voxel rim of the region grown so far is added.
+    level of the lesion's profile only the one-voxel partial-volume rim of the region grown so
+    far is added.
 
     Parameters
     ----------
@@ -93,7 +96,8 @@ def grow_lesions(
         Growing never leaves it; seeds outside it are refused. Default: ``flair > 0``.
     min_rise, level : float
         The lowest threshold is ``b * (1 + min_rise)`` or ``b + level * (peak - b)``,
-        whichever is higher. With the rim rule ``level = 0.3`` was measured (docs/lesions.md).
+        whichever is higher. With the rim rule, ``level = 0.35`` was chosen together with
+        ``rim_level = 0.4`` on seed draws 100-109 of the open_ms patients (docs/lesions.md).
     jump, leak_mm3 : float
         A step that multiplies the region size by more than ``jump`` and adds more than
         ``leak_mm3`` beyond two voxels of the previous region counts as a leak (growth through
@@ -128,10 +132,12 @@ def grow_lesions(
         the lesion stops growing as a connected region: it keeps the region grown so far (its
         core) and adds only the core's one-voxel rim (face neighbours) at or above the lowest
         threshold ``b + level * (peak - b)``. A rim voxel is a partial-volume mixture of lesion
-        and white matter; bright tissue that touches the lesion only through its rim (cortex,
-        caps, another structure) is not taken. Off (``None``) by default: the region grows down
-        to the lowest threshold unless the leak rule stops it; measured values in
-        docs/lesions.md.
+        and white matter, with darker white matter beyond it: a rim voxel whose outward face
+        neighbour is also at or above the lowest threshold is the start of bright tissue that
+        touches the lesion (cortex, caps, another structure) and is not taken. Off (``None``)
+        by default: the region grows down to the lowest threshold unless the leak rule stops
+        it. ``rim_level = 0.4`` with ``level = 0.35`` was chosen on seed draws 100-109 of the
+        open_ms patients (docs/lesions.md); it under-segments patient 07, so it is an option.
 
     Returns
     -------
@@ -240,12 +246,18 @@ def _grow_one(img, brain, labels, seed, vox, *, min_rise, level, jump, leak_mm3,
 def _with_rim(img, brain, labels, core, floor) -> np.ndarray:
     """``core`` plus its one-voxel rim (face neighbours) at or above ``floor``.
 
-    Rim voxels must lie in the brain and not in another lesion.
+    Rim voxels must lie in the brain and not in another lesion, and must not lead on into
+    bright tissue: a rim voxel with a face neighbour at or above ``floor`` in the next shell
+    out is the start of a bright structure touching the lesion, not its partial-volume edge.
     """
     (found,) = ndimage.find_objects(core.astype(np.int8))
-    box = tuple(slice(max(0, s.start - 1), s.stop + 1) for s in found)
-    rim = ndimage.binary_dilation(core[box]) & ~core[box]
-    rim &= (img[box] >= floor) & brain[box] & (labels[box] == 0)
+    box = tuple(slice(max(0, s.start - 2), s.stop + 2) for s in found)
+    inner = core[box]
+    shell1 = ndimage.binary_dilation(inner)
+    shell2 = ndimage.binary_dilation(shell1) & ~shell1
+    bright = (img[box] >= floor) & brain[box]
+    rim = shell1 & ~inner & bright & (labels[box] == 0)
+    rim &= ~ndimage.binary_dilation(shell2 & bright)
     out = core.copy()
     out[box] |= rim
     return out
