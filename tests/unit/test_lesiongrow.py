@@ -11,6 +11,7 @@ from scipy import ndimage
 
 from ironmap.cli.main import main
 from ironmap.core.lesions.seeded_growing import (
+    RIM_RULE,
     SEED_NOT_HYPERINTENSE,
     SEED_OK,
     SEED_OUTSIDE_BRAIN,
@@ -91,6 +92,13 @@ def test_cli_grow_writes_bids_mask(rng, tmp_path):
     side = json.loads(out.with_name("sub-01_label-lesion_mask.json").read_text())
     assert side["Type"] == "Lesion" and side["SpatialReference"] == flair.name
     assert side["LesionVolume"] == pytest.approx(mask.sum() / 1000.0)
+    assert side["RimRule"] is False and side["GrowingParameters"] == {}
+    rim_out = tmp_path / "sub-01_desc-rim_label-lesion_mask.nii.gz"
+    assert main(["lesions", "grow", str(flair), "--seeds", str(seeds), "-o", str(rim_out),
+                 "--rim-rule"]) == 0
+    assert _dice(nib.load(rim_out).get_fdata() > 0, truth) > 0.85
+    side = json.loads(rim_out.with_name("sub-01_desc-rim_label-lesion_mask.json").read_text())
+    assert side["RimRule"] is True and side["GrowingParameters"] == RIM_RULE
 
 
 def test_cli_refuses_to_write_empty_mask(rng, tmp_path):
@@ -195,7 +203,7 @@ def test_edge_seed_in_lobed_lesion_gives_the_whole_lesion(rng):
     assert _dice(res.mask, truth) > 0.85
     assert abs(res.mask.sum() / truth.sum() - 1) < 0.2
     assert (res.mask & ~near).sum() < 0.02 * truth.sum()  # no leak into the bright band
-    rim = grow_lesions(img, [seed], (1, 1, 1), rim_level=0.4, level=0.35)
+    rim = grow_lesions(img, [seed], (1, 1, 1), **RIM_RULE)
     assert _dice(rim.mask, truth) > 0.85
     assert abs(rim.mask.sum() / truth.sum() - 1) < 0.2
     assert (rim.mask & ~near).sum() < 0.02 * truth.sum()
@@ -243,7 +251,7 @@ def test_rim_rule_keeps_noisy_lesions_from_random_clicks():
         img, truth, brain = _phantom(rng)
         lab, n = ndimage.label(truth)
         seeds = [rng.permutation(np.argwhere(lab == k))[0] for k in range(1, n + 1)]
-        res = grow_lesions(img, seeds, (1, 1, 1), brain_mask=brain, rim_level=0.4, level=0.35)
+        res = grow_lesions(img, seeds, (1, 1, 1), brain_mask=brain, **RIM_RULE)
         assert res.status == [SEED_OK] * n
         assert _dice(res.mask, truth) > 0.85
         assert abs(res.mask.sum() / truth.sum() - 1) < 0.15

@@ -27,6 +27,10 @@ SEED_OUTSIDE_BRAIN = "outside_brain"
 SEED_NOT_HYPERINTENSE = "not_hyperintense"
 SEED_MERGED = "merged"  # its region was already grown from an earlier seed
 
+#: The partial-volume rim rule as tuned on seed draws 100-109 of the open_ms patients
+#: (docs/lesions.md); ``grow_lesions(..., **RIM_RULE)`` turns it on.
+RIM_RULE = {"rim_level": 0.4, "level": 0.35}
+
 
 @dataclass
 class GrowResult:
