@@ -4,6 +4,7 @@ Usage::
 
     python benchmarks/lesiongrow.py [PATIENT ...] [--draws N] [--first D] [--merge-core]
         [--free-level F]   # 2.0 gives the rule before free_level (default 0.8)
+        [--rim-level R] [--level L]   # rim rule (``none`` turns it off) and lowest level
     # needs IRONMAP_SHARED_DATA; draws D .. D+N-1 (default 0-2: the reported draws; 10-13 were
     # the tuning draws of ``core_rise``)
 
@@ -42,7 +43,14 @@ def main(argv):
     first = int(argv[argv.index("--first") + 1]) if "--first" in argv else 0
     merge = "--merge-core" in argv
     free = float(argv[argv.index("--free-level") + 1]) if "--free-level" in argv else 0.8
-    values = {argv.index(o) + 1 for o in ("--draws", "--first", "--free-level") if o in argv}
+    opts = {}
+    if "--rim-level" in argv:
+        rim = argv[argv.index("--rim-level") + 1]
+        opts["rim_level"] = None if rim == "none" else float(rim)
+    if "--level" in argv:
+        opts["level"] = float(argv[argv.index("--level") + 1])
+    values = {argv.index(o) + 1 for o in ("--draws", "--first", "--free-level", "--rim-level",
+                                          "--level") if o in argv}
     patients = [a for i, a in enumerate(argv) if i not in values and not a.startswith("--")] \
         or ["07", "26", "19"]
     for p in patients:
@@ -51,10 +59,11 @@ def main(argv):
         data = flair.get_fdata(dtype=np.float32)
         for d in range(first, first + draws):
             seeds = random_seeds(gold, np.random.default_rng(d))
-            res = grow_lesions(data, seeds, (1, 1, 1), merge_core=merge, free_level=free)
+            res = grow_lesions(data, seeds, (1, 1, 1), merge_core=merge, free_level=free, **opts)
             m = lesion_detection(res.mask, gold)
             print(f"patient{p}\tdraw {d}\tseeds {len(seeds)}\tdice {m['dice']:.3f}\t"
-                  f"load ratio {m['load_ratio']:.2f}\tmerge_core {merge}\tfree_level {free}",
+                  f"load ratio {m['load_ratio']:.2f}\tmerge_core {merge}\tfree_level {free}"
+                  f"\t{opts}",
                   flush=True)
 
 

@@ -11,6 +11,7 @@ from scipy import ndimage
 
 from ironmap.cli.main import main
 from ironmap.core.lesions.seeded_growing import (
+    RIM_RULE,
     SEED_NOT_HYPERINTENSE,
     SEED_OK,
     SEED_OUTSIDE_BRAIN,
@@ -91,6 +92,13 @@ def test_cli_grow_writes_bids_mask(rng, tmp_path):
     side = json.loads(out.with_name("sub-01_label-lesion_mask.json").read_text())
     assert side["Type"] == "Lesion" and side["SpatialReference"] == flair.name
     assert side["LesionVolume"] == pytest.approx(mask.sum() / 1000.0)
+    assert side["RimRule"] is False and side["GrowingParameters"] == {}
+    rim_out = tmp_path / "sub-01_desc-rim_label-lesion_mask.nii.gz"
+    assert main(["lesions", "grow", str(flair), "--seeds", str(seeds), "-o", str(rim_out),
+                 "--rim-rule"]) == 0
+    assert _dice(nib.load(rim_out).get_fdata() > 0, truth) > 0.85
+    side = json.loads(rim_out.with_name("sub-01_desc-rim_label-lesion_mask.json").read_text())
+    assert side["RimRule"] is True and side["GrowingParameters"] == RIM_RULE
 
 
 def test_cli_refuses_to_write_empty_mask(rng, tmp_path):
@@ -195,6 +203,70 @@ def test_edge_seed_in_lobed_lesion_gives_the_whole_lesion(rng):
     assert _dice(res.mask, truth) > 0.85
     assert abs(res.mask.sum() / truth.sum() - 1) < 0.2
     assert (res.mask & ~near).sum() < 0.02 * truth.sum()  # no leak into the bright band
+    rim = grow_lesions(img, [seed], (1, 1, 1), **RIM_RULE)
+    assert _dice(rim.mask, truth) > 0.85
+    assert abs(rim.mask.sum() / truth.sum() - 1) < 0.2
+    assert (rim.mask & ~near).sum() < 0.02 * truth.sum()
     # the rule before ``free_level`` stopped at the clicked lobe (a fragment)
     old = grow_lesions(img, [seed], (1, 1, 1), free_level=2.0)
     assert old.mask.sum() < 0.7 * truth.sum()
+
+
+def _core_rim_finger(shape=(40, 40, 40), c=20, radius=5, finger=12):
+    """Noise-free lesion: a plateau core (150) in white matter (100), its one-voxel
+    partial-volume rim (face neighbours, 117), and a finger of bright non-lesion tissue (116.5)
+    running out from the core's edge through the rim (too small a step for the leak rule)."""
+    idx = np.indices(shape)
+    core = ((idx - c) ** 2).sum(0) <= radius**2
+    rim = ndimage.binary_dilation(core) & ~core
+    finger_mask = np.zeros(shape, dtype=bool)
+    finger_mask[c + radius + 1:c + radius + 1 + finger, c, c] = True
+    img = np.full(shape, 100.0)
+    img[core], img[rim], img[finger_mask] = 150.0, 117.0, 116.5
+    return img, core, rim, finger_mask
+
+
+def test_rim_rule_exact_on_noise_free_lesion():
+    """Below ``rim_level`` (here 120) only the core's one-voxel rim may join, down to the lowest
+    threshold (115), and not where it leads on into bright tissue: the result is exactly the
+    lesion (core and rim, without the finger) from any click inside it; the rule before it (no
+    rim rule) also took the finger."""
+    img, core, rim, finger = _core_rim_finger()
+    truth = core | (rim & ~finger)
+    rng = np.random.default_rng(0)
+    inside = np.argwhere(truth)
+    for seed in inside[rng.choice(len(inside), 5, replace=False)]:
+        res = grow_lesions(img, [seed], (1, 1, 1), rim_level=0.4, level=0.3)
+        assert res.status == [SEED_OK]
+        assert np.array_equal(res.mask, truth)
+    old = grow_lesions(img, [inside[0]], (1, 1, 1), rim_level=None, level=0.3)
+    assert np.array_equal(old.mask, truth | finger)
+
+
+def test_rim_rule_keeps_noisy_lesions_from_random_clicks():
+    """Blurred, noisy lesions next to a bright band; one click at a random voxel of each lesion
+    (three draws): Dice and load within bounds with the rim rule as tuned."""
+    for draw in range(3):
+        rng = np.random.default_rng(100 + draw)
+        img, truth, brain = _phantom(rng)
+        lab, n = ndimage.label(truth)
+        seeds = [rng.permutation(np.argwhere(lab == k))[0] for k in range(1, n + 1)]
+        res = grow_lesions(img, seeds, (1, 1, 1), brain_mask=brain, **RIM_RULE)
+        assert res.status == [SEED_OK] * n
+        assert _dice(res.mask, truth) > 0.85
+        assert abs(res.mask.sum() / truth.sum() - 1) < 0.15
+
+
+def test_cli_refuses_seed_outside_brain_mask(rng, tmp_path):
+    """A seed inside the image but outside the given brain mask: error, nothing written."""
+    img, _, brain = _phantom(rng)
+    flair = tmp_path / "f.nii.gz"
+    nib.Nifti1Image(img.astype(np.float32), np.eye(4)).to_filename(flair)
+    mask = tmp_path / "brain.nii.gz"
+    nib.Nifti1Image(brain.astype(np.uint8), np.eye(4)).to_filename(mask)
+    seeds = tmp_path / "seeds.tsv"
+    seeds.write_text("x\ty\tz\n0\t30\t30\n")  # slice 0 is outside the brain
+    out = tmp_path / "m.nii.gz"
+    assert main(["lesions", "grow", str(flair), "--seeds", str(seeds), "--brain-mask",
+                 str(mask), "-o", str(out)]) == 1
+    assert not out.exists()

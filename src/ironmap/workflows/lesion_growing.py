@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from ironmap.core.lesions.seeded_growing import SEED_OK, grow_lesions, propose_seeds
+from ironmap.core.lesions.seeded_growing import RIM_RULE, SEED_OK, grow_lesions, propose_seeds
 from ironmap.io.atomic import check_writable
 from ironmap.io.nifti import load_image, save_image
 from ironmap.io.outputs import command_line
@@ -71,7 +71,8 @@ def world_to_voxel(xyz_mm: np.ndarray, affine: np.ndarray) -> np.ndarray:
 
 
 def grow_from_file(flair_path, out_path, *, seeds_path=None, propose: bool = False,
-                   brain_mask_path=None, overwrite: bool = False) -> pd.DataFrame:
+                   brain_mask_path=None, overwrite: bool = False,
+                   rim_rule: bool = False) -> pd.DataFrame:
     """Outline lesions on a FLAIR and write a BIDS lesion mask (+ JSON sidecar).
 
     Parameters
@@ -88,6 +89,8 @@ def grow_from_file(flair_path, out_path, *, seeds_path=None, propose: bool = Fal
         Brain mask on the FLAIR grid.
     overwrite : bool, optional
         Replace an existing mask.
+    rim_rule : bool, optional
+        Grow with the partial-volume rim rule (:data:`RIM_RULE`; docs/lesions.md).
 
     Returns
     -------
@@ -113,7 +116,8 @@ def grow_from_file(flair_path, out_path, *, seeds_path=None, propose: bool = Fal
         ijk = np.vstack([ijk, extra])
     if len(ijk) == 0:
         raise SeedError(f"{flair_path}: no seeds given or proposed")
-    res = grow_lesions(flair, ijk, vox, brain_mask=brain)
+    params = dict(RIM_RULE) if rim_rule else {}
+    res = grow_lesions(flair, ijk, vox, brain_mask=brain, **params)
     world = (img.affine @ np.c_[ijk, np.ones(len(ijk))].T).T[:, :3]
     table = pd.DataFrame({"x": world[:, 0], "y": world[:, 1], "z": world[:, 2],
                           "status": res.status, "threshold": res.thresholds,
@@ -129,6 +133,7 @@ def grow_from_file(flair_path, out_path, *, seeds_path=None, propose: bool = Fal
         "with a local intensity threshold from seed points on FLAIR",
         "Sources": [Path(flair_path).name], "SpatialReference": Path(flair_path).name,
         "Seeds": table[["x", "y", "z", "status"]].to_dict(orient="records"),
+        "RimRule": bool(rim_rule), "GrowingParameters": params,
         "LesionVolume": float(res.mask.sum() * np.prod(vox) / 1000.0), "LesionVolumeUnits": "cm^3",
         "GeneratedBy": [{"Name": "ironmap lesions grow", "Description": command_line()}],
     }

@@ -4,7 +4,9 @@ For each seed voxel the threshold is set halfway (``level``) between the local b
 (median intensity of the brain in a box around the seed) and the lesion peak (brightest voxel
 near the seed); the lesion is the connected set of voxels above that threshold that contains
 the seed. If a region runs away from its seed (beyond ``max_radius_mm``), the threshold is
-raised step by step, as a rater would. Automatic seeds are proposed at local maxima of
+raised step by step, as a rater would. Optionally, below ``rim_level`` of the lesion's profile
+only the one-voxel partial-volume rim of the region grown so far joins (:func:`grow_lesions`).
+Automatic seeds are proposed at local maxima of
 FLAIR hyperintensity (robust z-score) inside white matter.
 
 Pure numpy/scipy; coordinates here are voxel indices (conversion from world mm is done by the
@@ -24,6 +26,10 @@ SEED_OUTSIDE_IMAGE = "outside_image"
 SEED_OUTSIDE_BRAIN = "outside_brain"
 SEED_NOT_HYPERINTENSE = "not_hyperintense"
 SEED_MERGED = "merged"  # its region was already grown from an earlier seed
+
+#: The partial-volume rim rule as tuned on seed draws 100-109 of the open_ms patients
+#: (docs/lesions.md); ``grow_lesions(..., **RIM_RULE)`` turns it on.
+RIM_RULE = {"rim_level": 0.4, "level": 0.35}
 
 
 @dataclass
@@ -70,6 +76,7 @@ def grow_lesions(
     core_mm: float = 12.0,
     core_rise: float = 0.4,
     free_level: float = 0.8,
+    rim_level: float | None = None,
 ) -> GrowResult:
     """Grow one lesion from each seed with a local, leak-limited threshold.
 
@@ -77,7 +84,9 @@ def grow_lesions(
     normal-appearing white matter) in a box around the seed. The threshold is lowered from the
     lesion peak towards ``b * (1 + min_rise)`` in steps of 2 % of ``b``; it stops early, at
     the last threshold before the region suddenly grows by more than ``jump`` times in one
-    step (a leak into cortex or another lesion-free structure).
+    step (a leak into cortex or another lesion-free structure). With ``rim_level``, below that
+    level of the lesion's profile only the one-voxel partial-volume rim of the region grown so
+    far is added.
 
     Parameters
     ----------
@@ -91,7 +100,8 @@ def grow_lesions(
         Growing never leaves it; seeds outside it are refused. Default: ``flair > 0``.
     min_rise, level : float
         The lowest threshold is ``b * (1 + min_rise)`` or ``b + level * (peak - b)``,
-        whichever is higher.
+        whichever is higher. With the rim rule, ``level = 0.35`` was chosen together with
+        ``rim_level = 0.4`` on seed draws 100-109 of the open_ms patients (docs/lesions.md).
     jump, leak_mm3 : float
         A step that multiplies the region size by more than ``jump`` and adds more than
         ``leak_mm3`` beyond two voxels of the previous region counts as a leak (growth through
@@ -121,6 +131,17 @@ def grow_lesions(
         plateau-shaped or lobed lesion, not a leak. 0.8 was chosen on seed draws 100-119 of
         the open_ms patients, not on the reported draws (docs/lesions.md); a value above 1
         gives the behaviour before this option.
+    rim_level : float or None
+        Partial-volume rim rule. Once the threshold falls below ``b + rim_level * (peak - b)``
+        the lesion stops growing as a connected region: it keeps the region grown so far (its
+        core) and adds only the core's one-voxel rim (face neighbours) at or above the lowest
+        threshold ``b + level * (peak - b)``. A rim voxel is a partial-volume mixture of lesion
+        and white matter, with darker white matter beyond it: a rim voxel whose outward face
+        neighbour is also at or above the lowest threshold is the start of bright tissue that
+        touches the lesion (cortex, caps, another structure) and is not taken. Off (``None``)
+        by default: the region grows down to the lowest threshold unless the leak rule stops
+        it. ``rim_level = 0.4`` with ``level = 0.35`` was chosen on seed draws 100-109 of the
+        open_ms patients (docs/lesions.md); it under-segments patient 07, so it is an option.
 
     Returns
     -------
@@ -135,7 +156,8 @@ def grow_lesions(
     opts = dict(min_rise=min_rise, level=level, jump=jump, leak_mm3=leak_mm3,
                 margin_mm=margin_mm, window_mm=window_mm, search_mm=search_mm,
                 max_radius_mm=max_radius_mm, min_contrast=min_contrast, merge_core=merge_core,
-                core_mm=core_mm, core_rise=core_rise, free_level=free_level)
+                core_mm=core_mm, core_rise=core_rise, free_level=free_level,
+                rim_level=rim_level)
     for n, seed in enumerate(seeds, start=1):
         status, thr, region = _grow_one(img, brain, labels, seed, vox, **opts)
         if region is not None:
@@ -178,7 +200,7 @@ def local_background(img: np.ndarray, brain: np.ndarray, box) -> float:
 
 def _grow_one(img, brain, labels, seed, vox, *, min_rise, level, jump, leak_mm3, margin_mm,
               window_mm, search_mm, max_radius_mm, min_contrast, merge_core, core_mm,
-              core_rise, free_level):
+              core_rise, free_level, rim_level):
     """Grow the region of one seed: (status, threshold, bool region or None)."""
     if np.any(seed < 0) or np.any(seed >= np.asarray(img.shape)):
         return SEED_OUTSIDE_IMAGE, float("nan"), None
@@ -197,9 +219,14 @@ def _grow_one(img, brain, labels, seed, vox, *, min_rise, level, jump, leak_mm3,
     half = np.minimum(limit, np.ceil((search_mm + margin_mm) / vox))
     best, best_thr = None, peak
     rise = (peak - background) / background - 0.02
-    while rise >= max(min_rise, level * (peak - background) / background) - 1e-9:
+    lowest = max(min_rise, level * (peak - background) / background)
+    while rise >= lowest - 1e-9:
         thr = background * (1.0 + rise)
         rise -= 0.02
+        if rim_level is not None and best is not None and \
+                thr < background + rim_level * (peak - background):
+            best = _with_rim(img, brain, labels, best, background * (1.0 + lowest))
+            break
         region, box = _region_at(img, brain, labels, peak_pos, thr, half)
         while _touches_border(region[box], box, img.shape) and np.any(half < limit):
             half = np.minimum(limit, 2 * half)
@@ -218,6 +245,26 @@ def _grow_one(img, brain, labels, seed, vox, *, min_rise, level, jump, leak_mm3,
     if best is None:
         return SEED_NOT_HYPERINTENSE, float("nan"), None
     return SEED_OK, float(best_thr), best
+
+
+def _with_rim(img, brain, labels, core, floor) -> np.ndarray:
+    """``core`` plus its one-voxel rim (face neighbours) at or above ``floor``.
+
+    Rim voxels must lie in the brain and not in another lesion, and must not lead on into
+    bright tissue: a rim voxel with a face neighbour at or above ``floor`` in the next shell
+    out is the start of a bright structure touching the lesion, not its partial-volume edge.
+    """
+    (found,) = ndimage.find_objects(core.astype(np.int8))
+    box = tuple(slice(max(0, s.start - 2), s.stop + 2) for s in found)
+    inner = core[box]
+    shell1 = ndimage.binary_dilation(inner)
+    shell2 = ndimage.binary_dilation(shell1) & ~shell1
+    bright = (img[box] >= floor) & brain[box]
+    rim = shell1 & ~inner & bright & (labels[box] == 0)
+    rim &= ~ndimage.binary_dilation(shell2 & bright)
+    out = core.copy()
+    out[box] |= rim
+    return out
 
 
 def _joins_core(img, region, previous, box, seed, top_pos, vox, core_mm, core_level) -> bool:
