@@ -52,6 +52,9 @@ CANDIDATES: dict[str, dict] = {
     "rigid-coarse-iter-half": {"rigid_levels": 2, "iterations": (100, 50, 25)},
     "conv-1e-5": {"convergence": (1e-5, 10)},
     "rigid-coarse-conv-1e-5": {"rigid_levels": 2, "convergence": (1e-5, 10)},
+    # today's schedule without its coarsest level (shrink 8: about 200 metric samples)
+    "no-shrink-8": {"shrink_factors": (4, 2), "smoothing_sigmas": (2.0, 1.0),
+                    "iterations": (100, 50)},
 }
 
 
