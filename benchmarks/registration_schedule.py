@@ -108,7 +108,6 @@ def sim_pair_rows(task) -> list[dict]:
     """All candidates on one simulated participant (both pairs + regional R2*)."""
     cohort, sub, candidates = task
     from ironmap import fit_r2star
-    from ironmap.sim.change import pose_matrix  # noqa: F401 - same convention, no sessions
     from ironmap.spatial.registration import downsample
 
     bids, truth = Path(cohort) / "bids", Path(cohort) / "truth"
