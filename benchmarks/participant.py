@@ -11,6 +11,10 @@ Simulates a cohort (``ironmap simulate``; default: the seed study's protocol res
 Usage::
 
     python benchmarks/participant.py --work /tmp/ironmap-bench [--subjects 2] [--preset seed]
+        [--no-per-subject] [--no-throughput]
+
+``--nprocs 2`` runs the participants in two spawned worker processes (``ironmap.parallel``);
+``IRONMAP_LOCAL_EXECUTOR=dask`` in the environment measures the Dask LocalCluster instead.
 
 Numbers depend on the machine and its load; run it on an otherwise idle machine.
 """
@@ -84,10 +88,12 @@ def throughput(bids: Path, work: Path, nprocs: int) -> dict:
                             "participant", "--masks", str(masks), "--nprocs", str(nprocs)],
                            work / f"cohort-np{nprocs}.log")
     row = {"nprocs": nprocs, "subjects": n, "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
+           "cpu_s_per_subject": round(cpu / n, 2),
            "subjects_per_hour": round(3600 * n / wall, 1),
            "load_average_1min": os.getloadavg()[0], "exit_code": rc}
     print(f"--nprocs {nprocs}: {n} subjects in {wall:.1f} s ({cpu:.1f} CPU-s with the worker "
-          f"processes) = {row['subjects_per_hour']} subjects/h, exit {rc}")
+          f"processes, {cpu / n:.2f} per subject) = {row['subjects_per_hour']} subjects/h, "
+          f"exit {rc}")
     span = task_span(out)
     if span:
         row["task_span_s"] = round(span, 1)
@@ -124,11 +130,14 @@ def main(argv=None) -> int:
     p.add_argument("--preset", default="seed", choices=["seed", "fast"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-throughput", action="store_true")
+    p.add_argument("--no-per-subject", action="store_true",
+                   help="skip step 1 (each subject alone in a fresh process)")
     args = p.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
     bids = simulate(args.work, args.subjects, args.preset, args.seed)
     result = {"preset": args.preset, "cpu_count": os.cpu_count(),
-              "load_average_start": os.getloadavg(), "per_subject": per_subject(bids, args.work)}
+              "load_average_start": os.getloadavg(),
+              "per_subject": [] if args.no_per_subject else per_subject(bids, args.work)}
     if not args.no_throughput:
         result["throughput"] = rows = [throughput(bids, args.work, n) for n in (1, 2)]
         result["speedup_2_vs_1"] = round(rows[1]["subjects_per_hour"]

@@ -1,19 +1,23 @@
-"""Executors for independent tasks: serial, a Dask LocalCluster, or an existing Dask cluster.
+"""Executors for independent tasks: serial, a spawned process pool, or a Dask cluster.
 
-Tasks are independent (one participant each); results come back as they complete. Workers get
-one ITK/OpenMP/BLAS thread each (set in their environment before ``ants`` is imported), so
-``n`` workers use about ``n`` cores and ITK registration stays reproducible. Anything that
-listens binds to 127.0.0.1 on a free port (the HTTP/dashboard ports too: ``None`` would still
-try port 8787 first). A rich progress bar is shown on a
-terminal; otherwise one log line per finished task.
+Tasks are independent (one participant each); results come back as they complete. ``nprocs``
+> 1 on one machine runs a ``concurrent.futures`` pool of spawned processes (no scheduler, no
+sockets: the Dask LocalCluster used before cost about 6 CPU-s more per run of 4
+participants; ``IRONMAP_LOCAL_EXECUTOR=dask`` still selects it). Workers get one
+ITK/OpenMP/BLAS thread each (set in their environment before ``ants`` or numpy is imported),
+so ``n`` workers use about ``n`` cores and ITK registration stays reproducible. With Dask,
+anything that listens binds to 127.0.0.1 on a free port (the HTTP/dashboard ports too:
+``None`` would still try port 8787 first). A rich progress bar is shown on a terminal;
+otherwise one log line per finished task.
 
-:func:`process_pool` is the one local process pool of the steps that run outside Dask (the
-simulation, the report's pages, the demo's automatic anatomy check): spawned workers, their
-log records relayed to this process.
+:func:`process_pool` is the one local process pool of the steps that are not participant
+tasks (the simulation, the report's pages, the demo's automatic anatomy check): spawned
+workers, their log records relayed to this process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -79,8 +83,8 @@ def run_tasks(func: Callable[[Any], Any], items: Iterable[Any], *, labels: Itera
     labels : iterable of str
         One name per item for progress and log lines.
     nprocs : int
-        1 = run serially in this process; more = a Dask LocalCluster with this many worker
-        processes (one thread each).
+        1 = run serially in this process; more = this many spawned worker processes (one
+        thread per library each; a Dask LocalCluster with ``IRONMAP_LOCAL_EXECUTOR=dask``).
     scheduler : str, optional
         Address of an existing Dask scheduler (``tcp://host:port``); overrides ``nprocs``.
     progress : bool, optional
@@ -110,7 +114,103 @@ def _completed(func, items, labels, nprocs, scheduler) -> Iterator[tuple[int, An
         for i, item in enumerate(items):
             yield i, _call(func, item)
         return
+    if scheduler is None and os.environ.get(LOCAL_EXECUTOR_ENV, "processes") != "dask":
+        yield from _pool_completed(func, items, nprocs)
+        return
     yield from _dask_completed(func, items, labels, nprocs, scheduler)
+
+
+#: ``dask`` makes ``nprocs > 1`` use a Dask LocalCluster instead of the process pool
+LOCAL_EXECUTOR_ENV = "IRONMAP_LOCAL_EXECUTOR"
+
+
+@contextlib.contextmanager
+def worker_environment() -> Iterator[dict[str, str]]:
+    """:data:`WORKER_ENV` in ``os.environ`` inside the block (restored after it).
+
+    Spawned worker processes copy the environment when they start, before they import numpy
+    or ANTs, so every worker of a pool started in the block runs with one thread per library.
+
+    Yields
+    ------
+    dict of str to str
+        The values set.
+    """
+    before = {k: os.environ.get(k) for k in WORKER_ENV}
+    os.environ.update(WORKER_ENV)
+    try:
+        yield dict(WORKER_ENV)
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+_STARTED = None  # in a pool worker: the queue that tells the parent which tasks started
+
+
+def _pool_init(started) -> None:
+    global _STARTED
+    _STARTED = started
+
+
+def _pool_task(func, item, index):
+    _STARTED.put(index)
+    return _call(func, item)
+
+
+def _pool_round(func, items, todo, nprocs, began: set[int]) -> Iterator[tuple[int, bool, Any]]:
+    """One spawned process pool over the tasks ``todo``.
+
+    Yields ``(index, broken, result)``; ``broken`` is True when the pool broke before the task
+    finished (a worker process died). The indices of the tasks that started are added to
+    ``began`` when the pool has shut down.
+    """
+    import concurrent.futures as cf
+    import multiprocessing as mp
+    from concurrent.futures.process import BrokenProcessPool
+
+    # spawned, not forked: the parent may hold threads (progress, logging); the workers' log
+    # records reach this process's handlers as in a serial run
+    started = mp.get_context(POOL_START).SimpleQueue()
+    try:
+        with worker_environment(), process_pool(
+                min(nprocs, len(todo)), initializer=_pool_init, initargs=(started,)) as pool:
+            futures = {pool.submit(_pool_task, func, items[i], i): i for i in todo}
+            for fut in cf.as_completed(futures):
+                exc = fut.exception()
+                broken = isinstance(exc, BrokenProcessPool)
+                yield futures[fut], broken, (fut.result() if exc is None else exc)
+        while not started.empty():
+            began.add(started.get())
+    finally:
+        started.close()
+
+
+def _pool_completed(func, items, nprocs) -> Iterator[tuple[int, Any]]:
+    """Run the tasks in ``nprocs`` spawned worker processes (one thread per library each).
+
+    A worker that dies (killed, out of memory, a crash in compiled code) breaks the pool: each
+    task that had started then is run again alone in a fresh process, and one whose process
+    dies again gets the error as its result; the tasks that had not started go to a fresh
+    pool. Results already returned are kept.
+    """
+    todo = list(range(len(items)))
+    while todo:
+        broken: dict[int, BaseException] = {}
+        began: set[int] = set()
+        for i, failed, result in _pool_round(func, items, todo, nprocs, began):
+            if failed:
+                broken[i] = result
+            else:
+                yield i, result
+        todo = [i for i in broken if i not in began]
+        for i in sorted(set(broken) & began):
+            log.warning("a worker process died while task %d ran; running it again alone", i)
+            for _, _failed, result in _pool_round(func, items, [i], 1, set()):
+                yield i, result
 
 
 def _call(func, item):
@@ -188,22 +288,28 @@ class ProcessPool(ProcessPoolExecutor):
         The multiprocessing start method.
     forward_logs : bool, optional
         Send the workers' log records here (ignored for ``fork``, which inherits the handlers).
+    initializer : callable, optional
+        Called with ``initargs`` at each worker's start (after its log set-up).
+    initargs : tuple, optional
+        Arguments of ``initializer``.
     """
 
-    def __init__(self, max_workers: int, start: str = POOL_START, forward_logs: bool = True):
+    def __init__(self, max_workers: int, start: str = POOL_START, forward_logs: bool = True,
+                 initializer: Callable[..., None] | None = None, initargs: tuple = ()):
         import multiprocessing
 
         ctx = multiprocessing.get_context(start)
         self._listener = None
-        extra: dict[str, Any] = {}
+        logs = None
         if forward_logs and start != "fork":
             from logging.handlers import QueueListener
 
             queue = ctx.Queue()
             self._listener = QueueListener(queue, _Relay())
             self._listener.start()
-            extra = {"initializer": _log_to_queue, "initargs": (queue, _logger_levels())}
-        super().__init__(max_workers=max_workers, mp_context=ctx, **extra)
+            logs = (queue, _logger_levels())
+        super().__init__(max_workers=max_workers, mp_context=ctx, initializer=_worker_start,
+                         initargs=(logs, initializer, initargs))
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Shut the workers down, then stop relaying their log records.
@@ -221,8 +327,9 @@ class ProcessPool(ProcessPoolExecutor):
             self._listener = None
 
 
-def process_pool(max_workers: int, *, start: str = POOL_START,
-                 forward_logs: bool = True) -> ProcessPool:
+def process_pool(max_workers: int, *, start: str = POOL_START, forward_logs: bool = True,
+                 initializer: Callable[..., None] | None = None,
+                 initargs: tuple = ()) -> ProcessPool:
     """The process pool of ironmap's parallel steps (simulation, report pages, demo check).
 
     Parameters
@@ -234,13 +341,18 @@ def process_pool(max_workers: int, *, start: str = POOL_START,
         what it costs against ``fork``).
     forward_logs : bool, optional
         Send the workers' log records to this process's handlers.
+    initializer : callable, optional
+        Called with ``initargs`` at each worker's start.
+    initargs : tuple, optional
+        Arguments of ``initializer``.
 
     Returns
     -------
     ProcessPool
         Use it as a context manager (``with process_pool(2) as pool: ...``).
     """
-    return ProcessPool(max_workers, start=start, forward_logs=forward_logs)
+    return ProcessPool(max_workers, start=start, forward_logs=forward_logs,
+                       initializer=initializer, initargs=initargs)
 
 
 class _Relay(logging.Handler):
@@ -258,6 +370,14 @@ def _logger_levels() -> dict[str, int]:
         if isinstance(logger, logging.Logger) and logger.level != logging.NOTSET:
             levels[name] = logger.level
     return levels
+
+
+def _worker_start(logs, initializer, initargs) -> None:
+    """Worker start: its log records to the parent (``logs``), then the caller's initializer."""
+    if logs is not None:
+        _log_to_queue(*logs)
+    if initializer is not None:
+        initializer(*initargs)
 
 
 def _log_to_queue(queue, levels: dict[str, int]) -> None:

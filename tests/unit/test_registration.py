@@ -118,6 +118,20 @@ def test_affine_recovers_known_pose(pair):
     assert reg.model == "affine"
 
 
+def test_schedule_options_are_applied_and_recorded(pair, rigid_result):
+    """A rigid stage on the coarse levels only and a looser convergence test still recover
+    the pose; the settings are in ``details`` only when they differ from the defaults."""
+    scaled = TRUE_POSE @ np.diag([1.03, 0.98, 1.01, 1.0])
+    moving = moved_copy(pair[0], scaled, contrast=lambda d: d * (2.2 - d))
+    reg = register(pair[0], moving, model="affine", seed=1, shrink_factors=(4, 2, 1),
+                   rigid_levels=2, convergence=(1e-5, 8))
+    mean_err, max_err = displacement_error(reg.matrix, scaled, brain_points(pair[0]))
+    assert mean_err <= 1.0 and max_err <= 2.0
+    assert reg.details["rigid_levels"] == 2 and reg.details["convergence"] == [1e-5, 8]
+    assert "rigid_levels" not in rigid_result.details
+    assert "convergence" not in rigid_result.details
+
+
 @pytest.mark.slow
 def test_same_inputs_give_identical_matrix(pair, rigid_result):
     again = register(*pair, model="rigid", seed=1)

@@ -311,11 +311,19 @@ def _levels(shape, shrink_factors, smoothing_sigmas):
     return shrink, tuple(float(s) for s in smoothing_sigmas)
 
 
-def _stage(kind, fixed_str, moving_str, shrink, sigmas, iterations, sampling_rate, bins):
+#: Default convergence test of every level: stop when the metric's slope over this many
+#: iterations (the window) falls below the threshold
+CONVERGENCE = (1e-6, 10)
+
+
+def _stage(kind, fixed_str, moving_str, shrink, sigmas, iterations, sampling_rate, bins,
+           convergence=CONVERGENCE):
+    threshold, window = convergence
     return [
         "--transform", f"{kind}[0.1]",
         "--metric", f"MI[{fixed_str},{moving_str},1,{bins},Regular,{sampling_rate}]",
-        "--convergence", f"[{'x'.join(str(int(i)) for i in iterations)},1e-6,10]",
+        "--convergence",
+        f"[{'x'.join(str(int(i)) for i in iterations)},{threshold:g},{int(window)}]",
         "--shrink-factors", "x".join(str(f) for f in shrink),
         "--smoothing-sigmas", "x".join(f"{s:g}" for s in sigmas) + "vox",
     ]
@@ -325,7 +333,7 @@ def _run_ants(ants, fixed_a, moving_a, model, seed, schedule, prefix) -> np.ndar
     """Run antsRegistration through the ANTsPy library; return the LPS 4x4 matrix."""
     from ants.internal import get_lib_fn, get_pointer_string, process_arguments
 
-    shrink, sigmas, iterations, sampling_rate, bins = schedule
+    shrink, sigmas, iterations, sampling_rate, bins, convergence, rigid_levels = schedule
     f_str, m_str = get_pointer_string(fixed_a), get_pointer_string(moving_a)
     args = [
         "--dimensionality", "3", "--float", "1", "--collapse-output-transforms", "1",
@@ -334,10 +342,16 @@ def _run_ants(ants, fixed_a, moving_a, model, seed, schedule, prefix) -> np.ndar
         "--initial-moving-transform", f"[{f_str},{m_str},1]",
         "--random-seed", str(int(seed)),
     ]
-    stage = (f_str, m_str, shrink, sigmas, iterations, sampling_rate, bins)
-    args += _stage("Rigid", *stage)
+    if model == "affine" and rigid_levels is not None:  # the rigid stage only starts it
+        n = max(1, min(int(rigid_levels), len(shrink)))
+        args += _stage("Rigid", f_str, m_str, shrink[:n], sigmas[:n], iterations[:n],
+                       sampling_rate, bins, convergence)
+    else:
+        args += _stage("Rigid", f_str, m_str, shrink, sigmas, iterations, sampling_rate, bins,
+                       convergence)
     if model == "affine":
-        args += _stage("Affine", *stage)
+        args += _stage("Affine", f_str, m_str, shrink, sigmas, iterations, sampling_rate, bins,
+                       convergence)
     code = get_lib_fn("antsRegistration")(process_arguments(args))
     if code != 0:
         raise RuntimeError(f"antsRegistration failed with exit code {code}")
@@ -357,6 +371,8 @@ def register(
     sampling_rate: float | None = None,
     bins: int = 32,
     working_voxel_mm: float | None = WORKING_VOXEL_MM,
+    convergence: tuple[float, int] = CONVERGENCE,
+    rigid_levels: int | None = None,
 ) -> Registration:
     """Register ``moving`` to ``fixed`` (rigid or affine, Mattes mutual information, ANTs).
 
@@ -388,6 +404,12 @@ def register(
         Both images are first block-averaged to voxels of about this size (mm, integer factor
         per axis; see :func:`downsample`), which bounds the cost for 1 mm images; ``None``
         registers at the native resolution. The matrix is in world mm either way.
+    convergence : (float, int)
+        Convergence test of every level: threshold on the metric's slope and window
+        (iterations), default :data:`CONVERGENCE`.
+    rigid_levels : int, optional
+        With ``model="affine"``: run the rigid stage only on the first (coarsest) this many
+        levels, as the affine stage's start; default: every level.
 
     Returns
     -------
@@ -406,7 +428,9 @@ def register(
         iterations = tuple(int(200 / 2**i) for i in range(len(shrink)))
     if sampling_rate is None:
         sampling_rate = min(1.0, max(0.01, METRIC_SAMPLES / float(np.prod(fixed.shape[:3]))))
-    schedule = (shrink, sigmas, tuple(iterations), round(float(sampling_rate), 6), int(bins))
+    convergence = (float(convergence[0]), int(convergence[1]))
+    schedule = (shrink, sigmas, tuple(iterations), round(float(sampling_rate), 6), int(bins),
+                convergence, rigid_levels)
     workdir = tempfile.mkdtemp(prefix="ironmap-reg-")
     try:
         lps = _run_ants(ants, fixed_a, moving_a, model, seed, schedule, str(Path(workdir) / "x"))
@@ -419,6 +443,10 @@ def register(
                "iterations": list(iterations), "metric": "MattesMI", "bins": int(bins),
                "sampling_rate": schedule[3], "seed": int(seed),
                "working_voxel_mm": working_voxel_mm}
+    if convergence != CONVERGENCE:
+        details["convergence"] = list(convergence)
+    if model == "affine" and rigid_levels is not None:
+        details["rigid_levels"] = int(rigid_levels)
     return Registration(matrix=matrix, similarity=similarity, model=model, details=details)
 
 
