@@ -1,7 +1,7 @@
 """Erosion of automatic labels: candidates against the rater masks on simulated cohorts.
 
     python benchmarks/erosion_candidates_sim.py DIR [DIR ...] [--min-voxels 10]
-        [--candidates NAME ...] [--rater-erosion-mm D]
+        [--candidates NAME ...] [--rater-erosion-mm D] [--move-sn both|sides]
 
 Each ``DIR`` is a finished ``benchmarks/automatic_anatomy_sim.py`` folder whose automatic
 level ran with ``--auto-args='--erosion-space native'`` (so that its ``dseg_eroded`` holds
@@ -19,6 +19,13 @@ level's own R2* map and fit flags, for each candidate erosion of the automatic l
 - ``fallback_1mm``: the seed's one voxel, but a label (region and hemisphere) that would keep
   fewer than ``--min-voxels`` voxels is eroded by 1 mm instead (decided on the label's shape
   alone, never on R2*); ``fallback_1.5mm`` the same with 1.5 mm.
+
+``--move-sn``: before the candidates are applied, the automatic substantia nigra is moved on
+the R2* contrast with the participant level's own cross-fitted refinement
+(:func:`ironmap.core.regions.nuclei_refine.refine_nuclei`, its default shift range and shell;
+the white-matter reference label may be taken and is cleared from the moved label's rim as
+the level does), the SN alone: ``both`` one shift for both sides, ``sides`` one per side. The
+red nucleus is not moved; the dentate stays where the level's default refinement put it.
 
 Printed and written to ``DIR/erosion_candidates.tsv`` (per participant) and, over all
 folders, ``erosion_summary.tsv`` in the first folder: per candidate and region the median
@@ -68,6 +75,26 @@ def fallback(labels: np.ndarray, names: dict[int, str], sizes, minimum: int,
     return out
 
 
+def move_sn(labels: np.ndarray, names: dict[int, str], r2: np.ndarray, sizes,
+            how: str = "both") -> np.ndarray:
+    """The automatic SN alone moved on the R2* map as the level's refinement moves nuclei."""
+    from ironmap.core.regions.nuclei_refine import refine_nuclei
+    from ironmap.core.regions.regional_values import region_key
+    from ironmap.spatial.anatomy import NAWM_INDEX
+    from ironmap.workflows.nuclei import _clear_rim
+
+    sides: dict[str | None, list[int]] = {}
+    for i, n in names.items():
+        region, hemi = region_key(str(n))
+        if region == "substantia_nigra":
+            sides.setdefault(hemi, []).append(int(i))
+    groups = list(sides.values()) if how == "sides" else [sorted(sum(sides.values(), []))]
+    moved, _, shifts = refine_nuclei(labels, r2, [g for g in groups if g], sizes,
+                                     free=labels == NAWM_INDEX)
+    _clear_rim(moved, [s.index for s in shifts if any(s.fold0) or any(s.fold1)], NAWM_INDEX)
+    return moved
+
+
 def _options(cand: str, la, names, sizes, native, minimum: int) -> dict:
     """``regional_stats`` keyword arguments of one candidate."""
     from ironmap.core.regions.regional_values import restrict_labels
@@ -83,11 +110,12 @@ def _options(cand: str, la, names, sizes, native, minimum: int) -> dict:
 
 
 def evaluate(folder: Path, minimum: int, candidates=CANDIDATES,
-             rater_erosion_mm: float | None = None) -> pd.DataFrame:
+             rater_erosion_mm: float | None = None, sn: str | None = None) -> pd.DataFrame:
     """Per participant, candidate and region: automatic vs rater mean R2*, Dice, voxels.
 
     ``rater_erosion_mm``: the rater table recomputed with that erosion on the R2* grid
-    instead of the rater level's own (the seed's one voxel).
+    instead of the rater level's own (the seed's one voxel). ``sn``: move the automatic SN
+    first (:func:`move_sn`; ``native_1vox`` then keeps the unmoved natively eroded labels).
     """
     from ironmap.core.regions.regional_values import regional_stats
     from ironmap.io.outputs import derivative_path
@@ -108,6 +136,8 @@ def evaluate(folder: Path, minimum: int, candidates=CANDIDATES,
         native = np.asarray(nib.load(derivative_path(auto, "dseg_eroded", sub)).dataobj)
         names_t = read_tsv(derivative_path(auto, "dseg_labels", sub))
         names = dict(zip(names_t["index"].astype(int), names_t["name"], strict=True))
+        if sn:
+            la = move_sn(la, names, r2, sizes, sn)
         lr = np.asarray(nib.load(derivative_path(rater, "dseg_r2star", sub)).dataobj)
         nr = read_tsv(derivative_path(rater, "dseg_labels", sub))
         rtab = read_tsv(derivative_path(rater, "regions_table", sub))
@@ -128,9 +158,9 @@ def evaluate(folder: Path, minimum: int, candidates=CANDIDATES,
                              "dice": dice(region_mask(la, names_t, region),
                                           region_mask(lr, nr, region))})
     table = pd.DataFrame(rows)
-    name = "erosion_candidates.tsv" if rater_erosion_mm is None else \
-        f"erosion_candidates_rater{rater_erosion_mm:g}mm.tsv"
-    table.to_csv(folder / name, sep="\t", index=False)
+    name = "erosion_candidates" + ("" if rater_erosion_mm is None else
+                                   f"_rater{rater_erosion_mm:g}mm") + (f"_sn{sn}" if sn else "")
+    table.to_csv(folder / f"{name}.tsv", sep="\t", index=False)
     return table
 
 
@@ -162,11 +192,16 @@ def main() -> None:
     ap.add_argument("--rater-erosion-mm", type=float, default=None,
                     help="compare with the rater masks eroded by this distance on the R2* "
                          "grid instead of the seed's one voxel")
+    ap.add_argument("--move-sn", choices=["both", "sides"], default=None,
+                    help="move the automatic SN alone on the R2* contrast first (one shift for "
+                         "both sides, or one per side)")
     args = ap.parse_args()
-    table = pd.concat([evaluate(f, args.min_voxels, args.candidates, args.rater_erosion_mm)
+    table = pd.concat([evaluate(f, args.min_voxels, args.candidates, args.rater_erosion_mm,
+                                args.move_sn)
                        for f in args.folders], ignore_index=True)
     summary = summarise(table)
-    suffix = "" if args.rater_erosion_mm is None else f"_rater{args.rater_erosion_mm:g}mm"
+    suffix = ("" if args.rater_erosion_mm is None else f"_rater{args.rater_erosion_mm:g}mm") \
+        + (f"_sn{args.move_sn}" if args.move_sn else "")
     summary.to_csv(args.folders[0] / f"erosion_summary{suffix}.tsv", sep="\t", index=False)
     with pd.option_context("display.width", 200, "display.max_rows", 500):
         print(table.round(2).to_string())

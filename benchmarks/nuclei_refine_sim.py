@@ -1,6 +1,6 @@
 """Iron-contrast refinement of SN, RN and dentate on a finished automatic-anatomy benchmark.
 
-    python benchmarks/nuclei_refine_sim.py DIR [--mode iron|iron-all] [--max-shift-mm 2]
+    python benchmarks/nuclei_refine_sim.py DIR [--mode iron|iron-all|sn] [--max-shift-mm 2]
         [--shell-mm 2] [--split halves|parity] [--erosion-mm D] [--per-label]
 
 ``DIR`` is a folder of ``benchmarks/automatic_anatomy_sim.py`` (``sim``, ``rater``, ``auto``)
@@ -61,7 +61,9 @@ def evaluate(folder: Path, max_shift_mm: float, shell_mm: float,
         lr = np.asarray(nib.load(derivative_path(rater, "dseg_r2star", sub)).dataobj)
         nr = read_tsv(derivative_path(rater, "dseg_labels", sub))
         rtab = read_tsv(derivative_path(rater, "regions_table", sub))
-        groups = refine_groups(names, mode)
+        groups = (refine_groups(names, mode) if mode != "sn" else
+                  [[i for i in names if region_mask(np.array([i]), names_t,
+                                                    "substantia_nigra")[0]]])
         if per_label:
             groups = [i for g in groups for i in g]
         refined, _, shifts = refine_nuclei(la, r2, groups, sizes,
@@ -107,8 +109,9 @@ def main() -> None:
                     help="one shift per label instead of the shipped groups")
     ap.add_argument("--split", default="halves", choices=["parity", "halves"])
     ap.add_argument("--axis", type=int, default=2, help="grid axis split into the two folds")
-    ap.add_argument("--mode", default="iron", choices=["iron", "iron-all"],
-                    help="what is moved (--nuclei-refine)")
+    ap.add_argument("--mode", default="iron", choices=["iron", "iron-all", "sn"],
+                    help="what is moved (--nuclei-refine; sn: the substantia nigra alone, "
+                         "both sides one shift)")
     args = ap.parse_args()
     table = evaluate(args.folder, args.max_shift_mm, args.shell_mm, args.erosion_mm,
                      args.per_label, args.split, args.axis, args.mode)
