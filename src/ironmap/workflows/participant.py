@@ -255,9 +255,9 @@ def register_series(images: Images, subject: SubjectInputs, cfg: RunConfig, stag
     from ironmap.spatial.registration import (
         WORKING_VOXEL_MM,
         downsample,
-        register,
         save_transform,
     )
+    from ironmap.spatial.seedcheck import register_seed_checked
 
     pid, sid = subject.participant_id, subject.session_id
     xfm = {"T1w": np.eye(4)}
@@ -272,7 +272,8 @@ def register_series(images: Images, subject: SubjectInputs, cfg: RunConfig, stag
     fixed = downsample(images.t1w, options.get("working_voxel_mm", WORKING_VOXEL_MM))
     for name, moving, output in pairs:
         t0 = time.monotonic()
-        reg = register(fixed, moving, model=cfg.registration, seed=1, **options)
+        reg = register_seed_checked(fixed, moving, model=cfg.registration,
+                                    label=f"{subject.label}: {name} -> T1w", **options)
         save_transform(reg, derivative_path(stage, output, pid, sid))
         xfm[name] = np.asarray(reg.matrix, dtype=float)
         similarity[name] = float(reg.similarity)
