@@ -227,7 +227,8 @@ def _r2star_reference(subject: SubjectInputs) -> str:
     return f"bids::{rel.as_posix()}"
 
 
-def register_series(images: Images, subject: SubjectInputs, cfg: RunConfig, stage: Path
+def register_series(images: Images, subject: SubjectInputs, cfg: RunConfig, stage: Path,
+                    checks: dict | None = None
                     ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """Step 3: FLAIR -> T1w and GRE echo 1 -> T1w.
 
@@ -244,6 +245,9 @@ def register_series(images: Images, subject: SubjectInputs, cfg: RunConfig, stag
         The run's configuration.
     stage : pathlib.Path
         The participant's staging folder (laid out like OUTPUT_DIR).
+    checks : dict, optional
+        Filled with series -> the two-seed check of its registration
+        (:mod:`ironmap.spatial.seedcheck`).
 
     Returns
     -------
@@ -255,9 +259,9 @@ def register_series(images: Images, subject: SubjectInputs, cfg: RunConfig, stag
     from ironmap.spatial.registration import (
         WORKING_VOXEL_MM,
         downsample,
-        register,
         save_transform,
     )
+    from ironmap.spatial.seedcheck import register_seed_checked
 
     pid, sid = subject.participant_id, subject.session_id
     xfm = {"T1w": np.eye(4)}
@@ -272,10 +276,13 @@ def register_series(images: Images, subject: SubjectInputs, cfg: RunConfig, stag
     fixed = downsample(images.t1w, options.get("working_voxel_mm", WORKING_VOXEL_MM))
     for name, moving, output in pairs:
         t0 = time.monotonic()
-        reg = register(fixed, moving, model=cfg.registration, seed=1, **options)
+        reg = register_seed_checked(fixed, moving, model=cfg.registration,
+                                    label=f"{subject.label}: {name} -> T1w", **options)
         save_transform(reg, derivative_path(stage, output, pid, sid))
         xfm[name] = np.asarray(reg.matrix, dtype=float)
         similarity[name] = float(reg.similarity)
+        if checks is not None:
+            checks[name] = reg.details["seed_check"]
         log.info("%s: %s -> T1w %s registration in %.1f s (NMI %.3f)", subject.label, name,
                  cfg.registration, time.monotonic() - t0, reg.similarity)
     return xfm, similarity
@@ -585,8 +592,15 @@ def analyse(subject: SubjectInputs, cfg: RunConfig, stage: Path,
         keep.update(echoes=images.echoes, flair=images.flair,
                     t1w=None if images.t1w_from_gre else images.t1w)
     fit, r2img = fit_and_write(images, subject, cfg, stage)
-    xfm, similarity = register_series(images, subject, cfg, stage)
+    seed_checks: dict[str, dict] = {}
+    xfm, similarity = register_series(images, subject, cfg, stage, seed_checks)
     failed: dict[str, str] = {}
+    for name, check in seed_checks.items():  # a QC flag (core.qc.run_flags.segmentation_flags)
+        if not check["passed"]:
+            failed[f"registration_seeds_{name}"] = (
+                f"seeds {check['seeds']} disagree by {check['disagreement_mean_mm']:.1f} mm "
+                f"(NMI {check['nmi'][0]:.3f} vs {check['nmi'][1]:.3f}); kept seed "
+                f"{check['chosen_seed']}")
     from ironmap.workflows.participant_lesions import choose_lesion_mask
 
     lesion_mask, lesion_source = choose_lesion_mask(subject, cfg, images, stage, chosen["lesion"])
@@ -598,6 +612,7 @@ def analyse(subject: SubjectInputs, cfg: RunConfig, stage: Path,
     lesion_row["lesion_source"] = lesion_source
     summary: dict[str, Any] = {"lesions": lesion_row, "lesions_source": lesion_source,
                                "registration_nmi": similarity, "n_region_rows": n_regions or 0,
+                               "registration_seed_check": seed_checks,
                                "fit_method": str(fit.method),
                                **anatomy.summary_entry(
                                    derivative_path(stage, "regions_table", subject.participant_id,

@@ -261,6 +261,8 @@ def segmentation_flags(participant_id: str, errors: dict[str, str]) -> list[QCFl
     """One flag per failed T1w step.
 
     The template registration or segmentation of the T1w failed; the step has no output.
+    A ``registration_seeds_<series>`` step is the two-seed check of a within-session
+    registration that failed (two seeds disagreed; the kept result is named in the message).
 
     Parameters
     ----------
@@ -279,6 +281,10 @@ def segmentation_flags(participant_id: str, errors: dict[str, str]) -> list[QCFl
         if step == "volumes" and "implausible" in message:  # ran, but refused by its checks
             out.append(QCFlag(participant_id, "volumes", "implausible", math.nan, math.nan,
                               f"tissue volumes not reported: {message}"))
+        elif step.startswith("registration_seeds_"):  # the two-seed registration check failed
+            series = step.removeprefix("registration_seeds_")
+            out.append(QCFlag(participant_id, "registration", f"{series}->T1w seeds", math.nan,
+                              math.nan, f"{series} to T1w registration unstable: {message}"))
         else:
             out.append(QCFlag(participant_id, "segmentation", step, math.nan, math.nan,
                               f"{step.replace('_', ' ')} failed: {message}"))
