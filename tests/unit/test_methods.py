@@ -69,6 +69,11 @@ def check_consistent(record: dict, text: str) -> None:  # noqa: C901 - one check
     model = record["registration"]["model"]
     for name, phrase in M.REGISTRATIONS.items():
         assert (phrase in text) == (name == model), (name, model)
+    tol = record["registration"].get("seed_check_mm")
+    checked = isinstance(tol, (int, float)) and tol > 0
+    assert ("two metric-sampling seeds" in text) == checked
+    if checked:
+        assert f"differed by more than {tol:g} mm" in text
     # masks and erosion
     masks = record["masks_source"]
     erosion = record["erosion_voxels"]
@@ -170,7 +175,19 @@ FLIPS = [
     ("longitudinal_template", True),
     ("alpha", 0.01),
     ("nuclei_refine", "iron"),
+    ("registration.seed_check_mm", 2.0),
+    ("registration.seed_check_mm", 3.5),
+    ("registration.seed_check_mm", 0),
 ]
+
+
+def test_registration_seed_check_is_recorded_from_the_config():
+    rec = M.methods_record({"method": "two_point", "registration_check_mm": 2.0})
+    assert rec["registration"]["seed_check_mm"] == 2.0
+    assert "differed by more than 2 mm" in text_of(flip(base_record(), "registration",
+                                                        rec["registration"]))
+    # a run before the check (no key) states no check
+    assert "two metric-sampling seeds" not in text_of(base_record())
 
 
 @pytest.mark.parametrize("refine", ["iron", "iron-all", "none"])

@@ -79,6 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-auto-anatomy", action="store_false", dest="auto_anatomy",
                    help="no automatic atlas labels for participants without rater deep-GM "
                    "labels (no regional table for them)")
+    g.add_argument("--registration-check-mm", type=float, default=2.0, metavar="MM",
+                   help="register FLAIR and GRE to the T1w with two metric-sampling seeds; "
+                   "when they disagree by more than MM (mean), keep the one with higher NMI "
+                   "and raise a QC flag (default 2; 0 = one seed, unchecked, half the "
+                   "registration time); docs/registration.md")
     g.add_argument("--nuclei-refine", choices=["iron", "iron-all", "none"], default="iron",
                    help="automatic labels: move each dentate onto the R2* contrast (bounded, "
                    "cross-fitted shift; default iron), also SN + RN (iron-all, not "
@@ -184,6 +189,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         erosion_space=args.erosion_space,
         min_region_voxels=args.min_region_voxels,
         nuclei_refine=args.nuclei_refine,
+        registration_check_mm=args.registration_check_mm,
         brain_mask=args.brain_mask,
         longitudinal_template=args.longitudinal_template,
     )

@@ -208,7 +208,8 @@ def methods_record(config: Mapping[str, Any], *, r2star_sidecar: Mapping[str, An
         "r2star": {"estimator": str(r2.get("EstimationMethod") or config.get("method")
                                     or "auto"),
                    "echo_times_s": tes},
-        "registration": {"model": str(config.get("registration", "affine")), "tool": "ANTs"},
+        "registration": {"model": str(config.get("registration", "affine")), "tool": "ANTs",
+                         "seed_check_mm": config.get("registration_check_mm")},
         "erosion_voxels": int(config.get("erosion_voxels", 1) or 0),
         "erosion_mm": config.get("erosion_mm"),
         "erosion_space": str(config.get("erosion_space") or "r2star"),
@@ -422,7 +423,7 @@ def _registration_paragraph(rec: Mapping[str, Any], versions: Mapping[str, str])
     ero = erosion_phrase(rec)
     text = (f"FLAIR and gradient-echo (first echo) images were registered to the T1-weighted "
             f"image with {transform} using ANTs (antspyx {versions.get('antspyx')}) [ants]. "
-            + masks_sentence(rec))
+            + _seed_check_sentence(rec) + masks_sentence(rec))
     if rec.get("masks_source", "none") != "none":
         text += (" Masks were carried to the R2* grid by composing the transforms once with "
                  f"label-preserving (nearest-neighbour) interpolation and {ero} before the "
@@ -440,6 +441,17 @@ def _registration_paragraph(rec: Mapping[str, Any], versions: Mapping[str, str])
                  "volume change from the Jacobian of a nonlinear registration between the "
                  "sessions' T1w images.")
     return text
+
+
+def _seed_check_sentence(rec: Mapping[str, Any]) -> str:
+    """The two-seed registration check, when the run record says it ran."""
+    tol = (rec.get("registration") or {}).get("seed_check_mm")
+    if not _is_number(tol) or float(tol) <= 0:
+        return ""
+    return ("Each registration was run with two metric-sampling seeds; where the two "
+            f"transforms differed by more than {float(tol):g} mm (mean over points around the "
+            "head centre), the one with the higher normalised mutual information was kept and "
+            "the participant was flagged in the quality control. ")
 
 
 def erosion_phrase(rec: Mapping[str, Any]) -> str:

@@ -89,7 +89,8 @@ def register_seed_checked(fixed, moving, *, seeds=(1, 2),
     seeds : (int, int)
         The default seed and the check seed.
     tolerance_mm : float
-        Mean disagreement (mm, over :func:`check_points`) above which the check fails.
+        Mean disagreement (mm, over :func:`check_points`) above which the check fails; 0 or
+        None runs only the first seed (no check, no ``seed_check`` in the details).
     label : str
         Names the pair in the warning.
     **options
@@ -101,6 +102,8 @@ def register_seed_checked(fixed, moving, *, seeds=(1, 2),
         See :func:`choose_registration`.
     """
     first = register(fixed, moving, seed=seeds[0], **options)
+    if not tolerance_mm:  # the check switched off: the first seed's result, unchecked
+        return first
     second = register(fixed, moving, seed=seeds[1], **options)
     reg = choose_registration(first, second, check_points(fixed), tolerance_mm)
     check = reg.details["seed_check"]

@@ -277,11 +277,12 @@ def register_series(images: Images, subject: SubjectInputs, cfg: RunConfig, stag
     for name, moving, output in pairs:
         t0 = time.monotonic()
         reg = register_seed_checked(fixed, moving, model=cfg.registration,
+                                    tolerance_mm=cfg.registration_check_mm,
                                     label=f"{subject.label}: {name} -> T1w", **options)
         save_transform(reg, derivative_path(stage, output, pid, sid))
         xfm[name] = np.asarray(reg.matrix, dtype=float)
         similarity[name] = float(reg.similarity)
-        if checks is not None:
+        if checks is not None and "seed_check" in reg.details:
             checks[name] = reg.details["seed_check"]
         log.info("%s: %s -> T1w %s registration in %.1f s (NMI %.3f)", subject.label, name,
                  cfg.registration, time.monotonic() - t0, reg.similarity)
