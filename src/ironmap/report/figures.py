@@ -14,14 +14,17 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from matplotlib.colors import ListedColormap
-from matplotlib.figure import Figure
-from scipy import ndimage, stats
+from scipy import ndimage
 
 from ironmap.core.regions.names import REGION_TITLES
+
+if TYPE_CHECKING:  # matplotlib's figure machinery loads only where a figure is drawn: a
+    # participant page (drawn from arrays) imports this module without it
+    from matplotlib.figure import Figure
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +59,7 @@ def new_figure(width: float, height: float, **margins: float) -> Figure:
         The figure (Agg canvas, no pyplot state).
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     fig = Figure(figsize=(width, height), dpi=100)
     FigureCanvasAgg(fig)
@@ -507,6 +511,8 @@ def edge_overlay_figure(reference: np.ndarray, moving: np.ndarray, *, n_slices: 
         raise FigureDataError(f"grids differ: {reference.shape} vs {moving.shape}")
     ks = list(slices) if slices else spread_slices(mask if mask is not None else moving > 0,
                                                    reference.shape, n_slices)
+    from matplotlib.colors import ListedColormap
+
     fig, axes = grey_row(reference, ks, "reference", 3.4, 3.6, 0.84, display_range)
     for ax, k in zip(axes, ks, strict=True):
         edges = np.ma.masked_equal(edge_map(moving[:, :, k]).astype(float), 0)
@@ -672,6 +678,8 @@ def _fit_panel(ax, x: np.ndarray, y: np.ndarray, color: str, name: str,
     if x.size < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
         ax.set_title(f"{name}: n = {x.size}, too few for r", fontsize=10)
         return None
+    from scipy import stats
+
     slope, intercept = np.polyfit(x, y, 1)
     r, p = stats.pearsonr(x, y)
     xs = np.linspace(x.min(), x.max(), 50)

@@ -7,10 +7,9 @@ the page's viewer; arrays are 3-D in closest-RAS voxel order (see :mod:`.figures
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.colors import ListedColormap
-from matplotlib.figure import Figure
 
 from ironmap.report.figures import (
     FigureDataError,
@@ -22,6 +21,9 @@ from ironmap.report.figures import (
     show_plane,
     spread_slices,
 )
+
+if TYPE_CHECKING:  # drawn figures only: see ironmap.report.figures
+    from matplotlib.figure import Figure
 
 #: colour of flagged voxels and lesion outlines
 FLAG_COLOR = "#e31a1c"
@@ -309,6 +311,8 @@ def flagged_voxels_figure(background: np.ndarray, flagged: np.ndarray,
         The figure (Agg canvas, no pyplot state).
     """
     background, inside, ks = flagged_slices(background, flagged, head, n_slices)
+    from matplotlib.colors import ListedColormap
+
     fig, axes = grey_row(background, ks, "echo1", 2.8, 3.4, 0.8)
     for ax, k in zip(axes, ks, strict=True):
         plane = np.ma.masked_equal(inside[:, :, k].astype(float), 0)
