@@ -57,6 +57,15 @@ def test_demo_stages_and_outputs(demo):
     assert list(timings["stage"]) == list(demo.timings)
 
 
+def test_report_reuses_the_participant_levels_pages(demo):
+    """Each QC page is made by the participant level (images in memory), not by the report."""
+    deriv = demo.out_dir / "ironmap"
+    group_done = (deriv / "group" / "stats.json").stat().st_mtime_ns
+    pages = sorted(deriv.glob("sub-*.html"))
+    assert len(pages) == sum(DEMO_COUNTS.values())
+    assert all(p.stat().st_mtime_ns < group_done for p in pages)  # made before the group level
+
+
 def test_figure2_points_per_group(demo, cohort):
     from ironmap.report.figures import region_title
 

@@ -56,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-auto-check", dest="auto_check", action="store_false",
                         help="skip the automatic anatomy check (one extra simulated "
                         "participant processed with and without rater masks, shown beside "
-                        "each other in the report; about 75 CPU-s in its own process)")
+                        "each other in the report; about 70 CPU-s in its own process)")
 
 
 def run(args: argparse.Namespace) -> int:

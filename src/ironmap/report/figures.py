@@ -14,13 +14,17 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
-from scipy import ndimage, stats
+from scipy import ndimage
 
 from ironmap.core.regions.names import REGION_TITLES
+
+if TYPE_CHECKING:  # matplotlib's figure machinery loads only where a figure is drawn: a
+    # participant page (drawn from arrays) imports this module without it
+    from matplotlib.figure import Figure
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +59,7 @@ def new_figure(width: float, height: float, **margins: float) -> Figure:
         The figure (Agg canvas, no pyplot state).
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     fig = Figure(figsize=(width, height), dpi=100)
     FigureCanvasAgg(fig)
@@ -475,6 +480,8 @@ def _fit_panel(ax, x: np.ndarray, y: np.ndarray, color: str, name: str,
         ax.set_title(f"{name}: n = {x.size}, too few for r", fontsize=10)
         return None
     slope, intercept = np.polyfit(x, y, 1)
+    from scipy import stats
+
     r, p = stats.pearsonr(x, y)
     xs = np.linspace(x.min(), x.max(), 50)
     (line,) = ax.plot(xs, intercept + slope * xs, "-", color="black" if groups is not None

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ironmap.sim import phantom_kernel
+
 BACKGROUND, SCALP, CSF, VENTRICLE, CORTEX, WM, LESION, THALAMUS = 0, 1, 2, 3, 4, 5, 6, 7
 DSEG_OFFSET = 10
 N_LABELS = 25
@@ -93,6 +95,8 @@ PC_TEMPLATE = (0.0, -26.0, 0.0)
 #: Folding of the cortical grey/white boundary: wavelength (mm) and relative amplitude.
 _FOLD_WAVELENGTH_MM = 24.0
 _FOLD_AMPLITUDE = 0.45
+#: Height (template mm) above which the interhemispheric fissure cuts the cerebrum.
+_FISSURE_Z_MM = 28.0
 
 
 @dataclass(frozen=True)
@@ -227,7 +231,7 @@ def _cerebrum(labels, p, geom: Geometry) -> None:
     limit = 1.0 + _FOLD_AMPLITUDE * geom.cortex_mm * fold / float(np.mean(inner))
     labels[idx[rho <= limit]] = WM
     # interhemispheric fissure above the corpus callosum, lined by cortex
-    upper = q[:, 2] > 28.0
+    upper = q[:, 2] > _FISSURE_Z_MM
     ax = np.abs(q[:, 0])
     labels[idx[upper & (ax < 3.5) & (labels[idx] == WM)]] = CORTEX
     labels[idx[upper & (ax < 1.0)]] = CSF
@@ -243,6 +247,103 @@ def _cerebellum_brainstem(labels, p, geom: Geometry) -> None:
 
 def label_points(points: np.ndarray, geom: Geometry) -> np.ndarray:
     """Tissue label at each point.
+
+    Evaluated by the compiled kernel (:mod:`ironmap.sim.phantom_kernel`), whose labels equal
+    :func:`label_points_reference`'s bit for bit; the reference runs when numba is missing
+    or the geometry's numbers would take numpy another arithmetic path.
+
+    Parameters
+    ----------
+    points : ndarray of shape (N, 3)
+        Head coordinates in mm (template frame scaled by ``geom.head_scale``).
+    geom : Geometry
+        The subject's phantom.
+
+    Returns
+    -------
+    ndarray of shape (N,), uint8
+        Label codes (see module docstring).
+    """
+    tables = _kernel_tables(geom)
+    if tables is None:
+        return label_points_reference(points, geom)
+    p = np.ascontiguousarray(np.asarray(points, dtype=np.float32) / np.float32(geom.head_scale))
+    return phantom_kernel.phantom_labels(p.reshape(-1, 3), *tables)
+
+
+def load_label_kernel() -> None:
+    """Load the compiled label kernel now (from numba's cache, else compile it).
+
+    Called before worker processes are forked, so that they share it instead of each
+    loading it again.
+    """
+    label_points(np.zeros((1, 3), dtype=np.float32), Geometry())
+
+
+def _kernel_tables(geom: Geometry) -> tuple | None:
+    """The kernel's shape table and constants for ``geom`` (None: use the reference).
+
+    Every value is computed as the reference computes it (float64 sums, then float32), and
+    the reference's numpy promotions are checked: float64 folding phases, a float32 or
+    float64 folding limit.
+    """
+    if not phantom_kernel.AVAILABLE:
+        return None
+    phase = np.asarray(geom.fold_phase)
+    if phase.dtype != np.float64 or phase.shape != (3,):
+        return None
+    one = np.ones(1, dtype=np.float32)
+    coef = _FOLD_AMPLITUDE * geom.cortex_mm
+    limit_dtype = (coef * one).dtype
+    if limit_dtype not in (np.float32, np.float64):
+        return None
+    rows: list[tuple] = []
+
+    def add(centre, semi) -> None:
+        rows.append((np.asarray(centre, dtype=np.float32), np.asarray(semi, dtype=np.float32)))
+
+    for centre, semi in (_IC_MAIN, _IC_FOSSA):
+        add(centre, np.asarray(semi) + _SCALP_MM)
+    for centre, semi in (_IC_MAIN, _IC_FOSSA):
+        add(centre, semi)
+    c, a = _IC_MAIN
+    outer = np.asarray(a) - geom.csf_gap_mm
+    inner = outer - geom.cortex_mm
+    add(c, outer)
+    add(c, inner)
+    c, a = _CEREBELLUM
+    outer_cb = np.asarray(a) - 0.5 * geom.csf_gap_mm
+    add(c, outer_cb)
+    add(c, outer_cb - _CEREBELLAR_CORTEX_MM)
+    add(*_BRAINSTEM)
+    add(*_DEEP_BOX)
+    vs = geom.ventricle_scale
+    add(*_THALAMUS)
+    add(_VENTRICLE[0], np.asarray(_VENTRICLE[1]) * vs)
+    add(_THIRD_VENTRICLE[0], np.asarray(_THIRD_VENTRICLE[1]) * vs)
+    n_fixed = len(rows)
+    values, putamen = [0] * n_fixed, [(0, 0)] * n_fixed
+    for region, centre, semi in _DEEP_GM:
+        for hemi, sign in ((0, -1.0), (1, 1.0)):
+            add((sign * centre[0], centre[1], centre[2]), semi)
+            if region == "putamen":
+                values.append(0)
+                putamen.append((DSEG_OFFSET + DSEG_REGIONS["putamen_anterior"][hemi],
+                                DSEG_OFFSET + DSEG_REGIONS["putamen_posterior"][hemi]))
+            else:
+                values.append(DSEG_OFFSET + DSEG_REGIONS[region][hemi])
+                putamen.append((0, 0))
+    shapes = np.array([np.concatenate(r) for r in rows], dtype=np.float32)
+    lesions = np.ascontiguousarray(np.asarray(geom.lesions, dtype=np.float32).reshape(-1, 6))
+    codes = np.array([SCALP, CSF, VENTRICLE, CORTEX, WM, LESION, THALAMUS], dtype=np.uint8)
+    k = np.float32(2 * np.pi / _FOLD_WAVELENGTH_MM)
+    fold = np.array([k, *phase, coef, float(np.mean(inner)), _FISSURE_Z_MM], dtype=np.float64)
+    return (shapes, np.array(values, dtype=np.uint8), np.array(putamen, dtype=np.uint8),
+            lesions, codes, fold, bool(limit_dtype == np.float64))
+
+
+def label_points_reference(points: np.ndarray, geom: Geometry) -> np.ndarray:
+    """:func:`label_points` in numpy: the phantom's definition, shape by shape.
 
     Parameters
     ----------

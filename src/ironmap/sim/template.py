@@ -21,6 +21,7 @@ The arrays (template, atlas labels) are given by the caller; nothing here opens 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -69,24 +70,76 @@ class TemplateAnatomy:
         Voxel -> template world mm (RAS+).
     ac_mm, pc_mm : ndarray of shape (3,)
         Anterior and posterior commissure in template world mm.
-    wm_depth_mm : ndarray of shape (X, Y, Z), uint8
-        Distance (whole mm, capped at 255) of white-matter voxels to the nearest other label.
-    ventricle_mm : ndarray of shape (X, Y, Z), uint8
-        Distance (whole mm, capped at 255) to the nearest ventricle voxel.
     putamen_anterior_fraction : float
         Volume fraction of the putamen anterior to the AC plane.
     source : str
         Description of the template and atlases (provenance).
+    wm_depth_mm : ndarray of shape (X, Y, Z), uint8
+        Distance (whole mm, capped at 255) of white-matter voxels to the nearest other label.
+    ventricle_mm : ndarray of shape (X, Y, Z), uint8
+        Distance (whole mm, capped at 255) to the nearest ventricle voxel.
+
+    The two distance maps are computed on first use: only lesion placement
+    (:func:`place_lesions`) needs them, so a cohort of controls never pays for them.
     """
 
     labels: np.ndarray
     affine: np.ndarray
     ac_mm: np.ndarray
     pc_mm: np.ndarray
-    wm_depth_mm: np.ndarray
-    ventricle_mm: np.ndarray
     putamen_anterior_fraction: float
     source: str = ""
+
+    def _voxel_mm(self) -> float:
+        return float(np.mean(np.linalg.norm(np.asarray(self.affine)[:3, :3], axis=0)))
+
+    @functools.cached_property
+    def wm_depth_mm(self) -> np.ndarray:
+        """Whole-mm distance of white-matter voxels to the nearest other label (uint8)."""
+        return _whole_mm(_inside_distance(self.labels == WM) * self._voxel_mm())
+
+    @functools.cached_property
+    def ventricle_mm(self) -> np.ndarray:
+        """Whole-mm distance to the nearest ventricle voxel (uint8, capped at 255)."""
+        return _whole_mm(ndimage.distance_transform_edt(self.labels != VENTRICLE)
+                         * self._voxel_mm())
+
+
+def _box(mask: np.ndarray, margin: int) -> tuple[slice, ...]:
+    """Bounding box of ``mask`` grown by ``margin`` voxels, clipped to the array."""
+    lo, hi = [], []
+    for ax in range(mask.ndim):
+        hit = np.flatnonzero(np.any(mask, axis=tuple(a for a in range(mask.ndim) if a != ax)))
+        lo.append(max(0, int(hit[0]) - margin) if hit.size else 0)
+        hi.append(min(mask.shape[ax], int(hit[-1]) + margin + 1) if hit.size else 0)
+    return tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+
+
+def _inside_distance(mask: np.ndarray) -> np.ndarray:
+    """``distance_transform_edt(mask)`` (voxels) computed on the mask's box only.
+
+    Exact: every voxel of the box grown by one voxel has its nearest outside voxel inside
+    that box (a point outside it, clamped onto the box's outer shell, is outside the mask
+    and no farther); voxels outside the box are outside the mask (distance 0).
+    """
+    out = np.zeros(mask.shape, dtype=np.float64)
+    box = _box(mask, 1)
+    out[box] = ndimage.distance_transform_edt(mask[box])
+    return out
+
+
+def _outside_distance(mask: np.ndarray, reach_voxels: int) -> np.ndarray:
+    """``distance_transform_edt(~mask)`` (voxels), exact up to ``reach_voxels``.
+
+    Computed on the mask's box grown by ``reach_voxels + 1``: every mask voxel lies inside it,
+    so distances there are exact; outside it they are more than ``reach_voxels`` and are
+    returned as infinity.
+    """
+    out = np.full(mask.shape, np.inf)
+    out[mask] = 0.0
+    box = _box(mask, int(reach_voxels) + 1)
+    out[box] = ndimage.distance_transform_edt(~mask[box])
+    return out
 
 
 def build_anatomy(gm: np.ndarray, wm: np.ndarray, csf: np.ndarray, brain: np.ndarray,
@@ -126,20 +179,17 @@ def build_anatomy(gm: np.ndarray, wm: np.ndarray, csf: np.ndarray, brain: np.nda
     tissue = np.argmax(np.stack([csf, gm, wm]), axis=0)
     labels = np.zeros(brain.shape, dtype=np.uint8)
     labels[brain] = np.array([CSF, CORTEX, WM], dtype=np.uint8)[tissue[brain]]
-    depth_out = ndimage.distance_transform_edt(~brain) * vox
+    # both distance maps on the brain's box only (exact where they are used)
+    depth_out = _outside_distance(brain, int(np.ceil((CSF_RIM_MM + SCALP_MM) / vox))) * vox
     labels[(depth_out > 0) & (depth_out <= CSF_RIM_MM)] = CSF
     labels[(depth_out > CSF_RIM_MM) & (depth_out <= CSF_RIM_MM + SCALP_MM)] = SCALP
-    depth_in = ndimage.distance_transform_edt(brain) * vox
+    depth_in = _inside_distance(brain) * vox
     labels[(labels == CSF) & (depth_in > VENTRICLE_DEPTH_MM)] = VENTRICLE
     sel = (deep > 0) & brain
     labels[sel] = deep[sel].astype(np.uint8)
     fraction = _split_putamen(labels, aff, ac_mm, pc_mm)
-
-    wm_mask = labels == WM
-    wm_depth = ndimage.distance_transform_edt(wm_mask) * vox
-    vent = ndimage.distance_transform_edt(labels != VENTRICLE) * vox
     return TemplateAnatomy(labels, aff, np.asarray(ac_mm, float), np.asarray(pc_mm, float),
-                           _whole_mm(wm_depth), _whole_mm(vent), fraction, source)
+                           fraction, source)
 
 
 def _whole_mm(distance: np.ndarray) -> np.ndarray:

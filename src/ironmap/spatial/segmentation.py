@@ -75,7 +75,7 @@ class Template:
     """Tissue template on one grid.
 
     T1 and GM/WM/CSF priors (fractions), brain mask, deep-GM region (1 around the basal ganglia,
-    thalami, brainstem; 0 elsewhere).
+    thalami, brainstem; 0 elsewhere; computed on first use: only tissue segmentation reads it).
     """
 
     t1: nib.Nifti1Image
@@ -83,7 +83,11 @@ class Template:
     wm: np.ndarray
     csf: np.ndarray
     mask: np.ndarray
-    deep: np.ndarray
+
+    @functools.cached_property
+    def deep(self) -> np.ndarray:
+        """Deep grey-matter region on the template grid (:func:`deep_region`)."""
+        return deep_region(self.t1.affine, self.t1.shape)
 
 
 @functools.lru_cache(maxsize=4)
@@ -112,7 +116,7 @@ def load_template(resolution_mm: int = 2) -> Template:
     gm[over], wm[over] = gm[over] / total[over], wm[over] / total[over]
     csf = np.where(mask, np.clip(1.0 - gm - wm, 0, 1), 0.0)
     t1 = nib.Nifti1Image(t1.get_fdata(dtype=np.float32), t1.affine)
-    return Template(t1=t1, gm=gm, wm=wm, csf=csf, mask=mask, deep=deep_region(t1.affine, t1.shape))
+    return Template(t1=t1, gm=gm, wm=wm, csf=csf, mask=mask)
 
 
 def template_brain_cm3(tpl: Template) -> float:

@@ -242,10 +242,12 @@ def _steps(out: Path, n, nprocs: int, sites: int, seed: int, overwrite: bool,
                                           nprocs=nprocs, control_ages="span")
 
     def config(level: str) -> RunConfig:
+        # the participant level makes each QC page while the participant's images are in
+        # memory (the report stage reuses it); the group level leaves the report to its stage
         c = state["cohort"]
         return RunConfig(bids_dir=Path(c.bids_dir), output_dir=deriv, analysis_level=level,
                          masks=(Path(c.masks_dir),), nprocs=nprocs, volumes=volumes,
-                         overwrite=overwrite, report=False)
+                         overwrite=overwrite, report=level == "participant")
 
     def participant():
         from ironmap.workflows.participant_level import run_participant_level

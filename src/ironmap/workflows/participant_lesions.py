@@ -169,6 +169,10 @@ def lesion_qc_job(output_dir: Path, inputs: SubjectInputs):
         With lesion count and load in the caption; None when the participant has no automatic
         mask.
     """
+    pid, sid = inputs.participant_id, inputs.session_id
+    path = derivative_path(output_dir, "lesion_auto", pid, sid)
+    if inputs.flair is None or not path.exists():
+        return None  # before the imports: the figure's (matplotlib) are costly
     from functools import partial
 
     import nibabel as nib
@@ -178,10 +182,6 @@ def lesion_qc_job(output_dir: Path, inputs: SubjectInputs):
     from ironmap.report.figures import FigureJob
     from ironmap.report.lesionqc import lesion_qc_caption, lesion_qc_figure
 
-    pid, sid = inputs.participant_id, inputs.session_id
-    path = derivative_path(output_dir, "lesion_auto", pid, sid)
-    if inputs.flair is None or not path.exists():
-        return None
     img = load_image(path)
     mask = np.asarray(img.dataobj) > 0
     flair = np.asarray(load_image(inputs.flair).get_fdata(dtype=np.float32))

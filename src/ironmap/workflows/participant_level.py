@@ -196,6 +196,8 @@ def _qc_page(cfg: RunConfig, subject: SubjectInputs, images: dict[str, Any]) -> 
 
     The group level's report reuses it while nothing it shows changes.
     """
+    if not cfg.report:  # --no-report: the report code is not even loaded
+        return
     from ironmap.workflows.report import participant_page
 
     participant_page(cfg, subject, images)

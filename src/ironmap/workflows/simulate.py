@@ -246,6 +246,8 @@ def _run_subjects(jobs: list[tuple], nprocs: int) -> list[dict]:
     results: list[dict | None] = [None] * len(jobs)
     with Progress(len(jobs), "simulated subjects", logger=log) as progress:
         if nprocs > 1 and len(jobs) > 1:
+            # compiled (and cached on disk) once here, so the spawned workers load it
+            anatomy.load_label_kernel()
             with process_pool(nprocs) as pool:
                 futures = {pool.submit(_simulate_subject, job): i for i, job in enumerate(jobs)}
                 for fut in as_completed(futures):
