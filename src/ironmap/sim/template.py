@@ -95,12 +95,24 @@ class TemplateAnatomy:
 
     @functools.cached_property
     def wm_depth_mm(self) -> np.ndarray:
-        """Whole-mm distance of white-matter voxels to the nearest other label (uint8)."""
+        """Whole-mm distance of white-matter voxels to the nearest other label.
+
+        Returns
+        -------
+        ndarray of uint8
+            Distance in whole mm (0 outside white matter), computed on first use.
+        """
         return _whole_mm(_inside_distance(self.labels == WM) * self._voxel_mm())
 
     @functools.cached_property
     def ventricle_mm(self) -> np.ndarray:
-        """Whole-mm distance to the nearest ventricle voxel (uint8, capped at 255)."""
+        """Whole-mm distance to the nearest ventricle voxel.
+
+        Returns
+        -------
+        ndarray of uint8
+            Distance in whole mm, capped at 255, computed on first use.
+        """
         return _whole_mm(ndimage.distance_transform_edt(self.labels != VENTRICLE)
                          * self._voxel_mm())
 

@@ -86,7 +86,13 @@ class Template:
 
     @functools.cached_property
     def deep(self) -> np.ndarray:
-        """Deep grey-matter region on the template grid (:func:`deep_region`)."""
+        """Deep grey-matter region on the template grid (:func:`deep_region`).
+
+        Returns
+        -------
+        ndarray of bool
+            The region, computed on first use.
+        """
         return deep_region(self.t1.affine, self.t1.shape)
 
 
