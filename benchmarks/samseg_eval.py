@@ -44,9 +44,16 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from ironmap.core.lesions.auto_segment import lesion_detection
+from ironmap.core.lesions.auto_segment import (
+    LesionSegParams,
+    lesion_detection,
+    posterior_lesions,
+)
 from ironmap.core.regions.tissue_volumes import implausible_volumes, voxel_volume_cm3
-from ironmap.spatial.grid import resample_labels
+from ironmap.io.samseg import LESION_LABEL, has_tensorflow
+from ironmap.io.samseg import STUB_MAIN as STUB
+from ironmap.io.samseg import samseg_python as interpreter
+from ironmap.spatial.grid import resample_image, resample_labels, same_grid
 
 SHARED = Path(os.environ.get("IRONMAP_SHARED_DATA",
                              Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -64,41 +71,6 @@ TISSUE_LABELS = {
     "gm": (3, 8, 10, 11, 12, 13, 17, 18, 26, 42, 47, 49, 50, 51, 52, 53, 54, 58, 80),
     "wm": (2, 7, 16, 28, 41, 46, 60, 77, 85, 99),
 }
-LESION_LABEL = 99
-
-#: Stands in for the TensorFlow modules that ``samseg/VAE.py`` imports at import time; only the
-#: shape model uses them, so with ``--do-not-use-shape-model`` nothing else is touched.
-TF_STUB = """import sys, types
-class _Absent(types.ModuleType):
-    def disable_v2_behavior(self):
-        pass
-    def __getattr__(self, name):
-        raise RuntimeError("TensorFlow is not installed (needed only by the shape model)")
-for _n in ("tensorflow", "tensorflow.compat", "tensorflow.compat.v1"):
-    sys.modules[_n] = _Absent(_n)
-sys.modules["tensorflow"].compat = sys.modules["tensorflow.compat"]
-sys.modules["tensorflow.compat"].v1 = sys.modules["tensorflow.compat.v1"]
-"""
-STUB = TF_STUB + """sys.argv[0] = "run_samseg"
-from samseg.cli.run_samseg import main
-sys.exit(main())
-"""
-
-
-def interpreter(run_samseg: Path) -> str:
-    """Python interpreter of a ``run_samseg`` console script (its ``#!`` line)."""
-    first = run_samseg.read_text(errors="replace").splitlines()[0]
-    if not first.startswith("#!"):
-        raise SystemExit(f"{run_samseg}: not a console script (no #! line)")
-    return first[2:].strip().split()[0]
-
-
-def has_tensorflow(python: str) -> bool:
-    """Whether ``import tensorflow`` can be found by ``python`` (not imported: slow)."""
-    code = "import importlib.util, sys; sys.exit(importlib.util.find_spec('tensorflow') is None)"
-    return subprocess.run([python, "-c", code], check=False).returncode == 0
-
-
 def run_timed(cmd: list[str], log: Path) -> dict:
     """Run ``cmd`` with stdout+stderr to ``log``; CPU s, wall s and peak MB of its process tree."""
     t0 = time.perf_counter()
@@ -176,45 +148,136 @@ def tissue_classes(labels: np.ndarray) -> np.ndarray:
     return classes
 
 
+def lesion_case(args, case: str) -> dict:
+    """Images of one lesion case: SAMSEG inputs, scoring grid and reference mask.
+
+    ``07``/``26``/``19``: an open_ms patient (T1w + FLAIR on one MNI grid, expert consensus).
+    ``sub-XXX`` with ``--cohort``: a simulated subject; SAMSEG needs its inputs on one grid, so
+    the T1w is carried onto the FLAIR grid (rigid fit, linear interpolation:
+    :func:`ironmap.spatial.lesion_priors.t1w_on_flair`, as ironmap's own segmentation does), and
+    scoring is on the FLAIR grid against the simulated rater mask (empty for a control), as
+    ``benchmarks/lesionseg.py sim`` scores ironmap.
+    """
+    out = args.work / f"lesion_{'shape' if args.shape_model else 'noshape'}_{case}"
+    if not case.startswith("sub-"):
+        path = {k: SHARED / OPENMS.format(p=case, kind=k, brain=b)
+                for k, b in (("T1", "_brain_N4"), ("FLAIR", "_brain_N4"), ("GOLD_STANDARD", ""))}
+        flair = nib.load(path["FLAIR"])
+        return {"out": out, "t1w": path["T1"], "samseg_t1w": path["T1"], "flair": flair,
+                "samseg_flair": path["FLAIR"],
+                "truth": np.asarray(nib.load(path["GOLD_STANDARD"]).dataobj) > 0,
+                "label": f"patient{case}"}
+    if args.cohort is None:
+        raise SystemExit(f"{case}: a simulated subject needs --cohort COHORT_DIR")
+    bids = args.cohort / "bids"
+    anat = bids / case / "anat"
+    t1w, flair = anat / f"{case}_T1w.nii.gz", nib.load(anat / f"{case}_FLAIR.nii.gz")
+    rater = bids / "derivatives" / "raters" / case / "anat" / f"{case}_label-lesion_mask.nii.gz"
+    truth = (resample_labels(nib.load(rater), flair) > 0 if rater.exists()
+             else np.zeros(flair.shape[:3], bool))
+    samseg_t1w = out / "t1w_on_flair_grid.nii.gz"
+    if not samseg_t1w.exists():
+        from ironmap.spatial.lesion_priors import t1w_on_flair
+
+        out.mkdir(parents=True, exist_ok=True)
+        on_flair, _ = t1w_on_flair(nib.load(t1w), flair)
+        nib.save(nib.Nifti1Image(np.nan_to_num(on_flair).astype(np.float32), flair.affine),
+                 samseg_t1w)
+    return {"out": out, "t1w": t1w, "samseg_t1w": samseg_t1w, "flair": flair,
+            "samseg_flair": anat / f"{case}_FLAIR.nii.gz", "truth": truth, "label": case}
+
+
+def lesion_posterior(out: Path, reference) -> np.ndarray:
+    """SAMSEG's lesion posterior (``--save-posteriors Lesion``) on ``reference``'s grid."""
+    found = sorted((out / "posteriors").glob("Lesion*.mgz"))
+    if not found:
+        raise SystemExit(f"{out}: no lesion posterior (run SAMSEG with --save-posteriors Lesion)")
+    return on_grid(nib.load(found[0]), reference)
+
+
+def on_grid(img, reference) -> np.ndarray:
+    """An image on SAMSEG's grid carried onto ``reference`` (linear; 0 outside)."""
+    if same_grid(img, reference):
+        return np.asarray(img.dataobj, dtype=np.float64)
+    return np.nan_to_num(resample_image(img, reference), nan=0.0)
+
+
+#: The FLAIR > cortex rule alone (no minimum lesion size).
+NO_SIZE_LIMIT = LesionSegParams(min_volume_mm3=0.0, min_voxels=0)
+
+
+def corrected_flair_and_cortex(out: Path) -> tuple[nib.MGHImage, nib.MGHImage]:
+    """SAMSEG's bias-corrected FLAIR and its cortex labels (3, 42), on SAMSEG's grid."""
+    seg = nib.load(out / "seg.mgz")
+    cortex = np.isin(np.asarray(seg.dataobj), (3, 42)).astype(np.float32)
+    flair = np.asarray(nib.load(out / "flair_bias_corrected.mgz").dataobj, dtype=np.float32)
+    return nib.MGHImage(flair, seg.affine), nib.MGHImage(cortex, seg.affine)
+
+
+def lesion_scores(args, case: dict) -> list[tuple[str, dict]]:
+    """SAMSEG's lesion masks for one finished case, scored against its reference."""
+    out, flair, truth = case["out"], case["flair"], case["truth"]
+    post = lesion_posterior(out, flair)
+    labels = samseg_labels(out, flair)
+    corrected, cortex = corrected_flair_and_cortex(out)
+    corrected, cortex = on_grid(corrected, flair), on_grid(cortex, flair) > 0.5
+    vox = np.linalg.norm(flair.affine[:3, :3], axis=0)
+    rows = [("SAMSEG seg.mgz (its default, posterior > 0.3)", labels == LESION_LABEL)]
+    for t in args.thresholds:
+        rows.append((f"SAMSEG posterior > {t:g}", post > t))
+        rows.append((f"SAMSEG posterior > {t:g}, FLAIR > cortex",
+                     posterior_lesions(post, corrected, cortex, vox, threshold=t,
+                                       params=NO_SIZE_LIMIT)))
+        rows.append((f"SAMSEG posterior > {t:g}, FLAIR > cortex, min size",
+                     posterior_lesions(post, corrected, cortex, vox, threshold=t)))
+    scored = []
+    for name, mask in rows:
+        m = lesion_detection(mask, truth)
+        m["load_cm3"] = float(mask.sum()) * case["vox_cm3"]
+        scored.append((name, m))
+    scored[0][1]["volumes"] = volumes(labels, case["vox_cm3"])
+    return scored
+
+
 def lesion(args) -> None:
-    """SAMSEG lesion mode vs ironmap's automatic segmentation on the open_ms patients."""
+    """SAMSEG lesion mode vs ironmap's automatic segmentation on the same cases."""
     from ironmap.workflows.lesion_segmentation import segment_images
 
     rows = []
-    for p in args.cases or ["07", "26", "19"]:
-        path = {k: SHARED / OPENMS.format(p=p, kind=k, brain=b)
-                for k, b in (("T1", "_brain_N4"), ("FLAIR", "_brain_N4"), ("GOLD_STANDARD", ""))}
-        flair = nib.load(path["FLAIR"])
-        gold = np.asarray(nib.load(path["GOLD_STANDARD"]).dataobj) > 0
-        vox = voxel_volume_cm3(np.linalg.norm(flair.affine[:3, :3], axis=0))
-        out = args.work / f"lesion_{'shape' if args.shape_model else 'noshape'}_{p}"
-        cost = samseg(args, [path["T1"], path["FLAIR"]], out,
-                      ["-m", "t1w", "flair", "--lesion", "--lesion-mask-pattern", "0", "1",
-                       "--pallidum-separate"])
-        labels = samseg_labels(out, flair)
-        rows.append(("SAMSEG", p, lesion_detection(labels == LESION_LABEL, gold), cost,
-                     vox, gold.sum()))
-        rows[-1][2]["volumes"] = volumes(labels, vox)
+    for name in args.cases or ["07", "26", "19"]:
+        case = lesion_case(args, name)
+        flair, truth = case["flair"], case["truth"]
+        case["vox_cm3"] = voxel_volume_cm3(np.linalg.norm(flair.affine[:3, :3], axis=0))
+        true_cm3 = float(truth.sum()) * case["vox_cm3"]
+        if args.samseg_runs:
+            cost = samseg(args, [case["samseg_t1w"], case["samseg_flair"]], case["out"],
+                          ["-m", "t1w", "flair", "--lesion", "--lesion-mask-pattern", "0", "1",
+                           "--pallidum-separate", "--save-posteriors", "Lesion"])
+            rows += [(method, case["label"], m, cost, true_cm3)
+                     for method, m in lesion_scores(args, case)]
         if args.ironmap:
             t0, w0 = time.process_time(), time.perf_counter()
-            seg, _ = segment_images(flair, nib.load(path["T1"]), label=f"patient{p}")
+            seg, _ = segment_images(flair, nib.load(case["t1w"]), label=case["label"])
             cost = {"cpu_s": time.process_time() - t0, "wall_s": time.perf_counter() - w0,
                     "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
-            rows.append(("ironmap", p, lesion_detection(seg.mask, gold), cost, vox, gold.sum()))
-    print("| method | patient | Dice | lesion load (cm^3) / consensus | load ratio | recall | "
+            m = lesion_detection(seg.mask, truth)
+            m["load_cm3"] = float(seg.mask.sum()) * case["vox_cm3"]
+            rows.append(("ironmap lesions segment", case["label"], m, cost, true_cm3))
+    print("| method | case | Dice | lesion load (cm^3) / reference | load ratio | recall | "
           "precision | lesion-wise F1 | lesions found / true | CPU s | wall s | peak MB |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for method, p, m, c, vox, n_true in rows:
-        print(f"| {method} | {p} | {m['dice']:.3f} | {m['load_ratio'] * n_true * vox:.2f} / "
-              f"{n_true * vox:.2f} | {m['load_ratio']:.2f} | {m['recall']:.2f} | "
-              f"{m['precision']:.2f} | {m['f1']:.2f} | {m['n_pred']} / {m['n_true']} | "
-              f"{c['cpu_s']:.0f} | {c['wall_s']:.0f} | {c['peak_mb']:.0f} |")
+    for method, label, m, c, true_cm3 in rows:
+        print(f"| {method} | {label} | {m['dice']:.3f} | {m['load_cm3']:.2f} / {true_cm3:.2f} | "
+              f"{m['load_ratio']:.2f} | {m['recall']:.2f} | {m['precision']:.2f} | "
+              f"{m['f1']:.2f} | {m['n_pred']} / {m['n_true']} | {c['cpu_s']:.0f} | "
+              f"{c['wall_s']:.0f} | {c['peak_mb']:.0f} |", flush=True)
     for method in dict.fromkeys(r[0] for r in rows):
-        dice = [r[2]["dice"] for r in rows if r[0] == method]
-        print(f"{method}: mean Dice {np.mean(dice):.3f} over {len(dice)} patients")
-    for method, p, m, *_ in rows:
+        dice = [r[2]["dice"] for r in rows if r[0] == method and r[4] > 0]
+        if dice:
+            print(f"{method}: mean Dice {np.mean(dice):.3f} over {len(dice)} cases with lesions")
+    for _, label, m, *_ in rows:
         if "volumes" in m:
-            print(f"{method} patient{p} (T1w + FLAIR run): {m['volumes']}")
+            print(f"SAMSEG {label} (T1w + FLAIR run): {m['volumes']}")
 
 
 def volumes(labels: np.ndarray, vox_cm3: float) -> dict:
@@ -272,6 +335,13 @@ def main(argv=None) -> int:
                     help="use SAMSEG's lesion shape model (needs TensorFlow with SAMSEG)")
     ap.add_argument("--no-ironmap", dest="ironmap", action="store_false",
                     help="lesion mode: do not re-run ironmap's segmentation beside it")
+    ap.add_argument("--no-samseg", dest="samseg_runs", action="store_false",
+                    help="lesion mode: run and score ironmap's segmentation only")
+    ap.add_argument("--cohort", type=Path, default=None,
+                    help="lesion mode: simulated cohort (ironmap simulate) for sub-XXX cases")
+    ap.add_argument("--thresholds", type=float, nargs="+", default=[0.5], metavar="P",
+                    help="lesion mode: thresholds on SAMSEG's lesion posterior to score "
+                    "beside its own seg.mgz (default 0.5)")
     args = ap.parse_args(argv)
     if not SHARED.is_dir():
         print(f"skipped: shared data folder {SHARED} is absent (set IRONMAP_SHARED_DATA)")

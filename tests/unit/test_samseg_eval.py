@@ -80,20 +80,6 @@ def test_run_timed_measures_the_child(ev, tmp_path):
     assert cost["cpu_s"] > 0
 
 
-def test_tensorflow_stub_satisfies_import_and_refuses_use(ev):
-    code = ev.TF_STUB + ("import tensorflow.compat.v1 as tf\ntf.disable_v2_behavior()\n"
-                         "try:\n    tf.Session()\nexcept RuntimeError as e:\n    print(e)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout
-    assert "shape model" in out
-
-
-def test_interpreter_from_console_script(ev, tmp_path):
-    script = tmp_path / "run_samseg"
-    script.write_text("#!/opt/samseg/bin/python3\nimport sys\n")
-    assert ev.interpreter(script) == "/opt/samseg/bin/python3"
-
-
 def test_skips_cleanly(tmp_path):
     env = {**os.environ, "IRONMAP_SHARED_DATA": str(tmp_path / "absent")}
     done = subprocess.run([sys.executable, str(SCRIPT), "tissue", "--samseg", sys.executable],

@@ -49,6 +49,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="lesion border rule: 'fraction' drops rim voxels below a quarter of "
                           "the lesion's contrast (default); 'volume' keeps as many voxels as "
                           "the lesion's partial-volume content (docs/lesions.md)")
+    seg.add_argument("--method", choices=("ironmap", "samseg"), default="ironmap",
+                     help="'ironmap' (default, built in) or 'samseg': SAMSEG's lesion mode, "
+                          "run in its own environment (needs --t1w; docs/samseg.md); the "
+                          "threshold applies to its lesion posterior")
+    seg.add_argument("--samseg", metavar="RUN_SAMSEG", default=None,
+                     help="SAMSEG's run_samseg script for --method samseg (default "
+                          "$SAMSEG_CMD, else run_samseg on PATH)")
     seg.add_argument("--overwrite", action="store_true", help="replace existing outputs")
 
 
@@ -88,16 +95,27 @@ def run(args: argparse.Namespace) -> int:
 
 def _segment(args: argparse.Namespace) -> int:
     from ironmap.core.lesions.auto_segment import LesionSegParams
-    from ironmap.workflows.lesion_segmentation import LesionSegError, segment_from_file
+    from ironmap.workflows.lesion_segmentation import (
+        LesionSegError,
+        segment_from_file,
+        segment_samseg_from_file,
+    )
 
     if not 0.0 < args.threshold < 1.0:
         log.error("--threshold must be between 0 and 1, got %s", args.threshold)
         return 2
     try:
-        seg = segment_from_file(args.flair, args.output, t1w_path=args.t1w,
-                                threshold=args.threshold, probability_path=args.probability,
-                                overwrite=args.overwrite,
-                                params=LesionSegParams(outline_volume=args.outline == "volume"))
+        if args.method == "samseg":
+            seg = segment_samseg_from_file(args.flair, args.output, t1w_path=args.t1w,
+                                           threshold=args.threshold,
+                                           probability_path=args.probability,
+                                           overwrite=args.overwrite, samseg_cmd=args.samseg)
+        else:
+            seg = segment_from_file(args.flair, args.output, t1w_path=args.t1w,
+                                    threshold=args.threshold,
+                                    probability_path=args.probability, overwrite=args.overwrite,
+                                    params=LesionSegParams(outline_volume=args.outline ==
+                                                           "volume"))
     except (LesionSegError, FileNotFoundError, FileExistsError) as exc:
         log.error("%s", exc)
         return 1

@@ -146,16 +146,132 @@ def segment_from_file(flair_path, out_path, *, t1w_path=None, threshold: float =
     seg, info = segment_images(flair, t1w, label=str(flair_path), params=params,
                                threshold=threshold)
     sources = [Path(flair_path).name] + ([Path(t1w_path).name] if t1w_path else [])
+    _write_outputs(seg, flair.affine, info, sources, flair_path, out_path, probability_path,
+                   "automatic white-matter lesion mask")
+    return seg
+
+
+def _write_outputs(seg: LesionSegmentation, affine, info: dict, sources: list[str], flair_path,
+                   out_path: Path, probability_path: Path | None, description: str) -> None:
+    """The BIDS lesion mask (+ JSON sidecar) and, when asked, the probability map."""
     generated = [{"Name": "ironmap lesions segment", "Version": __version__,
                   "Description": command_line()}]
-    sidecar = {"Type": "Lesion", "Description": "automatic white-matter lesion mask",
+    sidecar = {"Type": "Lesion", "Description": description,
                "Sources": sources, "SpatialReference": Path(flair_path).name,
                "LesionSource": "automatic", **info, "LesionCount": seg.n_lesions,
                "LesionVolume": seg.load_cm3, "LesionVolumeUnits": "cm^3",
                "GeneratedBy": generated}
     if probability_path is not None:
-        save_image(seg.probability, flair.affine, probability_path,
+        save_image(seg.probability, affine, probability_path,
                    sidecar={"Description": "lesion probability (0-1)", "Sources": sources,
                             **info, "GeneratedBy": generated})
-    save_image(seg.mask.astype(np.uint8), flair.affine, out_path, sidecar=sidecar)
+    save_image(seg.mask.astype(np.uint8), affine, out_path, sidecar=sidecar)
+
+
+SAMSEG_METHOD = ("SAMSEG lesion mode (Cerri et al. 2021; samseg {version}), T1w + FLAIR, "
+                 "{shape}, model fitted at 2 mm; lesion = posterior > threshold, bias-corrected "
+                 "FLAIR above the cortex's geometric mean (SAMSEG's --lesion-mask-pattern 0 1), "
+                 "components >= ironmap's minimum lesion size")
+
+
+def segment_samseg_from_file(flair_path, out_path, *, t1w_path, threshold: float = 0.5,
+                             probability_path=None, overwrite: bool = False,
+                             samseg_cmd=None) -> LesionSegmentation:
+    """``ironmap lesions segment --method samseg``: SAMSEG lesion mode in its own environment.
+
+    The T1w is carried onto the FLAIR grid (rigid fit unless both share one grid), SAMSEG runs
+    on the pair (:func:`ironmap.io.samseg.run_samseg_lesion`, one thread, fitted at 2 mm, no
+    shape model unless TensorFlow is there), and its lesion posterior on the FLAIR grid is the
+    probability map; the mask is
+    :func:`ironmap.core.lesions.auto_segment.posterior_lesions` of it (posterior > threshold,
+    FLAIR brighter than cortex, minimum lesion size). The FLAIR contrast is checked on SAMSEG's
+    own labels (ventricles < cerebral WM < cortex). Writes the same BIDS mask,
+    probability and sidecar as the default method; nothing is written when a check fails.
+
+    Parameters
+    ----------
+    flair_path, out_path : path-like
+        The FLAIR and the mask to write.
+    t1w_path : path-like
+        The T1w (required).
+    threshold : float, optional
+        Threshold on SAMSEG's lesion posterior.
+    probability_path : path-like, optional
+        Where to write the lesion posterior.
+    overwrite : bool, optional
+        Replace existing files.
+    samseg_cmd : path-like, optional
+        SAMSEG's ``run_samseg`` (else ``$SAMSEG_CMD`` or ``run_samseg`` on ``PATH``).
+
+    Returns
+    -------
+    LesionSegmentation
+        Mask and posterior on the FLAIR grid (``zscore`` NaN, no NAWM reference).
+
+    Raises
+    ------
+    LesionSegError
+        Missing or unusable input, SAMSEG absent or failing, not a FLAIR.
+    """
+    from ironmap.core.lesions.auto_segment import posterior_lesions
+    from ironmap.core.lesions.lesion_values import label_lesions, lesion_load_cm3
+    from ironmap.io.samseg import SAMSEG_TISSUE, SamsegError, find_samseg, run_samseg_lesion
+    from ironmap.io.scratch import scratch_dir
+    from ironmap.spatial.grid import resample_image, resample_labels, same_grid
+    from ironmap.spatial.lesion_priors import t1w_on_flair
+
+    t0 = time.process_time()
+    out_path = check_writable(out_path, overwrite)
+    if probability_path is not None:
+        probability_path = check_writable(probability_path, overwrite)
+    if t1w_path is None:
+        raise LesionSegError(f"{flair_path}: --method samseg needs the T1w (--t1w)")
+    for path, what in ((flair_path, "FLAIR"), (t1w_path, "T1w")):
+        if not Path(path).exists():
+            raise LesionSegError(f"{path}: {what} image not found")
+    try:
+        find_samseg(samseg_cmd)
+        flair, t1w = load_image(flair_path), load_image(t1w_path)
+    except (SamsegError, ImageError) as exc:
+        raise LesionSegError(str(exc)) from exc
+    data = _checked_data(flair, flair_path, "FLAIR")
+    _checked_data(t1w, t1w_path, "T1w")
+    with scratch_dir(out_path.parent) as work:
+        t1_on_flair, _ = t1w_on_flair(t1w, flair)
+        inputs = (work / "t1w.nii.gz", work / "flair.nii.gz")
+        save_image(np.nan_to_num(t1_on_flair).astype(np.float32), flair.affine, inputs[0])
+        save_image(data, flair.affine, inputs[1])
+        try:
+            run = run_samseg_lesion(*inputs, work / "samseg", cmd=samseg_cmd)
+        except SamsegError as exc:
+            raise LesionSegError(f"{flair_path}: {exc}") from exc
+    posterior, corrected = (np.nan_to_num(np.asarray(img.dataobj) if same_grid(img, flair)
+                                          else resample_image(img, flair))
+                            for img in (run.posterior, run.flair_corrected))
+    posterior = np.clip(posterior, 0.0, 1.0).astype(np.float32)
+    labels = (np.asarray(run.labels.dataobj) if same_grid(run.labels, flair)
+              else resample_labels(run.labels, flair)).astype(np.int32)
+    tissue = {name: np.isin(labels, codes).astype(np.float32)
+              for name, codes in SAMSEG_TISSUE.items()}
+    vox = np.linalg.norm(flair.affine[:3, :3], axis=0)
+    try:
+        check_flair_contrast(data, labels > 0, tissue, label=str(flair_path))
+        mask = posterior_lesions(posterior, corrected, tissue["gm"] > 0, vox,
+                                 threshold=threshold)
+    except ContrastError as exc:
+        raise LesionSegError(str(exc)) from exc
+    seg = LesionSegmentation(mask=mask, probability=posterior,
+                             zscore=np.full(mask.shape, np.nan, np.float32),
+                             n_lesions=label_lesions(mask)[1], nawm_median=float("nan"),
+                             nawm_sigma=float("nan"), load_cm3=lesion_load_cm3(mask, vox))
+    shape = "shape model" if run.shape_model else "no shape model"
+    info = {"Method": SAMSEG_METHOD.format(version=run.version, shape=shape),
+            "SamsegVersion": run.version, "SamsegCommand": run.command,
+            "Threshold": float(threshold), "UsedT1w": True,
+            "CPUSeconds": round(time.process_time() - t0 + run.cpu_s, 1)}
+    log.info("%s: SAMSEG %s, %d lesions, %.2f cm3", flair_path, run.version, seg.n_lesions,
+             seg.load_cm3)
+    _write_outputs(seg, flair.affine, info, [Path(flair_path).name, Path(t1w_path).name],
+                   flair_path, out_path, probability_path,
+                   "automatic white-matter lesion mask (SAMSEG)")
     return seg

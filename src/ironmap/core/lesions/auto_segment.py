@@ -495,6 +495,53 @@ def keep_components(candidate: np.ndarray, core: np.ndarray, voxel_sizes_mm,
     return keep[lab]
 
 
+def posterior_lesions(posterior: np.ndarray, flair: np.ndarray, cortex: np.ndarray,
+                      voxel_sizes_mm, threshold: float = 0.5,
+                      params: LesionSegParams | None = None) -> np.ndarray:
+    """Lesion mask from an external lesion posterior (SAMSEG's lesion mode).
+
+    Voxels with ``posterior > threshold`` whose FLAIR is above the geometric mean of the FLAIR
+    over ``cortex`` (SAMSEG's ``--lesion-mask-pattern 0 1``: lesions brighter than cortex, a
+    rule SAMSEG 0.4 applies only inside its shape-model sampler), in 26-connected components
+    of at least ironmap's minimum lesion size (``params.min_volume_mm3`` and
+    ``params.min_voxels``).
+
+    Parameters
+    ----------
+    posterior : ndarray of float, shape (X, Y, Z)
+        Lesion posterior in [0, 1].
+    flair : ndarray of float, shape (X, Y, Z)
+        FLAIR (bias-corrected), same grid.
+    cortex : ndarray of bool, shape (X, Y, Z)
+        Cortex voxels (the reference for "brighter than cortex").
+    voxel_sizes_mm : sequence of 3 float
+        Voxel edges in mm.
+    threshold : float, optional
+        Posterior threshold.
+    params : LesionSegParams, optional
+        Supplies the minimum lesion size (defaults when None).
+
+    Returns
+    -------
+    ndarray of bool, shape ``posterior.shape``
+        The lesion mask.
+
+    Raises
+    ------
+    ContrastError
+        When fewer than 50 cortex voxels with positive FLAIR are given.
+    """
+    params = params or LesionSegParams()
+    ref = cortex & (flair > 0)
+    if ref.sum() < 50:
+        raise ContrastError(f"only {int(ref.sum())} cortex voxels to compare lesions with")
+    level = float(np.exp(np.mean(np.log(flair[ref]))))
+    candidate = (posterior > threshold) & (flair > level)
+    vox_mm3 = float(np.prod(np.asarray(voxel_sizes_mm, dtype=float)[:3]))
+    smallest = max(params.min_volume_mm3, params.min_voxels * vox_mm3)
+    return keep_components(candidate, candidate, voxel_sizes_mm, smallest)
+
+
 def lesion_detection(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     """Voxel Dice and lesion-wise detection of ``pred`` against ``truth`` (26-connected).
 
