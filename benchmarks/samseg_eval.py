@@ -50,7 +50,7 @@ from ironmap.core.lesions.auto_segment import (
     posterior_lesions,
 )
 from ironmap.core.regions.tissue_volumes import implausible_volumes, voxel_volume_cm3
-from ironmap.io.samseg import LESION_LABEL, has_tensorflow
+from ironmap.io.samseg import LESION_LABEL, has_tensorflow, write_fit_options
 from ironmap.io.samseg import STUB_MAIN as STUB
 from ironmap.io.samseg import samseg_python as interpreter
 from ironmap.spatial.grid import resample_image, resample_labels, same_grid
@@ -117,11 +117,7 @@ def samseg(args, inputs: list[Path], out: Path, extra: list[str]) -> dict:
         shutil.copyfile(out / "template.lta", earlier)
         extra = [*extra, "--reg", str(earlier)]
     if args.fit_spacing:
-        options = out / "options.json"
-        level2 = {"targetDownsampledVoxelSpacing": args.fit_spacing}
-        options.write_text(json.dumps({"optimizationOptions": {
-            "multiResolutionSpecification": [{}, level2]}}))
-        extra = [*extra, "--options", str(options)]
+        extra = [*extra, "--options", str(write_fit_options(out, args.fit_spacing))]
     cmd += ["--threads", str(args.threads), "-o", str(out), "-i", *map(str, inputs), *extra]
     cost = run_timed(cmd, out / "samseg.log")
     shown = [c if c != STUB else "<TensorFlow stub, see STUB>" for c in cmd]

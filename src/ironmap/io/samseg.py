@@ -178,6 +178,28 @@ def has_tensorflow(python: str) -> bool:
     return _probe(python, code).returncode == 0
 
 
+def write_fit_options(folder: Path, spacing_mm: float) -> Path:
+    """SAMSEG ``--options`` file: the finest model-fitting level at ``spacing_mm``.
+
+    Parameters
+    ----------
+    folder : pathlib.Path
+        Where ``options.json`` is written.
+    spacing_mm : float
+        Voxel spacing (mm) of SAMSEG's second (finest) multi-resolution fitting level.
+
+    Returns
+    -------
+    pathlib.Path
+        The options file.
+    """
+    options = Path(folder) / "options.json"
+    options.write_text(json.dumps({"optimizationOptions": {
+        "multiResolutionSpecification": [{}, {"targetDownsampledVoxelSpacing":
+                                              float(spacing_mm)}]}}))
+    return options
+
+
 def run_samseg_lesion(t1w_path: Path, flair_path: Path, work: Path, *, cmd=None,
                       threads: int = 1, fit_spacing_mm: float | None = 2.0,
                       shape_model: bool = False) -> SamsegLesionRun:
@@ -228,11 +250,7 @@ def run_samseg_lesion(t1w_path: Path, flair_path: Path, work: Path, *, cmd=None,
     if not shape_model:
         extra.append("--do-not-use-shape-model")
     if fit_spacing_mm:
-        options = work / "options.json"
-        options.write_text(json.dumps({"optimizationOptions": {
-            "multiResolutionSpecification": [{}, {"targetDownsampledVoxelSpacing":
-                                                  float(fit_spacing_mm)}]}}))
-        extra += ["--options", str(options)]
+        extra += ["--options", str(write_fit_options(work, fit_spacing_mm))]
     head = [str(script)] if tensorflow else [python, "-c", STUB_MAIN]
     args = ["--threads", str(int(threads)), "-o", str(work), "-i", str(t1w_path),
             str(flair_path), *extra]
