@@ -77,6 +77,24 @@ def choose_registration(first: Registration, second: Registration, points_mm,
                         details={**chosen.details, "seed_check": check})
 
 
+def describe_check(check: dict) -> str:
+    """One line on a two-seed check (the warning's and the QC flag's text).
+
+    Parameters
+    ----------
+    check : dict
+        ``Registration.details["seed_check"]`` (see :func:`choose_registration`).
+
+    Returns
+    -------
+    str
+        The seeds, their mean disagreement, both NMIs and the kept seed.
+    """
+    return (f"seeds {check['seeds']} disagree by {check['disagreement_mean_mm']:.1f} mm (mean; "
+            f"NMI {check['nmi'][0]:.3f} vs {check['nmi'][1]:.3f}); kept seed "
+            f"{check['chosen_seed']}")
+
+
 def register_seed_checked(fixed, moving, *, seeds=(1, 2),
                           tolerance_mm: float = SEED_CHECK_TOLERANCE_MM,
                           label: str = "registration", **options) -> Registration:
@@ -108,7 +126,5 @@ def register_seed_checked(fixed, moving, *, seeds=(1, 2),
     reg = choose_registration(first, second, check_points(fixed), tolerance_mm)
     check = reg.details["seed_check"]
     if not check["passed"]:
-        log.warning("%s: seeds %s disagree by %.1f mm (mean; NMI %.3f vs %.3f); kept seed %s",
-                    label, check["seeds"], check["disagreement_mean_mm"], *check["nmi"],
-                    check["chosen_seed"])
+        log.warning("%s: %s", label, describe_check(check))
     return reg

@@ -596,12 +596,11 @@ def analyse(subject: SubjectInputs, cfg: RunConfig, stage: Path,
     seed_checks: dict[str, dict] = {}
     xfm, similarity = register_series(images, subject, cfg, stage, seed_checks)
     failed: dict[str, str] = {}
+    from ironmap.spatial.seedcheck import describe_check
+
     for name, check in seed_checks.items():  # a QC flag (core.qc.run_flags.segmentation_flags)
         if not check["passed"]:
-            failed[f"registration_seeds_{name}"] = (
-                f"seeds {check['seeds']} disagree by {check['disagreement_mean_mm']:.1f} mm "
-                f"(NMI {check['nmi'][0]:.3f} vs {check['nmi'][1]:.3f}); kept seed "
-                f"{check['chosen_seed']}")
+            failed[f"registration_seeds_{name}"] = describe_check(check)
     from ironmap.workflows.participant_lesions import choose_lesion_mask
 
     lesion_mask, lesion_source = choose_lesion_mask(subject, cfg, images, stage, chosen["lesion"])
