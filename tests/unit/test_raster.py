@@ -300,3 +300,16 @@ def test_histograms_use_the_valid_voxels_of_each_label(rng):
     assert texts[-2] == str(counts.max())
     texts2, poly2 = _hist_panel(svg, 2)
     assert poly2 is None and texts2 == ["putamen: no valid voxels"]
+
+
+def test_no_flair_figure_for_a_participant_without_flair(vols):
+    """A participant without a FLAIR gets no FLAIR-to-T1w figure job (not a failed figure);
+    one with a FLAIR keeps it, before the GRE's."""
+    echo1, r2, labels, _ = vols
+    kw = dict(label="sub-01", participant_id="sub-01", echo1=echo1, echo2=echo1 * 0.6,
+              r2star=r2, labels=labels, eroded=labels, echo_times=[0.005, 0.025])
+    with_flair = [j.id for _, j in S.figure_jobs(S.SubjectImages(**kw))]
+    without = [j.id for _, j in S.figure_jobs(S.SubjectImages(**kw, has_flair=False))]
+    assert with_flair.index("flair-t1w") == with_flair.index("megre-t1w") - 1
+    assert "flair-t1w" not in without
+    assert [i for i in with_flair if i != "flair-t1w"] == without

@@ -39,8 +39,9 @@ class SubjectImages:
     labels: np.ndarray | None = None
     eroded: np.ndarray | None = None
     lesion: np.ndarray | None = None
-    brain: np.ndarray | None = None  # brain mask on the R2* grid (``--brain-mask``)
     t1w: np.ndarray | None = None
+    #: whether the participant has a FLAIR (no FLAIR-to-T1w figure without one)
+    has_flair: bool = True
     flair_on_t1w: np.ndarray | None = None
     megre_on_t1w: np.ndarray | None = None
     #: axial T1w slices of ``flair_on_t1w`` / ``megre_on_t1w`` to show (only those are filled)
@@ -375,12 +376,12 @@ def figure_jobs(img: SubjectImages) -> list[tuple[str, F.FigureJob]]:
             "montage", "R2* montage", "Axial R2* slices (s⁻¹) across the head. " + range_text,
             f"{p}_desc-montage_R2starmap",
             partial(P.montage_figure, r2, mask=head, r2star_range=rng, voxel_sizes=vox))),
-        ("registration", F.FigureJob(
+        *([("registration", F.FigureJob(
             "flair-t1w", "FLAIR registered to T1w", "FLAIR edges (orange) over the T1w image.",
             f"{p}_desc-flairedges_T1w",
             partial(P.edges_figure, img.t1w, img.flair_on_t1w,
                     slices=img.t1w_slices.get("flair_on_t1w"), display_range=t1w_range,
-                    voxel_sizes=t1w_vox))),
+                    voxel_sizes=t1w_vox)))] if img.has_flair else []),
         ("registration", F.FigureJob(
             "megre-t1w", "GRE (echo 1) registered to T1w",
             "GRE echo-1 edges (orange) over the T1w.", f"{p}_desc-megreedges_T1w",

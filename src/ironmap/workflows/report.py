@@ -234,7 +234,8 @@ def load_subject(cfg: RunConfig, inputs, preloaded: dict[str, Any] | None = None
     """
     out = Path(cfg.output_dir)
     pid, sid = inputs.participant_id, inputs.session_id
-    s = subj.SubjectImages(label=inputs.label, participant_id=pid, session_id=sid)
+    s = subj.SubjectImages(label=inputs.label, participant_id=pid, session_id=sid,
+                           has_flair=inputs.flair is not None)
     p = s.problems
     r2 = _load(derivative_path(out, "r2starmap", pid, sid), p, "R2* map")
     echoes = list(inputs.echoes)
