@@ -17,6 +17,7 @@ from ironmap.core.lesions.auto_segment import (
     lesion_borders,
     lesion_cores,
     lesion_detection,
+    reject_grey_lesions,
     segment_lesions,
     surface_depth_mm,
     volume_outline,
@@ -314,6 +315,28 @@ def test_deep_borders_keep_t1w_dark_rims_away_from_the_cortex(rng):
     low_gm = segment_lesions(flair, brain, priors, (1, 1, 1), t1w=t1w,
                              params=LesionSegParams(grey_depth_mm=18.0, grey_depth_gm=-1.0))
     assert low_gm.mask[deep].mean() < 0.3  # refusal kept wherever GM prior > -1: everywhere
+
+
+def test_reject_grey_lesions_by_mean_prior():
+    """Three blobs over GM priors 0.1, 0.3 and 0.6: ``gm_max`` 0.35 keeps the first two, the
+    segmentation option removes the grey one and keeps the white-matter lesions intact."""
+    mask = np.zeros((30, 10, 10), bool)
+    gm = np.zeros(mask.shape)
+    for i, level in enumerate((0.1, 0.3, 0.6)):
+        mask[3 + 9 * i:7 + 9 * i, 3:7, 3:7] = True
+        gm[9 * i:9 * i + 9] = level
+    kept = reject_grey_lesions(mask, gm, 0.35)
+    assert np.array_equal(kept, mask & (gm < 0.5))
+    assert not reject_grey_lesions(np.zeros_like(mask), gm, 0.35).any()
+    rng = np.random.default_rng(3)
+    img, brain, priors, truth = _phantom(rng)
+    grey = truth & (np.indices(truth.shape)[0] > 34)  # the lesion at x = 38 made grey
+    priors = dict(priors, gm=np.where(grey, 0.45, priors["gm"]))
+    base = segment_lesions(img, brain, priors, (1, 1, 1))
+    opt = segment_lesions(img, brain, priors, (1, 1, 1),
+                          params=LesionSegParams(lesion_gm_max=0.3))
+    assert base.n_lesions == 3 and opt.n_lesions == 2
+    assert np.array_equal(opt.mask, base.mask & ~ndimage.binary_dilation(grey, iterations=3))
 
 
 @pytest.mark.slow

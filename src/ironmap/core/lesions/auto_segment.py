@@ -30,7 +30,9 @@ content.
 *Deep borders* (off by default, ``grey_depth_mm``): the T1w grey-matter refusal applies only
 within ``grey_depth_mm`` of the outside of the brain (:func:`surface_depth_mm`) or where the GM
 prior exceeds ``grey_depth_gm``; deeper T1w-dark voxels with a low GM prior are lesion borders
-(T1w-hypointense), not cortex, and may join a lesion.
+(T1w-hypointense), not cortex, and may join a lesion. *Grey lesions* (off by default,
+``lesion_gm_max``): lesions whose mean GM prior exceeds it are dropped
+(:func:`reject_grey_lesions`).
 
 Pure numpy/scipy; the caller registers the template and brings the priors onto the FLAIR grid.
 """
@@ -72,6 +74,7 @@ class LesionSegParams:
     outline_volume: bool = False
     grey_depth_mm: float = 0.0  # 0: the T1w grey-matter refusal applies at every depth
     grey_depth_gm: float = 1.0
+    lesion_gm_max: float = 1.0  # 1: no lesion-wise grey-matter rejection
 
     def as_dict(self) -> dict[str, float]:
         """Parameters as a plain dict (for sidecars).
@@ -272,6 +275,8 @@ def segment_lesions(
     min_mm3 = max(p.min_volume_mm3, p.min_voxels * float(np.prod(np.asarray(voxel_sizes_mm,
                                                                       dtype=float)[:3])))
     mask = keep_components(prob >= threshold, core, voxel_sizes_mm, min_mm3)
+    if p.lesion_gm_max < 1.0:
+        mask = reject_grey_lesions(mask, gm, p.lesion_gm_max)
     ring_ok = brain & (wm >= p.grow_wm) & (zf >= p.grow_z) if p.border_ring else None
     if p.outline_volume:
         mask = volume_outline(img, mask, brain, med)
@@ -283,6 +288,36 @@ def segment_lesions(
                               zscore=z.astype(np.float32), n_lesions=int(n), nawm_median=med,
                               nawm_sigma=sigma, load_cm3=float(mask.sum()) * vox_mm3 / 1000.0,
                               core=lesion_cores(img, mask, med))
+
+
+def reject_grey_lesions(mask: np.ndarray, gm: np.ndarray, gm_max: float) -> np.ndarray:
+    """Drop 26-connected lesions whose mean grey-matter prior exceeds ``gm_max``.
+
+    A lesion-wise false-positive rule: a component lying mostly over the template's cortex or
+    deep grey matter is taken for bright grey matter, not a white-matter lesion.
+
+    Parameters
+    ----------
+    mask : ndarray of bool, shape (X, Y, Z)
+        Lesion mask.
+    gm : ndarray of float, shape (X, Y, Z)
+        Grey-matter prior (fraction in [0, 1]).
+    gm_max : float
+        Largest mean GM prior of a kept lesion.
+
+    Returns
+    -------
+    ndarray of bool, shape (X, Y, Z)
+        The kept lesions.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    lab, n = ndimage.label(mask, _STRUCT26)
+    if n == 0:
+        return mask
+    mean_gm = np.asarray(ndimage.mean(np.asarray(gm, dtype=np.float64), lab,
+                                      np.arange(1, n + 1)))
+    keep = np.concatenate([[False], mean_gm <= gm_max])
+    return keep[lab]
 
 
 def surface_depth_mm(brain: np.ndarray, voxel_sizes_mm) -> np.ndarray:
