@@ -3,7 +3,10 @@
 Usage::
 
     python benchmarks/lesionseg.py openms [PATIENT ...] [--no-t1w] [--outline volume]
-    python benchmarks/lesionseg.py sim COHORT_DIR [sub-...] [--outline volume]
+        [--param NAME=VALUE ...]
+    python benchmarks/lesionseg.py sim COHORT_DIR [sub-...] [--outline volume] [--param ...]
+
+(``--param`` sets any ``LesionSegParams`` field, e.g. ``--param grey_depth_mm=20``.)
 
 (openms needs IRONMAP_SHARED_DATA; COHORT_DIR comes from `ironmap simulate`.)
 
@@ -47,12 +50,25 @@ def report(name, seg, truth, cpu, vox_mm3):
     return m
 
 
+def parse_params(argv):
+    """``--outline volume`` and ``--param NAME=VALUE`` -> (LesionSegParams or None, rest)."""
+    fields, rest, i = {}, [], 0
+    while i < len(argv):
+        if argv[i] == "--outline":
+            fields["outline_volume"] = argv[i + 1] == "volume"
+            i += 2
+        elif argv[i] == "--param":
+            name, value = argv[i + 1].split("=")
+            fields[name] = type(getattr(LesionSegParams(), name))(float(value))
+            i += 2
+        else:
+            rest.append(argv[i])
+            i += 1
+    return (LesionSegParams(**fields) if fields else None), rest
+
+
 def main(argv):
-    params = None
-    if "--outline" in argv:
-        i = argv.index("--outline")
-        params = LesionSegParams(outline_volume=argv[i + 1] == "volume")
-        argv = argv[:i] + argv[i + 2:]
+    params, argv = parse_params(argv)
     if argv[0] == "openms":
         root = Path(os.environ.get("IRONMAP_SHARED_DATA", "../shared/data"))
         use_t1w = "--no-t1w" not in argv

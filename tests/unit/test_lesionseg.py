@@ -17,7 +17,9 @@ from ironmap.core.lesions.auto_segment import (
     lesion_borders,
     lesion_cores,
     lesion_detection,
+    reject_grey_lesions,
     segment_lesions,
+    surface_depth_mm,
     volume_outline,
 )
 
@@ -260,6 +262,81 @@ def test_fraction_outline_and_border_ring(rng):
     added = ringed & ~seg.mask
     assert added.any() and not np.any(added & ~allowed)
     assert not np.any(added & ~ndimage.binary_dilation(seg.mask, np.ones((3, 3, 3), bool)))
+
+
+def test_surface_depth_of_a_ball():
+    """Depth below the surface of a ball with a hollow (a ventricle) = radius - distance from
+    the centre, in mm on anisotropic voxels; the hollow does not count as outside."""
+    shape, vox = (61, 61, 31), (1.0, 1.0, 2.0)
+    pos = (np.indices(shape).T * np.array(vox)).T - np.array([30.0, 30.0, 30.0])[:, None, None,
+                                                                                    None]
+    r = np.sqrt((pos ** 2).sum(0))
+    brain = (r <= 25.0) & (r > 4.0)
+    depth = surface_depth_mm(brain, vox)
+    shell = brain & (r > 8.0)
+    assert np.max(np.abs(depth[shell] - (25.0 - r[shell]))) <= 2.0  # within one voxel
+    assert depth[30, 30, 15] == pytest.approx(25.0, abs=1.5)  # the hollow's centre
+    assert depth[0, 0, 0] == 0.0
+
+
+def _bordered_lesions(rng, shape=(64, 64, 64)):
+    """Ball brain (WM r < 22, cortex 22-27, CSF to 30 voxels): FLAIR 100 / 118 / 20, T1w 1000 /
+    600 / 200; a deep and a superficial lesion (FLAIR 160) each with a 2-voxel border ring that
+    is FLAIR-bright like cortex (118) and T1w-dark (600, grey-like)."""
+    idx = np.indices(shape).astype(float)
+    r = np.sqrt(((idx - 31.5) ** 2).sum(0))
+    wm, gm, csf = r < 22, (r >= 22) & (r < 27), (r >= 27) & (r < 30)
+    flair = np.where(wm, 100.0, np.where(gm, 118.0, np.where(csf, 20.0, 0.0)))
+    t1w = np.where(wm, 1000.0, np.where(gm, 600.0, np.where(csf, 200.0, 0.0)))
+    rings = []
+    for centre, rad in (((31.5, 31.5, 31.5), 4.0), ((48.5, 31.5, 31.5), 2.5)):
+        d = np.sqrt(((idx - np.array(centre)[:, None, None, None]) ** 2).sum(0))
+        ring = (d > rad) & (d <= rad + 2)
+        flair[d <= rad], flair[ring], t1w[ring] = 160.0, 118.0, 600.0
+        rings.append(ring)
+    flair = flair + rng.normal(0, 2.0, shape) * (flair > 0)
+    priors = {"wm": wm.astype(float), "gm": gm.astype(float), "csf": csf.astype(float)}
+    return flair, t1w, r < 30, priors, rings
+
+
+def test_deep_borders_keep_t1w_dark_rims_away_from_the_cortex(rng):
+    """The T1w grey-like refusal removes both lesions' T1w-dark rims by default; with
+    ``grey_depth_mm`` the deep lesion (rim 24-26 mm below the surface) gets its rim back and
+    the superficial one (rim 8.5-17.5 mm) does not; the cortex stays out either way."""
+    flair, t1w, brain, priors, (deep, shallow) = _bordered_lesions(rng)
+    default = segment_lesions(flair, brain, priors, (1, 1, 1), t1w=t1w)
+    option = segment_lesions(flair, brain, priors, (1, 1, 1), t1w=t1w,
+                             params=LesionSegParams(grey_depth_mm=18.0))
+    assert default.mask[deep].mean() < 0.3 and default.mask[shallow].mean() < 0.3
+    assert option.mask[deep].mean() > 0.9
+    assert option.mask[shallow].mean() < 0.3
+    cortex = priors["gm"] > 0
+    assert not option.mask[cortex].any() and option.n_lesions == 2
+    low_gm = segment_lesions(flair, brain, priors, (1, 1, 1), t1w=t1w,
+                             params=LesionSegParams(grey_depth_mm=18.0, grey_depth_gm=-1.0))
+    assert low_gm.mask[deep].mean() < 0.3  # refusal kept wherever GM prior > -1: everywhere
+
+
+def test_reject_grey_lesions_by_mean_prior():
+    """Three blobs over GM priors 0.1, 0.3 and 0.6: ``gm_max`` 0.35 keeps the first two, the
+    segmentation option removes the grey one and keeps the white-matter lesions intact."""
+    mask = np.zeros((30, 10, 10), bool)
+    gm = np.zeros(mask.shape)
+    for i, level in enumerate((0.1, 0.3, 0.6)):
+        mask[3 + 9 * i:7 + 9 * i, 3:7, 3:7] = True
+        gm[9 * i:9 * i + 9] = level
+    kept = reject_grey_lesions(mask, gm, 0.35)
+    assert np.array_equal(kept, mask & (gm < 0.5))
+    assert not reject_grey_lesions(np.zeros_like(mask), gm, 0.35).any()
+    rng = np.random.default_rng(3)
+    img, brain, priors, truth = _phantom(rng)
+    grey = truth & (np.indices(truth.shape)[0] > 34)  # the lesion at x = 38 made grey
+    priors = dict(priors, gm=np.where(grey, 0.45, priors["gm"]))
+    base = segment_lesions(img, brain, priors, (1, 1, 1))
+    opt = segment_lesions(img, brain, priors, (1, 1, 1),
+                          params=LesionSegParams(lesion_gm_max=0.3))
+    assert base.n_lesions == 3 and opt.n_lesions == 2
+    assert np.array_equal(opt.mask, base.mask & ~ndimage.binary_dilation(grey, iterations=3))
 
 
 @pytest.mark.slow

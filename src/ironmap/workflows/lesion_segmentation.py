@@ -45,6 +45,45 @@ def _checked_data(img: nib.Nifti1Image, path, what: str) -> np.ndarray:
     return finite
 
 
+def segment_on_priors(flair: np.ndarray, brain: np.ndarray, priors: dict[str, np.ndarray],
+                      t1w: np.ndarray | None, voxel_sizes_mm, *,
+                      params: LesionSegParams | None = None,
+                      threshold: float = 0.5) -> LesionSegmentation:
+    """Segment lesions from arrays already on the FLAIR grid (the step after the priors).
+
+    With a T1w the NAWM reference is the WM prior >= 0.5 where the T1w is in the brightest of
+    three k-means classes; without, the core's default (WM prior >= 0.9).
+
+    Parameters
+    ----------
+    flair : ndarray of shape (X, Y, Z)
+        FLAIR intensities.
+    brain : ndarray of bool, shape (X, Y, Z)
+        Brain mask.
+    priors : dict of str to ndarray of shape (X, Y, Z)
+        ``gm``, ``wm``, ``csf`` tissue fractions.
+    t1w : ndarray of shape (X, Y, Z) or None
+        T1w on the FLAIR grid.
+    voxel_sizes_mm : sequence of 3 float
+        Voxel edges in mm.
+    params : LesionSegParams, optional
+        Segmentation parameters (defaults when None).
+    threshold : float, optional
+        Probability threshold.
+
+    Returns
+    -------
+    LesionSegmentation
+        As :func:`ironmap.core.lesions.auto_segment.segment_lesions`.
+    """
+    nawm = None
+    if t1w is not None:
+        _, gm_c, wm_c = kmeans_1d(t1w[brain], 3)
+        nawm = (priors["wm"] >= 0.5) & (t1w > 0.5 * (gm_c + wm_c))
+    return segment_lesions(flair, brain, priors, voxel_sizes_mm, nawm=nawm, t1w=t1w,
+                           params=params, threshold=threshold)
+
+
 def segment_images(flair: nib.Nifti1Image, t1w: nib.Nifti1Image | None = None, *,
                    label: str = "FLAIR", params: LesionSegParams | None = None,
                    threshold: float = 0.5) -> tuple[LesionSegmentation, dict]:
@@ -87,12 +126,8 @@ def segment_images(flair: nib.Nifti1Image, t1w: nib.Nifti1Image | None = None, *
     vox = np.linalg.norm(flair.affine[:3, :3], axis=0)
     try:
         check_flair_contrast(data, fp.brain, fp.priors, label=label)
-        nawm = None
-        if fp.t1w is not None:
-            _, gm_c, wm_c = kmeans_1d(fp.t1w[fp.brain], 3)
-            nawm = (fp.priors["wm"] >= 0.5) & (fp.t1w > 0.5 * (gm_c + wm_c))
-        seg = segment_lesions(data, fp.brain, fp.priors, vox, nawm=nawm, t1w=fp.t1w,
-                              params=params, threshold=threshold)
+        seg = segment_on_priors(data, fp.brain, fp.priors, fp.t1w, vox, params=params,
+                                threshold=threshold)
     except ContrastError as exc:
         raise LesionSegError(str(exc) if str(exc).startswith(label) else f"{label}: {exc}") \
             from exc

@@ -27,6 +27,13 @@ matter; a rater's outline stops where a voxel is about half lesion). Or, with
 as many of its brightest voxels (lesion and its one-voxel ring) as its summed partial-volume
 content.
 
+*Deep borders* (off by default, ``grey_depth_mm``): the T1w grey-matter refusal applies only
+within ``grey_depth_mm`` of the outside of the brain (:func:`surface_depth_mm`) or where the GM
+prior exceeds ``grey_depth_gm``; deeper T1w-dark voxels with a low GM prior are lesion borders
+(T1w-hypointense), not cortex, and may join a lesion. *Grey lesions* (off by default,
+``lesion_gm_max``): lesions whose mean GM prior exceeds it are dropped
+(:func:`reject_grey_lesions`).
+
 Pure numpy/scipy; the caller registers the template and brings the priors onto the FLAIR grid.
 """
 
@@ -65,6 +72,9 @@ class LesionSegParams:
     grow_wm: float = 0.8
     outline_fraction: float = 0.25
     outline_volume: bool = False
+    grey_depth_mm: float = 0.0  # 0: the T1w grey-matter refusal applies at every depth
+    grey_depth_gm: float = 1.0
+    lesion_gm_max: float = 1.0  # 1: no lesion-wise grey-matter rejection
 
     def as_dict(self) -> dict[str, float]:
         """Parameters as a plain dict (for sidecars).
@@ -226,7 +236,9 @@ def segment_lesions(
     t1w : ndarray of shape (X, Y, Z), optional
         T1w on the FLAIR grid. Voxels whose T1w is grey-matter-like (closer to the GM than to
         the WM median) may be lesion only when their FLAIR is at least ``gm_z`` GM sigmas
-        above the GM median (cortex that the template priors miss).
+        above the GM median (cortex that the template priors miss). With
+        ``params.grey_depth_mm > 0`` this refusal applies only within that many mm of the
+        outside of the brain or where the GM prior exceeds ``params.grey_depth_gm``.
     params : LesionSegParams, optional
     threshold : float
         Probability at or above which a voxel may belong to a lesion (0 < threshold < 1).
@@ -252,6 +264,9 @@ def segment_lesions(
     if t1w is not None:
         like, gm_med, gm_sigma = grey_like(img, np.asarray(t1w, dtype=np.float64), brain,
                                            p.gm_z)
+        if p.grey_depth_mm > 0:  # deep T1w-dark voxels are lesion borders, not cortex
+            like &= ((surface_depth_mm(brain, voxel_sizes_mm) < p.grey_depth_mm)
+                     | (gm > p.grey_depth_gm))
         allowed &= ~like
         core_floor = gm_med + p.gm_core_z * gm_sigma
     prob = np.where(allowed, 1.0 / (1.0 + np.exp(-p.slope * (np.nan_to_num(z) - p.z_low))), 0.0)
@@ -260,6 +275,8 @@ def segment_lesions(
     min_mm3 = max(p.min_volume_mm3, p.min_voxels * float(np.prod(np.asarray(voxel_sizes_mm,
                                                                       dtype=float)[:3])))
     mask = keep_components(prob >= threshold, core, voxel_sizes_mm, min_mm3)
+    if p.lesion_gm_max < 1.0:
+        mask = reject_grey_lesions(mask, gm, p.lesion_gm_max)
     ring_ok = brain & (wm >= p.grow_wm) & (zf >= p.grow_z) if p.border_ring else None
     if p.outline_volume:
         mask = volume_outline(img, mask, brain, med)
@@ -271,6 +288,61 @@ def segment_lesions(
                               zscore=z.astype(np.float32), n_lesions=int(n), nawm_median=med,
                               nawm_sigma=sigma, load_cm3=float(mask.sum()) * vox_mm3 / 1000.0,
                               core=lesion_cores(img, mask, med))
+
+
+def reject_grey_lesions(mask: np.ndarray, gm: np.ndarray, gm_max: float) -> np.ndarray:
+    """Drop 26-connected lesions whose mean grey-matter prior exceeds ``gm_max``.
+
+    A lesion-wise false-positive rule: a component lying mostly over the template's cortex or
+    deep grey matter is taken for bright grey matter, not a white-matter lesion.
+
+    Parameters
+    ----------
+    mask : ndarray of bool, shape (X, Y, Z)
+        Lesion mask.
+    gm : ndarray of float, shape (X, Y, Z)
+        Grey-matter prior (fraction in [0, 1]).
+    gm_max : float
+        Largest mean GM prior of a kept lesion.
+
+    Returns
+    -------
+    ndarray of bool, shape (X, Y, Z)
+        The kept lesions.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    lab, n = ndimage.label(mask, _STRUCT26)
+    if n == 0:
+        return mask
+    mean_gm = np.asarray(ndimage.mean(np.asarray(gm, dtype=np.float64), lab,
+                                      np.arange(1, n + 1)))
+    keep = np.concatenate([[False], mean_gm <= gm_max])
+    return keep[lab]
+
+
+def surface_depth_mm(brain: np.ndarray, voxel_sizes_mm) -> np.ndarray:
+    """Distance (mm) of each brain voxel from the outside of the brain.
+
+    The brain mask is closed (3 iterations) and its holes filled first, so that the ventricles
+    and sulcal CSF inside it do not count as outside.
+
+    Parameters
+    ----------
+    brain : ndarray of bool, shape (X, Y, Z)
+        Brain mask.
+    voxel_sizes_mm : sequence of 3 float
+        Voxel edges in mm.
+
+    Returns
+    -------
+    ndarray of float, shape (X, Y, Z)
+        Euclidean distance in mm to the nearest voxel outside the filled brain (0 outside).
+    """
+    brain = np.asarray(brain, dtype=bool)
+    filled = ndimage.binary_fill_holes(ndimage.binary_closing(brain, _STRUCT26, iterations=3)
+                                       | brain)
+    return ndimage.distance_transform_edt(filled, sampling=np.asarray(voxel_sizes_mm,
+                                                                      dtype=float)[:3])
 
 
 def lesion_borders(flair: np.ndarray, mask: np.ndarray, ring_ok: np.ndarray | None,
