@@ -594,9 +594,10 @@ def analyse(subject: SubjectInputs, cfg: RunConfig, stage: Path,
                     t1w=None if images.t1w_from_gre else images.t1w)
     fit, r2img = fit_and_write(images, subject, cfg, stage)
     seed_checks: dict[str, dict] = {}
-    from ironmap.workflows.registration_reuse import registrations
+    from ironmap.workflows.registration_reuse import reuse
 
-    xfm, similarity = registrations(images, subject, cfg, stage, seed_checks)
+    xfm, similarity = (reuse(images, subject, cfg, stage, seed_checks)
+                       or register_series(images, subject, cfg, stage, seed_checks))
     failed: dict[str, str] = {}
     from ironmap.spatial.seedcheck import describe_check
 

@@ -33,40 +33,6 @@ REUSE_KEY = "reuse_registrations"
 _OUTPUTS = {"MEGRE": "xfm_megre_to_t1w", "FLAIR": "xfm_flair_to_t1w"}
 
 
-def registrations(images, subject, cfg: RunConfig, stage: Path, checks: dict | None = None
-                  ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-    """The participant's registrations: reused from the earlier run when it matches, else run.
-
-    Parameters
-    ----------
-    images : ironmap.workflows.participant.Images
-        The loaded images.
-    subject : ironmap.io.bids.SubjectInputs
-        The participant.
-    cfg : RunConfig
-        The run's configuration (``extra["reuse_registrations"]``: earlier OUTPUT_DIR).
-    stage : pathlib.Path
-        The participant's staging folder.
-    checks : dict, optional
-        Filled with series -> the two-seed check of its registration.
-
-    Returns
-    -------
-    xfm : dict of str to ndarray of shape (4, 4)
-        T1w world mm -> world mm of each series.
-    similarity : dict of str to float
-        Normalised mutual information per series.
-    """
-    from ironmap.workflows.participant import register_series
-
-    earlier = cfg.extra.get(REUSE_KEY)
-    if earlier:
-        reused = reuse(images, subject, cfg, stage, Path(earlier), checks)
-        if reused is not None:
-            return reused
-    return register_series(images, subject, cfg, stage, checks)
-
-
 def _series(images, subject) -> dict[str, Path]:
     """Registered series -> its moving image file (as ``register_series`` pairs them)."""
     series = {} if images.t1w_from_gre else {"MEGRE": subject.echoes[0].path}
@@ -126,27 +92,39 @@ def reuse_problem(manifest: dict | None, subject, cfg: RunConfig, earlier: Path,
     return None
 
 
-def reuse(images, subject, cfg: RunConfig, stage: Path, earlier: Path,
-          checks: dict | None = None
+def reuse(images, subject, cfg: RunConfig, stage: Path, checks: dict | None = None
           ) -> tuple[dict[str, np.ndarray], dict[str, float]] | None:
-    """Copy the earlier run's transforms into ``stage`` and return them, or None (log why).
+    """The earlier run's registrations, copied into ``stage``; None: register (log says why).
+
+    The participant workflow calls it before
+    :func:`ironmap.workflows.participant.register_series` and registers when it returns None
+    (always without ``RunConfig.extra["reuse_registrations"]``).
 
     Parameters
     ----------
-    images, subject, cfg, stage
-        As for :func:`registrations`.
-    earlier : pathlib.Path
-        The earlier OUTPUT_DIR.
+    images : ironmap.workflows.participant.Images
+        The loaded images.
+    subject : ironmap.io.bids.SubjectInputs
+        The participant.
+    cfg : RunConfig
+        The run's configuration (``extra["reuse_registrations"]``: earlier OUTPUT_DIR).
+    stage : pathlib.Path
+        The participant's staging folder.
     checks : dict, optional
         Filled with series -> the two-seed check recorded by the earlier run.
 
     Returns
     -------
     tuple or None
-        ``(xfm, similarity)`` as :func:`registrations`, or None when they cannot be reused.
+        ``(xfm, similarity)`` as ``register_series`` returns them (series -> 4x4 matrix from
+        T1w world mm to that series' world mm; series -> normalised mutual information), or
+        None when they are not reused.
     """
     from ironmap.spatial.registration import load_transform
 
+    if not cfg.extra.get(REUSE_KEY):
+        return None
+    earlier = Path(cfg.extra[REUSE_KEY])
     series = _series(images, subject)
     manifest = read_manifest(output_path(earlier, "manifest", subject.participant_id,
                                          subject.session_id))
