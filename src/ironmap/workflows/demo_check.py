@@ -24,6 +24,7 @@ from ironmap.core.regions.anatomy_check import compare_regional, label_dice
 from ironmap.io.layout import column_dictionary, output_path
 from ironmap.io.tables import read_tsv, write_tsv
 from ironmap.workflows.config import RunConfig
+from ironmap.workflows.registration_reuse import REUSE_KEY
 
 log = logging.getLogger(__name__)
 
@@ -99,11 +100,16 @@ def run_anatomy_check(out_dir, derivatives=None, *, seed: int = 0, preset: str =
     pid = str(read_tsv(Path(cohort.bids_dir) / "participants.tsv")["participant_id"].iloc[0])
     roots = {"rater": base / CHECK_PARTS["rater"], "automatic": base / CHECK_PARTS["automatic"]}
     masks = {"rater": (Path(cohort.masks_dir),), "automatic": ()}
+    # the automatic run registers the same images with the same options: it takes the rater
+    # run's transforms (identical, the registrations being deterministic) when that run's
+    # manifest shows so (ironmap.workflows.registration_reuse), else registers them again
+    reuse = {"rater": {}, "automatic": {REUSE_KEY: str(roots["rater"])}}
     codes = {}
     for name, root in roots.items():
         cfg = RunConfig(bids_dir=Path(cohort.bids_dir), output_dir=root,
                         analysis_level="participant", participant_label=(pid,),
-                        masks=masks[name], nprocs=1, overwrite=True, report=False)
+                        masks=masks[name], nprocs=1, overwrite=True, report=False,
+                        extra=reuse[name])
         codes[name] = code = run_participant_level(cfg)
         if code != 0 or not output_path(root, "regions_table", pid).exists():
             raise AnatomyCheckError(f"automatic anatomy check: the {name} run of {pid} failed "
@@ -121,6 +127,9 @@ def run_anatomy_check(out_dir, derivatives=None, *, seed: int = 0, preset: str =
               "RaterDerivatives": roots["rater"].relative_to(demo).as_posix(),
               "AutomaticDerivatives": roots["automatic"].relative_to(demo).as_posix(),
               "AutomaticMasksSource": _masks_source(roots["automatic"], pid),
+              "AutomaticRegistrations": "the rater run's FLAIR and GRE -> T1w transforms, "
+                                        "reused when its manifest shows the same images, "
+                                        "options and version (else registered anew)",
               "InGroupStatistics": False}
     check = AnatomyCheck(pid, codes, table, record)
     if derivatives is not None:

@@ -594,7 +594,10 @@ def analyse(subject: SubjectInputs, cfg: RunConfig, stage: Path,
                     t1w=None if images.t1w_from_gre else images.t1w)
     fit, r2img = fit_and_write(images, subject, cfg, stage)
     seed_checks: dict[str, dict] = {}
-    xfm, similarity = register_series(images, subject, cfg, stage, seed_checks)
+    from ironmap.workflows.registration_reuse import reuse
+
+    xfm, similarity = (reuse(images, subject, cfg, stage, seed_checks)
+                       or register_series(images, subject, cfg, stage, seed_checks))
     failed: dict[str, str] = {}
     from ironmap.spatial.seedcheck import describe_check
 
