@@ -6,7 +6,6 @@ Usage::
         [--free-level F]   # 2.0 gives the rule before free_level (default 0.8)
         [--rim-level R] [--level L]   # rim rule (``none`` turns it off) and lowest level
         [--compete]   # seeds compete (a click never grows into another click's lesion)
-        [--small-leak MM3] [--small-reach MM]   # leak rule for regions under 10 voxels
     # needs IRONMAP_SHARED_DATA; draws D .. D+N-1 (default 0-2: the reported draws; 10-13 were
     # the tuning draws of ``core_rise``)
 
@@ -51,15 +50,10 @@ def main(argv):
         opts["rim_level"] = None if rim == "none" else float(rim)
     if "--compete" in argv:
         opts["compete"] = True
-    if "--small-leak" in argv:
-        opts["small_leak_mm3"] = float(argv[argv.index("--small-leak") + 1])
-    if "--small-reach" in argv:
-        opts["small_reach_mm"] = float(argv[argv.index("--small-reach") + 1])
     if "--level" in argv:
         opts["level"] = float(argv[argv.index("--level") + 1])
     values = {argv.index(o) + 1 for o in ("--draws", "--first", "--free-level", "--rim-level",
-                                          "--level", "--small-leak", "--small-reach")
-              if o in argv}
+                                          "--level") if o in argv}
     patients = [a for i, a in enumerate(argv) if i not in values and not a.startswith("--")] \
         or ["07", "26", "19"]
     for p in patients:

@@ -78,8 +78,6 @@ def grow_lesions(
     free_level: float = 0.8,
     rim_level: float | None = None,
     compete: bool = False,
-    small_leak_mm3: float | None = None,
-    small_reach_mm: float | None = None,
 ) -> GrowResult:
     """Grow one lesion from each seed with a local, leak-limited threshold.
 
@@ -152,15 +150,6 @@ def grow_lesions(
         again with the other seeds' first-pass regions closed to it, so that joining a
         neighbouring lesion no longer reads as a leak and stops the seed at a fragment.
 
-    small_leak_mm3 : float or None
-        Leak rule for regions of fewer than 10 voxels (which the rule above exempts): below
-        ``free_level`` a step that adds more than this volume to such a region is a leak (a
-        small lesion of low contrast joining a large bright structure in one step). Off
-        (``None``) by default.
-    small_reach_mm : float or None
-        With ``small_leak_mm3``: count only the added voxels farther than this from the lesion
-        peak (a small lesion's own rim or plateau lies near it).
-
     Returns
     -------
     GrowResult
@@ -175,14 +164,11 @@ def grow_lesions(
                 margin_mm=margin_mm, window_mm=window_mm, search_mm=search_mm,
                 max_radius_mm=max_radius_mm, min_contrast=min_contrast, merge_core=merge_core,
                 core_mm=core_mm, core_rise=core_rise, free_level=free_level,
-                rim_level=rim_level,
-                small_leak=None if small_leak_mm3 is None else small_leak_mm3 / np.prod(vox),
-                small_reach_mm=small_reach_mm)
+                rim_level=rim_level)
     marks = _seed_marks(seeds, brain) if compete else None
-    blocked: set[int] = set()
     for n, seed in enumerate(seeds, start=1):
         status, thr, region = _grow_one(img, brain, labels, seed, vox, marks=marks, own=n,
-                                        blocked=blocked, **opts)
+                                        **opts)
         if region is not None:
             labels[region & (labels == 0)] = n
         result.status.append(status)
@@ -193,9 +179,6 @@ def grow_lesions(
         labels[:] = 0
         for n, seed in enumerate(seeds, start=1):
             if result.status[n - 1] != SEED_OK:
-                continue
-            if compete == "blocked" and n not in blocked:
-                labels[(first == n) & (labels == 0)] = n
                 continue
             others = np.where(first == n, 0, first)
             _, thr, region = _grow_one(img, brain, others, seed, vox, marks=marks, own=n, **opts)
@@ -238,13 +221,11 @@ def local_background(img: np.ndarray, brain: np.ndarray, box) -> float:
 
 def _grow_one(img, brain, labels, seed, vox, *, min_rise, level, jump, leak_mm3, margin_mm,
               window_mm, search_mm, max_radius_mm, min_contrast, merge_core, core_mm,
-              core_rise, free_level, rim_level, small_leak=None, small_reach_mm=None,
-              marks=None, own=0,
-              blocked=None):
+              core_rise, free_level, rim_level, marks=None, own=0):
     """Grow the region of one seed: (status, threshold, bool region or None).
 
     With ``marks`` (seed numbers at the seeds' voxels), growing stops before the region takes
-    in a voxel of a seed other than ``own`` (and ``own`` is added to the set ``blocked``).
+    in a voxel of a seed other than ``own``.
     """
     if np.any(seed < 0) or np.any(seed >= np.asarray(img.shape)):
         return SEED_OUTSIDE_IMAGE, float("nan"), None
@@ -283,28 +264,14 @@ def _grow_one(img, brain, labels, seed, vox, *, min_rise, level, jump, leak_mm3,
                             background * (1.0 + core_rise)):
             peak = top  # joined the brighter core of the same lesion: not a leak
         elif best is not None and thr < background + free_level * (peak - background) and \
-                _leaked(region, best, box, jump, leak_mm3 / vox_mm3,
-                        _small_leak(small_leak, small_reach_mm, box, peak_pos, vox)):
+                _leaked(region, best, box, jump, leak_mm3 / vox_mm3):
             break
         elif best is not None and marks is not None and _holds_other_seed(region, box, marks, own):
-            if blocked is not None:
-                blocked.add(own)
             break
         best, best_thr = region, thr
     if best is None:
         return SEED_NOT_HYPERINTENSE, float("nan"), None
     return SEED_OK, float(best_thr), best
-
-
-def _small_leak(limit, reach_mm, box, peak_pos, vox):
-    """``(limit, mask of the box beyond reach_mm of the peak or None)`` for :func:`_leaked`."""
-    if limit is None:
-        return None
-    if reach_mm is None:
-        return limit, None
-    grid = np.ogrid[tuple(slice(b.start, b.stop) for b in box)]
-    dist2 = sum(((g - p) * v) ** 2 for g, p, v in zip(grid, peak_pos, vox, strict=True))
-    return limit, dist2 > reach_mm**2
 
 
 def _seed_marks(seeds: np.ndarray, brain: np.ndarray) -> np.ndarray:
@@ -376,23 +343,14 @@ def _region_at(img, brain, labels, peak_pos, thr, half):
     return full, box
 
 
-def _leaked(region, previous, box, jump: float, leak_voxels: float,
-            small_leak: tuple | None = None) -> bool:
+def _leaked(region, previous, box, jump: float, leak_voxels: float) -> bool:
     """Whether the step leaked out of the lesion.
 
     A leak: a region of 10 or more voxels grew by more than ``jump`` times and more than
     ``leak_voxels`` voxels, and more than ``leak_voxels`` new voxels lie beyond two voxels of the
-    previous region (growth through a narrow bridge, not a boundary moving outwards). A region
-    of fewer than 10 voxels leaked when it grew by more than ``small_leak[0]`` voxels (only
-    counting voxels in the mask ``small_leak[1]`` of the box, when it is not None; never when
-    ``small_leak`` is None).
+    previous region (growth through a narrow bridge, not a boundary moving outwards).
     """
     new, old = region[box], previous[box]
-    if old.sum() < 10 and small_leak is not None:
-        limit, far_from = small_leak
-        if far_from is None:
-            return bool(new.sum() - old.sum() > limit)
-        return bool((new & ~old & far_from).sum() > limit)
     if old.sum() < 10 or new.sum() <= jump * old.sum() or new.sum() - old.sum() <= leak_voxels:
         return False
     far = new & ~ndimage.binary_dilation(old, iterations=2)
