@@ -5,6 +5,7 @@ Usage::
     python benchmarks/lesiongrow.py [PATIENT ...] [--draws N] [--first D] [--merge-core]
         [--free-level F]   # 2.0 gives the rule before free_level (default 0.8)
         [--rim-level R] [--level L]   # rim rule (``none`` turns it off) and lowest level
+        [--compete]   # seeds compete (a click never grows into another click's lesion)
     # needs IRONMAP_SHARED_DATA; draws D .. D+N-1 (default 0-2: the reported draws; 10-13 were
     # the tuning draws of ``core_rise``)
 
@@ -47,6 +48,8 @@ def main(argv):
     if "--rim-level" in argv:
         rim = argv[argv.index("--rim-level") + 1]
         opts["rim_level"] = None if rim == "none" else float(rim)
+    if "--compete" in argv:
+        opts["compete"] = True
     if "--level" in argv:
         opts["level"] = float(argv[argv.index("--level") + 1])
     values = {argv.index(o) + 1 for o in ("--draws", "--first", "--free-level", "--rim-level",
@@ -62,7 +65,9 @@ def main(argv):
             res = grow_lesions(data, seeds, (1, 1, 1), merge_core=merge, free_level=free, **opts)
             m = lesion_detection(res.mask, gold)
             print(f"patient{p}\tdraw {d}\tseeds {len(seeds)}\tdice {m['dice']:.3f}\t"
-                  f"load ratio {m['load_ratio']:.2f}\tmerge_core {merge}\tfree_level {free}"
+                  f"load ratio {m['load_ratio']:.2f}\tlesion-wise recall {m['recall']:.2f} "
+                  f"precision {m['precision']:.2f} F1 {m['f1']:.2f}\t"
+                  f"merge_core {merge}\tfree_level {free}"
                   f"\t{opts}",
                   flush=True)
 

@@ -99,6 +99,12 @@ def test_cli_grow_writes_bids_mask(rng, tmp_path):
     assert _dice(nib.load(rim_out).get_fdata() > 0, truth) > 0.85
     side = json.loads(rim_out.with_name("sub-01_desc-rim_label-lesion_mask.json").read_text())
     assert side["RimRule"] is True and side["GrowingParameters"] == RIM_RULE
+    both = tmp_path / "sub-01_desc-compete_label-lesion_mask.nii.gz"
+    assert main(["lesions", "grow", str(flair), "--seeds", str(seeds), "-o", str(both),
+                 "--rim-rule", "--compete"]) == 0
+    assert _dice(nib.load(both).get_fdata() > 0, truth) > 0.85
+    side = json.loads(both.with_name("sub-01_desc-compete_label-lesion_mask.json").read_text())
+    assert side["GrowingParameters"] == {**RIM_RULE, "compete": True}
 
 
 def test_cli_refuses_to_write_empty_mask(rng, tmp_path):
@@ -270,3 +276,67 @@ def test_cli_refuses_seed_outside_brain_mask(rng, tmp_path):
     assert main(["lesions", "grow", str(flair), "--seeds", str(seeds), "--brain-mask",
                  str(mask), "-o", str(out)]) == 1
     assert not out.exists()
+
+
+def _neighbours(shape=(48, 48, 40)):
+    """Noise-free pair: a large bright lesion (160, radius 7) and a small dimmer one (135,
+    radius 3.5) in white matter (100), joined by a thin bridge of bright tissue (125)."""
+    idx = np.indices(shape).astype(float)
+    img = np.full(shape, 100.0)
+    big = ((idx - np.array([24, 18, 20])[:, None, None, None]) ** 2).sum(0) <= 7**2
+    small = ((idx - np.array([24, 31, 20])[:, None, None, None]) ** 2).sum(0) <= 3.5**2
+    img[big], img[small] = 160.0, 135.0
+    bridge = (np.abs(idx[0] - 24) <= 1) & (np.abs(idx[2] - 20) <= 1) & (idx[1] > 24) & \
+        (idx[1] < 29) & ~big & ~small
+    img[bridge] = 125.0
+    return img, big, small, bridge
+
+
+def test_compete_exact_on_noise_free_neighbours():
+    """With competition each click keeps exactly its own lesion (the bridge, above both
+    lowest thresholds, goes to one of them), whatever the seed order or where in the lesion
+    the click lies. Without it the large lesion's click takes both."""
+    img, big, small, bridge = _neighbours()
+    for big_seed, small_seed in [((24, 18, 20), (24, 31, 20)), ((20, 15, 18), (24, 34, 20))]:
+        for order in (1, -1):
+            seeds = [big_seed, small_seed][::order]
+            res = grow_lesions(img, seeds, (1, 1, 1), compete=True)
+            assert res.status == [SEED_OK, SEED_OK]
+            n_big, n_small = (1, 2) if order == 1 else (2, 1)
+            got_big, got_small = res.labels == n_big, res.labels == n_small
+            assert np.array_equal(got_big & ~bridge, big)  # the bridge may go to either
+            assert np.array_equal(got_small & ~bridge, small)
+            assert np.array_equal(res.mask, big | small | bridge)
+    old = grow_lesions(img, [(24, 18, 20), (24, 31, 20)], (1, 1, 1))
+    assert old.status == [SEED_OK, "merged"]
+    assert np.array_equal(old.mask, big | small | bridge)
+
+
+def test_compete_noisy_neighbours_random_clicks():
+    """Blurred, noisy pair, one click at a random voxel of each lesion (three draws): each
+    lesion is recovered by its own click (per-lesion Dice bounds)."""
+    for draw in range(3):
+        rng = np.random.default_rng(draw)
+        img, big, small, _ = _neighbours()
+        img = ndimage.gaussian_filter(img + rng.normal(0, 3.0, img.shape), 0.7) + \
+            rng.normal(0, 2.0, img.shape)
+        seeds = [rng.permutation(np.argwhere(big))[0], rng.permutation(np.argwhere(small))[0]]
+        res = grow_lesions(img, seeds, (1, 1, 1), compete=True)
+        assert res.status == [SEED_OK, SEED_OK]
+        assert _dice(res.labels == 1, big) > 0.93
+        assert _dice(res.labels == 2, small) > 0.8
+        assert _dice(res.mask, big | small) > 0.9
+
+
+def test_compete_keeps_noisy_lesions_from_random_clicks():
+    """The three-lesion phantom, random clicks (three draws), competition with the rim rule."""
+    for draw in range(3):
+        rng = np.random.default_rng(200 + draw)
+        img, truth, brain = _phantom(rng)
+        lab, n = ndimage.label(truth)
+        seeds = [rng.permutation(np.argwhere(lab == k))[0] for k in range(1, n + 1)]
+        res = grow_lesions(img, seeds, (1, 1, 1), brain_mask=brain, compete=True, **RIM_RULE)
+        assert res.status == [SEED_OK] * n
+        assert _dice(res.mask, truth) > 0.85
+        assert abs(res.mask.sum() / truth.sum() - 1) < 0.15
+

@@ -33,6 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="below 0.4 of each lesion's profile add only a one-voxel "
                            "partial-volume rim (higher Dice, lower load on the test patients; "
                            "docs/lesions.md)")
+    grow.add_argument("--compete", action="store_true",
+                      help="seeds compete: a click never grows into another click's lesion, "
+                           "and a second pass grows each seed with the others' lesions closed "
+                           "(docs/lesions.md)")
     seg = sub.add_parser("segment", help="automatic white-matter lesion segmentation on FLAIR")
     seg.add_argument("flair", metavar="FLAIR", help="FLAIR NIfTI (lesions bright)")
     seg.add_argument("--t1w", metavar="T1W", default=None,
@@ -83,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         table = grow_from_file(args.flair, args.output, seeds_path=args.seeds,
                                propose=args.propose, brain_mask_path=args.brain_mask,
-                               overwrite=args.overwrite, rim_rule=args.rim_rule)
+                               overwrite=args.overwrite, rim_rule=args.rim_rule,
+                               compete=args.compete)
     except (SeedError, ImageError, FileNotFoundError, FileExistsError) as exc:
         log.error("%s", exc)
         return 1

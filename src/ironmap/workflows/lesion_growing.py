@@ -72,7 +72,7 @@ def world_to_voxel(xyz_mm: np.ndarray, affine: np.ndarray) -> np.ndarray:
 
 def grow_from_file(flair_path, out_path, *, seeds_path=None, propose: bool = False,
                    brain_mask_path=None, overwrite: bool = False,
-                   rim_rule: bool = False) -> pd.DataFrame:
+                   rim_rule: bool = False, compete: bool = False) -> pd.DataFrame:
     """Outline lesions on a FLAIR and write a BIDS lesion mask (+ JSON sidecar).
 
     Parameters
@@ -91,6 +91,8 @@ def grow_from_file(flair_path, out_path, *, seeds_path=None, propose: bool = Fal
         Replace an existing mask.
     rim_rule : bool, optional
         Grow with the partial-volume rim rule (:data:`RIM_RULE`; docs/lesions.md).
+    compete : bool, optional
+        Seeds compete (``grow_lesions(..., compete=True)``; docs/lesions.md).
 
     Returns
     -------
@@ -117,6 +119,8 @@ def grow_from_file(flair_path, out_path, *, seeds_path=None, propose: bool = Fal
     if len(ijk) == 0:
         raise SeedError(f"{flair_path}: no seeds given or proposed")
     params = dict(RIM_RULE) if rim_rule else {}
+    if compete:
+        params["compete"] = True
     res = grow_lesions(flair, ijk, vox, brain_mask=brain, **params)
     world = (img.affine @ np.c_[ijk, np.ones(len(ijk))].T).T[:, :3]
     table = pd.DataFrame({"x": world[:, 0], "y": world[:, 1], "z": world[:, 2],

@@ -77,6 +77,7 @@ def grow_lesions(
     core_rise: float = 0.4,
     free_level: float = 0.8,
     rim_level: float | None = None,
+    compete: bool = False,
 ) -> GrowResult:
     """Grow one lesion from each seed with a local, leak-limited threshold.
 
@@ -142,6 +143,12 @@ def grow_lesions(
         by default: the region grows down to the lowest threshold unless the leak rule stops
         it. ``rim_level = 0.4`` with ``level = 0.35`` was chosen on seed draws 100-109 of the
         open_ms patients (docs/lesions.md); it under-segments patient 07, so it is an option.
+    compete : bool
+        Competition between seeds (off by default). First pass: each seed grows as above but
+        stops before its region would take in another seed's voxel (a click never grows into
+        the lesion of another click, whatever the seed order). Second pass: each seed grows
+        again with the other seeds' first-pass regions closed to it, so that joining a
+        neighbouring lesion no longer reads as a leak and stops the seed at a fragment.
 
     Returns
     -------
@@ -158,13 +165,27 @@ def grow_lesions(
                 max_radius_mm=max_radius_mm, min_contrast=min_contrast, merge_core=merge_core,
                 core_mm=core_mm, core_rise=core_rise, free_level=free_level,
                 rim_level=rim_level)
+    marks = _seed_marks(seeds, brain) if compete else None
     for n, seed in enumerate(seeds, start=1):
-        status, thr, region = _grow_one(img, brain, labels, seed, vox, **opts)
+        status, thr, region = _grow_one(img, brain, labels, seed, vox, marks=marks, own=n,
+                                        **opts)
         if region is not None:
             labels[region & (labels == 0)] = n
         result.status.append(status)
         result.thresholds.append(thr)
         result.n_voxels.append(int(region.sum()) if region is not None else 0)
+    if compete:
+        first = labels.copy()
+        labels[:] = 0
+        for n, seed in enumerate(seeds, start=1):
+            if result.status[n - 1] != SEED_OK:
+                continue
+            others = np.where(first == n, 0, first)
+            _, thr, region = _grow_one(img, brain, others, seed, vox, marks=marks, own=n, **opts)
+            region = (first == n) if region is None else region
+            labels[region & (labels == 0)] = n
+            result.thresholds[n - 1] = thr
+            result.n_voxels[n - 1] = int(region.sum())
     result.mask = labels > 0
     return result
 
@@ -200,8 +221,12 @@ def local_background(img: np.ndarray, brain: np.ndarray, box) -> float:
 
 def _grow_one(img, brain, labels, seed, vox, *, min_rise, level, jump, leak_mm3, margin_mm,
               window_mm, search_mm, max_radius_mm, min_contrast, merge_core, core_mm,
-              core_rise, free_level, rim_level):
-    """Grow the region of one seed: (status, threshold, bool region or None)."""
+              core_rise, free_level, rim_level, marks=None, own=0):
+    """Grow the region of one seed: (status, threshold, bool region or None).
+
+    With ``marks`` (seed numbers at the seeds' voxels), growing stops before the region takes
+    in a voxel of a seed other than ``own``.
+    """
     if np.any(seed < 0) or np.any(seed >= np.asarray(img.shape)):
         return SEED_OUTSIDE_IMAGE, float("nan"), None
     if not brain[tuple(seed)]:
@@ -241,10 +266,29 @@ def _grow_one(img, brain, labels, seed, vox, *, min_rise, level, jump, leak_mm3,
         elif best is not None and thr < background + free_level * (peak - background) and \
                 _leaked(region, best, box, jump, leak_mm3 / vox_mm3):
             break
+        elif best is not None and marks is not None and _holds_other_seed(region, box, marks, own):
+            break
         best, best_thr = region, thr
     if best is None:
         return SEED_NOT_HYPERINTENSE, float("nan"), None
     return SEED_OK, float(best_thr), best
+
+
+def _seed_marks(seeds: np.ndarray, brain: np.ndarray) -> np.ndarray:
+    """Seed number (1-based) at each seed voxel inside the image and brain, 0 elsewhere."""
+    marks = np.zeros(brain.shape, dtype=np.int32)
+    for n, seed in enumerate(seeds, start=1):
+        pos = tuple(seed)
+        if np.all((seed >= 0) & (seed < np.asarray(brain.shape))) and brain[pos] and \
+                marks[pos] == 0:
+            marks[pos] = n
+    return marks
+
+
+def _holds_other_seed(region, box, marks, own) -> bool:
+    """Whether ``region`` (inside ``box``) contains the voxel of a seed other than ``own``."""
+    inside = marks[box][region[box]]
+    return bool(np.any((inside > 0) & (inside != own)))
 
 
 def _with_rim(img, brain, labels, core, floor) -> np.ndarray:
