@@ -21,6 +21,13 @@ Real pairs (``--real``, needs ``IRONMAP_SHARED_DATA``): open_ms_data longitudina
 T1w <- FLAIR, studies 1 and 2 (against today's, and against the database's own intra-study
 transform), dcm_qa_xa30 MPRAGE <- GRE echo 1 (against today's only).
 
+Candidates ``seed-checked`` and ``seed-checked-full`` run the participant level's two-seed
+check (``spatial.seedcheck.register_seed_checked``: with and without its coarse first step)
+and add its columns: ``check_second_run`` (coarse: the coarse seed-2 run agreed; full: the
+full seed 2 ran), ``check_coarse_mm`` / ``check_full_mm`` (mean disagreement with seed 1 over
+the check's points), both NMIs, ``check_passed`` and ``check_chosen_seed``; their error
+columns are those of the result the check keeps.
+
 Usage::
 
     python benchmarks/registration_schedule.py --sim COHORT [COHORT ...] --real \\
@@ -101,19 +108,23 @@ def _register(fixed, moving, candidate: str, t1w) -> tuple[np.ndarray, float, di
 
 
 def _check_columns(details: dict) -> dict:
-    """The two-seed check's steps as table columns (empty without a check)."""
+    """The two-seed check's steps as table columns (empty without a check).
+
+    Every checked row has the same columns (the partial table is appended row by row);
+    a step that did not run is NaN.
+    """
     check = details.get("seed_check")
     if not check:
         return {}
-    coarse = check.get("coarse") if check.get("second_run") == "full" else check
-    cols = {"check_second_run": check.get("second_run", "full"),
+    full = check.get("second_run", "full") == "full"
+    coarse = check.get("coarse") if full else check
+    nan = float("nan")
+    return {"check_second_run": check.get("second_run", "full"),
             "check_passed": check["passed"], "check_chosen_seed": check["chosen_seed"],
-            "check_nmi_seed1": check["nmi"][0], "check_nmi_seed2": check["nmi"][1]}
-    if coarse is not None:
-        cols["check_coarse_mm"] = coarse["disagreement_mean_mm"]
-    if check.get("second_run", "full") == "full":
-        cols["check_full_mm"] = check["disagreement_mean_mm"]
-    return cols
+            "check_nmi_seed1": check["nmi"][0],
+            "check_nmi_seed2": nan if check["nmi"][1] is None else check["nmi"][1],
+            "check_coarse_mm": coarse["disagreement_mean_mm"] if coarse else nan,
+            "check_full_mm": check["disagreement_mean_mm"] if full else nan}
 
 
 def _distance(a, b, points) -> tuple[float, float]:
@@ -293,7 +304,8 @@ def summarise(table: pd.DataFrame) -> None:
     """Print per candidate: CPU-s, errors, moves."""
     cols = [c for c in ("cpu_s", "err_truth_mean_mm", "err_truth_max_mm", "moved_mean_mm",
                         "moved_max_mm", "regional_change_pct", "regional_err_vs_truth_pct",
-                        "err_reference_mean_mm") if c in table]
+                        "err_reference_mean_mm", "check_coarse_mm", "check_full_mm")
+            if c in table]
     agg = table.groupby(["cohort" if "cohort" in table else "candidate", "candidate"])[cols]
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(agg.agg(["mean", "max"]).round(3))
