@@ -21,6 +21,13 @@ Real pairs (``--real``, needs ``IRONMAP_SHARED_DATA``): open_ms_data longitudina
 T1w <- FLAIR, studies 1 and 2 (against today's, and against the database's own intra-study
 transform), dcm_qa_xa30 MPRAGE <- GRE echo 1 (against today's only).
 
+Candidates ``seed-checked`` and ``seed-checked-full`` run the participant level's two-seed
+check (``spatial.seedcheck.register_seed_checked``: with and without its coarse first step)
+and add its columns: ``check_second_run`` (coarse: the coarse seed-2 run agreed; full: the
+full seed 2 ran), ``check_coarse_mm`` / ``check_full_mm`` (mean disagreement with seed 1 over
+the check's points), both NMIs, ``check_passed`` and ``check_chosen_seed``; their error
+columns are those of the result the check keeps.
+
 Usage::
 
     python benchmarks/registration_schedule.py --sim COHORT [COHORT ...] --real \\
@@ -55,6 +62,11 @@ CANDIDATES: dict[str, dict] = {
     # today's schedule without its coarsest level (shrink 8: about 200 metric samples)
     "no-shrink-8": {"shrink_factors": (4, 2), "smoothing_sigmas": (2.0, 1.0),
                     "iterations": (100, 50)},
+    # the participant level's two-seed check (spatial.seedcheck): seed 1 checked by seed 2 on
+    # the coarse levels, the full seed 2 only when they disagree; the result it keeps
+    "seed-checked": {"seed_check": True},
+    # the same check with the full seed 2 always (the check before the coarse step)
+    "seed-checked-full": {"seed_check": True, "coarse_first": False},
 }
 
 
@@ -77,15 +89,42 @@ def head_points(fixed) -> np.ndarray:
     return ijk @ fixed.affine[:3, :3].T + fixed.affine[:3, 3]
 
 
-def _register(fixed, moving, candidate: str, t1w) -> tuple[np.ndarray, float]:
+def _register(fixed, moving, candidate: str, t1w) -> tuple[np.ndarray, float, dict]:
+    """(matrix, CPU s, the two-seed check's columns) of one candidate on one pair."""
     from ironmap.spatial.registration import register
+    from ironmap.spatial.seedcheck import register_seed_checked
 
     options = _options(t1w, candidate)
     options.pop("working_voxel_mm", None)
+    checked = options.pop("seed_check", False)
     seed = options.pop("seed", 1)
     t0 = time.process_time()
-    reg = register(fixed, moving, model="affine", seed=seed, **options)
-    return np.asarray(reg.matrix, dtype=float), time.process_time() - t0
+    if checked:
+        reg = register_seed_checked(fixed, moving, model="affine", **options)
+    else:
+        reg = register(fixed, moving, model="affine", seed=seed, **options)
+    cpu = time.process_time() - t0
+    return np.asarray(reg.matrix, dtype=float), cpu, _check_columns(reg.details)
+
+
+def _check_columns(details: dict) -> dict:
+    """The two-seed check's steps as table columns (empty without a check).
+
+    Every checked row has the same columns (the partial table is appended row by row);
+    a step that did not run is NaN.
+    """
+    check = details.get("seed_check")
+    if not check:
+        return {}
+    full = check.get("second_run", "full") == "full"
+    coarse = check.get("coarse") if full else check
+    nan = float("nan")
+    return {"check_second_run": check.get("second_run", "full"),
+            "check_passed": check["passed"], "check_chosen_seed": check["chosen_seed"],
+            "check_nmi_seed1": check["nmi"][0],
+            "check_nmi_seed2": nan if check["nmi"][1] is None else check["nmi"][1],
+            "check_coarse_mm": coarse["disagreement_mean_mm"] if coarse else nan,
+            "check_full_mm": check["disagreement_mean_mm"] if full else nan}
 
 
 def _distance(a, b, points) -> tuple[float, float]:
@@ -140,11 +179,11 @@ def sim_pair_rows(task) -> list[dict]:
     for cand in candidates:
         xfm = {"T1w": np.eye(4)}
         for series, moving in (("MEGRE", echoes[0]), ("FLAIR", flair)):
-            xfm[series], cpu = _register(fixed, moving, cand, t1w)
+            xfm[series], cpu, check = _register(fixed, moving, cand, t1w)
             mean_t, max_t = _distance(xfm[series], true[series], points)
             rows.append({"cohort": Path(cohort).name, "subject": sub, "pair": f"T1w<-{series}",
                          "candidate": cand, "cpu_s": round(cpu, 3),
-                         "err_truth_mean_mm": mean_t, "err_truth_max_mm": max_t})
+                         "err_truth_mean_mm": mean_t, "err_truth_max_mm": max_t, **check})
         results[cand] = xfm
         reg = _regional(r2, r2img, dseg, xfm)
         err = (100 * (reg - truth_regions) / truth_regions).abs().max()
@@ -196,9 +235,9 @@ def real_pair_rows(task) -> list[dict]:
         ref = np.linalg.inv(parse_itk_text(ref_path.read_text(), str(ref_path)))
     out, rows = {}, []
     for cand in candidates:
-        out[cand], cpu = _register(fixed, moving, cand, t1w)
+        out[cand], cpu, check = _register(fixed, moving, cand, t1w)
         row = {"cohort": "real", "subject": name, "pair": name.split()[-1], "candidate": cand,
-               "cpu_s": round(cpu, 3)}
+               "cpu_s": round(cpu, 3), **check}
         if ref is not None:
             row["err_reference_mean_mm"], row["err_reference_max_mm"] = _distance(
                 out[cand], ref, points)
@@ -265,7 +304,8 @@ def summarise(table: pd.DataFrame) -> None:
     """Print per candidate: CPU-s, errors, moves."""
     cols = [c for c in ("cpu_s", "err_truth_mean_mm", "err_truth_max_mm", "moved_mean_mm",
                         "moved_max_mm", "regional_change_pct", "regional_err_vs_truth_pct",
-                        "err_reference_mean_mm") if c in table]
+                        "err_reference_mean_mm", "check_coarse_mm", "check_full_mm")
+            if c in table]
     agg = table.groupby(["cohort" if "cohort" in table else "candidate", "candidate"])[cols]
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(agg.agg(["mean", "max"]).round(3))

@@ -73,7 +73,8 @@ def check_consistent(record: dict, text: str) -> None:  # noqa: C901 - one check
     checked = isinstance(tol, (int, float)) and tol > 0
     assert ("two metric-sampling seeds" in text) == checked
     if checked:
-        assert f"differed by more than {tol:g} mm" in text
+        assert f"transforms differed by more than {tol:g} mm" in text
+        assert "second first on the coarse resolution levels only" in text
     # masks and erosion
     masks = record["masks_source"]
     erosion = record["erosion_voxels"]

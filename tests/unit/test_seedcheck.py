@@ -4,13 +4,19 @@ from __future__ import annotations
 import numpy as np
 from test_registration import TRUE_POSE, head_phantom, moved_copy, rigid
 
-from ironmap.spatial.registration import Registration, register
+from ironmap.spatial.registration import Registration, displacement_error, register
 from ironmap.spatial.seedcheck import (
+    COARSE_CHECK_SAMPLING_RATE,
     SEED_CHECK_TOLERANCE_MM,
     check_points,
     choose_registration,
+    coarse_schedule,
     register_seed_checked,
 )
+
+#: a three-level schedule (the participant level's for a 1 mm T1w has three levels)
+THREE_LEVELS = {"shrink_factors": (4, 2, 1), "smoothing_sigmas": (2.0, 1.0, 0.0),
+                "iterations": (200, 100, 50)}
 
 
 def _reg(matrix, nmi, seed):
@@ -68,3 +74,55 @@ def test_failed_seed_check_is_a_registration_qc_flag():
                                           "16.7 mm (NMI 1.365 vs 1.477); kept seed 2"})
     assert [(f.rule, f.item) for f in flags] == [("registration", "FLAIR->T1w seeds")]
     assert "16.7 mm" in flags[0].message and "kept seed 2" in flags[0].message
+
+
+def test_coarse_schedule_leaves_out_the_finest_level():
+    options = {"shrink_factors": (8, 4, 2), "smoothing_sigmas": (3.0, 2.0, 1.0),
+               "iterations": (200, 100, 50), "bins": 32}
+    coarse = coarse_schedule(options)
+    assert coarse == {"shrink_factors": (8, 4), "smoothing_sigmas": (3.0, 1.0),
+                      "iterations": (200, 100), "bins": 32,
+                      "sampling_rate": COARSE_CHECK_SAMPLING_RATE}
+    assert options["shrink_factors"] == (8, 4, 2)  # the full schedule is not changed
+    # two levels, or no explicit schedule: no coarse step (the full second seed runs)
+    assert coarse_schedule({"shrink_factors": (4, 2), "smoothing_sigmas": (2.0, 1.0)}) is None
+    assert coarse_schedule({}) is None
+
+
+def test_coarse_check_keeps_seed_one_bit_for_bit_and_skips_the_full_second_seed():
+    # real ANTs on a pair with a known pose: the coarse seed-2 run agrees, seed 1 is kept
+    fixed = head_phantom(np.random.default_rng(7))
+    moving = moved_copy(fixed, TRUE_POSE)
+    checked = register_seed_checked(fixed, moving, model="rigid", **THREE_LEVELS)
+    plain = register(fixed, moving, model="rigid", seed=1, **THREE_LEVELS)
+    assert np.array_equal(checked.matrix, plain.matrix)
+    assert checked.similarity == plain.similarity
+    check = checked.details["seed_check"]
+    assert check["second_run"] == "coarse" and check["passed"] and check["chosen_seed"] == 1
+    assert check["nmi"] == [plain.similarity, None] and "coarse" not in check
+    # the coarse run lands near seed 1, and seed 1 on the true pose
+    assert check["disagreement_mean_mm"] < SEED_CHECK_TOLERANCE_MM / 2
+    points = check_points(fixed)
+    assert displacement_error(checked.matrix, TRUE_POSE, points)[0] < 1.0
+
+
+def test_failed_coarse_check_runs_the_full_second_seed():
+    # a tolerance no two runs meet: the coarse step fails, the full seed 2 is run and the
+    # more similar of the two full results is kept, as without the coarse step
+    fixed = head_phantom(np.random.default_rng(7))
+    moving = moved_copy(fixed, TRUE_POSE)
+    checked = register_seed_checked(fixed, moving, model="rigid", tolerance_mm=1e-9,
+                                    **THREE_LEVELS)
+    check = checked.details["seed_check"]
+    assert check["second_run"] == "full" and not check["coarse"]["passed"]
+    assert check["coarse"]["disagreement_mean_mm"] > 0 and check["coarse"]["seed"] == 2
+    first = register(fixed, moving, model="rigid", seed=1, **THREE_LEVELS)
+    second = register(fixed, moving, model="rigid", seed=2, **THREE_LEVELS)
+    expected = choose_registration(first, second, check_points(fixed), 1e-9)
+    assert np.array_equal(checked.matrix, expected.matrix)
+    assert check["nmi"] == [first.similarity, second.similarity]
+    # the same with the coarse step switched off: no coarse record, same choice
+    full = register_seed_checked(fixed, moving, model="rigid", tolerance_mm=1e-9,
+                                 coarse_first=False, **THREE_LEVELS)
+    assert "coarse" not in full.details["seed_check"]
+    assert np.array_equal(full.matrix, expected.matrix)

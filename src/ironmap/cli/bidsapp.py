@@ -80,10 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="no automatic atlas labels for participants without rater deep-GM "
                    "labels (no regional table for them)")
     g.add_argument("--registration-check-mm", type=float, default=2.0, metavar="MM",
-                   help="register FLAIR and GRE to the T1w with two metric-sampling seeds; "
-                   "when they disagree by more than MM (mean), keep the one with higher NMI "
-                   "and raise a QC flag (default 2; 0 = one seed, unchecked, half the "
-                   "registration time); docs/registration.md")
+                   help="check each FLAIR/GRE -> T1w registration with a second "
+                   "metric-sampling seed (its coarse levels first, all levels when they "
+                   "disagree by more than MM, mean); when the full runs disagree, keep the "
+                   "one with higher NMI and raise a QC flag (default 2; 0 = one seed, "
+                   "unchecked); docs/registration.md")
     g.add_argument("--nuclei-refine", choices=["iron", "iron-all", "none"], default="iron",
                    help="automatic labels: move each dentate onto the R2* contrast (bounded, "
                    "cross-fitted shift; default iron), also SN + RN (iron-all, not "

@@ -448,10 +448,12 @@ def _seed_check_sentence(rec: Mapping[str, Any]) -> str:
     tol = (rec.get("registration") or {}).get("seed_check_mm")
     if not _is_number(tol) or float(tol) <= 0:
         return ""
-    return ("Each registration was run with two metric-sampling seeds; where the two "
-            f"transforms differed by more than {float(tol):g} mm (mean over points around the "
-            "head centre), the one with the higher normalised mutual information was kept and "
-            "the participant was flagged in the quality control. ")
+    return ("Each registration was run with two metric-sampling seeds, the second first on "
+            "the coarse resolution levels only (for T1w voxels under 1.5 mm) and on all levels "
+            f"where its transform differed from the first by more than {float(tol):g} mm (mean "
+            "over points around the head centre); where the two full transforms differed by "
+            f"more than {float(tol):g} mm, the one with the higher normalised mutual "
+            "information was kept and the participant was flagged in the quality control. ")
 
 
 def erosion_phrase(rec: Mapping[str, Any]) -> str:

@@ -373,6 +373,7 @@ def register(
     working_voxel_mm: float | None = WORKING_VOXEL_MM,
     convergence: tuple[float, int] = CONVERGENCE,
     rigid_levels: int | None = None,
+    measure_similarity: bool = True,
 ) -> Registration:
     """Register ``moving`` to ``fixed`` (rigid or affine, Mattes mutual information, ANTs).
 
@@ -410,6 +411,9 @@ def register(
     rigid_levels : int, optional
         With ``model="affine"``: run the rigid stage only on the first (coarsest) this many
         levels, as the affine stage's start; default: every level.
+    measure_similarity : bool
+        Compute the NMI of the result (``False``: ``similarity`` is NaN, which saves resampling
+        the moving image, e.g. for a check run whose NMI is not used).
 
     Returns
     -------
@@ -437,7 +441,8 @@ def register(
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     matrix = ras_to_lps(lps)
-    similarity = normalized_mutual_information(fixed, moving, matrix, bins=bins)
+    similarity = (normalized_mutual_information(fixed, moving, matrix, bins=bins)
+                  if measure_similarity else float("nan"))
     log.debug("registration %s: NMI %.4f", model, similarity)
     details = {"shrink_factors": list(shrink), "smoothing_sigmas_vox": list(sigmas),
                "iterations": list(iterations), "metric": "MattesMI", "bins": int(bins),

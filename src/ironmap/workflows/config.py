@@ -58,9 +58,9 @@ class RunConfig:
     min_region_voxels: int = 10  # fewer voxels left: QC flag small_region
     # automatic SN/RN/dentate moved onto the R2* contrast (ironmap.workflows.nuclei)
     nuclei_refine: str = "iron"  # "iron" (dentate) | "iron-all" (+ SN/RN) | "none"
-    # FLAIR/GRE -> T1w registered with two metric-sampling seeds; disagreement above this
-    # (mean mm) keeps the more similar one and raises a QC flag; 0 = one seed, unchecked
-    # (ironmap.spatial.seedcheck)
+    # FLAIR/GRE -> T1w checked with a second metric-sampling seed (coarse levels first, all
+    # levels when the disagreement is above this, mean mm); full runs that disagree keep the
+    # more similar one and raise a QC flag; 0 = one seed, unchecked (ironmap.spatial.seedcheck)
     registration_check_mm: float = 2.0
     # brain extraction of the T1w (ironmap.workflows.brain) --------------------------------
     brain_mask: bool = False  # desc-brain_mask on the R2* grid (always with --volumes)

@@ -272,10 +272,13 @@ def register_series(images: Images, subject: SubjectInputs, cfg: RunConfig, stag
     if images.flair is not None:
         pairs.append(("FLAIR", images.flair, "xfm_flair_to_t1w"))
     options = registration_options(images.t1w, cfg)
-    # block-average the T1w once for both registrations (register() would do it per call)
-    fixed = downsample(images.t1w, options.get("working_voxel_mm", WORKING_VOXEL_MM))
+    # block-average each image once for all its registrations (register() would do it per
+    # call: each seed of the check, each pair); already averaged images pass through unchanged
+    working_mm = options.get("working_voxel_mm", WORKING_VOXEL_MM)
+    fixed = downsample(images.t1w, working_mm)
     for name, moving, output in pairs:
         t0 = time.monotonic()
+        moving = downsample(moving, working_mm)
         reg = register_seed_checked(fixed, moving, model=cfg.registration,
                                     tolerance_mm=cfg.registration_check_mm,
                                     label=f"{subject.label}: {name} -> T1w", **options)
