@@ -20,7 +20,9 @@ Each ``DIR`` is a finished ``benchmarks/automatic_anatomy_sim.py`` folder (``sim
    erosion (:mod:`erosion_candidates_sim`), against the rater masks' own table (the seed's
    one-voxel erosion); Dice with the rater labels and with the simulator's true labels.
 
-Variant ``global`` is the level's labels as they are (today). CPU seconds of each local
+Variant ``global`` is the level's labels as they are (today). The simulator's true tissue
+R2* of each region (``sim/truth/regions.tsv``) is compared too (``auto_vs_true_pct``,
+``rater_vs_true_pct``): is the rater value itself a sensible reference? CPU seconds of each local
 refinement (process time) are recorded. Written: ``DIR/midbrain_local.tsv`` (per
 participant) and ``midbrain_local_summary.tsv`` in the first folder.
 """
@@ -76,7 +78,31 @@ def global_fit(ref, atlases, work: Path, sub: str):
     return labels, fit, cpu
 
 
-def evaluate(folder: Path, variants, candidates, atlases, tpl1) -> pd.DataFrame:
+def local_fit(ref, on_ref, atlases, fit, tpl1, work: Path, v: dict):
+    """One variant's refined labels on the T1w grid, CPU-s and box correlations (cached)."""
+    import json
+
+    from ironmap.spatial.midbrain import refine_midbrain
+
+    saved = work / "local.json"
+    if saved.exists():
+        info = json.loads(saved.read_text())
+        labels = np.asarray(nib.load(work / "local_labels.nii.gz").dataobj).astype(np.int16)
+        return labels, info["cpu_s"], info["before"], info["after"]
+    work.mkdir(exist_ok=True)
+    c0 = time.process_time()
+    new, local = refine_midbrain(ref, on_ref, atlases, fit, tpl1, workdir=str(work),
+                                 margin_mm=v["margin"], iterations=v["iterations"],
+                                 metric=v["metric"])
+    cpu = time.process_time() - c0
+    nib.save(nib.Nifti1Image(new, ref.affine), work / "local_labels.nii.gz")
+    saved.write_text(json.dumps({"cpu_s": cpu, "before": local.similarity_before,
+                                 "after": local.similarity_after}))
+    return new, cpu, local.similarity_before, local.similarity_after
+
+
+def evaluate(folder: Path, variants, candidates, atlases, tpl1,
+             rater_erosion_mm: float | None = None) -> pd.DataFrame:
     """Per participant, variant, candidate and region: automatic vs rater, Dice, CPU."""
     from ironmap.core.regions.regional_values import regional_stats
     from ironmap.io.nifti import load_image
@@ -85,7 +111,7 @@ def evaluate(folder: Path, variants, candidates, atlases, tpl1) -> pd.DataFrame:
     from ironmap.sim import anatomy
     from ironmap.spatial.anatomy import NAWM_INDEX
     from ironmap.spatial.grid import resample_labels, voxel_sizes
-    from ironmap.spatial.midbrain import midbrain_indices, refine_midbrain
+    from ironmap.spatial.midbrain import midbrain_indices
     from ironmap.spatial.registration import load_transform
 
     auto, rater = folder / "auto", folder / "rater"
@@ -113,22 +139,24 @@ def evaluate(folder: Path, variants, candidates, atlases, tpl1) -> pd.DataFrame:
         lr = np.asarray(nib.load(derivative_path(rater, "dseg_r2star", sub)).dataobj)
         nr = read_tsv(derivative_path(rater, "dseg_labels", sub))
         rtab = read_tsv(derivative_path(rater, "regions_table", sub))
+        if rater_erosion_mm is not None:
+            rnames = dict(zip(nr["index"].astype(int), nr["name"], strict=True))
+            rtab = regional_stats(r2, lr, rnames, flags=flags, voxel_sizes=sizes,
+                                  erosion_mm=rater_erosion_mm)
         truth, _ = true_labels_on_gre(folder / "sim", sub)
+        tissue = pd.read_csv(folder / "sim" / "truth" / "regions.tsv", sep="\t")
+        tissue = tissue[(tissue.participant_id == sub) & (tissue.hemisphere == "bilateral")]
+        tissue = dict(zip(tissue.region, tissue.r2star_true, strict=True))
         sets = {"global": (base, 0.0, float("nan"), float("nan"))}
         for name in variants:
             v = VARIANTS[name]
-            c0 = time.process_time()
-            (work / name).mkdir(exist_ok=True)
-            new, local = refine_midbrain(ref, on_ref, atlases, fit, tpl1, workdir=str(work / name),
-                                         margin_mm=v["margin"], iterations=v["iterations"],
-                                         metric=v["metric"])
-            cpu = time.process_time() - c0
+            new, cpu, before, after = local_fit(ref, on_ref, atlases, fit, tpl1, work / name, v)
             new_r2 = resample_labels(nib.Nifti1Image(new, ref.affine), r2img, to_ref)
             lab = base.copy()
             lab[np.isin(lab, mid)] = 0
             for i in mid:
                 lab[(new_r2 == i) & ((lab == 0) | (lab == NAWM_INDEX))] = i
-            sets[name] = (lab, cpu, local.similarity_before, local.similarity_after)
+            sets[name] = (lab, cpu, before, after)
         for name, (la, cpu, s0, s1) in sets.items():
             for cand in candidates:
                 opts = _options(cand, la, names, sizes, native, 10)
@@ -142,6 +170,10 @@ def evaluate(folder: Path, variants, candidates, atlases, tpl1) -> pd.DataFrame:
                     rows.append({"folder": folder.name, "participant": sub, "variant": name,
                                  "candidate": cand, "region": region, "auto_r2star": ma,
                                  "rater_r2star": mr, "rel_diff_pct": 100 * (ma / mr - 1),
+                                 "true_r2star": tissue.get(region, float("nan")),
+                                 "auto_vs_true_pct": 100 * (ma / tissue.get(region, np.nan) - 1),
+                                 "rater_vs_true_pct": 100 * (mr / tissue.get(region, np.nan)
+                                                             - 1),
                                  "auto_voxels": nva, "rater_voxels": nvr,
                                  "dice": dice(am, region_mask(lr, nr, region)),
                                  "dice_true": dice(am, true), "cpu_s": cpu,
@@ -149,7 +181,8 @@ def evaluate(folder: Path, variants, candidates, atlases, tpl1) -> pd.DataFrame:
                                  "corr_before": s0, "corr_after": s1})
         print(sub, "done", flush=True)
     table = pd.DataFrame(rows)
-    table.to_csv(folder / "midbrain_local.tsv", sep="\t", index=False)
+    suffix = "" if rater_erosion_mm is None else f"_rater{rater_erosion_mm:g}mm"
+    table.to_csv(folder / f"midbrain_local{suffix}.tsv", sep="\t", index=False)
     return table
 
 
@@ -163,17 +196,25 @@ def main() -> None:
     ap.add_argument("--variants", nargs="*", default=["mattes_m12"], choices=list(VARIANTS))
     ap.add_argument("--candidates", nargs="+",
                     default=["r2star_1vox", "r2star_1mm", "fallback_1mm"])
+    ap.add_argument("--rater-erosion-mm", type=float, default=None,
+                    help="compare with the rater masks eroded by this distance on the R2* "
+                         "grid instead of the seed's one voxel (their own table)")
     args = ap.parse_args()
     atlases = load_atlases(RunConfig(Path("."), Path("."), "participant"))
     tpl1 = load_template(1).t1
-    table = pd.concat([evaluate(f, args.variants, args.candidates, atlases, tpl1)
+    table = pd.concat([evaluate(f, args.variants, args.candidates, atlases, tpl1,
+                                args.rater_erosion_mm)
                        for f in args.folders], ignore_index=True)
     table["candidate"] = table["variant"] + ":" + table["candidate"]
     summary = summarise(table)
     g = table.groupby(["candidate", "region"], sort=False)
     summary["dice_true"] = g["dice_true"].median().to_numpy()
     summary["cpu_s"] = g["cpu_s"].median().to_numpy()
-    summary.to_csv(args.folders[0] / "midbrain_local_summary.tsv", sep="\t", index=False)
+    for col in ("auto_vs_true_pct", "rater_vs_true_pct"):
+        summary[col] = g[col].apply(lambda v: v.abs().median()).to_numpy()
+    suffix = "" if args.rater_erosion_mm is None else f"_rater{args.rater_erosion_mm:g}mm"
+    summary.to_csv(args.folders[0] / f"midbrain_local_summary{suffix}.tsv", sep="\t",
+                   index=False)
     with pd.option_context("display.width", 220, "display.max_rows", 500):
         print(table[table.region.isin(["substantia_nigra", "red_nucleus"])].round(3)
               .drop(columns=["folder"]).to_string())
