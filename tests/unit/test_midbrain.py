@@ -102,3 +102,30 @@ def test_local_refinement_recovers_a_local_shift(tmp_path):
         after = dice(out == index, truth == index)
         assert after > before + 0.1 and after >= 0.75, (index, before, after)
     np.testing.assert_array_equal(out == CAUDATE_L, other == CAUDATE_L)
+
+
+def test_cli_option_reaches_config_record_methods_and_sidecar(tmp_path):
+    from ironmap.cli.bidsapp import build_parser, config_from_args
+    from ironmap.report.methods import methods_record, midbrain_phrase
+    from ironmap.spatial.atlas import NonlinearFit
+    from ironmap.spatial.midbrain import LocalFit
+    from ironmap.workflows.anatomy import midbrain_enabled, midbrain_provenance
+    from ironmap.workflows.provenance import PARTICIPANT_KEYS
+
+    assert "midbrain_refine" in PARTICIPANT_KEYS
+    base = [str(tmp_path / "bids"), str(tmp_path / "out"), "participant"]
+    for given, expected in (([], "none"), (["--midbrain-refine", "local"], "local")):
+        cfg = config_from_args(build_parser().parse_args([*base, *given]))
+        assert cfg.midbrain_refine == expected
+        assert midbrain_enabled(cfg) == (expected == "local")
+        record = methods_record(cfg.to_json())
+        assert record["midbrain_refine"] == expected
+        assert ("local SyN" in midbrain_phrase(record)) == (expected == "local")
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*base, "--midbrain-refine", "iron"])
+    fit = NonlinearFit(["w", "a"], 0.5)
+    assert midbrain_provenance(fit) is None
+    fit.local = LocalFit(["l", "w", "a"], np.zeros(3), np.ones(3), 0.8, 0.9)
+    prov = midbrain_provenance(fit)
+    assert prov["Regions"] == ["substantia_nigra", "red_nucleus"]
+    assert prov["Metric"] == "CC" and prov["CorrelationAfter"] == 0.9
