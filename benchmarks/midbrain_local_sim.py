@@ -44,7 +44,12 @@ import pandas as pd  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from automatic_anatomy_sim import REGIONS, dice, region_mask, true_labels_on_gre  # noqa: E402
-from erosion_candidates_sim import _bilateral, _options, summarise  # noqa: E402
+from erosion_candidates_sim import (  # noqa: E402
+    _bilateral,
+    _options,
+    rater_reference,
+    summarise,
+)
 
 #: Local refinement settings tried (margin mm, metric, iterations at shrink 4/2/1 or 2/1).
 VARIANTS: dict[str, dict] = {
@@ -136,13 +141,7 @@ def evaluate(folder: Path, variants, candidates, atlases, tpl1,
         names = dict(zip(names_t["index"].astype(int), names_t["name"], strict=True))
         glob_r2 = resample_labels(nib.Nifti1Image(on_ref, ref.affine), r2img, to_ref)
         same = all(np.array_equal(glob_r2 == i, base == i) for i in mid)
-        lr = np.asarray(nib.load(derivative_path(rater, "dseg_r2star", sub)).dataobj)
-        nr = read_tsv(derivative_path(rater, "dseg_labels", sub))
-        rtab = read_tsv(derivative_path(rater, "regions_table", sub))
-        if rater_erosion_mm is not None:
-            rnames = dict(zip(nr["index"].astype(int), nr["name"], strict=True))
-            rtab = regional_stats(r2, lr, rnames, flags=flags, voxel_sizes=sizes,
-                                  erosion_mm=rater_erosion_mm)
+        lr, nr, rtab = rater_reference(rater, sub, r2, flags, sizes, rater_erosion_mm)
         truth, _ = true_labels_on_gre(folder / "sim", sub)
         tissue = pd.read_csv(folder / "sim" / "truth" / "regions.tsv", sep="\t")
         tissue = tissue[(tissue.participant_id == sub) & (tissue.hemisphere == "bilateral")]
