@@ -87,6 +87,7 @@ def local_fit(ref, on_ref, atlases, fit, tpl1, work: Path, v: dict):
     """One variant's refined labels on the T1w grid, CPU-s and box correlations (cached)."""
     import json
 
+    from ironmap.spatial.anatomy import choose_sources, midbrain_indices
     from ironmap.spatial.midbrain import refine_midbrain
 
     saved = work / "local.json"
@@ -96,7 +97,8 @@ def local_fit(ref, on_ref, atlases, fit, tpl1, work: Path, v: dict):
         return labels, info["cpu_s"], info["before"], info["after"]
     work.mkdir(exist_ok=True)
     c0 = time.process_time()
-    new, local = refine_midbrain(ref, on_ref, atlases, fit, tpl1, workdir=str(work),
+    new, local = refine_midbrain(ref, on_ref, atlases, fit, tpl1, indices=midbrain_indices(),
+                                 source=choose_sources(atlases), workdir=str(work),
                                  margin_mm=v["margin"], iterations=v["iterations"],
                                  metric=v["metric"])
     cpu = time.process_time() - c0
@@ -114,9 +116,8 @@ def evaluate(folder: Path, variants, candidates, atlases, tpl1,
     from ironmap.io.outputs import derivative_path
     from ironmap.io.tables import read_tsv
     from ironmap.sim import anatomy
-    from ironmap.spatial.anatomy import NAWM_INDEX
+    from ironmap.spatial.anatomy import NAWM_INDEX, midbrain_indices
     from ironmap.spatial.grid import resample_labels, voxel_sizes
-    from ironmap.spatial.midbrain import midbrain_indices
     from ironmap.spatial.registration import load_transform
 
     auto, rater = folder / "auto", folder / "rater"

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from ironmap.spatial.anatomy import RelabelledAtlas, output_index
-from ironmap.spatial.midbrain import (
-    box_grid,
+from ironmap.spatial.anatomy import (
+    RelabelledAtlas,
+    choose_sources,
     midbrain_indices,
-    refine_midbrain,
-    template_box,
+    output_index,
 )
+from ironmap.spatial.midbrain import box_grid, refine_midbrain, template_box
 
 SN_L = output_index("substantia_nigra", "left")
 RN_L = output_index("red_nucleus", "left")
@@ -91,6 +91,8 @@ def test_local_refinement_recovers_a_local_shift(tmp_path):
     ref = nib.Nifti1Image(subject.astype(np.float32), affine)
     out, local = refine_midbrain(ref, glob, [atlas], fit,
                                  nib.Nifti1Image(template.astype(np.float32), affine),
+                                 indices=midbrain_indices(),
+                                 source=choose_sources([atlas]),
                                  workdir=str(tmp_path), margin_mm=8.0)
     assert local is not None and local.similarity_after > local.similarity_before
 

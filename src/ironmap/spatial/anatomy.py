@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 #: Regions the automatic route labels, in output-index order (left = 2k+1, right = 2k+2).
 AUTO_REGIONS: tuple[str, ...] = ("caudate", "putamen", "globus_pallidus", "substantia_nigra",
                                  "red_nucleus", "dentate_nucleus", "thalamus")
+#: Regions the optional local midbrain registration carries (:mod:`ironmap.spatial.midbrain`).
+MIDBRAIN_REGIONS: tuple[str, ...] = ("substantia_nigra", "red_nucleus")
 #: Seed regions every automatic run must yield (thalamus and NAWM are reference regions).
 SEED_REGIONS: tuple[str, ...] = AUTO_REGIONS[:6]
 #: Output index of normal-appearing white matter (one bilateral label).
@@ -85,6 +87,17 @@ def output_name(index: int) -> str:
     if region == "thalamus":
         return f"{hemi.capitalize()}-Thalamus"
     return region_label_name(region, hemi)
+
+
+def midbrain_indices() -> list[int]:
+    """Output label indices of the regions in :data:`MIDBRAIN_REGIONS`, both sides.
+
+    Returns
+    -------
+    list of int
+        Indices of :data:`OUTPUT_LABELS`.
+    """
+    return [output_index(r, h) for r in MIDBRAIN_REGIONS for h in ("left", "right")]
 
 
 #: Every output label, index -> name.
@@ -459,6 +472,8 @@ def automatic_labels(reference: nib.Nifti1Image, atlases: list[RelabelledAtlas],
         local_dir = Path(workdir) / "midbrain"
         local_dir.mkdir(exist_ok=True)
         out, fit.local = refine_midbrain(reference, out, atlases, fit, midbrain_template,
+                                         indices=midbrain_indices(),
+                                         source=choose_sources(atlases),
                                          workdir=str(local_dir))
     if fit is not None:  # NAWM needs the template registration (no own-template atlas)
         nawm = white_matter_reference(ref, wm_probability, fit.transforms, out)

@@ -33,8 +33,6 @@ import numpy as np
 
 from ironmap.spatial.registration import ants_random_seed, import_ants, to_ants
 
-#: Regions whose labels the local refinement carries.
-MIDBRAIN_REGIONS: tuple[str, ...] = ("substantia_nigra", "red_nucleus")
 #: Margin (mm) around the SN + RN labels' bounding box in template space.
 BOX_MARGIN_MM = 12.0
 #: Voxel size (mm) of the local registration grid.
@@ -188,11 +186,11 @@ def refine_box(reference: nib.Nifti1Image, template: nib.Nifti1Image, fit, box, 
 
 
 def refine_midbrain_labels(reference: nib.Nifti1Image, labels: np.ndarray, atlases,
-                           local: LocalFit, indices) -> np.ndarray:
+                           local: LocalFit, indices, source: dict[int, int]) -> np.ndarray:
     """Carry the midbrain labels through the composed transforms, other labels unchanged.
 
     The labels ``indices`` are removed from ``labels`` and painted again from the atlas that
-    provides each (:func:`ironmap.spatial.anatomy.choose_sources`), carried with
+    provides each (``source``), carried with
     ``genericLabel`` through ``local.transforms``; a carried label only takes background
     voxels, never another region's.
 
@@ -208,18 +206,18 @@ def refine_midbrain_labels(reference: nib.Nifti1Image, labels: np.ndarray, atlas
         From :func:`refine_box`.
     indices : iterable of int
         The output labels to carry again (SN and RN, both sides).
+    source : dict of int to int
+        Output label -> position of the atlas that provides it
+        (:func:`ironmap.spatial.anatomy.choose_sources`).
 
     Returns
     -------
     ndarray of int16, shape of ``labels``
         The labels with the midbrain labels replaced.
     """
-    from ironmap.spatial.anatomy import choose_sources
-
     ants = import_ants()
 
     ref = to_ants(reference, np.zeros(reference.shape[:3], np.float32))
-    source = choose_sources(atlases)
     # an atlas with its own template was not registered through the global template fit
     keep = sorted(i for i in set(int(i) for i in indices)
                   if i in source and atlases[source[i]].template is None)
@@ -238,28 +236,16 @@ def refine_midbrain_labels(reference: nib.Nifti1Image, labels: np.ndarray, atlas
     return out
 
 
-def midbrain_indices() -> list[int]:
-    """Output label indices of the regions in :data:`MIDBRAIN_REGIONS`, both sides.
-
-    Returns
-    -------
-    list of int
-        Indices of :data:`ironmap.spatial.anatomy.OUTPUT_LABELS`.
-    """
-    from ironmap.spatial.anatomy import output_index
-
-    return [output_index(r, h) for r in MIDBRAIN_REGIONS for h in ("left", "right")]
-
-
 def refine_midbrain(reference: nib.Nifti1Image, labels: np.ndarray, atlases, fit,
-                    template: nib.Nifti1Image, *, workdir: str,
+                    template: nib.Nifti1Image, *, indices, source: dict[int, int], workdir: str,
                     margin_mm: float = BOX_MARGIN_MM, voxel_mm: float = LOCAL_VOXEL_MM,
                     iterations=LOCAL_ITERATIONS, metric: str = LOCAL_METRIC,
                     seed: int = 1) -> tuple[np.ndarray, LocalFit | None]:
     """SN and RN carried through a local midbrain SyN composed with the global fit.
 
-    :func:`template_box` around the SN and RN of the atlases that use the registration
-    template, :func:`refine_box` there, :func:`refine_midbrain_labels` on ``labels``.
+    :func:`template_box` around the labels ``indices`` (SN and RN) of the atlases that use the
+    registration template, :func:`refine_box` there, :func:`refine_midbrain_labels` on
+    ``labels``.
 
     Parameters
     ----------
@@ -273,6 +259,10 @@ def refine_midbrain(reference: nib.Nifti1Image, labels: np.ndarray, atlases, fit
         The global template registration (its files must exist).
     template : nibabel.Nifti1Image
         The registration template at the local resolution (1 mm).
+    indices : iterable of int
+        The output labels refined (:func:`ironmap.spatial.anatomy.midbrain_indices`).
+    source : dict of int to int
+        Output label -> atlas position (:func:`ironmap.spatial.anatomy.choose_sources`).
     workdir : str
         Folder for the local transform files.
     margin_mm, voxel_mm, iterations, metric, seed
@@ -286,7 +276,7 @@ def refine_midbrain(reference: nib.Nifti1Image, labels: np.ndarray, atlases, fit
     local : LocalFit or None
         The local fit, None when nothing was refined.
     """
-    indices = midbrain_indices()
+    indices = list(indices)
     sources = [a.labels for a in atlases if a.template is None]
     try:
         box = template_box(sources, indices, margin_mm)
@@ -294,4 +284,4 @@ def refine_midbrain(reference: nib.Nifti1Image, labels: np.ndarray, atlases, fit
         return np.asarray(labels).astype(np.int16), None
     local = refine_box(reference, template, fit, box, workdir=workdir, voxel_mm=voxel_mm,
                        iterations=iterations, metric=metric, seed=seed)
-    return refine_midbrain_labels(reference, labels, atlases, local, indices), local
+    return refine_midbrain_labels(reference, labels, atlases, local, indices, source), local

@@ -337,6 +337,7 @@ def midbrain_provenance(fit) -> dict[str, Any] | None:
         Method, box (reference world mm), settings and the box correlation before/after.
     """
     from ironmap.spatial import midbrain
+    from ironmap.spatial.anatomy import MIDBRAIN_REGIONS
 
     local = getattr(fit, "local", None)
     if local is None:
@@ -344,7 +345,7 @@ def midbrain_provenance(fit) -> dict[str, Any] | None:
     return {"Method": "ANTs SyN (no affine) of the registered template onto the reference "
                       "inside a box around SN + RN, composed with the template registration; "
                       "only SN and RN carried through it",
-            "Regions": list(midbrain.MIDBRAIN_REGIONS),
+            "Regions": list(MIDBRAIN_REGIONS),
             "BoxMarginMM": midbrain.BOX_MARGIN_MM, "VoxelMM": midbrain.LOCAL_VOXEL_MM,
             "Iterations": list(midbrain.LOCAL_ITERATIONS), "Metric": midbrain.LOCAL_METRIC,
             "BoxWorldMM": [[round(float(v), 1) for v in local.box_lo],
