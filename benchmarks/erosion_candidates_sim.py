@@ -109,6 +109,27 @@ def _options(cand: str, la, names, sizes, native, minimum: int) -> dict:
     return {"eroded_labels": fallback(la, names, sizes, minimum, distance)}
 
 
+def rater_reference(rater: Path, sub: str, r2, flags, sizes,
+                    rater_erosion_mm: float | None = None):
+    """The rater level's labels on the R2* grid, their names and regional table.
+
+    The table is the rater level's own (the seed's one-voxel erosion), or recomputed on
+    ``r2`` with ``rater_erosion_mm`` on the R2* grid.
+    """
+    from ironmap.core.regions.regional_values import regional_stats
+    from ironmap.io.outputs import derivative_path
+    from ironmap.io.tables import read_tsv
+
+    lr = np.asarray(nib.load(derivative_path(rater, "dseg_r2star", sub)).dataobj)
+    nr = read_tsv(derivative_path(rater, "dseg_labels", sub))
+    rtab = read_tsv(derivative_path(rater, "regions_table", sub))
+    if rater_erosion_mm is not None:
+        rnames = dict(zip(nr["index"].astype(int), nr["name"], strict=True))
+        rtab = regional_stats(r2, lr, rnames, flags=flags, voxel_sizes=sizes,
+                              erosion_mm=rater_erosion_mm)
+    return lr, nr, rtab
+
+
 def evaluate(folder: Path, minimum: int, candidates=CANDIDATES,
              rater_erosion_mm: float | None = None, sn: str | None = None) -> pd.DataFrame:
     """Per participant, candidate and region: automatic vs rater mean R2*, Dice, voxels.
@@ -138,13 +159,7 @@ def evaluate(folder: Path, minimum: int, candidates=CANDIDATES,
         names = dict(zip(names_t["index"].astype(int), names_t["name"], strict=True))
         if sn:
             la = move_sn(la, names, r2, sizes, sn)
-        lr = np.asarray(nib.load(derivative_path(rater, "dseg_r2star", sub)).dataobj)
-        nr = read_tsv(derivative_path(rater, "dseg_labels", sub))
-        rtab = read_tsv(derivative_path(rater, "regions_table", sub))
-        if rater_erosion_mm is not None:
-            rnames = dict(zip(nr["index"].astype(int), nr["name"], strict=True))
-            rtab = regional_stats(r2, lr, rnames, flags=flags, voxel_sizes=sizes,
-                                  erosion_mm=rater_erosion_mm)
+        lr, nr, rtab = rater_reference(rater, sub, r2, flags, sizes, rater_erosion_mm)
         for cand in candidates:
             opts = _options(cand, la, names, sizes, native, minimum)
             tab = regional_stats(r2, la, names, flags=flags, voxel_sizes=sizes, **opts)

@@ -90,6 +90,8 @@ def check_consistent(record: dict, text: str) -> None:  # noqa: C901 - one check
         automatic and record.get("nuclei_refine") in ("iron", "iron-all"))
     assert ("substantia nigra and red nucleus (together)" in text) == (
         automatic and record.get("nuclei_refine") == "iron-all")
+    assert ("second, local SyN" in text) == (
+        automatic and record.get("midbrain_refine") == "local")
     if masks not in ("none", "mixed", "rater", "atlas", "automatic", "unrecorded"):
         assert f"from source '{masks}'" in text
     if masks != "none":
@@ -176,6 +178,7 @@ FLIPS = [
     ("longitudinal_template", True),
     ("alpha", 0.01),
     ("nuclei_refine", "iron"),
+    ("midbrain_refine", "local"),
     ("registration.seed_check_mm", 2.0),
     ("registration.seed_check_mm", 3.5),
     ("registration.seed_check_mm", 0),
@@ -199,6 +202,16 @@ def test_nuclei_refinement_stated_for_automatic_labels(refine):
     assert ("cross-fitting" in text) == (refine != "none")
     # a record without the key (a run before the option) states no refinement
     assert M.methods_record({"method": "two_point"})["nuclei_refine"] == "none"
+
+
+@pytest.mark.parametrize("mode", ["local", "none"])
+def test_midbrain_refinement_stated_for_automatic_labels(mode):
+    record = flip(flip(base_record(), "masks_source", "automatic"), "midbrain_refine", mode)
+    text = text_of(record)
+    check_consistent(record, text)
+    assert ("box around both nuclei" in text) == (mode == "local")
+    # a record without the key (a run before the option) states no local registration
+    assert M.methods_record({"method": "two_point"})["midbrain_refine"] == "none"
 
 
 @pytest.mark.parametrize(("path", "value"), FLIPS, ids=[f"{p}={v}" for p, v in FLIPS])

@@ -90,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "cross-fitted shift; default iron), also SN + RN (iron-all, not "
                    "recommended), or keep the template registration's placement (none); "
                    "docs/anatomy.md")
+    g.add_argument("--midbrain-refine", choices=["none", "local"], default="none",
+                   help="automatic labels: carry SN and RN through a second, local SyN at 1 mm "
+                   "around the midbrain started from the template registration (local), or "
+                   "not (none, default); docs/anatomy.md")
     g.add_argument("--landmarks", type=Path, default=None,
                    help="TSV of AC/PC landmarks (participant_id, landmark, x, y, z in T1w world "
                    "mm) for the anterior/posterior putamen split; default: the T1w sidecar's "
@@ -190,6 +194,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         erosion_space=args.erosion_space,
         min_region_voxels=args.min_region_voxels,
         nuclei_refine=args.nuclei_refine,
+        midbrain_refine=args.midbrain_refine,
         registration_check_mm=args.registration_check_mm,
         brain_mask=args.brain_mask,
         longitudinal_template=args.longitudinal_template,

@@ -215,6 +215,7 @@ def methods_record(config: Mapping[str, Any], *, r2star_sidecar: Mapping[str, An
         "erosion_space": str(config.get("erosion_space") or "r2star"),
         "min_region_voxels": config.get("min_region_voxels"),
         "nuclei_refine": str(config.get("nuclei_refine") or "none"),
+        "midbrain_refine": str(config.get("midbrain_refine") or "none"),
         "masks_source": _dominant(src.get("masks")),
         "masks_sources": src.get("masks", {}),
         "atlas": atlas or _atlas_names(config.get("atlas")),
@@ -349,7 +350,8 @@ def masks_sentence(rec: Mapping[str, Any]) -> str:
                  "template, registered (ANTs affine + SyN) to each participant's "
                  "T1-weighted image, or to the first gradient echo without one; "
                  "normal-appearing white matter was taken where the template's WM "
-                 "probability was at least 0.9" + nuclei_phrase(rec),
+                 "probability was at least 0.9" + midbrain_phrase(rec)
+                 + nuclei_phrase(rec),
              "unrecorded": "supplied without a recorded source (no Sources in their sidecars)"}
     if kind == "none":
         return ("No deep grey-matter masks were available, so no regional R2* was "
@@ -358,6 +360,26 @@ def masks_sentence(rec: Mapping[str, Any]) -> str:
         return ("Deep grey-matter masks were " + _counts_text(rec.get("masks_sources") or {},
                                                               names) + ".")
     return f"Deep grey-matter masks were {names.get(kind, f'from source {kind!r}')}."
+
+
+def midbrain_phrase(rec: Mapping[str, Any]) -> str:
+    """The local midbrain registration of the automatic SN and RN (a clause, or "").
+
+    Parameters
+    ----------
+    rec : mapping
+        The methods record (:func:`methods_record`).
+
+    Returns
+    -------
+    str
+        A clause starting with "; " for ``midbrain_refine`` ``local``, else "".
+    """
+    if rec.get("midbrain_refine") != "local":
+        return ""
+    return ("; the substantia nigra and red nucleus were carried through a second, local SyN "
+            "of the registered template onto the same image at 1 mm, restricted to a box "
+            "around both nuclei (+ 12 mm) and composed with the template registration")
 
 
 def nuclei_phrase(rec: Mapping[str, Any]) -> str:

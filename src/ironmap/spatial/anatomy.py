@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 #: Regions the automatic route labels, in output-index order (left = 2k+1, right = 2k+2).
 AUTO_REGIONS: tuple[str, ...] = ("caudate", "putamen", "globus_pallidus", "substantia_nigra",
                                  "red_nucleus", "dentate_nucleus", "thalamus")
+#: Regions the optional local midbrain registration carries (:mod:`ironmap.spatial.midbrain`).
+MIDBRAIN_REGIONS: tuple[str, ...] = ("substantia_nigra", "red_nucleus")
 #: Seed regions every automatic run must yield (thalamus and NAWM are reference regions).
 SEED_REGIONS: tuple[str, ...] = AUTO_REGIONS[:6]
 #: Output index of normal-appearing white matter (one bilateral label).
@@ -85,6 +87,17 @@ def output_name(index: int) -> str:
     if region == "thalamus":
         return f"{hemi.capitalize()}-Thalamus"
     return region_label_name(region, hemi)
+
+
+def midbrain_indices() -> list[int]:
+    """Output label indices of the regions in :data:`MIDBRAIN_REGIONS`, both sides.
+
+    Returns
+    -------
+    list of int
+        Indices of :data:`OUTPUT_LABELS`.
+    """
+    return [output_index(r, h) for r in MIDBRAIN_REGIONS for h in ("left", "right")]
 
 
 #: Every output label, index -> name.
@@ -392,7 +405,8 @@ def head_top_translation(reference: nib.Nifti1Image, brain: nib.Nifti1Image
 def automatic_labels(reference: nib.Nifti1Image, atlases: list[RelabelledAtlas],
                      template: nib.Nifti1Image, wm_probability: nib.Nifti1Image, *,
                      workdir: str, registration_mm: float | None = 2.0, label: str = "T1w",
-                     iterations=None, template_brain: nib.Nifti1Image | None = None):
+                     iterations=None, template_brain: nib.Nifti1Image | None = None,
+                     midbrain_template: nib.Nifti1Image | None = None):
     """Deep-GM, thalamus and NAWM labels on the grid of a subject's anatomical reference.
 
     Parameters
@@ -413,6 +427,10 @@ def automatic_labels(reference: nib.Nifti1Image, atlases: list[RelabelledAtlas],
     registration_mm : float or None
         The reference is block-averaged to about this voxel size for the SyN (the labels are
         still carried onto the full-resolution grid).
+    midbrain_template : nibabel image, optional
+        The registration template at 1 mm: SN and RN are then carried through a local SyN
+        around the midbrain composed with the template registration
+        (:func:`ironmap.spatial.midbrain.refine_midbrain`); None keeps the global placement.
 
     Returns
     -------
@@ -448,6 +466,15 @@ def automatic_labels(reference: nib.Nifti1Image, atlases: list[RelabelledAtlas],
                                            iterations=iterations, workdir=str(own)).transforms
     ref = to_ants(reference, np.nan_to_num(reference.get_fdata(dtype=np.float32)))
     out = warp_atlases(ref, atlases, transforms)
+    if fit is not None and midbrain_template is not None:
+        from ironmap.spatial.midbrain import refine_midbrain
+
+        local_dir = Path(workdir) / "midbrain"
+        local_dir.mkdir(exist_ok=True)
+        out, fit.local = refine_midbrain(reference, out, atlases, fit, midbrain_template,
+                                         indices=midbrain_indices(),
+                                         source=choose_sources(atlases),
+                                         workdir=str(local_dir))
     if fit is not None:  # NAWM needs the template registration (no own-template atlas)
         nawm = white_matter_reference(ref, wm_probability, fit.transforms, out)
         out[nawm & (out == 0)] = NAWM_INDEX

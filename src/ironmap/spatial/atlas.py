@@ -52,12 +52,14 @@ class NonlinearFit:
     template-space images onto the subject grid (files in the registration's work folder);
     ``inverse_transforms`` (affine, inverse warp) carry template points to the subject;
     ``similarity`` is the normalised correlation of the warped template with the subject
-    inside the template head.
+    inside the template head; ``local`` a local midbrain refinement composed with it
+    (:func:`ironmap.spatial.anatomy.automatic_labels` with ``midbrain_template``), else None.
     """
 
     transforms: list[str]
     similarity: float
     inverse_transforms: list[str] = field(default_factory=list)
+    local: object | None = None
 
 
 def register_syn(subject, template, *, label: str = "T1w", iterations=SYN_ITERATIONS,

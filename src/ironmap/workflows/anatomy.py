@@ -220,7 +220,8 @@ def labels_on_grid(subject, cfg: RunConfig, images, r2img, xfm, landmarks, lesio
     reference, ref_name = _reference(images)
     tpl = load_template(2)
     with tempfile.TemporaryDirectory(prefix="ironmap-anatomy-", dir=cfg.work_dir) as tmp:
-        on_ref, names, fit = label_reference(reference, atlases, tmp, subject.label)
+        on_ref, names, fit = label_reference(reference, atlases, tmp, subject.label,
+                                             midbrain=midbrain_enabled(cfg))
         found = None
         if landmarks is None and putamen.needs_split(names, cfg) and fit is not None:
             ac, pc = locate_acpc(reference, tpl.t1, ac_mm=putamen.ICBM2009A_AC_MM,
@@ -244,13 +245,15 @@ def labels_on_grid(subject, cfg: RunConfig, images, r2img, xfm, landmarks, lesio
                               for a in atlases],
                   "NAWM": {"TemplateWMProbability": ">= 0.9", "LesionVoxelsRemoved": removed,
                            "LesionMask": lesion is not None} if fit is not None else None,
-                  "NucleiRefinement": refined}
+                  "NucleiRefinement": refined,
+                  "MidbrainRefinement": midbrain_provenance(fit)}
     log.info("%s: automatic labels (%s) from %s via the %s", subject.label, ref_name,
              ", ".join(a.name for a in atlases), TEMPLATE_NAME)
     return labels, names, found, provenance, eroded
 
 
-def label_reference(reference: nib.Nifti1Image, atlases, workdir: str, label: str):
+def label_reference(reference: nib.Nifti1Image, atlases, workdir: str, label: str,
+                    midbrain: bool = False):
     """The automatic route on one anatomical reference: ``(labels, names, fit)`` on its grid.
 
     nilearn's ICBM152 2009a template (2 mm, brain only) is registered with its brain mask
@@ -267,6 +270,9 @@ def label_reference(reference: nib.Nifti1Image, atlases, workdir: str, label: st
         Folder for ANTs' files.
     label : str
         The participant, named in messages.
+    midbrain : bool, optional
+        Carry SN and RN through a local 1 mm SyN around the midbrain composed with the
+        template registration (``--midbrain-refine local``, :mod:`ironmap.spatial.midbrain`).
 
     Returns
     -------
@@ -283,9 +289,69 @@ def label_reference(reference: nib.Nifti1Image, atlases, workdir: str, label: st
     tpl = load_template(2)
     wm = nib.Nifti1Image(tpl.wm.astype(np.float32), tpl.t1.affine)
     brain = nib.Nifti1Image(tpl.mask.astype(np.uint8), tpl.t1.affine)
+    fine = load_template(1).t1 if midbrain else None
     return automatic_labels(reference, atlases, tpl.t1, wm, workdir=workdir,
                             registration_mm=REGISTRATION_MM, label=label,
-                            template_brain=brain)
+                            template_brain=brain, midbrain_template=fine)
+
+
+#: Choices of ``--midbrain-refine``.
+MIDBRAIN_CHOICES = ("none", "local")
+
+
+def midbrain_enabled(cfg: RunConfig) -> bool:
+    """Whether SN and RN get the local midbrain registration (``--midbrain-refine local``).
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run's configuration.
+
+    Returns
+    -------
+    bool
+        True for ``local``.
+
+    Raises
+    ------
+    ValueError
+        An unknown setting.
+    """
+    mode = str(getattr(cfg, "midbrain_refine", "none") or "none")
+    if mode not in MIDBRAIN_CHOICES:
+        raise ValueError(f"midbrain_refine {mode!r} is not one of {', '.join(MIDBRAIN_CHOICES)}")
+    return mode == "local"
+
+
+def midbrain_provenance(fit) -> dict[str, Any] | None:
+    """Sidecar entry of the local midbrain refinement, None when it did not run.
+
+    Parameters
+    ----------
+    fit : NonlinearFit or None
+        The template registration (its ``local`` attribute).
+
+    Returns
+    -------
+    dict or None
+        Method, box (reference world mm), settings and the box correlation before/after.
+    """
+    from ironmap.spatial import midbrain
+    from ironmap.spatial.anatomy import MIDBRAIN_REGIONS
+
+    local = getattr(fit, "local", None)
+    if local is None:
+        return None
+    return {"Method": "ANTs SyN (no affine) of the registered template onto the reference "
+                      "inside a box around SN + RN, composed with the template registration; "
+                      "only SN and RN carried through it",
+            "Regions": list(MIDBRAIN_REGIONS),
+            "BoxMarginMM": midbrain.BOX_MARGIN_MM, "VoxelMM": midbrain.LOCAL_VOXEL_MM,
+            "Iterations": list(midbrain.LOCAL_ITERATIONS), "Metric": midbrain.LOCAL_METRIC,
+            "BoxWorldMM": [[round(float(v), 1) for v in local.box_lo],
+                           [round(float(v), 1) for v in local.box_hi]],
+            "CorrelationBefore": round(float(local.similarity_before), 4),
+            "CorrelationAfter": round(float(local.similarity_after), 4)}
 
 
 def _reference(images) -> tuple[nib.Nifti1Image, str]:

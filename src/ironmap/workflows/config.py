@@ -58,6 +58,8 @@ class RunConfig:
     min_region_voxels: int = 10  # fewer voxels left: QC flag small_region
     # automatic SN/RN/dentate moved onto the R2* contrast (ironmap.workflows.nuclei)
     nuclei_refine: str = "iron"  # "iron" (dentate) | "iron-all" (+ SN/RN) | "none"
+    # automatic SN/RN through a local 1 mm SyN around the midbrain (ironmap.spatial.midbrain)
+    midbrain_refine: str = "none"  # "none" | "local"
     # FLAIR/GRE -> T1w checked with a second metric-sampling seed (coarse levels first, all
     # levels when the disagreement is above this, mean mm); full runs that disagree keep the
     # more similar one and raise a QC flag; 0 = one seed, unchecked (ironmap.spatial.seedcheck)
