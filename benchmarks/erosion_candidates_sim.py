@@ -18,7 +18,8 @@ level's own R2* map and fit flags, for each candidate erosion of the automatic l
 - ``native_1vox``: one voxel on the T1w grid before transport (``--erosion-space native``);
 - ``fallback_1mm``: the seed's one voxel, but a label (region and hemisphere) that would keep
   fewer than ``--min-voxels`` voxels is eroded by 1 mm instead (decided on the label's shape
-  alone, never on R2*); ``fallback_1.5mm`` the same with 1.5 mm.
+  alone, never on R2*; the participant level's ``--erosion-fallback-mm 1``, through
+  ``regional_stats(fallback_mm=...)``); ``fallback_1.5mm`` the same with 1.5 mm.
 
 ``--move-sn``: before the candidates are applied, the automatic substantia nigra is moved on
 the R2* contrast with the participant level's own cross-fitted refinement
@@ -58,23 +59,6 @@ def _bilateral(table: pd.DataFrame, region: str) -> tuple[float, int]:
     return float(row.r2star_mean.iloc[0]), int(row.n_voxels.iloc[0])
 
 
-def fallback(labels: np.ndarray, names: dict[int, str], sizes, minimum: int,
-             distance_mm: float = 1.0) -> np.ndarray:
-    """One-voxel erosion per label; ``distance_mm`` for a label that would keep < ``minimum``."""
-    from ironmap.core.regions.regional_values import erode_label_image
-
-    one = erode_label_image(labels, names, erosion_voxels=1)
-    mm = erode_label_image(labels, names, erosion_mm=distance_mm, voxel_sizes=sizes)
-    out = one.copy()
-    for index in names:
-        if 0 < np.count_nonzero(one == index) >= minimum:
-            continue
-        if np.count_nonzero(labels == index):
-            out[labels == index] = 0
-            out[mm == index] = index
-    return out
-
-
 def move_sn(labels: np.ndarray, names: dict[int, str], r2: np.ndarray, sizes,
             how: str = "both") -> np.ndarray:
     """The automatic SN alone moved on the R2* map as the level's refinement moves nuclei."""
@@ -105,8 +89,8 @@ def _options(cand: str, la, names, sizes, native, minimum: int) -> dict:
         return fixed[cand]
     if cand == "native_1vox":
         return {"eroded_labels": restrict_labels(native, la)}
-    distance = 1.5 if cand == "fallback_1.5mm" else 1.0
-    return {"eroded_labels": fallback(la, names, sizes, minimum, distance)}
+    # the participant level's own fallback (--erosion-fallback-mm)
+    return {"fallback_mm": 1.5 if cand == "fallback_1.5mm" else 1.0, "min_voxels": minimum}
 
 
 def rater_reference(rater: Path, sub: str, r2, flags, sizes,

@@ -322,3 +322,19 @@ def test_record_of_a_real_group_run_matches_its_text(tmp_path, rng):
     assert "Benjamini-Hochberg" in text
     check_consistent(stats["methods"], text)
     assert np.isfinite(stats["methods"]["age_model"]["reference_age_years"])
+
+
+@pytest.mark.parametrize("fallback", [None, 1.0, 1.5])
+def test_erosion_fallback_stated_when_recorded(fallback):
+    rec = M.methods_record({"method": "two_point", "erosion_voxels": 1,
+                            "min_region_voxels": 10, "erosion_fallback_mm": fallback})
+    assert rec["erosion_fallback_mm"] == fallback
+    record = flip(flip(base_record(), "erosion_fallback_mm", fallback), "min_region_voxels", 10)
+    text = text_of(record)
+    stated = "fewer than 10 voxels was eroded by"
+    assert (stated in text) == (fallback is not None)
+    if fallback is not None:
+        assert f"was eroded by {fallback:g} mm (Euclidean distance between voxel centres) " \
+               "instead" in text
+    # no erosion at all: nothing to fall back from
+    assert "instead" not in text_of(flip(record, "erosion_voxels", 0))

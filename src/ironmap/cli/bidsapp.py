@@ -65,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "labels' native grid before they are carried to the R2* grid")
     g.add_argument("--min-region-voxels", type=int, default=10,
                    help="QC flag small_region when a region keeps fewer voxels (default 10)")
+    g.add_argument("--erosion-fallback-mm", type=float, default=None, metavar="MM",
+                   help="a region (per hemisphere) that the voxel erosion would leave with "
+                   "fewer than --min-region-voxels voxels is eroded by MM mm instead "
+                   "(default off)")
     g.add_argument("--brain-mask", action="store_true",
                    help="brain extraction of the T1w, written on the R2* grid (always with "
                    "--volumes)")
@@ -193,6 +197,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         erosion_mm=args.erosion_mm,
         erosion_space=args.erosion_space,
         min_region_voxels=args.min_region_voxels,
+        erosion_fallback_mm=args.erosion_fallback_mm,
         nuclei_refine=args.nuclei_refine,
         midbrain_refine=args.midbrain_refine,
         registration_check_mm=args.registration_check_mm,
@@ -251,7 +256,9 @@ def run(args: argparse.Namespace) -> int:
     from ironmap.workflows.participant_level import STAGING
 
     cfg = config_from_args(args)
-    problem = validate_dirs(cfg)
+    from ironmap.workflows.erosion import option_problem
+
+    problem = validate_dirs(cfg) or option_problem(cfg)
     if problem:
         log.error(problem)
         return 2

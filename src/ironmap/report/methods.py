@@ -214,6 +214,7 @@ def methods_record(config: Mapping[str, Any], *, r2star_sidecar: Mapping[str, An
         "erosion_mm": config.get("erosion_mm"),
         "erosion_space": str(config.get("erosion_space") or "r2star"),
         "min_region_voxels": config.get("min_region_voxels"),
+        "erosion_fallback_mm": config.get("erosion_fallback_mm"),
         "nuclei_refine": str(config.get("nuclei_refine") or "none"),
         "midbrain_refine": str(config.get("midbrain_refine") or "none"),
         "masks_source": _dominant(src.get("masks")),
@@ -497,8 +498,15 @@ def erosion_phrase(rec: Mapping[str, Any]) -> str:
     if _is_number(mm) and float(mm) > 0:
         return f"eroded by {float(mm):g} mm (Euclidean distance between voxel centres) {where}"
     erosion = int(rec.get("erosion_voxels") or 0)
-    return (f"eroded by {_plural(erosion, 'voxel')} (3-D, 6-connected structuring element) "
-            f"{where}" if erosion > 0 else "not eroded")
+    if erosion <= 0:
+        return "not eroded"
+    text = f"eroded by {_plural(erosion, 'voxel')} (3-D, 6-connected structuring element) {where}"
+    fallback, minimum = rec.get("erosion_fallback_mm"), rec.get("min_region_voxels")
+    if _is_number(fallback) and _is_number(minimum):
+        text += (f", except that a region (per hemisphere) this erosion would have left with "
+                 f"fewer than {_plural(int(minimum), 'voxel')} was eroded by {float(fallback):g} "
+                 "mm (Euclidean distance between voxel centres) instead")
+    return text
 
 
 def _region_list(regions: Sequence[str]) -> str:

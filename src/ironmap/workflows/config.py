@@ -56,6 +56,8 @@ class RunConfig:
     erosion_mm: float | None = None  # erode by a distance in mm instead of voxel steps
     erosion_space: str = "r2star"  # "r2star" | "native" (label grid, before transport)
     min_region_voxels: int = 10  # fewer voxels left: QC flag small_region
+    # a region the voxel erosion leaves below min_region_voxels is eroded by this many mm
+    erosion_fallback_mm: float | None = None
     # automatic SN/RN/dentate moved onto the R2* contrast (ironmap.workflows.nuclei)
     nuclei_refine: str = "iron"  # "iron" (dentate) | "iron-all" (+ SN/RN) | "none"
     # automatic SN/RN through a local 1 mm SyN around the midbrain (ironmap.spatial.midbrain)

@@ -11,6 +11,12 @@ Three erosions (``RunConfig``):
   small nucleus keeps the R2* voxels whose centre lies in its eroded high-resolution mask
   instead of losing every voxel that touches its border at 3-4 mm.
 
+``erosion_fallback_mm`` (off by default): with the voxel erosion on the R2* grid, a label
+(region and hemisphere) that the voxel erosion would leave with fewer than
+``min_region_voxels`` voxels is eroded by this distance in mm instead
+(:mod:`ironmap.core.regions.erosion_fallback`); the labels that used it are logged and named
+in the eroded label image's sidecar (``ErosionFallbackRegions``).
+
 After the regional table is computed, :func:`check_region_sizes` logs a warning for every row
 left with fewer than ``min_region_voxels`` voxels; the QC page and ``group/qc.tsv`` carry the
 flag ``small_region:<region> <hemisphere>`` (:func:`ironmap.core.qc.run_flags.small_region_flags`).
@@ -46,17 +52,59 @@ def erosion_settings(cfg: RunConfig) -> dict[str, Any]:
     Returns
     -------
     dict
-        ``erosion_voxels``, ``erosion_mm`` (None = voxel steps), ``erosion_space`` and
-        ``min_region_voxels`` (defaults where the config predates them).
+        ``erosion_voxels``, ``erosion_mm`` (None = voxel steps), ``erosion_space``,
+        ``min_region_voxels`` and ``erosion_fallback_mm`` (None = off) (defaults where the
+        config predates them).
+
+    Raises
+    ------
+    ValueError
+        For an unknown erosion space or a fallback that does not apply (:func:`option_problem`).
     """
     space = str(getattr(cfg, "erosion_space", "r2star") or "r2star")
     if space not in EROSION_SPACES:
         raise ValueError(f"erosion space {space!r} is not one of {', '.join(EROSION_SPACES)}")
+    if (problem := option_problem(cfg)) is not None:
+        raise ValueError(problem)
     mm = getattr(cfg, "erosion_mm", None)
+    fallback = getattr(cfg, "erosion_fallback_mm", None)
     return {"erosion_voxels": int(cfg.erosion_voxels),
             "erosion_mm": None if mm is None else float(mm),
             "erosion_space": space,
-            "min_region_voxels": int(getattr(cfg, "min_region_voxels", MIN_REGION_VOXELS))}
+            "min_region_voxels": int(getattr(cfg, "min_region_voxels", MIN_REGION_VOXELS)),
+            "erosion_fallback_mm": None if fallback is None else float(fallback)}
+
+
+def option_problem(cfg: RunConfig) -> str | None:
+    """Why the erosion options cannot be combined, or None.
+
+    The millimetre fallback (``erosion_fallback_mm``) completes the voxel erosion on the R2*
+    grid; it cannot go with ``erosion_mm`` or the native erosion space, and it must not be
+    negative.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run's configuration.
+
+    Returns
+    -------
+    str or None
+        The message naming the options, or None when they go together.
+    """
+    fallback = getattr(cfg, "erosion_fallback_mm", None)
+    if fallback is None:
+        return None
+    if not float(fallback) >= 0:
+        return f"--erosion-fallback-mm must be >= 0 mm, got {fallback}"
+    if int(cfg.erosion_voxels) < 1:
+        return "--erosion-fallback-mm completes a voxel erosion; not with --erosion 0"
+    if getattr(cfg, "erosion_mm", None) is not None:
+        return "--erosion-fallback-mm applies to the voxel erosion; not with --erosion-mm"
+    if str(getattr(cfg, "erosion_space", "r2star") or "r2star") != "r2star":
+        return ("--erosion-fallback-mm applies to the erosion on the R2* grid; not with "
+                "--erosion-space native")
+    return None
 
 
 def native_eroded(src: nib.Nifti1Image, names: dict[int, str], cfg: RunConfig
@@ -128,12 +176,59 @@ def stats_options(cfg: RunConfig, eroded: np.ndarray | None) -> dict[str, Any]:
     Returns
     -------
     dict
-        ``eroded_labels``, or ``erosion_voxels`` and ``erosion_mm``.
+        ``eroded_labels``, or ``erosion_voxels`` and ``erosion_mm`` (with ``fallback_mm`` and
+        ``min_voxels`` when the fallback is on).
     """
     s = erosion_settings(cfg)
     if eroded is not None:
         return {"eroded_labels": eroded}
-    return {"erosion_voxels": s["erosion_voxels"], "erosion_mm": s["erosion_mm"]}
+    out: dict[str, Any] = {"erosion_voxels": s["erosion_voxels"], "erosion_mm": s["erosion_mm"]}
+    if s["erosion_fallback_mm"] is not None:
+        out.update(fallback_mm=s["erosion_fallback_mm"], min_voxels=s["min_region_voxels"])
+    return out
+
+
+def fallback_eroded(labels: np.ndarray, names: dict[int, str], eroded: np.ndarray | None,
+                    affine: np.ndarray, cfg: RunConfig, label: str = ""
+                    ) -> tuple[np.ndarray | None, list[str]]:
+    """The eroded labels with the millimetre fallback, and the regions that used it.
+
+    Parameters
+    ----------
+    labels : ndarray of int, shape (X, Y, Z)
+        Labels on the R2* grid.
+    names : dict of int to str
+        Label -> name.
+    eroded : ndarray or None
+        Natively eroded labels (returned unchanged: the fallback is then off).
+    affine : ndarray of shape (4, 4)
+        The R2* grid's voxel -> world matrix.
+    cfg : RunConfig
+        The run's configuration.
+    label : str
+        The participant, named in the log.
+
+    Returns
+    -------
+    eroded : ndarray or None
+        ``eroded`` unchanged when the fallback is off; else the labels eroded with it.
+    used : list of str
+        ``"<region> <hemisphere>"`` eroded by the fallback distance (empty when off).
+    """
+    from ironmap.core.regions.erosion_fallback import erode_labels_with_fallback
+    from ironmap.spatial.grid import voxel_sizes
+
+    s = erosion_settings(cfg)
+    if s["erosion_fallback_mm"] is None or eroded is not None:
+        return eroded, []
+    out, used = erode_labels_with_fallback(
+        labels, names, fallback_mm=s["erosion_fallback_mm"], min_voxels=s["min_region_voxels"],
+        voxel_sizes=voxel_sizes(affine), erosion_voxels=s["erosion_voxels"])
+    for name in used:
+        log.info("%s: region %s eroded by %g mm (the %d-voxel erosion keeps fewer than %d "
+                 "voxels)", label, name, s["erosion_fallback_mm"], s["erosion_voxels"],
+                 s["min_region_voxels"])
+    return out, used
 
 
 def eroded_label_image(labels: np.ndarray, eroded: np.ndarray | None, affine: np.ndarray,
@@ -175,18 +270,21 @@ def eroded_label_image(labels: np.ndarray, eroded: np.ndarray | None, affine: np
                                                                       sizes))
 
 
-def erosion_sidecar(cfg: RunConfig) -> dict[str, Any]:
+def erosion_sidecar(cfg: RunConfig, fallback: list[str] | None = None) -> dict[str, Any]:
     """Sidecar entries that say how the written eroded labels were made.
 
     Parameters
     ----------
     cfg : RunConfig
         The run's configuration.
+    fallback : list of str, optional
+        Regions eroded by the fallback distance (:func:`fallback_eroded`).
 
     Returns
     -------
     dict
-        ``ErosionSpace``, ``MinRegionVoxels`` and the erosion size and structure.
+        ``ErosionSpace``, ``MinRegionVoxels`` and the erosion size and structure; with the
+        fallback on, ``ErosionFallbackDistance`` (mm) and ``ErosionFallbackRegions``.
     """
     s = erosion_settings(cfg)
     out: dict[str, Any] = {"ErosionSpace": "native label grid, before transport to the R2* grid"
@@ -199,6 +297,13 @@ def erosion_sidecar(cfg: RunConfig) -> dict[str, Any]:
         out.update({"ErosionDistance": s["erosion_mm"], "ErosionDistanceUnits": "mm",
                     "ErosionStructure": "voxels within the distance of the region's outside "
                                         "removed (Euclidean, voxel centres)"})
+    if s["erosion_fallback_mm"] is not None:
+        out.update({"ErosionFallbackDistance": s["erosion_fallback_mm"],
+                    "ErosionFallbackDistanceUnits": "mm",
+                    "ErosionFallbackRule": "a region (per hemisphere) that the voxel erosion "
+                                           "leaves with fewer than MinRegionVoxels voxels is "
+                                           "eroded by the fallback distance instead",
+                    "ErosionFallbackRegions": list(fallback or [])})
     return out
 
 

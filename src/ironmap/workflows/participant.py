@@ -487,9 +487,11 @@ def regional(subject, cfg, images, fit, r2img, xfm, stage, chosen, lesion=None) 
     used = sorted(int(i) for i in np.unique(labels) if i != 0)
     write_tsv(pd.DataFrame({"index": used, "name": [names.get(i, str(i)) for i in used]}),
               derivative_path(stage, "dseg_labels", pid, sid))
+    eroded, fell_back = erosion.fallback_eroded(labels, names, eroded, r2img.affine, cfg,
+                                                subject.label)
     save_image(erosion.eroded_label_image(labels, eroded, r2img.affine, cfg, erode_labels)
                .astype(np.int16), r2img.affine, derivative_path(stage, "dseg_eroded", pid, sid),
-               sidecar=erosion.erosion_sidecar(cfg))
+               sidecar=erosion.erosion_sidecar(cfg, fell_back))
     return len(table)
 
 

@@ -45,7 +45,8 @@ STAGING = relative_path("staging")
 #: parameters that change a participant's results (part of its manifest)
 RESULT_PARAMETERS = ("method", "registration", "erosion_voxels", "write_t2star", "volumes",
                      "atlas", "putamen_split", "auto_anatomy", "lesions", "lesions_controls",
-                     "erosion_mm", "erosion_space", "min_region_voxels", "brain_mask")
+                     "erosion_mm", "erosion_space", "min_region_voxels", "brain_mask",
+                     "erosion_fallback_mm")
 
 @dataclass(frozen=True)
 class SubjectTask:

@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 PARTICIPANT_KEYS = ("method", "registration", "erosion_voxels", "volumes", "atlas", "masks",
                     "auto_anatomy", "erosion_mm", "erosion_space", "min_region_voxels",
                     "brain_mask", "lesions", "lesions_controls", "longitudinal_template",
-                    "nuclei_refine", "registration_check_mm", "midbrain_refine")
+                    "nuclei_refine", "registration_check_mm", "midbrain_refine",
+                    "erosion_fallback_mm")
 
 
 def run_config(cfg: RunConfig) -> dict[str, Any]:

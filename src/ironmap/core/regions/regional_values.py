@@ -385,6 +385,8 @@ def regional_stats(
     voxel_sizes=None,
     erosion_mm: float | None = None,
     eroded_labels: np.ndarray | None = None,
+    fallback_mm: float | None = None,
+    min_voxels: int = 10,
 ) -> pd.DataFrame:
     """R2* per label and per bilateral region after a one-voxel erosion (see module notes).
 
@@ -410,6 +412,12 @@ def regional_stats(
         Labels already eroded elsewhere (e.g. on their native grid before transport,
         :func:`erode_label_image`), same indices as ``labels``: used as the eroded masks,
         no erosion here.
+    fallback_mm : float, optional
+        A (region, hemisphere) whose erosion keeps fewer than ``min_voxels`` voxels is eroded
+        by this distance in mm instead (:mod:`ironmap.core.regions.erosion_fallback`); not
+        with ``eroded_labels``.
+    min_voxels : int
+        Least voxels an erosion must keep before ``fallback_mm`` applies.
 
     Returns
     -------
@@ -445,6 +453,10 @@ def regional_stats(
         eroded = {key: erode_region(mask, erosion_voxels=erosion_voxels, erosion_mm=erosion_mm,
                                     voxel_sizes=voxel_sizes)
                   for key, mask in groups.items()}
+        if fallback_mm is not None:
+            from ironmap.core.regions.erosion_fallback import fall_back
+
+            fall_back(groups, eroded, fallback_mm, min_voxels, voxel_sizes)
     rows = []
     for region in _region_order(groups):
         left, right = (region, "left"), (region, "right")
