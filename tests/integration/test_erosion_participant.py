@@ -112,3 +112,51 @@ def _check_brain_mask(cohort, out):
     assert np.percentile(inside, 99) < 80.0  # brain R2*: no scalp/air-boundary values
     page = (out / f"{sub}.html").read_text()
     assert "No flag raised" not in page
+
+
+def test_erosion_fallback_keeps_small_regions_and_names_them(coarse_cohort, tmp_path):
+    """``--erosion-fallback-mm 1`` at 3.4 mm: the small nuclei keep voxels, the rest the seed's.
+
+    At 3.4 mm isotropic a 1 mm distance removes no voxel, so a region that falls back keeps
+    all its voxels; every other row must equal today's one-voxel table (recomputed here from
+    the level's own labels, R2* map and fit flags).
+    """
+    import json
+
+    import nibabel as nib
+    import numpy as np
+    import pandas as pd
+
+    from ironmap.core.regions.regional_values import regional_stats
+    from ironmap.io.outputs import derivative_path
+
+    out = tmp_path / "fallback"
+    _run(coarse_cohort, out, erosion_fallback_mm=1.0)
+    sub = "sub-001"
+    table = read_tsv(derivative_path(out, "regions_table", sub))
+    labels = np.asarray(nib.load(derivative_path(out, "dseg_r2star", sub)).dataobj).astype(int)
+    img = nib.load(derivative_path(out, "r2starmap", sub))
+    flags = np.asarray(nib.load(derivative_path(out, "fitflags", sub)).dataobj)
+    names_t = read_tsv(derivative_path(out, "dseg_labels", sub))
+    names = dict(zip(names_t["index"].astype(int), names_t["name"], strict=True))
+    plain = regional_stats(np.asarray(img.dataobj, float), labels, names, flags=flags,
+                           voxel_sizes=COARSE)
+    sidecar = json.loads(next(out.rglob("*desc-deepgmeroded_dseg.json")).read_text())
+    used = set(sidecar["ErosionFallbackRegions"])
+    assert sidecar["ErosionFallbackDistance"] == 1.0
+    print(table[["region", "hemisphere", "n_voxels_mask", "n_voxels_eroded", "n_voxels"]], used)
+    fell = [(r, h) for r, h in zip(plain.region, plain.hemisphere, strict=True)
+            if f"{r} {h}" in used]
+    assert ("substantia_nigra", "left") in fell or ("red_nucleus", "left") in fell
+    key = ["region", "hemisphere"]
+    t, p = table.set_index(key), plain.set_index(key)
+    for row in p.index:
+        if row in fell:  # 1 mm at 3.4 mm: nothing eroded
+            assert t.loc[row, "n_voxels_eroded"] == t.loc[row, "n_voxels_mask"] > 0, row
+            # below the minimum after one voxel (the whole putamen follows its parts)
+            assert p.loc[row, "n_voxels_eroded"] < 10 or row[0] == "putamen", row
+        elif row[1] != "bilateral":
+            pd.testing.assert_series_equal(t.loc[row, p.columns], p.loc[row], check_names=False,
+                                           check_dtype=False)
+    cfg_text = (out / "logs" / "config-participant.json").read_text()
+    assert '"erosion_fallback_mm": 1.0' in cfg_text

@@ -84,6 +84,30 @@ def test_regional_stats_with_fallback():
                                                  fallback_mm=None), plain)
 
 
+def test_composite_putamen_follows_its_parts():
+    labels = np.zeros((12, 14, 8), np.int16)
+    labels[2:5, 2:12, 2:5] = 5    # anterior part 3 x 10 x 3: one voxel keeps 1 x 8 x 1 = 8
+    labels[5:8, 2:12, 2:5] = 6    # posterior part, touching along x
+    names = {5: "Left-Putamen-Anterior", 6: "Left-Putamen-Posterior"}
+    out, used = erode_labels_with_fallback(labels, names, fallback_mm=1.0, min_voxels=10,
+                                           voxel_sizes=SIZES)
+    assert used == ["putamen_anterior left", "putamen_posterior left", "putamen left"]
+    # each part eroded by 1 mm on its own: in-plane border (cut included) removed, z kept
+    assert (out == 5).sum() == 1 * 8 * 3 and (out == 6).sum() == 1 * 8 * 3
+    r2 = np.where(labels > 0, 40.0, 20.0)
+    plain = regional_stats(r2, labels, names, voxel_sizes=SIZES)
+    table = regional_stats(r2, labels, names, voxel_sizes=SIZES, fallback_mm=1.0, min_voxels=10)
+
+    def row(df, region):
+        return df[(df.region == region) & (df.hemisphere == "left")].iloc[0]
+
+    # the whole putamen keeps 4 x 8 x 1 = 32 voxels after one voxel, yet follows its parts:
+    # eroded by 1 mm as one body (4 x 8 x 3)
+    assert row(plain, "putamen").n_voxels == 32
+    assert row(table, "putamen").n_voxels == 4 * 8 * 3
+    assert row(table, "putamen_anterior").n_voxels == 24
+
+
 def test_fallback_needs_voxel_sizes():
     with pytest.raises(ValueError, match="voxel sizes"):
         erode_labels_with_fallback(_image(), NAMES, fallback_mm=1.0, min_voxels=10,

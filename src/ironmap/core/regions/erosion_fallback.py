@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ironmap.core.regions.names import COMPOSITE_REGIONS
 from ironmap.core.regions.regional_values import _group_masks, erode_mm, erode_region
 
 
@@ -37,7 +38,9 @@ def fall_back(masks: dict, eroded: dict, fallback_mm: float, min_voxels: int,
     Returns
     -------
     list
-        The keys eroded by ``fallback_mm``, in the order of ``masks``.
+        The keys eroded by ``fallback_mm``, in the order of ``masks``; a composite region
+        (``(putamen, hemisphere)`` of anterior and posterior parts) follows its parts: it is
+        eroded by ``fallback_mm`` too when one of its parts is.
 
     Raises
     ------
@@ -53,6 +56,11 @@ def fall_back(masks: dict, eroded: dict, fallback_mm: float, min_voxels: int,
         if np.count_nonzero(eroded[key]) < int(min_voxels) and np.any(mask):
             eroded[key] = erode_mm(mask, float(fallback_mm), voxel_sizes)
             used.append(key)
+    for composite, parts in COMPOSITE_REGIONS.items():
+        for key in [k for k in masks if k[0] == composite and k not in used]:
+            if any((part, key[1]) in used for part in parts):
+                eroded[key] = erode_mm(masks[key], float(fallback_mm), voxel_sizes)
+                used.append(key)
     return used
 
 
@@ -83,7 +91,8 @@ def erode_labels_with_fallback(labels: np.ndarray, label_names: dict[int, str], 
     eroded : ndarray of shape (X, Y, Z), the dtype of ``labels``
         Eroded labels (0 where eroded away).
     used : list of str
-        ``"<region> <hemisphere>"`` of the groups eroded by ``fallback_mm``.
+        ``"<region> <hemisphere>"`` of the groups eroded by ``fallback_mm`` (then the
+        composite regions whose parts are among them, e.g. ``"putamen left"``).
     """
     labels = np.asarray(labels)
     masks = _group_masks(labels, label_names)
@@ -93,4 +102,6 @@ def erode_labels_with_fallback(labels: np.ndarray, label_names: dict[int, str], 
     out = np.zeros_like(labels)
     for keep in eroded.values():
         out[keep] = labels[keep]
-    return out, [f"{region} {hemi}" for region, hemi in used]
+    composites = [(c, h) for c, parts in COMPOSITE_REGIONS.items()
+                  for h in dict.fromkeys(h for r, h in used if r in parts)]
+    return out, [f"{region} {hemi}" for region, hemi in [*used, *composites]]
