@@ -172,3 +172,17 @@ def test_cli_config_provenance_and_methods(tmp_path):
         "a region (per hemisphere) this erosion would have left with fewer than 10 voxels was "
         "eroded by 1 mm (Euclidean distance between voxel centres) instead")
     assert "except" not in erosion_phrase(methods_record(default.to_json()))
+
+
+def test_cli_refuses_the_fallback_with_erosion_mm_before_any_work(tmp_path, caplog):
+    from ironmap.cli.bidsapp import build_parser, run
+
+    bids = tmp_path / "bids"
+    bids.mkdir()
+    (bids / "dataset_description.json").write_text('{"Name": "x", "BIDSVersion": "1.8.0"}')
+    args = build_parser().parse_args([str(bids), str(tmp_path / "out"), "participant",
+                                      "--erosion-fallback-mm", "1", "--erosion-mm", "1"])
+    with caplog.at_level("ERROR"):
+        assert run(args) == 2
+    assert "--erosion-fallback-mm" in caplog.text and "--erosion-mm" in caplog.text
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

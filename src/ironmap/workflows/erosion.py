@@ -330,7 +330,7 @@ def check_region_sizes(table: pd.DataFrame, cfg: RunConfig, label: str) -> dict[
     small = small_regions(table, minimum)
     for name, n in small.items():
         log.warning("%s: region %s keeps %d voxel(s) after erosion and quality exclusion "
-                    "(minimum %d): its R2* is %s; consider --erosion-space native or "
-                    "--erosion-mm", label, name, n, minimum,
+                    "(minimum %d): its R2* is %s; consider --erosion-space native, "
+                    "--erosion-fallback-mm or --erosion-mm", label, name, n, minimum,
                     "n/a" if n == 0 else "based on very few voxels")
     return small

@@ -252,8 +252,8 @@ def small_region_flags(participant_id: str, regions: pd.DataFrame | None,
         out.append(QCFlag(participant_id, "small_region", item, float(n),
                           float(thr.min_region_voxels),
                           f"{item} keeps {what} after erosion and quality exclusion (minimum "
-                          f"{thr.min_region_voxels}); try --erosion-space native or "
-                          "--erosion-mm"))
+                          f"{thr.min_region_voxels}); try --erosion-space native, "
+                          "--erosion-fallback-mm or --erosion-mm"))
     return out
 
 
