@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -186,3 +188,22 @@ def test_cli_refuses_the_fallback_with_erosion_mm_before_any_work(tmp_path, capl
         assert run(args) == 2
     assert "--erosion-fallback-mm" in caplog.text and "--erosion-mm" in caplog.text
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_every_recorded_setting_that_changes_results_makes_a_rerun_recompute():
+    """A rerun into the same OUTPUT_DIR with another value of a recorded participant-level
+    setting must not reuse the participant's old results: each such setting is one of the
+    parameters compared against the participant's manifest (the masks are compared as hashed
+    input files instead)."""
+    import dataclasses
+
+    from ironmap.workflows.config import RunConfig
+    from ironmap.workflows.participant_level import RESULT_PARAMETERS, subject_parameters
+    from ironmap.workflows.provenance import PARTICIPANT_KEYS
+
+    assert set(PARTICIPANT_KEYS) - set(RESULT_PARAMETERS) == {"masks", "longitudinal_template"}
+    base = RunConfig(bids_dir=Path("b"), output_dir=Path("o"), analysis_level="participant")
+    for name, value in (("nuclei_refine", "none"), ("midbrain_refine", "local"),
+                        ("registration_check_mm", 0.0), ("erosion_fallback_mm", 1.0)):
+        other = dataclasses.replace(base, **{name: value})
+        assert subject_parameters(other) != subject_parameters(base), name

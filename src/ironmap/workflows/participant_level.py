@@ -46,7 +46,8 @@ STAGING = relative_path("staging")
 RESULT_PARAMETERS = ("method", "registration", "erosion_voxels", "write_t2star", "volumes",
                      "atlas", "putamen_split", "auto_anatomy", "lesions", "lesions_controls",
                      "erosion_mm", "erosion_space", "min_region_voxels", "brain_mask",
-                     "erosion_fallback_mm")
+                     "erosion_fallback_mm", "nuclei_refine", "midbrain_refine",
+                     "registration_check_mm")
 
 @dataclass(frozen=True)
 class SubjectTask:
