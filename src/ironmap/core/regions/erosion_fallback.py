@@ -14,54 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ironmap.core.regions.names import COMPOSITE_REGIONS
-from ironmap.core.regions.regional_values import _group_masks, erode_mm, erode_region
-
-
-def fall_back(masks: dict, eroded: dict, fallback_mm: float, min_voxels: int,
-              voxel_sizes) -> list:
-    """Replace, in place, eroded masks that keep too few voxels by the mm erosion.
-
-    Parameters
-    ----------
-    masks : dict
-        Key (e.g. ``(region, hemisphere)``) -> the region's mask before erosion.
-    eroded : dict
-        Key -> the region's eroded mask (same keys); changed in place.
-    fallback_mm : float
-        Erosion distance in mm for a region whose eroded mask keeps fewer than
-        ``min_voxels`` voxels (and whose mask is not empty).
-    min_voxels : int
-        Least voxels an eroded mask must keep.
-    voxel_sizes : sequence of float
-        Voxel sizes of the grid in mm.
-
-    Returns
-    -------
-    list
-        The keys eroded by ``fallback_mm``, in the order of ``masks``; a composite region
-        (``(putamen, hemisphere)`` of anterior and posterior parts) follows its parts: it is
-        eroded by ``fallback_mm`` too when one of its parts is.
-
-    Raises
-    ------
-    ValueError
-        Without voxel sizes or for a negative distance.
-    """
-    if voxel_sizes is None:
-        raise ValueError("an erosion fallback in mm needs the voxel sizes of the grid")
-    if not float(fallback_mm) >= 0:
-        raise ValueError(f"erosion fallback distance must be >= 0 mm, got {fallback_mm!r}")
-    used = []
-    for key, mask in masks.items():
-        if np.count_nonzero(eroded[key]) < int(min_voxels) and np.any(mask):
-            eroded[key] = erode_mm(mask, float(fallback_mm), voxel_sizes)
-            used.append(key)
-    for composite, parts in COMPOSITE_REGIONS.items():
-        for key in [k for k in masks if k[0] == composite and k not in used]:
-            if any((part, key[1]) in used for part in parts):
-                eroded[key] = erode_mm(masks[key], float(fallback_mm), voxel_sizes)
-                used.append(key)
-    return used
+from ironmap.core.regions.regional_values import _group_masks, erode_region, fall_back
 
 
 def erode_labels_with_fallback(labels: np.ndarray, label_names: dict[int, str], *,
