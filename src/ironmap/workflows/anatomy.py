@@ -34,7 +34,7 @@ import nibabel as nib
 import numpy as np
 
 from ironmap.io.atlas import AtlasError, find_atlases, packaged_atlas_folder, read_label_map
-from ironmap.workflows.config import RunConfig
+from ironmap.workflows.config import RunConfig, setting_choice
 
 log = logging.getLogger(__name__)
 
@@ -317,10 +317,7 @@ def midbrain_enabled(cfg: RunConfig) -> bool:
     ValueError
         An unknown setting.
     """
-    mode = str(getattr(cfg, "midbrain_refine", "none") or "none")
-    if mode not in MIDBRAIN_CHOICES:
-        raise ValueError(f"midbrain_refine {mode!r} is not one of {', '.join(MIDBRAIN_CHOICES)}")
-    return mode == "local"
+    return setting_choice(cfg, "midbrain_refine", MIDBRAIN_CHOICES, "none") == "local"
 
 
 def midbrain_provenance(fit) -> dict[str, Any] | None:

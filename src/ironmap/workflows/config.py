@@ -98,3 +98,38 @@ class RunConfig:
             The JSON text.
         """
         return json.dumps(self.to_json(), indent=2, sort_keys=True)
+
+
+def setting_choice(cfg: RunConfig, name: str, choices: tuple[str, ...], default: str, *,
+                   empty: str | None = None, label: str | None = None) -> str:
+    """A run setting that takes one of a fixed set of words, checked.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run's configuration (a missing attribute reads as ``default``).
+    name : str
+        The attribute of ``cfg``.
+    choices : tuple of str
+        The allowed values.
+    default : str
+        The value when ``cfg`` has no such attribute.
+    empty : str, optional
+        The value when the attribute is empty (None or ""); ``default`` when not given.
+    label : str, optional
+        What the error message calls the setting; ``name`` when not given.
+
+    Returns
+    -------
+    str
+        The setting.
+
+    Raises
+    ------
+    ValueError
+        A value outside ``choices``.
+    """
+    value = str(getattr(cfg, name, default) or (default if empty is None else empty))
+    if value not in choices:
+        raise ValueError(f"{label or name} {value!r} is not one of {', '.join(choices)}")
+    return value

@@ -31,7 +31,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from ironmap.workflows.config import RunConfig
+from ironmap.workflows.config import RunConfig, setting_choice
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +61,8 @@ def erosion_settings(cfg: RunConfig) -> dict[str, Any]:
     ValueError
         For an unknown erosion space or a fallback that does not apply (:func:`option_problem`).
     """
-    space = str(getattr(cfg, "erosion_space", "r2star") or "r2star")
-    if space not in EROSION_SPACES:
-        raise ValueError(f"erosion space {space!r} is not one of {', '.join(EROSION_SPACES)}")
+    space = setting_choice(cfg, "erosion_space", EROSION_SPACES, "r2star",
+                           label="erosion space")
     if (problem := option_problem(cfg)) is not None:
         raise ValueError(problem)
     mm = getattr(cfg, "erosion_mm", None)

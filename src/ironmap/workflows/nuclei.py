@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ironmap.workflows.config import RunConfig
+from ironmap.workflows.config import RunConfig, setting_choice
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +43,7 @@ def refine_mode(cfg: RunConfig) -> str:
     str
         The mode.
     """
-    mode = str(getattr(cfg, "nuclei_refine", "iron") or "none")
-    if mode not in REFINE_CHOICES:
-        raise ValueError(f"nuclei_refine {mode!r} is not one of {', '.join(REFINE_CHOICES)}")
-    return mode
+    return setting_choice(cfg, "nuclei_refine", REFINE_CHOICES, "iron", empty="none")
 
 
 def refine_groups(names: dict[int, str], mode: str = "iron") -> list[list[int]]:
