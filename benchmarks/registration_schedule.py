@@ -67,6 +67,12 @@ CANDIDATES: dict[str, dict] = {
     "seed-checked": {"seed_check": True},
     # the same check with the full seed 2 always (the check before the coarse step)
     "seed-checked-full": {"seed_check": True, "coarse_first": False},
+    # the fixed (T1w) working grid cropped to its head's box widened by 4, 8 or 12 mm
+    # (spatial.registration.head_box), the metric sampling the same fraction of its voxels
+    "head-box-4": {"head_box_mm": 4.0},
+    "head-box-8": {"head_box_mm": 8.0},
+    "head-box-12": {"head_box_mm": 12.0},
+    "head-box-8-checked": {"head_box_mm": 8.0, "seed_check": True},
 }
 
 

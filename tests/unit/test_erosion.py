@@ -33,6 +33,24 @@ def test_erode_mm_matches_voxel_erosion_and_respects_anisotropy():
     assert erode_mm(full, 1.0, (1.0, 1.0, 1.0)).sum() == 27
 
 
+def test_erode_on_the_bounding_box_equals_erosion_of_the_whole_grid():
+    """erode() works on the mask's bounding box; scipy on the whole grid is the reference."""
+    from scipy import ndimage
+
+    from ironmap.core.regions.regional_values import EROSION_STRUCTURE
+
+    rng = np.random.default_rng(3)
+    for trial in range(60):
+        shape = tuple(int(n) for n in rng.integers(3, 16, 3))
+        mask = rng.random(shape) < rng.uniform(0.4, 0.95)
+        if trial % 2:  # a blob touching the far image borders (no margin to pad there)
+            mask[: shape[0] // 2] = False
+        for steps in (1, 2):
+            ref = ndimage.binary_erosion(mask, structure=EROSION_STRUCTURE, iterations=steps,
+                                         border_value=0)
+            assert np.array_equal(erode(mask, steps), ref)
+
+
 def test_native_erosion_keeps_the_putamen_cut():
     labels = np.zeros((12, 20, 12), np.int16)
     labels[2:10, 2:10, 2:10] = 3   # anterior part

@@ -18,7 +18,6 @@ from importlib import metadata
 from typing import Any
 
 from ironmap.core.r2star import estimators
-from ironmap.io.study import parse_flag
 
 #: key -> full reference
 REFERENCES: dict[str, str] = {
@@ -128,6 +127,9 @@ def fdr_setting(value: Any) -> dict[str, Any]:
     dict
         ``{"applied": bool, "method": str or None}``.
     """
+    # io.study imports the age models (scipy.stats), which a participant process never needs
+    from ironmap.io.study import parse_flag
+
     if isinstance(value, Mapping):
         applied = parse_flag(value.get("applied"))
         return {"applied": applied, "method": value.get("method") if applied else None}

@@ -122,9 +122,16 @@ def erode(mask: np.ndarray, erosion_voxels: int = 1) -> np.ndarray:
     mask = np.asarray(mask, dtype=bool)
     if erosion_voxels <= 0 or not mask.any():
         return mask.copy()
-    return ndimage.binary_erosion(
-        mask, structure=EROSION_STRUCTURE, iterations=int(erosion_voxels), border_value=0
+    # only the mask's bounding box (and a margin of empty voxels) can change: erode that block
+    (box,) = ndimage.find_objects(mask.astype(np.uint8))
+    pad = int(erosion_voxels) + 1
+    box = tuple(slice(max(b.start - pad, 0), min(b.stop + pad, n))
+                for b, n in zip(box, mask.shape, strict=True))
+    out = np.zeros_like(mask)
+    out[box] = ndimage.binary_erosion(
+        mask[box], structure=EROSION_STRUCTURE, iterations=int(erosion_voxels), border_value=0
     )
+    return out
 
 
 def erode_mm(mask: np.ndarray, distance_mm: float, voxel_sizes) -> np.ndarray:
