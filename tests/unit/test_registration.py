@@ -13,6 +13,7 @@ from ironmap.spatial.registration import (
     Registration,
     displacement_error,
     downsample,
+    head_box,
     load_transform,
     parse_itk_text,
     register,
@@ -201,6 +202,21 @@ def test_downsample_keeps_world_positions():
     expected = (ijk @ small.affine[:3, :3].T + small.affine[:3, 3]) @ coef
     np.testing.assert_allclose(small.get_fdata().ravel(), expected, atol=1e-3)
     assert downsample(small, None) is small
+
+
+def test_head_box_crops_to_the_head_plus_margin_in_place():
+    """A bright block on a dark grid: the box is the block widened by the margin (mm)."""
+    aff = np.diag([2.0, 2.0, 3.0, 1.0])
+    aff[:3, 3] = [-50.0, -40.0, -30.0]
+    data = np.zeros((40, 30, 20), np.float32)
+    data[10:20, 8:15, 5:9] = 100.0
+    img = nib.Nifti1Image(data, aff)
+    box = head_box(img, 4.0)  # 2 voxels along x and y, 2 (ceil 4/3) along z
+    assert box.shape == (14, 11, 8)
+    np.testing.assert_allclose(box.affine[:3, 3], aff[:3, :3] @ [8, 6, 3] + aff[:3, 3])
+    np.testing.assert_array_equal(np.asarray(box.dataobj), data[8:22, 6:17, 3:11])
+    assert head_box(img, None) is img
+    assert head_box(nib.Nifti1Image(np.ones((5, 5, 5), np.float32), aff), 2.0).shape == (5, 5, 5)
 
 
 @pytest.mark.slow
