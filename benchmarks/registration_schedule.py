@@ -73,6 +73,8 @@ CANDIDATES: dict[str, dict] = {
     "head-box-8": {"head_box_mm": 8.0},
     "head-box-12": {"head_box_mm": 12.0},
     "head-box-8-checked": {"head_box_mm": 8.0, "seed_check": True},
+    # a larger gradient step (both stages) with half the finest level's iterations
+    "step-0.2-fine-25": {"gradient_step": 0.2, "iterations": (200, 100, 25)},
 }
 
 

@@ -355,12 +355,15 @@ def _levels(shape, shrink_factors, smoothing_sigmas):
 #: iterations (the window) falls below the threshold
 CONVERGENCE = (1e-6, 10)
 
+#: Default gradient step of both stages (ANTs ``Rigid[step]``, ``Affine[step]``)
+GRADIENT_STEP = 0.1
+
 
 def _stage(kind, fixed_str, moving_str, shrink, sigmas, iterations, sampling_rate, bins,
-           convergence=CONVERGENCE):
+           convergence=CONVERGENCE, step=GRADIENT_STEP):
     threshold, window = convergence
     return [
-        "--transform", f"{kind}[0.1]",
+        "--transform", f"{kind}[{step:g}]",
         "--metric", f"MI[{fixed_str},{moving_str},1,{bins},Regular,{sampling_rate}]",
         "--convergence",
         f"[{'x'.join(str(int(i)) for i in iterations)},{threshold:g},{int(window)}]",
@@ -373,7 +376,7 @@ def _run_ants(ants, fixed_a, moving_a, model, seed, schedule, prefix) -> np.ndar
     """Run antsRegistration through the ANTsPy library; return the LPS 4x4 matrix."""
     from ants.internal import get_lib_fn, get_pointer_string, process_arguments
 
-    shrink, sigmas, iterations, sampling_rate, bins, convergence, rigid_levels = schedule
+    shrink, sigmas, iterations, sampling_rate, bins, convergence, rigid_levels, step = schedule
     f_str, m_str = get_pointer_string(fixed_a), get_pointer_string(moving_a)
     args = [
         "--dimensionality", "3", "--float", "1", "--collapse-output-transforms", "1",
@@ -385,13 +388,13 @@ def _run_ants(ants, fixed_a, moving_a, model, seed, schedule, prefix) -> np.ndar
     if model == "affine" and rigid_levels is not None:  # the rigid stage only starts it
         n = max(1, min(int(rigid_levels), len(shrink)))
         args += _stage("Rigid", f_str, m_str, shrink[:n], sigmas[:n], iterations[:n],
-                       sampling_rate, bins, convergence)
+                       sampling_rate, bins, convergence, step)
     else:
         args += _stage("Rigid", f_str, m_str, shrink, sigmas, iterations, sampling_rate, bins,
-                       convergence)
+                       convergence, step)
     if model == "affine":
         args += _stage("Affine", f_str, m_str, shrink, sigmas, iterations, sampling_rate, bins,
-                       convergence)
+                       convergence, step)
     code = get_lib_fn("antsRegistration")(process_arguments(args))
     if code != 0:
         raise RuntimeError(f"antsRegistration failed with exit code {code}")
@@ -415,6 +418,7 @@ def register(
     rigid_levels: int | None = None,
     measure_similarity: bool = True,
     head_box_mm: float | None = None,
+    gradient_step: float = GRADIENT_STEP,
 ) -> Registration:
     """Register ``moving`` to ``fixed`` (rigid or affine, Mattes mutual information, ANTs).
 
@@ -460,6 +464,9 @@ def register(
         (mm, :func:`head_box`), with the metric sampling the same fraction of the voxels as on
         the uncropped grid (the background outside the box is not sampled); ``None``: the whole
         fixed image. The NMI is computed on the whole fixed grid either way.
+    gradient_step : float
+        Gradient step of both stages (ANTs ``Rigid[step]``/``Affine[step]``), default
+        :data:`GRADIENT_STEP`.
 
     Returns
     -------
@@ -481,7 +488,7 @@ def register(
         sampling_rate = min(1.0, max(0.01, METRIC_SAMPLES / float(np.prod(fixed.shape[:3]))))
     convergence = (float(convergence[0]), int(convergence[1]))
     schedule = (shrink, sigmas, tuple(iterations), round(float(sampling_rate), 6), int(bins),
-                convergence, rigid_levels)
+                convergence, rigid_levels, float(gradient_step))
     workdir = tempfile.mkdtemp(prefix="ironmap-reg-")
     try:
         lps = _run_ants(ants, fixed_a, moving_a, model, seed, schedule, str(Path(workdir) / "x"))
@@ -501,6 +508,8 @@ def register(
         details["rigid_levels"] = int(rigid_levels)
     if head_box_mm is not None:
         details["head_box_mm"] = float(head_box_mm)
+    if float(gradient_step) != GRADIENT_STEP:
+        details["gradient_step"] = float(gradient_step)
     return Registration(matrix=matrix, similarity=similarity, model=model, details=details)
 
 
