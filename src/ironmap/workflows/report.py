@@ -29,6 +29,7 @@ from ironmap.io.tables import read_dictionary, read_tsv, write_tsv
 from ironmap.report import html, study
 from ironmap.report import subject as subj
 from ironmap.report.figures import FigureJob
+from ironmap.report.methods import build_methods
 from ironmap.report.viewer import script as viewer_script
 from ironmap.workflows.config import RunConfig
 from ironmap.workflows.provenance import first_r2star_sidecar, mask_sources, run_config
@@ -818,8 +819,6 @@ def study_page(cfg: RunConfig, inputs: study.StudyInputs, listing: list[dict], f
     t1, t1_full = study.table1_views(inputs)
     t2, t2_full = study.table2_views(inputs)
     errors = [f"{v.title}: {v.error}" for vs in figs.values() for v in vs if v.error]
-    from ironmap.report.methods import build_methods  # scipy.stats: not for pages
-
     methods = build_methods(inputs.config, r2star_sidecar=first_r2star_sidecar(out),
                             agefit=study.table(inputs, "agefit"), stats=inputs.stats,
                             sources=None if "methods" in inputs.stats else mask_sources(out))
