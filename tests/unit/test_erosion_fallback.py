@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -176,18 +177,41 @@ def test_cli_config_provenance_and_methods(tmp_path):
     assert "except" not in erosion_phrase(methods_record(default.to_json()))
 
 
-def test_cli_refuses_the_fallback_with_erosion_mm_before_any_work(tmp_path, caplog):
-    from ironmap.cli.bidsapp import build_parser, run
+@pytest.mark.parametrize("kw, message", [
+    ({"erosion_mm": 1.0}, "not with --erosion-mm"),
+    ({"erosion_space": "native"}, "not with --erosion-space native"),
+    ({"erosion_voxels": 0}, "not with --erosion 0"),
+    ({"erosion_fallback_mm": -1.0}, "must be >= 0 mm"),
+])
+def test_level_refuses_the_fallback_at_start_up_before_any_participant(tmp_path, caplog, kw,
+                                                                        message):
+    """Through the Python API too: exit 2 before any participant is processed or written."""
+    from test_anatomy import _tiny_bids
 
-    bids = tmp_path / "bids"
-    bids.mkdir()
-    (bids / "dataset_description.json").write_text('{"Name": "x", "BIDSVersion": "1.8.0"}')
-    args = build_parser().parse_args([str(bids), str(tmp_path / "out"), "participant",
+    from ironmap.workflows.participant_level import run_participant_level
+
+    cfg = _cfg(tmp_path, **{"erosion_fallback_mm": 1.0, **kw})
+    cfg = dataclasses.replace(cfg, bids_dir=_tiny_bids(tmp_path))
+    with caplog.at_level("ERROR"):
+        assert run_participant_level(cfg) == 2
+    assert "--erosion-fallback-mm" in caplog.text and message in caplog.text
+    assert not (tmp_path / "out").exists()  # no participant, log, config or manifest
+
+
+def test_cli_refuses_the_fallback_with_erosion_mm_before_any_work(tmp_path, caplog):
+    """The CLI gets the level's start-up refusal: OUTPUT_DIR holds nothing but the lock."""
+    from test_anatomy import _tiny_bids
+
+    from ironmap.cli.bidsapp import build_parser, run
+    from ironmap.io.lock import LOCK_NAME
+
+    out = tmp_path / "out"
+    args = build_parser().parse_args([str(_tiny_bids(tmp_path)), str(out), "participant",
                                       "--erosion-fallback-mm", "1", "--erosion-mm", "1"])
     with caplog.at_level("ERROR"):
         assert run(args) == 2
     assert "--erosion-fallback-mm" in caplog.text and "--erosion-mm" in caplog.text
-    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    assert {p.name for p in out.iterdir()} <= {LOCK_NAME}
 
 
 def test_every_recorded_setting_that_changes_results_makes_a_rerun_recompute():

@@ -256,9 +256,7 @@ def run(args: argparse.Namespace) -> int:
     from ironmap.workflows.participant_level import STAGING
 
     cfg = config_from_args(args)
-    from ironmap.workflows.erosion import option_problem
-
-    problem = validate_dirs(cfg) or option_problem(cfg)
+    problem = validate_dirs(cfg)
     if problem:
         log.error(problem)
         return 2

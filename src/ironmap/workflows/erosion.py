@@ -61,9 +61,8 @@ def erosion_settings(cfg: RunConfig) -> dict[str, Any]:
     ValueError
         For an unknown erosion space or a fallback that does not apply (:func:`option_problem`).
     """
-    space = setting_choice(cfg, "erosion_space", EROSION_SPACES, "r2star",
-                           label="erosion space")
-    if (problem := option_problem(cfg)) is not None:
+    space = _space(cfg)
+    if (problem := _fallback_problem(cfg, space)) is not None:
         raise ValueError(problem)
     mm = getattr(cfg, "erosion_mm", None)
     fallback = getattr(cfg, "erosion_fallback_mm", None)
@@ -75,11 +74,12 @@ def erosion_settings(cfg: RunConfig) -> dict[str, Any]:
 
 
 def option_problem(cfg: RunConfig) -> str | None:
-    """Why the erosion options cannot be combined, or None.
+    """Why the erosion options cannot be used or combined, or None.
 
-    The millimetre fallback (``erosion_fallback_mm``) completes the voxel erosion on the R2*
-    grid; it cannot go with ``erosion_mm`` or the native erosion space, and it must not be
-    negative.
+    The erosion space must be known. The millimetre fallback (``erosion_fallback_mm``)
+    completes the voxel erosion on the R2* grid; it cannot go with ``erosion_mm`` or the
+    native erosion space, and it must not be negative. The participant level asks this at
+    start-up, before any participant is processed.
 
     Parameters
     ----------
@@ -91,6 +91,19 @@ def option_problem(cfg: RunConfig) -> str | None:
     str or None
         The message naming the options, or None when they go together.
     """
+    try:
+        space = _space(cfg)
+    except ValueError as exc:
+        return str(exc)
+    return _fallback_problem(cfg, space)
+
+
+def _space(cfg: RunConfig) -> str:
+    return setting_choice(cfg, "erosion_space", EROSION_SPACES, "r2star", label="erosion space")
+
+
+def _fallback_problem(cfg: RunConfig, space: str) -> str | None:
+    """Why the explicit fallback cannot complete this erosion (``space`` already checked)."""
     fallback = getattr(cfg, "erosion_fallback_mm", None)
     if fallback is None:
         return None
@@ -100,7 +113,7 @@ def option_problem(cfg: RunConfig) -> str | None:
         return "--erosion-fallback-mm completes a voxel erosion; not with --erosion 0"
     if getattr(cfg, "erosion_mm", None) is not None:
         return "--erosion-fallback-mm applies to the voxel erosion; not with --erosion-mm"
-    if str(getattr(cfg, "erosion_space", "r2star") or "r2star") != "r2star":
+    if space != "r2star":
         return ("--erosion-fallback-mm applies to the erosion on the R2* grid; not with "
                 "--erosion-space native")
     return None

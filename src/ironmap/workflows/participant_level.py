@@ -287,7 +287,7 @@ def run_participant_level(cfg: RunConfig) -> int:
     if not subjects:
         log.error("%s: no participants (sub-*/) selected", cfg.bids_dir)
         return EXIT_USAGE
-    problem = _check_anatomy(cfg, subjects)
+    problem = _check_options(cfg) or _check_anatomy(cfg, subjects)
     if problem:
         log.error(problem)
         return EXIT_USAGE
@@ -310,6 +310,13 @@ def run_participant_level(cfg: RunConfig) -> int:
         except OSError:
             pass
     return _summarise(results, failed)
+
+
+def _check_options(cfg: RunConfig) -> str | None:
+    """Options that cannot go together, refused at start-up (before any participant)."""
+    from ironmap.workflows.erosion import option_problem
+
+    return option_problem(cfg)
 
 
 def _check_anatomy(cfg: RunConfig, subjects: list[SubjectInputs]) -> str | None:
