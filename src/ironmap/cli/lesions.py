@@ -81,15 +81,16 @@ def run(args: argparse.Namespace) -> int:
         Exit code: 0 ok, 1 failure, 2 usage error.
     """
     from ironmap.io.nifti import ImageError
-    from ironmap.workflows.lesion_growing import SeedError, grow_from_file
+    from ironmap.workflows.lesion_growing import RIM_RULE, SeedError, grow_from_file
 
     if args.action == "segment":
         return _segment(args)
     if not args.seeds and not args.propose:
         log.error("give --seeds TSV and/or --propose")
         return 2
-    if args.rim_floor is not None and (not args.rim_rule or not 0 <= args.rim_floor < 0.4):
-        log.error("--rim-floor needs --rim-rule and a value in [0, 0.4)")
+    top = RIM_RULE["rim_level"]
+    if args.rim_floor is not None and (not args.rim_rule or not 0 <= args.rim_floor < top):
+        log.error("--rim-floor needs --rim-rule and a value in [0, %s)", top)
         return 2
     try:
         table = grow_from_file(args.flair, args.output, seeds_path=args.seeds,
