@@ -340,3 +340,47 @@ def test_compete_keeps_noisy_lesions_from_random_clicks():
         assert _dice(res.mask, truth) > 0.85
         assert abs(res.mask.sum() / truth.sum() - 1) < 0.15
 
+
+
+def _partial_volume_sphere(radius, shape=(32, 32, 32), centre=(16.3, 15.8, 16.1), ss=5):
+    """Lesion content of each voxel (0-1) for a sphere off the voxel grid (``ss``^3 subvoxels)."""
+    g = (np.arange(shape[0] * ss) + 0.5) / ss
+    x, y, z = np.meshgrid(g, g, g, indexing="ij")
+    inside = (x - centre[0]) ** 2 + (y - centre[1]) ** 2 + (z - centre[2]) ** 2 <= radius**2
+    return inside.reshape(shape[0], ss, shape[1], ss, shape[2], ss).mean(axis=(1, 3, 5))
+
+
+@pytest.mark.parametrize("radius", [2.2, 3.2, 4.5])
+@pytest.mark.parametrize("floor", [0.35, 0.3])
+def test_rim_floor_takes_partial_volume_voxels_by_content(radius, floor):
+    """Noise-free lesion with a true partial-volume edge (white matter 100, lesion 150, each
+    voxel its lesion content): with the rim rule and rim floor F, clicks on the lesion's rim
+    (voxels 50-99 % lesion) give exactly the voxels holding at least F of lesion."""
+    content = _partial_volume_sphere(radius)
+    img = 100.0 + 50.0 * content
+    truth = content >= floor
+    rim = np.argwhere((content >= 0.5) & (content < 1.0))
+    rng = np.random.default_rng(7)
+    for seed in rim[rng.choice(len(rim), 4, replace=False)]:
+        res = grow_lesions(img, [seed], (1, 1, 1), rim_level=RIM_RULE["rim_level"], level=floor)
+        assert res.status == [SEED_OK]
+        assert np.array_equal(res.mask, truth)
+
+
+def test_cli_rim_floor(rng, tmp_path):
+    """--rim-floor is recorded in the sidecar; without --rim-rule it is refused (nothing
+    written)."""
+    img, _, _ = _phantom(rng)
+    flair = tmp_path / "f.nii.gz"
+    nib.Nifti1Image(img.astype(np.float32), np.eye(4)).to_filename(flair)
+    seeds = tmp_path / "seeds.tsv"
+    seeds.write_text("x\ty\tz\n" + "".join(f"{x}\t{y}\t{z}\n" for x, y, z in CENTRES))
+    out = tmp_path / "m.nii.gz"
+    base = ["lesions", "grow", str(flair), "--seeds", str(seeds), "-o", str(out)]
+    assert main(base + ["--rim-floor", "0.3"]) == 2
+    assert main(base + ["--rim-rule", "--rim-floor", "0.45"]) == 2
+    assert not out.exists()
+    assert main(base + ["--rim-rule", "--compete", "--rim-floor", "0.3"]) == 0
+    side = json.loads(out.with_name("m.json").read_text())
+    assert side["GrowingParameters"] == {"rim_level": 0.4, "level": 0.3, "compete": True}
+    assert side["RimRule"] is True

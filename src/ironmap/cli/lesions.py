@@ -33,6 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="below 0.4 of each lesion's profile add only a one-voxel "
                            "partial-volume rim (higher Dice, lower load on the test patients; "
                            "docs/lesions.md)")
+    grow.add_argument("--rim-floor", type=float, default=None, metavar="F",
+                      help="with --rim-rule: lowest level of a lesion's profile (0 = local "
+                           "white matter, 1 = lesion peak) a partial-volume rim voxel may have "
+                           "(default 0.35; 0.3 was chosen with --compete, docs/lesions.md)")
     grow.add_argument("--compete", action="store_true",
                       help="seeds compete: a click never grows into another click's lesion, "
                            "and a second pass grows each seed with the others' lesions closed "
@@ -77,18 +81,22 @@ def run(args: argparse.Namespace) -> int:
         Exit code: 0 ok, 1 failure, 2 usage error.
     """
     from ironmap.io.nifti import ImageError
-    from ironmap.workflows.lesion_growing import SeedError, grow_from_file
+    from ironmap.workflows.lesion_growing import RIM_RULE, SeedError, grow_from_file
 
     if args.action == "segment":
         return _segment(args)
     if not args.seeds and not args.propose:
         log.error("give --seeds TSV and/or --propose")
         return 2
+    top = RIM_RULE["rim_level"]
+    if args.rim_floor is not None and (not args.rim_rule or not 0 <= args.rim_floor < top):
+        log.error("--rim-floor needs --rim-rule and a value in [0, %s)", top)
+        return 2
     try:
         table = grow_from_file(args.flair, args.output, seeds_path=args.seeds,
                                propose=args.propose, brain_mask_path=args.brain_mask,
                                overwrite=args.overwrite, rim_rule=args.rim_rule,
-                               compete=args.compete)
+                               compete=args.compete, rim_floor=args.rim_floor)
     except (SeedError, ImageError, FileNotFoundError, FileExistsError) as exc:
         log.error("%s", exc)
         return 1

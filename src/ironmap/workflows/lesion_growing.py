@@ -72,7 +72,8 @@ def world_to_voxel(xyz_mm: np.ndarray, affine: np.ndarray) -> np.ndarray:
 
 def grow_from_file(flair_path, out_path, *, seeds_path=None, propose: bool = False,
                    brain_mask_path=None, overwrite: bool = False,
-                   rim_rule: bool = False, compete: bool = False) -> pd.DataFrame:
+                   rim_rule: bool = False, compete: bool = False,
+                   rim_floor: float | None = None) -> pd.DataFrame:
     """Outline lesions on a FLAIR and write a BIDS lesion mask (+ JSON sidecar).
 
     Parameters
@@ -93,6 +94,10 @@ def grow_from_file(flair_path, out_path, *, seeds_path=None, propose: bool = Fal
         Grow with the partial-volume rim rule (:data:`RIM_RULE`; docs/lesions.md).
     compete : bool, optional
         Seeds compete (``grow_lesions(..., compete=True)``; docs/lesions.md).
+    rim_floor : float, optional
+        With ``rim_rule``: the lowest level of the lesion profile a partial-volume rim voxel
+        may have (``grow_lesions``' ``level``; :data:`RIM_RULE` has 0.35). 0.3 was chosen
+        with ``compete`` on seed draws 10-19 of the open_ms patients (docs/lesions.md).
 
     Returns
     -------
@@ -103,7 +108,12 @@ def grow_from_file(flair_path, out_path, *, seeds_path=None, propose: bool = Fal
     ------
     SeedError
         No seeds, or no seed produced a lesion (an empty mask is never written).
+    ValueError
+        ``rim_floor`` without ``rim_rule``, or not below the rim rule's ``rim_level``.
     """
+    if rim_floor is not None and (not rim_rule or not 0 <= rim_floor < RIM_RULE["rim_level"]):
+        raise ValueError(f"rim floor {rim_floor} needs the rim rule and must lie in "
+                         f"[0, {RIM_RULE['rim_level']})")
     out_path = check_writable(out_path, overwrite)
     img = load_image(flair_path)
     flair = img.get_fdata(dtype=np.float32)
@@ -119,6 +129,8 @@ def grow_from_file(flair_path, out_path, *, seeds_path=None, propose: bool = Fal
     if len(ijk) == 0:
         raise SeedError(f"{flair_path}: no seeds given or proposed")
     params = dict(RIM_RULE) if rim_rule else {}
+    if rim_floor is not None:
+        params["level"] = float(rim_floor)
     if compete:
         params["compete"] = True
     res = grow_lesions(flair, ijk, vox, brain_mask=brain, **params)
