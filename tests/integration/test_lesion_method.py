@@ -112,6 +112,7 @@ def test_participant_without_t1w_is_refused_alone(tmp_path, caplog):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # SAMSEG: 5-10 CPU-min, much more wall time on a loaded machine
 def test_participant_level_with_samseg_lesions(request, tmp_path):
     """A real SAMSEG run (several CPU-minutes) on the simulated patient sub-001 through the
     participant level; skipped (before the cohort is simulated) when SAMSEG is not
