@@ -106,8 +106,10 @@ def check_consistent(record: dict, text: str) -> None:  # noqa: C901 - one check
     assert ("segmented automatically from each participant's FLAIR" in text) == (
         les == "automatic")
     assert ("measured on the lesion cores" in text) == (les in ("automatic", "mixed"))
+    samseg = record.get("lesion_method") == "samseg"
     assert ("partial-volume rim (voxels below a quarter" in text) == (
-        les in ("automatic", "mixed"))
+        les in ("automatic", "mixed") and not samseg)
+    assert ("SAMSEG's lesion mode" in text) == (les in ("automatic", "mixed") and samseg)
     assert ("registered rigidly to the first" in text) == bool(
         record.get("longitudinal_template"))
     # age model per region
@@ -169,6 +171,7 @@ FLIPS = [
     *[("masks_source", k) for k in ("rater", "atlas", "automatic", "none", "unrecorded",
                                     "synthseg")],
     *[("lesions_source", k) for k in ("rater", "automatic", "none", "unrecorded")],
+    ("lesion_method", "samseg"),
     ("age_model.per_site", True),
     ("age_model.reference_age_years", 51.04),
     ("age_model.requested", "linear"),
@@ -275,6 +278,20 @@ def test_all_combinations_of_the_main_switches():
         check_consistent(record, text_of(record))
         n += 1
     assert n == 2 * 3 * 2 * 2 * 3 * 2
+
+
+def test_samseg_lesions_are_named_only_when_automatic_masks_came_from_it():
+    """``--lesion-method samseg`` is recorded from the run's configuration and changes the text
+    only where automatic lesion masks were measured."""
+    rec = M.methods_record({"lesion_method": "samseg"},
+                           sources={"lesions": {"automatic": 4}})
+    assert rec["lesion_method"] == "samseg"
+    assert M.methods_record({})["lesion_method"] == "ironmap"
+    for les in ("automatic", "rater", "none"):
+        record = flip(flip(base_record(), "lesions_source", les), "lesion_method", "samseg")
+        text = text_of(record)
+        check_consistent(record, text)
+        assert ("posterior above 0.5" in text) == (les == "automatic")
 
 
 def test_source_kinds():

@@ -75,6 +75,7 @@ def test_cli_refuses_without_samseg_or_t1w_and_writes_nothing(tmp_path, monkeypa
 
 @pytest.mark.slow
 @pytest.mark.realdata
+@pytest.mark.timeout(3600)  # SAMSEG: 4-5 CPU-min, much more wall time on a loaded machine
 def test_samseg_lesion_mode_on_open_ms_patient(tmp_path):
     """Runs SAMSEG (several CPU-minutes) through the CLI on held-out patient 07."""
     cmd = os.environ.get("SAMSEG_CMD")

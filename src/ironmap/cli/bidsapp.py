@@ -109,6 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "patients with a FLAIR (auto, default); rater masks only (masks); none")
     g.add_argument("--lesions-controls", action="store_true",
                    help="with --lesions auto, also segment lesions in controls")
+    g.add_argument("--lesion-method", choices=("ironmap", "samseg"), default="ironmap",
+                   help="automatic lesion masks of --lesions auto: built in (ironmap, default) "
+                        "or SAMSEG's lesion mode run in its own environment (samseg; needs "
+                        "the T1w, about 5 CPU-min per participant; docs/samseg.md)")
+    g.add_argument("--samseg", metavar="RUN_SAMSEG", default=None,
+                   help="SAMSEG's run_samseg script for --lesion-method samseg (default "
+                        "$SAMSEG_CMD, else run_samseg on PATH)")
     g.add_argument("--longitudinal-template", action="store_true",
                    help="register each participant's later sessions onto the first (rigid, "
                         "mid-space) and report new/enlarging lesions and brain volume change "
@@ -180,6 +187,9 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         putamen_split=args.putamen_split,
         lesions=args.lesions,
         lesions_controls=args.lesions_controls,
+        lesion_method=args.lesion_method,
+        samseg_cmd=(str(Path(args.samseg).resolve()) if args.samseg and Path(args.samseg).exists()
+                    else args.samseg),
         nprocs=args.nprocs,
         dask_scheduler=args.dask_scheduler,
         work_dir=args.work_dir,

@@ -224,6 +224,7 @@ def methods_record(config: Mapping[str, Any], *, r2star_sidecar: Mapping[str, An
         "atlas": atlas or _atlas_names(config.get("atlas")),
         "lesions_source": _dominant(src.get("lesions")),
         "lesions_sources": src.get("lesions", {}),
+        "lesion_method": str(config.get("lesion_method") or "ironmap"),
         "volumes": bool(config.get("volumes", False)) or bool(volume_sources),
         "longitudinal_template": bool(config.get("longitudinal_template", False)),
         "volumes_normalised": any("_norm_" in str(v) for v in (volume_sources or {}).values()),
@@ -433,7 +434,14 @@ def lesions_sentence(rec: Mapping[str, Any]) -> str:
             else names.get(kind, f"from source {kind!r}"))
     text = (f"T2 lesion masks were {head}; T2 lesion load was computed as lesion area times "
             f"slice thickness on the FLAIR grid (cm³).")
-    if kind in ("automatic", "mixed"):
+    if kind in ("automatic", "mixed") and rec.get("lesion_method") == "samseg":
+        text += (" Automatic masks came from SAMSEG's lesion mode (Cerri et al. 2021; T1w and "
+                 "FLAIR, model fitted at 2 mm): voxels with a lesion posterior above 0.5 and "
+                 "bias-corrected FLAIR above the cortex mean, in components of at least 10 mm³."
+                 " Lesion R2* of automatic masks was measured on the lesion cores (voxels at "
+                 "least halfway in FLAIR intensity from SAMSEG's white matter to the lesion's "
+                 "bright end).")
+    elif kind in ("automatic", "mixed"):
         text += (" Automatic outlines left out each lesion's partial-volume rim (voxels below a "
                  "quarter of the lesion's FLAIR contrast over normal-appearing white matter)."
                  " Lesion R2* of automatic masks was measured on the lesion cores (voxels at "

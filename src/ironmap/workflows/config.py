@@ -52,6 +52,10 @@ class RunConfig:
     # workflows.participant_lesions
     lesions: str = "auto"
     lesions_controls: bool = False
+    # automatic lesion method: "ironmap" (built in) | "samseg" (SAMSEG's lesion mode in its own
+    # environment, found through samseg_cmd, $SAMSEG_CMD or PATH)
+    lesion_method: str = "ironmap"
+    samseg_cmd: str | None = None
     # region erosion and size check (ironmap.workflows.erosion) ----------------------------
     erosion_mm: float | None = None  # erode by a distance in mm instead of voxel steps
     erosion_space: str = "r2star"  # "r2star" | "native" (label grid, before transport)

@@ -209,19 +209,110 @@ SAMSEG_METHOD = ("SAMSEG lesion mode (Cerri et al. 2021; samseg {version}), T1w 
                  "components >= ironmap's minimum lesion size")
 
 
+def segment_samseg_images(flair: nib.Nifti1Image, t1w: nib.Nifti1Image, work: Path, *,
+                          label: str = "FLAIR", threshold: float = 0.5,
+                          samseg_cmd=None) -> tuple[LesionSegmentation, dict]:
+    """SAMSEG lesion mode on a FLAIR + T1w pair (nibabel images); no outputs written.
+
+    The T1w is carried onto the FLAIR grid (rigid fit unless both share one grid), SAMSEG runs
+    on the pair in ``work`` (:func:`ironmap.io.samseg.run_samseg_lesion`, one thread, fitted at
+    2 mm, no shape model unless TensorFlow is there), and its lesion posterior on the FLAIR grid
+    is the probability map; the mask is
+    :func:`ironmap.core.lesions.auto_segment.posterior_lesions` of it (posterior > threshold,
+    FLAIR brighter than cortex, minimum lesion size). The FLAIR contrast is checked on SAMSEG's
+    own labels (ventricles < cerebral WM < cortex). Lesion cores (for lesion R2*) are
+    :func:`ironmap.core.lesions.auto_segment.lesion_cores` of the bias-corrected FLAIR against
+    its median over SAMSEG's cerebral white matter outside the lesions.
+
+    Parameters
+    ----------
+    flair, t1w : nibabel.Nifti1Image
+        The FLAIR and the T1w.
+    work : pathlib.Path
+        Scratch folder (SAMSEG's inputs and outputs go there).
+    label : str, optional
+        Named in messages.
+    threshold : float, optional
+        Threshold on SAMSEG's lesion posterior.
+    samseg_cmd : path-like, optional
+        SAMSEG's ``run_samseg`` (else ``$SAMSEG_CMD`` or ``run_samseg`` on ``PATH``).
+
+    Returns
+    -------
+    (LesionSegmentation, dict)
+        Mask, posterior and cores on the FLAIR grid (``zscore`` NaN) and provenance (method,
+        SAMSEG version and command, threshold, CPU seconds with SAMSEG's).
+
+    Raises
+    ------
+    LesionSegError
+        Unusable input, SAMSEG absent or failing, not a FLAIR.
+    """
+    from ironmap.core.lesions.auto_segment import lesion_cores, posterior_lesions
+    from ironmap.core.lesions.lesion_values import label_lesions, lesion_load_cm3
+    from ironmap.io.samseg import SAMSEG_TISSUE, SamsegError, find_samseg, run_samseg_lesion
+    from ironmap.spatial.grid import resample_image, resample_labels, same_grid
+    from ironmap.spatial.lesion_priors import t1w_on_flair
+
+    t0 = time.process_time()
+    try:
+        find_samseg(samseg_cmd)
+    except SamsegError as exc:
+        raise LesionSegError(f"{label}: {exc}") from exc
+    data = _checked_data(flair, label, "FLAIR")
+    _checked_data(t1w, label, "T1w")
+    work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    t1_on_flair, _ = t1w_on_flair(t1w, flair)
+    inputs = (work / "t1w.nii.gz", work / "flair.nii.gz")
+    save_image(np.nan_to_num(t1_on_flair).astype(np.float32), flair.affine, inputs[0])
+    save_image(data, flair.affine, inputs[1])
+    try:
+        run = run_samseg_lesion(*inputs, work / "samseg", cmd=samseg_cmd)
+    except SamsegError as exc:
+        raise LesionSegError(f"{label}: {exc}") from exc
+    posterior, corrected = (np.nan_to_num(np.asarray(img.dataobj) if same_grid(img, flair)
+                                          else resample_image(img, flair))
+                            for img in (run.posterior, run.flair_corrected))
+    posterior = np.clip(posterior, 0.0, 1.0).astype(np.float32)
+    labels = (np.asarray(run.labels.dataobj) if same_grid(run.labels, flair)
+              else resample_labels(run.labels, flair)).astype(np.int32)
+    tissue = {name: np.isin(labels, codes).astype(np.float32)
+              for name, codes in SAMSEG_TISSUE.items()}
+    vox = np.linalg.norm(flair.affine[:3, :3], axis=0)
+    try:
+        check_flair_contrast(data, labels > 0, tissue, label=label)
+        mask = posterior_lesions(posterior, corrected, tissue["gm"] > 0, vox,
+                                 threshold=threshold)
+    except ContrastError as exc:
+        raise LesionSegError(str(exc) if str(exc).startswith(label) else f"{label}: {exc}") \
+            from exc
+    nawm = (tissue["wm"] > 0) & ~mask
+    reference = float(np.median(corrected[nawm])) if nawm.any() else float("nan")
+    core = lesion_cores(corrected, mask, reference) if nawm.any() else mask.copy()
+    seg = LesionSegmentation(mask=mask, probability=posterior,
+                             zscore=np.full(mask.shape, np.nan, np.float32),
+                             n_lesions=label_lesions(mask)[1], nawm_median=reference,
+                             nawm_sigma=float("nan"), load_cm3=lesion_load_cm3(mask, vox),
+                             core=core)
+    shape = "shape model" if run.shape_model else "no shape model"
+    info = {"Method": SAMSEG_METHOD.format(version=run.version, shape=shape),
+            "SamsegVersion": run.version, "SamsegCommand": run.command,
+            "Threshold": float(threshold), "UsedT1w": True,
+            "CPUSeconds": round(time.process_time() - t0 + run.cpu_s, 1)}
+    log.info("%s: SAMSEG %s, %d lesions, %.2f cm3", label, run.version, seg.n_lesions,
+             seg.load_cm3)
+    return seg, info
+
+
 def segment_samseg_from_file(flair_path, out_path, *, t1w_path, threshold: float = 0.5,
                              probability_path=None, overwrite: bool = False,
                              samseg_cmd=None) -> LesionSegmentation:
     """``ironmap lesions segment --method samseg``: SAMSEG lesion mode in its own environment.
 
-    The T1w is carried onto the FLAIR grid (rigid fit unless both share one grid), SAMSEG runs
-    on the pair (:func:`ironmap.io.samseg.run_samseg_lesion`, one thread, fitted at 2 mm, no
-    shape model unless TensorFlow is there), and its lesion posterior on the FLAIR grid is the
-    probability map; the mask is
-    :func:`ironmap.core.lesions.auto_segment.posterior_lesions` of it (posterior > threshold,
-    FLAIR brighter than cortex, minimum lesion size). The FLAIR contrast is checked on SAMSEG's
-    own labels (ventricles < cerebral WM < cortex). Writes the same BIDS mask,
-    probability and sidecar as the default method; nothing is written when a check fails.
+    :func:`segment_samseg_images` in a scratch folder inside the output folder; writes the same
+    BIDS mask, probability and sidecar as the default method; nothing is written when a check
+    fails.
 
     Parameters
     ----------
@@ -241,21 +332,16 @@ def segment_samseg_from_file(flair_path, out_path, *, t1w_path, threshold: float
     Returns
     -------
     LesionSegmentation
-        Mask and posterior on the FLAIR grid (``zscore`` NaN, no NAWM reference).
+        Mask and posterior on the FLAIR grid (``zscore`` NaN).
 
     Raises
     ------
     LesionSegError
         Missing or unusable input, SAMSEG absent or failing, not a FLAIR.
     """
-    from ironmap.core.lesions.auto_segment import posterior_lesions
-    from ironmap.core.lesions.lesion_values import label_lesions, lesion_load_cm3
-    from ironmap.io.samseg import SAMSEG_TISSUE, SamsegError, find_samseg, run_samseg_lesion
+    from ironmap.io.samseg import SamsegError, find_samseg
     from ironmap.io.scratch import scratch_dir
-    from ironmap.spatial.grid import resample_image, resample_labels, same_grid
-    from ironmap.spatial.lesion_priors import t1w_on_flair
 
-    t0 = time.process_time()
     out_path = check_writable(out_path, overwrite)
     if probability_path is not None:
         probability_path = check_writable(probability_path, overwrite)
@@ -269,43 +355,9 @@ def segment_samseg_from_file(flair_path, out_path, *, t1w_path, threshold: float
         flair, t1w = load_image(flair_path), load_image(t1w_path)
     except (SamsegError, ImageError) as exc:
         raise LesionSegError(str(exc)) from exc
-    data = _checked_data(flair, flair_path, "FLAIR")
-    _checked_data(t1w, t1w_path, "T1w")
     with scratch_dir(out_path.parent) as work:
-        t1_on_flair, _ = t1w_on_flair(t1w, flair)
-        inputs = (work / "t1w.nii.gz", work / "flair.nii.gz")
-        save_image(np.nan_to_num(t1_on_flair).astype(np.float32), flair.affine, inputs[0])
-        save_image(data, flair.affine, inputs[1])
-        try:
-            run = run_samseg_lesion(*inputs, work / "samseg", cmd=samseg_cmd)
-        except SamsegError as exc:
-            raise LesionSegError(f"{flair_path}: {exc}") from exc
-    posterior, corrected = (np.nan_to_num(np.asarray(img.dataobj) if same_grid(img, flair)
-                                          else resample_image(img, flair))
-                            for img in (run.posterior, run.flair_corrected))
-    posterior = np.clip(posterior, 0.0, 1.0).astype(np.float32)
-    labels = (np.asarray(run.labels.dataobj) if same_grid(run.labels, flair)
-              else resample_labels(run.labels, flair)).astype(np.int32)
-    tissue = {name: np.isin(labels, codes).astype(np.float32)
-              for name, codes in SAMSEG_TISSUE.items()}
-    vox = np.linalg.norm(flair.affine[:3, :3], axis=0)
-    try:
-        check_flair_contrast(data, labels > 0, tissue, label=str(flair_path))
-        mask = posterior_lesions(posterior, corrected, tissue["gm"] > 0, vox,
-                                 threshold=threshold)
-    except ContrastError as exc:
-        raise LesionSegError(str(exc)) from exc
-    seg = LesionSegmentation(mask=mask, probability=posterior,
-                             zscore=np.full(mask.shape, np.nan, np.float32),
-                             n_lesions=label_lesions(mask)[1], nawm_median=float("nan"),
-                             nawm_sigma=float("nan"), load_cm3=lesion_load_cm3(mask, vox))
-    shape = "shape model" if run.shape_model else "no shape model"
-    info = {"Method": SAMSEG_METHOD.format(version=run.version, shape=shape),
-            "SamsegVersion": run.version, "SamsegCommand": run.command,
-            "Threshold": float(threshold), "UsedT1w": True,
-            "CPUSeconds": round(time.process_time() - t0 + run.cpu_s, 1)}
-    log.info("%s: SAMSEG %s, %d lesions, %.2f cm3", flair_path, run.version, seg.n_lesions,
-             seg.load_cm3)
+        seg, info = segment_samseg_images(flair, t1w, work, label=str(flair_path),
+                                          threshold=threshold, samseg_cmd=samseg_cmd)
     _write_outputs(seg, flair.affine, info, [Path(flair_path).name, Path(t1w_path).name],
                    flair_path, out_path, probability_path,
                    "automatic white-matter lesion mask (SAMSEG)")

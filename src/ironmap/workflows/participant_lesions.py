@@ -8,6 +8,11 @@ measured like a rater mask. Controls (``group`` equal to the control label in
 group count as patients. ``--lesions masks`` uses rater masks only; ``--lesions none`` measures
 no lesions. The participant's lesion row records ``lesion_source`` (``rater``, ``automatic``
 or n/a).
+
+``--lesion-method samseg`` makes the automatic masks SAMSEG's lesion mode (run in its own
+environment, :func:`ironmap.workflows.lesion_segmentation.segment_samseg_images`) instead of the
+built-in method; :func:`lesion_method_problem` refuses the run at start-up when SAMSEG is not
+available.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from ironmap.io.outputs import derivative_path
 log = logging.getLogger(__name__)
 
 LESION_MODES = ("auto", "none", "masks")
+#: automatic lesion methods of the participant level (``--lesion-method``)
+LESION_METHODS = ("ironmap", "samseg")
 LESION_SOURCE = {"Description": "Where the lesion mask came from: rater (derivative mask) or "
                                 "automatic (ironmap lesions segment)"}
 
@@ -55,6 +62,39 @@ def is_control(subject: SubjectInputs, cfg) -> bool:
     return bool(len(rows)) and str(rows[cfg.group_column].iloc[0]) == cfg.control_label
 
 
+def lesion_method_problem(cfg) -> str | None:
+    """Start-up check of ``--lesion-method``: a message when the run cannot use it, else None.
+
+    ``samseg`` needs ``--lesions auto`` and SAMSEG's ``run_samseg`` (``--samseg``,
+    ``$SAMSEG_CMD`` or ``PATH``) with the ``samseg`` package in its environment.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run's configuration.
+
+    Returns
+    -------
+    str or None
+        The refusal (how to install SAMSEG included), or None.
+    """
+    method = getattr(cfg, "lesion_method", "ironmap")
+    if method not in LESION_METHODS:
+        return f"--lesion-method {method!r}: choose one of {', '.join(LESION_METHODS)}"
+    if method == "ironmap":
+        return None
+    if getattr(cfg, "lesions", "auto") != "auto":
+        return (f"--lesion-method samseg segments lesions automatically; it needs --lesions auto "
+                f"(got --lesions {cfg.lesions})")
+    from ironmap.io.samseg import SamsegError, find_samseg, samseg_python, samseg_version
+
+    try:
+        samseg_version(samseg_python(find_samseg(getattr(cfg, "samseg_cmd", None))))
+    except SamsegError as exc:
+        return f"--lesion-method samseg: {exc}"
+    return None
+
+
 def choose_lesion_mask(subject: SubjectInputs, cfg, images, stage: Path, chosen):
     """The lesion mask to measure and its source.
 
@@ -79,13 +119,15 @@ def choose_lesion_mask(subject: SubjectInputs, cfg, images, stage: Path, chosen)
         log.info("%s: control without a lesion mask; no automatic lesions "
                  "(--lesions-controls)", subject.label)
         return None, None
-    path = auto_mask(subject, images, stage)
+    path = auto_mask(subject, images, stage, method=getattr(cfg, "lesion_method", "ironmap"),
+                     samseg_cmd=getattr(cfg, "samseg_cmd", None))
     if path is None:
         return None, None
     return (MaskFile(path=path, kind="lesion", space="FLAIR"), "FLAIR"), "automatic"
 
 
-def auto_mask(subject: SubjectInputs, images, stage: Path) -> Path | None:
+def auto_mask(subject: SubjectInputs, images, stage: Path, *, method: str = "ironmap",
+              samseg_cmd=None) -> Path | None:
     """Segment the participant's FLAIR (with its T1w) and write mask + probability into ``stage``.
 
     Parameters
@@ -96,18 +138,23 @@ def auto_mask(subject: SubjectInputs, images, stage: Path) -> Path | None:
         The loaded images.
     stage : pathlib.Path
         The participant's staging folder.
+    method : {"ironmap", "samseg"}, optional
+        The built-in method, or SAMSEG's lesion mode (needs the T1w; scratch in ``stage``).
+    samseg_cmd : path-like, optional
+        SAMSEG's ``run_samseg`` for ``method="samseg"``.
 
     Returns
     -------
     pathlib.Path or None
         The mask; None (logged) when the segmentation refuses the images.
     """
-    from ironmap.workflows.lesion_segmentation import LesionSegError, segment_images
+    from ironmap.workflows.lesion_segmentation import LesionSegError
 
     pid, sid = subject.participant_id, subject.session_id
     try:
         t1w = None if getattr(images, "t1w_from_gre", False) else images.t1w
-        seg, info = segment_images(images.flair, t1w, label=f"{subject.label} FLAIR")
+        seg, info = _segment(images.flair, t1w, stage, f"{subject.label} FLAIR", method,
+                             samseg_cmd)
     except LesionSegError as exc:
         log.error("%s: automatic lesion segmentation failed, no lesion values: %s",
                   subject.label, exc)
@@ -128,6 +175,24 @@ def auto_mask(subject: SubjectInputs, images, stage: Path) -> Path | None:
     out = derivative_path(stage, "lesion_auto", pid, sid)
     save_image(seg.mask.astype(np.uint8), images.flair.affine, out, sidecar=side)
     return out
+
+
+def _segment(flair, t1w, stage: Path, label: str, method: str, samseg_cmd):
+    """The built-in segmentation or SAMSEG's (in a scratch folder of ``stage``)."""
+    from ironmap.workflows.lesion_segmentation import (
+        LesionSegError,
+        segment_images,
+        segment_samseg_images,
+    )
+
+    if method != "samseg":
+        return segment_images(flair, t1w, label=label)
+    if t1w is None:
+        raise LesionSegError(f"{label}: --lesion-method samseg needs the participant's T1w")
+    from ironmap.io.scratch import scratch_dir
+
+    with scratch_dir(stage) as work:
+        return segment_samseg_images(flair, t1w, work, label=label, samseg_cmd=samseg_cmd)
 
 
 def r2star_mask_path(mask_path: Path) -> Path:

@@ -45,6 +45,7 @@ STAGING = relative_path("staging")
 #: parameters that change a participant's results (part of its manifest)
 RESULT_PARAMETERS = ("method", "registration", "erosion_voxels", "write_t2star", "volumes",
                      "atlas", "putamen_split", "auto_anatomy", "lesions", "lesions_controls",
+                     "lesion_method",
                      "erosion_mm", "erosion_space", "min_region_voxels", "brain_mask",
                      "erosion_fallback_mm", "nuclei_refine", "midbrain_refine",
                      "registration_check_mm")
@@ -274,7 +275,7 @@ def run_participant_level(cfg: RunConfig) -> int:
     int
         Exit code.
     """
-    problem = check_output_dir(cfg)
+    problem = check_output_dir(cfg) or _check_lesion_method(cfg)
     if problem:
         log.error(problem)
         return EXIT_USAGE
@@ -317,6 +318,13 @@ def _check_options(cfg: RunConfig) -> str | None:
     from ironmap.workflows.erosion import option_problem
 
     return option_problem(cfg)
+
+
+def _check_lesion_method(cfg: RunConfig) -> str | None:
+    """``--lesion-method samseg`` refused at start-up when SAMSEG is not available."""
+    from ironmap.workflows.participant_lesions import lesion_method_problem
+
+    return lesion_method_problem(cfg)
 
 
 def _check_anatomy(cfg: RunConfig, subjects: list[SubjectInputs]) -> str | None:

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 PARTICIPANT_KEYS = ("method", "registration", "erosion_voxels", "volumes", "atlas", "masks",
                     "auto_anatomy", "erosion_mm", "erosion_space", "min_region_voxels",
                     "brain_mask", "lesions", "lesions_controls", "longitudinal_template",
+                    "lesion_method",
                     "nuclei_refine", "registration_check_mm", "midbrain_refine",
                     "erosion_fallback_mm")
 
