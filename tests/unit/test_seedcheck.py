@@ -72,11 +72,15 @@ def test_real_registration_with_agreeing_seeds_is_seed_ones_result():
 def test_failed_seed_check_is_a_registration_qc_flag():
     from ironmap.core.qc.run_flags import evaluate
 
+    message = "seeds [1, 2] disagree by 16.7 mm (NMI 1.365 vs 1.477); kept seed 2"
     flags = evaluate("sub-004", similarities={"FLAIR": 1.477},
-                     segmentation_errors={"registration_seeds_FLAIR": "seeds [1, 2] disagree by "
-                                          "16.7 mm (NMI 1.365 vs 1.477); kept seed 2"})
+                     registration_checks={"FLAIR": message})
     assert [(f.rule, f.item) for f in flags] == [("registration", "FLAIR->T1w seeds")]
     assert "16.7 mm" in flags[0].message and "kept seed 2" in flags[0].message
+    # a manifest written before the flags had their own key: the same flag
+    old = evaluate("sub-004", similarities={"FLAIR": 1.477},
+                   segmentation_errors={"registration_seeds_FLAIR": message})
+    assert old == flags
 
 
 def test_coarse_schedule_leaves_out_the_finest_level():

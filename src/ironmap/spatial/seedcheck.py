@@ -8,10 +8,11 @@ over a brain-sized box around the fixed image's centre (:func:`check_points`).
 
 The check is done in two steps. Seed 2 first runs only the coarse levels of the schedule
 (:func:`coarse_schedule`: the finest, most expensive level left out, the metric sampled more
-densely; a two-level schedule keeps its first level only). When it agrees with seed 1 within the tolerance (:data:`SEED_CHECK_TOLERANCE_MM`),
-seed 1's result is kept unchanged. Otherwise seed 2 runs the full schedule, as seed 1 did;
-when the two full results disagree, the one with the higher NMI is kept and the disagreement
-is logged as a warning. Both steps are recorded in ``Registration.details["seed_check"]``.
+densely; a two-level schedule keeps its first level only). When it agrees with seed 1 within
+the tolerance (:data:`SEED_CHECK_TOLERANCE_MM`), seed 1's result is kept unchanged.
+Otherwise seed 2 runs the full schedule, as seed 1 did; when the two full results disagree,
+the one with the higher NMI is kept and the disagreement is logged as a warning. Both steps
+are recorded in ``Registration.details["seed_check"]``.
 """
 from __future__ import annotations
 
