@@ -65,3 +65,24 @@ def test_what_stops_the_reuse(reference_run, tmp_path):
     changed = {**manifest, "inputs": {k: "0" * 64 for k in manifest["inputs"]}}
     assert "image files" in reuse_problem(changed, subject, cfg, earlier, series)
     assert "no successful run" in reuse_problem(None, subject, cfg, earlier, series)
+
+
+def test_failed_seed_checks_are_recorded_under_their_own_key(sim_cohort, tmp_path):
+    # a tolerance no two seeds meet: both checks fail; the manifest holds each check's flag
+    # text under registration_check_flags (not among the T1w steps' segmentation_errors)
+    from ironmap.core.qc.run_flags import evaluate
+    from ironmap.workflows.participant_level import run_participant_level
+
+    out = tmp_path / "strict"
+    cfg = make_config(sim_cohort.bids_dir, out, sim_cohort.masks_dir,
+                      participant_label=("001",), registration_check_mm=1e-6)
+    assert run_participant_level(cfg) == 0
+    summary = _summary(out, "sub-001")
+    checks = summary["registration_seed_check"]
+    assert sorted(summary["registration_check_flags"]) == sorted(checks) == ["FLAIR", "MEGRE"]
+    assert not any(c["passed"] for c in checks.values())
+    assert not any(k.startswith("registration_seeds_")
+                   for k in summary.get("segmentation_errors") or {})
+    flags = evaluate("sub-001", registration_checks=summary["registration_check_flags"])
+    assert [(f.rule, f.item) for f in flags] == [("registration", "FLAIR->T1w seeds"),
+                                                ("registration", "MEGRE->T1w seeds")]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from test_registration import TRUE_POSE, head_phantom, moved_copy, rigid
 
 from ironmap.spatial.registration import Registration, displacement_error, register
@@ -17,6 +18,8 @@ from ironmap.spatial.seedcheck import (
 #: a three-level schedule (the participant level's for a 1 mm T1w has three levels)
 THREE_LEVELS = {"shrink_factors": (4, 2, 1), "smoothing_sigmas": (2.0, 1.0, 0.0),
                 "iterations": (200, 100, 50)}
+#: a two-level schedule (the participant level's for a T1w of 1.5 mm or coarser)
+TWO_LEVELS = {"shrink_factors": (2, 1), "smoothing_sigmas": (1.0, 0.0), "iterations": (200, 100)}
 
 
 def _reg(matrix, nmi, seed):
@@ -69,11 +72,15 @@ def test_real_registration_with_agreeing_seeds_is_seed_ones_result():
 def test_failed_seed_check_is_a_registration_qc_flag():
     from ironmap.core.qc.run_flags import evaluate
 
+    message = "seeds [1, 2] disagree by 16.7 mm (NMI 1.365 vs 1.477); kept seed 2"
     flags = evaluate("sub-004", similarities={"FLAIR": 1.477},
-                     segmentation_errors={"registration_seeds_FLAIR": "seeds [1, 2] disagree by "
-                                          "16.7 mm (NMI 1.365 vs 1.477); kept seed 2"})
+                     registration_checks={"FLAIR": message})
     assert [(f.rule, f.item) for f in flags] == [("registration", "FLAIR->T1w seeds")]
     assert "16.7 mm" in flags[0].message and "kept seed 2" in flags[0].message
+    # a manifest written before the flags had their own key: the same flag
+    old = evaluate("sub-004", similarities={"FLAIR": 1.477},
+                   segmentation_errors={"registration_seeds_FLAIR": message})
+    assert old == flags
 
 
 def test_coarse_schedule_leaves_out_the_finest_level():
@@ -84,17 +91,23 @@ def test_coarse_schedule_leaves_out_the_finest_level():
                       "iterations": (200, 100), "bins": 32,
                       "sampling_rate": COARSE_CHECK_SAMPLING_RATE}
     assert options["shrink_factors"] == (8, 4, 2)  # the full schedule is not changed
-    # two levels, or no explicit schedule: no coarse step (the full second seed runs)
-    assert coarse_schedule({"shrink_factors": (4, 2), "smoothing_sigmas": (2.0, 1.0)}) is None
+    # two levels (a T1w of 1.5 mm or coarser): the first level alone, smoothed like the finest
+    two = {"shrink_factors": (4, 2), "smoothing_sigmas": (2.0, 1.0), "iterations": (200, 100)}
+    assert coarse_schedule(two) == {"shrink_factors": (4,), "smoothing_sigmas": (1.0,),
+                                    "iterations": (200,),
+                                    "sampling_rate": COARSE_CHECK_SAMPLING_RATE}
+    # one level, or no explicit schedule: no coarse step (the full second seed runs)
+    assert coarse_schedule({"shrink_factors": (4,), "smoothing_sigmas": (1.0,)}) is None
     assert coarse_schedule({}) is None
 
 
-def test_coarse_check_keeps_seed_one_bit_for_bit_and_skips_the_full_second_seed():
+@pytest.mark.parametrize("schedule", [THREE_LEVELS, TWO_LEVELS], ids=["three", "two"])
+def test_coarse_check_keeps_seed_one_bit_for_bit_and_skips_the_full_second_seed(schedule):
     # real ANTs on a pair with a known pose: the coarse seed-2 run agrees, seed 1 is kept
     fixed = head_phantom(np.random.default_rng(7))
     moving = moved_copy(fixed, TRUE_POSE)
-    checked = register_seed_checked(fixed, moving, model="rigid", **THREE_LEVELS)
-    plain = register(fixed, moving, model="rigid", seed=1, **THREE_LEVELS)
+    checked = register_seed_checked(fixed, moving, model="rigid", **schedule)
+    plain = register(fixed, moving, model="rigid", seed=1, **schedule)
     assert np.array_equal(checked.matrix, plain.matrix)
     assert checked.similarity == plain.similarity
     check = checked.details["seed_check"]

@@ -482,7 +482,7 @@ def _seed_check_sentence(rec: Mapping[str, Any]) -> str:
     if not _is_number(tol) or float(tol) <= 0:
         return ""
     return ("Each registration was run with two metric-sampling seeds, the second first on "
-            "the coarse resolution levels only (for T1w voxels under 1.5 mm) and on all levels "
+            "the coarse resolution levels only and on all levels "
             f"where its transform differed from the first by more than {float(tol):g} mm (mean "
             "over points around the head centre); where the two full transforms differed by "
             f"more than {float(tol):g} mm, the one with the higher normalised mutual "

@@ -54,6 +54,8 @@ class SubjectImages:
     label_names: dict[int, str] = field(default_factory=dict)  # label value -> name
     similarity: dict[str, float] = field(default_factory=dict)  # series -> NMI
     segmentation_errors: dict[str, str] = field(default_factory=dict)  # T1w step -> message
+    #: series -> description of its failed two-seed registration check
+    registration_checks: dict[str, str] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     #: masks and ranges derived from the arrays, computed once (see :func:`derived`)
     cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -202,7 +204,8 @@ def flags_for(img: SubjectImages, m: dict[str, Any],
                             brain_flagged_fraction=m["flagged_fraction_head"],
                             region_fractions=m["region_flagged_fraction"],
                             segmentation_errors=dict(img.segmentation_errors),
-                            thresholds=thresholds, regions=img.regions)
+                            thresholds=thresholds, regions=img.regions,
+                            registration_checks=dict(img.registration_checks))
 
 
 def metrics_view(m: dict[str, Any]) -> TableView:

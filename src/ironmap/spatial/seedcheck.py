@@ -8,10 +8,11 @@ over a brain-sized box around the fixed image's centre (:func:`check_points`).
 
 The check is done in two steps. Seed 2 first runs only the coarse levels of the schedule
 (:func:`coarse_schedule`: the finest, most expensive level left out, the metric sampled more
-densely). When it agrees with seed 1 within the tolerance (:data:`SEED_CHECK_TOLERANCE_MM`),
-seed 1's result is kept unchanged. Otherwise seed 2 runs the full schedule, as seed 1 did;
-when the two full results disagree, the one with the higher NMI is kept and the disagreement
-is logged as a warning. Both steps are recorded in ``Registration.details["seed_check"]``.
+densely; a two-level schedule keeps its first level only). When it agrees with seed 1 within
+the tolerance (:data:`SEED_CHECK_TOLERANCE_MM`), seed 1's result is kept unchanged.
+Otherwise seed 2 runs the full schedule, as seed 1 did; when the two full results disagree,
+the one with the higher NMI is kept and the disagreement is logged as a warning. Both steps
+are recorded in ``Registration.details["seed_check"]``.
 """
 from __future__ import annotations
 
@@ -34,8 +35,11 @@ SEED_CHECK_BOX_MM = 60.0
 #: against about 1,600 there and 12,500 at the finest (4 mm) level in the full schedule.
 COARSE_CHECK_SAMPLING_RATE = 0.25
 
-#: Fewest levels a schedule needs for the coarse check (it leaves the finest one out).
-COARSE_CHECK_MIN_LEVELS = 3
+#: Fewest levels a schedule needs for the coarse check (it leaves the finest one out). A
+#: two-level schedule (the participant level's for a T1w coarser than 1.5 mm: shrink 4/2 on the
+#: 2 mm working grid) keeps its first level only, the 8 mm level the three-level schedule's
+#: coarse check ends on too.
+COARSE_CHECK_MIN_LEVELS = 2
 
 
 def check_points(fixed) -> np.ndarray:

@@ -606,9 +606,8 @@ def analyse(subject: SubjectInputs, cfg: RunConfig, stage: Path,
     failed: dict[str, str] = {}
     from ironmap.spatial.seedcheck import describe_check
 
-    for name, check in seed_checks.items():  # a QC flag (core.qc.run_flags.segmentation_flags)
-        if not check["passed"]:
-            failed[f"registration_seeds_{name}"] = describe_check(check)
+    # failed two-seed checks: a QC flag each (core.qc.run_flags.registration_check_flags)
+    unstable = {name: describe_check(c) for name, c in seed_checks.items() if not c["passed"]}
     from ironmap.workflows.participant_lesions import choose_lesion_mask
 
     lesion_mask, lesion_source = choose_lesion_mask(subject, cfg, images, stage, chosen["lesion"])
@@ -621,6 +620,7 @@ def analyse(subject: SubjectInputs, cfg: RunConfig, stage: Path,
     summary: dict[str, Any] = {"lesions": lesion_row, "lesions_source": lesion_source,
                                "registration_nmi": similarity, "n_region_rows": n_regions or 0,
                                "registration_seed_check": seed_checks,
+                               "registration_check_flags": unstable,
                                "fit_method": str(fit.method),
                                **anatomy.summary_entry(
                                    derivative_path(stage, "regions_table", subject.participant_id,

@@ -285,6 +285,7 @@ def load_subject(cfg: RunConfig, inputs, preloaded: dict[str, Any] | None = None
     nmi = summary.get("registration_nmi") or {}
     s.similarity = {k: float(v) for k, v in nmi.items() if v is not None}
     s.segmentation_errors = dict(summary.get("segmentation_errors") or {})
+    s.registration_checks = dict(summary.get("registration_check_flags") or {})
     return s
 
 

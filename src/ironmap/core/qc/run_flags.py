@@ -257,12 +257,36 @@ def small_region_flags(participant_id: str, regions: pd.DataFrame | None,
     return out
 
 
+def registration_check_flags(participant_id: str, checks: dict[str, str]) -> list[QCFlag]:
+    """One flag per within-session registration whose two-seed check failed.
+
+    The two seeds' transforms disagreed by more than the tolerance; the message names the
+    kept seed (:func:`ironmap.spatial.seedcheck.describe_check`).
+
+    Parameters
+    ----------
+    participant_id : str
+        The participant (named in the flags).
+    checks : dict of str to str
+        Series (``FLAIR``, ``MEGRE``) -> the failed check's description (the manifest's
+        ``summary["registration_check_flags"]``).
+
+    Returns
+    -------
+    list of QCFlag
+        The flags raised (empty: pass).
+    """
+    return [QCFlag(participant_id, "registration", f"{series}->T1w seeds", math.nan, math.nan,
+                   f"{series} to T1w registration unstable: {message}")
+            for series, message in sorted(checks.items())]
+
+
 def segmentation_flags(participant_id: str, errors: dict[str, str]) -> list[QCFlag]:
     """One flag per failed T1w step.
 
     The template registration or segmentation of the T1w failed; the step has no output.
-    A ``registration_seeds_<series>`` step is the two-seed check of a within-session
-    registration that failed (two seeds disagreed; the kept result is named in the message).
+    A ``registration_seeds_<series>`` step (manifests written before the check's flags had
+    their own key) is a failed two-seed check (:func:`registration_check_flags`).
 
     Parameters
     ----------
@@ -281,10 +305,9 @@ def segmentation_flags(participant_id: str, errors: dict[str, str]) -> list[QCFl
         if step == "volumes" and "implausible" in message:  # ran, but refused by its checks
             out.append(QCFlag(participant_id, "volumes", "implausible", math.nan, math.nan,
                               f"tissue volumes not reported: {message}"))
-        elif step.startswith("registration_seeds_"):  # the two-seed registration check failed
-            series = step.removeprefix("registration_seeds_")
-            out.append(QCFlag(participant_id, "registration", f"{series}->T1w seeds", math.nan,
-                              math.nan, f"{series} to T1w registration unstable: {message}"))
+        elif step.startswith("registration_seeds_"):  # a failed two-seed check (old manifest)
+            out += registration_check_flags(
+                participant_id, {step.removeprefix("registration_seeds_"): message})
         else:
             out.append(QCFlag(participant_id, "segmentation", step, math.nan, math.nan,
                               f"{step.replace('_', ' ')} failed: {message}"))
@@ -296,7 +319,8 @@ def evaluate(participant_id: str, *, similarities: dict[str, float] | None = Non
              region_fractions: dict[str, float] | None = None,
              segmentation_errors: dict[str, str] | None = None,
              thresholds: QCThresholds | None = None,
-             regions: pd.DataFrame | None = None) -> list[QCFlag]:
+             regions: pd.DataFrame | None = None,
+             registration_checks: dict[str, str] | None = None) -> list[QCFlag]:
     """All flags of one participant.
 
     Parameters
@@ -317,6 +341,8 @@ def evaluate(participant_id: str, *, similarities: dict[str, float] | None = Non
         Limits (defaults when None).
     regions : pandas.DataFrame, optional
         The regional table (small regions).
+    registration_checks : dict of str to str, optional
+        Series -> description of its failed two-seed registration check.
 
     Returns
     -------
@@ -325,6 +351,7 @@ def evaluate(participant_id: str, *, similarities: dict[str, float] | None = Non
     """
     thr = thresholds or QCThresholds()
     return (registration_flags(participant_id, similarities or {}, thr)
+            + registration_check_flags(participant_id, registration_checks or {})
             + snr_flags(participant_id, snr, thr)
             + flagged_voxel_flags(participant_id, brain_flagged_fraction,
                                   region_fractions or {}, thr)
