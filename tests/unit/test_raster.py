@@ -313,3 +313,22 @@ def test_no_flair_figure_for_a_participant_without_flair(vols):
     assert with_flair.index("flair-t1w") == with_flair.index("megre-t1w") - 1
     assert "flair-t1w" not in without
     assert [i for i in with_flair if i != "flair-t1w"] == without
+
+
+@pytest.mark.parametrize("name", sorted(R.LUT_HEX))
+def test_stored_colour_tables_are_matplotlibs(name):
+    """The stored tables (a page imports no matplotlib) equal the installed matplotlib's."""
+    rgba = colormaps[name].resampled(R.LUT_SIZE)(np.arange(R.LUT_SIZE), bytes=True)
+    np.testing.assert_array_equal(R.lut(name), rgba[:, :3])
+
+
+def test_stored_tab20_and_hex_colours_are_matplotlibs():
+    """Label colours are tab20's as matplotlib writes them; hex colours read as matplotlib
+    reads them, bit for bit."""
+    from matplotlib.colors import to_hex, to_rgb
+
+    assert label_colors(range(1, 23)) == {
+        v: to_hex(colormaps["tab20"]((v - 1) % 20)) for v in range(1, 23)}
+    for color in ("#e31a1c", "#00e5ff", "#33a02c", "#ff7f0e", "#ABCDEF", "#000000"):
+        assert R.hex_rgb(color).tobytes() == (np.asarray(to_rgb(color), float) * 255).tobytes()
+    assert R.hex_rgb("red").tolist() == [255.0, 0.0, 0.0]  # not #rrggbb: matplotlib reads it

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ironmap.report.colortables import TAB20
 from ironmap.report.figures import FigureDataError, check_volume, spread_slices
 
 #: colour of flagged voxels and lesion outlines
@@ -34,12 +35,8 @@ def label_colors(values: Sequence[int]) -> dict[int, str]:
     dict of int to str
         Label -> hex colour.
     """
-    from matplotlib import colormaps
-    from matplotlib.colors import to_hex
-
-    cmap = colormaps["tab20"]
     vals = sorted(int(v) for v in values if int(v) != 0)
-    return {v: to_hex(cmap(i % 20)) for i, v in enumerate(vals)}
+    return {v: TAB20[i % 20] for i, v in enumerate(vals)}
 
 
 def flagged_slices(background: np.ndarray, flagged: np.ndarray, head: np.ndarray | None,

@@ -21,10 +21,13 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from ironmap.report.colortables import LUT_HEX
 
 #: entries of a colour table (matplotlib's default ``N`` for its named colormaps)
 LUT_SIZE = 256
@@ -37,6 +40,8 @@ TITLE_BAND = 20
 MIN_PANEL_PX = 180
 #: PNG metadata key of the layout
 META_KEY = "ironmap"
+#: a colour written as ``#rrggbb``
+_HEX6 = re.compile(r"#[0-9a-fA-F]{6}")
 
 
 def lut(cmap: str) -> np.ndarray:
@@ -52,6 +57,9 @@ def lut(cmap: str) -> np.ndarray:
     ndarray of uint8, shape (256, 3)
         RGB of entry i = ``cmap(i, bytes=True)`` (i = 0..255), as matplotlib converts it.
     """
+    stored = LUT_HEX.get(cmap)
+    if stored is not None:  # the page's tables, stored: no matplotlib import
+        return np.frombuffer(bytes.fromhex(stored), np.uint8).reshape(LUT_SIZE, 3).copy()
     from matplotlib import colormaps
 
     rgba = colormaps[cmap].resampled(LUT_SIZE)(np.arange(LUT_SIZE), bytes=True)
@@ -182,6 +190,8 @@ def hex_rgb(color: str) -> np.ndarray:
     ndarray of float, shape (3,)
         Red, green, blue.
     """
+    if _HEX6.fullmatch(color):  # as matplotlib's to_rgb reads "#rrggbb": byte / 255
+        return np.asarray([int(color[i:i + 2], 16) / 255 for i in (1, 3, 5)], float) * 255
     from matplotlib.colors import to_rgb
 
     return np.asarray(to_rgb(color), float) * 255

@@ -54,15 +54,19 @@ def _chunks(shape: tuple[int, int, int]):
 
 
 def _source_coords(vox_map: np.ndarray, shape, zslice: slice) -> np.ndarray:
-    """Source voxel coordinates, shape (3, nx, ny, nz_chunk), of a chunk of target voxels."""
-    ii, jj, kk = np.meshgrid(
-        np.arange(shape[0], dtype=float),
-        np.arange(shape[1], dtype=float),
-        np.arange(zslice.start, zslice.stop, dtype=float),
-        indexing="ij",
-    )
-    pts = np.stack([ii, jj, kk])
-    return np.einsum("ij,j...->i...", vox_map[:3, :3], pts) + vox_map[:3, 3, None, None, None]
+    """Source voxel coordinates, shape (3, nx, ny, nz_chunk), of a chunk of target voxels.
+
+    Each row is ``(a0 * i + a1 * j) + a2 * k + t`` by broadcasting (no index grids): the sums
+    in the order of ``einsum("ij,j...->i...", A, (i, j, k)) + t``, so the same bits.
+    """
+    a, t = vox_map[:3, :3], vox_map[:3, 3]
+    i = np.arange(shape[0], dtype=float)[:, None, None]
+    j = np.arange(shape[1], dtype=float)[None, :, None]
+    k = np.arange(zslice.start, zslice.stop, dtype=float)[None, None, :]
+    out = np.empty((3, shape[0], shape[1], zslice.stop - zslice.start))
+    for r in range(3):
+        out[r] = ((a[r, 0] * i + a[r, 1] * j) + a[r, 2] * k) + t[r]
+    return out
 
 
 def _target_grid(target_img) -> tuple[tuple[int, int, int], np.ndarray]:
