@@ -312,6 +312,34 @@ def test_compete_exact_on_noise_free_neighbours():
     assert np.array_equal(old.mask, big | small | bridge)
 
 
+def _touching_pair(shape=(48, 48, 40)):
+    """Noise-free pair in white matter (100): a large bright lesion (160, radius 7) and a
+    small dimmer one (135, radius 3.5) whose faces touch."""
+    idx = np.indices(shape).astype(float)
+    img = np.full(shape, 100.0)
+    big = ((idx - np.array([24, 18, 20])[:, None, None, None]) ** 2).sum(0) <= 7**2
+    small = ((idx - np.array([24, 29, 20])[:, None, None, None]) ** 2).sum(0) <= 3.5**2
+    assert not (big & small).any() and (ndimage.binary_dilation(big) & small).any()
+    img[big], img[small] = 160.0, 135.0
+    return img, big, small
+
+
+@pytest.mark.parametrize("opts", [{}, RIM_RULE])
+def test_compete_peak_not_in_other_click_region(opts):
+    """A click on the small lesion next to the large one: its brightest voxel within 2 mm is
+    in the large lesion, which the large lesion's click holds. The peak is searched among free
+    voxels only, so the small lesion is grown exactly (it was one closed voxel, 0 voxels of
+    its own, before) and the large one is unchanged."""
+    img, big, small = _touching_pair()
+    small_seed = (24, 27, 20)  # a voxel of the small lesion two voxels from the large one
+    assert small[small_seed] and big[24, 25, 20]
+    res = grow_lesions(img, [(24, 18, 20), small_seed], (1, 1, 1), compete=True, **opts)
+    assert res.status == [SEED_OK, SEED_OK]
+    assert np.array_equal(res.labels == 1, big)
+    assert np.array_equal(res.labels == 2, small)
+    assert res.n_voxels == [int(big.sum()), int(small.sum())]
+
+
 def test_compete_noisy_neighbours_random_clicks():
     """Blurred, noisy pair, one click at a random voxel of each lesion (three draws): each
     lesion is recovered by its own click (per-lesion Dice bounds)."""

@@ -148,7 +148,8 @@ def grow_lesions(
         stops before its region would take in another seed's voxel (a click never grows into
         the lesion of another click, whatever the seed order). Second pass: each seed grows
         again with the other seeds' first-pass regions closed to it, so that joining a
-        neighbouring lesion no longer reads as a leak and stops the seed at a fragment.
+        neighbouring lesion no longer reads as a leak and stops the seed at a fragment. In
+        both passes the lesion peak is searched only among voxels no other click holds.
 
     Returns
     -------
@@ -235,7 +236,8 @@ def _grow_one(img, brain, labels, seed, vox, *, min_rise, level, jump, leak_mm3,
         return SEED_MERGED, float("nan"), None
     background = local_background(img, brain, _box(seed, np.ceil(window_mm / 2 / vox),
                                                     img.shape))
-    peak_pos = _peak_near(img, brain, seed, np.ceil(search_mm / vox).astype(int))
+    peak_pos = _peak_near(img, brain, seed, np.ceil(search_mm / vox).astype(int),
+                          held=labels if marks is not None else None)
     peak = float(img[tuple(peak_pos)])
     if background <= 0 or (peak - background) / background < min_contrast:
         return SEED_NOT_HYPERINTENSE, float("nan"), None
@@ -375,10 +377,18 @@ def _box(centre, half, shape) -> tuple[slice, ...]:
                  for c, h, s in zip(centre, half, shape, strict=True))
 
 
-def _peak_near(img, brain, seed, half) -> np.ndarray:
-    """Index of the brightest brain voxel in a box around ``seed``."""
+def _peak_near(img, brain, seed, half, held=None) -> np.ndarray:
+    """Index of the brightest brain voxel in a box around ``seed``.
+
+    With ``held`` (lesion numbers, 0 where free), only voxels no lesion holds count, unless
+    none in the box is free: a peak in another click's region would grow as that one closed
+    voxel.
+    """
     box = _box(seed, half, img.shape)
-    sub = np.where(brain[box], img[box], -np.inf)
+    allowed = brain[box]
+    if held is not None and np.any(allowed & (held[box] == 0)):
+        allowed = allowed & (held[box] == 0)
+    sub = np.where(allowed, img[box], -np.inf)
     off = np.unravel_index(int(np.argmax(sub)), sub.shape)
     return np.array([s.start + o for s, o in zip(box, off, strict=True)])
 
