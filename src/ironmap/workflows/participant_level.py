@@ -275,7 +275,7 @@ def run_participant_level(cfg: RunConfig) -> int:
     int
         Exit code.
     """
-    problem = check_output_dir(cfg) or _check_lesion_method(cfg)
+    problem = check_output_dir(cfg) or _check_options(cfg)
     if problem:
         log.error(problem)
         return EXIT_USAGE
@@ -288,7 +288,7 @@ def run_participant_level(cfg: RunConfig) -> int:
     if not subjects:
         log.error("%s: no participants (sub-*/) selected", cfg.bids_dir)
         return EXIT_USAGE
-    problem = _check_options(cfg) or _check_anatomy(cfg, subjects)
+    problem = _check_anatomy(cfg, subjects)
     if problem:
         log.error(problem)
         return EXIT_USAGE
@@ -314,17 +314,14 @@ def run_participant_level(cfg: RunConfig) -> int:
 
 
 def _check_options(cfg: RunConfig) -> str | None:
-    """Options that cannot go together, refused at start-up (before any participant)."""
+    """Options refused at start-up, before any participant is read or processed.
+
+    Erosion options that cannot go together; ``--lesion-method samseg`` without SAMSEG.
+    """
     from ironmap.workflows.erosion import option_problem
-
-    return option_problem(cfg)
-
-
-def _check_lesion_method(cfg: RunConfig) -> str | None:
-    """``--lesion-method samseg`` refused at start-up when SAMSEG is not available."""
     from ironmap.workflows.participant_lesions import lesion_method_problem
 
-    return lesion_method_problem(cfg)
+    return option_problem(cfg) or lesion_method_problem(cfg)
 
 
 def _check_anatomy(cfg: RunConfig, subjects: list[SubjectInputs]) -> str | None:
