@@ -102,11 +102,13 @@ def compare(auto: Path, rater: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def true_labels_on_gre(sim: Path, sub: str, atlas_dirs=()) -> tuple[np.ndarray, np.ndarray]:
+def true_labels_on_gre(sim: Path, sub: str, atlas_dirs=(),
+                       series: str = "MEGRE") -> tuple[np.ndarray, np.ndarray]:
     """The simulator's own labels at the GRE voxel centres (no rater, no registration).
 
     Returns ``(labels, affine)``: rater label indices (``anatomy.DSEG_LABELS``) on the MEGRE
-    grid, from the participant's known map (``truth/geometry.json``, ``truth/poses.tsv``).
+    grid (``series="T1w"``: the T1w grid), from the participant's known map
+    (``truth/geometry.json``, ``truth/poses.tsv``).
     """
     import json
 
@@ -120,9 +122,11 @@ def true_labels_on_gre(sim: Path, sub: str, atlas_dirs=()) -> tuple[np.ndarray, 
                             np.asarray(g["axis_scale"]), np.asarray(g["warp_amplitude_mm"]),
                             np.asarray(g["warp_phase"]), np.asarray(g["lesions"]))
     poses = pd.read_csv(sim / "truth" / "poses.tsv", sep="\t")
-    row = poses[(poses.participant_id == sub) & (poses.series == "MEGRE")].iloc[0]
+    row = poses[(poses.participant_id == sub) & (poses.series == series)].iloc[0]
     pose = row[[f"m{i}{j}" for i in range(4) for j in range(4)]].to_numpy(float).reshape(4, 4)
-    echo = nib.load(sim / "bids" / sub / "anat" / f"{sub}_echo-1_part-mag_MEGRE.nii.gz")
+    image = (f"{sub}_echo-1_part-mag_MEGRE.nii.gz" if series == "MEGRE"
+             else f"{sub}_{series}.nii.gz")
+    echo = nib.load(sim / "bids" / sub / "anat" / image)
     lab = centre_labels(geom, echo.shape, pose @ echo.affine).astype(np.int16)
     return np.where(lab > anatomy.DSEG_OFFSET, lab - anatomy.DSEG_OFFSET, 0), echo.affine
 

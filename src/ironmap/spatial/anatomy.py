@@ -406,7 +406,7 @@ def automatic_labels(reference: nib.Nifti1Image, atlases: list[RelabelledAtlas],
                      template: nib.Nifti1Image, wm_probability: nib.Nifti1Image, *,
                      workdir: str, registration_mm: float | None = 2.0, label: str = "T1w",
                      iterations=None, template_brain: nib.Nifti1Image | None = None,
-                     midbrain_template: nib.Nifti1Image | None = None):
+                     midbrain_template: nib.Nifti1Image | None = None, affine=None):
     """Deep-GM, thalamus and NAWM labels on the grid of a subject's anatomical reference.
 
     Parameters
@@ -431,6 +431,11 @@ def automatic_labels(reference: nib.Nifti1Image, atlases: list[RelabelledAtlas],
         The registration template at 1 mm: SN and RN are then carried through a local SyN
         around the midbrain composed with the template registration
         (:func:`ironmap.spatial.midbrain.refine_midbrain`); None keeps the global placement.
+    iterations : tuple of int, optional
+        SyN iterations per level (default :data:`ironmap.spatial.atlas.SYN_ITERATIONS`).
+    affine : tuple of three tuples of int, optional
+        The affine stage's schedule with ``template_brain`` (default
+        :data:`ironmap.spatial.atlas.AFFINE_SCHEDULE`).
 
     Returns
     -------
@@ -444,17 +449,18 @@ def automatic_labels(reference: nib.Nifti1Image, atlases: list[RelabelledAtlas],
     """
     from pathlib import Path
 
-    from ironmap.spatial.atlas import SYN_ITERATIONS, fit_template
+    from ironmap.spatial.atlas import AFFINE_SCHEDULE, SYN_ITERATIONS, fit_template
     from ironmap.spatial.registration import downsample
 
     iterations = SYN_ITERATIONS if iterations is None else iterations
+    affine = AFFINE_SCHEDULE if affine is None else affine
     small = downsample(reference, registration_mm)
     fit = None
     if any(a.template is None for a in atlases) or not atlases:
         shift = None if template_brain is None else head_top_translation(small, template_brain)
         fit = fit_template(small, template, label=label, iterations=iterations,
                            workdir=workdir, template_mask=template_brain,
-                           initial_translation=shift)
+                           initial_translation=shift, affine=affine)
     transforms = {}
     for pos, atlas in enumerate(atlases):
         if atlas.template is None:

@@ -42,6 +42,20 @@ ATLAS_ALIASES: dict[str, str] = {
 
 #: Default SyN iterations per level (coarse to fine; level k is shrunk 2^(n-1-k) times).
 SYN_ITERATIONS: tuple[int, ...] = (60, 30, 10)
+#: ANTsPy's default affine schedule, coarse to fine: iterations, shrink factors and
+#: smoothing sigmas (voxels) per level (the affine stage of a brain-only template's
+#: registration, :func:`_register_brain`; convergence 1e-6 over 10 iterations).
+AFFINE_SCHEDULE: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]] = (
+    (2100, 1200, 1200, 10), (6, 4, 2, 1), (3, 2, 1, 0))
+#: Named schedules of the automatic route's template registration (``--template-schedule``):
+#: SyN iterations per level (shrink factors 2^(n-1-k)) and the affine stage's schedule.
+TEMPLATE_SCHEDULES: dict[str, tuple[tuple[int, ...], tuple[tuple[int, ...], ...]]] = {
+    "standard": (SYN_ITERATIONS, AFFINE_SCHEDULE),
+    # the affine stage without its full-resolution level, SyN without its finest level (at
+    # 2 mm: the warp is optimised on the 8 and 4 mm grids); chosen on tuning cohorts
+    # (docs/anatomy.md, "Template-registration schedule")
+    "fast": ((60, 30, 0), ((2100, 1200, 1200, 0), (6, 4, 2, 1), (3, 2, 1, 0))),
+}
 
 
 @dataclass
@@ -64,7 +78,8 @@ class NonlinearFit:
 
 def register_syn(subject, template, *, label: str = "T1w", iterations=SYN_ITERATIONS,
                  seed: int = 1, workdir: str | None = None,
-                 template_mask=None, initial_translation=None) -> NonlinearFit:
+                 template_mask=None, initial_translation=None,
+                 affine=AFFINE_SCHEDULE) -> NonlinearFit:
     """ANTs affine + SyN registration of ``template`` (moving) onto ``subject`` (fixed).
 
     Parameters
@@ -83,6 +98,9 @@ def register_syn(subject, template, *, label: str = "T1w", iterations=SYN_ITERAT
     initial_translation : array of 3 float, optional
         Start (RAS mm, subject point -> template point) instead of ANTs' centre-of-mass
         alignment (see :func:`ironmap.spatial.anatomy.head_top_translation`).
+    affine : tuple of three tuples of int
+        The affine stage's iterations, shrink factors and smoothing sigmas (voxels) per
+        level, coarse to fine, with ``template_mask`` (default :data:`AFFINE_SCHEDULE`).
 
     Returns
     -------
@@ -118,7 +136,7 @@ def register_syn(subject, template, *, label: str = "T1w", iterations=SYN_ITERAT
         else:
             # the check compares the template brain with the skull-stripped subject
             reg, subject = _register_brain(subject, template, template_mask, its, prefix, init,
-                                           other)
+                                           other, affine)
     sim = check_warped_similarity(subject, reg["warpedmovout"],
                                   "nonlinear registration to the atlas template", label)
     return NonlinearFit(list(reg["fwdtransforms"]), float(sim), list(reg["invtransforms"]))
@@ -137,18 +155,23 @@ def _grow(mask, mm: float):
     return ants.iMath(mask, "MD", max(1, int(round(mm / min(mask.spacing)))))
 
 
-def _register_brain(subject, template, brain, iterations, prefix, init, affine_prefix):
+def _register_brain(subject, template, brain, iterations, prefix, init, affine_prefix,
+                    affine=AFFINE_SCHEDULE):
     """Brain-only template onto a head.
 
-    The affine metric is taken inside the template brain + :data:`AFFINE_MARGIN_MM`; SyN then
+    The affine stage follows ``affine`` (iterations, shrink factors, smoothing sigmas per
+    level); its metric is taken inside the template brain + :data:`AFFINE_MARGIN_MM`; SyN then
     matches the template to the subject multiplied by the affine-carried brain +
     :data:`SYN_MARGIN_MM` (a rough skull strip), starting from that affine. Returns the SyN stage's
     ANTs result (transforms include the affine) and the skull-stripped subject.
     """
     ants = import_ants()
 
+    steps, shrink, sigmas = (tuple(int(v) for v in part) for part in affine)
     aff = ants.registration(fixed=subject, moving=template, type_of_transform="Affine",
                             aff_metric="mattes", outprefix=affine_prefix, verbose=False,
+                            aff_iterations=steps, aff_shrink_factors=shrink,
+                            aff_smoothing_sigmas=sigmas,
                             moving_mask=_grow(brain, AFFINE_MARGIN_MM), mask_all_stages=True,
                             **init)
     carried = ants.apply_transforms(subject, _grow(brain, SYN_MARGIN_MM), aff["fwdtransforms"],
@@ -315,7 +338,7 @@ def fit_template(t1w_img: nib.Nifti1Image, template: nib.Nifti1Image, *, label: 
                  iterations=SYN_ITERATIONS, seed: int = 1,
                  workdir: str | None = None,
                  template_mask: nib.Nifti1Image | None = None,
-                 initial_translation=None) -> NonlinearFit:
+                 initial_translation=None, affine=AFFINE_SCHEDULE) -> NonlinearFit:
     """:func:`register_syn` of a nibabel template onto a nibabel T1w (NaN/Inf count as 0).
 
     The fit's transform files live in ``workdir``; reuse it for :func:`atlas_labels` and
@@ -328,7 +351,7 @@ def fit_template(t1w_img: nib.Nifti1Image, template: nib.Nifti1Image, *, label: 
         The subject's T1w (fixed).
     template : nibabel.Nifti1Image
         The template (moving).
-    label, iterations, seed, workdir, template_mask, initial_translation
+    label, iterations, seed, workdir, template_mask, initial_translation, affine
         As for :func:`register_syn`.
 
     Returns
@@ -341,7 +364,7 @@ def fit_template(t1w_img: nib.Nifti1Image, template: nib.Nifti1Image, *, label: 
         template_mask, (np.asarray(template_mask.dataobj) > 0).astype(np.float32))
     return register_syn(to_ants(t1w_img, data), _template_ants(template), label=label,
                         iterations=iterations, seed=seed, workdir=workdir, template_mask=mask,
-                        initial_translation=initial_translation)
+                        initial_translation=initial_translation, affine=affine)
 
 
 #: Anterior and posterior commissure in MNI152 (FSL MNI152NLin6Asym) world mm (RAS+), read
