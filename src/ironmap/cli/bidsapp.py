@@ -98,6 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="automatic labels: carry SN and RN through a second, local SyN at 1 mm "
                    "around the midbrain started from the template registration (local), or "
                    "not (none, default); docs/anatomy.md")
+    g.add_argument("--sn-core", type=float, default=None, metavar="LEVEL",
+                   help="automatic labels: carry each substantia nigra label onto the R2* grid "
+                   "as the fraction of every voxel it covers and take its value over the "
+                   "voxels it covers at least LEVEL of (0.5-1; no further erosion); default "
+                   "off (eroded like every region); docs/anatomy.md")
     g.add_argument("--landmarks", type=Path, default=None,
                    help="TSV of AC/PC landmarks (participant_id, landmark, x, y, z in T1w world "
                    "mm) for the anterior/posterior putamen split; default: the T1w sidecar's "
@@ -210,6 +215,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         erosion_fallback_mm=args.erosion_fallback_mm,
         nuclei_refine=args.nuclei_refine,
         midbrain_refine=args.midbrain_refine,
+        sn_core=args.sn_core,
         registration_check_mm=args.registration_check_mm,
         brain_mask=args.brain_mask,
         longitudinal_template=args.longitudinal_template,

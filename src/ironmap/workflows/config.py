@@ -66,6 +66,9 @@ class RunConfig:
     nuclei_refine: str = "iron"  # "iron" (dentate) | "iron-all" (+ SN/RN) | "none"
     # automatic SN/RN through a local 1 mm SyN around the midbrain (ironmap.spatial.midbrain)
     midbrain_refine: str = "none"  # "none" | "local"
+    # automatic SN valued over the voxels its carried atlas label covers >= this fraction
+    # (ironmap.workflows.sn_core); None = eroded like every region
+    sn_core: float | None = None
     # FLAIR/GRE -> T1w checked with a second metric-sampling seed (coarse levels first, all
     # levels when the disagreement is above this, mean mm); full runs that disagree keep the
     # more similar one and raise a QC flag; 0 = one seed, unchecked (ironmap.spatial.seedcheck)
