@@ -151,3 +151,66 @@ def test_written_eroded_image_holds_the_core():
     core = np.array([[[SN_L, 0, 0, 0]]], np.int16)
     assert with_core(eroded, core).tolist() == [[[SN_L, 0, RN_L, 0]]]
     assert with_core(eroded, None) is eroded
+
+
+def test_fallback_list_leaves_out_the_cored_labels():
+    from ironmap.workflows.sn_core import uncored
+
+    names = {SN_L: output_name(SN_L), RN_L: output_name(RN_L)}
+    used = ["substantia_nigra left", "red_nucleus left"]
+    core = np.array([[[SN_L, 0]]], np.int16)
+    assert uncored(used, core, names) == ["red_nucleus left"]
+    assert uncored(used, None, names) == used
+
+
+def test_workflow_fractions_use_the_local_transforms_and_apply_labels_the_core(tmp_path):
+    """The level's two steps on a known scene: fractions through the fit's transforms (the
+    local ones when present), then the SN relabelled from them with its core."""
+    import dataclasses
+    from pathlib import Path
+
+    from ironmap.spatial.anatomy import RelabelledAtlas
+    from ironmap.spatial.atlas import NonlinearFit
+    from ironmap.spatial.midbrain import LocalFit
+    from ironmap.workflows import sn_core
+    from ironmap.workflows.config import RunConfig
+
+    atlas = np.zeros((30, 24, 16), np.int16)
+    atlas[10:20, 8:14, 5:10] = SN_L
+    atlas[10:20, 15:19, 5:10] = RN_L
+    talairach = RelabelledAtlas("t", nib.Nifti1Image(atlas, np.eye(4)),
+                                {SN_L: 3, RN_L: 3}, None)
+    ident = _identity_transform(tmp_path / "id.mat")
+    # a transform that would move the label far away: only used when no local fit exists
+    from ironmap.spatial.registration import import_ants
+
+    ants = import_ants()
+    far = ants.create_ants_transform(transform_type="AffineTransform", dimension=3,
+                                     translation=(8.0, 0.0, 0.0))
+    ants.write_transform(far, str(tmp_path / "far.mat"))
+    fit = NonlinearFit([str(tmp_path / "far.mat")], 0.5)
+    fit.local = LocalFit([ident], np.zeros(3), np.ones(3), 0.8, 0.9)
+    reference = nib.Nifti1Image(np.zeros(atlas.shape, np.float32), np.eye(4))
+    r2img = nib.Nifti1Image(np.zeros((30, 24, 8), np.float32), np.diag([1.0, 1.0, 2.0, 1.0]))
+    on_ref = atlas.copy()
+    frac = sn_core.fractions(r2img, np.eye(4), on_ref, reference, [talairach], fit)
+    assert set(frac) == {SN_L}  # the atlas gives no right SN
+    # through the local (identity) transforms, not the far global one
+    assert frac[SN_L][12:18, 9:13, 3:4].min() == pytest.approx(1.0, abs=1e-4)
+    labels = np.zeros(r2img.shape, np.int16)
+    labels[10:20, 8:14, 2:5] = SN_L
+    labels[0:2, 0:2, 0:2] = NAWM_INDEX
+    names = {SN_L: output_name(SN_L), NAWM_INDEX: "NAWM"}
+    cfg = dataclasses.replace(RunConfig(Path("b"), Path("o"), "participant"), sn_core=0.9)
+    out, core, entry = sn_core.apply(labels, names, frac, cfg, "sub-x")
+    assert entry["Applied"] and entry["Level"] == 0.9
+    assert (core > 0).sum() == entry["Labels"][output_name(SN_L)]["CoreVoxels"] >= 10
+    assert np.all(frac[SN_L][core > 0] >= 0.9) and np.all(out[core > 0] == SN_L)
+    assert np.all(frac[SN_L][out == SN_L] >= 0.5)
+    # SN moved on the R2* map: no core, said so
+    _, none, entry = sn_core.apply(labels, names, frac, cfg, "sub-x", moved=True)
+    assert none is None and entry["Applied"] is False
+    # off: nothing changes
+    off = dataclasses.replace(cfg, sn_core=None)
+    same, none, entry = sn_core.apply(labels, names, frac, off, "sub-x")
+    assert same is labels and none is None and entry is None

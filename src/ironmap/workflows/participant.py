@@ -490,6 +490,7 @@ def regional(subject, cfg, images, fit, r2img, xfm, stage, chosen, lesion=None) 
               derivative_path(stage, "dseg_labels", pid, sid))
     eroded, fell_back = erosion.fallback_eroded(labels, names, eroded, r2img.affine, cfg,
                                                 subject.label)
+    fell_back = sn_core.uncored(fell_back, core, names)
     written = sn_core.with_core(
         erosion.eroded_label_image(labels, eroded, r2img.affine, cfg, erode_labels), core)
     save_image(written.astype(np.int16), r2img.affine,

@@ -225,3 +225,32 @@ def with_core(eroded: np.ndarray, core: np.ndarray | None) -> np.ndarray:
     cored = [int(i) for i in np.unique(core) if i]
     out = np.where(np.isin(eroded, cored), 0, eroded)
     return np.where(core > 0, core, out).astype(eroded.dtype)
+
+
+def uncored(used: list[str], core: np.ndarray | None, names: dict[int, str]) -> list[str]:
+    """The fallback's ``"<region> <hemisphere>"`` list without the cored labels.
+
+    A cored label is valued over its core whatever the erosion would have done, so it is not
+    named among the labels eroded by the millimetre fallback.
+
+    Parameters
+    ----------
+    used : list of str
+        :func:`ironmap.workflows.erosion.fallback_eroded`'s list.
+    core : ndarray of int or None
+        :func:`apply`'s core.
+    names : dict of int to str
+        Label -> name.
+
+    Returns
+    -------
+    list of str
+        ``used`` without the cored labels' entries.
+    """
+    from ironmap.core.regions.regional_values import region_key
+
+    if core is None:
+        return used
+    cored = {" ".join(region_key(str(names[int(i)]))) for i in np.unique(core)
+             if i and int(i) in names}
+    return [u for u in used if u not in cored]
