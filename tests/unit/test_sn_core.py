@@ -123,12 +123,15 @@ def test_option_reaches_config_record_methods_and_is_checked(tmp_path):
 
     assert "sn_core" in PARTICIPANT_KEYS
     base = [str(tmp_path / "bids"), str(tmp_path / "out"), "participant"]
-    cfg = config_from_args(build_parser().parse_args(base))
-    assert cfg.sn_core is None and option_problem(cfg) is None
-    assert sn_core_phrase(methods_record(cfg.to_json())) == ""
-    cfg = config_from_args(build_parser().parse_args([*base, "--sn-core", "0.9"]))
+    cfg = config_from_args(build_parser().parse_args(base))  # the default for automatic labels
     assert cfg.sn_core == 0.9 and option_problem(cfg) is None
     assert "at least 0.9 of" in sn_core_phrase(methods_record(cfg.to_json()))
+    for off in ("none", "off"):
+        cfg = config_from_args(build_parser().parse_args([*base, "--sn-core", off]))
+        assert cfg.sn_core is None and option_problem(cfg) is None
+        assert sn_core_phrase(methods_record(cfg.to_json())) == ""
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*base, "--sn-core", "high"])
     cfg = config_from_args(build_parser().parse_args([*base, "--sn-core", "0.3"]))
     assert "between 0.5 and 1" in option_problem(cfg)
 
