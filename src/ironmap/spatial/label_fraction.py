@@ -7,10 +7,12 @@ band about two voxels thick at 1 x 1 x 2 mm) most labelled voxels are border vox
 darker neighbouring tissue too.
 
 :func:`label_fractions` carries the label's indicator (1 inside, 0 outside, on the atlas's own
-grid) through the composed transforms straight onto sub-samples of every target voxel (linear
-interpolation) and averages them per voxel: the fraction of the voxel's volume that the
-carried label covers. :func:`fraction_core` keeps the voxels whose fraction is at least a
-level ``p`` — the label's core, decided on its shape alone (never on R2*).
+grid) through the composed transforms (linear interpolation) onto an axis-aligned grid of
+:data:`SUBSAMPLE_MM` voxels in the reference's world, reads it (trilinear) at sub-samples of
+every target voxel at most :data:`SUBSAMPLE_MM` apart (the target -> reference affine need not
+be rigid) and averages them per voxel: the fraction of the voxel's volume that the carried
+label covers. :mod:`ironmap.core.regions.fraction_core` turns fractions into a label and its
+core; both rest on the carried shape alone (never on R2*).
 
 ``ants`` is imported inside the functions (slow import).
 """
@@ -23,7 +25,7 @@ from scipy import ndimage
 
 from ironmap.spatial.registration import import_ants, to_ants
 
-#: Sub-samples per target voxel edge of at most 1 mm (a 2 mm edge gets 2, a 3 mm edge 3, ...).
+#: Largest distance (mm) between a voxel's sub-samples (a 1 mm edge gets 2, a 2 mm edge 4).
 SUBSAMPLE_MM = 0.5
 #: Margin (target voxels) around the nearest-neighbour label's bounding box where fractions
 #: are computed (outside it the fraction is 0).
@@ -126,20 +128,3 @@ def label_fractions(target: nib.Nifti1Image, target_to_reference: np.ndarray,
         out[index][box] = np.clip(blocks, 0.0, 1.0)
     return out
 
-
-def fraction_core(fractions: dict[int, np.ndarray], level: float) -> dict[int, np.ndarray]:
-    """Each label's core: the voxels whose fraction is at least ``level``.
-
-    Parameters
-    ----------
-    fractions : dict of int to ndarray
-        Label -> fraction map (:func:`label_fractions`).
-    level : float
-        Least fraction kept (0-1).
-
-    Returns
-    -------
-    dict of int to ndarray of bool
-        Label -> core mask.
-    """
-    return {i: np.asarray(f) >= level for i, f in fractions.items()}

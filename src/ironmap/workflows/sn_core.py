@@ -177,7 +177,9 @@ def apply(labels: np.ndarray, names: dict[int, str], frac: dict[int, np.ndarray]
     if frac is None or moved:
         why = "moved on the R2* map (--nuclei-refine iron-all)" if moved else \
             "no atlas on the registration template gives it"
-        log.warning("%s: SN core not made: %s; the SN is eroded like every region", label, why)
+        has_sn = bool(np.isin(labels, core_indices()).any())
+        (log.warning if has_sn else log.info)(
+            "%s: SN core not made: %s; the SN is eroded like every region", label, why)
         return labels, None, {**entry, "Applied": False, "Reason": why}
     minimum = erosion_settings(cfg)["min_region_voxels"]
     out, core, result = fraction_core_labels(labels, frac, level=level, min_voxels=minimum,
