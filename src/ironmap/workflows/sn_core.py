@@ -2,14 +2,13 @@
 
 The automatic SN is a band about two voxels thick at the seed protocol's 1 x 1 x 2 mm: the
 seed's one-voxel erosion leaves it 0-2 voxels, and any wider region (a 1 mm erosion, the
-millimetre fallback) holds border voxels that are partly the darker tissue around it and
-reads low (held-out simulated cohorts: 9 of 11 participants below the rater value, 11 of 12
-below the true tissue R2*). With ``--sn-core LEVEL`` each SN label (per hemisphere) is
-carried from the atlas straight onto the R2* grid as the fraction of every voxel it covers
+millimetre fallback) holds border voxels that are partly the darker tissue around it and reads
+low. With ``--sn-core LEVEL`` (default 0.9 for automatic labels) each SN label (per hemisphere)
+is carried from the atlas straight onto the R2* grid as the fraction of every voxel it covers
 (:func:`ironmap.spatial.label_fraction.label_fractions`, through the same transforms as the
 labels, including the local midbrain SyN when it ran); the SN label is then the voxels it
-covers at least half of, and its regional value is taken over its core, the voxels it covers
-at least ``LEVEL`` of (no further erosion; completed to ``--min-region-voxels`` voxels by the
+covers at least half of, and its regional value is taken over its core, the voxels it covers at
+least ``LEVEL`` of (no further erosion; completed to ``--min-region-voxels`` voxels by the
 highest fractions when smaller, :mod:`ironmap.core.regions.fraction_core`). Decided on the
 carried atlas shape, never on R2*. Rater masks are never changed.
 """
