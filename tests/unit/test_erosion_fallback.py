@@ -227,7 +227,8 @@ def test_every_recorded_setting_that_changes_results_makes_a_rerun_recompute():
 
     assert set(PARTICIPANT_KEYS) - set(RESULT_PARAMETERS) == {"masks", "longitudinal_template"}
     base = RunConfig(bids_dir=Path("b"), output_dir=Path("o"), analysis_level="participant")
-    for name, value in (("nuclei_refine", "none"), ("midbrain_refine", "local"),
-                        ("registration_check_mm", 0.0), ("erosion_fallback_mm", 1.0)):
+    for name, value in (("nuclei_refine", "none"), ("midbrain_refine", "none"),
+                        ("registration_check_mm", 0.0), ("erosion_fallback_mm", 1.0),
+                        ("sn_core", None)):
         other = dataclasses.replace(base, **{name: value})
         assert subject_parameters(other) != subject_parameters(base), name

@@ -92,6 +92,11 @@ def check_consistent(record: dict, text: str) -> None:  # noqa: C901 - one check
         automatic and record.get("nuclei_refine") == "iron-all")
     assert ("second, local SyN" in text) == (
         automatic and record.get("midbrain_refine") == "local")
+    core = record.get("sn_core")
+    assert ("as the fraction of every voxel it covers" in text) == (
+        automatic and core is not None)
+    if automatic and core is not None:
+        assert f"covered at least {float(core):g} of" in text
     if masks not in ("none", "mixed", "rater", "atlas", "automatic", "unrecorded"):
         assert f"from source '{masks}'" in text
     if masks != "none":
@@ -182,6 +187,8 @@ FLIPS = [
     ("alpha", 0.01),
     ("nuclei_refine", "iron"),
     ("midbrain_refine", "local"),
+    ("sn_core", 0.9),
+    ("sn_core", 0.75),
     ("registration.seed_check_mm", 2.0),
     ("registration.seed_check_mm", 3.5),
     ("registration.seed_check_mm", 0),
@@ -355,3 +362,13 @@ def test_erosion_fallback_stated_when_recorded(fallback):
                "instead" in text
     # no erosion at all: nothing to fall back from
     assert "instead" not in text_of(flip(record, "erosion_voxels", 0))
+
+
+@pytest.mark.parametrize("level", [None, 0.9])
+def test_sn_core_stated_for_automatic_labels(level):
+    record = flip(flip(base_record(), "masks_source", "automatic"), "sn_core", level)
+    text = text_of(record)
+    check_consistent(record, text)
+    assert ("without further erosion" in text) == (level is not None)
+    # a record without the key (a run before the option) states no core
+    assert M.methods_record({"method": "two_point"})["sn_core"] is None

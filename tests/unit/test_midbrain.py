@@ -116,7 +116,7 @@ def test_cli_option_reaches_config_record_methods_and_sidecar(tmp_path):
 
     assert "midbrain_refine" in PARTICIPANT_KEYS
     base = [str(tmp_path / "bids"), str(tmp_path / "out"), "participant"]
-    for given, expected in (([], "none"), (["--midbrain-refine", "local"], "local")):
+    for given, expected in (([], "local"), (["--midbrain-refine", "none"], "none")):
         cfg = config_from_args(build_parser().parse_args([*base, *given]))
         assert cfg.midbrain_refine == expected
         assert midbrain_enabled(cfg) == (expected == "local")

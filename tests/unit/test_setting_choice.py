@@ -16,10 +16,10 @@ BASE = RunConfig(bids_dir=Path("b"), output_dir=Path("o"), analysis_level="parti
 
 
 def test_defaults_and_values():
-    assert refine_mode(BASE) == "iron" and not midbrain_enabled(BASE)
+    assert refine_mode(BASE) == "iron" and midbrain_enabled(BASE)
     assert erosion_settings(BASE)["erosion_space"] == "r2star"
     assert refine_mode(dataclasses.replace(BASE, nuclei_refine="")) == "none"
-    assert midbrain_enabled(dataclasses.replace(BASE, midbrain_refine="local"))
+    assert not midbrain_enabled(dataclasses.replace(BASE, midbrain_refine="none"))
     assert erosion_settings(dataclasses.replace(BASE, erosion_space="native"))[
         "erosion_space"] == "native"
 

@@ -28,6 +28,16 @@ def _label(prefix: str):
     return parse
 
 
+def _core_level(text: str) -> float | None:
+    """``--sn-core`` value: a number, or ``none``/``off`` for no core."""
+    if str(text).strip().lower() in ("none", "off"):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'none', got {text!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The analysis-level parser; options map 1:1 onto :class:`RunConfig`.
 
@@ -94,10 +104,15 @@ def build_parser() -> argparse.ArgumentParser:
                    "cross-fitted shift; default iron), also SN + RN (iron-all, not "
                    "recommended), or keep the template registration's placement (none); "
                    "docs/anatomy.md")
-    g.add_argument("--midbrain-refine", choices=["none", "local"], default="none",
+    g.add_argument("--midbrain-refine", choices=["none", "local"], default="local",
                    help="automatic labels: carry SN and RN through a second, local SyN at 1 mm "
-                   "around the midbrain started from the template registration (local), or "
-                   "not (none, default); docs/anatomy.md")
+                   "around the midbrain started from the template registration (local, "
+                   "default), or not (none); docs/anatomy.md")
+    g.add_argument("--sn-core", type=_core_level, default=0.9, metavar="LEVEL",
+                   help="automatic labels: carry each substantia nigra label onto the R2* grid "
+                   "as the fraction of every voxel it covers and take its value over the "
+                   "voxels it covers at least LEVEL of (0.5-1; no further erosion; default "
+                   "0.9); 'none' erodes it like every region; docs/anatomy.md")
     g.add_argument("--landmarks", type=Path, default=None,
                    help="TSV of AC/PC landmarks (participant_id, landmark, x, y, z in T1w world "
                    "mm) for the anterior/posterior putamen split; default: the T1w sidecar's "
@@ -210,6 +225,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         erosion_fallback_mm=args.erosion_fallback_mm,
         nuclei_refine=args.nuclei_refine,
         midbrain_refine=args.midbrain_refine,
+        sn_core=args.sn_core,
         registration_check_mm=args.registration_check_mm,
         brain_mask=args.brain_mask,
         longitudinal_template=args.longitudinal_template,

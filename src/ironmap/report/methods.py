@@ -219,6 +219,7 @@ def methods_record(config: Mapping[str, Any], *, r2star_sidecar: Mapping[str, An
         "erosion_fallback_mm": config.get("erosion_fallback_mm"),
         "nuclei_refine": str(config.get("nuclei_refine") or "none"),
         "midbrain_refine": str(config.get("midbrain_refine") or "none"),
+        "sn_core": config.get("sn_core"),
         "masks_source": _dominant(src.get("masks")),
         "masks_sources": src.get("masks", {}),
         "atlas": atlas or _atlas_names(config.get("atlas")),
@@ -355,7 +356,7 @@ def masks_sentence(rec: Mapping[str, Any]) -> str:
                  "T1-weighted image, or to the first gradient echo without one; "
                  "normal-appearing white matter was taken where the template's WM "
                  "probability was at least 0.9" + midbrain_phrase(rec)
-                 + nuclei_phrase(rec),
+                 + nuclei_phrase(rec) + sn_core_phrase(rec),
              "unrecorded": "supplied without a recorded source (no Sources in their sidecars)"}
     if kind == "none":
         return ("No deep grey-matter masks were available, so no regional R2* was "
@@ -384,6 +385,30 @@ def midbrain_phrase(rec: Mapping[str, Any]) -> str:
     return ("; the substantia nigra and red nucleus were carried through a second, local SyN "
             "of the registered template onto the same image at 1 mm, restricted to a box "
             "around both nuclei (+ 12 mm) and composed with the template registration")
+
+
+def sn_core_phrase(rec: Mapping[str, Any]) -> str:
+    """How the automatic substantia nigra was valued with ``sn_core`` (a clause, or "").
+
+    Parameters
+    ----------
+    rec : mapping
+        The methods record (:func:`methods_record`).
+
+    Returns
+    -------
+    str
+        A clause starting with "; " when ``sn_core`` is set, else "".
+    """
+    level = rec.get("sn_core")
+    if level is None:
+        return ""
+    return ("; each substantia nigra label was carried from the atlas onto the R2* grid as the "
+            "fraction of every voxel it covers (its indicator interpolated linearly through the "
+            "same transforms onto sub-samples of each voxel), labelled where that fraction was "
+            f"at least 0.5, and its regional mean taken over the voxels it covered at least "
+            f"{float(level):g} of, without further erosion (decided on the atlas shape, not "
+            "on R2*)")
 
 
 def nuclei_phrase(rec: Mapping[str, Any]) -> str:

@@ -179,9 +179,10 @@ def masks_source(cfg: RunConfig, dseg) -> str:
 def labels_on_grid(subject, cfg: RunConfig, images, r2img, xfm, landmarks, lesion=None):
     """Automatic labels on the R2* grid.
 
-    Returns ``(labels, names, landmarks, provenance, eroded)``: ``eroded`` holds the labels
-    eroded on the reference (T1w) grid before transport when ``erosion_space`` is native,
-    else None (then the regional step erodes on the R2* grid).
+    Returns ``(labels, names, landmarks, provenance, eroded, core)``: ``eroded`` holds the
+    labels eroded on the reference (T1w) grid before transport when ``erosion_space`` is
+    native, else None (then the regional step erodes on the R2* grid); ``core`` the SN's
+    partial-volume core with ``--sn-core`` (:mod:`ironmap.workflows.sn_core`), else None.
 
     ``landmarks`` (explicit AC/PC or None) are completed from the template registration
     when a whole putamen must be split; ``lesion`` is the participant's chosen lesion mask
@@ -207,21 +208,25 @@ def labels_on_grid(subject, cfg: RunConfig, images, r2img, xfm, landmarks, lesio
     Returns
     -------
     tuple
-        ``(labels, names, landmarks, provenance, eroded)`` as described above.
+        ``(labels, names, landmarks, provenance, eroded, core)`` as described above.
     """
     from ironmap.io.landmarks import Landmarks
     from ironmap.spatial.atlas import locate_acpc
     from ironmap.spatial.grid import resample_labels
     from ironmap.spatial.segmentation import load_template
-    from ironmap.workflows import erosion, nuclei, putamen
+    from ironmap.workflows import erosion, nuclei, putamen, sn_core
     from ironmap.workflows.participant import world_to_source
 
     atlases = load_atlases(cfg)
     reference, ref_name = _reference(images)
     tpl = load_template(2)
+    to_ref = world_to_source(xfm, "MEGRE", "T1w")
+    frac = None
     with tempfile.TemporaryDirectory(prefix="ironmap-anatomy-", dir=cfg.work_dir) as tmp:
         on_ref, names, fit = label_reference(reference, atlases, tmp, subject.label,
                                              midbrain=midbrain_enabled(cfg))
+        if sn_core.core_level(cfg) is not None:  # the transform files live in tmp
+            frac = sn_core.fractions(r2img, to_ref, on_ref, reference, atlases, fit)
         found = None
         if landmarks is None and putamen.needs_split(names, cfg) and fit is not None:
             ac, pc = locate_acpc(reference, tpl.t1, ac_mm=putamen.ICBM2009A_AC_MM,
@@ -229,12 +234,13 @@ def labels_on_grid(subject, cfg: RunConfig, images, r2img, xfm, landmarks, lesio
             found = Landmarks(tuple(ac), tuple(pc), "T1w",
                               f"{TEMPLATE_NAME} template registration to the {ref_name}")
     src = nib.Nifti1Image(on_ref, reference.affine)
-    to_ref = world_to_source(xfm, "MEGRE", "T1w")
     labels = resample_labels(src, r2img, to_ref)
     removed = _remove_lesions(labels, r2img, xfm, lesion)
     native = erosion.native_eroded(src, names, cfg)
     eroded = None if native is None else resample_labels(native, r2img, to_ref)
     labels, eroded, refined = nuclei.refine(labels, eroded, r2img, names, cfg, subject.label)
+    labels, core, core_entry = sn_core.apply(labels, names, frac, cfg, subject.label,
+                                             moved=nuclei.refine_mode(cfg) == "iron-all")
     provenance = {"MasksSource": "automatic",
                   "AnatomicalReference": ref_name,
                   "Template": TEMPLATE_NAME,
@@ -246,10 +252,11 @@ def labels_on_grid(subject, cfg: RunConfig, images, r2img, xfm, landmarks, lesio
                   "NAWM": {"TemplateWMProbability": ">= 0.9", "LesionVoxelsRemoved": removed,
                            "LesionMask": lesion is not None} if fit is not None else None,
                   "NucleiRefinement": refined,
-                  "MidbrainRefinement": midbrain_provenance(fit)}
+                  "MidbrainRefinement": midbrain_provenance(fit),
+                  "SubstantiaNigraCore": core_entry}
     log.info("%s: automatic labels (%s) from %s via the %s", subject.label, ref_name,
              ", ".join(a.name for a in atlases), TEMPLATE_NAME)
-    return labels, names, found, provenance, eroded
+    return labels, names, found, provenance, eroded, core
 
 
 def label_reference(reference: nib.Nifti1Image, atlases, workdir: str, label: str,

@@ -443,7 +443,7 @@ def regional(subject, cfg, images, fit, r2img, xfm, stage, chosen, lesion=None) 
     """
     from ironmap.core.regions.regional_values import regional_stats
     from ironmap.spatial.grid import resample_labels, voxel_sizes
-    from ironmap.workflows import anatomy, erosion, putamen
+    from ironmap.workflows import anatomy, erosion, putamen, sn_core
 
     pid, sid = subject.participant_id, subject.session_id
     mask, space = chosen or (None, None)
@@ -457,8 +457,9 @@ def regional(subject, cfg, images, fit, r2img, xfm, stage, chosen, lesion=None) 
             native, r2img, world_to_source(xfm, "MEGRE", space))
         log.info("%s: labels %s (%s space) -> R2* grid", subject.label, mask.path.name, space)
         sources = [source_uri(mask.path, cfg)]
+        core = None
     elif anatomy.enabled(cfg):
-        labels, names, atlas_marks, auto, eroded = anatomy.labels_on_grid(
+        labels, names, atlas_marks, auto, eroded, core = anatomy.labels_on_grid(
             subject, cfg, images, r2img, xfm, landmarks, lesion)
         landmarks = landmarks or atlas_marks
         sources = [f"atlas:{a['Name']}" for a in auto["Atlases"]]
@@ -476,7 +477,7 @@ def regional(subject, cfg, images, fit, r2img, xfm, stage, chosen, lesion=None) 
             labels, names, voxel_to_t1w, xfm, landmarks, subject.label)
     eroded = erosion.restrict(eroded, labels)
     table = regional_stats(fit.r2star, labels, names, flags=fit.flags,
-                           voxel_sizes=voxel_sizes(r2img.affine),
+                           voxel_sizes=voxel_sizes(r2img.affine), core_labels=core,
                            **erosion.stats_options(cfg, eroded))
     erosion.check_region_sizes(table, cfg, subject.label)
     dictionary = describe_columns("regions_table", table.columns)
@@ -489,8 +490,11 @@ def regional(subject, cfg, images, fit, r2img, xfm, stage, chosen, lesion=None) 
               derivative_path(stage, "dseg_labels", pid, sid))
     eroded, fell_back = erosion.fallback_eroded(labels, names, eroded, r2img.affine, cfg,
                                                 subject.label)
-    save_image(erosion.eroded_label_image(labels, eroded, r2img.affine, cfg, erode_labels)
-               .astype(np.int16), r2img.affine, derivative_path(stage, "dseg_eroded", pid, sid),
+    fell_back = sn_core.uncored(fell_back, core, names)
+    written = sn_core.with_core(
+        erosion.eroded_label_image(labels, eroded, r2img.affine, cfg, erode_labels), core)
+    save_image(written.astype(np.int16), r2img.affine,
+               derivative_path(stage, "dseg_eroded", pid, sid),
                sidecar=erosion.erosion_sidecar(cfg, fell_back))
     return len(table)
 

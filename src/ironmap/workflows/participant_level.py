@@ -47,7 +47,7 @@ RESULT_PARAMETERS = ("method", "registration", "erosion_voxels", "write_t2star",
                      "atlas", "putamen_split", "auto_anatomy", "lesions", "lesions_controls",
                      "lesion_method",
                      "erosion_mm", "erosion_space", "min_region_voxels", "brain_mask",
-                     "erosion_fallback_mm", "nuclei_refine", "midbrain_refine",
+                     "erosion_fallback_mm", "nuclei_refine", "midbrain_refine", "sn_core",
                      "registration_check_mm")
 
 @dataclass(frozen=True)
@@ -316,12 +316,14 @@ def run_participant_level(cfg: RunConfig) -> int:
 def _check_options(cfg: RunConfig) -> str | None:
     """Options refused at start-up, before any participant is read or processed.
 
-    Erosion options that cannot go together; ``--lesion-method samseg`` without SAMSEG.
+    Erosion options that cannot go together; an ``--sn-core`` level outside 0.5-1;
+    ``--lesion-method samseg`` without SAMSEG.
     """
+    from ironmap.workflows import sn_core
     from ironmap.workflows.erosion import option_problem
     from ironmap.workflows.participant_lesions import lesion_method_problem
 
-    return option_problem(cfg) or lesion_method_problem(cfg)
+    return option_problem(cfg) or sn_core.option_problem(cfg) or lesion_method_problem(cfg)
 
 
 def _check_anatomy(cfg: RunConfig, subjects: list[SubjectInputs]) -> str | None:

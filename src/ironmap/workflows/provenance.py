@@ -27,7 +27,7 @@ PARTICIPANT_KEYS = ("method", "registration", "erosion_voxels", "volumes", "atla
                     "auto_anatomy", "erosion_mm", "erosion_space", "min_region_voxels",
                     "brain_mask", "lesions", "lesions_controls", "longitudinal_template",
                     "lesion_method",
-                    "nuclei_refine", "registration_check_mm", "midbrain_refine",
+                    "nuclei_refine", "registration_check_mm", "midbrain_refine", "sn_core",
                     "erosion_fallback_mm")
 
 

@@ -441,6 +441,7 @@ def regional_stats(
     eroded_labels: np.ndarray | None = None,
     fallback_mm: float | None = None,
     min_voxels: int = 10,
+    core_labels: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """R2* per label and per bilateral region after a one-voxel erosion (see module notes).
 
@@ -472,6 +473,11 @@ def regional_stats(
         with ``eroded_labels``.
     min_voxels : int
         Least voxels an erosion must keep before ``fallback_mm`` applies.
+    core_labels : ndarray of shape (X, Y, Z), optional
+        Labels whose (region, hemisphere) is valued over these voxels instead of its erosion
+        (e.g. a thin nucleus's partial-volume core,
+        :func:`ironmap.core.regions.fraction_core.fraction_core_labels`); every other region
+        is eroded as above.
 
     Returns
     -------
@@ -509,6 +515,13 @@ def regional_stats(
                   for key, mask in groups.items()}
         if fallback_mm is not None:
             fall_back(groups, eroded, fallback_mm, min_voxels, voxel_sizes)
+    if core_labels is not None:
+        core_labels = np.asarray(core_labels)
+        present = set(np.unique(core_labels[core_labels > 0]).tolist())
+        cored = {i: n for i, n in label_names.items() if int(i) in present}
+        for key, mask in _group_masks(core_labels, cored).items():
+            if key in groups:
+                eroded[key] = mask & groups[key]
     rows = []
     for region in _region_order(groups):
         left, right = (region, "left"), (region, "right")
