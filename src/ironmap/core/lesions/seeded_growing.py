@@ -31,6 +31,10 @@ SEED_MERGED = "merged"  # its region was already grown from an earlier seed
 #: (docs/lesions.md); ``grow_lesions(..., **RIM_RULE)`` turns it on.
 RIM_RULE = {"rim_level": 0.4, "level": 0.35}
 
+#: The stability stop rule's largest relative growth of a stable region (``grow_lesions``'
+#: ``stable_growth``), chosen on seed draws 10-19 of the open_ms patients (docs/lesions.md).
+STABLE_GROWTH = 0.5
+
 
 @dataclass
 class GrowResult:
@@ -78,6 +82,7 @@ def grow_lesions(
     free_level: float = 0.8,
     rim_level: float | None = None,
     compete: bool = False,
+    stable_growth: float | None = None,
 ) -> GrowResult:
     """Grow one lesion from each seed with a local, leak-limited threshold.
 
@@ -150,6 +155,17 @@ def grow_lesions(
         again with the other seeds' first-pass regions closed to it, so that joining a
         neighbouring lesion no longer reads as a leak and stops the seed at a fragment. In
         both passes the lesion peak is searched only among voxels no other click holds.
+    stable_growth : float or None
+        Stability stop rule (off, ``None``, by default), after maximally stable extremal
+        regions: growing may only stop at a *stable* region. A step that the leak rule reads
+        as a leak ends growing only when the region before it was stable, i.e. it had grown by
+        at most ``stable_growth`` of its size in its own last 2 % step (relative area change
+        ``(A(t) - A(t + dt)) / A(t)``). A region that has just formed by a jump (a click's
+        fragment of a plateau, a rim click's dim peak) is not stable, so its next jump joins
+        more of the same lesion and is taken; a lesion that has reached its edge grows slowly
+        (stable), so a jump out of it is refused as before. The first region (at the first
+        threshold below the peak) counts as stable. The rim rule (``rim_level``, ``level``)
+        applies afterwards unchanged.
 
     Returns
     -------
@@ -165,7 +181,7 @@ def grow_lesions(
                 margin_mm=margin_mm, window_mm=window_mm, search_mm=search_mm,
                 max_radius_mm=max_radius_mm, min_contrast=min_contrast, merge_core=merge_core,
                 core_mm=core_mm, core_rise=core_rise, free_level=free_level,
-                rim_level=rim_level)
+                rim_level=rim_level, stable_growth=stable_growth)
     marks = _seed_marks(seeds, brain) if compete else None
     for n, seed in enumerate(seeds, start=1):
         status, thr, region = _grow_one(img, brain, labels, seed, vox, marks=marks, own=n,
@@ -222,11 +238,12 @@ def local_background(img: np.ndarray, brain: np.ndarray, box) -> float:
 
 def _grow_one(img, brain, labels, seed, vox, *, min_rise, level, jump, leak_mm3, margin_mm,
               window_mm, search_mm, max_radius_mm, min_contrast, merge_core, core_mm,
-              core_rise, free_level, rim_level, marks=None, own=0):
+              core_rise, free_level, rim_level, stable_growth=None, marks=None, own=0):
     """Grow the region of one seed: (status, threshold, bool region or None).
 
     With ``marks`` (seed numbers at the seeds' voxels), growing stops before the region takes
-    in a voxel of a seed other than ``own``.
+    in a voxel of a seed other than ``own``. With ``stable_growth``, a leak ends growing only
+    from a stable region (:func:`grow_lesions`).
     """
     if np.any(seed < 0) or np.any(seed >= np.asarray(img.shape)):
         return SEED_OUTSIDE_IMAGE, float("nan"), None
@@ -245,6 +262,7 @@ def _grow_one(img, brain, labels, seed, vox, *, min_rise, level, jump, leak_mm3,
     vox_mm3 = float(np.prod(vox))
     half = np.minimum(limit, np.ceil((search_mm + margin_mm) / vox))
     best, best_thr = None, peak
+    best_growth = 0.0  # relative growth of ``best`` in its own step (0: the first region)
     rise = (peak - background) / background - 0.02
     lowest = max(min_rise, level * (peak - background) / background)
     while rise >= lowest - 1e-9:
@@ -267,9 +285,16 @@ def _grow_one(img, brain, labels, seed, vox, *, min_rise, level, jump, leak_mm3,
             peak = top  # joined the brighter core of the same lesion: not a leak
         elif best is not None and thr < background + free_level * (peak - background) and \
                 _leaked(region, best, box, jump, leak_mm3 / vox_mm3):
-            break
+            if stable_growth is None or best_growth <= stable_growth or \
+                    (marks is not None and _holds_other_seed(region, box, marks, own)):
+                break
+            best, best_thr, best_growth = region, thr, 0.0  # a join; the next jump is a leak
+            continue
         elif best is not None and marks is not None and _holds_other_seed(region, box, marks, own):
             break
+        if best is not None:
+            size = float(region[box].sum())
+            best_growth = (size - float(best[box].sum())) / size
         best, best_thr = region, thr
     if best is None:
         return SEED_NOT_HYPERINTENSE, float("nan"), None
