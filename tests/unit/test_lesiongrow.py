@@ -16,7 +16,7 @@ from ironmap.core.lesions.seeded_growing import (
     SEED_OK,
     SEED_OUTSIDE_BRAIN,
     SEED_OUTSIDE_IMAGE,
-    STABLE_GROWTH,
+    STABLE_RULE,
     grow_lesions,
     propose_seeds,
 )
@@ -415,14 +415,15 @@ def test_cli_rim_floor(rng, tmp_path):
     assert side["RimRule"] is True
 
 
-def _plateau_step_lesion(shape=(48, 40, 40)):
-    """Noise-free elongated lesion (500 voxels) in white matter (100): a plateau (150) with, at
-    one end, a 3x3x3 part one threshold step brighter (151.5) around a peak voxel (165)."""
+def _plateau_step_lesion(shape=(48, 40, 40), length=20):
+    """Noise-free elongated lesion (``length`` x 5 x 5 voxels) in white matter (100): a plateau
+    (150) with, at one end, a 3x5x5 part (75 voxels) one threshold step brighter (151.5) around
+    a peak voxel (165)."""
     img = np.full(shape, 100.0)
     lesion = np.zeros(shape, dtype=bool)
-    lesion[14:34, 18:23, 18:23] = True
+    lesion[14:14 + length, 18:23, 18:23] = True
     img[lesion] = 150.0
-    img[14:17, 19:22, 19:22] = 151.5
+    img[14:17, 18:23, 18:23] = 151.5
     img[15, 20, 20] = 165.0
     return img, lesion
 
@@ -432,14 +433,33 @@ def test_stable_rule_grows_lesion_with_plateau_step_whole(opts):
     """A click in the brighter end of a plateau-shaped lesion: its part forms one step above
     the plateau and the plateau joins on the next step, a jump the leak rule reads as a leak.
     The part had just formed (not stable), so with the stability rule the whole lesion is
-    grown, exactly; the leak rule alone keeps the 27-voxel part."""
+    grown, exactly; the leak rule alone keeps the 75-voxel part. A plateau more than
+    ``join_max`` times the part is not joined (the part, as with the leak rule)."""
     img, lesion = _plateau_step_lesion()
     for seed in [(14, 19, 21), (16, 21, 19), (15, 20, 20)]:
-        res = grow_lesions(img, [seed], (1, 1, 1), stable_growth=STABLE_GROWTH, **opts)
+        res = grow_lesions(img, [seed], (1, 1, 1), **STABLE_RULE, **opts)
         assert res.status == [SEED_OK]
         assert np.array_equal(res.mask, lesion)
         old = grow_lesions(img, [seed], (1, 1, 1), **opts)
-        assert old.n_voxels == [27]
+        assert old.n_voxels == [75]
+    long, _ = _plateau_step_lesion(shape=(96, 40, 40), length=64)  # 21.3 times the part
+    res = grow_lesions(long, [(15, 20, 20)], (1, 1, 1), **STABLE_RULE, **opts)
+    assert res.n_voxels == [75]
+
+
+def test_stable_rule_refuses_join_that_keeps_growing():
+    """The plateau-step lesion's bright part (a fragment that has just formed) touching, instead
+    of its plateau, a structure that goes on growing as the threshold falls (a slab whose face
+    layer joins first and eight more layers one step later): the join is not confirmed stable,
+    so growing stops before it, at the 75-voxel part, as with the leak rule alone."""
+    img, _ = _plateau_step_lesion()
+    img[img == 150.0] = 100.0  # keep only the bright part (x 14-16) and its peak voxel
+    img[17, :, :] = 150.0  # the slab's face layer, touching the part
+    img[18:, :, :] = 148.5 - 0.2 * (np.arange(18, img.shape[0]) - 18)[:, None, None]
+    for opts in ({}, RIM_RULE):
+        res = grow_lesions(img, [(15, 20, 20)], (1, 1, 1), **STABLE_RULE, **opts)
+        assert res.status == [SEED_OK]
+        assert res.n_voxels == [75]
 
 
 def _lesion_bridge_bright(shape=(48, 40, 40)):
@@ -467,7 +487,7 @@ def test_stable_rule_refuses_bridge_into_brighter_structure(opts):
     inside = np.argwhere(lesion)
     rng = np.random.default_rng(3)
     for seed in inside[rng.choice(len(inside), 5, replace=False)]:
-        res = grow_lesions(img, [seed], (1, 1, 1), stable_growth=STABLE_GROWTH, **opts)
+        res = grow_lesions(img, [seed], (1, 1, 1), **STABLE_RULE, **opts)
         assert res.status == [SEED_OK]
         assert np.array_equal(res.mask, lesion)
 
@@ -483,7 +503,7 @@ def test_stable_rule_rim_click_gives_partial_volume_lesion(radius):
     rng = np.random.default_rng(11)
     for seed in rim[rng.choice(len(rim), 4, replace=False)]:
         res = grow_lesions(img, [seed], (1, 1, 1), rim_level=RIM_RULE["rim_level"], level=0.3,
-                           stable_growth=STABLE_GROWTH)
+                           **STABLE_RULE)
         assert res.status == [SEED_OK]
         assert np.array_equal(res.mask, content >= 0.3)
 
@@ -497,7 +517,7 @@ def test_stable_rule_keeps_noisy_lesions_from_random_clicks():
         lab, n = ndimage.label(truth)
         seeds = [rng.permutation(np.argwhere(lab == k))[0] for k in range(1, n + 1)]
         res = grow_lesions(img, seeds, (1, 1, 1), brain_mask=brain, compete=True,
-                           stable_growth=STABLE_GROWTH, **RIM_RULE)
+                           **STABLE_RULE, **RIM_RULE)
         assert res.status == [SEED_OK] * n
         assert _dice(res.mask, truth) > 0.85
         assert abs(res.mask.sum() / truth.sum() - 1) < 0.15
@@ -519,8 +539,8 @@ def test_cli_stop_rule_stable_recorded(tmp_path):
     side = json.loads(out.with_name("stable.json").read_text())
     assert side["StopRule"] == "stable"
     assert side["GrowingParameters"] == {"rim_level": 0.4, "level": 0.3, "compete": True,
-                                         "stable_growth": STABLE_GROWTH}
+                                         **STABLE_RULE}
     leak = tmp_path / "leak.nii.gz"
     assert main(base + [str(leak)]) == 0
-    assert int((nib.load(leak).get_fdata() > 0).sum()) == 27
+    assert int((nib.load(leak).get_fdata() > 0).sum()) == 75
     assert json.loads(leak.with_name("leak.json").read_text())["StopRule"] == "leak"

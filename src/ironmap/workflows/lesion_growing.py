@@ -12,7 +12,7 @@ from scipy import ndimage
 from ironmap.core.lesions.seeded_growing import (
     RIM_RULE,
     SEED_OK,
-    STABLE_GROWTH,
+    STABLE_RULE,
     grow_lesions,
     propose_seeds,
 )
@@ -105,8 +105,8 @@ def grow_from_file(flair_path, out_path, *, seeds_path=None, propose: bool = Fal
         may have (``grow_lesions``' ``level``; :data:`RIM_RULE` has 0.35). 0.3 was chosen
         with ``compete`` on seed draws 10-19 of the open_ms patients (docs/lesions.md).
     stop_rule : {"leak", "stable"}, optional
-        ``"stable"``: a leak ends growing only from a stable region (``grow_lesions``'
-        ``stable_growth`` = :data:`STABLE_GROWTH`; docs/lesions.md). Default ``"leak"``.
+        ``"stable"``: a leak ends growing only from a stable region (``grow_lesions(...,
+        **STABLE_RULE)``; docs/lesions.md). Default ``"leak"``.
 
     Returns
     -------
@@ -146,7 +146,7 @@ def grow_from_file(flair_path, out_path, *, seeds_path=None, propose: bool = Fal
     if compete:
         params["compete"] = True
     if stop_rule == "stable":
-        params["stable_growth"] = STABLE_GROWTH
+        params.update(STABLE_RULE)
     res = grow_lesions(flair, ijk, vox, brain_mask=brain, **params)
     world = (img.affine @ np.c_[ijk, np.ones(len(ijk))].T).T[:, :3]
     table = pd.DataFrame({"x": world[:, 0], "y": world[:, 1], "z": world[:, 2],
