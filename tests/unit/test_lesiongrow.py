@@ -106,6 +106,7 @@ def test_cli_grow_writes_bids_mask(rng, tmp_path):
     assert _dice(nib.load(both).get_fdata() > 0, truth) > 0.85
     side = json.loads(both.with_name("sub-01_desc-compete_label-lesion_mask.json").read_text())
     assert side["GrowingParameters"] == {**RIM_RULE, "compete": True}
+    assert side["StopRule"] == "leak"
 
 
 def test_cli_refuses_to_write_empty_mask(rng, tmp_path):
