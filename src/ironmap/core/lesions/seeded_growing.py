@@ -307,7 +307,7 @@ def _grow_one(img, brain, labels, seed, vox, *, min_rise, level, jump, leak_mm3,
             continue
         elif best is not None and marks is not None and _holds_other_seed(region, box, marks, own):
             break
-        if best is not None:
+        if best is not None and stable_growth is not None:
             size = float(region[box].sum())
             best_growth = (size - float(best[box].sum())) / size
             if pending is not None:
