@@ -6,7 +6,9 @@ Usage::
         [--free-level F]   # 2.0 gives the rule before free_level (default 0.8)
         [--rim-level R] [--level L]   # rim rule (``none`` turns it off) and lowest level
         [--compete]   # seeds compete (a click never grows into another click's lesion)
-    # e.g. --rim-level 0.4 --level 0.3 --compete: the rim floor 0.3 chosen on draws 10-19
+        [--stable-growth S] [--join-max J]   # stability stop rule (docs/lesions.md)
+    # e.g. --rim-level 0.4 --level 0.3 --compete: the rim floor 0.3 chosen on draws 10-19;
+    # add --stable-growth 0.4 --join-max 20 for ``--stop-rule stable`` (chosen on draws 10-19)
     # needs IRONMAP_SHARED_DATA; draws D .. D+N-1 (default 0-2: the reported draws; 10-13 were
     # the tuning draws of ``core_rise``)
 
@@ -55,8 +57,13 @@ def main(argv):
         opts["compete"] = True
     if "--level" in argv:
         opts["level"] = float(argv[argv.index("--level") + 1])
+    if "--stable-growth" in argv:
+        opts["stable_growth"] = float(argv[argv.index("--stable-growth") + 1])
+    if "--join-max" in argv:
+        opts["join_max"] = float(argv[argv.index("--join-max") + 1])
     values = {argv.index(o) + 1 for o in ("--draws", "--first", "--free-level", "--rim-level",
-                                          "--level") if o in argv}
+                                          "--level", "--stable-growth", "--join-max")
+              if o in argv}
     patients = [a for i, a in enumerate(argv) if i not in values and not a.startswith("--")] \
         or ["07", "26", "19"]
     for p in patients:

@@ -16,6 +16,7 @@ from ironmap.core.lesions.seeded_growing import (
     SEED_OK,
     SEED_OUTSIDE_BRAIN,
     SEED_OUTSIDE_IMAGE,
+    STABLE_RULE,
     grow_lesions,
     propose_seeds,
 )
@@ -105,6 +106,7 @@ def test_cli_grow_writes_bids_mask(rng, tmp_path):
     assert _dice(nib.load(both).get_fdata() > 0, truth) > 0.85
     side = json.loads(both.with_name("sub-01_desc-compete_label-lesion_mask.json").read_text())
     assert side["GrowingParameters"] == {**RIM_RULE, "compete": True}
+    assert side["StopRule"] == "leak"
 
 
 def test_cli_refuses_to_write_empty_mask(rng, tmp_path):
@@ -412,3 +414,134 @@ def test_cli_rim_floor(rng, tmp_path):
     side = json.loads(out.with_name("m.json").read_text())
     assert side["GrowingParameters"] == {"rim_level": 0.4, "level": 0.3, "compete": True}
     assert side["RimRule"] is True
+
+
+def _plateau_step_lesion(shape=(48, 40, 40), length=20):
+    """Noise-free elongated lesion (``length`` x 5 x 5 voxels) in white matter (100): a plateau
+    (150) with, at one end, a 3x5x5 part (75 voxels) one threshold step brighter (151.5) around
+    a peak voxel (165)."""
+    img = np.full(shape, 100.0)
+    lesion = np.zeros(shape, dtype=bool)
+    lesion[14:14 + length, 18:23, 18:23] = True
+    img[lesion] = 150.0
+    img[14:17, 18:23, 18:23] = 151.5
+    img[15, 20, 20] = 165.0
+    return img, lesion
+
+
+@pytest.mark.parametrize("opts", [{}, RIM_RULE, {**RIM_RULE, "compete": True}])
+def test_stable_rule_grows_lesion_with_plateau_step_whole(opts):
+    """A click in the brighter end of a plateau-shaped lesion: its part forms one step above
+    the plateau and the plateau joins on the next step, a jump the leak rule reads as a leak.
+    The part had just formed (not stable), so with the stability rule the whole lesion is
+    grown, exactly; the leak rule alone keeps the 75-voxel part. A plateau more than
+    ``join_max`` times the part is not joined (the part, as with the leak rule)."""
+    img, lesion = _plateau_step_lesion()
+    for seed in [(14, 19, 21), (16, 21, 19), (15, 20, 20)]:
+        res = grow_lesions(img, [seed], (1, 1, 1), **STABLE_RULE, **opts)
+        assert res.status == [SEED_OK]
+        assert np.array_equal(res.mask, lesion)
+        old = grow_lesions(img, [seed], (1, 1, 1), **opts)
+        assert old.n_voxels == [75]
+    long, _ = _plateau_step_lesion(shape=(96, 40, 40), length=64)  # 21.3 times the part
+    res = grow_lesions(long, [(15, 20, 20)], (1, 1, 1), **STABLE_RULE, **opts)
+    assert res.n_voxels == [75]
+
+
+def test_stable_rule_refuses_join_that_keeps_growing():
+    """The plateau-step lesion's bright part (a fragment that has just formed) touching, instead
+    of its plateau, a structure that goes on growing as the threshold falls (a slab whose face
+    layer joins first and eight more layers one step later): the join is not confirmed stable,
+    so growing stops before it, at the 75-voxel part, as with the leak rule alone."""
+    img, _ = _plateau_step_lesion()
+    img[img == 150.0] = 100.0  # keep only the bright part (x 14-16) and its peak voxel
+    img[17, :, :] = 150.0  # the slab's face layer, touching the part
+    img[18:, :, :] = 148.5 - 0.2 * (np.arange(18, img.shape[0]) - 18)[:, None, None]
+    for opts in ({}, RIM_RULE):
+        res = grow_lesions(img, [(15, 20, 20)], (1, 1, 1), **STABLE_RULE, **opts)
+        assert res.status == [SEED_OK]
+        assert res.n_voxels == [75]
+
+
+def _lesion_bridge_bright(shape=(48, 40, 40)):
+    """Noise-free lesion (149, radius 4, peak voxel 160) in white matter (100), joined by a
+    one-voxel bridge (135) to a brighter structure (a slab, 170) four voxels away."""
+    idx = np.indices(shape).astype(float)
+    img = np.full(shape, 100.0)
+    centre = np.array([20, 20, 20])
+    lesion = ((idx - centre[:, None, None, None]) ** 2).sum(0) <= 4**2
+    img[lesion] = 149.0
+    img[tuple(centre)] = 160.0
+    img[29:, :, :] = 170.0
+    bridge = np.zeros(shape, dtype=bool)
+    bridge[25:29, 20, 20] = True
+    img[bridge] = 135.0
+    return img, lesion
+
+
+@pytest.mark.parametrize("opts", [{}, RIM_RULE, {**RIM_RULE, "compete": True}])
+def test_stable_rule_refuses_bridge_into_brighter_structure(opts):
+    """Clicks anywhere in a lesion that reaches a brighter structure through a thin bridge: the
+    lesion has been stable for several steps when the bridge joins, so the jump is refused and
+    the lesion is grown exactly, as with the leak rule alone."""
+    img, lesion = _lesion_bridge_bright()
+    inside = np.argwhere(lesion)
+    rng = np.random.default_rng(3)
+    for seed in inside[rng.choice(len(inside), 5, replace=False)]:
+        res = grow_lesions(img, [seed], (1, 1, 1), **STABLE_RULE, **opts)
+        assert res.status == [SEED_OK]
+        assert np.array_equal(res.mask, lesion)
+
+
+@pytest.mark.parametrize("radius", [2.2, 4.5])
+def test_stable_rule_rim_click_gives_partial_volume_lesion(radius):
+    """Clicks in the partial-volume rim of a noise-free lesion (voxels 50-99 % lesion): with the
+    stability rule and the rim floor 0.3 the result is exactly the voxels holding at least 0.3
+    of lesion, as without it."""
+    content = _partial_volume_sphere(radius)
+    img = 100.0 + 50.0 * content
+    rim = np.argwhere((content >= 0.5) & (content < 1.0))
+    rng = np.random.default_rng(11)
+    for seed in rim[rng.choice(len(rim), 4, replace=False)]:
+        res = grow_lesions(img, [seed], (1, 1, 1), rim_level=RIM_RULE["rim_level"], level=0.3,
+                           **STABLE_RULE)
+        assert res.status == [SEED_OK]
+        assert np.array_equal(res.mask, content >= 0.3)
+
+
+def test_stable_rule_keeps_noisy_lesions_from_random_clicks():
+    """The three-lesion phantom (blurred, noisy, bright band), random clicks (three draws),
+    stability rule with competition and the rim rule: Dice and load within bounds."""
+    for draw in range(3):
+        rng = np.random.default_rng(300 + draw)
+        img, truth, brain = _phantom(rng)
+        lab, n = ndimage.label(truth)
+        seeds = [rng.permutation(np.argwhere(lab == k))[0] for k in range(1, n + 1)]
+        res = grow_lesions(img, seeds, (1, 1, 1), brain_mask=brain, compete=True,
+                           **STABLE_RULE, **RIM_RULE)
+        assert res.status == [SEED_OK] * n
+        assert _dice(res.mask, truth) > 0.85
+        assert abs(res.mask.sum() / truth.sum() - 1) < 0.15
+
+
+def test_cli_stop_rule_stable_recorded(tmp_path):
+    """--stop-rule stable grows the plateau-step lesion whole and is recorded in the sidecar
+    (``StopRule`` and ``GrowingParameters``); the default is the leak rule (the fragment)."""
+    img, lesion = _plateau_step_lesion()
+    flair = tmp_path / "f.nii.gz"
+    nib.Nifti1Image(img.astype(np.float32), np.eye(4)).to_filename(flair)
+    seeds = tmp_path / "seeds.tsv"
+    seeds.write_text("x\ty\tz\n14\t19\t21\n")
+    base = ["lesions", "grow", str(flair), "--seeds", str(seeds), "--rim-rule", "--compete",
+            "--rim-floor", "0.3", "-o"]
+    out = tmp_path / "stable.nii.gz"
+    assert main(base + [str(out), "--stop-rule", "stable"]) == 0
+    assert np.array_equal(nib.load(out).get_fdata() > 0, lesion)
+    side = json.loads(out.with_name("stable.json").read_text())
+    assert side["StopRule"] == "stable"
+    assert side["GrowingParameters"] == {"rim_level": 0.4, "level": 0.3, "compete": True,
+                                         **STABLE_RULE}
+    leak = tmp_path / "leak.nii.gz"
+    assert main(base + [str(leak)]) == 0
+    assert int((nib.load(leak).get_fdata() > 0).sum()) == 75
+    assert json.loads(leak.with_name("leak.json").read_text())["StopRule"] == "leak"

@@ -41,6 +41,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="seeds compete: a click never grows into another click's lesion, "
                            "and a second pass grows each seed with the others' lesions closed "
                            "(docs/lesions.md)")
+    grow.add_argument("--stop-rule", choices=("leak", "stable"), default="leak",
+                      help="'leak' (default): growing stops before a sudden jump in region "
+                           "size; 'stable': a jump ends growing only from a stable region, so "
+                           "a click's fragment that has just formed may join the rest of its "
+                           "lesion (docs/lesions.md)")
     seg = sub.add_parser("segment", help="automatic white-matter lesion segmentation on FLAIR")
     seg.add_argument("flair", metavar="FLAIR", help="FLAIR NIfTI (lesions bright)")
     seg.add_argument("--t1w", metavar="T1W", default=None,
@@ -96,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
         table = grow_from_file(args.flair, args.output, seeds_path=args.seeds,
                                propose=args.propose, brain_mask_path=args.brain_mask,
                                overwrite=args.overwrite, rim_rule=args.rim_rule,
-                               compete=args.compete, rim_floor=args.rim_floor)
+                               compete=args.compete, rim_floor=args.rim_floor,
+                               stop_rule=args.stop_rule)
     except (SeedError, ImageError, FileNotFoundError, FileExistsError) as exc:
         log.error("%s", exc)
         return 1

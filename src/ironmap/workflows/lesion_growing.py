@@ -9,7 +9,13 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from ironmap.core.lesions.seeded_growing import RIM_RULE, SEED_OK, grow_lesions, propose_seeds
+from ironmap.core.lesions.seeded_growing import (
+    RIM_RULE,
+    SEED_OK,
+    STABLE_RULE,
+    grow_lesions,
+    propose_seeds,
+)
 from ironmap.io.atomic import check_writable
 from ironmap.io.nifti import load_image, save_image
 from ironmap.io.outputs import command_line
@@ -73,7 +79,7 @@ def world_to_voxel(xyz_mm: np.ndarray, affine: np.ndarray) -> np.ndarray:
 def grow_from_file(flair_path, out_path, *, seeds_path=None, propose: bool = False,
                    brain_mask_path=None, overwrite: bool = False,
                    rim_rule: bool = False, compete: bool = False,
-                   rim_floor: float | None = None) -> pd.DataFrame:
+                   rim_floor: float | None = None, stop_rule: str = "leak") -> pd.DataFrame:
     """Outline lesions on a FLAIR and write a BIDS lesion mask (+ JSON sidecar).
 
     Parameters
@@ -98,6 +104,9 @@ def grow_from_file(flair_path, out_path, *, seeds_path=None, propose: bool = Fal
         With ``rim_rule``: the lowest level of the lesion profile a partial-volume rim voxel
         may have (``grow_lesions``' ``level``; :data:`RIM_RULE` has 0.35). 0.3 was chosen
         with ``compete`` on seed draws 10-19 of the open_ms patients (docs/lesions.md).
+    stop_rule : {"leak", "stable"}, optional
+        ``"stable"``: a leak ends growing only from a stable region (``grow_lesions(...,
+        **STABLE_RULE)``; docs/lesions.md). Default ``"leak"``.
 
     Returns
     -------
@@ -109,8 +118,11 @@ def grow_from_file(flair_path, out_path, *, seeds_path=None, propose: bool = Fal
     SeedError
         No seeds, or no seed produced a lesion (an empty mask is never written).
     ValueError
-        ``rim_floor`` without ``rim_rule``, or not below the rim rule's ``rim_level``.
+        ``rim_floor`` without ``rim_rule``, or not below the rim rule's ``rim_level``; an
+        unknown ``stop_rule``.
     """
+    if stop_rule not in ("leak", "stable"):
+        raise ValueError(f"stop rule {stop_rule!r} is not 'leak' or 'stable'")
     if rim_floor is not None and (not rim_rule or not 0 <= rim_floor < RIM_RULE["rim_level"]):
         raise ValueError(f"rim floor {rim_floor} needs the rim rule and must lie in "
                          f"[0, {RIM_RULE['rim_level']})")
@@ -133,6 +145,8 @@ def grow_from_file(flair_path, out_path, *, seeds_path=None, propose: bool = Fal
         params["level"] = float(rim_floor)
     if compete:
         params["compete"] = True
+    if stop_rule == "stable":
+        params.update(STABLE_RULE)
     res = grow_lesions(flair, ijk, vox, brain_mask=brain, **params)
     world = (img.affine @ np.c_[ijk, np.ones(len(ijk))].T).T[:, :3]
     table = pd.DataFrame({"x": world[:, 0], "y": world[:, 1], "z": world[:, 2],
@@ -149,7 +163,7 @@ def grow_from_file(flair_path, out_path, *, seeds_path=None, propose: bool = Fal
         "with a local intensity threshold from seed points on FLAIR",
         "Sources": [Path(flair_path).name], "SpatialReference": Path(flair_path).name,
         "Seeds": table[["x", "y", "z", "status"]].to_dict(orient="records"),
-        "RimRule": bool(rim_rule), "GrowingParameters": params,
+        "RimRule": bool(rim_rule), "StopRule": stop_rule, "GrowingParameters": params,
         "LesionVolume": float(res.mask.sum() * np.prod(vox) / 1000.0), "LesionVolumeUnits": "cm^3",
         "GeneratedBy": [{"Name": "ironmap lesions grow", "Description": command_line()}],
     }
