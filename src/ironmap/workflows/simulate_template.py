@@ -80,7 +80,28 @@ def atlas_regions_on_grid(atlases, shape: tuple[int, int, int], affine: np.ndarr
 
 @functools.lru_cache(maxsize=2)
 def load_template_anatomy(atlas_dirs: tuple[str, ...] = ()) -> TemplateAnatomy:
-    """The template-built anatomy (cached per process).
+    """The template-built anatomy (cached per process and on disk).
+
+    :func:`build_template_anatomy` through the on-disk cache of static products
+    (:func:`ironmap.workflows.static_cache.cached_template_anatomy`): the same arrays.
+
+    Parameters
+    ----------
+    atlas_dirs : tuple of str
+        As for :func:`build_template_anatomy`.
+
+    Returns
+    -------
+    TemplateAnatomy
+        What :func:`build_template_anatomy` returns (its errors are raised as well).
+    """
+    from ironmap.workflows.static_cache import cached_template_anatomy
+
+    return cached_template_anatomy(tuple(atlas_dirs))
+
+
+def build_template_anatomy(atlas_dirs: tuple[str, ...] = ()) -> TemplateAnatomy:
+    """The template-built anatomy, computed (:func:`load_template_anatomy` caches it).
 
     Parameters
     ----------
