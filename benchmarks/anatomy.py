@@ -35,6 +35,7 @@ from scipy import ndimage  # noqa: E402
 from ironmap.io.atlas import find_atlases, packaged_atlas_folder, read_label_map  # noqa: E402
 from ironmap.spatial.anatomy import relabel_atlas  # noqa: E402
 from ironmap.workflows.anatomy import label_reference  # noqa: E402
+from ironmap.workflows.config import RunConfig  # noqa: E402
 
 
 def _cpu() -> float:
@@ -59,7 +60,10 @@ def cost(mm: float = 1.0) -> None:
     t0, c0 = time.monotonic(), _cpu()
     atlases = [relabel_atlas(x, read_label_map()) for x in find_atlases(packaged_atlas_folder())]
     with tempfile.TemporaryDirectory() as tmp:
-        labels, names, _ = label_reference(subject, atlases, tmp, "benchmark")
+        # the participant level's default (--midbrain-refine): the local midbrain SyN or not
+        default = RunConfig.__dataclass_fields__["midbrain_refine"].default
+        labels, names, _ = label_reference(subject, atlases, tmp, "benchmark",
+                                           midbrain=default == "local")
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
     print(f"subject {shape} at {mm:g} mm: {len(names)} labels, CPU {(_cpu() - c0) / 60:.2f} min, "
           f"wall {(time.monotonic() - t0) / 60:.2f} min, peak RSS {peak_gb:.2f} GB")
