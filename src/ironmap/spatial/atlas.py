@@ -363,6 +363,11 @@ def fit_template(t1w_img: nib.Nifti1Image, template: nib.Nifti1Image, *, label: 
 #: the third ventricle, PC = the bright midline spot above the entrance of the aqueduct.
 MNI152_AC_MM: tuple[float, float, float] = (0.0, 2.0, -4.0)
 MNI152_PC_MM: tuple[float, float, float] = (0.0, -27.0, -3.0)
+#: AC and PC in nilearn's ICBM152 2009a template (world mm, RAS+): the FSL MNI152 positions
+#: above carried through an ANTs SyN of the FSL MNI152 1 mm brain onto this template at 1 mm
+#: and 2 mm (the two agreed within 0.25 mm; docs/volumes.md).
+ICBM2009A_AC_MM: tuple[float, float, float] = (-0.4, 2.5, -4.4)
+ICBM2009A_PC_MM: tuple[float, float, float] = (-0.6, -26.8, -2.7)
 
 
 def template_points_to_subject(fit: NonlinearFit, points_mm) -> np.ndarray:

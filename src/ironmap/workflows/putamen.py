@@ -26,16 +26,17 @@ import numpy as np
 from ironmap.core.regions.putamen_split import split_whole_putamen, whole_putamen_labels
 from ironmap.io.bids import InputError, SubjectInputs
 from ironmap.io.landmarks import Landmarks, read_landmarks_table, sidecar_landmarks
+from ironmap.spatial.atlas import ICBM2009A_AC_MM as _ICBM2009A_AC_MM
+from ironmap.spatial.atlas import ICBM2009A_PC_MM as _ICBM2009A_PC_MM
 from ironmap.workflows.config import RunConfig
 
 log = logging.getLogger(__name__)
 
-#: AC and PC in nilearn's ICBM152 2009a template (world mm, RAS+): the FSL MNI152 positions
-#: (:data:`ironmap.spatial.atlas.MNI152_AC_MM`, ``MNI152_PC_MM``) carried through an ANTs SyN
-#: of the FSL MNI152 1 mm brain onto this template at 1 mm and 2 mm (the two agreed within
-#: 0.25 mm; docs/volumes.md).
-ICBM2009A_AC_MM: tuple[float, float, float] = (-0.4, 2.5, -4.4)
-ICBM2009A_PC_MM: tuple[float, float, float] = (-0.6, -26.8, -2.7)
+#: AC and PC in nilearn's ICBM152 2009a template (defined in :mod:`ironmap.spatial.atlas`
+#: beside the FSL MNI152 positions, so that the template-built simulation reads them without
+#: importing this module).
+ICBM2009A_AC_MM = _ICBM2009A_AC_MM
+ICBM2009A_PC_MM = _ICBM2009A_PC_MM
 
 
 def explicit_landmarks(subject: SubjectInputs, cfg: RunConfig) -> Landmarks | None:

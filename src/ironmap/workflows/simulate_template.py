@@ -97,7 +97,7 @@ def load_template_anatomy(atlas_dirs: tuple[str, ...] = ()) -> TemplateAnatomy:
     """
     from ironmap.workflows.static_cache import cached_template_anatomy
 
-    return cached_template_anatomy(tuple(atlas_dirs))
+    return cached_template_anatomy(tuple(atlas_dirs), build_template_anatomy)
 
 
 def build_template_anatomy(atlas_dirs: tuple[str, ...] = ()) -> TemplateAnatomy:
@@ -121,8 +121,8 @@ def build_template_anatomy(atlas_dirs: tuple[str, ...] = ()) -> TemplateAnatomy:
     """
     from ironmap.io.atlas import AtlasError, find_atlases, packaged_atlas_folder, read_label_map
     from ironmap.spatial.anatomy import AtlasSpecError, relabel_atlas
+    from ironmap.spatial.atlas import ICBM2009A_AC_MM, ICBM2009A_PC_MM
     from ironmap.spatial.segmentation import load_template
-    from ironmap.workflows.putamen import ICBM2009A_AC_MM, ICBM2009A_PC_MM
 
     folders = [Path(f) for f in atlas_dirs]
     packaged = packaged_atlas_folder()

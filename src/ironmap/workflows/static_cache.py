@@ -29,8 +29,8 @@ from ironmap.io import cache
 _TEMPLATE_CODE = ("ironmap.spatial.segmentation",)
 _ANATOMY_CODE = _TEMPLATE_CODE + (
     "ironmap.sim.template", "ironmap.sim.anatomy", "ironmap.workflows.simulate_template",
-    "ironmap.workflows.putamen", "ironmap.spatial.anatomy", "ironmap.io.atlas",
-    "ironmap.core.regions.putamen_split")
+    "ironmap.workflows.putamen", "ironmap.spatial.atlas", "ironmap.spatial.anatomy",
+    "ironmap.io.atlas", "ironmap.core.regions.putamen_split")
 #: nilearn's bundled 1 mm ICBM152 2009a images (what ``load_template`` resamples).
 _NILEARN_FILES = ("mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz",
                   "mni_icbm152_gm_tal_nlin_sym_09a_converted.nii.gz",
@@ -143,13 +143,17 @@ def template_anatomy_key(atlas_dirs: tuple[str, ...]) -> str:
                               *_code(_ANATOMY_CODE)])
 
 
-def cached_template_anatomy(atlas_dirs: tuple[str, ...] = ()):
+def cached_template_anatomy(atlas_dirs: tuple[str, ...], build):
     """:func:`ironmap.workflows.simulate_template.build_template_anatomy` through the cache.
 
     Parameters
     ----------
     atlas_dirs : tuple of str
         Atlas folders as distributed (may be empty).
+    build : callable
+        ``build(atlas_dirs)`` computes the product when the cache has no valid entry
+        (:func:`ironmap.workflows.simulate_template.build_template_anatomy`; passed in, so
+        that this module does not import the simulation workflow that calls it).
 
     Returns
     -------
@@ -157,14 +161,13 @@ def cached_template_anatomy(atlas_dirs: tuple[str, ...] = ()):
         The same labels, affine, landmarks, putamen fraction and source text as building it.
     """
     from ironmap.sim.template import TemplateAnatomy
-    from ironmap.workflows.simulate_template import build_template_anatomy
 
     key = template_anatomy_key(atlas_dirs)
     got = cache.load_arrays("template_anatomy", key)
     if got is not None:
         return TemplateAnatomy(got["labels"], got["affine"], got["ac_mm"], got["pc_mm"],
                                float(got["putamen_anterior_fraction"]), str(got["source"]))
-    anat = build_template_anatomy(atlas_dirs)
+    anat = build(atlas_dirs)
     cache.save_arrays("template_anatomy", key,
                       {"labels": anat.labels, "affine": anat.affine, "ac_mm": anat.ac_mm,
                        "pc_mm": anat.pc_mm,
