@@ -211,7 +211,7 @@ def labels_on_grid(subject, cfg: RunConfig, images, r2img, xfm, landmarks, lesio
         ``(labels, names, landmarks, provenance, eroded, core)`` as described above.
     """
     from ironmap.io.landmarks import Landmarks
-    from ironmap.spatial.atlas import locate_acpc
+    from ironmap.spatial.atlas import ICBM2009A_AC_MM, ICBM2009A_PC_MM, locate_acpc
     from ironmap.spatial.grid import resample_labels
     from ironmap.workflows import erosion, nuclei, putamen, sn_core
     from ironmap.workflows.participant import world_to_source
@@ -229,8 +229,8 @@ def labels_on_grid(subject, cfg: RunConfig, images, r2img, xfm, landmarks, lesio
             frac = sn_core.fractions(r2img, to_ref, on_ref, reference, atlases, fit)
         found = None
         if landmarks is None and putamen.needs_split(names, cfg) and fit is not None:
-            ac, pc = locate_acpc(reference, tpl.t1, ac_mm=putamen.ICBM2009A_AC_MM,
-                                 pc_mm=putamen.ICBM2009A_PC_MM, fit=fit)
+            ac, pc = locate_acpc(reference, tpl.t1, ac_mm=ICBM2009A_AC_MM,
+                                 pc_mm=ICBM2009A_PC_MM, fit=fit)
             found = Landmarks(tuple(ac), tuple(pc), "T1w",
                               f"{TEMPLATE_NAME} template registration to the {ref_name}")
     src = nib.Nifti1Image(on_ref, reference.affine)

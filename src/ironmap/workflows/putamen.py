@@ -26,17 +26,9 @@ import numpy as np
 from ironmap.core.regions.putamen_split import split_whole_putamen, whole_putamen_labels
 from ironmap.io.bids import InputError, SubjectInputs
 from ironmap.io.landmarks import Landmarks, read_landmarks_table, sidecar_landmarks
-from ironmap.spatial.atlas import ICBM2009A_AC_MM as _ICBM2009A_AC_MM
-from ironmap.spatial.atlas import ICBM2009A_PC_MM as _ICBM2009A_PC_MM
 from ironmap.workflows.config import RunConfig
 
 log = logging.getLogger(__name__)
-
-#: AC and PC in nilearn's ICBM152 2009a template (defined in :mod:`ironmap.spatial.atlas`
-#: beside the FSL MNI152 positions, so that the template-built simulation reads them without
-#: importing this module).
-ICBM2009A_AC_MM = _ICBM2009A_AC_MM
-ICBM2009A_PC_MM = _ICBM2009A_PC_MM
 
 
 def explicit_landmarks(subject: SubjectInputs, cfg: RunConfig) -> Landmarks | None:
@@ -99,7 +91,7 @@ def template_landmarks(t1w: nib.Nifti1Image, label: str, work_dir=None) -> Landm
     Landmarks
         AC and PC in T1w world mm.
     """
-    from ironmap.spatial.atlas import fit_template, locate_acpc
+    from ironmap.spatial.atlas import ICBM2009A_AC_MM, ICBM2009A_PC_MM, fit_template, locate_acpc
     from ironmap.workflows.static_cache import cached_template
 
     tpl = cached_template(2)
