@@ -7,15 +7,18 @@ Usage::
         [--rim-level R] [--level L]   # rim rule (``none`` turns it off) and lowest level
         [--compete]   # seeds compete (a click never grows into another click's lesion)
         [--stable-growth S] [--join-max J]   # stability stop rule (docs/lesions.md)
+        [--bright-leak B]   # bright-leak guard for regions under 10 voxels (0.5: BRIGHT_LEAK)
     # e.g. --rim-level 0.4 --level 0.3 --compete: the rim floor 0.3 chosen on draws 10-19;
-    # add --stable-growth 0.4 --join-max 20 for ``--stop-rule stable`` (chosen on draws 10-19)
+    # add --stable-growth 0.4 --join-max 20 for ``--stop-rule stable`` (chosen on draws 10-19),
+    # --bright-leak 0.5 for ``--bright-leak`` (set on draws 20-29; draws 30-39 held out)
     # needs IRONMAP_SHARED_DATA; draws D .. D+N-1 (default 0-2: the reported draws; 10-13 were
     # the tuning draws of ``core_rise``)
 
 For each draw, one seed per 26-connected consensus lesion at a uniformly random voxel of it
 (numpy default_rng(draw)), never at its centre on purpose. Prints Dice and load ratio per draw,
-then per patient the mean / min Dice, the load ratio range, its mean and on how many draws the
-load is within 15 % of the consensus.
+then per patient the mean / min Dice, the load ratio range, its mean and median and on how many
+draws the load is within 15 % of the consensus. ``benchmarks/lesiongrow_perlesion.py`` breaks
+a draw's load down by lesion.
 """
 
 from __future__ import annotations
@@ -43,26 +46,32 @@ def random_seeds(gold: np.ndarray, rng) -> np.ndarray:
     return np.array([idx[order == k][rng.integers((order == k).sum())] for k in range(1, n + 1)])
 
 
-def main(argv):
-    root = Path(os.environ.get("IRONMAP_SHARED_DATA", "../shared/data")) / "open_ms_data"
-    draws = int(argv[argv.index("--draws") + 1]) if "--draws" in argv else 3
-    first = int(argv[argv.index("--first") + 1]) if "--first" in argv else 0
-    merge = "--merge-core" in argv
-    free = float(argv[argv.index("--free-level") + 1]) if "--free-level" in argv else 0.8
-    opts = {}
+def grow_options(argv) -> dict:
+    """``grow_lesions`` keyword arguments from the benchmark's options (see the usage)."""
+    opts = {"merge_core": "--merge-core" in argv,
+            "free_level": float(argv[argv.index("--free-level") + 1])
+            if "--free-level" in argv else 0.8}
     if "--rim-level" in argv:
         rim = argv[argv.index("--rim-level") + 1]
         opts["rim_level"] = None if rim == "none" else float(rim)
     if "--compete" in argv:
         opts["compete"] = True
-    if "--level" in argv:
-        opts["level"] = float(argv[argv.index("--level") + 1])
-    if "--stable-growth" in argv:
-        opts["stable_growth"] = float(argv[argv.index("--stable-growth") + 1])
-    if "--join-max" in argv:
-        opts["join_max"] = float(argv[argv.index("--join-max") + 1])
+    for flag, key in (("--level", "level"), ("--stable-growth", "stable_growth"),
+                      ("--join-max", "join_max"), ("--bright-leak", "bright_leak")):
+        if flag in argv:
+            opts[key] = float(argv[argv.index(flag) + 1])
+    return opts
+
+
+def main(argv):
+    root = Path(os.environ.get("IRONMAP_SHARED_DATA", "../shared/data")) / "open_ms_data"
+    draws = int(argv[argv.index("--draws") + 1]) if "--draws" in argv else 3
+    first = int(argv[argv.index("--first") + 1]) if "--first" in argv else 0
+    opts = grow_options(argv)
+    merge, free = opts["merge_core"], opts["free_level"]
     values = {argv.index(o) + 1 for o in ("--draws", "--first", "--free-level", "--rim-level",
-                                          "--level", "--stable-growth", "--join-max")
+                                          "--level", "--stable-growth", "--join-max",
+                                          "--bright-leak")
               if o in argv}
     patients = [a for i, a in enumerate(argv) if i not in values and not a.startswith("--")] \
         or ["07", "26", "19"]
@@ -73,20 +82,22 @@ def main(argv):
         dice, load = [], []
         for d in range(first, first + draws):
             seeds = random_seeds(gold, np.random.default_rng(d))
-            res = grow_lesions(data, seeds, (1, 1, 1), merge_core=merge, free_level=free, **opts)
+            res = grow_lesions(data, seeds, (1, 1, 1), **opts)
             m = lesion_detection(res.mask, gold)
             dice.append(m["dice"])
             load.append(m["load_ratio"])
+            shown = {k: v for k, v in opts.items() if k not in ("merge_core", "free_level")}
             print(f"patient{p}\tdraw {d}\tseeds {len(seeds)}\tdice {m['dice']:.3f}\t"
                   f"load ratio {m['load_ratio']:.2f}\tlesion-wise recall {m['recall']:.2f} "
                   f"precision {m['precision']:.2f} F1 {m['f1']:.2f}\t"
                   f"merge_core {merge}\tfree_level {free}"
-                  f"\t{opts}",
+                  f"\t{shown}",
                   flush=True)
         within = sum(abs(x - 1) <= 0.15 for x in load)
         print(f"patient{p}\tdraws {first}-{first + draws - 1}\tdice mean {np.mean(dice):.3f} "
               f"min {min(dice):.3f}\tload ratio x{min(load):.2f}-{max(load):.2f} "
-              f"(mean x{np.mean(load):.2f}; within 15 % on {within} of {draws} draws)", flush=True)
+              f"(mean x{np.mean(load):.2f}, median x{np.median(load):.2f}; within 15 % on "
+              f"{within} of {draws} draws)", flush=True)
 
 
 if __name__ == "__main__":
