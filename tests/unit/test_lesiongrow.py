@@ -11,6 +11,7 @@ from scipy import ndimage
 
 from ironmap.cli.main import main
 from ironmap.core.lesions.seeded_growing import (
+    BRIGHT_LEAK,
     RIM_RULE,
     SEED_NOT_HYPERINTENSE,
     SEED_OK,
@@ -545,3 +546,65 @@ def test_cli_stop_rule_stable_recorded(tmp_path):
     assert main(base + [str(leak)]) == 0
     assert int((nib.load(leak).get_fdata() > 0).sum()) == 75
     assert json.loads(leak.with_name("leak.json").read_text())["StopRule"] == "leak"
+
+
+def _small_lesion_by_bright_structure(shape=(48, 40, 40)):
+    """Noise-free 4-voxel lesion of low contrast (136, peak voxel 140) in white matter (100),
+    joined by a one-voxel bridge (120, half its profile) to a much brighter slab (170)."""
+    img = np.full(shape, 100.0)
+    lesion = np.zeros(shape, dtype=bool)
+    lesion[20:22, 20:22, 20] = True
+    img[lesion] = 136.0
+    img[20, 20, 20] = 140.0
+    img[22:26, 20, 20] = 120.0  # the bridge
+    img[26:32, :, :] = 170.0
+    return img, lesion
+
+
+@pytest.mark.parametrize("opts", [{}, RIM_RULE, {**RIM_RULE, "compete": True, **STABLE_RULE}])
+def test_bright_leak_stops_small_lesion_at_its_own_voxels(opts):
+    """A click on a lesion of fewer than 10 voxels whose region, half way down its profile,
+    jumps through a bridge into a structure far brighter than its own peak: the leak rule
+    exempts regions under 10 voxels, so the click takes the slab; with ``bright_leak`` the
+    jump is a leak and the lesion is grown exactly."""
+    img, lesion = _small_lesion_by_bright_structure()
+    for seed in np.argwhere(lesion):
+        old = grow_lesions(img, [seed], (1, 1, 1), **opts)
+        assert old.n_voxels[0] > 1000
+        res = grow_lesions(img, [seed], (1, 1, 1), **BRIGHT_LEAK, **opts)
+        assert res.status == [SEED_OK]
+        assert np.array_equal(res.mask, lesion)
+
+
+def _bump_on_plateau(shape=(40, 40, 40)):
+    """Noise-free lesion: a plateau (130, 7 x 7 x 7 voxels) in white matter (100) with, on one
+    face, a 3-voxel bump (140): a click there starts from the bump, whose profile's free level
+    (0.8) lies above the plateau, so the plateau joins a 3-voxel region in one jump."""
+    img = np.full(shape, 100.0)
+    lesion = np.zeros(shape, dtype=bool)
+    lesion[16:23, 16:23, 16:23] = True
+    lesion[23, 19, 18:21] = True
+    img[lesion] = 130.0
+    img[23, 19, 18:21] = 140.0
+    return img, lesion
+
+
+@pytest.mark.parametrize("opts", [{}, RIM_RULE, {**RIM_RULE, "compete": True, **STABLE_RULE}])
+def test_bright_leak_keeps_jump_into_own_plateau(opts):
+    """The jump from a click's small region into the rest of its own lesion (no brighter than
+    the click's peak) is not a bright leak: the whole lesion is grown, with and without
+    ``bright_leak``; and the partial-volume sphere's rim clicks give the same lesion with it."""
+    img, lesion = _bump_on_plateau()
+    for seed in [(23, 19, 18), (23, 19, 20)]:
+        for extra in ({}, BRIGHT_LEAK):
+            res = grow_lesions(img, [seed], (1, 1, 1), **extra, **opts)
+            assert res.status == [SEED_OK]
+            assert np.array_equal(res.mask, lesion)
+    content = _partial_volume_sphere(4.5)
+    img = 100.0 + 50.0 * content
+    rim = np.argwhere((content >= 0.5) & (content < 1.0))
+    for seed in rim[np.random.default_rng(12).choice(len(rim), 4, replace=False)]:
+        res = grow_lesions(img, [seed], (1, 1, 1), rim_level=RIM_RULE["rim_level"], level=0.3,
+                           **STABLE_RULE, **BRIGHT_LEAK)
+        assert np.array_equal(res.mask, content >= 0.3)
+
