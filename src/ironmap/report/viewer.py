@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ironmap.core.regions.bounding_box import mask_box
+
 #: most voxels a volume may have in the page (after cropping); larger ones are downsampled
 MAX_VOXELS = 3_500_000
 SCRIPT = Path(__file__).with_name("static") / "viewer.js"
@@ -62,14 +64,10 @@ def crop_box(mask: np.ndarray, margin: int = 2) -> tuple[slice, slice, slice]:
     tuple of slice
         One slice per axis; the whole grid when the mask is empty.
     """
-    if not np.any(mask):
-        return tuple(slice(0, n) for n in mask.shape)  # type: ignore[return-value]
-    out = []
-    for axis in range(3):
-        other = tuple(a for a in range(3) if a != axis)
-        idx = np.flatnonzero(np.any(mask, axis=other))
-        out.append(slice(max(0, idx[0] - margin), min(mask.shape[axis], idx[-1] + margin + 1)))
-    return tuple(out)  # type: ignore[return-value]
+    box = mask_box(mask, margin)
+    if box is None:
+        return tuple(slice(0, n) for n in np.shape(mask))  # type: ignore[return-value]
+    return box  # type: ignore[return-value]
 
 
 def quantise(r2star: np.ndarray, vmax: float) -> tuple[np.ndarray, float]:

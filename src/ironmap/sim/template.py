@@ -28,6 +28,7 @@ from typing import ClassVar
 import numpy as np
 from scipy import ndimage
 
+from ironmap.core.regions.bounding_box import mask_box
 from ironmap.core.regions.putamen_split import anterior_of_ac
 from ironmap.sim import anatomy
 from ironmap.sim.anatomy import (
@@ -117,16 +118,6 @@ class TemplateAnatomy:
                          * self._voxel_mm())
 
 
-def _box(mask: np.ndarray, margin: int) -> tuple[slice, ...]:
-    """Bounding box of ``mask`` grown by ``margin`` voxels, clipped to the array."""
-    lo, hi = [], []
-    for ax in range(mask.ndim):
-        hit = np.flatnonzero(np.any(mask, axis=tuple(a for a in range(mask.ndim) if a != ax)))
-        lo.append(max(0, int(hit[0]) - margin) if hit.size else 0)
-        hi.append(min(mask.shape[ax], int(hit[-1]) + margin + 1) if hit.size else 0)
-    return tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
-
-
 def _inside_distance(mask: np.ndarray) -> np.ndarray:
     """``distance_transform_edt(mask)`` (voxels) computed on the mask's box only.
 
@@ -135,7 +126,9 @@ def _inside_distance(mask: np.ndarray) -> np.ndarray:
     and no farther); voxels outside the box are outside the mask (distance 0).
     """
     out = np.zeros(mask.shape, dtype=np.float64)
-    box = _box(mask, 1)
+    box = mask_box(mask, 1)
+    if box is None:
+        return out
     out[box] = ndimage.distance_transform_edt(mask[box])
     return out
 
@@ -149,7 +142,9 @@ def _outside_distance(mask: np.ndarray, reach_voxels: int) -> np.ndarray:
     """
     out = np.full(mask.shape, np.inf)
     out[mask] = 0.0
-    box = _box(mask, int(reach_voxels) + 1)
+    box = mask_box(mask, int(reach_voxels) + 1)
+    if box is None:
+        return out
     out[box] = ndimage.distance_transform_edt(~mask[box])
     return out
 

@@ -23,6 +23,7 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
+from ironmap.core.regions.bounding_box import mask_box
 from ironmap.spatial.registration import import_ants, to_ants
 
 #: Largest distance (mm) between a voxel's sub-samples (a 1 mm edge gets 2, a 2 mm edge 4).
@@ -48,15 +49,6 @@ def subsample_factors(voxel_sizes, step_mm: float = SUBSAMPLE_MM) -> np.ndarray:
         At least 1 per axis.
     """
     return np.maximum(1, np.ceil(np.asarray(voxel_sizes, float) / step_mm - 1e-6)).astype(int)
-
-
-def _box(mask: np.ndarray, margin: int) -> tuple[slice, ...] | None:
-    ijk = np.argwhere(mask)
-    if not ijk.size:
-        return None
-    lo = np.maximum(ijk.min(axis=0) - margin, 0)
-    hi = np.minimum(ijk.max(axis=0) + margin + 1, mask.shape)
-    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
 
 
 def label_fractions(target: nib.Nifti1Image, target_to_reference: np.ndarray,
@@ -95,7 +87,7 @@ def label_fractions(target: nib.Nifti1Image, target_to_reference: np.ndarray,
     shape = tuple(int(s) for s in target.shape[:3])
     indices = [int(i) for i in indices]
     out = {i: np.zeros(shape, np.float32) for i in indices}
-    box = _box(np.isin(near, indices), margin)
+    box = mask_box(np.isin(near, indices), margin)
     if box is None:
         return out
     aff = np.asarray(target.affine, float)
