@@ -267,5 +267,8 @@ def test_known_deformation_default_route_with_midbrain_syn(tmp_path):
     if min(nigra.values()) < TARGETS["substantia_nigra"]:
         # Known limit (docs/anatomy.md): measured 2026-12-07, left SN 0.588 / right 0.833 with
         # the local midbrain SyN against 0.769 / 0.712 with the template registration alone.
+        # benchmarks/midbrain_known_deformation.py: on four other known deformations the local
+        # SyN lowers the left SN's (1 mm grid) Dice and raises the right's every time (the
+        # symmetric 2009a vs FSL's MNI152 midbrain); no regularisation fixed it.
         pytest.xfail(f"substantia nigra under the local midbrain SyN below "
                      f"{TARGETS['substantia_nigra']}: {nigra}")
