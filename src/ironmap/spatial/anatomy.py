@@ -278,8 +278,6 @@ def warp_atlases(reference, atlases: list[RelabelledAtlas], transforms: dict[int
     ants = import_ants()
 
     source = choose_sources(atlases)
-    order = sorted(set(source), key=lambda i: atlas_order_key(i, source, atlases))
-    out = np.zeros(reference.shape, dtype=np.int16)
     moved = {}
     for pos, atlas in enumerate(atlases):
         keep = [i for i, p in source.items() if p == pos]
@@ -290,9 +288,32 @@ def warp_atlases(reference, atlases: list[RelabelledAtlas], transforms: dict[int
         moved[pos] = np.rint(ants.apply_transforms(
             reference, to_ants(atlas.labels, data), transforms[pos],
             interpolator="genericLabel").numpy()).astype(np.int16)
+    return paint_regions(moved, atlases)
+
+
+def paint_regions(moved: dict[int, np.ndarray], atlases: list[RelabelledAtlas]) -> np.ndarray:
+    """One label image from every atlas's carried labels: each output region from its source.
+
+    Regions are painted in :func:`atlas_order_key` order, each taking only voxels no region
+    painted before it holds.
+
+    Parameters
+    ----------
+    moved : dict of int to ndarray of int
+        Atlas position -> its output labels on one grid (every array the same shape).
+    atlases : list of RelabelledAtlas
+        The atlases (for :func:`choose_sources` and the painting order).
+
+    Returns
+    -------
+    ndarray of int16
+        Output indices (0 = background); each voxel holds at most one region.
+    """
+    source = choose_sources(atlases)
+    order = sorted(set(source), key=lambda i: atlas_order_key(i, source, atlases))
+    out = np.zeros(next(iter(moved.values())).shape, dtype=np.int16)
     for index in order:
-        sel = (moved[source[index]] == index) & (out == 0)
-        out[sel] = index
+        out[(moved[source[index]] == index) & (out == 0)] = index
     return out
 
 

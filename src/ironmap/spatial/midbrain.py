@@ -42,6 +42,10 @@ LOCAL_ITERATIONS: tuple[int, ...] = (40, 20, 10)
 #: Metric of the local SyN: ``CC`` (neighbourhood cross-correlation, radius 2; chosen over
 #: ``mattes``, mutual information with 32 bins, on the simulated tuning seeds 7 and 11).
 LOCAL_METRIC = "CC"
+#: SyN's Gaussian smoothing (voxels) of the update field and of the total field (ANTs'
+#: defaults 3 and 0).
+LOCAL_FLOW_SIGMA = 3.0
+LOCAL_TOTAL_SIGMA = 0.0
 
 
 @dataclass
@@ -127,7 +131,8 @@ def _correlation(a: np.ndarray, b: np.ndarray) -> float:
 def refine_box(reference: nib.Nifti1Image, template: nib.Nifti1Image, fit, box, *,
                workdir: str, voxel_mm: float = LOCAL_VOXEL_MM,
                iterations=LOCAL_ITERATIONS, metric: str = LOCAL_METRIC,
-               seed: int = 1) -> LocalFit:
+               seed: int = 1, flow_sigma: float = LOCAL_FLOW_SIGMA,
+               total_sigma: float = LOCAL_TOTAL_SIGMA) -> LocalFit:
     """Local SyN of the (globally registered) template onto the reference inside a box.
 
     Parameters
@@ -151,6 +156,8 @@ def refine_box(reference: nib.Nifti1Image, template: nib.Nifti1Image, fit, box, 
         ``mattes`` or ``CC``.
     seed : int, optional
         ANTs' sampling seed (reproducible with one ITK thread).
+    flow_sigma, total_sigma : float, optional
+        SyN's smoothing (voxels) of the update field and of the total field (regularisation).
 
     Returns
     -------
@@ -178,6 +185,7 @@ def refine_box(reference: nib.Nifti1Image, template: nib.Nifti1Image, fit, box, 
         reg = ants.registration(fixed=fixed, moving=moving, type_of_transform="SyNOnly",
                                 reg_iterations=tuple(int(i) for i in iterations),
                                 syn_metric=metric, syn_sampling=sampling,
+                                flow_sigma=float(flow_sigma), total_sigma=float(total_sigma),
                                 outprefix=prefix, verbose=False)
     after = _correlation(fixed.numpy(), reg["warpedmovout"].numpy())
     local = [t for t in reg["fwdtransforms"] if t.endswith("Warp.nii.gz")]
@@ -240,7 +248,9 @@ def refine_midbrain(reference: nib.Nifti1Image, labels: np.ndarray, atlases, fit
                     template: nib.Nifti1Image, *, indices, source: dict[int, int], workdir: str,
                     margin_mm: float = BOX_MARGIN_MM, voxel_mm: float = LOCAL_VOXEL_MM,
                     iterations=LOCAL_ITERATIONS, metric: str = LOCAL_METRIC,
-                    seed: int = 1) -> tuple[np.ndarray, LocalFit | None]:
+                    seed: int = 1, flow_sigma: float = LOCAL_FLOW_SIGMA,
+                    total_sigma: float = LOCAL_TOTAL_SIGMA
+                    ) -> tuple[np.ndarray, LocalFit | None]:
     """SN and RN carried through a local midbrain SyN composed with the global fit.
 
     :func:`template_box` around the labels ``indices`` (SN and RN) of the atlases that use the
@@ -265,7 +275,7 @@ def refine_midbrain(reference: nib.Nifti1Image, labels: np.ndarray, atlases, fit
         Output label -> atlas position (:func:`ironmap.spatial.anatomy.choose_sources`).
     workdir : str
         Folder for the local transform files.
-    margin_mm, voxel_mm, iterations, metric, seed
+    margin_mm, voxel_mm, iterations, metric, seed, flow_sigma, total_sigma
         As for :func:`template_box` and :func:`refine_box`.
 
     Returns
@@ -283,5 +293,6 @@ def refine_midbrain(reference: nib.Nifti1Image, labels: np.ndarray, atlases, fit
     except ValueError:
         return np.asarray(labels).astype(np.int16), None
     local = refine_box(reference, template, fit, box, workdir=workdir, voxel_mm=voxel_mm,
-                       iterations=iterations, metric=metric, seed=seed)
+                       iterations=iterations, metric=metric, seed=seed,
+                       flow_sigma=flow_sigma, total_sigma=total_sigma)
     return refine_midbrain_labels(reference, labels, atlases, local, indices, source), local
