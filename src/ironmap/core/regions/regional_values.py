@@ -123,10 +123,12 @@ def erode(mask: np.ndarray, erosion_voxels: int = 1) -> np.ndarray:
     if erosion_voxels <= 0 or not mask.any():
         return mask.copy()
     # only the mask's bounding box (and a margin of empty voxels) can change: erode that block
-    (box,) = ndimage.find_objects(mask.astype(np.uint8))
     pad = int(erosion_voxels) + 1
-    box = tuple(slice(max(b.start - pad, 0), min(b.stop + pad, n))
-                for b, n in zip(box, mask.shape, strict=True))
+    box = []
+    for axis, n in enumerate(mask.shape):  # the box from the axis projections (no labelling)
+        filled = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        box.append(slice(max(int(filled[0]) - pad, 0), min(int(filled[-1]) + 1 + pad, n)))
+    box = tuple(box)
     out = np.zeros_like(mask)
     out[box] = ndimage.binary_erosion(
         mask[box], structure=EROSION_STRUCTURE, iterations=int(erosion_voxels), border_value=0
