@@ -48,3 +48,28 @@ def test_flagged_voxels_are_left_out(rng):
     img.flags[img.r2star == 300.0] = FLAGS_INVALID
     _, hi, _ = S.r2star_display_range(img)
     assert hi <= 45
+
+
+def test_fill_holes_in_plane_equals_binary_fill_holes_slice_by_slice():
+    """The one-pass in-plane fill equals ``binary_fill_holes`` on every axial slice (random
+    masks with holes, rings, holes touching the edge, thin and one-voxel grids)."""
+    from scipy import ndimage
+
+    from ironmap.report.subject import fill_holes_in_plane
+
+    rng = np.random.default_rng(3)
+    for shape in [(40, 36, 9), (1, 12, 3), (17, 1, 4), (25, 31, 1), (2, 2, 2)]:
+        for density in (0.2, 0.5, 0.8):
+            mask = ndimage.binary_opening(rng.random(shape) < density) | (
+                rng.random(shape) < density / 3)
+            if shape[0] > 20:  # a ring with a hole, and a hole open to the edge
+                mask[5:15, 5:15, 0] = True
+                mask[8:12, 8:12, 0] = False
+                mask[0:6, 20:30, -1] = True
+                mask[0:3, 23:27, -1] = False
+            ref = np.stack([ndimage.binary_fill_holes(mask[:, :, k])
+                            for k in range(shape[2])], axis=2)
+            got = fill_holes_in_plane(mask)
+            assert got.dtype == bool and np.array_equal(got, ref), (shape, density)
+    assert fill_holes_in_plane(np.zeros((4, 4, 2), bool)).sum() == 0
+    assert fill_holes_in_plane(np.ones((4, 4, 2), bool)).all()

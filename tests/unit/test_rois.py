@@ -155,3 +155,45 @@ def test_warning_flags_keep_voxels_invalid_flags_drop_them():
     row = df[(df.region == "caudate") & (df.hemisphere == "left")].iloc[0]
     assert row.n_voxels == 63 and row.n_voxels_flagged == 1
     assert row.r2star_mean == pytest.approx((62 * 30.0 + 60.0) / 63)
+
+
+@pytest.mark.parametrize("options", [
+    {}, {"erosion_voxels": 2}, {"erosion_voxels": 0},
+    {"erosion_mm": 1.5, "voxel_sizes": (1.0, 1.0, 2.0)},
+    {"fallback_mm": 0.5, "min_voxels": 60, "voxel_sizes": (1.0, 1.0, 2.0)},
+    {"eroded": True}, {"core": True}, {"flags_bool": True},
+])
+def test_regional_stats_on_the_labels_box_equals_the_whole_grid(rng, options):
+    """The table computed on the labelled voxels' bounding box equals the whole grid's: an
+    unnamed label in two opposite corners (ignored by the table) stretches the box over the
+    whole grid, the reference; regions touch the grid's border in both."""
+    from ironmap.core.regions.regional_values import erode_label_image
+
+    options = dict(options)
+    shape = (34, 30, 16)
+    labels = np.zeros(shape, np.int16)
+    box(labels, 1, (10, 8, 4), (16, 14, 10))
+    box(labels, 2, (18, 8, 4), (25, 15, 11))
+    box(labels, 3, (10, 15, 0), (15, 19, 6))     # touches the bottom slice
+    box(labels, 5, (10, 19, 0), (15, 23, 6))
+    box(labels, 4, (18, 15, 3), (23, 19, 9))
+    box(labels, 6, (18, 19, 3), (23, 30, 9))     # touches the grid's far y side
+    box(labels, 20, (26, 2, 6), (29, 5, 8))      # a thin region (fall-back)
+    r2 = rng.normal(25.0, 4.0, shape)
+    r2[rng.random(shape) < 0.05] = np.nan
+    flags = rng.random(shape) < 0.05 if options.pop("flags_bool", False) else None
+    if options.pop("eroded", False):
+        options["eroded_labels"] = erode_label_image(labels, NAMES, erosion_voxels=1)
+    if options.pop("core", False):
+        core = np.zeros(shape, np.int16)
+        core[11:14, 9:12, 5:8] = 1
+        options["core_labels"] = core
+    whole = labels.copy()
+    whole[0, 0, 0] = whole[-1, -1, -1] = 99  # not in NAMES
+    got = regional_stats(r2, labels, NAMES, flags=flags, **options)
+    if "eroded_labels" in options:
+        options["eroded_labels"] = options["eroded_labels"].copy()
+        options["eroded_labels"][0, 0, 0] = options["eroded_labels"][-1, -1, -1] = 99
+    ref = regional_stats(r2, whole, NAMES, flags=flags, **options)
+    assert len(got) >= 8
+    pd.testing.assert_frame_equal(got, ref, check_exact=True)

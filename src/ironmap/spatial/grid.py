@@ -112,6 +112,15 @@ def resample_labels(label_img, target_img, world_to_source=None) -> np.ndarray:
         labels = np.nan_to_num(rounded).astype(np.int32)
     shape, t_aff = _target_grid(target_img)
     vox_map = _voxel_map(shape, t_aff, label_img.affine, world_to_source)
+    from ironmap.spatial import nearest_lookup
+
+    if nearest_lookup.AVAILABLE:  # the same labels, compiled (no per-chunk index arrays)
+        return nearest_lookup.lookup_labels(labels, vox_map, shape)
+    return _lookup_numpy(labels, vox_map, shape)
+
+
+def _lookup_numpy(labels: np.ndarray, vox_map: np.ndarray, shape) -> np.ndarray:
+    """:func:`resample_labels`' lookup in numpy chunks (the reference of the compiled one)."""
     out = np.zeros(shape, dtype=labels.dtype)
     src_shape = np.array(labels.shape)[:, None]
     for zs in _chunks(shape):

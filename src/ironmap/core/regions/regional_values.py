@@ -104,6 +104,34 @@ def region_key(label_name: str) -> tuple[str, str]:
     return region, hemi
 
 
+def nonzero_box(mask: np.ndarray, pad: int = 0) -> tuple[slice, ...] | None:
+    """The bounding box of a mask's non-zero voxels, widened by ``pad`` voxels per side.
+
+    Taken from the mask's projections on each axis (no labelling of the grid) and clipped to
+    the grid.
+
+    Parameters
+    ----------
+    mask : ndarray
+        Any array; non-zero voxels count.
+    pad : int, optional
+        Voxels added on every side.
+
+    Returns
+    -------
+    tuple of slice or None
+        One slice per axis; None when no voxel is non-zero.
+    """
+    mask = np.asarray(mask)
+    box = []
+    for axis, n in enumerate(mask.shape):
+        filled = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        if not filled.size:
+            return None
+        box.append(slice(max(int(filled[0]) - pad, 0), min(int(filled[-1]) + 1 + pad, n)))
+    return tuple(box)
+
+
 def erode(mask: np.ndarray, erosion_voxels: int = 1) -> np.ndarray:
     """Binary erosion by ``erosion_voxels`` steps of :data:`EROSION_STRUCTURE`.
 
@@ -123,10 +151,7 @@ def erode(mask: np.ndarray, erosion_voxels: int = 1) -> np.ndarray:
     if erosion_voxels <= 0 or not mask.any():
         return mask.copy()
     # only the mask's bounding box (and a margin of empty voxels) can change: erode that block
-    (box,) = ndimage.find_objects(mask.astype(np.uint8))
-    pad = int(erosion_voxels) + 1
-    box = tuple(slice(max(b.start - pad, 0), min(b.stop + pad, n))
-                for b, n in zip(box, mask.shape, strict=True))
+    box = nonzero_box(mask, int(erosion_voxels) + 1)
     out = np.zeros_like(mask)
     out[box] = ndimage.binary_erosion(
         mask[box], structure=EROSION_STRUCTURE, iterations=int(erosion_voxels), border_value=0
@@ -498,13 +523,25 @@ def regional_stats(
         else:
             valid &= (flags.astype(np.uint16) & FLAGS_INVALID) == 0
     vox_cm3 = None if voxel_sizes is None else float(np.prod(voxel_sizes[:3])) / 1000.0
+    if eroded_labels is not None and np.shape(eroded_labels) != labels.shape:
+        raise ValueError(f"eroded labels shape {np.shape(eroded_labels)} differs from labels "
+                         f"shape {labels.shape}")
+    # every value, count and erosion below depends only on the labelled voxels and the empty
+    # voxels around them: work on their bounding box (one empty voxel of margin) instead of
+    # the whole grid - the same voxels in the same order, so the same table
+    extra = [a for a in (eroded_labels, core_labels)
+             if a is not None and np.shape(a) == labels.shape]
+    box = nonzero_box(np.logical_or.reduce([labels != 0, *(np.asarray(a) != 0 for a in extra)]),
+                      1)
+    if box is not None:
+        if core_labels is not None and np.shape(core_labels) == labels.shape:
+            core_labels = np.asarray(core_labels)[box]
+        if eroded_labels is not None:
+            eroded_labels = np.asarray(eroded_labels)[box]
+        r2star, labels, valid = r2star[box], labels[box], valid[box]
     groups = _group_masks(labels, label_names)
     _add_composites(groups)
     if eroded_labels is not None:
-        eroded_labels = np.asarray(eroded_labels)
-        if eroded_labels.shape != labels.shape:
-            raise ValueError(f"eroded labels shape {eroded_labels.shape} differs from labels "
-                             f"shape {labels.shape}")
         found = _group_masks(eroded_labels, label_names)
         _add_composites(found)
         eroded = {key: found.get(key, np.zeros(labels.shape, bool)) & mask
