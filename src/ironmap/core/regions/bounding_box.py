@@ -10,8 +10,8 @@ def mask_box(mask: np.ndarray, margin: int = 0) -> tuple[slice, ...] | None:
 
     Parameters
     ----------
-    mask : ndarray of bool
-        Any number of dimensions.
+    mask : ndarray
+        Any number of dimensions; non-zero voxels count.
     margin : int, optional
         Voxels added on every side, clipped to the array.
 
@@ -21,7 +21,7 @@ def mask_box(mask: np.ndarray, margin: int = 0) -> tuple[slice, ...] | None:
         One slice per axis; None when the mask is empty (callers choose what an empty mask
         means: nothing to do, or the whole grid).
     """
-    mask = np.asarray(mask, dtype=bool)
+    mask = np.asarray(mask)
     margin = int(margin)
     out = []
     for axis in range(mask.ndim):

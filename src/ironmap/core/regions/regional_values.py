@@ -39,6 +39,7 @@ import pandas as pd
 from scipy import ndimage
 
 from ironmap.core.r2star.fit_flags import FLAGS_INVALID
+from ironmap.core.regions.bounding_box import mask_box
 from ironmap.core.regions.names import (
     COMPOSITE_REGIONS,
     REGIONS,
@@ -104,34 +105,6 @@ def region_key(label_name: str) -> tuple[str, str]:
     return region, hemi
 
 
-def nonzero_box(mask: np.ndarray, pad: int = 0) -> tuple[slice, ...] | None:
-    """The bounding box of a mask's non-zero voxels, widened by ``pad`` voxels per side.
-
-    Taken from the mask's projections on each axis (no labelling of the grid) and clipped to
-    the grid.
-
-    Parameters
-    ----------
-    mask : ndarray
-        Any array; non-zero voxels count.
-    pad : int, optional
-        Voxels added on every side.
-
-    Returns
-    -------
-    tuple of slice or None
-        One slice per axis; None when no voxel is non-zero.
-    """
-    mask = np.asarray(mask)
-    box = []
-    for axis, n in enumerate(mask.shape):
-        filled = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
-        if not filled.size:
-            return None
-        box.append(slice(max(int(filled[0]) - pad, 0), min(int(filled[-1]) + 1 + pad, n)))
-    return tuple(box)
-
-
 def erode(mask: np.ndarray, erosion_voxels: int = 1) -> np.ndarray:
     """Binary erosion by ``erosion_voxels`` steps of :data:`EROSION_STRUCTURE`.
 
@@ -151,7 +124,7 @@ def erode(mask: np.ndarray, erosion_voxels: int = 1) -> np.ndarray:
     if erosion_voxels <= 0 or not mask.any():
         return mask.copy()
     # only the mask's bounding box (and a margin of empty voxels) can change: erode that block
-    box = nonzero_box(mask, int(erosion_voxels) + 1)
+    box = mask_box(mask, int(erosion_voxels) + 1)
     out = np.zeros_like(mask)
     out[box] = ndimage.binary_erosion(
         mask[box], structure=EROSION_STRUCTURE, iterations=int(erosion_voxels), border_value=0
@@ -531,7 +504,7 @@ def regional_stats(
     # the whole grid - the same voxels in the same order, so the same table
     extra = [a for a in (eroded_labels, core_labels)
              if a is not None and np.shape(a) == labels.shape]
-    box = nonzero_box(np.logical_or.reduce([labels != 0, *(np.asarray(a) != 0 for a in extra)]),
+    box = mask_box(np.logical_or.reduce([labels != 0, *(np.asarray(a) != 0 for a in extra)]),
                       1)
     if box is not None:
         if core_labels is not None and np.shape(core_labels) == labels.shape:
