@@ -197,3 +197,11 @@ def test_regional_stats_on_the_labels_box_equals_the_whole_grid(rng, options):
     ref = regional_stats(r2, whole, NAMES, flags=flags, **options)
     assert len(got) >= 8
     pd.testing.assert_frame_equal(got, ref, check_exact=True)
+
+
+@pytest.mark.parametrize("name", ["eroded", "core"])
+def test_eroded_or_core_labels_of_another_shape_are_refused(scene, name):
+    r2, labels = scene
+    other = np.zeros(tuple(n + 1 for n in labels.shape), labels.dtype)
+    with pytest.raises(ValueError, match=f"{name} labels shape .* differs from labels shape"):
+        regional_stats(r2, labels, NAMES, **{f"{name}_labels": other})

@@ -496,22 +496,20 @@ def regional_stats(
         else:
             valid &= (flags.astype(np.uint16) & FLAGS_INVALID) == 0
     vox_cm3 = None if voxel_sizes is None else float(np.prod(voxel_sizes[:3])) / 1000.0
-    if eroded_labels is not None and np.shape(eroded_labels) != labels.shape:
-        raise ValueError(f"eroded labels shape {np.shape(eroded_labels)} differs from labels "
-                         f"shape {labels.shape}")
+    given = {name: np.asarray(a) for name, a in (("eroded", eroded_labels), ("core", core_labels))
+             if a is not None}
+    for name, a in given.items():
+        if a.shape != labels.shape:
+            raise ValueError(f"{name} labels shape {a.shape} differs from labels "
+                             f"shape {labels.shape}")
     # every value, count and erosion below depends only on the labelled voxels and the empty
     # voxels around them: work on their bounding box (one empty voxel of margin) instead of
     # the whole grid - the same voxels in the same order, so the same table
-    extra = [a for a in (eroded_labels, core_labels)
-             if a is not None and np.shape(a) == labels.shape]
-    box = mask_box(np.logical_or.reduce([labels != 0, *(np.asarray(a) != 0 for a in extra)]),
-                      1)
+    box = mask_box(np.logical_or.reduce([labels != 0, *(a != 0 for a in given.values())]), 1)
     if box is not None:
-        if core_labels is not None and np.shape(core_labels) == labels.shape:
-            core_labels = np.asarray(core_labels)[box]
-        if eroded_labels is not None:
-            eroded_labels = np.asarray(eroded_labels)[box]
         r2star, labels, valid = r2star[box], labels[box], valid[box]
+        given = {name: a[box] for name, a in given.items()}
+    eroded_labels, core_labels = given.get("eroded"), given.get("core")
     groups = _group_masks(labels, label_names)
     _add_composites(groups)
     if eroded_labels is not None:
@@ -526,7 +524,6 @@ def regional_stats(
         if fallback_mm is not None:
             fall_back(groups, eroded, fallback_mm, min_voxels, voxel_sizes)
     if core_labels is not None:
-        core_labels = np.asarray(core_labels)
         present = set(np.unique(core_labels[core_labels > 0]).tolist())
         cored = {i: n for i, n in label_names.items() if int(i) in present}
         for key, mask in _group_masks(core_labels, cored).items():
