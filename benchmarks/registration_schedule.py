@@ -141,6 +141,19 @@ def _distance(a, b, points) -> tuple[float, float]:
     return displacement_error(a, b, points)
 
 
+def true_transforms(truth: Path, sub: str) -> dict[str, np.ndarray]:
+    """The simulator's true T1w world -> series world matrices (``truth/poses.tsv``)."""
+    poses = pd.read_csv(truth / "poses.tsv", sep="\t")
+
+    def pose(series):
+        row = poses[(poses.participant_id == sub) & (poses.series == series)].iloc[0]
+        return np.array([[row[f"m{i}{j}"] for j in range(4)] for i in range(4)], dtype=float)
+
+    true = {s: np.linalg.inv(pose(s)) @ pose("T1w") for s in ("MEGRE", "FLAIR")}
+    true["T1w"] = np.eye(4)
+    return true
+
+
 def _regional(r2, r2img, dseg, xfm) -> pd.Series:
     from ironmap.spatial.grid import resample_labels
     from ironmap.workflows.participant import world_to_source
@@ -166,14 +179,7 @@ def sim_pair_rows(task) -> list[dict]:
 
     te = [json.loads(p.read_text())["EchoTime"]
           for p in sorted(anat.glob(f"{sub}_echo-*_part-mag_MEGRE.json"))]
-    poses = pd.read_csv(truth / "poses.tsv", sep="\t")
-
-    def pose(series):
-        row = poses[(poses.participant_id == sub) & (poses.series == series)].iloc[0]
-        return np.array([[row[f"m{i}{j}"] for j in range(4)] for i in range(4)], dtype=float)
-
-    true = {s: np.linalg.inv(pose(s)) @ pose("T1w") for s in ("MEGRE", "FLAIR")}
-    true["T1w"] = np.eye(4)
+    true = true_transforms(truth, sub)
     fixed = downsample(t1w, 2.0)
     points = head_points(fixed)
     data = np.stack([np.asarray(e.dataobj, dtype=np.float64) for e in echoes], axis=-1)

@@ -139,3 +139,36 @@ def test_failed_coarse_check_runs_the_full_second_seed():
                                  coarse_first=False, **THREE_LEVELS)
     assert "coarse" not in full.details["seed_check"]
     assert np.array_equal(full.matrix, expected.matrix)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("schedule", [THREE_LEVELS, TWO_LEVELS], ids=["three", "two"])
+def test_coarse_check_flags_a_wrong_first_seed_and_keeps_the_true_pose(monkeypatch, schedule):
+    # ground truth: seed 1's result is made deliberately wrong (the true pose turned by 12
+    # degrees and shifted by 6 mm, with the honest NMI of that wrong matrix); the real coarse
+    # seed-2 run must disagree, the full seed 2 run, and the kept result lie on the true pose
+    from ironmap.spatial import seedcheck
+    from ironmap.spatial.registration import normalized_mutual_information
+
+    fixed = head_phantom(np.random.default_rng(7))
+    moving = moved_copy(fixed, TRUE_POSE)
+    wrong = TRUE_POSE @ rigid(0, 0, 12, [6.0, 0.0, 0.0])
+    real_register = seedcheck.register
+
+    def register_with_bad_seed_one(fixed_img, moving_img, *, seed, **options):
+        result = real_register(fixed_img, moving_img, seed=seed, **options)
+        if seed != 1:
+            return result
+        nmi = normalized_mutual_information(fixed_img, moving_img, wrong)
+        return Registration(matrix=wrong, similarity=nmi, model=result.model,
+                            details=result.details)
+
+    monkeypatch.setattr(seedcheck, "register", register_with_bad_seed_one)
+    checked = register_seed_checked(fixed, moving, model="rigid", **schedule)
+    check = checked.details["seed_check"]
+    points = check_points(fixed)
+    assert displacement_error(wrong, TRUE_POSE, points)[0] > 3 * SEED_CHECK_TOLERANCE_MM
+    assert check["coarse"]["disagreement_mean_mm"] > SEED_CHECK_TOLERANCE_MM
+    assert check["second_run"] == "full" and not check["passed"]
+    assert check["chosen_seed"] == 2 and check["nmi"][1] > check["nmi"][0]
+    assert displacement_error(checked.matrix, TRUE_POSE, points)[0] < 1.0
