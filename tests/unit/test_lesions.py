@@ -105,3 +105,31 @@ def test_real_consensus_lesion_load_native_flair():
     img = nib.load(path)
     load = lesion_load_cm3(np.asanyarray(img.dataobj), img.header.get_zooms())
     assert load == pytest.approx(1.3528, abs=1e-4)
+
+
+def test_lesion_centroids_equal_center_of_mass_over_the_grid():
+    from scipy import ndimage
+
+    from ironmap.core.lesions.lesion_values import lesion_centroids
+
+    rng = np.random.default_rng(16)
+    for trial in range(40):
+        shape = tuple(int(s) for s in rng.integers(3, 40, size=3))
+        mask = rng.random(shape) < rng.choice([0.002, 0.02, 0.2])
+        if trial % 5 == 0:  # a lesion touching the far corner stretches the box to it
+            mask[-1, -1, -1] = True
+        labels, n = label_lesions(mask)
+        if n == 0:
+            continue
+        ids = np.arange(1, n + 1)
+        boxes = ndimage.find_objects(labels, max_label=n)
+        got = lesion_centroids(labels, ids, boxes)
+        want = ndimage.center_of_mass(np.ones(labels.shape), labels, ids)
+        assert np.array(got).tobytes() == np.array(want).tobytes()
+        if n > 1:  # an id missing from the labels (its box None) gives NaN either way
+            labels[labels == 1] = 0
+            boxes = ndimage.find_objects(labels, max_label=n)
+            with np.errstate(invalid="ignore"):
+                got = lesion_centroids(labels, ids, boxes)
+                want = ndimage.center_of_mass(np.ones(labels.shape), labels, ids)
+            np.testing.assert_array_equal(np.array(got), np.array(want))

@@ -68,6 +68,10 @@ class Images:
 def _check_values(img: nib.Nifti1Image, path: Path) -> np.ndarray:
     data = img.get_fdata(dtype=np.float32)
     finite = np.isfinite(data)
+    if data.size and finite.all():  # the usual image: no copy of its finite voxels
+        if not data.any():
+            raise InputError(f"{path}: image is all zeros")
+        return data
     if not finite.any():
         raise InputError(f"{path}: every voxel is NaN/Inf")
     if not np.any(data[finite] != 0):
@@ -142,7 +146,7 @@ def check_echo_order(echoes, echo_times, subject: SubjectInputs, tolerance: floa
     InputError
         Naming both files.
     """
-    stack = [np.nan_to_num(img.get_fdata(dtype=np.float32)) for img in echoes]
+    stack = [_finite(img.get_fdata(dtype=np.float32)) for img in echoes]
     head = stack[0] > 0.1 * np.percentile(np.maximum.reduce(stack), 99)
     medians = [float(np.median(s[head])) for s in stack]
     for k in range(1, len(stack)):
@@ -152,6 +156,11 @@ def check_echo_order(echoes, echo_times, subject: SubjectInputs, tolerance: floa
                 f"{b.path}: median head signal {medians[k]:.4g} at EchoTime {b.echo_time} s is "
                 f"higher than {medians[k - 1]:.4g} at {a.echo_time} s ({a.path.name}); "
                 "magnitude must fall with TE: echoes swapped or EchoTime wrong")
+
+
+def _finite(data: np.ndarray) -> np.ndarray:
+    """``np.nan_to_num(data)``, without its copy when every voxel is finite already."""
+    return data if np.isfinite(data).all() else np.nan_to_num(data)
 
 
 # ------------------------------------------------------------------------------------------

@@ -119,12 +119,48 @@ def _valid(r2star: np.ndarray, flags) -> np.ndarray:
     return valid
 
 
+def lesion_centroids(labels: np.ndarray, ids: np.ndarray,
+                     boxes: list[tuple[slice, ...] | None]) -> list[tuple[float, ...]]:
+    """Each lesion's centroid in voxel indices, summed over the lesions' bounding box only.
+
+    The same values as ``ndimage.center_of_mass(np.ones(labels.shape), labels, ids)``: the
+    same voxels, in the same order, with the same (absolute) indices are summed, so the sums
+    and quotients are the same numbers; the voxels outside every lesion's box are skipped.
+
+    Parameters
+    ----------
+    labels : ndarray of int, shape (X, Y, Z)
+        Lesion ids (0 outside lesions), as :func:`label_lesions` returns them.
+    ids : ndarray of int, shape (n,)
+        The ids whose centroids are wanted (at least one).
+    boxes : list of tuple of slice or None
+        ``ndimage.find_objects(labels)``: each id's bounding box (None for an absent id).
+
+    Returns
+    -------
+    list of tuple of float
+        One ``(i, j, k)`` per id (NaN for an absent id, with numpy's warning).
+    """
+    present = [b for b in boxes if b is not None]
+    if not present:
+        return ndimage.center_of_mass(np.ones(labels.shape), labels, ids)
+    box = tuple(slice(min(b[d].start for b in present), max(b[d].stop for b in present))
+                for d in range(labels.ndim))
+    sub = labels[box]
+    ones = np.ones(sub.shape)
+    normalizer = ndimage.sum_labels(ones, sub, ids)
+    grids = np.ogrid[box]  # absolute voxel indices, as over the whole grid
+    results = [ndimage.sum_labels(ones * grids[d].astype(float), sub, ids) / normalizer
+               for d in range(labels.ndim)]
+    return [tuple(v) for v in np.array(results).T]
+
+
 def _per_lesion(r2star, labels, n, valid, voxel_cm3) -> pd.DataFrame:
     rows = []
     ids = np.arange(1, n + 1)
     counts = np.bincount(labels.ravel(), minlength=n + 1)[1:]
-    centroids = ndimage.center_of_mass(np.ones(labels.shape), labels, ids) if n else []
     boxes = ndimage.find_objects(labels, max_label=n)
+    centroids = lesion_centroids(labels, ids, boxes) if n else []
     for lid, count, centroid, box in zip(ids, counts, centroids, boxes, strict=True):
         values = r2star[box][(labels[box] == lid) & valid[box]]
         rows.append({

@@ -205,7 +205,9 @@ def first_echo_snr(echo1: np.ndarray, head: np.ndarray | None = None,
         The background of a magnitude image is Rayleigh-distributed, so the noise SD is
         ``sqrt(mean(M^2) / 2)``.
     """
-    e = np.nan_to_num(np.asarray(echo1, dtype=float))
+    e = np.asarray(echo1, dtype=float)
+    if not np.isfinite(e).all():  # already finite (the page's float64 copy): no second copy
+        e = np.nan_to_num(e)
     if head is None:
         pos = e[e > 0]
         if pos.size == 0:
