@@ -119,6 +119,7 @@ def test_coarse_check_keeps_seed_one_bit_for_bit_and_skips_the_full_second_seed(
     assert displacement_error(checked.matrix, TRUE_POSE, points)[0] < 1.0
 
 
+@pytest.mark.slow
 def test_failed_coarse_check_runs_the_full_second_seed():
     # a tolerance no two runs meet: the coarse step fails, the full seed 2 is run and the
     # more similar of the two full results is kept, as without the coarse step
