@@ -100,7 +100,7 @@ def main(argv):
         within = sum(abs(x - 1) <= 0.15 for x in load)
         print(f"patient{p}\tdraws {first}-{first + draws - 1}\tdice mean {np.mean(dice):.3f} "
               f"min {min(dice):.3f}\tload ratio x{min(load):.2f}-{max(load):.2f} "
-              f"(mean x{np.mean(load):.2f}, median x{np.median(load):.2f}; within 15 % on "
+              f"(mean x{np.mean(load):.2f}, median x{np.median(load):.3f}; within 15 % on "
               f"{within} of {draws} draws)", flush=True)
 
 

@@ -646,3 +646,25 @@ def test_rim_at_seed_keeps_touching_lesions_apart(extra):
     assert res.status == [SEED_OK, SEED_OK]
     assert np.array_equal(res.labels == 1, big)
     assert np.array_equal(res.labels == 2, small)
+
+
+def test_cli_rim_at_seed_and_bright_leak(tmp_path):
+    """Two clicks in one lesion: ``--rim-at-seed`` (with ``--rim-rule --compete``) gives the
+    lesion with its rim, exactly, and the sidecar records it and ``--bright-leak``; without
+    ``--compete`` the option is refused and nothing is written."""
+    img, core, rim, seeds = _clicks_in_one_lesion(np.random.default_rng(3), n=2)
+    flair = tmp_path / "f.nii.gz"
+    nib.Nifti1Image(img.astype(np.float32), np.eye(4)).to_filename(flair)
+    table = tmp_path / "seeds.tsv"
+    table.write_text("x\ty\tz\n" + "".join(f"{i}\t{j}\t{k}\n" for i, j, k in seeds))
+    base = ["lesions", "grow", str(flair), "--seeds", str(table), "--rim-rule", "--rim-floor",
+            "0.3", "--stop-rule", "stable", "--rim-at-seed", "--bright-leak", "-o"]
+    out = tmp_path / "m.nii.gz"
+    assert main(base + [str(out), "--compete"]) == 0
+    assert np.array_equal(nib.load(out).get_fdata() > 0, core | rim)
+    side = json.loads(out.with_name("m.json").read_text())
+    assert side["GrowingParameters"] == {"rim_level": 0.4, "level": 0.3, "compete": True,
+                                         **STABLE_RULE, "rim_at_seed": True, **BRIGHT_LEAK}
+    refused = tmp_path / "r.nii.gz"
+    assert main(base + [str(refused)]) == 2
+    assert not refused.exists()
