@@ -8,6 +8,8 @@ Usage::
         [--compete]   # seeds compete (a click never grows into another click's lesion)
         [--stable-growth S] [--join-max J]   # stability stop rule (docs/lesions.md)
         [--bright-leak B]   # bright-leak guard for regions under 10 voxels (0.5: BRIGHT_LEAK)
+        [--rim-at-seed]   # with --compete and the rim rule: a region stopped by another
+                          # click's seed still gets its partial-volume rim
     # e.g. --rim-level 0.4 --level 0.3 --compete: the rim floor 0.3 chosen on draws 10-19;
     # add --stable-growth 0.4 --join-max 20 for ``--stop-rule stable`` (chosen on draws 10-19),
     # --bright-leak 0.5 for ``--bright-leak`` (set on draws 20-29; draws 30-39 held out)
@@ -56,6 +58,8 @@ def grow_options(argv) -> dict:
         opts["rim_level"] = None if rim == "none" else float(rim)
     if "--compete" in argv:
         opts["compete"] = True
+    if "--rim-at-seed" in argv:
+        opts["rim_at_seed"] = True
     for flag, key in (("--level", "level"), ("--stable-growth", "stable_growth"),
                       ("--join-max", "join_max"), ("--bright-leak", "bright_leak")):
         if flag in argv:
@@ -96,7 +100,7 @@ def main(argv):
         within = sum(abs(x - 1) <= 0.15 for x in load)
         print(f"patient{p}\tdraws {first}-{first + draws - 1}\tdice mean {np.mean(dice):.3f} "
               f"min {min(dice):.3f}\tload ratio x{min(load):.2f}-{max(load):.2f} "
-              f"(mean x{np.mean(load):.2f}, median x{np.median(load):.2f}; within 15 % on "
+              f"(mean x{np.mean(load):.2f}, median x{np.median(load):.3f}; within 15 % on "
               f"{within} of {draws} draws)", flush=True)
 
 

@@ -608,3 +608,63 @@ def test_bright_leak_keeps_jump_into_own_plateau(opts):
                            **STABLE_RULE, **BRIGHT_LEAK)
         assert np.array_equal(res.mask, content >= 0.3)
 
+
+
+def _clicks_in_one_lesion(rng, n=4):
+    """The noise-free core/rim lesion (no finger) and ``n`` random clicks in its core."""
+    img, core, rim, _ = _core_rim_finger(finger=0)
+    inside = np.argwhere(core)
+    return img, core, rim, inside[rng.choice(len(inside), n, replace=False)]
+
+
+@pytest.mark.parametrize("extra", [{}, STABLE_RULE])
+def test_rim_at_seed_gives_rim_when_clicks_meet(extra):
+    """Several clicks in one lesion with a partial-volume rim: with ``compete`` the first
+    click's region stops before the next step (still the core) would take another click's
+    seed, so the lesion loses its rim; ``rim_at_seed`` adds the rim there and the lesion is
+    grown exactly. One click alone is unchanged by the option."""
+    img, core, rim, seeds = _clicks_in_one_lesion(np.random.default_rng(3))
+    opts = {"rim_level": 0.4, "level": 0.3, "compete": True, **extra}
+    old = grow_lesions(img, seeds, (1, 1, 1), **opts)
+    assert np.array_equal(old.mask, core)
+    res = grow_lesions(img, seeds, (1, 1, 1), rim_at_seed=True, **opts)
+    assert np.array_equal(res.mask, core | rim)
+    assert res.status[0] == SEED_OK and res.n_voxels[0] == int((core | rim).sum())
+    for seed in seeds[:2]:
+        one = grow_lesions(img, [seed], (1, 1, 1), rim_at_seed=True, **opts)
+        assert np.array_equal(one.mask, core | rim)
+
+
+@pytest.mark.parametrize("extra", [{}, STABLE_RULE])
+def test_rim_at_seed_keeps_touching_lesions_apart(extra):
+    """Two touching lesions (a large bright one and a small dimmer one), one click each: with
+    ``rim_at_seed`` each click still keeps exactly its own lesion (the rim added where the
+    large lesion's region meets the other click's seed never enters the other lesion)."""
+    img, big, small = _touching_pair()
+    res = grow_lesions(img, [(24, 18, 20), (24, 29, 20)], (1, 1, 1), compete=True,
+                       rim_at_seed=True, **RIM_RULE, **extra)
+    assert res.status == [SEED_OK, SEED_OK]
+    assert np.array_equal(res.labels == 1, big)
+    assert np.array_equal(res.labels == 2, small)
+
+
+def test_cli_rim_at_seed_and_bright_leak(tmp_path):
+    """Two clicks in one lesion: ``--rim-at-seed`` (with ``--rim-rule --compete``) gives the
+    lesion with its rim, exactly, and the sidecar records it and ``--bright-leak``; without
+    ``--compete`` the option is refused and nothing is written."""
+    img, core, rim, seeds = _clicks_in_one_lesion(np.random.default_rng(3), n=2)
+    flair = tmp_path / "f.nii.gz"
+    nib.Nifti1Image(img.astype(np.float32), np.eye(4)).to_filename(flair)
+    table = tmp_path / "seeds.tsv"
+    table.write_text("x\ty\tz\n" + "".join(f"{i}\t{j}\t{k}\n" for i, j, k in seeds))
+    base = ["lesions", "grow", str(flair), "--seeds", str(table), "--rim-rule", "--rim-floor",
+            "0.3", "--stop-rule", "stable", "--rim-at-seed", "--bright-leak", "-o"]
+    out = tmp_path / "m.nii.gz"
+    assert main(base + [str(out), "--compete"]) == 0
+    assert np.array_equal(nib.load(out).get_fdata() > 0, core | rim)
+    side = json.loads(out.with_name("m.json").read_text())
+    assert side["GrowingParameters"] == {"rim_level": 0.4, "level": 0.3, "compete": True,
+                                         **STABLE_RULE, "rim_at_seed": True, **BRIGHT_LEAK}
+    refused = tmp_path / "r.nii.gz"
+    assert main(base + [str(refused)]) == 2
+    assert not refused.exists()

@@ -46,6 +46,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                            "size; 'stable': a jump ends growing only from a stable region, so "
                            "a click's fragment that has just formed may join the rest of its "
                            "lesion (docs/lesions.md)")
+    grow.add_argument("--rim-at-seed", action="store_true",
+                      help="with --rim-rule and --compete: a lesion whose growing stops where "
+                           "it meets another click's seed still gets its partial-volume rim "
+                           "(with --bright-leak: higher Dice on the test patients, load "
+                           "target not met on one; docs/lesions.md)")
+    grow.add_argument("--bright-leak", action="store_true",
+                      help="a jump out of a click's first few voxels into a structure far "
+                           "brighter than the click's own peak counts as a leak "
+                           "(docs/lesions.md)")
     seg = sub.add_parser("segment", help="automatic white-matter lesion segmentation on FLAIR")
     seg.add_argument("flair", metavar="FLAIR", help="FLAIR NIfTI (lesions bright)")
     seg.add_argument("--t1w", metavar="T1W", default=None,
@@ -97,12 +106,16 @@ def run(args: argparse.Namespace) -> int:
     if args.rim_floor is not None and (not args.rim_rule or not 0 <= args.rim_floor < top):
         log.error("--rim-floor needs --rim-rule and a value in [0, %s)", top)
         return 2
+    if args.rim_at_seed and not (args.rim_rule and args.compete):
+        log.error("--rim-at-seed needs --rim-rule and --compete")
+        return 2
     try:
         table = grow_from_file(args.flair, args.output, seeds_path=args.seeds,
                                propose=args.propose, brain_mask_path=args.brain_mask,
                                overwrite=args.overwrite, rim_rule=args.rim_rule,
                                compete=args.compete, rim_floor=args.rim_floor,
-                               stop_rule=args.stop_rule)
+                               stop_rule=args.stop_rule, rim_at_seed=args.rim_at_seed,
+                               bright_leak=args.bright_leak)
     except (SeedError, ImageError, FileNotFoundError, FileExistsError) as exc:
         log.error("%s", exc)
         return 1

@@ -10,6 +10,7 @@ import pandas as pd
 from scipy import ndimage
 
 from ironmap.core.lesions.seeded_growing import (
+    BRIGHT_LEAK,
     RIM_RULE,
     SEED_OK,
     STABLE_RULE,
@@ -79,7 +80,8 @@ def world_to_voxel(xyz_mm: np.ndarray, affine: np.ndarray) -> np.ndarray:
 def grow_from_file(flair_path, out_path, *, seeds_path=None, propose: bool = False,
                    brain_mask_path=None, overwrite: bool = False,
                    rim_rule: bool = False, compete: bool = False,
-                   rim_floor: float | None = None, stop_rule: str = "leak") -> pd.DataFrame:
+                   rim_floor: float | None = None, stop_rule: str = "leak",
+                   rim_at_seed: bool = False, bright_leak: bool = False) -> pd.DataFrame:
     """Outline lesions on a FLAIR and write a BIDS lesion mask (+ JSON sidecar).
 
     Parameters
@@ -107,6 +109,13 @@ def grow_from_file(flair_path, out_path, *, seeds_path=None, propose: bool = Fal
     stop_rule : {"leak", "stable"}, optional
         ``"stable"``: a leak ends growing only from a stable region (``grow_lesions(...,
         **STABLE_RULE)``; docs/lesions.md). Default ``"leak"``.
+    rim_at_seed : bool, optional
+        With ``rim_rule`` and ``compete``: a lesion whose growing stops where it meets another
+        click's seed still gets its partial-volume rim (``grow_lesions(..., rim_at_seed=True)``;
+        docs/lesions.md).
+    bright_leak : bool, optional
+        A jump out of a click's first few voxels into a structure far brighter than the
+        click's peak is a leak (``grow_lesions(..., **BRIGHT_LEAK)``; docs/lesions.md).
 
     Returns
     -------
@@ -119,13 +128,15 @@ def grow_from_file(flair_path, out_path, *, seeds_path=None, propose: bool = Fal
         No seeds, or no seed produced a lesion (an empty mask is never written).
     ValueError
         ``rim_floor`` without ``rim_rule``, or not below the rim rule's ``rim_level``; an
-        unknown ``stop_rule``.
+        unknown ``stop_rule``; ``rim_at_seed`` without ``rim_rule`` and ``compete``.
     """
     if stop_rule not in ("leak", "stable"):
         raise ValueError(f"stop rule {stop_rule!r} is not 'leak' or 'stable'")
     if rim_floor is not None and (not rim_rule or not 0 <= rim_floor < RIM_RULE["rim_level"]):
         raise ValueError(f"rim floor {rim_floor} needs the rim rule and must lie in "
                          f"[0, {RIM_RULE['rim_level']})")
+    if rim_at_seed and not (rim_rule and compete):
+        raise ValueError("rim_at_seed needs the rim rule and compete")
     out_path = check_writable(out_path, overwrite)
     img = load_image(flair_path)
     flair = img.get_fdata(dtype=np.float32)
@@ -147,6 +158,10 @@ def grow_from_file(flair_path, out_path, *, seeds_path=None, propose: bool = Fal
         params["compete"] = True
     if stop_rule == "stable":
         params.update(STABLE_RULE)
+    if rim_at_seed:
+        params["rim_at_seed"] = True
+    if bright_leak:
+        params.update(BRIGHT_LEAK)
     res = grow_lesions(flair, ijk, vox, brain_mask=brain, **params)
     world = (img.affine @ np.c_[ijk, np.ones(len(ijk))].T).T[:, :3]
     table = pd.DataFrame({"x": world[:, 0], "y": world[:, 1], "z": world[:, 2],
