@@ -31,6 +31,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from ironmap.core.regions.volume_assign import assign_by_volume
+from ironmap.spatial.label_fraction import label_fractions
 from ironmap.spatial.registration import ants_random_seed, import_ants, to_ants
 
 #: Margin (mm) around the SN + RN labels' bounding box in template space.
@@ -197,13 +199,17 @@ def refine_box(reference: nib.Nifti1Image, template: nib.Nifti1Image, fit, box, 
 
 
 def refine_midbrain_labels(reference: nib.Nifti1Image, labels: np.ndarray, atlases,
-                           local: LocalFit, indices, source: dict[int, int]) -> np.ndarray:
+                           local: LocalFit, indices, source: dict[int, int], *,
+                           volume: bool = False) -> np.ndarray:
     """Carry the midbrain labels through the composed transforms, other labels unchanged.
 
     The labels ``indices`` are removed from ``labels`` and painted again from the atlas that
     provides each (``source``), carried with
     ``genericLabel`` through ``local.transforms``; a carried label only takes background
-    voxels, never another region's.
+    voxels, never another region's. With ``volume`` each label instead gets as many voxels
+    as its carried volume, in decreasing fraction of the voxel it covers
+    (:func:`ironmap.spatial.label_fraction.label_fractions`,
+    :func:`ironmap.core.regions.volume_assign.assign_by_volume`), still only background.
 
     Parameters
     ----------
@@ -220,6 +226,8 @@ def refine_midbrain_labels(reference: nib.Nifti1Image, labels: np.ndarray, atlas
     source : dict of int to int
         Output label -> position of the atlas that provides it
         (:func:`ironmap.spatial.anatomy.choose_sources`).
+    volume : bool, optional
+        Volume-preserving assignment instead of ``genericLabel``'s winner.
 
     Returns
     -------
@@ -234,6 +242,7 @@ def refine_midbrain_labels(reference: nib.Nifti1Image, labels: np.ndarray, atlas
                   if i in source and atlases[source[i]].template is None)
     out = np.asarray(labels).astype(np.int16, copy=True)
     out[np.isin(out, keep)] = 0
+    fractions: dict[int, np.ndarray] = {}
     for pos in sorted({source[i] for i in keep}):
         mine = [i for i in keep if source[i] == pos]
         atlas = atlases[pos]
@@ -242,8 +251,15 @@ def refine_midbrain_labels(reference: nib.Nifti1Image, labels: np.ndarray, atlas
         moved = np.rint(ants.apply_transforms(ref, to_ants(atlas.labels, data),
                                               local.transforms,
                                               interpolator="genericLabel").numpy())
+        if volume:
+            fractions.update(label_fractions(reference, np.eye(4), atlas.labels, mine,
+                                             local.transforms, moved.astype(int)))
+            continue
         for index in mine:
             out[(moved == index) & (out == 0)] = index
+    if fractions:
+        assigned, _ = assign_by_volume(fractions, out == 0)
+        out[assigned > 0] = assigned[assigned > 0]
     return out
 
 
@@ -252,7 +268,7 @@ def refine_midbrain(reference: nib.Nifti1Image, labels: np.ndarray, atlases, fit
                     margin_mm: float = BOX_MARGIN_MM, voxel_mm: float = LOCAL_VOXEL_MM,
                     iterations=LOCAL_ITERATIONS, metric: str = LOCAL_METRIC,
                     seed: int = 1, flow_sigma: float = LOCAL_FLOW_SIGMA,
-                    total_sigma: float = LOCAL_TOTAL_SIGMA
+                    total_sigma: float = LOCAL_TOTAL_SIGMA, volume: bool = False
                     ) -> tuple[np.ndarray, LocalFit | None]:
     """SN and RN carried through a local midbrain SyN composed with the global fit.
 
@@ -280,6 +296,8 @@ def refine_midbrain(reference: nib.Nifti1Image, labels: np.ndarray, atlases, fit
         Folder for the local transform files.
     margin_mm, voxel_mm, iterations, metric, seed, flow_sigma, total_sigma
         As for :func:`template_box` and :func:`refine_box`.
+    volume : bool, optional
+        Volume-preserving label transport (:func:`refine_midbrain_labels`).
 
     Returns
     -------
@@ -298,4 +316,5 @@ def refine_midbrain(reference: nib.Nifti1Image, labels: np.ndarray, atlases, fit
     local = refine_box(reference, template, fit, box, workdir=workdir, voxel_mm=voxel_mm,
                        iterations=iterations, metric=metric, seed=seed,
                        flow_sigma=flow_sigma, total_sigma=total_sigma)
-    return refine_midbrain_labels(reference, labels, atlases, local, indices, source), local
+    return refine_midbrain_labels(reference, labels, atlases, local, indices, source,
+                                  volume=volume), local

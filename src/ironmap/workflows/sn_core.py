@@ -134,7 +134,7 @@ def fractions(r2img, to_reference: np.ndarray, on_reference: np.ndarray, referen
 
 
 def apply(labels: np.ndarray, names: dict[int, str], frac: dict[int, np.ndarray] | None,
-          cfg: RunConfig, label: str, moved: bool = False
+          cfg: RunConfig, label: str, moved: bool = False, volume: bool = False
           ) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any] | None]:
     """SN relabelled from its fractions, and its core (``labels`` unchanged when off).
 
@@ -153,6 +153,9 @@ def apply(labels: np.ndarray, names: dict[int, str], frac: dict[int, np.ndarray]
     moved : bool, optional
         The SN was moved on the R2* map (``--nuclei-refine iron-all``): the fractions no
         longer describe it, so no core is made.
+    volume : bool, optional
+        Label each SN on as many voxels as its carried volume (``--midbrain-transport
+        volume``) instead of its voxels of fraction >= ``LabelLevel``; the core is unchanged.
 
     Returns
     -------
@@ -172,7 +175,8 @@ def apply(labels: np.ndarray, names: dict[int, str], frac: dict[int, np.ndarray]
     level = core_level(cfg)
     if level is None:
         return labels, None, None
-    entry: dict[str, Any] = {"Level": level, "LabelLevel": LABEL_LEVEL}
+    entry: dict[str, Any] = {"Level": level,
+                             "LabelLevel": "volume" if volume else LABEL_LEVEL}
     if frac is None or moved:
         why = "moved on the R2* map (--nuclei-refine iron-all)" if moved else \
             "no atlas on the registration template gives it"
@@ -182,7 +186,7 @@ def apply(labels: np.ndarray, names: dict[int, str], frac: dict[int, np.ndarray]
         return labels, None, {**entry, "Applied": False, "Reason": why}
     minimum = erosion_settings(cfg)["min_region_voxels"]
     out, core, result = fraction_core_labels(labels, frac, level=level, min_voxels=minimum,
-                                             free=(0, NAWM_INDEX))
+                                             free=(0, NAWM_INDEX), volume=volume)
     _clear_rim(out, list(frac), NAWM_INDEX)
     for index in frac:
         if result.labelled[index]:
@@ -195,7 +199,8 @@ def apply(labels: np.ndarray, names: dict[int, str], frac: dict[int, np.ndarray]
                   "Method": "each SN label carried from the atlas onto the R2* grid as the "
                             "fraction of every voxel it covers (indicator carried linearly "
                             "through the label transforms onto sub-samples, averaged per "
-                            "voxel); label: fraction >= LabelLevel; value over the core, "
+                            "voxel); label: fraction >= LabelLevel (volume: as many voxels "
+                            "as the summed fraction, highest first); value over the core, "
                             "fraction >= Level, no further erosion; a core under "
                             "MinRegionVoxels voxels completed by the highest fractions",
                   "MinRegionVoxels": minimum,
