@@ -53,8 +53,10 @@ VARIANTS: dict[str, dict] = {
     "mattes": {"margin_mm": 12.0, "metric": "mattes"},
     "iter_coarse": {"margin_mm": 12.0, "iterations": (40, 20, 0)},
     "iter_fine": {"margin_mm": 12.0, "iterations": (40, 20, 10)},
-    "global_volume": {"volume": True},
-    "default_volume": {"margin_mm": 12.0, "volume": True},
+    "global_volume": {"volume": True, "quota": "carried"},
+    "default_volume": {"margin_mm": 12.0, "volume": True, "quota": "carried"},
+    "global_volume_affine": {"volume": True, "quota": "affine"},
+    "default_volume_affine": {"margin_mm": 12.0, "volume": True, "quota": "affine"},
 }
 
 
@@ -136,8 +138,8 @@ def fine_grid() -> nib.Nifti1Image:
     return nib.Nifti1Image(np.zeros((81, 71, 66), np.float32), affine)
 
 
-def fine_labels(atlases, transforms: list[str], world_map, volume: bool = False
-                ) -> tuple[np.ndarray, np.ndarray]:
+def fine_labels(atlases, transforms: list[str], world_map, volume: bool = False,
+                quota: str = "carried") -> tuple[np.ndarray, np.ndarray]:
     """SN and RN carried onto :func:`fine_grid` through ``transforms``, and their truth there."""
     from types import SimpleNamespace
 
@@ -148,7 +150,8 @@ def fine_labels(atlases, transforms: list[str], world_map, volume: bool = False
     source = choose_sources(atlases)
     empty = np.zeros(grid.shape, np.int16)
     moved = refine_midbrain_labels(grid, empty, atlases, SimpleNamespace(transforms=transforms),
-                                   midbrain_indices(), source, volume=volume)
+                                   midbrain_indices(), source, volume=volume,
+                                   quota=quota)
     ijk = np.indices(grid.shape).reshape(3, -1).astype(float)
     world = world_map(grid.affine[:3, :3] @ ijk + grid.affine[:3, 3:4])
     truth = np.zeros(grid.shape, np.int16)
@@ -201,11 +204,11 @@ def run_draw(out: Path, seed: int | None, variants: list[str]) -> list[dict]:
         t0 = time.process_time()
         if name == "global":
             labels = base
-        elif name == "global_volume":
+        elif name.startswith("global_volume"):
             labels = refine_midbrain_labels(subject, base, atlases,
                                             SimpleNamespace(transforms=fit.transforms),
                                             midbrain_indices(), choose_sources(atlases),
-                                            volume=True)
+                                            **kwargs)
         else:
             vdir = work / name
             vdir.mkdir(exist_ok=True)
@@ -215,7 +218,8 @@ def run_draw(out: Path, seed: int | None, variants: list[str]) -> list[dict]:
                                             workdir=str(vdir), **kwargs)
         cpu = time.process_time() - t0
         fine, fine_truth = fine_labels(atlases, local.transforms if local else fit.transforms,
-                                       draw_map(seed), volume=bool(kwargs.get("volume")))
+                                       draw_map(seed), volume=bool(kwargs.get("volume")),
+                                       quota=kwargs.get("quota", "affine"))
         for index in midbrain_indices():
             fa, fb = fine == index, fine_truth == index
             a, b = labels == index, truth == index

@@ -9,7 +9,11 @@ import numpy as np
 import pytest
 
 from ironmap.core.regions.fraction_core import fraction_core_labels
-from ironmap.core.regions.volume_assign import assign_by_volume, label_volumes
+from ironmap.core.regions.volume_assign import (
+    assign_by_volume,
+    label_volumes,
+    scaled_volumes,
+)
 from ironmap.spatial.anatomy import output_index
 
 SN_L = output_index("substantia_nigra", "left")
@@ -41,6 +45,39 @@ def test_unavailable_voxels_are_never_taken_and_a_tiny_label_keeps_one_voxel():
     assert target[SN_L] == 0 and not out.any()
 
 
+def test_scaled_volumes_round_the_atlas_volume_and_keep_a_voxel():
+    assert scaled_volumes({SN_L: 212.0, RN_L: 0.0}, 0.9, 8.0) == {SN_L: 24, RN_L: 0}
+    assert scaled_volumes({SN_L: 2.0}, 1.0, 8.0) == {SN_L: 1}
+    frac = {SN_L: _line([0.9, 0.8, 0.3, 0.1])}
+    out, target = assign_by_volume(frac, np.ones((4, 1, 1), bool), {SN_L: 3})
+    assert target == {SN_L: 3} and out[:, 0, 0].tolist() == [SN_L, SN_L, SN_L, 0]
+
+
+def test_affine_quota_follows_a_known_scaling(tmp_path):
+    """A template -> subject affine that scales x by 1.25 shrinks the label by that factor."""
+    from ironmap.spatial.label_fraction import affine_volume_scale
+    from ironmap.spatial.midbrain import label_quota
+    from ironmap.spatial.registration import import_ants
+
+    ants = import_ants()
+    tx = ants.create_ants_transform(transform_type="AffineTransform", dimension=3,
+                                    matrix=np.diag([1.25, 1.0, 1.0]))
+    path = str(tmp_path / "scale.mat")
+    ants.write_transform(tx, path)
+    assert affine_volume_scale([str(tmp_path / "w.nii.gz"), path]) == pytest.approx(0.8)
+    atlas = np.zeros((20, 20, 20), np.int16)
+    atlas[5:15, 5:15, 5:15] = SN_L  # 1000 mm^3
+    atlases = [SimpleNamespace(labels=nib.Nifti1Image(atlas, np.eye(4)), template=None)]
+    grid = nib.Nifti1Image(np.zeros((4, 4, 4), np.float32), np.diag([2.0, 2.0, 2.0, 1.0]))
+    assert label_quota(grid, atlases, [path], {SN_L: 0}, [SN_L], "affine") == {SN_L: 100}
+    to_ref = np.diag([1.0, 1.0, 2.0, 1.0])  # the target's world is stretched to the reference
+    assert label_quota(grid, atlases, [path], {SN_L: 0}, [SN_L], "affine",
+                       target_to_reference=to_ref) == {SN_L: 50}
+    assert label_quota(grid, atlases, [path], {SN_L: 0}, [SN_L], "carried") is None
+    with pytest.raises(ValueError, match="quota"):
+        label_quota(grid, atlases, [path], {SN_L: 0}, [SN_L], "nearest")
+
+
 def test_core_is_unchanged_by_the_volume_label():
     labels = np.zeros((6, 1, 1), np.int16)
     frac = _line([0.3, 0.45, 0.95, 0.92, 0.6, 0.1])
@@ -65,8 +102,10 @@ def _identity_transform(path) -> str:
     return str(path)
 
 
+@pytest.mark.parametrize("quota", ["carried", "affine"])
 @pytest.mark.parametrize("shift_mm", [0.0, 0.3, 0.5, 0.8, 1.25])
-def test_a_thin_band_moved_by_a_known_subvoxel_shift_keeps_its_volume(tmp_path, shift_mm):
+def test_a_thin_band_moved_by_a_known_subvoxel_shift_keeps_its_volume(tmp_path, shift_mm,
+                                                                      quota):
     """Ground truth: a 2 mm thick oblique band of a 1 mm atlas on a 2 mm grid, shifted."""
     from ironmap.spatial.midbrain import refine_midbrain_labels
 
@@ -83,7 +122,7 @@ def test_a_thin_band_moved_by_a_known_subvoxel_shift_keeps_its_volume(tmp_path, 
     fit = SimpleNamespace(transforms=[_identity_transform(tmp_path / "id.mat")])
     empty = np.zeros(target.shape, np.int16)
     volume = refine_midbrain_labels(target, empty, atlases, fit, [SN_L], {SN_L: 0},
-                                    volume=True)
+                                    volume=True, quota=quota)
     winner = refine_midbrain_labels(target, empty, atlases, fit, [SN_L], {SN_L: 0})
     true_voxels = band.sum() / 8.0  # 1 mm^3 atlas voxels in 8 mm^3 target voxels
     # the volume is kept to the rounding of the summed fractions (sub-sampling error: a
@@ -112,7 +151,7 @@ def test_option_reaches_config_record_methods_and_sidecar(tmp_path):
         assert volume_transport(cfg) == (expected == "volume")
         record = methods_record(cfg.to_json())
         assert record["midbrain_transport"] == expected
-        assert ("carried atlas volume" in transport_phrase(record)) == (expected == "volume")
+        assert ("atlas volume scaled" in transport_phrase(record)) == (expected == "volume")
         assert ("at least 0.5" in sn_core_phrase(record)) == (expected == "winner")
         entry = transport_provenance(cfg, fit)
         assert (entry is None) == (expected == "winner")

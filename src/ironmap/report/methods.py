@@ -403,10 +403,10 @@ def transport_phrase(rec: Mapping[str, Any]) -> str:
     """
     if rec.get("midbrain_transport") != "volume":
         return ""
-    return ("; the substantia nigra and red nucleus were given as many voxels as their carried "
-            "atlas volume, in decreasing fraction of each voxel they cover (a voxel claimed "
-            "by both going to the larger fraction), instead of the label whose interpolated "
-            "weight wins in each voxel")
+    return ("; the substantia nigra and red nucleus were given as many voxels as their atlas "
+            "volume scaled by the template registration's affine, in decreasing fraction of "
+            "each voxel they cover (a voxel claimed by both going to the larger fraction), "
+            "instead of the label whose interpolated weight wins in each voxel")
 
 
 def sn_core_phrase(rec: Mapping[str, Any]) -> str:
@@ -428,7 +428,7 @@ def sn_core_phrase(rec: Mapping[str, Any]) -> str:
     return ("; each substantia nigra label was carried from the atlas onto the R2* grid as the "
             "fraction of every voxel it covers (its indicator interpolated linearly through the "
             "same transforms onto sub-samples of each voxel), labelled "
-            + ("on as many voxels as its carried volume, highest fractions first"
+            + ("on as many voxels as its affine-scaled atlas volume, highest fractions first"
                if rec.get("midbrain_transport") == "volume" else
                "where that fraction was at least 0.5")
             + f", and its regional mean taken over the voxels it covered at least "

@@ -221,13 +221,15 @@ def labels_on_grid(subject, cfg: RunConfig, images, r2img, xfm, landmarks, lesio
     reference, ref_name = _reference(images)
     tpl = cached_template(2)
     to_ref = world_to_source(xfm, "MEGRE", "T1w")
-    frac = None
+    frac = quota = None
     with tempfile.TemporaryDirectory(prefix="ironmap-anatomy-", dir=cfg.work_dir) as tmp:
         on_ref, names, fit = label_reference(reference, atlases, tmp, subject.label,
                                              midbrain=midbrain_enabled(cfg),
                                              volume=volume_transport(cfg))
         if sn_core.core_level(cfg) is not None:  # the transform files live in tmp
             frac = sn_core.fractions(r2img, to_ref, on_ref, reference, atlases, fit)
+            if volume_transport(cfg):
+                quota = sn_core.volumes(r2img, to_ref, atlases, fit)
         found = None
         if landmarks is None and putamen.needs_split(names, cfg) and fit is not None:
             ac, pc = locate_acpc(reference, tpl.t1, ac_mm=ICBM2009A_AC_MM,
@@ -242,7 +244,7 @@ def labels_on_grid(subject, cfg: RunConfig, images, r2img, xfm, landmarks, lesio
     labels, eroded, refined = nuclei.refine(labels, eroded, r2img, names, cfg, subject.label)
     labels, core, core_entry = sn_core.apply(labels, names, frac, cfg, subject.label,
                                              moved=nuclei.refine_mode(cfg) == "iron-all",
-                                             volume=volume_transport(cfg))
+                                             volume=volume_transport(cfg), volumes=quota)
     provenance = {"MasksSource": "automatic",
                   "AnatomicalReference": ref_name,
                   "Template": TEMPLATE_NAME,
@@ -374,14 +376,18 @@ def transport_provenance(cfg: RunConfig, fit) -> dict[str, Any] | None:
         Method and regions.
     """
     from ironmap.spatial.anatomy import MIDBRAIN_REGIONS
+    from ironmap.spatial.midbrain import VOLUME_QUOTA
 
     if fit is None or not volume_transport(cfg):
         return None
+    volume = ("its atlas volume times the template registration's affine Jacobian"
+              if VOLUME_QUOTA == "affine" else "the sum of its fractions")
     return {"Method": "volume-preserving: each label's fraction of every voxel (indicator "
                       "carried linearly through the label transforms onto 0.5 mm "
-                      "sub-samples, averaged per voxel); each label gets round(sum of its "
-                      "fractions) voxels in decreasing fraction, a voxel wanted by two "
-                      "labels going to the larger fraction; background voxels only",
+                      f"sub-samples, averaged per voxel); each label gets {volume} in "
+                      "voxels, taken in decreasing fraction, a voxel wanted by two labels "
+                      "going to the larger fraction; background voxels only",
+            "Quota": VOLUME_QUOTA,
             "Regions": list(MIDBRAIN_REGIONS)}
 
 

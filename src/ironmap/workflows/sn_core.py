@@ -133,8 +133,45 @@ def fractions(r2img, to_reference: np.ndarray, on_reference: np.ndarray, referen
     return out
 
 
+def volumes(r2img, to_reference: np.ndarray, atlases, fit) -> dict[int, int] | None:
+    """Voxels of each SN label on the R2* grid under the volume-preserving transport.
+
+    The quota of :data:`ironmap.spatial.midbrain.VOLUME_QUOTA` (``affine``: the atlas
+    volume times the template registration's affine Jacobian and the R2* -> reference
+    affine's), as for the labels on the reference grid.
+
+    Parameters
+    ----------
+    r2img : nibabel.Nifti1Image
+        The R2* map (its grid).
+    to_reference : ndarray of shape (4, 4)
+        R2* world mm -> reference world mm.
+    atlases : list of RelabelledAtlas
+        The run's atlases.
+    fit : NonlinearFit or None
+        The template registration; its files must still exist.
+
+    Returns
+    -------
+    dict of int to int or None
+        Label -> voxels; None without a registration or under the ``carried`` quota.
+    """
+    from ironmap.spatial.anatomy import choose_sources
+    from ironmap.spatial.midbrain import VOLUME_QUOTA, label_quota
+
+    if fit is None:
+        return None
+    source = choose_sources(atlases)
+    indices = [i for i in core_indices() if i in source and atlases[source[i]].template is None]
+    if not indices:
+        return None
+    return label_quota(r2img, atlases, fit.transforms, source, indices, VOLUME_QUOTA,
+                       target_to_reference=to_reference)
+
+
 def apply(labels: np.ndarray, names: dict[int, str], frac: dict[int, np.ndarray] | None,
-          cfg: RunConfig, label: str, moved: bool = False, volume: bool = False
+          cfg: RunConfig, label: str, moved: bool = False, volume: bool = False,
+          volumes: dict[int, int] | None = None
           ) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any] | None]:
     """SN relabelled from its fractions, and its core (``labels`` unchanged when off).
 
@@ -156,6 +193,8 @@ def apply(labels: np.ndarray, names: dict[int, str], frac: dict[int, np.ndarray]
     volume : bool, optional
         Label each SN on as many voxels as its carried volume (``--midbrain-transport
         volume``) instead of its voxels of fraction >= ``LabelLevel``; the core is unchanged.
+    volumes : dict of int to int, optional
+        With ``volume``: voxels per SN label (:func:`volumes`; default its summed fraction).
 
     Returns
     -------
@@ -186,7 +225,8 @@ def apply(labels: np.ndarray, names: dict[int, str], frac: dict[int, np.ndarray]
         return labels, None, {**entry, "Applied": False, "Reason": why}
     minimum = erosion_settings(cfg)["min_region_voxels"]
     out, core, result = fraction_core_labels(labels, frac, level=level, min_voxels=minimum,
-                                             free=(0, NAWM_INDEX), volume=volume)
+                                             free=(0, NAWM_INDEX), volume=volume,
+                                             volumes=volumes)
     _clear_rim(out, list(frac), NAWM_INDEX)
     for index in frac:
         if result.labelled[index]:

@@ -38,7 +38,8 @@ class CoreResult:
 
 def fraction_core_labels(labels: np.ndarray, fractions: dict[int, np.ndarray], *,
                          level: float, min_voxels: int, free=(0,),
-                         label_level: float = LABEL_LEVEL, volume: bool = False
+                         label_level: float = LABEL_LEVEL, volume: bool = False,
+                         volumes: dict[int, int] | None = None
                          ) -> tuple[np.ndarray, np.ndarray, CoreResult]:
     """Relabel nuclei from their fractions and mark their cores.
 
@@ -62,6 +63,8 @@ def fraction_core_labels(labels: np.ndarray, fractions: dict[int, np.ndarray], *
         Label each index on as many voxels as its summed fraction instead, in decreasing
         fraction (:func:`ironmap.core.regions.volume_assign.assign_by_volume`; a voxel two
         labels want goes to the larger fraction); ``label_level`` then only bounds ``level``.
+    volumes : dict of int to int, optional
+        With ``volume``: voxels per label (default: its summed fraction).
 
     Returns
     -------
@@ -86,7 +89,7 @@ def fraction_core_labels(labels: np.ndarray, fractions: dict[int, np.ndarray], *
     available = own | np.isin(out, list(free))
     core = np.zeros(out.shape, bool)
     result = CoreResult({}, {}, {})
-    assigned = assign_by_volume(fractions, available)[0] if volume else None
+    assigned = assign_by_volume(fractions, available, volumes)[0] if volume else None
     for index in sorted(fractions):
         frac = np.asarray(fractions[index], float)
         if assigned is not None:

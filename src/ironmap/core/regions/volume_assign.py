@@ -38,7 +38,34 @@ def label_volumes(fractions: dict[int, np.ndarray]) -> dict[int, int]:
     return out
 
 
-def assign_by_volume(fractions: dict[int, np.ndarray], available: np.ndarray
+def scaled_volumes(volumes_mm3: dict[int, float], scale: float, voxel_mm3: float
+                   ) -> dict[int, int]:
+    """Voxels each label should get from its atlas volume and a volume scale.
+
+    Parameters
+    ----------
+    volumes_mm3 : dict of int to float
+        Label index -> volume in the atlas (mm^3).
+    scale : float
+        Target volume per atlas volume (e.g. the inverse determinant of the template
+        registration's affine).
+    voxel_mm3 : float
+        Volume of one target voxel (mm^3).
+
+    Returns
+    -------
+    dict of int to int
+        Label index -> voxel count (rounded; at least 1 for a label with a volume).
+    """
+    out = {}
+    for index, vol in volumes_mm3.items():
+        n = float(vol) * float(scale) / float(voxel_mm3)
+        out[int(index)] = int(max(1, round(n))) if n > 0 else 0
+    return out
+
+
+def assign_by_volume(fractions: dict[int, np.ndarray], available: np.ndarray,
+                     volumes: dict[int, int] | None = None
                      ) -> tuple[np.ndarray, dict[int, int]]:
     """Give each label its carried volume in voxels, in decreasing fraction.
 
@@ -53,6 +80,9 @@ def assign_by_volume(fractions: dict[int, np.ndarray], available: np.ndarray
         Label index -> fraction (0-1) of each voxel covered by the carried label.
     available : ndarray of bool, shape (X, Y, Z)
         Voxels the labels may take (e.g. background and the labels' own old voxels).
+    volumes : dict of int to int, optional
+        Voxels each label should get (default :func:`label_volumes`, the carried volume),
+        e.g. :func:`scaled_volumes`.
 
     Returns
     -------
@@ -64,7 +94,8 @@ def assign_by_volume(fractions: dict[int, np.ndarray], available: np.ndarray
     """
     available = np.asarray(available, bool)
     out = np.zeros(available.shape, np.int16)
-    target = label_volumes(fractions)
+    target = label_volumes(fractions) if volumes is None else \
+        {int(i): int(volumes[i]) for i in fractions}
     index_list = sorted(fractions)
     cand_vox, cand_lab, cand_frac = [], [], []
     for index in index_list:
