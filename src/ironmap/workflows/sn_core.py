@@ -84,6 +84,20 @@ def core_indices() -> list[int]:
     return [output_index(r, h) for r in CORE_REGIONS for h in ("left", "right")]
 
 
+def _carried_sn(atlases, fit) -> tuple[dict[int, int], list[int]] | None:
+    """Output label -> atlas position, and the SN labels carried through ``fit`` (or None).
+
+    None without a template registration or when no atlas on its template gives the SN.
+    """
+    from ironmap.spatial.anatomy import choose_sources
+
+    if fit is None:
+        return None
+    source = choose_sources(atlases)
+    indices = [i for i in core_indices() if i in source and atlases[source[i]].template is None]
+    return (source, indices) if indices else None
+
+
 def fractions(r2img, to_reference: np.ndarray, on_reference: np.ndarray, reference, atlases,
               fit) -> dict[int, np.ndarray] | None:
     """Fractions of every R2* voxel covered by each SN label (None when not available).
@@ -112,16 +126,13 @@ def fractions(r2img, to_reference: np.ndarray, on_reference: np.ndarray, referen
     """
     import nibabel as nib
 
-    from ironmap.spatial.anatomy import choose_sources
     from ironmap.spatial.grid import resample_labels
     from ironmap.spatial.label_fraction import label_fractions
 
-    if fit is None:
+    carried = _carried_sn(atlases, fit)
+    if carried is None:
         return None
-    source = choose_sources(atlases)
-    indices = [i for i in core_indices() if i in source and atlases[source[i]].template is None]
-    if not indices:
-        return None
+    source, indices = carried
     local = getattr(fit, "local", None)
     transforms = local.transforms if local is not None else fit.transforms
     near = resample_labels(nib.Nifti1Image(on_reference, reference.affine), r2img, to_reference)
@@ -156,15 +167,12 @@ def volumes(r2img, to_reference: np.ndarray, atlases, fit) -> dict[int, int] | N
     dict of int to int or None
         Label -> voxels; None without a registration or under the ``carried`` quota.
     """
-    from ironmap.spatial.anatomy import choose_sources
     from ironmap.spatial.midbrain import VOLUME_QUOTA, label_quota
 
-    if fit is None:
+    carried = _carried_sn(atlases, fit)
+    if carried is None:
         return None
-    source = choose_sources(atlases)
-    indices = [i for i in core_indices() if i in source and atlases[source[i]].template is None]
-    if not indices:
-        return None
+    source, indices = carried
     return label_quota(r2img, atlases, fit.transforms, source, indices, VOLUME_QUOTA,
                        target_to_reference=to_reference)
 
@@ -240,7 +248,8 @@ def apply(labels: np.ndarray, names: dict[int, str], frac: dict[int, np.ndarray]
                             "fraction of every voxel it covers (indicator carried linearly "
                             "through the label transforms onto sub-samples, averaged per "
                             "voxel); label: fraction >= LabelLevel (volume: as many voxels "
-                            "as the summed fraction, highest first); value over the core, "
+                            "as its atlas volume times the template registration's affine "
+                            "Jacobian, highest fractions first); value over the core, "
                             "fraction >= Level, no further erosion; a core under "
                             "MinRegionVoxels voxels completed by the highest fractions",
                   "MinRegionVoxels": minimum,
