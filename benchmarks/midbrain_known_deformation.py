@@ -43,6 +43,9 @@ from scipy import ndimage  # noqa: E402
 #: Local refinement variants: keyword arguments of ``refine_midbrain``. ``default`` follows
 #: the route's defaults (``LOCAL_ITERATIONS``: 40/20/0 since the held-out decision in
 #: docs/anatomy.md; 40/20/10, now ``iter_fine``, when the diagnosis table was measured).
+#: ``*_volume*``: SN and RN carried volume-preserving (``--midbrain-transport volume``) with
+#: the ``carried`` (sum of fractions) or ``affine`` (atlas volume x affine Jacobian) quota;
+#: ``global_*`` through the template registration alone.
 VARIANTS: dict[str, dict] = {
     "global": {},
     "default": {"margin_mm": 12.0},
