@@ -43,6 +43,9 @@ from scipy import ndimage  # noqa: E402
 #: Local refinement variants: keyword arguments of ``refine_midbrain``. ``default`` follows
 #: the route's defaults (``LOCAL_ITERATIONS``: 40/20/0 since the held-out decision in
 #: docs/anatomy.md; 40/20/10, now ``iter_fine``, when the diagnosis table was measured).
+#: ``*_volume*``: SN and RN carried volume-preserving (``--midbrain-transport volume``) with
+#: the ``carried`` (sum of fractions) or ``affine`` (atlas volume x affine Jacobian) quota;
+#: ``global_*`` through the template registration alone.
 VARIANTS: dict[str, dict] = {
     "global": {},
     "default": {"margin_mm": 12.0},
@@ -53,6 +56,10 @@ VARIANTS: dict[str, dict] = {
     "mattes": {"margin_mm": 12.0, "metric": "mattes"},
     "iter_coarse": {"margin_mm": 12.0, "iterations": (40, 20, 0)},
     "iter_fine": {"margin_mm": 12.0, "iterations": (40, 20, 10)},
+    "global_volume": {"volume": True, "quota": "carried"},
+    "default_volume": {"margin_mm": 12.0, "volume": True, "quota": "carried"},
+    "global_volume_affine": {"volume": True, "quota": "affine"},
+    "default_volume_affine": {"margin_mm": 12.0, "volume": True, "quota": "affine"},
 }
 
 
@@ -134,7 +141,8 @@ def fine_grid() -> nib.Nifti1Image:
     return nib.Nifti1Image(np.zeros((81, 71, 66), np.float32), affine)
 
 
-def fine_labels(atlases, transforms: list[str], world_map) -> tuple[np.ndarray, np.ndarray]:
+def fine_labels(atlases, transforms: list[str], world_map, volume: bool = False,
+                quota: str = "carried") -> tuple[np.ndarray, np.ndarray]:
     """SN and RN carried onto :func:`fine_grid` through ``transforms``, and their truth there."""
     from types import SimpleNamespace
 
@@ -145,7 +153,8 @@ def fine_labels(atlases, transforms: list[str], world_map) -> tuple[np.ndarray, 
     source = choose_sources(atlases)
     empty = np.zeros(grid.shape, np.int16)
     moved = refine_midbrain_labels(grid, empty, atlases, SimpleNamespace(transforms=transforms),
-                                   midbrain_indices(), source)
+                                   midbrain_indices(), source, volume=volume,
+                                   quota=quota)
     ijk = np.indices(grid.shape).reshape(3, -1).astype(float)
     world = world_map(grid.affine[:3, :3] @ ijk + grid.affine[:3, 3:4])
     truth = np.zeros(grid.shape, np.int16)
@@ -162,6 +171,8 @@ def centroid(mask: np.ndarray, affine: np.ndarray) -> np.ndarray:
 
 def run_draw(out: Path, seed: int | None, variants: list[str]) -> list[dict]:
     """Every variant on one draw; rows per variant and SN/RN label."""
+    from types import SimpleNamespace
+
     from ironmap.io.atlas import find_atlases, packaged_atlas_folder, read_label_map
     from ironmap.spatial.anatomy import (
         automatic_labels,
@@ -170,7 +181,7 @@ def run_draw(out: Path, seed: int | None, variants: list[str]) -> list[dict]:
         output_name,
         relabel_atlas,
     )
-    from ironmap.spatial.midbrain import refine_midbrain
+    from ironmap.spatial.midbrain import refine_midbrain, refine_midbrain_labels
     from ironmap.workflows.static_cache import cached_template
 
     shared = Path(os.environ["IRONMAP_SHARED_DATA"])
@@ -196,6 +207,11 @@ def run_draw(out: Path, seed: int | None, variants: list[str]) -> list[dict]:
         t0 = time.process_time()
         if name == "global":
             labels = base
+        elif name.startswith("global_volume"):
+            labels = refine_midbrain_labels(subject, base, atlases,
+                                            SimpleNamespace(transforms=fit.transforms),
+                                            midbrain_indices(), choose_sources(atlases),
+                                            **kwargs)
         else:
             vdir = work / name
             vdir.mkdir(exist_ok=True)
@@ -205,7 +221,8 @@ def run_draw(out: Path, seed: int | None, variants: list[str]) -> list[dict]:
                                             workdir=str(vdir), **kwargs)
         cpu = time.process_time() - t0
         fine, fine_truth = fine_labels(atlases, local.transforms if local else fit.transforms,
-                                       draw_map(seed))
+                                       draw_map(seed), volume=bool(kwargs.get("volume")),
+                                       quota=kwargs.get("quota", "affine"))
         for index in midbrain_indices():
             fa, fb = fine == index, fine_truth == index
             a, b = labels == index, truth == index

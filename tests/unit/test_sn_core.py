@@ -217,3 +217,11 @@ def test_workflow_fractions_use_the_local_transforms_and_apply_labels_the_core(t
     off = dataclasses.replace(cfg, sn_core=None)
     same, none, entry = sn_core.apply(labels, names, frac, off, "sub-x")
     assert same is labels and none is None and entry is None
+    # --midbrain-transport volume: the label holds the atlas volume (300 mm^3 of 1 x 1 x 2 mm
+    # voxels; the template affine is a translation), the core is the same
+    quota = sn_core.volumes(r2img, np.eye(4), [talairach], fit)
+    assert quota == {SN_L: 150}
+    vol, vcore, ventry = sn_core.apply(labels, names, frac, cfg, "sub-x", volume=True,
+                                       volumes=quota)
+    assert ventry["LabelLevel"] == "volume" and (vol == SN_L).sum() == 150
+    np.testing.assert_array_equal(vcore > 0, core > 0)

@@ -108,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="automatic labels: carry SN and RN through a second, local SyN at 1 mm "
                    "around the midbrain started from the template registration (local, "
                    "default), or not (none); docs/anatomy.md")
+    g.add_argument("--midbrain-transport", choices=["winner", "volume"], default="winner",
+                   help="automatic labels: carry SN and RN with the label whose interpolated "
+                   "weight wins in each voxel (winner, default), or give each as many voxels "
+                   "as its carried volume, in decreasing covered fraction (volume; also the "
+                   "SN label of --sn-core); docs/anatomy.md")
     g.add_argument("--sn-core", type=_core_level, default=0.9, metavar="LEVEL",
                    help="automatic labels: carry each substantia nigra label onto the R2* grid "
                    "as the fraction of every voxel it covers and take its value over the "
@@ -225,6 +230,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         erosion_fallback_mm=args.erosion_fallback_mm,
         nuclei_refine=args.nuclei_refine,
         midbrain_refine=args.midbrain_refine,
+        midbrain_transport=args.midbrain_transport,
         sn_core=args.sn_core,
         registration_check_mm=args.registration_check_mm,
         brain_mask=args.brain_mask,

@@ -220,6 +220,7 @@ def methods_record(config: Mapping[str, Any], *, r2star_sidecar: Mapping[str, An
         "nuclei_refine": str(config.get("nuclei_refine") or "none"),
         "midbrain_refine": str(config.get("midbrain_refine") or "none"),
         "sn_core": config.get("sn_core"),
+        "midbrain_transport": str(config.get("midbrain_transport") or "winner"),
         "masks_source": _dominant(src.get("masks")),
         "masks_sources": src.get("masks", {}),
         "atlas": atlas or _atlas_names(config.get("atlas")),
@@ -356,7 +357,7 @@ def masks_sentence(rec: Mapping[str, Any]) -> str:
                  "T1-weighted image, or to the first gradient echo without one; "
                  "normal-appearing white matter was taken where the template's WM "
                  "probability was at least 0.9" + midbrain_phrase(rec)
-                 + nuclei_phrase(rec) + sn_core_phrase(rec),
+                 + transport_phrase(rec) + nuclei_phrase(rec) + sn_core_phrase(rec),
              "unrecorded": "supplied without a recorded source (no Sources in their sidecars)"}
     if kind == "none":
         return ("No deep grey-matter masks were available, so no regional R2* was "
@@ -387,6 +388,27 @@ def midbrain_phrase(rec: Mapping[str, Any]) -> str:
             "around both nuclei (+ 12 mm) and composed with the template registration")
 
 
+def transport_phrase(rec: Mapping[str, Any]) -> str:
+    """The volume-preserving transport of the automatic SN and RN (a clause, or "").
+
+    Parameters
+    ----------
+    rec : mapping
+        The methods record (:func:`methods_record`).
+
+    Returns
+    -------
+    str
+        A clause starting with "; " for ``midbrain_transport`` ``volume``, else "".
+    """
+    if rec.get("midbrain_transport") != "volume":
+        return ""
+    return ("; the substantia nigra and red nucleus were given as many voxels as their atlas "
+            "volume scaled by the template registration's affine, in decreasing fraction of "
+            "each voxel they cover (a voxel claimed by both going to the larger fraction), "
+            "instead of the label whose interpolated weight wins in each voxel")
+
+
 def sn_core_phrase(rec: Mapping[str, Any]) -> str:
     """How the automatic substantia nigra was valued with ``sn_core`` (a clause, or "").
 
@@ -405,8 +427,11 @@ def sn_core_phrase(rec: Mapping[str, Any]) -> str:
         return ""
     return ("; each substantia nigra label was carried from the atlas onto the R2* grid as the "
             "fraction of every voxel it covers (its indicator interpolated linearly through the "
-            "same transforms onto sub-samples of each voxel), labelled where that fraction was "
-            f"at least 0.5, and its regional mean taken over the voxels it covered at least "
+            "same transforms onto sub-samples of each voxel), labelled "
+            + ("on as many voxels as its affine-scaled atlas volume, highest fractions first"
+               if rec.get("midbrain_transport") == "volume" else
+               "where that fraction was at least 0.5")
+            + f", and its regional mean taken over the voxels it covered at least "
             f"{float(level):g} of, without further erosion (decided on the atlas shape, not "
             "on R2*)")
 

@@ -427,7 +427,8 @@ def automatic_labels(reference: nib.Nifti1Image, atlases: list[RelabelledAtlas],
                      template: nib.Nifti1Image, wm_probability: nib.Nifti1Image, *,
                      workdir: str, registration_mm: float | None = 2.0, label: str = "T1w",
                      iterations=None, template_brain: nib.Nifti1Image | None = None,
-                     midbrain_template: nib.Nifti1Image | None = None, affine=None):
+                     midbrain_template: nib.Nifti1Image | None = None, affine=None,
+                     midbrain_volume: bool = False):
     """Deep-GM, thalamus and NAWM labels on the grid of a subject's anatomical reference.
 
     Parameters
@@ -457,6 +458,10 @@ def automatic_labels(reference: nib.Nifti1Image, atlases: list[RelabelledAtlas],
     affine : tuple of three tuples of int, optional
         The affine stage's schedule with ``template_brain`` (default
         :data:`ironmap.spatial.atlas.AFFINE_SCHEDULE`).
+    midbrain_volume : bool, optional
+        SN and RN carried volume-preserving
+        (:func:`ironmap.spatial.midbrain.refine_midbrain_labels`), through the local SyN
+        when it runs, else through the template registration.
 
     Returns
     -------
@@ -501,7 +506,12 @@ def automatic_labels(reference: nib.Nifti1Image, atlases: list[RelabelledAtlas],
         out, fit.local = refine_midbrain(reference, out, atlases, fit, midbrain_template,
                                          indices=midbrain_indices(),
                                          source=choose_sources(atlases),
-                                         workdir=str(local_dir))
+                                         workdir=str(local_dir), volume=midbrain_volume)
+    elif fit is not None and midbrain_volume:
+        from ironmap.spatial.midbrain import refine_midbrain_labels
+
+        out = refine_midbrain_labels(reference, out, atlases, fit, midbrain_indices(),
+                                     choose_sources(atlases), volume=True)
     if fit is not None:  # NAWM needs the template registration (no own-template atlas)
         nawm = white_matter_reference(ref, wm_probability, fit.transforms, out)
         out[nawm & (out == 0)] = NAWM_INDEX

@@ -120,3 +120,50 @@ def label_fractions(target: nib.Nifti1Image, target_to_reference: np.ndarray,
         out[index][box] = np.clip(blocks, 0.0, 1.0)
     return out
 
+
+
+def atlas_volumes_mm3(atlas_labels: nib.Nifti1Image, indices) -> dict[int, float]:
+    """Volume (mm^3) of each label in the atlas's own grid.
+
+    Parameters
+    ----------
+    atlas_labels : nibabel.Nifti1Image
+        The atlas's (relabelled) label image.
+    indices : iterable of int
+        Label values.
+
+    Returns
+    -------
+    dict of int to float
+        Label -> voxel count times the atlas voxel volume.
+    """
+    src = np.asarray(atlas_labels.dataobj)
+    voxel = abs(float(np.linalg.det(np.asarray(atlas_labels.affine, float)[:3, :3])))
+    return {int(i): float((src == int(i)).sum()) * voxel for i in indices}
+
+
+def affine_volume_scale(transforms: list[str]) -> float:
+    """Subject volume per template volume of the affine part of ANTs forward transforms.
+
+    The forward transforms carry template images onto the subject: their affine files map
+    subject points to template points, so a template volume ``V`` covers ``V / |det A|`` in
+    the subject (the product over every affine file in the list; warp fields are ignored).
+
+    Parameters
+    ----------
+    transforms : list of str
+        ANTs transform files (``*.mat`` affine files are read).
+
+    Returns
+    -------
+    float
+        ``1 / prod |det A|``.
+    """
+    ants = import_ants()
+
+    det = 1.0
+    for path in transforms:
+        if str(path).endswith(".mat"):
+            tx = ants.read_transform(str(path), precision="double")
+            det *= abs(float(np.linalg.det(np.asarray(tx.parameters[:9], float).reshape(3, 3))))
+    return 1.0 / det

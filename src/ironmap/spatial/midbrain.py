@@ -31,6 +31,12 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from ironmap.core.regions.volume_assign import assign_by_volume, scaled_volumes
+from ironmap.spatial.label_fraction import (
+    affine_volume_scale,
+    atlas_volumes_mm3,
+    label_fractions,
+)
 from ironmap.spatial.registration import ants_random_seed, import_ants, to_ants
 
 #: Margin (mm) around the SN + RN labels' bounding box in template space.
@@ -49,6 +55,11 @@ LOCAL_METRIC = "CC"
 #: defaults 3 and 0).
 LOCAL_FLOW_SIGMA = 3.0
 LOCAL_TOTAL_SIGMA = 0.0
+#: How a volume-preserving transport sets each label's volume (``affine``: the atlas volume
+#: times the template registration's affine Jacobian; ``carried``: the sum of the carried
+#: fractions, i.e. times the local Jacobian). Chosen on the tuning known deformations
+#: (docs/anatomy.md).
+VOLUME_QUOTA = "affine"
 
 
 @dataclass
@@ -197,13 +208,20 @@ def refine_box(reference: nib.Nifti1Image, template: nib.Nifti1Image, fit, box, 
 
 
 def refine_midbrain_labels(reference: nib.Nifti1Image, labels: np.ndarray, atlases,
-                           local: LocalFit, indices, source: dict[int, int]) -> np.ndarray:
+                           local: LocalFit, indices, source: dict[int, int], *,
+                           volume: bool = False, quota: str = VOLUME_QUOTA) -> np.ndarray:
     """Carry the midbrain labels through the composed transforms, other labels unchanged.
 
     The labels ``indices`` are removed from ``labels`` and painted again from the atlas that
     provides each (``source``), carried with
     ``genericLabel`` through ``local.transforms``; a carried label only takes background
-    voxels, never another region's.
+    voxels, never another region's. With ``volume`` each label instead gets as many voxels
+    as its carried volume, in decreasing fraction of the voxel it covers
+    (:func:`ironmap.spatial.label_fraction.label_fractions`,
+    :func:`ironmap.core.regions.volume_assign.assign_by_volume`), still only background:
+    with ``quota`` ``carried`` that volume is the sum of its fractions (the atlas volume
+    times the transforms' local Jacobian), with ``affine`` the atlas volume times the
+    affine part's Jacobian only (:func:`ironmap.spatial.label_fraction.affine_volume_scale`).
 
     Parameters
     ----------
@@ -220,6 +238,10 @@ def refine_midbrain_labels(reference: nib.Nifti1Image, labels: np.ndarray, atlas
     source : dict of int to int
         Output label -> position of the atlas that provides it
         (:func:`ironmap.spatial.anatomy.choose_sources`).
+    volume : bool, optional
+        Volume-preserving assignment instead of ``genericLabel``'s winner.
+    quota : str, optional
+        ``carried`` or ``affine``: how each label's volume is set.
 
     Returns
     -------
@@ -234,6 +256,7 @@ def refine_midbrain_labels(reference: nib.Nifti1Image, labels: np.ndarray, atlas
                   if i in source and atlases[source[i]].template is None)
     out = np.asarray(labels).astype(np.int16, copy=True)
     out[np.isin(out, keep)] = 0
+    fractions: dict[int, np.ndarray] = {}
     for pos in sorted({source[i] for i in keep}):
         mine = [i for i in keep if source[i] == pos]
         atlas = atlases[pos]
@@ -242,8 +265,65 @@ def refine_midbrain_labels(reference: nib.Nifti1Image, labels: np.ndarray, atlas
         moved = np.rint(ants.apply_transforms(ref, to_ants(atlas.labels, data),
                                               local.transforms,
                                               interpolator="genericLabel").numpy())
+        if volume:
+            fractions.update(label_fractions(reference, np.eye(4), atlas.labels, mine,
+                                             local.transforms, moved.astype(int)))
+            continue
         for index in mine:
             out[(moved == index) & (out == 0)] = index
+    if fractions:
+        assigned, _ = assign_by_volume(fractions, out == 0,
+                                       label_quota(reference, atlases, local.transforms,
+                                                   source, list(fractions), quota))
+        out[assigned > 0] = assigned[assigned > 0]
+    return out
+
+
+def label_quota(target: nib.Nifti1Image, atlases, transforms: list[str],
+                source: dict[int, int], indices, quota: str,
+                target_to_reference: np.ndarray | None = None) -> dict[int, int] | None:
+    """Voxels of each label under ``quota`` ``affine`` (None for ``carried``).
+
+    Parameters
+    ----------
+    target : nibabel.Nifti1Image
+        The target grid.
+    atlases : list of RelabelledAtlas
+        The relabelled atlases.
+    transforms : list of str
+        ANTs transforms template -> reference.
+    source : dict of int to int
+        Output label -> atlas position.
+    indices : iterable of int
+        The labels carried.
+    quota : str
+        ``carried`` or ``affine``.
+    target_to_reference : ndarray of shape (4, 4), optional
+        Target world mm -> the reference's world mm when the target is another grid (the
+        R2* map); its determinant scales the volume too.
+
+    Returns
+    -------
+    dict of int to int or None
+        Label -> voxels: atlas volume times :func:`affine_volume_scale` over the voxel volume.
+
+    Raises
+    ------
+    ValueError
+        An unknown ``quota``.
+    """
+    if quota == "carried":
+        return None
+    if quota != "affine":
+        raise ValueError(f"volume quota {quota!r} is not one of carried, affine")
+    voxel = abs(float(np.linalg.det(np.asarray(target.affine, float)[:3, :3])))
+    scale = affine_volume_scale(transforms)
+    if target_to_reference is not None:
+        scale /= abs(float(np.linalg.det(np.asarray(target_to_reference, float)[:3, :3])))
+    out: dict[int, int] = {}
+    for index in indices:
+        out.update(scaled_volumes(atlas_volumes_mm3(atlases[source[index]].labels, [index]),
+                                  scale, voxel))
     return out
 
 
@@ -252,8 +332,8 @@ def refine_midbrain(reference: nib.Nifti1Image, labels: np.ndarray, atlases, fit
                     margin_mm: float = BOX_MARGIN_MM, voxel_mm: float = LOCAL_VOXEL_MM,
                     iterations=LOCAL_ITERATIONS, metric: str = LOCAL_METRIC,
                     seed: int = 1, flow_sigma: float = LOCAL_FLOW_SIGMA,
-                    total_sigma: float = LOCAL_TOTAL_SIGMA
-                    ) -> tuple[np.ndarray, LocalFit | None]:
+                    total_sigma: float = LOCAL_TOTAL_SIGMA, volume: bool = False,
+                    quota: str = VOLUME_QUOTA) -> tuple[np.ndarray, LocalFit | None]:
     """SN and RN carried through a local midbrain SyN composed with the global fit.
 
     :func:`template_box` around the labels ``indices`` (SN and RN) of the atlases that use the
@@ -280,6 +360,10 @@ def refine_midbrain(reference: nib.Nifti1Image, labels: np.ndarray, atlases, fit
         Folder for the local transform files.
     margin_mm, voxel_mm, iterations, metric, seed, flow_sigma, total_sigma
         As for :func:`template_box` and :func:`refine_box`.
+    volume : bool, optional
+        Volume-preserving label transport (:func:`refine_midbrain_labels`).
+    quota : str, optional
+        Its volume rule (:func:`refine_midbrain_labels`).
 
     Returns
     -------
@@ -298,4 +382,5 @@ def refine_midbrain(reference: nib.Nifti1Image, labels: np.ndarray, atlases, fit
     local = refine_box(reference, template, fit, box, workdir=workdir, voxel_mm=voxel_mm,
                        iterations=iterations, metric=metric, seed=seed,
                        flow_sigma=flow_sigma, total_sigma=total_sigma)
-    return refine_midbrain_labels(reference, labels, atlases, local, indices, source), local
+    return refine_midbrain_labels(reference, labels, atlases, local, indices, source,
+                                  volume=volume, quota=quota), local

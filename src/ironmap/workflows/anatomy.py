@@ -221,12 +221,15 @@ def labels_on_grid(subject, cfg: RunConfig, images, r2img, xfm, landmarks, lesio
     reference, ref_name = _reference(images)
     tpl = cached_template(2)
     to_ref = world_to_source(xfm, "MEGRE", "T1w")
-    frac = None
+    frac = quota = None
     with tempfile.TemporaryDirectory(prefix="ironmap-anatomy-", dir=cfg.work_dir) as tmp:
         on_ref, names, fit = label_reference(reference, atlases, tmp, subject.label,
-                                             midbrain=midbrain_enabled(cfg))
+                                             midbrain=midbrain_enabled(cfg),
+                                             volume=volume_transport(cfg))
         if sn_core.core_level(cfg) is not None:  # the transform files live in tmp
             frac = sn_core.fractions(r2img, to_ref, on_ref, reference, atlases, fit)
+            if volume_transport(cfg):
+                quota = sn_core.volumes(r2img, to_ref, atlases, fit)
         found = None
         if landmarks is None and putamen.needs_split(names, cfg) and fit is not None:
             ac, pc = locate_acpc(reference, tpl.t1, ac_mm=ICBM2009A_AC_MM,
@@ -240,7 +243,8 @@ def labels_on_grid(subject, cfg: RunConfig, images, r2img, xfm, landmarks, lesio
     eroded = None if native is None else resample_labels(native, r2img, to_ref)
     labels, eroded, refined = nuclei.refine(labels, eroded, r2img, names, cfg, subject.label)
     labels, core, core_entry = sn_core.apply(labels, names, frac, cfg, subject.label,
-                                             moved=nuclei.refine_mode(cfg) == "iron-all")
+                                             moved=nuclei.refine_mode(cfg) == "iron-all",
+                                             volume=volume_transport(cfg), volumes=quota)
     provenance = {"MasksSource": "automatic",
                   "AnatomicalReference": ref_name,
                   "Template": TEMPLATE_NAME,
@@ -253,6 +257,7 @@ def labels_on_grid(subject, cfg: RunConfig, images, r2img, xfm, landmarks, lesio
                            "LesionMask": lesion is not None} if fit is not None else None,
                   "NucleiRefinement": refined,
                   "MidbrainRefinement": midbrain_provenance(fit),
+                  "MidbrainLabelTransport": transport_provenance(cfg, fit),
                   "SubstantiaNigraCore": core_entry}
     log.info("%s: automatic labels (%s) from %s via the %s", subject.label, ref_name,
              ", ".join(a.name for a in atlases), TEMPLATE_NAME)
@@ -260,7 +265,7 @@ def labels_on_grid(subject, cfg: RunConfig, images, r2img, xfm, landmarks, lesio
 
 
 def label_reference(reference: nib.Nifti1Image, atlases, workdir: str, label: str,
-                    midbrain: bool = False):
+                    midbrain: bool = False, volume: bool = False):
     """The automatic route on one anatomical reference: ``(labels, names, fit)`` on its grid.
 
     nilearn's ICBM152 2009a template (2 mm, brain only) is registered with its brain mask
@@ -280,6 +285,8 @@ def label_reference(reference: nib.Nifti1Image, atlases, workdir: str, label: st
     midbrain : bool, optional
         Carry SN and RN through a local 1 mm SyN around the midbrain composed with the
         template registration (``--midbrain-refine local``, :mod:`ironmap.spatial.midbrain`).
+    volume : bool, optional
+        Carry SN and RN volume-preserving (``--midbrain-transport volume``).
 
     Returns
     -------
@@ -299,7 +306,8 @@ def label_reference(reference: nib.Nifti1Image, atlases, workdir: str, label: st
     fine = cached_template(1).t1 if midbrain else None
     return automatic_labels(reference, atlases, tpl.t1, wm, workdir=workdir,
                             registration_mm=REGISTRATION_MM, label=label,
-                            template_brain=brain, midbrain_template=fine)
+                            template_brain=brain, midbrain_template=fine,
+                            midbrain_volume=volume)
 
 
 #: Choices of ``--midbrain-refine``.
@@ -325,6 +333,62 @@ def midbrain_enabled(cfg: RunConfig) -> bool:
         An unknown setting.
     """
     return setting_choice(cfg, "midbrain_refine", MIDBRAIN_CHOICES, "none") == "local"
+
+
+#: Choices of ``--midbrain-transport``.
+TRANSPORT_CHOICES = ("winner", "volume")
+
+
+def volume_transport(cfg: RunConfig) -> bool:
+    """Whether SN and RN are carried volume-preserving (``--midbrain-transport volume``).
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run's configuration.
+
+    Returns
+    -------
+    bool
+        True for ``volume``.
+
+    Raises
+    ------
+    ValueError
+        An unknown setting.
+    """
+    return setting_choice(cfg, "midbrain_transport", TRANSPORT_CHOICES, "winner") == "volume"
+
+
+def transport_provenance(cfg: RunConfig, fit) -> dict[str, Any] | None:
+    """Sidecar entry of the volume-preserving SN/RN transport, None when off or not run.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run's configuration.
+    fit : NonlinearFit or None
+        The template registration (None: no atlas used it, nothing carried that way).
+
+    Returns
+    -------
+    dict or None
+        Method and regions.
+    """
+    from ironmap.spatial.anatomy import MIDBRAIN_REGIONS
+    from ironmap.spatial.midbrain import VOLUME_QUOTA
+
+    if fit is None or not volume_transport(cfg):
+        return None
+    volume = ("its atlas volume times the template registration's affine Jacobian"
+              if VOLUME_QUOTA == "affine" else "the sum of its fractions")
+    return {"Method": "volume-preserving: each label's fraction of every voxel (indicator "
+                      "carried linearly through the label transforms onto 0.5 mm "
+                      f"sub-samples, averaged per voxel); each label gets {volume} in "
+                      "voxels, taken in decreasing fraction, a voxel wanted by two labels "
+                      "going to the larger fraction; background voxels only",
+            "Quota": VOLUME_QUOTA,
+            "Regions": list(MIDBRAIN_REGIONS)}
 
 
 def midbrain_provenance(fit) -> dict[str, Any] | None:

@@ -66,6 +66,9 @@ class RunConfig:
     nuclei_refine: str = "iron"  # "iron" (dentate) | "iron-all" (+ SN/RN) | "none"
     # automatic SN/RN through a local 1 mm SyN around the midbrain (ironmap.spatial.midbrain)
     midbrain_refine: str = "local"  # "local" | "none"
+    # automatic SN/RN carried with genericLabel's winner or volume-preserving
+    # (ironmap.core.regions.volume_assign); also the SN label of --sn-core on the R2* grid
+    midbrain_transport: str = "winner"  # "winner" | "volume"
     # automatic SN valued over the voxels its carried atlas label covers >= this fraction
     # (ironmap.workflows.sn_core); None = eroded like every region
     sn_core: float | None = 0.9

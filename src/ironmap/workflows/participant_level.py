@@ -48,7 +48,7 @@ RESULT_PARAMETERS = ("method", "registration", "erosion_voxels", "write_t2star",
                      "lesion_method",
                      "erosion_mm", "erosion_space", "min_region_voxels", "brain_mask",
                      "erosion_fallback_mm", "nuclei_refine", "midbrain_refine", "sn_core",
-                     "registration_check_mm")
+                     "registration_check_mm", "midbrain_transport")
 
 @dataclass(frozen=True)
 class SubjectTask:

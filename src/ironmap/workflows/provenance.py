@@ -28,7 +28,7 @@ PARTICIPANT_KEYS = ("method", "registration", "erosion_voxels", "volumes", "atla
                     "brain_mask", "lesions", "lesions_controls", "longitudinal_template",
                     "lesion_method",
                     "nuclei_refine", "registration_check_mm", "midbrain_refine", "sn_core",
-                    "erosion_fallback_mm")
+                    "erosion_fallback_mm", "midbrain_transport")
 
 
 def run_config(cfg: RunConfig) -> dict[str, Any]:

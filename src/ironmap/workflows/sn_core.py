@@ -84,6 +84,20 @@ def core_indices() -> list[int]:
     return [output_index(r, h) for r in CORE_REGIONS for h in ("left", "right")]
 
 
+def _carried_sn(atlases, fit) -> tuple[dict[int, int], list[int]] | None:
+    """Output label -> atlas position, and the SN labels carried through ``fit`` (or None).
+
+    None without a template registration or when no atlas on its template gives the SN.
+    """
+    from ironmap.spatial.anatomy import choose_sources
+
+    if fit is None:
+        return None
+    source = choose_sources(atlases)
+    indices = [i for i in core_indices() if i in source and atlases[source[i]].template is None]
+    return (source, indices) if indices else None
+
+
 def fractions(r2img, to_reference: np.ndarray, on_reference: np.ndarray, reference, atlases,
               fit) -> dict[int, np.ndarray] | None:
     """Fractions of every R2* voxel covered by each SN label (None when not available).
@@ -112,16 +126,13 @@ def fractions(r2img, to_reference: np.ndarray, on_reference: np.ndarray, referen
     """
     import nibabel as nib
 
-    from ironmap.spatial.anatomy import choose_sources
     from ironmap.spatial.grid import resample_labels
     from ironmap.spatial.label_fraction import label_fractions
 
-    if fit is None:
+    carried = _carried_sn(atlases, fit)
+    if carried is None:
         return None
-    source = choose_sources(atlases)
-    indices = [i for i in core_indices() if i in source and atlases[source[i]].template is None]
-    if not indices:
-        return None
+    source, indices = carried
     local = getattr(fit, "local", None)
     transforms = local.transforms if local is not None else fit.transforms
     near = resample_labels(nib.Nifti1Image(on_reference, reference.affine), r2img, to_reference)
@@ -133,8 +144,42 @@ def fractions(r2img, to_reference: np.ndarray, on_reference: np.ndarray, referen
     return out
 
 
+def volumes(r2img, to_reference: np.ndarray, atlases, fit) -> dict[int, int] | None:
+    """Voxels of each SN label on the R2* grid under the volume-preserving transport.
+
+    The quota of :data:`ironmap.spatial.midbrain.VOLUME_QUOTA` (``affine``: the atlas
+    volume times the template registration's affine Jacobian and the R2* -> reference
+    affine's), as for the labels on the reference grid.
+
+    Parameters
+    ----------
+    r2img : nibabel.Nifti1Image
+        The R2* map (its grid).
+    to_reference : ndarray of shape (4, 4)
+        R2* world mm -> reference world mm.
+    atlases : list of RelabelledAtlas
+        The run's atlases.
+    fit : NonlinearFit or None
+        The template registration; its files must still exist.
+
+    Returns
+    -------
+    dict of int to int or None
+        Label -> voxels; None without a registration or under the ``carried`` quota.
+    """
+    from ironmap.spatial.midbrain import VOLUME_QUOTA, label_quota
+
+    carried = _carried_sn(atlases, fit)
+    if carried is None:
+        return None
+    source, indices = carried
+    return label_quota(r2img, atlases, fit.transforms, source, indices, VOLUME_QUOTA,
+                       target_to_reference=to_reference)
+
+
 def apply(labels: np.ndarray, names: dict[int, str], frac: dict[int, np.ndarray] | None,
-          cfg: RunConfig, label: str, moved: bool = False
+          cfg: RunConfig, label: str, moved: bool = False, volume: bool = False,
+          volumes: dict[int, int] | None = None
           ) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any] | None]:
     """SN relabelled from its fractions, and its core (``labels`` unchanged when off).
 
@@ -153,6 +198,11 @@ def apply(labels: np.ndarray, names: dict[int, str], frac: dict[int, np.ndarray]
     moved : bool, optional
         The SN was moved on the R2* map (``--nuclei-refine iron-all``): the fractions no
         longer describe it, so no core is made.
+    volume : bool, optional
+        Label each SN on as many voxels as its carried volume (``--midbrain-transport
+        volume``) instead of its voxels of fraction >= ``LabelLevel``; the core is unchanged.
+    volumes : dict of int to int, optional
+        With ``volume``: voxels per SN label (:func:`volumes`; default its summed fraction).
 
     Returns
     -------
@@ -172,7 +222,8 @@ def apply(labels: np.ndarray, names: dict[int, str], frac: dict[int, np.ndarray]
     level = core_level(cfg)
     if level is None:
         return labels, None, None
-    entry: dict[str, Any] = {"Level": level, "LabelLevel": LABEL_LEVEL}
+    entry: dict[str, Any] = {"Level": level,
+                             "LabelLevel": "volume" if volume else LABEL_LEVEL}
     if frac is None or moved:
         why = "moved on the R2* map (--nuclei-refine iron-all)" if moved else \
             "no atlas on the registration template gives it"
@@ -182,7 +233,8 @@ def apply(labels: np.ndarray, names: dict[int, str], frac: dict[int, np.ndarray]
         return labels, None, {**entry, "Applied": False, "Reason": why}
     minimum = erosion_settings(cfg)["min_region_voxels"]
     out, core, result = fraction_core_labels(labels, frac, level=level, min_voxels=minimum,
-                                             free=(0, NAWM_INDEX))
+                                             free=(0, NAWM_INDEX), volume=volume,
+                                             volumes=volumes)
     _clear_rim(out, list(frac), NAWM_INDEX)
     for index in frac:
         if result.labelled[index]:
@@ -195,7 +247,9 @@ def apply(labels: np.ndarray, names: dict[int, str], frac: dict[int, np.ndarray]
                   "Method": "each SN label carried from the atlas onto the R2* grid as the "
                             "fraction of every voxel it covers (indicator carried linearly "
                             "through the label transforms onto sub-samples, averaged per "
-                            "voxel); label: fraction >= LabelLevel; value over the core, "
+                            "voxel); label: fraction >= LabelLevel (volume: as many voxels "
+                            "as its atlas volume times the template registration's affine "
+                            "Jacobian, highest fractions first); value over the core, "
                             "fraction >= Level, no further erosion; a core under "
                             "MinRegionVoxels voxels completed by the highest fractions",
                   "MinRegionVoxels": minimum,

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ironmap.core.regions.volume_assign import assign_by_volume
+
 #: Fraction of a voxel a label must cover for the voxel to carry the label.
 LABEL_LEVEL = 0.5
 
@@ -36,7 +38,8 @@ class CoreResult:
 
 def fraction_core_labels(labels: np.ndarray, fractions: dict[int, np.ndarray], *,
                          level: float, min_voxels: int, free=(0,),
-                         label_level: float = LABEL_LEVEL
+                         label_level: float = LABEL_LEVEL, volume: bool = False,
+                         volumes: dict[int, int] | None = None
                          ) -> tuple[np.ndarray, np.ndarray, CoreResult]:
     """Relabel nuclei from their fractions and mark their cores.
 
@@ -56,6 +59,12 @@ def fraction_core_labels(labels: np.ndarray, fractions: dict[int, np.ndarray], *
         regions keep their voxels.
     label_level : float, optional
         Least fraction of a labelled voxel.
+    volume : bool, optional
+        Label each index on as many voxels as its summed fraction instead, in decreasing
+        fraction (:func:`ironmap.core.regions.volume_assign.assign_by_volume`; a voxel two
+        labels want goes to the larger fraction); ``label_level`` then only bounds ``level``.
+    volumes : dict of int to int, optional
+        With ``volume``: voxels per label (default: its summed fraction).
 
     Returns
     -------
@@ -80,9 +89,13 @@ def fraction_core_labels(labels: np.ndarray, fractions: dict[int, np.ndarray], *
     available = own | np.isin(out, list(free))
     core = np.zeros(out.shape, bool)
     result = CoreResult({}, {}, {})
+    assigned = assign_by_volume(fractions, available, volumes)[0] if volume else None
     for index in sorted(fractions):
         frac = np.asarray(fractions[index], float)
-        mine = available & (frac >= label_level) & ~np.isin(out, list(fractions))
+        if assigned is not None:
+            mine = assigned == index
+        else:
+            mine = available & (frac >= label_level) & ~np.isin(out, list(fractions))
         out[mine] = index
         part = mine & (frac >= level)
         used = float(level)
