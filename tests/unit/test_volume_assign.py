@@ -177,8 +177,8 @@ def test_option_reaches_config_record_methods_and_sidecar(tmp_path):
     fit = NonlinearFit(["w", "a"], 0.5)
     regions = {"winner": [], "volume": ["substantia_nigra", "red_nucleus"],
                "volume-sn": ["substantia_nigra"]}
-    for given, expected in (([], "winner"), (["--midbrain-transport", "volume"], "volume"),
-                            (["--midbrain-transport", "volume-sn"], "volume-sn")):
+    for given, expected in (([], "volume-sn"), (["--midbrain-transport", "volume"], "volume"),
+                            (["--midbrain-transport", "winner"], "winner")):
         cfg = config_from_args(build_parser().parse_args([*base, *given]))
         assert cfg.midbrain_transport == expected
         assert list(volume_regions(cfg)) == regions[expected]

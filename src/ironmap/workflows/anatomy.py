@@ -364,7 +364,7 @@ def volume_regions(cfg: RunConfig) -> tuple[str, ...]:
         An unknown setting.
     """
     return TRANSPORT_REGIONS[setting_choice(cfg, "midbrain_transport", tuple(TRANSPORT_REGIONS),
-                                            "winner")]
+                                            "volume-sn")]
 
 
 def volume_transport(cfg: RunConfig) -> bool:
