@@ -45,6 +45,7 @@ from scipy import ndimage  # noqa: E402
 #: docs/anatomy.md; 40/20/10, now ``iter_fine``, when the diagnosis table was measured).
 #: ``*_volume*``: SN and RN carried volume-preserving (``--midbrain-transport volume``) with
 #: the ``carried`` (sum of fractions) or ``affine`` (atlas volume x affine Jacobian) quota;
+#: ``*_volume_sn``: SN alone so (``--midbrain-transport volume-sn``; RN keeps the winner);
 #: ``global_*`` through the template registration alone.
 VARIANTS: dict[str, dict] = {
     "global": {},
@@ -60,6 +61,8 @@ VARIANTS: dict[str, dict] = {
     "default_volume": {"margin_mm": 12.0, "volume": True, "quota": "carried"},
     "global_volume_affine": {"volume": True, "quota": "affine"},
     "default_volume_affine": {"margin_mm": 12.0, "volume": True, "quota": "affine"},
+    "default_volume_sn": {"margin_mm": 12.0, "volume": ("substantia_nigra",),
+                          "quota": "affine"},
 }
 
 
@@ -141,7 +144,7 @@ def fine_grid() -> nib.Nifti1Image:
     return nib.Nifti1Image(np.zeros((81, 71, 66), np.float32), affine)
 
 
-def fine_labels(atlases, transforms: list[str], world_map, volume: bool = False,
+def fine_labels(atlases, transforms: list[str], world_map, volume=False,
                 quota: str = "carried") -> tuple[np.ndarray, np.ndarray]:
     """SN and RN carried onto :func:`fine_grid` through ``transforms``, and their truth there."""
     from types import SimpleNamespace
@@ -202,7 +205,9 @@ def run_draw(out: Path, seed: int | None, variants: list[str]) -> list[dict]:
     fine_template = cached_template(1).t1
     rows = []
     for name in variants:
-        kwargs = VARIANTS[name]
+        kwargs = dict(VARIANTS[name])
+        if isinstance(kwargs.get("volume"), tuple):  # region names -> output labels
+            kwargs["volume"] = midbrain_indices(kwargs["volume"])
         local = None
         t0 = time.process_time()
         if name == "global":
@@ -221,7 +226,7 @@ def run_draw(out: Path, seed: int | None, variants: list[str]) -> list[dict]:
                                             workdir=str(vdir), **kwargs)
         cpu = time.process_time() - t0
         fine, fine_truth = fine_labels(atlases, local.transforms if local else fit.transforms,
-                                       draw_map(seed), volume=bool(kwargs.get("volume")),
+                                       draw_map(seed), volume=kwargs.get("volume", False),
                                        quota=kwargs.get("quota", "affine"))
         for index in midbrain_indices():
             fa, fb = fine == index, fine_truth == index

@@ -134,28 +134,65 @@ def test_a_thin_band_moved_by_a_known_subvoxel_shift_keeps_its_volume(tmp_path, 
     assert ((winner == SN_L) & (volume != SN_L)).sum() <= 0.1 * (winner == SN_L).sum()
 
 
+def test_sn_only_volume_keeps_the_other_labels_exactly_as_the_winner(tmp_path):
+    """Ground truth: SN and RN bands shifted by a subvoxel step; RN identical to ``winner``."""
+    from ironmap.spatial.midbrain import refine_midbrain_labels
+
+    shape = (40, 40, 24)
+    ijk = np.indices(shape).astype(float)
+    d = ijk[0] + 0.5 * ijk[1]
+    inside = (ijk[1] >= 8) & (ijk[1] < 30) & (ijk[2] >= 6) & (ijk[2] < 18)
+    sn = inside & (d >= 20.0) & (d < 22.0)
+    rn = inside & (d >= 23.0) & (d < 27.0)
+    atlas = np.where(sn, SN_L, np.where(rn, RN_L, 0)).astype(np.int16)
+    atlases = [SimpleNamespace(labels=nib.Nifti1Image(atlas, np.eye(4)), template=None)]
+    taff = np.diag([2.0, 2.0, 2.0, 1.0])
+    taff[:3, 3] = [0.8, 0.4, -0.25]
+    target = nib.Nifti1Image(np.zeros((20, 20, 12), np.float32), taff)
+    fit = SimpleNamespace(transforms=[_identity_transform(tmp_path / "id.mat")])
+    start = np.zeros(target.shape, np.int16)
+    start[0, 0, 0] = 3  # another region, never touched
+    args = (target, start, atlases, fit, [SN_L, RN_L], {SN_L: 0, RN_L: 0})
+    winner = refine_midbrain_labels(*args)
+    sn_only = refine_midbrain_labels(*args, volume=[SN_L], quota="affine")
+    both = refine_midbrain_labels(*args, volume=True, quota="affine")
+    np.testing.assert_array_equal(sn_only == RN_L, winner == RN_L)
+    assert sn_only[0, 0, 0] == 3
+    # SN gets its atlas volume (identity affine: 1 mm^3 atlas voxels in 8 mm^3 voxels)
+    assert abs((sn_only == SN_L).sum() - sn.sum() / 8.0) <= 1
+    assert ((sn_only == SN_L) & (winner == RN_L)).sum() == 0
+    assert (both == SN_L).sum() == (sn_only == SN_L).sum()
+
+
 def test_option_reaches_config_record_methods_and_sidecar(tmp_path):
     from ironmap.cli.bidsapp import build_parser, config_from_args
     from ironmap.report.methods import methods_record, sn_core_phrase, transport_phrase
     from ironmap.spatial.atlas import NonlinearFit
-    from ironmap.workflows.anatomy import transport_provenance, volume_transport
+    from ironmap.workflows.anatomy import transport_provenance, volume_regions, volume_transport
     from ironmap.workflows.participant_level import RESULT_PARAMETERS
     from ironmap.workflows.provenance import PARTICIPANT_KEYS
 
     assert "midbrain_transport" in PARTICIPANT_KEYS and "midbrain_transport" in RESULT_PARAMETERS
     base = [str(tmp_path / "bids"), str(tmp_path / "out"), "participant"]
     fit = NonlinearFit(["w", "a"], 0.5)
-    for given, expected in (([], "winner"), (["--midbrain-transport", "volume"], "volume")):
+    regions = {"winner": [], "volume": ["substantia_nigra", "red_nucleus"],
+               "volume-sn": ["substantia_nigra"]}
+    for given, expected in (([], "volume-sn"), (["--midbrain-transport", "volume"], "volume"),
+                            (["--midbrain-transport", "winner"], "winner")):
         cfg = config_from_args(build_parser().parse_args([*base, *given]))
         assert cfg.midbrain_transport == expected
-        assert volume_transport(cfg) == (expected == "volume")
+        assert list(volume_regions(cfg)) == regions[expected]
+        assert volume_transport(cfg) == (expected != "winner")
         record = methods_record(cfg.to_json())
         assert record["midbrain_transport"] == expected
-        assert ("atlas volume scaled" in transport_phrase(record)) == (expected == "volume")
+        phrase = transport_phrase(record)
+        assert ("atlas volume scaled" in phrase) == (expected != "winner")
+        assert ("red nucleus" in phrase) == (expected != "winner")
+        assert ("kept for the red nucleus" in phrase) == (expected == "volume-sn")
         assert ("at least 0.5" in sn_core_phrase(record)) == (expected == "winner")
         entry = transport_provenance(cfg, fit)
         assert (entry is None) == (expected == "winner")
+        assert entry is None or entry["Regions"] == regions[expected]
         assert transport_provenance(cfg, None) is None
-    assert entry["Regions"] == ["substantia_nigra", "red_nucleus"]
     with pytest.raises(SystemExit):
         build_parser().parse_args([*base, "--midbrain-transport", "nearest"])

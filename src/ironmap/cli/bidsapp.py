@@ -108,11 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="automatic labels: carry SN and RN through a second, local SyN at 1 mm "
                    "around the midbrain started from the template registration (local, "
                    "default), or not (none); docs/anatomy.md")
-    g.add_argument("--midbrain-transport", choices=["winner", "volume"], default="winner",
-                   help="automatic labels: carry SN and RN with the label whose interpolated "
-                   "weight wins in each voxel (winner, default), or give each as many voxels "
-                   "as its carried volume, in decreasing covered fraction (volume; also the "
-                   "SN label of --sn-core); docs/anatomy.md")
+    g.add_argument("--midbrain-transport", choices=["winner", "volume", "volume-sn"],
+                   default="volume-sn",
+                   help="automatic labels: give SN as many voxels as its carried volume, in "
+                   "decreasing covered fraction, also for the SN label of --sn-core, and carry "
+                   "RN with the label whose interpolated weight wins in each voxel (volume-sn, "
+                   "default); both with the winner (winner) or both by volume (volume); "
+                   "docs/anatomy.md")
     g.add_argument("--sn-core", type=_core_level, default=0.9, metavar="LEVEL",
                    help="automatic labels: carry each substantia nigra label onto the R2* grid "
                    "as the fraction of every voxel it covers and take its value over the "

@@ -399,9 +399,16 @@ def transport_phrase(rec: Mapping[str, Any]) -> str:
     Returns
     -------
     str
-        A clause starting with "; " for ``midbrain_transport`` ``volume``, else "".
+        A clause starting with "; " for ``midbrain_transport`` ``volume`` or ``volume-sn``,
+        else "".
     """
-    if rec.get("midbrain_transport") != "volume":
+    mode = rec.get("midbrain_transport")
+    if mode == "volume-sn":
+        return ("; the substantia nigra was given as many voxels as its atlas volume scaled by "
+                "the template registration's affine, in decreasing fraction of each voxel it "
+                "covers, instead of the label whose interpolated weight wins in each voxel "
+                "(kept for the red nucleus)")
+    if mode != "volume":
         return ""
     return ("; the substantia nigra and red nucleus were given as many voxels as their atlas "
             "volume scaled by the template registration's affine, in decreasing fraction of "
@@ -429,7 +436,7 @@ def sn_core_phrase(rec: Mapping[str, Any]) -> str:
             "fraction of every voxel it covers (its indicator interpolated linearly through the "
             "same transforms onto sub-samples of each voxel), labelled "
             + ("on as many voxels as its affine-scaled atlas volume, highest fractions first"
-               if rec.get("midbrain_transport") == "volume" else
+               if rec.get("midbrain_transport") in ("volume", "volume-sn") else
                "where that fraction was at least 0.5")
             + f", and its regional mean taken over the voxels it covered at least "
             f"{float(level):g} of, without further erosion (decided on the atlas shape, not "

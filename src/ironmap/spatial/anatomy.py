@@ -89,15 +89,20 @@ def output_name(index: int) -> str:
     return region_label_name(region, hemi)
 
 
-def midbrain_indices() -> list[int]:
+def midbrain_indices(regions=MIDBRAIN_REGIONS) -> list[int]:
     """Output label indices of the regions in :data:`MIDBRAIN_REGIONS`, both sides.
+
+    Parameters
+    ----------
+    regions : iterable of str, optional
+        The regions (default all of :data:`MIDBRAIN_REGIONS`).
 
     Returns
     -------
     list of int
         Indices of :data:`OUTPUT_LABELS`.
     """
-    return [output_index(r, h) for r in MIDBRAIN_REGIONS for h in ("left", "right")]
+    return [output_index(r, h) for r in regions for h in ("left", "right")]
 
 
 #: Every output label, index -> name.
@@ -428,7 +433,7 @@ def automatic_labels(reference: nib.Nifti1Image, atlases: list[RelabelledAtlas],
                      workdir: str, registration_mm: float | None = 2.0, label: str = "T1w",
                      iterations=None, template_brain: nib.Nifti1Image | None = None,
                      midbrain_template: nib.Nifti1Image | None = None, affine=None,
-                     midbrain_volume: bool = False):
+                     midbrain_volume=False):
     """Deep-GM, thalamus and NAWM labels on the grid of a subject's anatomical reference.
 
     Parameters
@@ -458,8 +463,8 @@ def automatic_labels(reference: nib.Nifti1Image, atlases: list[RelabelledAtlas],
     affine : tuple of three tuples of int, optional
         The affine stage's schedule with ``template_brain`` (default
         :data:`ironmap.spatial.atlas.AFFINE_SCHEDULE`).
-    midbrain_volume : bool, optional
-        SN and RN carried volume-preserving
+    midbrain_volume : bool or collection of int, optional
+        SN and RN (True) or the output labels given carried volume-preserving
         (:func:`ironmap.spatial.midbrain.refine_midbrain_labels`), through the local SyN
         when it runs, else through the template registration.
 
@@ -511,7 +516,7 @@ def automatic_labels(reference: nib.Nifti1Image, atlases: list[RelabelledAtlas],
         from ironmap.spatial.midbrain import refine_midbrain_labels
 
         out = refine_midbrain_labels(reference, out, atlases, fit, midbrain_indices(),
-                                     choose_sources(atlases), volume=True)
+                                     choose_sources(atlases), volume=midbrain_volume)
     if fit is not None:  # NAWM needs the template registration (no own-template atlas)
         nawm = white_matter_reference(ref, wm_probability, fit.transforms, out)
         out[nawm & (out == 0)] = NAWM_INDEX

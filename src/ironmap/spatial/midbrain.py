@@ -209,13 +209,14 @@ def refine_box(reference: nib.Nifti1Image, template: nib.Nifti1Image, fit, box, 
 
 def refine_midbrain_labels(reference: nib.Nifti1Image, labels: np.ndarray, atlases,
                            local: LocalFit, indices, source: dict[int, int], *,
-                           volume: bool = False, quota: str = VOLUME_QUOTA) -> np.ndarray:
+                           volume=False, quota: str = VOLUME_QUOTA) -> np.ndarray:
     """Carry the midbrain labels through the composed transforms, other labels unchanged.
 
     The labels ``indices`` are removed from ``labels`` and painted again from the atlas that
     provides each (``source``), carried with
     ``genericLabel`` through ``local.transforms``; a carried label only takes background
-    voxels, never another region's. With ``volume`` each label instead gets as many voxels
+    voxels, never another region's. With ``volume`` each label (or each of the labels
+    ``volume`` lists; the others keep the winner, painted first) instead gets as many voxels
     as its carried volume, in decreasing fraction of the voxel it covers
     (:func:`ironmap.spatial.label_fraction.label_fractions`,
     :func:`ironmap.core.regions.volume_assign.assign_by_volume`), still only background:
@@ -238,8 +239,9 @@ def refine_midbrain_labels(reference: nib.Nifti1Image, labels: np.ndarray, atlas
     source : dict of int to int
         Output label -> position of the atlas that provides it
         (:func:`ironmap.spatial.anatomy.choose_sources`).
-    volume : bool, optional
-        Volume-preserving assignment instead of ``genericLabel``'s winner.
+    volume : bool or collection of int, optional
+        Volume-preserving assignment instead of ``genericLabel``'s winner, for every label
+        (True) or for the labels listed.
     quota : str, optional
         ``carried`` or ``affine``: how each label's volume is set.
 
@@ -256,6 +258,7 @@ def refine_midbrain_labels(reference: nib.Nifti1Image, labels: np.ndarray, atlas
                   if i in source and atlases[source[i]].template is None)
     out = np.asarray(labels).astype(np.int16, copy=True)
     out[np.isin(out, keep)] = 0
+    by_volume = set(keep) if volume is True else {int(i) for i in (volume or ())}
     fractions: dict[int, np.ndarray] = {}
     for pos in sorted({source[i] for i in keep}):
         mine = [i for i in keep if source[i] == pos]
@@ -265,12 +268,13 @@ def refine_midbrain_labels(reference: nib.Nifti1Image, labels: np.ndarray, atlas
         moved = np.rint(ants.apply_transforms(ref, to_ants(atlas.labels, data),
                                               local.transforms,
                                               interpolator="genericLabel").numpy())
-        if volume:
-            fractions.update(label_fractions(reference, np.eye(4), atlas.labels, mine,
+        for index in mine:  # one carried image: the winners do not overlap
+            if index not in by_volume:
+                out[(moved == index) & (out == 0)] = index
+        carried = [i for i in mine if i in by_volume]
+        if carried:
+            fractions.update(label_fractions(reference, np.eye(4), atlas.labels, carried,
                                              local.transforms, moved.astype(int)))
-            continue
-        for index in mine:
-            out[(moved == index) & (out == 0)] = index
     if fractions:
         assigned, _ = assign_by_volume(fractions, out == 0,
                                        label_quota(reference, atlases, local.transforms,
@@ -332,7 +336,7 @@ def refine_midbrain(reference: nib.Nifti1Image, labels: np.ndarray, atlases, fit
                     margin_mm: float = BOX_MARGIN_MM, voxel_mm: float = LOCAL_VOXEL_MM,
                     iterations=LOCAL_ITERATIONS, metric: str = LOCAL_METRIC,
                     seed: int = 1, flow_sigma: float = LOCAL_FLOW_SIGMA,
-                    total_sigma: float = LOCAL_TOTAL_SIGMA, volume: bool = False,
+                    total_sigma: float = LOCAL_TOTAL_SIGMA, volume=False,
                     quota: str = VOLUME_QUOTA) -> tuple[np.ndarray, LocalFit | None]:
     """SN and RN carried through a local midbrain SyN composed with the global fit.
 
@@ -360,7 +364,7 @@ def refine_midbrain(reference: nib.Nifti1Image, labels: np.ndarray, atlases, fit
         Folder for the local transform files.
     margin_mm, voxel_mm, iterations, metric, seed, flow_sigma, total_sigma
         As for :func:`template_box` and :func:`refine_box`.
-    volume : bool, optional
+    volume : bool or collection of int, optional
         Volume-preserving label transport (:func:`refine_midbrain_labels`).
     quota : str, optional
         Its volume rule (:func:`refine_midbrain_labels`).

@@ -211,6 +211,7 @@ def labels_on_grid(subject, cfg: RunConfig, images, r2img, xfm, landmarks, lesio
         ``(labels, names, landmarks, provenance, eroded, core)`` as described above.
     """
     from ironmap.io.landmarks import Landmarks
+    from ironmap.spatial.anatomy import midbrain_indices
     from ironmap.spatial.atlas import ICBM2009A_AC_MM, ICBM2009A_PC_MM, locate_acpc
     from ironmap.spatial.grid import resample_labels
     from ironmap.workflows import erosion, nuclei, putamen, sn_core
@@ -225,7 +226,7 @@ def labels_on_grid(subject, cfg: RunConfig, images, r2img, xfm, landmarks, lesio
     with tempfile.TemporaryDirectory(prefix="ironmap-anatomy-", dir=cfg.work_dir) as tmp:
         on_ref, names, fit = label_reference(reference, atlases, tmp, subject.label,
                                              midbrain=midbrain_enabled(cfg),
-                                             volume=volume_transport(cfg))
+                                             volume=midbrain_indices(volume_regions(cfg)))
         if sn_core.core_level(cfg) is not None:  # the transform files live in tmp
             frac = sn_core.fractions(r2img, to_ref, on_ref, reference, atlases, fit)
             if volume_transport(cfg):
@@ -265,7 +266,7 @@ def labels_on_grid(subject, cfg: RunConfig, images, r2img, xfm, landmarks, lesio
 
 
 def label_reference(reference: nib.Nifti1Image, atlases, workdir: str, label: str,
-                    midbrain: bool = False, volume: bool = False):
+                    midbrain: bool = False, volume=()):
     """The automatic route on one anatomical reference: ``(labels, names, fit)`` on its grid.
 
     nilearn's ICBM152 2009a template (2 mm, brain only) is registered with its brain mask
@@ -285,8 +286,9 @@ def label_reference(reference: nib.Nifti1Image, atlases, workdir: str, label: st
     midbrain : bool, optional
         Carry SN and RN through a local 1 mm SyN around the midbrain composed with the
         template registration (``--midbrain-refine local``, :mod:`ironmap.spatial.midbrain`).
-    volume : bool, optional
-        Carry SN and RN volume-preserving (``--midbrain-transport volume``).
+    volume : bool or collection of int, optional
+        SN and RN (True) or the output labels listed carried volume-preserving
+        (``--midbrain-transport``; default none).
 
     Returns
     -------
@@ -335,12 +337,38 @@ def midbrain_enabled(cfg: RunConfig) -> bool:
     return setting_choice(cfg, "midbrain_refine", MIDBRAIN_CHOICES, "none") == "local"
 
 
-#: Choices of ``--midbrain-transport``.
-TRANSPORT_CHOICES = ("winner", "volume")
+#: Choices of ``--midbrain-transport`` -> the regions carried volume-preserving.
+TRANSPORT_REGIONS: dict[str, tuple[str, ...]] = {
+    "winner": (),
+    "volume": ("substantia_nigra", "red_nucleus"),
+    "volume-sn": ("substantia_nigra",),
+}
+
+
+def volume_regions(cfg: RunConfig) -> tuple[str, ...]:
+    """The regions carried volume-preserving (``--midbrain-transport``), () for ``winner``.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run's configuration.
+
+    Returns
+    -------
+    tuple of str
+        Region names: SN and RN for ``volume``, SN for ``volume-sn``.
+
+    Raises
+    ------
+    ValueError
+        An unknown setting.
+    """
+    return TRANSPORT_REGIONS[setting_choice(cfg, "midbrain_transport", tuple(TRANSPORT_REGIONS),
+                                            "volume-sn")]
 
 
 def volume_transport(cfg: RunConfig) -> bool:
-    """Whether SN and RN are carried volume-preserving (``--midbrain-transport volume``).
+    """Whether the substantia nigra is carried volume-preserving (``volume``, ``volume-sn``).
 
     Parameters
     ----------
@@ -350,14 +378,14 @@ def volume_transport(cfg: RunConfig) -> bool:
     Returns
     -------
     bool
-        True for ``volume``.
+        True when SN is among :func:`volume_regions`.
 
     Raises
     ------
     ValueError
         An unknown setting.
     """
-    return setting_choice(cfg, "midbrain_transport", TRANSPORT_CHOICES, "winner") == "volume"
+    return "substantia_nigra" in volume_regions(cfg)
 
 
 def transport_provenance(cfg: RunConfig, fit) -> dict[str, Any] | None:
@@ -375,10 +403,10 @@ def transport_provenance(cfg: RunConfig, fit) -> dict[str, Any] | None:
     dict or None
         Method and regions.
     """
-    from ironmap.spatial.anatomy import MIDBRAIN_REGIONS
     from ironmap.spatial.midbrain import VOLUME_QUOTA
 
-    if fit is None or not volume_transport(cfg):
+    regions = volume_regions(cfg)
+    if fit is None or not regions:
         return None
     volume = ("its atlas volume times the template registration's affine Jacobian"
               if VOLUME_QUOTA == "affine" else "the sum of its fractions")
@@ -388,7 +416,7 @@ def transport_provenance(cfg: RunConfig, fit) -> dict[str, Any] | None:
                       "voxels, taken in decreasing fraction, a voxel wanted by two labels "
                       "going to the larger fraction; background voxels only",
             "Quota": VOLUME_QUOTA,
-            "Regions": list(MIDBRAIN_REGIONS)}
+            "Regions": list(regions)}
 
 
 def midbrain_provenance(fit) -> dict[str, Any] | None:

@@ -68,7 +68,7 @@ class RunConfig:
     midbrain_refine: str = "local"  # "local" | "none"
     # automatic SN/RN carried with genericLabel's winner or volume-preserving
     # (ironmap.core.regions.volume_assign); also the SN label of --sn-core on the R2* grid
-    midbrain_transport: str = "winner"  # "winner" | "volume"
+    midbrain_transport: str = "volume-sn"  # "winner" | "volume" | "volume-sn"
     # automatic SN valued over the voxels its carried atlas label covers >= this fraction
     # (ironmap.workflows.sn_core); None = eroded like every region
     sn_core: float | None = 0.9
