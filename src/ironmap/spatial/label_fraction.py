@@ -121,7 +121,6 @@ def label_fractions(target: nib.Nifti1Image, target_to_reference: np.ndarray,
     return out
 
 
-
 def atlas_volumes_mm3(atlas_labels: nib.Nifti1Image, indices) -> dict[int, float]:
     """Volume (mm^3) of each label in the atlas's own grid.
 

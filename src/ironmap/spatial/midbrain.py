@@ -325,9 +325,10 @@ def label_quota(target: nib.Nifti1Image, atlases, transforms: list[str],
     if target_to_reference is not None:
         scale /= abs(float(np.linalg.det(np.asarray(target_to_reference, float)[:3, :3])))
     out: dict[int, int] = {}
-    for index in indices:
-        out.update(scaled_volumes(atlas_volumes_mm3(atlases[source[index]].labels, [index]),
-                                  scale, voxel))
+    indices = [int(i) for i in indices]
+    for pos in sorted({source[i] for i in indices}):  # one pass over each atlas
+        mine = [i for i in indices if source[i] == pos]
+        out.update(scaled_volumes(atlas_volumes_mm3(atlases[pos].labels, mine), scale, voxel))
     return out
 
 

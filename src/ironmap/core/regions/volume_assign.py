@@ -31,11 +31,8 @@ def label_volumes(fractions: dict[int, np.ndarray]) -> dict[int, int]:
     dict of int to int
         Label index -> voxel count (0 only when the label covers nothing).
     """
-    out = {}
-    for index, frac in fractions.items():
-        total = float(np.asarray(frac, float).sum())
-        out[int(index)] = int(max(1, round(total))) if total > 0 else 0
-    return out
+    return {int(index): _voxel_count(float(np.asarray(frac, float).sum()))
+            for index, frac in fractions.items()}
 
 
 def scaled_volumes(volumes_mm3: dict[int, float], scale: float, voxel_mm3: float
@@ -57,11 +54,13 @@ def scaled_volumes(volumes_mm3: dict[int, float], scale: float, voxel_mm3: float
     dict of int to int
         Label index -> voxel count (rounded; at least 1 for a label with a volume).
     """
-    out = {}
-    for index, vol in volumes_mm3.items():
-        n = float(vol) * float(scale) / float(voxel_mm3)
-        out[int(index)] = int(max(1, round(n))) if n > 0 else 0
-    return out
+    return {int(index): _voxel_count(float(vol) * float(scale) / float(voxel_mm3))
+            for index, vol in volumes_mm3.items()}
+
+
+def _voxel_count(volume_voxels: float) -> int:
+    """A volume in voxels, rounded; at least 1 when positive, 0 otherwise."""
+    return int(max(1, round(volume_voxels))) if volume_voxels > 0 else 0
 
 
 def assign_by_volume(fractions: dict[int, np.ndarray], available: np.ndarray,
