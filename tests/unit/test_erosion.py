@@ -126,7 +126,22 @@ def clinical_grid():
     labels = resample_labels(hi_img, target)
     native = erode_label_image(hi, names, erosion_voxels=1)
     eroded = resample_labels(nib.Nifti1Image(native, img.affine), target)
-    return r2, labels, eroded, names
+    return r2, labels, eroded, names, (hi_img, target)
+
+
+def _auto_eroded(hi_img, target, names):
+    """``--erosion-space auto`` for this grid, through the participant level's path."""
+    from pathlib import Path
+
+    from ironmap.spatial.grid import resample_labels
+    from ironmap.workflows.config import RunConfig
+    from ironmap.workflows.erosion import native_eroded, resolve
+
+    cfg = RunConfig(bids_dir=Path("b"), output_dir=Path("o"), analysis_level="participant",
+                    erosion_space="auto")
+    resolved, entry = resolve(cfg, target.affine)
+    native = native_eroded(hi_img, names, resolved)
+    return resample_labels(native, target), resolved, entry
 
 
 def _row(df, region, hemi="bilateral"):
@@ -135,7 +150,7 @@ def _row(df, region, hemi="bilateral"):
 
 @pytest.mark.realdata
 def test_one_voxel_erosion_at_3p4mm_empties_sn_rn_and_is_flagged(clinical_grid):
-    r2, labels, _, names = clinical_grid
+    r2, labels, _, names, _ = clinical_grid
     df = regional_stats(r2, labels, names, voxel_sizes=(3.4, 3.4, 3.4))
     for region in ("substantia_nigra", "red_nucleus"):
         assert _row(df, region).n_voxels_mask > 0
@@ -148,7 +163,7 @@ def test_one_voxel_erosion_at_3p4mm_empties_sn_rn_and_is_flagged(clinical_grid):
 
 @pytest.mark.realdata
 def test_native_erosion_keeps_sn_rn_with_near_true_r2star(clinical_grid):
-    r2, labels, eroded, names = clinical_grid
+    r2, labels, eroded, names, _ = clinical_grid
     native = regional_stats(r2, labels, names, voxel_sizes=(3.4, 3.4, 3.4),
                             eroded_labels=eroded)
     plain = regional_stats(r2, labels, names, voxel_sizes=(3.4, 3.4, 3.4), erosion_voxels=0)
@@ -187,3 +202,29 @@ def test_cli_options_map_onto_the_run_config(tmp_path):
     assert "1.5 mm" in phrase and "native grid" in phrase
     assert erosion_phrase(methods_record(default.to_json())) == (
         "eroded by 1 voxel (3-D, 6-connected structuring element) on the R2* grid")
+    auto = config_from_args(build_parser().parse_args(
+        [str(tmp_path / "bids"), str(tmp_path / "out"), "participant", "--erosion-space",
+         "auto"]))
+    assert auto.erosion_space == "auto"
+    assert erosion_phrase(methods_record(auto.to_json())) == (
+        "eroded by one voxel (3-D, 6-connected structuring element) on the R2* grid where the "
+        "GRE voxels were at most 2 mm along every axis (the seed protocol's grid), and by 1.5 "
+        "mm (Euclidean distance between voxel centres) on their native grid before transport "
+        "to the R2* grid where the GRE voxels were coarser (chosen from the voxel sizes "
+        "alone)")
+
+
+@pytest.mark.realdata
+def test_auto_erosion_at_3p4mm_is_native_1p5mm_near_the_truth(clinical_grid):
+    """``auto`` at 3.4 mm: 1.5 mm on the 1 mm atlas grid; SN and RN get values."""
+    r2, labels, _, names, (hi_img, target) = clinical_grid
+    eroded, resolved, entry = _auto_eroded(hi_img, target, names)
+    assert (resolved.erosion_space, resolved.erosion_mm) == ("native", 1.5)
+    assert entry["ErosionSpaceVoxelSize"] == pytest.approx([3.4] * 3)
+    auto = regional_stats(r2, labels, names, voxel_sizes=(3.4, 3.4, 3.4), eroded_labels=eroded)
+    seed = regional_stats(r2, labels, names, voxel_sizes=(3.4, 3.4, 3.4))
+    print(auto[["region", "hemisphere", "n_voxels_mask", "n_voxels", "r2star_mean"]])
+    for region, truth in AAL3_TRUTH.items():
+        row = _row(auto, region)
+        assert row.n_voxels > _row(seed, region).n_voxels, region
+        assert abs(row.r2star_mean / truth - 1) < 0.10, (region, row.r2star_mean, truth)

@@ -27,7 +27,7 @@ def test_defaults_and_values():
 @pytest.mark.parametrize("read, field, message", [
     (refine_mode, "nuclei_refine", "nuclei_refine 'x' is not one of iron, iron-all, none"),
     (midbrain_enabled, "midbrain_refine", "midbrain_refine 'x' is not one of none, local"),
-    (erosion_settings, "erosion_space", "erosion space 'x' is not one of r2star, native"),
+    (erosion_settings, "erosion_space", "erosion space 'x' is not one of r2star, native, auto"),
 ])
 def test_unknown_value_is_refused_naming_the_setting(read, field, message):
     with pytest.raises(ValueError) as info:

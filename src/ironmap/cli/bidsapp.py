@@ -70,9 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="erode region masks by this many voxels on the R2* grid (default 1)")
     g.add_argument("--erosion-mm", type=float, default=None,
                    help="erode region masks by this distance in mm instead of --erosion voxels")
-    g.add_argument("--erosion-space", choices=["r2star", "native"], default="r2star",
+    g.add_argument("--erosion-space", choices=["r2star", "native", "auto"], default="r2star",
                    help="erode on the R2* grid (default, the seed's definition) or on the "
-                   "labels' native grid before they are carried to the R2* grid")
+                   "labels' native grid before they are carried to the R2* grid; auto: the R2* "
+                   "grid when every GRE voxel edge is at most 2 mm (the seed protocol's "
+                   "1 x 1 x 2 mm) or another erosion option is given, else 1.5 mm on the "
+                   "native grid")
     g.add_argument("--min-region-voxels", type=int, default=10,
                    help="QC flag small_region when a region keeps fewer voxels (default 10)")
     g.add_argument("--erosion-fallback-mm", type=float, default=None, metavar="MM",

@@ -18,6 +18,7 @@ from importlib import metadata
 from typing import Any
 
 from ironmap.core.r2star import estimators
+from ironmap.core.regions.erosion_space import NATIVE_EROSION_MM, SEED_MAX_EDGE_MM
 
 #: key -> full reference
 REFERENCES: dict[str, str] = {
@@ -567,8 +568,16 @@ def erosion_phrase(rec: Mapping[str, Any]) -> str:
     erosion = int(rec.get("erosion_voxels") or 0)
     if erosion <= 0:
         return "not eroded"
+    fallback = rec.get("erosion_fallback_mm")
+    if rec.get("erosion_space") == "auto" and erosion == 1 and not _is_number(fallback):
+        return (f"eroded by one voxel (3-D, 6-connected structuring element) on the R2* grid "
+                f"where the GRE voxels were at most {SEED_MAX_EDGE_MM:g} mm along every axis "
+                f"(the seed protocol's grid), and by {NATIVE_EROSION_MM:g} mm (Euclidean "
+                "distance between voxel centres) on their native grid before transport to the "
+                "R2* grid where the GRE voxels were coarser (chosen from the voxel sizes "
+                "alone)")
     text = f"eroded by {_plural(erosion, 'voxel')} (3-D, 6-connected structuring element) {where}"
-    fallback, minimum = rec.get("erosion_fallback_mm"), rec.get("min_region_voxels")
+    minimum = rec.get("min_region_voxels")
     if _is_number(fallback) and _is_number(minimum):
         text += (f", except that a region (per hemisphere) this erosion would have left with "
                  f"fewer than {_plural(int(minimum), 'voxel')} was eroded by {float(fallback):g} "

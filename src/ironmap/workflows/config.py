@@ -58,7 +58,9 @@ class RunConfig:
     samseg_cmd: str | None = None
     # region erosion and size check (ironmap.workflows.erosion) ----------------------------
     erosion_mm: float | None = None  # erode by a distance in mm instead of voxel steps
-    erosion_space: str = "r2star"  # "r2star" | "native" (label grid, before transport)
+    # "r2star" | "native" (label grid, before transport) | "auto" (R2* grid on seed-protocol
+    # GRE voxels, every edge <= 2 mm; else 1.5 mm on the native grid)
+    erosion_space: str = "r2star"
     min_region_voxels: int = 10  # fewer voxels left: QC flag small_region
     # a region the voxel erosion leaves below min_region_voxels is eroded by this many mm
     erosion_fallback_mm: float | None = None

@@ -11,6 +11,14 @@ Three erosions (``RunConfig``):
   small nucleus keeps the R2* voxels whose centre lies in its eroded high-resolution mask
   instead of losing every voxel that touches its border at 3-4 mm.
 
+``erosion_space = "auto"`` (an option, not the default: see docs/volumes.md) chooses between
+the two from the R2* grid, per participant (:func:`resolve`): the seed's erosion on the R2*
+grid when every GRE voxel edge is at most 2 mm (the seed protocol's 1 x 1 x 2 mm GRE, on
+which the one-voxel erosion was defined), else 1.5 mm on the labels' native grid (clinical
+3-4 mm GRE voxels); only the voxel sizes decide, never R2*
+(:mod:`ironmap.core.regions.erosion_space`). Any other erosion option (``erosion_mm``,
+``erosion_voxels`` other than one, ``erosion_fallback_mm``) keeps the R2* grid.
+
 ``erosion_fallback_mm`` (off by default): with the voxel erosion on the R2* grid, a label
 (region and hemisphere) that the voxel erosion would leave with fewer than
 ``min_region_voxels`` voxels is eroded by this distance in mm instead
@@ -35,8 +43,9 @@ from ironmap.workflows.config import RunConfig, setting_choice
 
 log = logging.getLogger(__name__)
 
-#: Grids an erosion can be applied on.
-EROSION_SPACES = ("r2star", "native")
+#: Grids an erosion can be applied on ("auto": chosen from the R2* grid's voxel sizes).
+EROSION_SPACES = ("r2star", "native", "auto")
+
 #: Default minimum of voxels a region keeps after erosion and quality exclusion.
 MIN_REGION_VOXELS = 10
 
@@ -102,6 +111,72 @@ def _space(cfg: RunConfig) -> str:
     return setting_choice(cfg, "erosion_space", EROSION_SPACES, "r2star", label="erosion space")
 
 
+def auto_space(cfg: RunConfig, sizes) -> str:
+    """The grid an ``auto`` erosion uses for GRE voxels of ``sizes`` mm.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run's configuration (its other erosion options).
+    sizes : sequence of float
+        The R2* grid's voxel edges in mm.
+
+    Returns
+    -------
+    str
+        ``"r2star"`` when the grid is seed-like
+        (:func:`ironmap.core.regions.erosion_space.seed_like_grid`) or another erosion option
+        is set (``erosion_mm``, ``erosion_voxels`` other than 1,
+        ``erosion_fallback_mm``); else ``"native"``.
+    """
+    from ironmap.core.regions.erosion_space import seed_like_grid
+
+    others = (getattr(cfg, "erosion_mm", None) is not None or int(cfg.erosion_voxels) != 1
+              or getattr(cfg, "erosion_fallback_mm", None) is not None)
+    return "r2star" if others or seed_like_grid(sizes) else "native"
+
+
+def resolve(cfg: RunConfig, affine: np.ndarray) -> tuple[RunConfig, dict[str, Any]]:
+    """The configuration with an ``auto`` erosion space resolved for one R2* grid.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run's configuration.
+    affine : ndarray of shape (4, 4)
+        The R2* grid's voxel -> world matrix.
+
+    Returns
+    -------
+    cfg : RunConfig
+        ``cfg`` itself unless its erosion space is ``auto``; then a copy whose erosion space
+        is ``"r2star"`` or ``"native"`` (:func:`auto_space`); native with an erosion distance
+        of :data:`ironmap.core.regions.erosion_space.NATIVE_EROSION_MM`.
+    sidecar : dict
+        With ``auto``: ``ErosionSpaceSetting`` ("auto"), ``ErosionSpaceRule`` and
+        ``ErosionSpaceVoxelSize`` (the R2* grid's edges, mm) for the eroded label image's
+        sidecar; else empty.
+    """
+    import dataclasses
+
+    from ironmap.core.regions.erosion_space import NATIVE_EROSION_MM, SEED_MAX_EDGE_MM
+    from ironmap.spatial.grid import voxel_sizes
+
+    if _space(cfg) != "auto":
+        return cfg, {}
+    sizes = [round(float(v), 4) for v in voxel_sizes(affine)]
+    chosen = auto_space(cfg, sizes)
+    resolved = {"erosion_space": chosen}
+    if chosen == "native":
+        resolved["erosion_mm"] = NATIVE_EROSION_MM
+    rule = (f"R2* grid when every GRE voxel edge is at most {SEED_MAX_EDGE_MM:g} mm (the seed "
+            f"protocol's 1 x 1 x 2 mm) or another erosion option is set; else "
+            f"{NATIVE_EROSION_MM:g} mm on the labels' native grid before transport")
+    return dataclasses.replace(cfg, **resolved), {
+        "ErosionSpaceSetting": "auto", "ErosionSpaceRule": rule,
+        "ErosionSpaceVoxelSize": sizes, "ErosionSpaceVoxelSizeUnits": "mm"}
+
+
 def _fallback_problem(cfg: RunConfig, space: str) -> str | None:
     """Why the explicit fallback cannot complete this erosion (``space`` already checked)."""
     fallback = getattr(cfg, "erosion_fallback_mm", None)
@@ -113,7 +188,7 @@ def _fallback_problem(cfg: RunConfig, space: str) -> str | None:
         return "--erosion-fallback-mm completes a voxel erosion; not with --erosion 0"
     if getattr(cfg, "erosion_mm", None) is not None:
         return "--erosion-fallback-mm applies to the voxel erosion; not with --erosion-mm"
-    if space != "r2star":
+    if space == "native":
         return ("--erosion-fallback-mm applies to the erosion on the R2* grid; not with "
                 "--erosion-space native")
     return None

@@ -456,6 +456,7 @@ def regional(subject, cfg, images, fit, r2img, xfm, stage, chosen, lesion=None) 
 
     pid, sid = subject.participant_id, subject.session_id
     mask, space = chosen or (None, None)
+    cfg, erosion_rule = erosion.resolve(cfg, r2img.affine)
     landmarks = putamen.explicit_landmarks(subject, cfg) if cfg.putamen_split else None
     if mask is not None:
         src = load_image(mask.path)
@@ -504,7 +505,7 @@ def regional(subject, cfg, images, fit, r2img, xfm, stage, chosen, lesion=None) 
         erosion.eroded_label_image(labels, eroded, r2img.affine, cfg, erode_labels), core)
     save_image(written.astype(np.int16), r2img.affine,
                derivative_path(stage, "dseg_eroded", pid, sid),
-               sidecar=erosion.erosion_sidecar(cfg, fell_back))
+               sidecar={**erosion.erosion_sidecar(cfg, fell_back), **erosion_rule})
     return len(table)
 
 
