@@ -16,8 +16,8 @@
      (``--erosion-space native``);
    - ``native_1mm``: 1 mm on that grid (``--erosion-space native --erosion-mm 1``);
      ``native_1.5mm``, ``native_2mm`` the same with 1.5 and 2 mm;
-   - ``auto``: ``--erosion-space auto`` (the resolution rule; the default since it was
-     adopted);
+   - ``auto``: ``--erosion-space auto`` (the seed's voxel on the R2* grid up to 2 mm voxel
+     edges, else 1.5 mm on the native grid; measured, not adopted as the default);
 
    and ``fallback_1mm`` recomputed from the ``r2star_1vox`` level's own labels, R2* map and
    fit flags with ``regional_stats(fallback_mm=1, min_voxels=10)`` (the level's
