@@ -10,6 +10,8 @@ Usage::
         [--bright-leak B]   # bright-leak guard for regions under 10 voxels (0.5: BRIGHT_LEAK)
         [--rim-at-seed]   # with --compete and the rim rule: a region stopped by another
                           # click's seed still gets its partial-volume rim
+        [--pv-border F] [--border-min N]   # after growing, trim lesions of >= N voxels (100)
+                          # below F of their profile (PV_BORDER: 0.4 / 100, draws 10-29)
     # e.g. --rim-level 0.4 --level 0.3 --compete: the rim floor 0.3 chosen on draws 10-19;
     # add --stable-growth 0.4 --join-max 20 for ``--stop-rule stable`` (chosen on draws 10-19),
     # --bright-leak 0.5 for ``--bright-leak`` (set on draws 20-29; draws 30-39 held out)
@@ -61,9 +63,12 @@ def grow_options(argv) -> dict:
     if "--rim-at-seed" in argv:
         opts["rim_at_seed"] = True
     for flag, key in (("--level", "level"), ("--stable-growth", "stable_growth"),
-                      ("--join-max", "join_max"), ("--bright-leak", "bright_leak")):
+                      ("--join-max", "join_max"), ("--bright-leak", "bright_leak"),
+                      ("--pv-border", "border_fraction")):
         if flag in argv:
             opts[key] = float(argv[argv.index(flag) + 1])
+    if "--border-min" in argv:
+        opts["border_min_voxels"] = int(argv[argv.index("--border-min") + 1])
     return opts
 
 
@@ -75,7 +80,7 @@ def main(argv):
     merge, free = opts["merge_core"], opts["free_level"]
     values = {argv.index(o) + 1 for o in ("--draws", "--first", "--free-level", "--rim-level",
                                           "--level", "--stable-growth", "--join-max",
-                                          "--bright-leak")
+                                          "--bright-leak", "--pv-border", "--border-min")
               if o in argv}
     patients = [a for i, a in enumerate(argv) if i not in values and not a.startswith("--")] \
         or ["07", "26", "19"]

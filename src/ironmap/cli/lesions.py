@@ -55,6 +55,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="a jump out of a click's first few voxels into a structure far "
                            "brighter than the click's own peak counts as a leak "
                            "(docs/lesions.md)")
+    grow.add_argument("--pv-border", action="store_true",
+                      help="after growing, trim each lesion of at least 100 voxels at its "
+                           "partial-volume border, 0.4 of the way from local white matter "
+                           "to its bright level (docs/lesions.md)")
     seg = sub.add_parser("segment", help="automatic white-matter lesion segmentation on FLAIR")
     seg.add_argument("flair", metavar="FLAIR", help="FLAIR NIfTI (lesions bright)")
     seg.add_argument("--t1w", metavar="T1W", default=None,
@@ -115,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
                                overwrite=args.overwrite, rim_rule=args.rim_rule,
                                compete=args.compete, rim_floor=args.rim_floor,
                                stop_rule=args.stop_rule, rim_at_seed=args.rim_at_seed,
-                               bright_leak=args.bright_leak)
+                               bright_leak=args.bright_leak, pv_border=args.pv_border)
     except (SeedError, ImageError, FileNotFoundError, FileExistsError) as exc:
         log.error("%s", exc)
         return 1

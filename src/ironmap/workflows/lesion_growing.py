@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from ironmap.core.lesions.pv_border import PV_BORDER
 from ironmap.core.lesions.seeded_growing import (
     BRIGHT_LEAK,
     RIM_RULE,
@@ -81,7 +82,8 @@ def grow_from_file(flair_path, out_path, *, seeds_path=None, propose: bool = Fal
                    brain_mask_path=None, overwrite: bool = False,
                    rim_rule: bool = False, compete: bool = False,
                    rim_floor: float | None = None, stop_rule: str = "leak",
-                   rim_at_seed: bool = False, bright_leak: bool = False) -> pd.DataFrame:
+                   rim_at_seed: bool = False, bright_leak: bool = False,
+                   pv_border: bool = False) -> pd.DataFrame:
     """Outline lesions on a FLAIR and write a BIDS lesion mask (+ JSON sidecar).
 
     Parameters
@@ -116,6 +118,10 @@ def grow_from_file(flair_path, out_path, *, seeds_path=None, propose: bool = Fal
     bright_leak : bool, optional
         A jump out of a click's first few voxels into a structure far brighter than the
         click's peak is a leak (``grow_lesions(..., **BRIGHT_LEAK)``; docs/lesions.md).
+    pv_border : bool, optional
+        After growing, each lesion of at least 100 voxels loses its voxels below 0.4 of the
+        way from local white matter to its 90th FLAIR percentile (``grow_lesions(...,
+        **PV_BORDER)``; docs/lesions.md).
 
     Returns
     -------
@@ -162,6 +168,8 @@ def grow_from_file(flair_path, out_path, *, seeds_path=None, propose: bool = Fal
         params["rim_at_seed"] = True
     if bright_leak:
         params.update(BRIGHT_LEAK)
+    if pv_border:
+        params.update(PV_BORDER)
     res = grow_lesions(flair, ijk, vox, brain_mask=brain, **params)
     world = (img.affine @ np.c_[ijk, np.ones(len(ijk))].T).T[:, :3]
     table = pd.DataFrame({"x": world[:, 0], "y": world[:, 1], "z": world[:, 2],
