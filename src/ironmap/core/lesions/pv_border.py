@@ -1,12 +1,13 @@
-"""Partial-volume border of grown lesions: trim each large lesion at half its own contrast.
+"""Partial-volume border of grown lesions: trim each large lesion at a fraction of its contrast.
 
 A region grown down to a low floor of a lesion's profile (the rim rule's 0.3) takes in a shell
 of partial-volume voxels around large, bright lesions, which raters leave out. For a lesion
-large enough to have a resolved plateau, its border is where a voxel holds as much lesion as
-white matter: ``b + fraction * (P - b)``, with ``b`` the local white-matter level (the
-histogram mode of the brain in a box around the lesion, as for growing) and ``P`` a robust
-lesion level (a percentile of the grown region). Small lesions have no plateau (their
-brightest voxels are themselves partial-volume mixtures), so they keep their grown outline.
+large enough to have a resolved plateau, its border lies at ``b + fraction * (P - b)`` (0.5:
+a voxel holding as much lesion as white matter; 0.4 chosen on click draws 10-29), with ``b``
+the local white-matter level (the histogram mode of the brain in a box around the lesion, as
+for growing) and ``P`` a robust lesion level (a percentile of the grown region). Small
+lesions have no plateau (their brightest voxels are themselves partial-volume mixtures), so
+they keep their grown outline.
 No click position is needed: everything is measured on the grown region.
 
 Pure numpy/scipy.
