@@ -9,6 +9,7 @@ import pytest
 from ironmap.cli.main import main
 from ironmap.io.atomic import OutputExistsError
 from ironmap.sim import anatomy, cohort, poses, signal
+from ironmap.sim.subject import make_geometry
 from ironmap.sim.truth import plan_cohort, regions_table, table2
 from ironmap.sim.voxelize import voxelize
 from ironmap.workflows.simulate import simulate_cohort
@@ -166,3 +167,25 @@ def test_non_empty_output_is_refused_unless_overwrite(tmp_path):
     assert (out / "keep.txt").exists()
     participants = pd.read_csv(out / "bids" / "participants.tsv", sep="\t")
     assert list(participants["group"]) == ["HC"]
+
+
+def test_fraction_of_one_label_equals_the_weighted_sum():
+    """``fraction`` of one label takes its column; the same values as the full weighted sum."""
+    row = {"cortical_gm_norm_target": 520.0, "wm_norm_target": 690.0, "age": 40.0,
+           "head_scale": 1.03, "lesion_load_target": 25.0}
+    geom = make_geometry(row, np.random.default_rng(4))
+    assert len(geom.lesions) > 0
+    vs = 3.0
+    shape = (int(190 / vs), int(230 / vs), int(190 / vs))
+    affine = np.diag([vs, vs, vs, 1.0])
+    affine[:3, 3] = -np.array(shape) * vs / 2
+    pv = voxelize(geom, shape, affine, np.eye(4), (2, 2, 2))
+    for code in (anatomy.LESION, anatomy.WM, anatomy.BACKGROUND):
+        lut = np.zeros(anatomy.N_LABELS)
+        lut[code] = 1.0
+        got = pv.fraction(code)
+        assert got.dtype == np.float64
+        assert np.array_equal(got.view(np.uint64), pv.apply(lut).view(np.uint64))
+    both = pv.fraction([anatomy.WM, anatomy.LESION])
+    assert np.array_equal(both, pv.apply(np.isin(np.arange(anatomy.N_LABELS),
+                                                 [anatomy.WM, anatomy.LESION]).astype(float)))

@@ -118,7 +118,7 @@ class SubjectImages:
 def _noise(image, series: str, protocol: Protocol, wm_level: float, rng) -> np.ndarray:
     if not protocol.noise:
         return image
-    return signal.add_rician_noise(image, wm_level / protocol.snr[series], rng)
+    return signal.rician_noise_float32(image, wm_level / protocol.snr[series], rng)
 
 
 def simulate_images(geom: Geometry, truth: SubjectTruth, protocol: Protocol,
@@ -153,14 +153,14 @@ def simulate_images(geom: Geometry, truth: SubjectTruth, protocol: Protocol,
     gre = pv.apply(lut)
     for e in range(lut.shape[1]):
         img = _noise(gre[..., e], "MEGRE", protocol, lut[WM, 0], rng)
-        out.images[f"echo-{e + 1}"] = (img.astype(np.float32), affine)
+        out.images[f"echo-{e + 1}"] = (img.astype(np.float32, copy=False), affine)
     for series in ("T1w", "FLAIR"):
         shape, affine = protocol.grid(series)
         pv = voxelize(geom, shape, affine, poses[series], protocol.subsamples(series))
         lut = signal.contrast_lut(series, getattr(geom, "nuclei_t1w_from_t1", False))
         lut = lut * _CONTRAST_GAIN * truth.intensity_scale
         img = _noise(pv.apply(lut), series, protocol, lut[WM], rng)
-        out.images[series] = (img.astype(np.float32), affine)
+        out.images[series] = (img.astype(np.float32, copy=False), affine)
         if series == "T1w":
             out.t1w_content = pv
             out.t1w_voxel_mm3 = float(np.prod(protocol.voxel_size["T1w"]))

@@ -329,11 +329,21 @@ class TemplateGeometry:
         tpl = self.template
         x = self.to_template(points)
         inv = np.linalg.inv(tpl.affine).astype(np.float32)
-        ijk = np.rint(x @ inv[:3, :3].T + inv[:3, 3]).astype(np.intp)
-        shape = np.asarray(tpl.labels.shape)
-        inside = np.all((ijk >= 0) & (ijk < shape), axis=1)
+        rot = inv[:3, :3]
+        if np.count_nonzero(rot - np.diag(np.diag(rot))) == 0:
+            # an axis-aligned template grid: each product row is x_c * a_cc plus exact zeros,
+            # so the scaling alone gives the matrix product's float32 values
+            ijk = np.rint(x * np.diag(rot) + inv[:3, 3]).astype(np.intp)
+        else:
+            ijk = np.rint(x @ rot.T + inv[:3, 3]).astype(np.intp)
+        shape = tpl.labels.shape
+        inside = np.ones(len(x), dtype=bool)
+        for c in range(3):
+            inside &= (ijk[:, c] >= 0) & (ijk[:, c] < shape[c])
         out = np.zeros(len(x), dtype=np.uint8)
-        out[inside] = tpl.labels[tuple(ijk[inside].T)]
+        kept = ijk[inside]
+        flat = (kept[:, 0] * shape[1] + kept[:, 1]) * shape[2] + kept[:, 2]
+        out[inside] = np.ravel(tpl.labels).take(flat)
         lesions = np.asarray(self.lesions, dtype=np.float32).reshape(-1, 6)
         if lesions.size:
             wm = np.flatnonzero(out == WM)

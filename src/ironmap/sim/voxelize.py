@@ -59,9 +59,16 @@ class PartialVolume:
         ndarray of shape (X, Y, Z)
             Fractions 0-1.
         """
+        codes = np.unique(np.atleast_1d(label_codes))
         lut = np.zeros(N_LABELS)
-        lut[list(np.atleast_1d(label_codes))] = 1.0
-        return self.apply(lut)
+        lut[codes] = 1.0
+        if codes.size != 1:
+            return self.apply(lut)
+        # one label: the edge voxels' weighted sum is that label's fraction (the other terms
+        # are +0), so its column is taken as it is, without the float64 copy of all of them
+        out = lut[self.labels.reshape(-1)]
+        out[self.edge] = self.fractions[:, codes[0]]
+        return out.reshape(self.labels.shape)
 
     def majority(self) -> np.ndarray:
         """Label with the largest volume fraction in each voxel.

@@ -13,7 +13,7 @@ import numpy as np
 
 from ironmap.io.atomic import write_json
 from ironmap.io.tables import write_tsv
-from ironmap.sim import anatomy, cohort, images, poses
+from ironmap.sim import anatomy, cohort, images, noise_kernel, poses
 from ironmap.sim import truth as truth_tables
 from ironmap.sim.images import PRESETS, Protocol, SubjectTruth
 from ironmap.sim.subject import make_geometry
@@ -246,8 +246,9 @@ def _run_subjects(jobs: list[tuple], nprocs: int) -> list[dict]:
     results: list[dict | None] = [None] * len(jobs)
     with Progress(len(jobs), "simulated subjects", logger=log) as progress:
         if nprocs > 1 and len(jobs) > 1:
-            # compiled (and cached on disk) once here, so the spawned workers load it
+            # compiled (and cached on disk) once here, so the spawned workers load them
             anatomy.load_label_kernel()
+            noise_kernel.load()
             with process_pool(nprocs) as pool:
                 futures = {pool.submit(_simulate_subject, job): i for i, job in enumerate(jobs)}
                 for fut in as_completed(futures):
