@@ -19,22 +19,10 @@ import math
 
 import numpy as np
 
-try:
-    import numba
-
-    AVAILABLE = True
-except ImportError:  # pragma: no cover - numba is a dependency
-    numba = None
-    AVAILABLE = False
+from ironmap.sim.jit import AVAILABLE, compiled  # noqa: F401 - AVAILABLE re-exported
 
 
-def _jit(func):
-    if not AVAILABLE:  # pragma: no cover
-        return func
-    return numba.njit(cache=True, nogil=True, error_model="numpy")(func)
-
-
-@_jit
+@compiled
 def rician_float32(image, sigma, scale32, draw_re, draw_im):
     """Rician magnitude of ``image`` from two standard-normal draws, as float32.
 

@@ -18,13 +18,7 @@ import math
 
 import numpy as np
 
-try:
-    import numba
-
-    AVAILABLE = True
-except ImportError:  # pragma: no cover - numba is a dependency
-    numba = None
-    AVAILABLE = False
+from ironmap.sim.jit import AVAILABLE, compiled, inline  # noqa: F401 - AVAILABLE re-exported
 
 #: Rows of the shape table (centre x, y, z, semi-axis x, y, z; float32).
 HEAD_MAIN, HEAD_FOSSA, CSF_MAIN, CSF_FOSSA = 0, 1, 2, 3
@@ -35,24 +29,12 @@ DEEP_BOX, THALAMUS, VENTRICLES, THIRD_VENTRICLE = 9, 10, 11, 12
 DEEP_GM = 13
 
 
-def _jit(func):
-    if not AVAILABLE:  # pragma: no cover
-        return func
-    return numba.njit(cache=True, nogil=True, error_model="numpy")(func)
-
-
-def _inline(func):
-    if not AVAILABLE:  # pragma: no cover
-        return func
-    return numba.njit(inline="always", error_model="numpy")(func)
-
-
-@_inline
+@inline
 def _in_box(x, y, z, s):
     return abs(x - s[0]) <= s[3] and abs(y - s[1]) <= s[4] and abs(z - s[2]) <= s[5]
 
 
-@_inline
+@inline
 def _r2(x, y, z, s):
     q0 = (x - s[0]) / s[3]
     q1 = (y - s[1]) / s[4]
@@ -60,12 +42,12 @@ def _r2(x, y, z, s):
     return q0 * q0 + q1 * q1 + q2 * q2
 
 
-@_inline
+@inline
 def _inside(x, y, z, s):
     return _in_box(x, y, z, s) and _r2(x, y, z, s) <= 1.0
 
 
-@_inline
+@inline
 def _paint(x, y, z, shapes, rows, values, lab):
     """``lab`` painted by each listed shape (in order) that holds the point."""
     for j in range(rows.shape[0]):
@@ -74,14 +56,14 @@ def _paint(x, y, z, shapes, rows, values, lab):
     return lab
 
 
-@_inline
+@inline
 def _grow(lo, hi, x, y, z):
     """Widen the bounds ``lo``, ``hi`` to hold the point."""
     lo[0], lo[1], lo[2] = min(lo[0], x), min(lo[1], y), min(lo[2], z)
     hi[0], hi[1], hi[2] = max(hi[0], x), max(hi[1], y), max(hi[2], z)
 
 
-@_inline
+@inline
 def _missed(s, lo, hi):
     """The reference's shortcut: the shape's box misses the bounds of the point set."""
     for ax in range(3):
@@ -90,7 +72,7 @@ def _missed(s, lo, hi):
     return False
 
 
-@_jit
+@compiled
 def phantom_labels(p, shapes, values, putamen_rows, lesions, codes, fold, limit64):  # noqa: PLR0912
     """Labels of points already divided by the head scale (float32, shape (N, 3)).
 
