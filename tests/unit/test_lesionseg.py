@@ -14,6 +14,7 @@ from ironmap.core.lesions.auto_segment import (
     ContrastError,
     LesionSegParams,
     check_flair_contrast,
+    grey_like,
     lesion_borders,
     lesion_cores,
     lesion_detection,
@@ -337,6 +338,26 @@ def test_reject_grey_lesions_by_mean_prior():
                           params=LesionSegParams(lesion_gm_max=0.3))
     assert base.n_lesions == 3 and opt.n_lesions == 2
     assert np.array_equal(opt.mask, base.mask & ~ndimage.binary_dilation(grey, iterations=3))
+
+
+def test_grey_reference_width_takes_the_middle_class_core():
+    """T1w classes 100/200/300 whose middle class holds partial-volume voxels at T1w 160 and
+    240 (FLAIR 50, the majority) and pure ones at 200 (FLAIR 150 +- 2): the whole class gives
+    the partial-volume FLAIR as GM median, its inner half (175 < T1w < 225) the pure voxels'."""
+    rng = np.random.default_rng(0)
+    t1 = np.repeat([100.0, 160.0, 200.0, 240.0, 300.0], [3000, 2000, 1000, 2000, 3000])
+    t1 = t1 + rng.uniform(-5, 5, t1.size)
+    pure = (t1 > 190) & (t1 < 210)
+    flair = np.where((t1 > 150) & (t1 < 250), 50.0, 0.0)
+    flair[pure] = 150.0 + rng.normal(0, 2, int(pure.sum()))
+    brain = np.ones(t1.size, bool)
+    _, med_all, _ = grey_like(flair, t1, brain, 1.5)
+    like, med_in, sigma_in = grey_like(flair, t1, brain, 1.5, ref_width=0.5)
+    assert med_all == 50.0
+    assert abs(med_in - 150.0) < 0.5 and 1.0 < sigma_in < 3.0
+    assert not like[pure & (flair > med_in + 1.5 * sigma_in)].any()
+    with pytest.raises(ValueError, match="ref_width"):
+        grey_like(flair, t1, brain, 1.5, ref_width=0.0)
 
 
 @pytest.mark.slow

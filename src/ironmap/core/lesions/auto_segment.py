@@ -75,6 +75,7 @@ class LesionSegParams:
     grey_depth_mm: float = 0.0  # 0: the T1w grey-matter refusal applies at every depth
     grey_depth_gm: float = 1.0
     lesion_gm_max: float = 1.0  # 1: no lesion-wise grey-matter rejection
+    gm_ref_width: float = 1.0  # 1: GM FLAIR reference over the whole middle T1w class
 
     def as_dict(self) -> dict[str, float]:
         """Parameters as a plain dict (for sidecars).
@@ -263,7 +264,7 @@ def segment_lesions(
     core_floor = -np.inf
     if t1w is not None:
         like, gm_med, gm_sigma = grey_like(img, np.asarray(t1w, dtype=np.float64), brain,
-                                           p.gm_z)
+                                           p.gm_z, ref_width=p.gm_ref_width)
         if p.grey_depth_mm > 0:  # deep T1w-dark voxels are lesion borders, not cortex
             like &= ((surface_depth_mm(brain, voxel_sizes_mm) < p.grey_depth_mm)
                      | (gm > p.grey_depth_gm))
@@ -474,7 +475,7 @@ def lesion_cores(flair: np.ndarray, mask: np.ndarray, reference: float,
 
 
 def grey_like(flair: np.ndarray, t1w: np.ndarray, brain: np.ndarray,
-              gm_z: float) -> tuple[np.ndarray, float, float]:
+              gm_z: float, ref_width: float = 1.0) -> tuple[np.ndarray, float, float]:
     """Voxels that look like normal grey matter on T1w and FLAIR.
 
     T1w between the CSF centre and the GM/WM boundary of three k-means classes
@@ -490,6 +491,11 @@ def grey_like(flair: np.ndarray, t1w: np.ndarray, brain: np.ndarray,
     brain : ndarray of bool, shape (X, Y, Z)
     gm_z : float
         FLAIR above the GM median + ``gm_z`` GM sigmas is not normal grey matter.
+    ref_width : float
+        Fraction (0-1] of the middle class used for the GM FLAIR reference, around the class
+        centre: 1 takes the whole class (CSF/GM to GM/WM midpoint); 0.5 its inner half (from
+        halfway between the lower boundary and the centre to halfway between the centre and
+        the upper boundary), fewer voxels in partial volume with CSF or white matter.
 
     Returns
     -------
@@ -497,8 +503,12 @@ def grey_like(flair: np.ndarray, t1w: np.ndarray, brain: np.ndarray,
         Grey-matter-like voxels, and the GM FLAIR reference (image units).
     """
     csf_c, gm_c, wm_c = kmeans_1d(t1w[brain], 3)
-    below_wm = brain & (t1w < 0.5 * (gm_c + wm_c))
-    ref = below_wm & (t1w > 0.5 * (csf_c + gm_c))
+    if not 0.0 < ref_width <= 1.0:
+        raise ValueError(f"ref_width must be in (0, 1], got {ref_width}")
+    lo, hi = 0.5 * (csf_c + gm_c), 0.5 * (gm_c + wm_c)
+    below_wm = brain & (t1w < hi)
+    ref = (brain & (t1w > gm_c - ref_width * (gm_c - lo))
+           & (t1w < gm_c + ref_width * (hi - gm_c)))
     if ref.sum() < 100:
         return np.zeros(flair.shape, dtype=bool), -np.inf, 0.0
     q25, med = np.percentile(flair[ref], [25, 50])
