@@ -507,8 +507,11 @@ def grey_like(flair: np.ndarray, t1w: np.ndarray, brain: np.ndarray,
         raise ValueError(f"ref_width must be in (0, 1], got {ref_width}")
     lo, hi = 0.5 * (csf_c + gm_c), 0.5 * (gm_c + wm_c)
     below_wm = brain & (t1w < hi)
-    ref = (brain & (t1w > gm_c - ref_width * (gm_c - lo))
-           & (t1w < gm_c + ref_width * (hi - gm_c)))
+    if ref_width == 1.0:  # the whole class: its boundaries exactly
+        ref = below_wm & (t1w > lo)
+    else:
+        ref = (brain & (t1w > gm_c - ref_width * (gm_c - lo))
+               & (t1w < gm_c + ref_width * (hi - gm_c)))
     if ref.sum() < 100:
         return np.zeros(flair.shape, dtype=bool), -np.inf, 0.0
     q25, med = np.percentile(flair[ref], [25, 50])
