@@ -125,3 +125,19 @@ def test_image_part_and_series_map():
     assert match_series_map({"SeriesDescription": "My_Special_T1"}, smap) == "T1w"
     assert match_series_map({"SeriesNumber": 12}, smap) == "ignore"
     assert match_series_map({"SeriesDescription": "other"}, smap) is None
+
+
+@pytest.mark.parametrize("missing", ["pydicom", "dcm2niix"])
+def test_import_without_the_dicom_extra_is_one_clear_error(tmp_path, monkeypatch, missing):
+    """A missing pydicom or dcm2niix is named with the install command; nothing is written."""
+    import sys
+
+    from ironmap.io.dicom import DicomImportError
+    from ironmap.workflows.import_dicom import import_dicom
+
+    monkeypatch.setitem(sys.modules, missing, None)  # the import then raises ImportError
+    (tmp_path / "dicom").mkdir()
+    bids = tmp_path / "bids"
+    with pytest.raises(DicomImportError, match=rf"{missing} is not installed.*ironmap\[dicom\]"):
+        import_dicom(tmp_path / "dicom", bids, "01")
+    assert not bids.exists()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import gzip
+import importlib
 import io
 import json
 import logging
@@ -86,6 +87,22 @@ class ConvertedImage:
     def series_number(self) -> int:
         """DICOM SeriesNumber (0 when absent)."""
         return int(self.sidecar.get("SeriesNumber", 0) or 0)
+
+
+def require_tools() -> None:
+    """Check that the ``dicom`` extra (pydicom and the dcm2niix package) is installed.
+
+    Raises
+    ------
+    DicomImportError
+        Naming the missing package and the install command.
+    """
+    for name in ("pydicom", "dcm2niix"):
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise DicomImportError(f"{name} is not installed (needed by import-dicom): "
+                                   "pip install 'ironmap[dicom]'") from exc
 
 
 def prepare_input(dicom_dir: Path, work_dir: Path) -> Path:

@@ -123,8 +123,10 @@ def import_dicom(dicom_dir: str | os.PathLike, bids_dir: str | os.PathLike,
     Raises
     ------
     ironmap.io.dicom.DicomImportError
-        Bad input, naming the series or file; nothing is written into ``bids_dir`` then.
+        Bad input, naming the series or file, or the ``dicom`` extra not installed; nothing
+        is written into ``bids_dir`` then.
     """
+    dicom.require_tools()
     pid = bids_label(participant_label, "sub")
     ses = bids_label(session_label, "ses") if session_label else None
     dicom_dir, bids_dir = Path(dicom_dir).resolve(), Path(bids_dir).resolve()
