@@ -302,11 +302,9 @@ def run_dcm2niix(in_dir: Path, out_dir: Path) -> list[ConvertedImage]:
     DicomImportError
         When dcm2niix is missing or fails (its output quoted).
     """
-    try:
-        import dcm2niix
-    except ImportError as exc:  # pragma: no cover - optional dependency
-        raise DicomImportError("dcm2niix is not installed: pip install 'ironmap[dicom]'") \
-            from exc
+    require_tools()
+    import dcm2niix
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     cmd = [dcm2niix.bin, *DCM2NIIX_OPTIONS, "-o", str(out_dir), str(in_dir)]
